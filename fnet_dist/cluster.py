@@ -1,0 +1,62 @@
+"""Where Dask work runs: a scheduler address, ``DASK_SCHEDULER_ADDRESS``, or a LocalCluster of processes.
+
+``dask_client(scheduler)`` is a context manager yielding a ``distributed.Client``; a LocalCluster it
+started is closed on exit, a remote scheduler is only disconnected.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["SCHEDULER_ENV", "dask_client", "scheduler_address"]
+
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+log = logging.getLogger(__name__)
+
+
+def scheduler_address(scheduler: str | None = None) -> str | None:
+    """The scheduler to use: ``scheduler`` if given, else ``$DASK_SCHEDULER_ADDRESS``, else None (local)."""
+    return scheduler or os.environ.get(SCHEDULER_ENV) or None
+
+
+@contextmanager
+def dask_client(
+    scheduler: str | None = None,
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str | int | None = "auto",
+) -> Iterator["distributed.Client"]:  # noqa: F821
+    """Connect to ``scheduler`` (or the env var), else start a LocalCluster of worker processes.
+
+    The local cluster has ``n_workers`` processes (default: one per CPU core) of
+    ``threads_per_worker`` threads each, so BLAS inside each task runs on one thread.
+    """
+    from distributed import Client, LocalCluster
+
+    address = scheduler_address(scheduler)
+    if address:
+        client = Client(address)
+        log.info("connected to Dask scheduler %s (dashboard %s)", address, client.dashboard_link)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    workers = n_workers or max(1, os.cpu_count() or 1)
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=":0",
+    )
+    client = Client(cluster)
+    log.info("started LocalCluster of %d worker processes (dashboard %s)", workers, client.dashboard_link)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()

@@ -1,0 +1,16 @@
+"""User-facing errors: one line that names the bad value, what was expected and how to fix it."""
+from __future__ import annotations
+
+__all__ = ["FnetError", "InputError", "StoreError"]
+
+
+class FnetError(Exception):
+    """Base class of errors the CLI prints as one line (``error: …``) with exit status 2."""
+
+
+class InputError(FnetError, ValueError):
+    """A bad argument, config value or input file."""
+
+
+class StoreError(FnetError, ValueError):
+    """A store is missing, foreign, of another schema version, or of another config."""

