@@ -211,6 +211,25 @@ def _provenance(loaded: Any, arch: Architecture, mask: NeuronMask, edit: Edit) -
     }
 
 
+def _drop_dequantized_gguf(model: torch.nn.Module) -> None:
+    """Forget the loader's GGUF quantizer when every weight was unpacked to a plain float tensor.
+
+    transformers keeps the quantizer after dequantizing a GGUF file and then refuses ``save_pretrained``;
+    the weights are ordinary, so the checkpoint is an ordinary (safetensors) one.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    method = str(getattr(quantizer.quantization_config, "quant_method", "?"))
+    plain = all(p.dtype.is_floating_point and type(p) in (torch.nn.Parameter, torch.Tensor) for p in model.parameters())
+    if "gguf" not in method.lower() or getattr(quantizer, "packed_modules", None) or not plain:
+        raise InputError(
+            f"the model is loaded quantized ({method}); baking needs plain float weights: "
+            f"use an unquantized checkpoint, or a GGUF file dequantized on load"
+        )
+    quantizer.remove_quantization_config(model)
+
+
 def bake_checkpoint(
     model_spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False, **load_kwargs: Any
 ) -> str:
@@ -227,6 +246,7 @@ def bake_checkpoint(
     loaded = load_model(model_spec, **load_kwargs)
     arch = resolve_architecture(loaded.model)
     bake(loaded.model, arch, mask, edit)
+    _drop_dequantized_gguf(loaded.model)
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
