@@ -61,7 +61,8 @@ class Edit:
         return {"inhibit": "inhibit", "multiply": f"multiply x{self.value:g}", "add": f"add {self.value:+g}"}[self.kind]
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "value": self.value}
+        """``{"kind", "value"}`` (value ``None`` for inhibit, which ignores it)."""
+        return {"kind": self.kind, "value": None if self.kind == "inhibit" else self.value}
 
 
 def model_shape(model: torch.nn.Module, arch: Architecture) -> tuple[int, int]:
