@@ -109,13 +109,20 @@ def test_many_masks_in_a_row_on_one_model(tiny_llama):
     assert all(not m._forward_hooks for m in block_output_modules(model, arch))
 
 
-def test_hooks_keep_the_model_dtype(tiny_llama):
+def test_half_precision_hooks_scale_by_the_exact_factor(tiny_llama):
+    """In bfloat16, 1.02 is 1.0234: the hook multiplies in float32 and rounds once, keeping the dtype."""
     model = load_model(tiny_llama, dtype="bfloat16").model
     arch = resolve_architecture(model)
-    mask = NeuronMask.random(model_shape(model, arch), count=8, seed=0)
+    mask = NeuronMask.from_indices(model_shape(model, arch), [(0, 3), (0, 9)])
+    with torch.no_grad(), capture_block_outputs(model, arch, layers=[0]) as normal:
+        model(_ids())
     with torch.no_grad(), edited(model, arch, mask, Edit("multiply", 1.02)), capture_block_outputs(model, arch) as got:
         model(_ids())
     assert all(t.dtype == torch.bfloat16 for t in got.outputs.values())
+    want = normal.outputs[0].clone()
+    want[..., [3, 9]] = (want[..., [3, 9]].float() * 1.02).to(torch.bfloat16)
+    torch.testing.assert_close(got.outputs[0], want, rtol=0, atol=0)
+    assert not torch.equal(want, (normal.outputs[0] * torch.tensor(1.02, dtype=torch.bfloat16)))
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
