@@ -13,6 +13,9 @@ its layer (median over real tokens and channels of a token subsample).
 - ``massive_channels(activations, rule) -> DataFrame``: one row per massive channel, with where it peaks
   (share of samples peaking at token 0, the token ids that carry it).
 - ``massive_mask(table, shape) -> ndarray bool (n_layers, d_model)``.
+- ``network_anatomy(networks, massive, activations=) -> DataFrame``: per template, its neurons on massive
+  channels, layer spread and how concentrated its source signal is on one token.
+- ``template_sources(maps, tokens)``, ``peak_token_share(sources)``: dual regression of templates on a text.
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["MassiveRule", "channel_peaks", "massive_channels", "massive_mask"]
+__all__ = [
+    "MassiveRule", "channel_peaks", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share", "template_sources",
+]
 
 
 @dataclass(frozen=True)
@@ -126,3 +131,76 @@ def massive_mask(table: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
             raise InputError(f"massive-channel table reaches ({layers.max()}, {neurons.max()}), outside the mask shape {shape}")
         mask[layers, neurons] = True
     return mask
+
+
+def template_sources(maps: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Each template's source signal over one text's tokens, by least squares (dual regression, stage 1).
+
+    maps : (n_components, n_neurons) z-maps; tokens : (n_tokens, n_neurons) activations of the text.
+    Each neuron is standardised over the tokens first (constant neurons → 0), as in the decomposition.
+    Returns (n_components, n_tokens).
+    """
+    x = tokens.astype(np.float64)
+    std = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    m = np.nan_to_num(maps.astype(np.float64))
+    return np.linalg.lstsq(m.T, x.T, rcond=None)[0]
+
+
+def peak_token_share(sources: np.ndarray) -> np.ndarray:
+    """Share of each source's energy on its single largest token: (n_components, n_tokens) → (n_components,)."""
+    energy = sources ** 2
+    total = energy.sum(axis=1)
+    return np.where(total > 0, energy.max(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+
+
+def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshold: float = 3.6,
+                    two_sided: bool = True, samples: int = 20) -> pd.DataFrame:
+    """Per group template: size, neurons on massive channels, layer spread, source concentration.
+
+    networks : a networks store (URL or Dataset) with ``group_map(component, layer, neuron)``.
+    massive : bool (n_layers, d_model) from ``massive_mask``.
+    activations : optional activations store; with it, each template's source over the tokens of up to
+    ``samples`` group-split samples gives ``peak_token_share`` (mean share of energy on one token) and
+    ``first_token_peak_share`` (share of samples whose source peaks at token 0).
+    """
+    from .networks import binarize
+
+    if isinstance(networks, str):
+        from storage_schemas import NETWORKS
+
+        from .storage import open_store
+
+        networks = open_store(networks, NETWORKS)
+    maps = networks["group_map"].values  # (component, layer, neuron)
+    if maps.shape[1:] != massive.shape:
+        raise InputError(f"networks of shape {maps.shape[1:]} and a massive-channel mask of shape {massive.shape} "
+                         f"come from different models; use stores of the same model")
+    nets = binarize(maps, threshold, two_sided)
+    sizes = nets.sum(axis=(1, 2))
+    per_layer = nets.sum(axis=2)
+    on_massive = (nets & massive[None]).sum(axis=(1, 2))
+    table = pd.DataFrame({
+        "component": np.arange(len(maps)),
+        "size": sizes,
+        "share": sizes / nets[0].size,
+        "on_massive": on_massive,
+        "massive_share": np.where(sizes > 0, on_massive / np.maximum(sizes, 1), 0.0),
+        "layers_spanned": (per_layer > 0).sum(axis=1),
+        "top_layer": per_layer.argmax(axis=1),
+        "top_layer_share": np.where(sizes > 0, per_layer.max(axis=1) / np.maximum(sizes, 1), 0.0),
+    })
+    if activations is not None:
+        ds = _open(activations)
+        group = np.nonzero(ds["split"].values == "group")[0][:samples]
+        flat = maps.reshape(len(maps), -1)
+        shares, firsts = [], []
+        for sample in group.tolist():
+            n = int(ds["n_tokens"].values[sample])
+            x = ds["activation"][sample, :n].values.reshape(n, -1)
+            sources = template_sources(flat, x)
+            shares.append(peak_token_share(sources))
+            firsts.append(np.abs(sources).argmax(axis=1) == 0)
+        table["peak_token_share"] = np.mean(shares, axis=0) if shares else np.nan
+        table["first_token_peak_share"] = np.mean(firsts, axis=0) if firsts else np.nan
+    return table
