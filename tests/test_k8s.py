@@ -95,9 +95,11 @@ def env_config(docs: list[dict]) -> dict[str, str]:
 # --- schemas ---------------------------------------------------------------------------------------
 
 @functools.cache
-def crd_schemas() -> dict[str, tuple[str, dict]]:
-    """``{kind: (apiVersion, openAPIV3Schema)}`` of the Dask operator's CRDs, read from dask-kubernetes'
-    files (installed with ``pip install --no-deps dask-kubernetes``; nothing of it is imported)."""
+def crd_schemas() -> dict[str, tuple[str, "jsonschema.Validator"]]:
+    """``{kind: (apiVersion, validator of its openAPIV3Schema)}`` of the Dask operator's CRDs, read from
+    dask-kubernetes' files (``pip install --no-deps dask-kubernetes``; nothing of it is imported)."""
+    import jsonschema
+
     spec = importlib.util.find_spec("dask_kubernetes")
     if spec is None:
         pytest.fail("the Dask operator's CRDs come from the dask-kubernetes package: "
@@ -108,7 +110,8 @@ def crd_schemas() -> dict[str, tuple[str, dict]]:
         crd = yaml.safe_load(path.read_text())
         for version in crd["spec"]["versions"]:
             api = f"{crd['spec']['group']}/{version['name']}"
-            schemas[crd["spec"]["names"]["kind"]] = (api, strict(version["schema"]["openAPIV3Schema"]))
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            schemas[crd["spec"]["names"]["kind"]] = (api, jsonschema.Draft7Validator(schema))
     return schemas
 
 
@@ -134,16 +137,15 @@ def strict(schema: dict) -> dict:
 
 def validate(doc: dict) -> None:
     """Raise unless ``doc`` is valid for Kubernetes (strict) or for the Dask operator's CRD of its kind."""
-    import jsonschema
     import kubernetes_validate
 
     if doc["kind"] not in DASK_KINDS:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         return
-    api, schema = crd_schemas()[doc["kind"]]
+    api, validator = crd_schemas()[doc["kind"]]
     assert doc["apiVersion"] == api, f"{doc['kind']} is served as {api}, not {doc['apiVersion']}"
     assert set(doc["metadata"]) <= {"name", "namespace", "labels", "annotations"}, doc["metadata"]
-    jsonschema.validate({k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}, schema)
+    validator.validate({k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")})
 
 
 
