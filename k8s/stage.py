@@ -54,17 +54,22 @@ def record_shards(env: dict[str, str]) -> int:
 
 
 def conditions(config: PipelineConfig) -> list[str]:
-    """The evaluation conditions of ``config``, named as ``fnet evaluate --conditions`` reads them: the normal
-    model, each group template of each ``evaluate.networks_of`` corpus inhibited, a random mask, the top
-    percent inhibited and amplified, and the LLM Localization baseline."""
-    ev = config.evaluate
+    """The evaluation conditions of ``config``, named as ``fnet evaluate`` names them: the normal model; each
+    group template of each ``evaluate.networks_of`` corpus inhibited, and their union (``/all``); a random
+    mask; the top percent inhibited and amplified; the LLM Localization baseline, inhibited and amplified.
+    With several corpora, the top-percent and localization names end in ``@<corpus>``."""
+    ev, corpora = config.evaluate, config.evaluation_corpora()
+    components = config.decompose.group_components
     names = ["normal"]
-    names += [f"inhibit:{corpus}/{k}" for corpus in config.evaluation_corpora()
-              for k in range(config.decompose.group_components)]
+    for corpus in corpora:
+        names += [f"inhibit:{corpus}/{k}" for k in range(components)]
+        names += [f"inhibit:{corpus}/all"] if components > 1 else []
     names.append(f"random{ev.random_fraction * 100:g}:seed{ev.seed}")
-    names += [f"top{ev.top_percent:g}:inhibit", f"top{ev.top_percent:g}:multiply{ev.amplify_factor:g}"]
-    if ev.localization:
-        names.append("localization:inhibit")
+    edits = ("inhibit", f"multiply{ev.amplify_factor:g}")
+    for corpus in corpora:
+        suffix = "" if len(corpora) == 1 else f"@{corpus}"
+        names += [f"top{ev.top_percent:g}:{edit}{suffix}" for edit in edits]
+        names += [f"localization:{edit}{suffix}" for edit in edits] if ev.localization else []
     return names
 
 
@@ -126,13 +131,21 @@ def _match(config: PipelineConfig, at: Locations, index: int | None, env: dict[s
 
 
 def _evaluate(config: PipelineConfig, at: Locations, index: int | None, env: dict[str, str]) -> list[list[str]]:
-    ev = config.evaluate
+    ev, model = config.evaluate, config.model
     condition = _pick(conditions(config), index, "evaluate")
-    argv = ["fnet", "evaluate", "--model", config.model.id,
+    argv = ["fnet", "evaluate", "--model", model.id,
             "--networks", *(at.networks(c) for c in config.evaluation_corpora()),
             "--out", f"{at.out}/evaluate", "--tasks", *ev.tasks, "--backend", ev.backend,
-            "--conditions", str(condition), "--seed", str(ev.seed)]
-    return [argv + (["--limit", str(ev.limit)] if ev.limit else [])]
+            "--conditions", str(condition), "--seed", str(ev.seed), "--batch-size", str(ev.batch_size),
+            "--factor", f"{ev.amplify_factor:g}", "--random-percent", f"{ev.random_fraction * 100:g}",
+            "--top-percent", f"{ev.top_percent:g}", "--threshold", f"{config.match.threshold:g}",
+            "--dtype", model.dtype, "--device", model.device]
+    argv += ["--limit", str(ev.limit)] if ev.limit else []
+    argv += [] if config.match.two_sided else ["--one-sided"]
+    argv += [] if ev.localization else ["--no-localization"]
+    argv += ["--hook-module", model.hook_module] if model.hook_module else []
+    argv += ["--trust-remote-code"] if model.trust_remote_code else []
+    return [argv]
 
 
 _BUILDERS = {"prefetch": _prefetch, "record": _record, "decompose": _decompose, "match": _match, "evaluate": _evaluate}

@@ -353,12 +353,20 @@ def test_later_stages_read_what_earlier_ones_wrote(paper):
     assert evaluate[evaluate.index("--networks") + 1] == "s3://runs/x/networks/sst2.zarr"
     assert evaluate[evaluate.index("--conditions") + 1] == "inhibit:sst2/2"
     assert evaluate[evaluate.index("--backend") + 1] == "vllm"
+    assert evaluate[evaluate.index("--dtype") + 1] == "bfloat16"
+    assert evaluate[evaluate.index("--factor") + 1] == "1.02"
+    assert evaluate[evaluate.index("--random-percent") + 1] == "15"
 
 
 def test_conditions_are_the_papers(paper):
     names = stage.conditions(paper)
-    assert names == ["normal", *(f"inhibit:sst2/{k}" for k in range(10)), "random15:seed0", "top5:inhibit",
-                     "top5:multiply1.02", "localization:inhibit"]
+    assert names == ["normal", *(f"inhibit:sst2/{k}" for k in range(10)), "inhibit:sst2/all", "random15:seed0",
+                     "top5:inhibit", "top5:multiply1.02", "localization:inhibit", "localization:multiply1.02"]
+    two = paper.model_copy(update={"evaluate": paper.evaluate.model_copy(
+        update={"networks_of": ("news", "sst2"), "localization": False})})
+    names = stage.conditions(two)
+    assert len(names) == 1 + 2 * 11 + 1 + 2 * 2 and len(set(names)) == len(names)
+    assert names[-4:] == ["top5:inhibit@news", "top5:multiply1.02@news", "top5:inhibit@sst2", "top5:multiply1.02@sst2"]
 
 
 def test_prefetch_downloads_hub_models_only(paper):
