@@ -137,8 +137,10 @@ def strict(schema: dict) -> dict:
 
 def validate(doc: dict) -> None:
     """Raise unless ``doc`` is valid for Kubernetes (strict) or for the Dask operator's CRD of its kind."""
-    import kubernetes_validate
-
+    try:
+        import kubernetes_validate
+    except ImportError:
+        pytest.fail("the Kubernetes JSON schemas come from the kubernetes-validate package: pip install kubernetes-validate")
     if doc["kind"] not in DASK_KINDS:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         return
