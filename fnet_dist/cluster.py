@@ -1,7 +1,7 @@
 """Where Dask work runs: a scheduler address, ``DASK_SCHEDULER_ADDRESS``, or a LocalCluster of processes.
 
 ``dask_client(scheduler)`` is a context manager yielding a ``distributed.Client``; a LocalCluster it
-started is closed on exit, a remote scheduler is only disconnected.
+started is closed on exit, a remote scheduler is only disconnected; an unreachable one is an ``InputError``.
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import logging
 import os
 from contextlib import contextmanager
 from typing import Iterator
+
+from .errors import InputError
 
 __all__ = ["SCHEDULER_ENV", "dask_client", "scheduler_address"]
 
@@ -38,7 +40,13 @@ def dask_client(
 
     address = scheduler_address(scheduler)
     if address:
-        client = Client(address)
+        try:
+            client = Client(address)
+        except OSError as exc:
+            raise InputError(
+                f"cannot reach the Dask scheduler at {address!r} ({exc}); check --scheduler, the config's "
+                f"dask.scheduler or ${SCHEDULER_ENV}, or leave them unset to start a local cluster"
+            ) from None
         log.info("connected to Dask scheduler %s (dashboard %s)", address, client.dashboard_link)
         try:
             yield client

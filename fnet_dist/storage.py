@@ -43,6 +43,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
 def store_exists(url: str) -> bool:
     """True when a Zarr v3 group (``zarr.json``) or v2 group lies at ``url``."""
     fs, path = filesystem(url)
+    fs.invalidate_cache(path)  # Zarr writes through its own (async) instance: drop listings cached here
     return fs.exists(f"{path}/zarr.json") or fs.exists(f"{path}/.zgroup")
 
 
@@ -89,5 +90,17 @@ def write_store(ds: xr.Dataset, url: str, schema: StoreSchema, *, overwrite: boo
         fs, path = filesystem(url)
         _, tmp = filesystem(target)
         fs.rm(path, recursive=True)
-        fs.mv(tmp, path, recursive=True)
+        _move_tree(fs, tmp, path)
     return url
+
+
+def _move_tree(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
+    """Move folder ``src`` to ``dst``: a rename on a local disk; on object storage (no rename, no real
+    folders) a copy of each object, then the source deleted."""
+    fs.invalidate_cache()
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        fs.mv(src, dst, recursive=True)
+        return
+    files = fs.find(src)
+    fs.copy(files, [dst + name[len(src):] for name in files])
+    fs.rm(src, recursive=True)

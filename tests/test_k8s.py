@@ -1,0 +1,445 @@
+"""Offline validation of ``k8s/``: render the kustomization (base, cpu, gpu), then check every resource
+against the Kubernetes JSON schemas (kubernetes-validate, strict) and the Dask operator's CRDs (shipped in
+the dask-kubernetes package), assert the pods' security and resource settings, the wiring between
+resources, the pipeline config → pod command mapping of ``k8s/stage.py``, and the Dockerfile."""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import functools
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fnet_dist.config import load_config
+from fnet_dist.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "k8s"
+KUBERNETES_VERSION = "1.33"  # Indexed Jobs with backoffLimitPerIndex and podFailurePolicy FailIndex are GA
+OVERLAYS = {"cpu": "pipeline/default.yaml", "gpu": "pipeline/paper-qwen2.5-7b.yaml"}
+DASK_KINDS = {"DaskJob", "DaskCluster"}
+SECRET_NAME = re.compile(r"(^|_)(KEY|SECRET|TOKEN|PASSWORD|CREDENTIALS?)(_|$)", re.I)
+
+
+def _kustomize_command() -> list[str]:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    pytest.skip("needs a kustomize renderer: `kubectl` (has kustomize built in) or `kustomize` on PATH")
+
+
+def render(folder: Path) -> list[dict]:
+    """The resources ``kustomize build`` makes of ``folder`` (pipeline configs live outside k8s/)."""
+    out = subprocess.run([*_kustomize_command(), "--load-restrictor", "LoadRestrictionsNone", str(folder)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {"base": render(K8S / "base"), **{name: render(K8S / "overlays" / name) for name in OVERLAYS}}
+
+
+def _load_stage():
+    spec = importlib.util.spec_from_file_location("fnet_k8s_stage", K8S / "stage.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stage = _load_stage()
+
+
+# --- walking resources -----------------------------------------------------------------------------
+
+def pod_specs(doc: dict) -> list[tuple[str, dict]]:
+    """Every pod spec inside a resource (Job templates, Dask scheduler / worker / job pods), with its path."""
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if isinstance(node.get("containers"), list):
+                found.append((path, node))
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(doc.get("spec", {}), f"{doc['kind']}/{doc['metadata']['name']}")
+    return found
+
+
+def all_pods(docs: list[dict]) -> list[tuple[str, dict]]:
+    return [pod for doc in docs for pod in pod_specs(doc)]
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def env_config(docs: list[dict]) -> dict[str, str]:
+    (env,) = [d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("fnet-env")]
+    return env
+
+
+# --- schemas ---------------------------------------------------------------------------------------
+
+@functools.cache
+def crd_schemas() -> dict[str, tuple[str, "jsonschema.Validator"]]:
+    """``{kind: (apiVersion, validator of its openAPIV3Schema)}`` of the Dask operator's CRDs, read from
+    dask-kubernetes' files (``pip install --no-deps dask-kubernetes``; nothing of it is imported)."""
+    import jsonschema
+
+    spec = importlib.util.find_spec("dask_kubernetes")
+    if spec is None:
+        pytest.fail("the Dask operator's CRDs come from the dask-kubernetes package: "
+                    "pip install --no-deps dask-kubernetes")
+    folder = Path(spec.origin).parent / "operator" / "deployment" / "helm" / "dask-kubernetes-operator" / "crds"
+    schemas = {}
+    for path in folder.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        for version in crd["spec"]["versions"]:
+            api = f"{crd['spec']['group']}/{version['name']}"
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            schemas[crd["spec"]["names"]["kind"]] = (api, jsonschema.Draft7Validator(schema))
+    return schemas
+
+
+def strict(schema: dict) -> dict:
+    """The schema with unknown fields refused where it lists the known ones (the API server would silently
+    prune them, so a typo in a manifest would be lost without a word)."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def validate(doc: dict) -> None:
+    """Raise unless ``doc`` is valid for Kubernetes (strict) or for the Dask operator's CRD of its kind."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        pytest.fail("the Kubernetes JSON schemas come from the kubernetes-validate package: pip install kubernetes-validate")
+    if doc["kind"] not in DASK_KINDS:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        return
+    api, validator = crd_schemas()[doc["kind"]]
+    assert doc["apiVersion"] == api, f"{doc['kind']} is served as {api}, not {doc['apiVersion']}"
+    assert set(doc["metadata"]) <= {"name", "namespace", "labels", "annotations"}, doc["metadata"]
+    validator.validate({k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")})
+
+
+
+@pytest.mark.parametrize("name", ["base", *OVERLAYS])
+def test_every_resource_validates(rendered, name):
+    kinds = [doc["kind"] for doc in rendered[name]]
+    assert {"Namespace", "PersistentVolumeClaim", "ConfigMap", "Job", "DaskJob", "DaskCluster"} <= set(kinds)
+    for doc in rendered[name]:
+        validate(doc)
+
+
+def test_validation_catches_mistakes(rendered):
+    """The validators are not vacuous: a misspelt field or a wrong type fails, for core kinds and CRDs."""
+    import jsonschema
+    import kubernetes_validate
+
+    docs = rendered["gpu"]
+    job = copy.deepcopy(by_kind(docs, "Job")["fnet-record"])
+    job["spec"]["completionsMode"] = "Indexed"
+    with pytest.raises(kubernetes_validate.ValidationError, match="completionsMode"):
+        validate(job)
+    daskjob = copy.deepcopy(by_kind(docs, "DaskJob")["fnet-decompose"])
+    daskjob["spec"]["cluster"]["spec"]["workers"] = daskjob["spec"]["cluster"]["spec"].pop("worker")
+    with pytest.raises(jsonschema.ValidationError, match="worker"):
+        validate(daskjob)
+    cluster = copy.deepcopy(by_kind(docs, "DaskCluster")["fnet-dask"])
+    cluster["spec"]["worker"]["replicas"] = "two"
+    with pytest.raises(jsonschema.ValidationError, match="'two' is not of type 'integer'"):
+        validate(cluster)
+
+
+# --- security (what checkov's Kubernetes checks look at, asserted directly) ------------------------
+
+@pytest.mark.parametrize("name", ["base", *OVERLAYS])
+def test_pods_are_locked_down(rendered, name):
+    pods = all_pods(rendered[name])
+    assert len(pods) == 11  # prefetch, record, evaluate; 2 DaskJobs x (job, scheduler, worker); DaskCluster x 2
+    for where, pod in pods:
+        ctx = pod["securityContext"]
+        assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] >= 1000 and ctx["runAsGroup"] >= 1000, where
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "fnet", where
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), where
+        assert all("hostPath" not in volume for volume in pod.get("volumes", [])), where
+        for container in pod["containers"] + pod.get("initContainers", []):
+            at = f"{where}/{container['name']}"
+            sec = container["securityContext"]
+            assert sec["allowPrivilegeEscalation"] is False and sec["readOnlyRootFilesystem"] is True, at
+            assert sec["capabilities"] == {"drop": ["ALL"]} and not sec.get("privileged"), at
+            assert "command" not in container, f"{at}: keep the image's init (tini); set args only"
+            image, _, tag = container["image"].rpartition(":")
+            assert image and tag and tag != "latest" and "/" not in tag, f"{at}: image {container['image']!r} unpinned"
+            assert container["imagePullPolicy"] == "IfNotPresent", at
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory", "ephemeral-storage"} <= set(container["resources"][kind]), f"{at} {kind}"
+            _assert_writable_tmp(pod, container, at)
+            _assert_no_inline_secrets(container, at)
+
+
+def _assert_writable_tmp(pod: dict, container: dict, at: str) -> None:
+    """The root filesystem is read-only: /tmp must be a mounted emptyDir."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]["name"]], f"{at}: no writable /tmp"
+    for path, mount in mounts.items():
+        assert mount["name"] in volumes, f"{at}: mount {path} names no volume"
+
+
+def _assert_no_inline_secrets(container: dict, at: str) -> None:
+    for var in container.get("env", []):
+        if SECRET_NAME.search(var["name"]):
+            assert "valueFrom" in var and "secretKeyRef" in var["valueFrom"], f"{at}: {var['name']} inline"
+
+
+@pytest.mark.parametrize("name", ["base", *OVERLAYS])
+def test_secrets_only_by_reference(rendered, name):
+    docs = rendered[name]
+    assert "Secret" not in {d["kind"] for d in docs}
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            for key, value in doc["data"].items():
+                assert not SECRET_NAME.search(key), f"{doc['metadata']['name']}: {key} looks like a credential"
+    refs = {ref["secretRef"]["name"] for _, pod in all_pods(docs) for c in pod["containers"]
+            for ref in c.get("envFrom", []) if "secretRef" in ref}
+    assert refs == {"fnet-object-storage", "fnet-hub-token"}
+
+
+# --- wiring ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(OVERLAYS))
+def test_references_resolve(rendered, name):
+    """Every ConfigMap, PVC and ServiceAccount a pod names is in the output (generated names included)."""
+    docs = rendered[name]
+    names = {kind: set(by_kind(docs, kind)) for kind in ("ConfigMap", "PersistentVolumeClaim", "ServiceAccount")}
+    for where, pod in all_pods(docs):
+        assert pod["serviceAccountName"] in names["ServiceAccount"], where
+        for volume in pod.get("volumes", []):
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in names["ConfigMap"], where
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in names["PersistentVolumeClaim"], where
+        for container in pod["containers"]:
+            for ref in container.get("envFrom", []):
+                if "configMapRef" in ref:
+                    assert ref["configMapRef"]["name"] in names["ConfigMap"], where
+    for doc in docs:
+        assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "fnet", doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", ["base", *OVERLAYS])
+def test_every_resource_belongs_to_a_stage(rendered, name):
+    stages = {"setup", "record", "decompose", "match", "evaluate", "interactive"}
+    for doc in rendered[name]:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "fnet-dist"
+        assert labels["app.kubernetes.io/component"] in stages, doc["metadata"]["name"]
+    for doc in rendered[name]:
+        if doc["kind"] in DASK_KINDS:  # the operator finds the scheduler through this selector
+            cluster = doc["spec"].get("cluster", doc)["spec"]
+            assert cluster["scheduler"]["service"]["selector"]["dask.org/cluster-name"] == doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", list(OVERLAYS))
+def test_pipeline_configmap_is_the_repository_config(rendered, name, tmp_path):
+    (config_map,) = [d for d in rendered[name] if d["metadata"]["name"] == "fnet-pipeline"]
+    assert config_map["data"]["pipeline.yaml"] == (REPO / OVERLAYS[name]).read_text()
+    env = env_config(rendered[name])
+    assert env["FNET_CONFIG"] == "/etc/fnet/pipeline.yaml"
+    for _, pod in all_pods(rendered[name]):
+        if any("stage.py" in " ".join(c.get("args", [])) for c in pod["containers"]):
+            mounts = {m["mountPath"]: m["name"] for c in pod["containers"] for m in c["volumeMounts"]}
+            volume = {v["name"]: v for v in pod["volumes"]}[mounts["/etc/fnet"]]
+            assert volume["configMap"]["name"] == "fnet-pipeline"
+
+
+@pytest.mark.parametrize("name", list(OVERLAYS))
+def test_indexed_jobs_match_the_config(rendered, name):
+    """completions = what stage.py computes from the mounted config and FNET_RECORD_SHARDS; each pod gets
+    its index from the Job controller's annotation."""
+    docs, env = rendered[name], env_config(rendered[name])
+    config = load_config(REPO / OVERLAYS[name])
+    jobs = by_kind(docs, "Job")
+    for job_name, job_stage in (("fnet-record", "record"), ("fnet-evaluate", "evaluate")):
+        spec = jobs[job_name]["spec"]
+        assert spec["completionMode"] == "Indexed"
+        assert spec["completions"] == stage.completions(job_stage, config, env), job_name
+        assert 1 <= spec["parallelism"] <= spec["completions"]
+        (container,) = spec["template"]["spec"]["containers"]
+        assert container["args"] == ["python", "/app/k8s/stage.py", job_stage, "--index", "$(JOB_COMPLETION_INDEX)"]
+        (index_env,) = [e for e in container["env"] if e["name"] == "JOB_COMPLETION_INDEX"]
+        assert index_env["valueFrom"]["fieldRef"]["fieldPath"] == \
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        (rule,) = spec["podFailurePolicy"]["rules"]
+        assert rule["onExitCodes"] == {"containerName": container["name"], "operator": "In", "values": [2]}
+
+
+def test_gpu_overlay_places_record_and_evaluate_on_gpus(rendered):
+    for name in ("cpu", "gpu"):
+        jobs = by_kind(rendered[name], "Job")
+        for job in ("fnet-record", "fnet-evaluate"):
+            pod = jobs[job]["spec"]["template"]["spec"]
+            limits = pod["containers"][0]["resources"]["limits"]
+            if name == "cpu":
+                assert "nvidia.com/gpu" not in limits and "nodeSelector" not in pod and "tolerations" not in pod
+                continue
+            assert limits["nvidia.com/gpu"] == "1" and pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        assert "nodeSelector" not in jobs["fnet-prefetch"]["spec"]["template"]["spec"]
+    gpu_images = {c["image"] for _, pod in all_pods(rendered["gpu"]) for c in pod["containers"]}
+    assert gpu_images == {"fnet-dist:0.1.0-gpu"}
+    assert env_config(rendered["gpu"])["FNET_STORES"].startswith("s3://")
+
+
+# --- stage.py: the config → each pod's command ------------------------------------------------------
+
+@pytest.fixture
+def paper():
+    return load_config(REPO / "pipeline/paper-qwen2.5-7b.yaml")
+
+
+def test_record_indexes_cover_every_corpus_shard_once(paper):
+    env = {"FNET_RECORD_SHARDS": "4", "FNET_STORES": "s3://runs/x", "FNET_OUT": "/data/runs/x"}
+    n = stage.completions("record", paper, env)
+    assert n == len(paper.corpora) * 4
+    seen = set()
+    for index in range(n):
+        (argv,) = stage.commands("record", paper, env, index)
+        options = dict(zip(argv[2::2], argv[3::2]))
+        corpus = next(c for c, e in paper.corpora.items() if e.spec == options["--corpus"])
+        assert options["--out"] == f"s3://runs/x/activations/{corpus}.zarr"
+        assert options["--shard"].endswith("/4") and options["--model"] == paper.model.id
+        assert options["--group-samples"] == "100" and options["--individual-samples"] == "100"
+        seen.add((corpus, options["--shard"]))
+    assert len(seen) == n
+
+
+def test_later_stages_read_what_earlier_ones_wrote(paper):
+    env = {"FNET_STORES": "s3://runs/x", "FNET_OUT": "/data/runs/x"}
+    decompose = stage.commands("decompose", paper, env)
+    assert [argv[2] for argv in decompose] == [f"s3://runs/x/activations/{c}.zarr" for c in paper.corpora]
+    networks = [argv[argv.index("--out") + 1] for argv in decompose]
+    (match,) = stage.commands("match", paper, env)
+    assert match[2:2 + len(networks)] == networks and match[match.index("--out") + 1] == "/data/runs/x/match"
+    (evaluate,) = stage.commands("evaluate", paper, env, 3)
+    assert evaluate[evaluate.index("--networks") + 1] == "s3://runs/x/networks/sst2.zarr"
+    assert evaluate[evaluate.index("--conditions") + 1] == "inhibit:sst2/2"
+    assert evaluate[evaluate.index("--backend") + 1] == "vllm"
+    assert evaluate[evaluate.index("--dtype") + 1] == "bfloat16"
+    assert evaluate[evaluate.index("--factor") + 1] == "1.02"
+    assert evaluate[evaluate.index("--random-percent") + 1] == "15"
+
+
+def test_conditions_are_the_papers(paper):
+    names = stage.conditions(paper)
+    assert names == ["normal", *(f"inhibit:sst2/{k}" for k in range(10)), "inhibit:sst2/all", "random15:seed0",
+                     "top5:inhibit", "top5:multiply1.02", "localization:inhibit", "localization:multiply1.02"]
+    two = paper.model_copy(update={"evaluate": paper.evaluate.model_copy(
+        update={"networks_of": ("news", "sst2"), "localization": False})})
+    names = stage.conditions(two)
+    assert len(names) == 1 + 2 * 11 + 1 + 2 * 2 and len(set(names)) == len(names)
+    assert names[-4:] == ["top5:inhibit@news", "top5:multiply1.02@news", "top5:inhibit@sst2", "top5:multiply1.02@sst2"]
+
+
+def test_prefetch_downloads_hub_models_only(paper):
+    assert stage.commands("prefetch", paper, {}) == [["hf", "download", "Qwen/Qwen2.5-7B-Instruct"]]
+    assert stage.commands("prefetch", load_config(REPO / "pipeline/default.yaml"), {}) == []
+
+
+def test_stage_errors_are_one_line(paper):
+    with pytest.raises(InputError, match=r"record index 20 is out of range 0\.\.19; set the Job's completions"):
+        stage.commands("record", paper, {"FNET_RECORD_SHARDS": "4"}, 20)
+    with pytest.raises(InputError, match=r"evaluate needs --index \(set from \$JOB_COMPLETION_INDEX"):
+        stage.commands("evaluate", paper, {})
+    with pytest.raises(InputError, match=r"FNET_RECORD_SHARDS='0': expected a whole number ≥ 1"):
+        stage.completions("record", paper, {"FNET_RECORD_SHARDS": "0"})
+    with pytest.raises(InputError, match=r"unknown stage 'report'"):
+        stage.commands("report", paper, {})
+
+
+def test_stage_script_prints_and_fails_like_fnet():
+    args = [sys.executable, str(K8S / "stage.py")]
+    env = {"FNET_CONFIG": str(REPO / "pipeline/paper-qwen2.5-7b.yaml"), "FNET_RECORD_SHARDS": "4",
+           "FNET_STORES": "s3://runs/x", "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([*args, "record", "--index", "5", "--print"], capture_output=True, text=True, env=env,
+                        cwd=REPO, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("+ fnet record --model Qwen/Qwen2.5-7B-Instruct") and "--shard 1/4" in ok.stdout
+    count = subprocess.run([*args, "completions", "record"], capture_output=True, text=True, env=env, cwd=REPO,
+                           timeout=60)
+    assert count.stdout.strip() == "20"
+    bad = subprocess.run([*args, "record", "--index", "99"], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: record index 99 is out of range")
+
+
+@pytest.mark.parametrize("command", ["record", "decompose", "match", "evaluate"])
+def test_stage_commands_parse_with_fnets_own_cli(paper, command):
+    """Each built command line is accepted by that stage's ``fnet`` parser (once the stage has landed)."""
+    from fnet_dist import cli
+
+    if command not in cli.COMMANDS:
+        pytest.skip(f"`fnet {command}` is not in fnet_dist.cli.COMMANDS yet")
+    parser = cli.build_parser()
+    for argv in stage.commands(command, paper, {"FNET_RECORD_SHARDS": "4"}, 0):
+        parser.parse_args(argv[1:])
+
+
+# --- the image --------------------------------------------------------------------------------------
+
+def test_dockerfile_builds_what_the_manifests_run(rendered):
+    text = (REPO / "Dockerfile").read_text()
+    uid = re.search(r"^ARG UID=(\d+)$", text, re.M).group(1)
+    assert re.search(r"^USER \$\{UID\}:\$\{UID\}$", text, re.M)
+    assert {pod["securityContext"]["runAsUser"] for _, pod in all_pods(rendered["gpu"])} == {int(uid)}
+    assert 'ENTRYPOINT ["tini", "-g", "--"]' in text
+    assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim", text, re.M)
+    assert 'gpu) pip install ".[s3,gcs,offline,vllm]"' in text
+    ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    copied = [src for line in re.findall(r"^COPY (.+)$", text, re.M) for src in line.split()[:-1]]
+    assert "k8s/stage.py" in copied
+    for source in copied:
+        assert (REPO / source).exists(), f"COPY {source}: no such file in the repository"
+        assert _docker_admits(ignore, source), f"COPY {source}: excluded by .dockerignore"
+
+
+def _docker_admits(rules: list[str], path: str) -> bool:
+    """Whether ``path`` reaches the build context under .dockerignore ``rules`` (last match wins)."""
+    admitted = True
+    for rule in rules:
+        negate = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern) or path.startswith(pattern + "/"):
+            admitted = negate
+    return admitted
