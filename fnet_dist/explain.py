@@ -138,15 +138,15 @@ def _shade(weight: float, scale: float) -> str:
 
 
 def _token_html(piece: str, index: int, weight: float, scale: float, special: bool) -> str:
-    shown = piece if piece else "\u00b7"
     title = f"token {index}: {piece!r}, weight {weight:+.4f}"
     classes = "tok special" if special else ("tok" if piece else "tok part")
     return (f'<span class="{classes}" style="{_shade(weight, scale)}" '
-            f'title="{html.escape(title, quote=True)}">{html.escape(shown)}</span>')
+            f'title="{html.escape(title, quote=True)}">{html.escape(piece)}</span>')
 
 
 def _text_html(attribution: TokenAttribution, weights: np.ndarray) -> str:
-    """The text with every token shaded; the gaps between token spans are kept, unshaded."""
+    """The text with every token shaded; gaps between token spans kept unshaded; a token whose span another
+    token already showed (one character split into several byte tokens) is a small shaded box."""
     scale = float(np.max(np.abs(weights))) if weights.size else 0.0
     parts, cursor = [], 0
     for index, (piece, span) in enumerate(zip(attribution.pieces, attribution.spans)):
@@ -168,7 +168,8 @@ h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }
 .text { white-space: pre-wrap; line-height: 1.9; font-family: ui-monospace, monospace; font-size: 0.95em;
         border: 1px solid #ddd; padding: 0.8em; border-radius: 4px; }
 .tok { border-radius: 2px; padding: 0.05em 0; }
-.special, .part { color: #777; font-size: 0.8em; }
+.special { color: #777; font-size: 0.8em; }
+.part { display: inline-block; width: 0.35em; height: 1em; vertical-align: middle; }
 .legend span { padding: 0.1em 0.5em; margin-right: 0.5em; }
 """
 

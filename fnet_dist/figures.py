@@ -58,7 +58,6 @@ def plot_networks(templates: dict[str, np.ndarray]) -> Figure:
         for row in range(n_rows):
             ax = axes[row, col]
             ax.set_xticks([])
-            ax.set_yticks([])
             if row >= len(templates[name]):
                 ax.set_axis_off()
                 continue
@@ -66,15 +65,19 @@ def plot_networks(templates: dict[str, np.ndarray]) -> Figure:
             ax.imshow(pool_columns(network.astype(np.uint8)), aspect="auto", cmap="Greys", vmin=0, vmax=1,
                       interpolation="nearest")
             ax.set_title(f"{name} {row + 1}: {int(network.sum())} neurons", fontsize=7)
+            ax.set_yticks([0, len(network) - 1], ["0", str(len(network) - 1)], fontsize=6)
             if col == 0:
                 ax.set_ylabel("layer", fontsize=7)
+            if row == len(templates[name]) - 1:
+                ax.set_xlabel(f"neuron (0-{network.shape[1] - 1})", fontsize=7)
     fig.suptitle("Group templates (rows: layers; dark: neurons in the network)", fontsize=9)
     return fig
 
 
-def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str) -> None:
-    image = ax.imshow(values, aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(columns)), [str(c) for c in columns], rotation=90, fontsize=7)
+def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits=(None, None)) -> None:
+    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=limits[0], vmax=limits[1])
+    rotation = 90 if max((len(str(c)) for c in columns), default=0) > 6 else 0
+    ax.set_xticks(range(len(columns)), [str(c) for c in columns], rotation=rotation, fontsize=7)
     ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=7)
     if values.size <= 400:
         top = np.nanmax(values) if values.size else 0
@@ -126,7 +129,7 @@ def plot_cross_corpus(cross_corpus: pd.DataFrame) -> Figure:
     size = 0.22 * len(labels) + 2.5
     fig = Figure(figsize=(size, size), constrained_layout=True)
     ax = fig.subplots()
-    _heatmap(ax, values, labels, labels, "{:.2f}")
+    _heatmap(ax, values, labels, labels, "{:.2f}", limits=(0.0, 1.0))
     ax.set_title("IoU between templates of different corpora", fontsize=9)
     return fig
 

@@ -18,7 +18,7 @@ from .errors import InputError
 
 __all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou"]
 
-_TEMP_WORDS = 1 << 20  # words of one AND temporary (8 MiB): keeps the working set in cache
+_CACHE_WORDS = 1 << 15  # words of one block of the larger side (256 KiB): stays in cache across the other side's rows
 
 
 def _check_pair(a, b) -> None:
@@ -49,17 +49,23 @@ def _popcount_rows(words: np.ndarray) -> np.ndarray:
 def _and_counts(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
     """|a_i ∩ b_j| of packed rows: ``(n_a, w)``, ``(n_b, w)`` -> ``(n_a, n_b)`` int64.
 
-    Vectorised over whole row blocks of both sides; blocks are sized so one AND temporary stays small.
+    For each row of the smaller side, one AND + popcount over a cache-sized block of rows of the other
+    side (vectorised over its rows and words), written into preallocated buffers.
     """
+    if pa.shape[0] > pb.shape[0]:
+        return _and_counts(pb, pa).T
     n_a, n_b, width = pa.shape[0], pb.shape[0], max(pa.shape[1], 1)
     out = np.empty((n_a, n_b), dtype=np.int64)
-    rows_a = max(1, min(n_a, _TEMP_WORDS // (width * 16)))
-    rows_b = max(1, _TEMP_WORDS // (width * rows_a))
-    for i in range(0, n_a, rows_a):
-        block_a = pa[i:i + rows_a, None, :]
-        for j in range(0, n_b, rows_b):
-            both = block_a & pb[None, j:j + rows_b, :]
-            out[i:i + rows_a, j:j + rows_b] = np.bitwise_count(both).sum(axis=2, dtype=np.int64)
+    rows = max(1, _CACHE_WORDS // width)
+    both = np.empty((min(rows, n_b), pa.shape[1]), dtype=np.uint64)
+    bits = np.empty(both.shape, dtype=np.uint8)
+    for j in range(0, n_b, rows):
+        block = pb[j:j + rows]
+        m = len(block)
+        for i in range(n_a):
+            np.bitwise_and(block, pa[i], out=both[:m])
+            np.bitwise_count(both[:m], out=bits[:m])
+            out[i, j:j + m] = bits[:m].sum(axis=1, dtype=np.uint32)
     return out
 
 

@@ -105,3 +105,24 @@ def test_bad_input(loaded, planted_store, tmp_path):
         explain_text(loaded, wrong, TEXT)
     with pytest.raises(StoreError, match="no store at"):
         explain_text(loaded, str(tmp_path / "missing"), TEXT)
+
+
+@pytest.mark.slow
+def test_smollm2_pieces_keep_the_text(tmp_path, monkeypatch):
+    """On the packaged SmolLM2: real BPE pieces (multi-character, a split emoji) and the CLI end to end."""
+    rng = np.random.default_rng(0)
+    filler = planted_networks(n_templates=2, copies=(1, 1), n_layers=30, d_model=576, size=20)
+    maps = rng.standard_normal((2, 30, 576)).astype(np.float32)
+    url = write_networks(networks_dataset(maps, filler.individual_map), tmp_path / "networks")
+    text = "The naïve cat <sat>  on “the” mat.\n\nDone 😀!"
+    monkeypatch.setattr(cli, "COMMANDS", ("explain",))
+    source = tmp_path / "text.txt"
+    source.write_text(text, encoding="utf-8")
+    page = tmp_path / "page.html"
+    assert cli.main(["explain", "--networks", url, "--text-file", str(source), "--out", str(page), "--device", "cpu"]) == 0
+    content = page.read_text(encoding="utf-8")
+    sections = re.findall(r'<div class="text">(.*?)</div>', content, flags=re.S)
+    assert len(sections) == 2
+    for section in sections:
+        assert html.unescape(re.sub(r"<[^>]+>", "", section)) == text
+        assert 'title="token 1: &#x27; na&#x27;' in section  # the tokenizer's own piece, leading space included

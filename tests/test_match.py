@@ -162,3 +162,13 @@ def test_bad_parameters(kwargs, message):
 def test_markdown_table_escapes_pipes():
     text = markdown_table(pd.DataFrame({"a": ["x|y"], "b": [0.5]}))
     assert text == "| a | b |\n|---|---|\n| x\\|y | 0.5000 |\n"
+
+
+def test_pool_columns_keeps_a_lone_neuron_visible():
+    from fnet_dist.figures import pool_columns
+
+    image = np.zeros((3, 5000), dtype=np.uint8)
+    image[1, 4321] = 1
+    pooled = pool_columns(image, 100)
+    assert pooled.shape == (3, 100) and pooled.sum() == 1 and pooled[1].argmax() == 86
+    assert pool_columns(image[:, :50], 100) is not None and pool_columns(image[:, :50], 100).shape == (3, 50)
