@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,7 +73,8 @@ def main() -> None:
     samples, neurons = (20, 17_280) if args.quick else (100, 100_352)
     n_templates, components, density = 10, 64, 0.01
     n_maps = samples * components
-    print(f"IoU of {n_templates} templates x {n_maps} individual maps over {neurons:,} neurons at {density:.0%} density")
+    print(f"IoU of {n_templates} templates x {n_maps} individual maps over {neurons:,} neurons at {density:.0%} density; "
+          f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with dask_client(None, n_workers=args.workers) as client:
         templates, individual = synthetic_masks(n_templates, n_maps, neurons, density, args.seed)
         wait(individual)

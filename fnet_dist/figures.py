@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "FIGURE_NAMES",
     "figure_png",
     "match_figures",
     "plot_counterparts",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 _MAX_COLUMNS = 512
+FIGURE_NAMES = ("networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png")
 
 
 def figure_png(fig: Figure, dpi: int = 120) -> bytes:

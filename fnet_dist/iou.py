@@ -91,9 +91,17 @@ def _block_sizes(blocks) -> np.ndarray:
     return sum(_popcount_rows(words) for words in _listed(blocks))
 
 
-def _block_intersections(a_blocks, b_blocks) -> np.ndarray:
-    """One output block of the product: the sum over neuron chunks of packed AND counts."""
-    return sum(_and_counts(x, y) for x, y in zip(_listed(a_blocks), _listed(b_blocks)))
+def _block_counts(packed_a, masks_b) -> np.ndarray:
+    """One row block of b against all of a, summed over neuron chunks: ``(n_a + 1, rows)`` int64.
+
+    Rows 0..n_a-1 are |a_i ∩ b_j|, the last row |b_j|; b is packed here, inside the task that holds it,
+    so no packed copy of b ever travels between workers.
+    """
+    total = 0
+    for words_a, mask_b in zip(_listed(packed_a), _listed(masks_b)):
+        words_b = pack_bits(mask_b)
+        total = total + np.vstack([_and_counts(words_a, words_b), _popcount_rows(words_b)[None, :]])
+    return total
 
 
 def _as_dask(mask):
@@ -107,21 +115,23 @@ def _as_dask(mask):
 def lazy_iou(a, b):
     """Lazy all-pairs IoU on Dask: ``(iou (n_a, n_b) float64, size_a (n_a,), size_b (n_b,))``.
 
-    a, b : bool numpy or dask arrays of shape (n, n_neurons). Each chunk is bit-packed once; output block
-    (i, j) sums AND-popcounts over the neuron chunks k (a blocked matrix product), so no task holds
-    more than one chunk of each side. Compute the three together so the packed chunks are shared.
+    a, b : bool numpy or dask arrays of shape (n, n_neurons); ``a`` is the smaller set (the templates),
+    held as one row block and bit-packed once per neuron chunk. Each task takes one row block of ``b``,
+    packs it and sums AND-popcounts with ``a`` over the neuron chunks (a blocked matrix product), so a
+    task holds one row block of ``b`` and the work stays where the block is.
     """
     import dask.array as da
 
     _check_pair(a, b)
     a, b = _as_dask(a), _as_dask(b)
-    b = b.rechunk({1: a.chunks[1]})
+    a = a.rechunk({0: -1, 1: b.chunks[1]})
     words = tuple(-(-c // 64) for c in a.chunks[1])
     pa = a.map_blocks(_pack_block, chunks=(a.chunks[0], words), dtype=np.uint64)
-    pb = b.map_blocks(_pack_block, chunks=(b.chunks[0], words), dtype=np.uint64)
     size_a = da.blockwise(_block_sizes, "i", pa, "ik", dtype=np.int64, concatenate=False)
-    size_b = da.blockwise(_block_sizes, "j", pb, "jk", dtype=np.int64, concatenate=False)
-    intersection = da.blockwise(_block_intersections, "ij", pa, "ik", pb, "jk", dtype=np.int64, concatenate=False)
+    n_a = a.shape[0]
+    counts = da.blockwise(_block_counts, "ij", pa, "ik", b, "jk", dtype=np.int64, concatenate=False,
+                          align_arrays=False, adjust_chunks={"i": lambda _: n_a + 1})  # k: words of a, neurons of b
+    intersection, size_b = counts[:n_a], counts[n_a]
     iou = da.blockwise(iou_from_counts, "ij", intersection, "ij", size_a, "i", size_b, "j", dtype=np.float64)
     return iou, size_a, size_b
 

@@ -307,6 +307,16 @@ def write_file(out: str, name: str, data: str | bytes) -> str:
     return f"{out}/{name}"
 
 
+def _remove_stale(out: str, names: set[str]) -> None:
+    """Remove figures an earlier run into the same folder wrote and this run does not (a rerun is exact)."""
+    from .storage import filesystem
+
+    fs, folder = filesystem(out)
+    for name in names:
+        if fs.exists(f"{folder}/{name}"):
+            fs.rm(f"{folder}/{name}")
+
+
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
     """Write tables (CSV + Markdown), figures (PNG) and ``results.json`` under ``out``; fills ``results.files``."""
     from . import figures
@@ -324,6 +334,7 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
     pngs = figures.match_figures(results.consistency, results.network_sizes, results.cross_corpus, templates)
     for name, png in pngs.items():
         results.files[name] = write_file(out, name, png)
+    _remove_stale(out, set(figures.FIGURE_NAMES) - set(pngs))
     index = {
         "package_version": __version__,
         "parameters": asdict(config),

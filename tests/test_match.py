@@ -88,10 +88,13 @@ def test_files(matched):
     assert "| NEWS COMPONENT 1 | CODE COMPONENT 1 | 1.0000 |" in (out / "cross_corpus.md").read_text()
 
 
-def test_one_sided_drops_negative_counterparts(tmp_path, dask_cluster_address):
+def test_one_sided_drops_negative_counterparts(stores, tmp_path, dask_cluster_address):
     planted = planted_networks(negative_copies=True)
     url = write_networks(networks_dataset(planted.group_map, planted.individual_map), tmp_path / "neg")
+    two = match_networks([url, stores[0]["code"]], str(tmp_path / "two"), scheduler=dask_cluster_address)
+    assert (tmp_path / "two" / "cross_corpus.png").exists()
     two = match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address)
+    assert not (tmp_path / "two" / "cross_corpus.png").exists()  # a rerun leaves no stale figure
     one = match_networks([url], str(tmp_path / "one"), two_sided=False, scheduler=dask_cluster_address)
     assert two.consistency["counterparts"].tolist() == planted.counterparts.tolist()
     assert one.consistency["counterparts"].tolist() == [0, 0, 0, 0]
