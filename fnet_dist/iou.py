@@ -19,6 +19,19 @@ from .errors import InputError
 __all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou"]
 
 _CACHE_WORDS = 1 << 15  # words of one block of the larger side (256 KiB): stays in cache across the other side's rows
+_BYTE_COUNTS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _bitcount_table(words: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Set bits of each uint64 by a byte table: numpy < 2.0 has no ``np.bitwise_count``."""
+    counts = _BYTE_COUNTS[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.uint8)
+    if out is None:
+        return counts
+    out[...] = counts
+    return out
+
+
+_bitcount = getattr(np, "bitwise_count", _bitcount_table)
 
 
 def _check_pair(a, b) -> None:
@@ -43,7 +56,7 @@ def pack_bits(mask: np.ndarray) -> np.ndarray:
 
 def _popcount_rows(words: np.ndarray) -> np.ndarray:
     """Set bits per row of ``(n, w)`` uint64 -> ``(n,)`` int64."""
-    return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    return _bitcount(words).sum(axis=1, dtype=np.int64)
 
 
 def _and_counts(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
@@ -64,7 +77,7 @@ def _and_counts(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
         m = len(block)
         for i in range(n_a):
             np.bitwise_and(block, pa[i], out=both[:m])
-            np.bitwise_count(both[:m], out=bits[:m])
+            _bitcount(both[:m], out=bits[:m])
             out[i, j:j + m] = bits[:m].sum(axis=1, dtype=np.uint32)
     return out
 

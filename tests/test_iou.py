@@ -70,6 +70,14 @@ def test_empty_networks_have_iou_zero_without_warnings():
     assert not both_empty.any()
 
 
+def test_byte_table_popcount_for_old_numpy(monkeypatch):
+    import fnet_dist.iou as iou_module
+
+    monkeypatch.setattr(iou_module, "_bitcount", iou_module._bitcount_table)
+    a, b = masks(6)
+    assert np.array_equal(pairwise_iou(a, b), reference_iou(a, b))
+
+
 def test_pack_bits_and_counts():
     mask = np.zeros((2, 70), bool)
     mask[0, [0, 63, 64, 69]] = True

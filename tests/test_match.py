@@ -175,3 +175,21 @@ def test_pool_columns_keeps_a_lone_neuron_visible():
     pooled = pool_columns(image, 100)
     assert pooled.shape == (3, 100) and pooled.sum() == 1 and pooled[1].argmax() == 86
     assert pool_columns(image[:, :50], 100) is not None and pool_columns(image[:, :50], 100).shape == (3, 50)
+
+
+def test_all_samples_skipped_gives_zero_counterparts(tmp_path, dask_cluster_address):
+    planted = planted_networks(n_samples=2, copies=(0, 0, 0, 0), skipped=(0, 1))
+    url = write_networks(networks_dataset(planted.group_map, planted.individual_map, status=["too short"] * 2),
+                         tmp_path / "skipped")
+    results = match_networks([url], str(tmp_path / "out"), scheduler=dask_cluster_address)
+    assert results.consistency["counterparts"].tolist() == [0, 0, 0, 0]
+    assert results.consistency["individual_maps"].unique().tolist() == [0]
+    assert results.corpora[0]["skipped_samples"] == {"0": "too short", "1": "too short"}
+
+
+def test_damaged_store_is_named(tmp_path):
+    planted = planted_networks()
+    ds = networks_dataset(planted.group_map, planted.individual_map)
+    url = write_networks(ds.assign_attrs(d_model=41), tmp_path / "damaged")
+    with pytest.raises(InputError, match=r"maps of shape \(3, 40\) .* disagree with attrs n_layers=3, d_model=41"):
+        match_networks([url], str(tmp_path / "out"))
