@@ -79,7 +79,7 @@ def main() -> None:
         templates, individual = synthetic_masks(n_templates, n_maps, neurons, density, args.seed)
         wait(individual)
         subset = individual[:200].compute()
-        loop_s, loop_iou = timed(naive_loop, templates, subset)
+        loop_s, loop_iou = timed(naive_loop, templates, subset, repeat=3)
         loop_full = loop_s * n_maps / len(subset)
         print(f"naive per-pair loop: {loop_s:.2f} s for {n_templates} x {len(subset)} pairs, scaled to all: {loop_full:.1f} s")
 
