@@ -77,7 +77,7 @@ def _tokenize(tokenizer, text: str, max_tokens: int):
     return ids, pieces, spans
 
 
-def _record(loaded_model, ids: list[int]) -> np.ndarray:
+def _record(loaded_model, ids: list[int], hook_module: str | None = None) -> np.ndarray:
     """Block outputs of one forward pass: ``(n_tokens, n_layers, d_model)`` float32."""
     import torch
 
@@ -85,7 +85,7 @@ def _record(loaded_model, ids: list[int]) -> np.ndarray:
     from .hooks import capture_block_outputs
 
     model = loaded_model.model
-    arch = resolve_architecture(model)
+    arch = resolve_architecture(model, hook_module)
     device = next(model.parameters()).device
     with torch.no_grad(), capture_block_outputs(model, arch) as capture:
         model(input_ids=torch.tensor([ids], device=device))
@@ -101,8 +101,12 @@ def _choose(components: Sequence[int] | None, n_templates: int, url: str) -> lis
 
 
 def explain_text(loaded_model, networks_url: str, text: str, components: Sequence[int] | None = None,
-                 *, max_tokens: int = 1024) -> TokenAttribution:
-    """Each chosen template's source signal over the tokens of ``text`` (1-based ``components``, default all)."""
+                 *, max_tokens: int = 1024, hook_module: str | None = None) -> TokenAttribution:
+    """Each chosen template's source signal over the tokens of ``text`` (1-based ``components``, default all).
+
+    ``hook_module``: the block-output pattern (``"model.layers.{i}.mlp"``) for a family not in the registry;
+    use the one the activations were recorded with.
+    """
     from storage_schemas import NETWORKS
 
     from .networks import DEFAULT_THRESHOLD, binarize, network_sizes
@@ -117,7 +121,7 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
     ids, pieces, spans = _tokenize(loaded_model.tokenizer, text, max_tokens)
     if len(ids) < 2:
         raise InputError(f"the text {text!r} is {len(ids)} token: a source signal over tokens needs at least two")
-    recorded = _record(loaded_model, ids)
+    recorded = _record(loaded_model, ids, hook_module)
     if recorded.shape[1:] != maps.shape[1:]:
         raise InputError(
             f"model {loaded_model.info.get('model_id', '?')} has (n_layers, d_model) = {recorded.shape[1:]}, "

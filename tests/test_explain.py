@@ -65,7 +65,7 @@ def test_explain_recovers_planted_tokens(loaded, planted_store):
     np.testing.assert_allclose(attribution.weights[:, 7], [0, 1, 0], atol=1e-4)
     # and the whole signal equals the regression on independently hooked activations
     np.testing.assert_allclose(attribution.weights, source_signals(x, maps).T, rtol=1e-4, atol=1e-5)
-    only = explain_text(loaded, url, TEXT, components=[2])
+    only = explain_text(loaded, url, TEXT, components=[2], hook_module="model.layers.{i}.mlp")
     np.testing.assert_allclose(only.weights, attribution.weights[[1]])
 
 
@@ -105,6 +105,15 @@ def test_bad_input(loaded, planted_store, tmp_path):
         explain_text(loaded, wrong, TEXT)
     with pytest.raises(StoreError, match="no store at"):
         explain_text(loaded, str(tmp_path / "missing"), TEXT)
+    with pytest.raises(InputError, match="--hook-module 'model.layers.mlp' must be a dotted module path"):
+        explain_text(loaded, url, TEXT, hook_module="model.layers.mlp")
+
+
+def test_cli_bad_text_file(planted_store, tmp_path, monkeypatch, capsys):
+    url, _, _ = planted_store
+    monkeypatch.setattr(cli, "COMMANDS", ("explain",))
+    code = cli.main(["explain", "--networks", url, "--text-file", str(tmp_path / "none.txt"), "--out", "x.html"])
+    assert code == 2 and "error: cannot read --text-file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--components", type=int, nargs="+", default=None, metavar="K",
                         help="template numbers (1-based, as in the match tables; default: all)")
     parser.add_argument("--max-tokens", type=int, default=1024, help="truncate the text to this many tokens (default 1024)")
+    parser.add_argument("--hook-module", default=None,
+                        help="block output per layer for a family fnet does not know, e.g. 'model.layers.{i}.mlp'")
     parser.add_argument("--revision", default=None, help="model revision (hub models)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"cannot read --text-file {args.text_file!r}: {exc.strerror}; check the path") from None
     loaded = load_model(args.model, revision=args.revision, dtype=args.dtype, device=args.device,
                         trust_remote_code=args.trust_remote_code)
-    attribution = explain_text(loaded, args.networks, text, args.components, max_tokens=args.max_tokens)
+    attribution = explain_text(loaded, args.networks, text, args.components, max_tokens=args.max_tokens,
+                               hook_module=args.hook_module)
     out = normalize_url(args.out)
     with fsspec.open(out, "w", encoding="utf-8") as handle:
         handle.write(render_attribution_html(attribution))
