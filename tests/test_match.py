@@ -103,8 +103,11 @@ def test_one_sided_drops_negative_counterparts(stores, tmp_path, dask_cluster_ad
 
 def test_stricter_iou_and_duplicate_dataset_names(stores, tmp_path, dask_cluster_address):
     urls, planted = stores
-    results = match_networks([urls["code"], urls["code"]], str(tmp_path / "dup"), iou=0.6,
+    import fsspec
+
+    results = match_networks([urls["code"], urls["code"]], "memory://fnet-tests/dup", iou=0.6,
                              scheduler=dask_cluster_address)
+    assert fsspec.filesystem("memory").exists("/fnet-tests/dup/consistency.md")  # results go to any fsspec URL
     assert results.consistency["dataset"].unique().tolist() == ["code", "code-2"]
     assert results.consistency["counterparts"].sum() == 0  # copies have IoU exactly 0.6, not above
     assert len(results.similar_pairs) == 4
