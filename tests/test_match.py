@@ -113,14 +113,14 @@ def test_stricter_iou_and_duplicate_dataset_names(stores, tmp_path, dask_cluster
     assert len(results.similar_pairs) == 4
 
 
-def test_cli(stores, tmp_path, dask_cluster_address, monkeypatch, capsys):
+def test_cli(stores, tmp_path, dask_cluster_address, monkeypatch, capsys, caplog):
     urls, _ = stores
     monkeypatch.setattr(cli, "COMMANDS", ("match",))
     code = cli.main(["match", urls["news"], urls["code"], "--out", str(tmp_path / "cli"), "--iou", "0.5",
                      "--scheduler", dask_cluster_address])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "note: news: template(s) [4] are empty" in printed
+    assert "news: template(s) [4] have no neuron above the threshold 3.6" in caplog.text
     assert "| TEMPLATES | NEWS | CODE |" in printed and "| 1 | 3 (1) | 2 (" in printed
 
 
@@ -196,3 +196,15 @@ def test_damaged_store_is_named(tmp_path):
     url = write_networks(ds.assign_attrs(d_model=41), tmp_path / "damaged")
     with pytest.raises(InputError, match=r"maps of shape \(3, 40\) .* disagree with attrs n_layers=3, d_model=41"):
         match_networks([url], str(tmp_path / "out"))
+
+
+def test_empty_individual_maps_are_counted(tmp_path, dask_cluster_address, monkeypatch, capsys):
+    planted = planted_networks(copies=(0, 0, 0, 0))
+    planted.individual_map[1, 2] = 0.0
+    planted.individual_map[4, 0] = 3.5
+    url = write_networks(networks_dataset(planted.group_map, planted.individual_map), tmp_path / "empty")
+    monkeypatch.setattr(cli, "COMMANDS", ("match",))
+    assert cli.main(["match", url, "--out", str(tmp_path / "out"), "--scheduler", dask_cluster_address]) == 0
+    assert "note: news: 2 of 30 individual maps are empty at threshold 3.6" in capsys.readouterr().out
+    index = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert index["corpora"][0]["empty_individual_maps"] == 2

@@ -25,10 +25,7 @@ def run(args: argparse.Namespace) -> int:
         args.networks, args.out, threshold=args.threshold, two_sided=not args.one_sided, iou=args.iou,
         scheduler=args.scheduler, similar_iou=args.similar_iou,
     )
-    for corpus in results.corpora:
-        if corpus["empty_templates"]:
-            print(f"note: {corpus['dataset']}: template(s) {corpus['empty_templates']} are empty at threshold "
-                  f"{args.threshold:g} (IoU 0 with everything)")
+    for corpus in results.corpora:  # empty templates are already logged as warnings by match_networks
         if corpus["empty_individual_maps"]:
             print(f"note: {corpus['dataset']}: {corpus['empty_individual_maps']} of {corpus['individual_maps']} "
                   f"individual maps are empty at threshold {args.threshold:g}")
