@@ -19,6 +19,7 @@ from .errors import InputError
 __all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou"]
 
 _CACHE_WORDS = 1 << 15  # words of one block of the larger side (256 KiB): stays in cache across the other side's rows
+_SPARSE_WORDS = 0.25  # a row with at most this share of non-zero words is matched on those words only
 _BYTE_COUNTS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -62,11 +63,29 @@ def _popcount_rows(words: np.ndarray) -> np.ndarray:
 def _and_counts(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
     """|a_i ∩ b_j| of packed rows: ``(n_a, w)``, ``(n_b, w)`` -> ``(n_a, n_b)`` int64.
 
-    For each row of the smaller side, one AND + popcount over a cache-sized block of rows of the other
-    side (vectorised over its rows and words), written into preallocated buffers.
+    Rows of the smaller side with few non-zero words (sparse templates) are matched on those words
+    only, since a zero word intersects nothing; the other rows go through ``_dense_and_counts``.
     """
     if pa.shape[0] > pb.shape[0]:
         return _and_counts(pb, pa).T
+    out = np.empty((pa.shape[0], pb.shape[0]), dtype=np.int64)
+    dense = []
+    for i, row in enumerate(pa):
+        words = np.flatnonzero(row)
+        if len(words) > _SPARSE_WORDS * pa.shape[1]:
+            dense.append(i)
+            continue
+        gathered = np.take(pb, words, axis=1)
+        np.bitwise_and(gathered, row[words], out=gathered)
+        out[i] = _popcount_rows(gathered)
+    if dense:
+        out[dense] = _dense_and_counts(pa[dense], pb)
+    return out
+
+
+def _dense_and_counts(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """For each row of ``pa``, one AND + popcount over a cache-sized block of rows of ``pb`` (vectorised
+    over its rows and words), written into preallocated buffers: ``(n_a, n_b)`` int64."""
     n_a, n_b, width = pa.shape[0], pb.shape[0], max(pa.shape[1], 1)
     out = np.empty((n_a, n_b), dtype=np.int64)
     rows = max(1, _CACHE_WORDS // width)

@@ -51,6 +51,17 @@ def test_on_a_distributed_cluster(dask_cluster_address):
     assert np.array_equal(result, reference_iou(a, b))
 
 
+def test_sparse_templates_take_the_word_gather_path():
+    rng = np.random.default_rng(7)
+    a = rng.random((6, 5000)) < 0.002      # few non-zero words: matched on those words only
+    a[0] = rng.random(5000) < 0.05         # many: the dense path
+    b = rng.random((80, 5000)) < 0.05
+    b[3] = a[1]
+    result = pairwise_iou(a, b)
+    assert np.array_equal(result, reference_iou(a, b)) and result[1, 3] == 1.0
+    assert np.array_equal(pairwise_iou(b, a), reference_iou(b, a))
+
+
 def test_sparse_equals_reference():
     a, b = masks(4)
     assert np.array_equal(pairwise_iou(sp.csr_matrix(a), sp.csc_matrix(b)), reference_iou(a, b))
