@@ -1,0 +1,345 @@
+"""Consistency of functional networks: group templates against individual maps, and across corpora.
+
+- ``MatchConfig``: threshold, one- or two-sided, counterpart IoU, cross-corpus IoU (validated once).
+- ``CorpusNetworks`` / ``load_networks(url, config)``: one networks store as binary networks
+  (templates in memory, individual maps lazy on Dask, skipped samples left out).
+- ``match_networks(networks, out, ...) -> MatchResults``: the paper's Tables 1, 6-8 (counterparts per
+  template), Table 2 (template IoU between corpora), network sizes, figures and ``results.json`` under ``out``.
+- ``markdown_table(frame)``: a DataFrame as a GitHub Markdown table; ``write_file(out, name, data)``.
+
+Templates are numbered from 1, as in the paper's tables.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from storage_schemas import NETWORKS
+
+from . import __version__
+from .errors import InputError
+from .networks import DEFAULT_THRESHOLD, binarize, check_threshold, describe_networks, flatten_networks
+
+__all__ = ["CorpusNetworks", "MatchConfig", "MatchResults", "load_networks", "markdown_table", "match_networks", "write_file"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Parameters of a match; ``validated()`` is the one place they are checked."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    two_sided: bool = True
+    iou: float = 0.2
+    similar_iou: float = 0.2
+
+    def validated(self) -> "MatchConfig":
+        check_threshold(self.threshold)
+        for name in ("iou", "similar_iou"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise InputError(f"{name} {value!r} must be in [0, 1): a network pair counts as similar when IoU > it (the paper uses 0.2)")
+        return MatchConfig(float(self.threshold), bool(self.two_sided), float(self.iou), float(self.similar_iou))
+
+
+@dataclass
+class CorpusNetworks:
+    """The binary networks of one networks store.
+
+    templates : bool ndarray of shape (n_templates, n_layers, d_model).
+    individual : bool dask array of shape (n_ok_samples * n_components, n_layers * d_model), sample-major.
+    samples : labels of the ``ok`` samples; ``skipped`` : {sample label: reason} of the others.
+    """
+
+    url: str
+    dataset: str
+    model_id: str
+    n_layers: int
+    d_model: int
+    templates: np.ndarray
+    individual: Any
+    samples: list
+    n_components: int
+    skipped: dict = field(default_factory=dict)
+
+    @property
+    def layout(self) -> tuple[int, int]:
+        return (self.n_layers, self.d_model)
+
+
+def load_networks(url: str, config: MatchConfig) -> CorpusNetworks:
+    """Open the networks store at ``url`` and threshold its maps (individual maps stay lazy)."""
+    from .storage import open_store
+
+    ds = open_store(url, NETWORKS)
+    n_layers, d_model = int(ds.attrs["n_layers"]), int(ds.attrs["d_model"])
+    shape = tuple(int(n) for n in ds["group_map"].shape[1:])
+    if shape != (n_layers, d_model) or tuple(ds["individual_map"].shape[2:]) != shape:
+        raise InputError(
+            f"{url}: maps of shape {shape} (layer, neuron) and {tuple(ds['individual_map'].shape[2:])} disagree with "
+            f"attrs n_layers={n_layers}, d_model={d_model}; the store is damaged, re-run decompose with --overwrite"
+        )
+    status = np.array([str(v) for v in ds["individual_status"].values], dtype=object)
+    ok = np.flatnonzero(status == "ok")
+    labels = [_plain(v) for v in ds["sample"].values] if "sample" in ds.coords else list(range(len(status)))
+    maps = ds["individual_map"].isel(sample=ok).data.rechunk({1: -1, 2: -1, 3: -1})
+    individual = flatten_networks(binarize(maps, config.threshold, config.two_sided))
+    templates = binarize(np.asarray(ds["group_map"].values, dtype=np.float32), config.threshold, config.two_sided)
+    return CorpusNetworks(
+        url=url, dataset=str(ds.attrs["dataset"]), model_id=str(ds.attrs["model_id"]),
+        n_layers=n_layers, d_model=d_model, templates=templates, individual=individual,
+        samples=[labels[i] for i in ok], n_components=int(ds.sizes["individual_component"]),
+        skipped={labels[i]: str(status[i]) for i in np.flatnonzero(status != "ok")},
+    )
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def _check_layouts(corpora: Sequence[CorpusNetworks]) -> None:
+    first = corpora[0]
+    for other in corpora[1:]:
+        if other.layout != first.layout:
+            raise InputError(
+                f"networks of different neuron layouts: {first.url} has (n_layers, d_model) = {first.layout} "
+                f"({first.model_id}), {other.url} has {other.layout} ({other.model_id}); match stores of one model"
+            )
+        if other.model_id != first.model_id:
+            log.warning("stores of different models with one layout: %s (%s) and %s (%s)",
+                        first.url, first.model_id, other.url, other.model_id)
+
+
+def _unique_names(corpora: Sequence[CorpusNetworks]) -> list[str]:
+    """Dataset names, with ``-2``, ``-3`` … added where two stores share one."""
+    seen: dict[str, int] = {}
+    names = []
+    for corpus in corpora:
+        seen[corpus.dataset] = seen.get(corpus.dataset, 0) + 1
+        names.append(corpus.dataset if seen[corpus.dataset] == 1 else f"{corpus.dataset}-{seen[corpus.dataset]}")
+    return names
+
+
+def consistency_rows(name: str, corpus: CorpusNetworks, iou: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Counterparts of each template among the individual maps (Tables 1, 6-8).
+
+    iou : (n_templates, n_ok_samples * n_components) IoU of templates with individual maps.
+    """
+    templates = flatten_networks(corpus.templates)
+    matched = iou > threshold
+    per_sample = matched.reshape(len(templates), len(corpus.samples), corpus.n_components).any(axis=2)
+    sizes = templates.sum(axis=1)
+    return pd.DataFrame({
+        "dataset": name,
+        "template": np.arange(1, len(templates) + 1),
+        "size": sizes,
+        "share": sizes / templates.shape[1],
+        "counterparts": matched.sum(axis=1),
+        "samples_with_counterpart": per_sample.sum(axis=1),
+        "individual_maps": iou.shape[1],
+        "samples": len(corpus.samples),
+        "best_iou": iou.max(axis=1, initial=0.0),
+    })
+
+
+def cross_corpus_rows(names: Sequence[str], corpora: Sequence[CorpusNetworks], similar_iou: float) -> pd.DataFrame:
+    """IoU between the templates of every pair of corpora (Table 2), with ``similar`` = IoU > ``similar_iou``."""
+    from .iou import pairwise_iou
+
+    frames = []
+    for (i, a), (j, b) in itertools.combinations(enumerate(corpora), 2):
+        iou = pairwise_iou(flatten_networks(a.templates), flatten_networks(b.templates))
+        t1, t2 = np.meshgrid(np.arange(iou.shape[0]), np.arange(iou.shape[1]), indexing="ij")
+        frames.append(pd.DataFrame({
+            "dataset_1": names[i], "template_1": t1.ravel() + 1,
+            "dataset_2": names[j], "template_2": t2.ravel() + 1, "iou": iou.ravel(),
+        }))
+    columns = ["dataset_1", "template_1", "dataset_2", "template_2", "iou"]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    frame["similar"] = frame["iou"].astype(float) > similar_iou
+    return frame
+
+
+def markdown_table(frame: pd.DataFrame, floats: str = "{:.4f}") -> str:
+    """``frame`` as a GitHub Markdown table (floats formatted with ``floats``)."""
+    def cell(value) -> str:
+        if isinstance(value, (float, np.floating)):
+            return floats.format(value)
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def consistency_markdown(consistency: pd.DataFrame, iou: float) -> str:
+    """Table 1's layout: templates as rows, corpora as columns, 'counterparts (samples)' per cell."""
+    cells = consistency.assign(cell=[f"{c} ({s})" for c, s in zip(consistency["counterparts"], consistency["samples_with_counterpart"])])
+    wide = cells.pivot(index="template", columns="dataset", values="cell").fillna("")
+    wide = wide[list(dict.fromkeys(consistency["dataset"]))].reset_index()
+    wide.columns = ["TEMPLATES", *[str(c).upper() for c in wide.columns[1:]]]
+    totals = consistency.groupby("dataset", sort=False)[["individual_maps", "samples"]].first()
+    note = "; ".join(f"{d}: {r.individual_maps} individual maps from {r.samples} samples" for d, r in totals.iterrows())
+    return (f"Counterparts (individual maps with IoU > {iou:g}) of each group template; in brackets, the samples "
+            f"with at least one counterpart. {note}.\n\n" + markdown_table(wide))
+
+
+def cross_corpus_markdown(cross: pd.DataFrame, similar_iou: float) -> str:
+    """Table 2's layout: the pairs of templates of different corpora with IoU > ``similar_iou``."""
+    similar = cross[cross["similar"]].sort_values("iou", ascending=False)
+    if similar.empty:
+        return f"No pair of templates from different corpora has IoU > {similar_iou:g}.\n"
+    table = pd.DataFrame({
+        "TEMPLATE 1": [f"{d.upper()} COMPONENT {t}" for d, t in zip(similar["dataset_1"], similar["template_1"])],
+        "TEMPLATE 2": [f"{d.upper()} COMPONENT {t}" for d, t in zip(similar["dataset_2"], similar["template_2"])],
+        "IoU": similar["iou"].to_numpy(),
+    })
+    return f"Pairs of templates from different corpora with IoU > {similar_iou:g}.\n\n" + markdown_table(table)
+
+
+@dataclass
+class MatchResults:
+    """Everything ``match_networks`` found; the tables are also files under ``out`` (see ``files``)."""
+
+    config: MatchConfig
+    consistency: pd.DataFrame
+    cross_corpus: pd.DataFrame
+    network_sizes: pd.DataFrame
+    corpora: list[dict]
+    iou: dict[str, np.ndarray]
+    files: dict[str, str]
+    markdown: str = ""
+
+    @property
+    def similar_pairs(self) -> pd.DataFrame:
+        return self.cross_corpus[self.cross_corpus["similar"]].reset_index(drop=True)
+
+
+def _compute_ious(corpora: Sequence[CorpusNetworks], scheduler: str | None):
+    """All template × individual IoUs and individual sizes in one Dask computation."""
+    import dask
+
+    from .cluster import dask_client
+    from .iou import lazy_iou
+
+    lazy = []
+    for corpus in corpora:
+        iou, _, sizes = lazy_iou(flatten_networks(corpus.templates), corpus.individual)
+        lazy.append((iou, sizes))
+    with dask_client(scheduler):
+        return dask.compute(lazy)[0]
+
+
+def _corpus_summary(name: str, corpus: CorpusNetworks, individual_sizes: np.ndarray) -> dict:
+    template_sizes = flatten_networks(corpus.templates).sum(axis=1)
+    return {
+        "dataset": name, "url": corpus.url, "model_id": corpus.model_id,
+        "n_layers": corpus.n_layers, "d_model": corpus.d_model,
+        "templates": int(len(template_sizes)),
+        "empty_templates": [int(i) + 1 for i in np.flatnonzero(template_sizes == 0)],
+        "samples": len(corpus.samples), "components": corpus.n_components,
+        "individual_maps": int(len(individual_sizes)),
+        "empty_individual_maps": int(np.count_nonzero(individual_sizes == 0)),
+        "skipped_samples": {str(k): v for k, v in corpus.skipped.items()},
+    }
+
+
+def _report_empty(summaries: Sequence[dict], config: MatchConfig) -> None:
+    for s in summaries:
+        if s["empty_templates"]:
+            log.warning("%s: template(s) %s have no neuron above the threshold %g (IoU 0 with everything)",
+                        s["dataset"], s["empty_templates"], config.threshold)
+        if s["empty_individual_maps"]:
+            log.info("%s: %d of %d individual maps have no neuron above %g",
+                     s["dataset"], s["empty_individual_maps"], s["individual_maps"], config.threshold)
+
+
+def match_networks(
+    networks: Sequence[str],
+    out: str,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    two_sided: bool = True,
+    iou: float = 0.2,
+    scheduler: str | None = None,
+    similar_iou: float = 0.2,
+) -> MatchResults:
+    """Match the networks stores ``networks`` (one per corpus) and write the tables and figures under ``out``."""
+    from .storage import normalize_url
+
+    config = MatchConfig(threshold, two_sided, iou, similar_iou).validated()
+    if not networks:
+        raise InputError("no networks store given: pass one or more stores written by fnet decompose")
+    corpora = [load_networks(normalize_url(url), config) for url in networks]
+    _check_layouts(corpora)
+    names = _unique_names(corpora)
+    computed = _compute_ious(corpora, scheduler)
+    summaries = [_corpus_summary(n, c, sizes) for n, c, (_, sizes) in zip(names, corpora, computed)]
+    _report_empty(summaries, config)
+    consistency = pd.concat([consistency_rows(n, c, i, config.iou) for n, c, (i, _) in zip(names, corpora, computed)],
+                            ignore_index=True)
+    cross = cross_corpus_rows(names, corpora, config.similar_iou)
+    sizes = pd.concat([describe_networks(c.templates, {"dataset": n}) for n, c in zip(names, corpora)], ignore_index=True)
+    results = MatchResults(config, consistency, cross, sizes, summaries,
+                           {n: i for n, (i, _) in zip(names, computed)}, {})
+    results.markdown = consistency_markdown(consistency, config.iou)
+    write_results(results, normalize_url(out), {n: c.templates for n, c in zip(names, corpora)})
+    return results
+
+
+def write_file(out: str, name: str, data: str | bytes) -> str:
+    """Write ``data`` to ``out/name`` through fsspec (``out`` a local folder or a URL); returns its URL."""
+    from .storage import filesystem
+
+    fs, folder = filesystem(out)
+    fs.makedirs(folder, exist_ok=True)
+    target = f"{folder}/{name}"
+    with fs.open(target, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return f"{out}/{name}"
+
+
+def _remove_stale(out: str, names: set[str]) -> None:
+    """Remove figures an earlier run into the same folder wrote and this run does not (a rerun is exact)."""
+    from .storage import filesystem
+
+    fs, folder = filesystem(out)
+    for name in names:
+        if fs.exists(f"{folder}/{name}"):
+            fs.rm(f"{folder}/{name}")
+
+
+def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
+    """Write tables (CSV + Markdown), figures (PNG) and ``results.json`` under ``out``; fills ``results.files``."""
+    from . import figures
+
+    config = results.config
+    texts = {
+        "consistency.csv": results.consistency.to_csv(index=False),
+        "consistency.md": results.markdown,
+        "cross_corpus.csv": results.cross_corpus.to_csv(index=False),
+        "cross_corpus.md": cross_corpus_markdown(results.cross_corpus, config.similar_iou),
+        "network_sizes.csv": results.network_sizes.to_csv(index=False),
+    }
+    for name, text in texts.items():
+        results.files[name] = write_file(out, name, text)
+    pngs = figures.match_figures(results.consistency, results.network_sizes, results.cross_corpus, templates)
+    for name, png in pngs.items():
+        results.files[name] = write_file(out, name, png)
+    _remove_stale(out, set(figures.FIGURE_NAMES) - set(pngs))
+    index = {
+        "package_version": __version__,
+        "parameters": asdict(config),
+        "corpora": results.corpora,
+        "similar_pairs": int(results.cross_corpus["similar"].sum()),
+        "files": {k: v.rsplit("/", 1)[-1] for k, v in results.files.items()},
+    }
+    results.files["results.json"] = write_file(out, "results.json", json.dumps(index, indent=2) + "\n")

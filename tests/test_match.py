@@ -1,0 +1,210 @@
+"""fnet match on planted networks stores: counterparts, cross-corpus pairs, files, CLI and bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fnet_dist import cli
+from fnet_dist.errors import InputError, StoreError
+from fnet_dist.match import MatchConfig, markdown_table, match_networks
+from networks_fixtures import networks_dataset, planted_networks, write_networks
+
+STATUS = ["ok", "ok", "too short", "ok", "ok", "ok"]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """Two corpora with the same planted template supports (seed 0): news (template 4 empty, sample 2 skipped), code."""
+    folder = tmp_path_factory.mktemp("networks")
+    news = planted_networks(empty=(3,), skipped=(2,), seed=0)
+    code = planted_networks(copies=(2, 4, 0, 6), seed=0)
+    urls = {
+        "news": write_networks(networks_dataset(news.group_map, news.individual_map, status=STATUS), folder / "news"),
+        "code": write_networks(networks_dataset(code.group_map, code.individual_map, dataset="code"), folder / "code"),
+    }
+    return urls, {"news": news, "code": code}
+
+
+@pytest.fixture(scope="module")
+def matched(stores, dask_cluster_address, tmp_path_factory):
+    urls, _ = stores
+    out = tmp_path_factory.mktemp("results") / "match"
+    return match_networks([urls["news"], urls["code"]], str(out), scheduler=dask_cluster_address), out
+
+
+def test_counterparts_equal_the_planted_ones(stores, matched):
+    _, planted = stores
+    results, _ = matched
+    table = results.consistency.set_index(["dataset", "template"])
+    for name, truth in planted.items():
+        rows = table.loc[name]
+        assert rows["counterparts"].tolist() == truth.counterparts.tolist()
+        assert rows["samples_with_counterpart"].tolist() == truth.samples_with.tolist()
+    news = table.loc["news"]
+    assert news["samples"].unique().tolist() == [5] and news["individual_maps"].unique().tolist() == [25]
+    assert news["size"].tolist() == [8, 8, 8, 0]
+    assert news["share"].tolist() == [8 / 120] * 3 + [0.0]
+    assert news["best_iou"].tolist() == [0.6, 0.0, 0.6, 0.0]  # copies keep 6 of 8 neurons: 6 / 10
+
+
+def test_empty_template_and_skipped_sample_are_reported(matched):
+    results, _ = matched
+    news = results.corpora[0]
+    assert news["empty_templates"] == [4]
+    assert news["skipped_samples"] == {"2": "too short"}
+    assert news["empty_individual_maps"] == 0
+    assert not results.iou["news"][3].any()
+
+
+def test_cross_corpus_pairs(matched):
+    results, _ = matched
+    cross = results.cross_corpus
+    assert len(cross) == 16
+    similar = results.similar_pairs
+    # identical supports: IoU 1 for each non-empty template with its twin, 0 otherwise
+    assert sorted(zip(similar["template_1"], similar["template_2"])) == [(1, 1), (2, 2), (3, 3)]
+    assert similar["iou"].tolist() == [1.0, 1.0, 1.0]
+    assert cross.loc[~cross["similar"], "iou"].max() == 0.0
+
+
+def test_files(matched):
+    results, out = matched
+    expected = {"consistency.csv", "consistency.md", "cross_corpus.csv", "cross_corpus.md", "network_sizes.csv",
+                "networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png", "results.json"}
+    assert {p.name for p in out.iterdir()} == expected
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pd.testing.assert_frame_equal(pd.read_csv(out / "consistency.csv"), results.consistency, check_dtype=False)
+    sizes = pd.read_csv(out / "network_sizes.csv")
+    assert sizes.filter(like="layer_").sum(axis=1).tolist() == sizes["size"].tolist()
+    index = json.loads((out / "results.json").read_text())
+    assert index["parameters"] == {"threshold": 3.6, "two_sided": True, "iou": 0.2, "similar_iou": 0.2}
+    assert index["similar_pairs"] == 3 and set(index["files"]) == expected - {"results.json"}
+    markdown = (out / "consistency.md").read_text()
+    assert "| TEMPLATES | NEWS | CODE |" in markdown and "| 3 | 5 (3) | 0 (0) |" in markdown
+    assert "| NEWS COMPONENT 1 | CODE COMPONENT 1 | 1.0000 |" in (out / "cross_corpus.md").read_text()
+
+
+def test_one_sided_drops_negative_counterparts(stores, tmp_path, dask_cluster_address):
+    planted = planted_networks(negative_copies=True)
+    url = write_networks(networks_dataset(planted.group_map, planted.individual_map), tmp_path / "neg")
+    two = match_networks([url, stores[0]["code"]], str(tmp_path / "two"), scheduler=dask_cluster_address)
+    assert (tmp_path / "two" / "cross_corpus.png").exists()
+    two = match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address)
+    assert not (tmp_path / "two" / "cross_corpus.png").exists()  # a rerun leaves no stale figure
+    one = match_networks([url], str(tmp_path / "one"), two_sided=False, scheduler=dask_cluster_address)
+    assert two.consistency["counterparts"].tolist() == planted.counterparts.tolist()
+    assert one.consistency["counterparts"].tolist() == [0, 0, 0, 0]
+    assert one.cross_corpus.empty and not (tmp_path / "one" / "cross_corpus.png").exists()
+
+
+def test_stricter_iou_and_duplicate_dataset_names(stores, tmp_path, dask_cluster_address):
+    urls, planted = stores
+    import fsspec
+
+    results = match_networks([urls["code"], urls["code"]], "memory://fnet-tests/dup", iou=0.6,
+                             scheduler=dask_cluster_address)
+    assert fsspec.filesystem("memory").exists("/fnet-tests/dup/consistency.md")  # results go to any fsspec URL
+    assert results.consistency["dataset"].unique().tolist() == ["code", "code-2"]
+    assert results.consistency["counterparts"].sum() == 0  # copies have IoU exactly 0.6, not above
+    assert len(results.similar_pairs) == 4
+
+
+def test_cli(stores, tmp_path, dask_cluster_address, monkeypatch, capsys, caplog):
+    urls, _ = stores
+    monkeypatch.setattr(cli, "COMMANDS", ("match",))
+    code = cli.main(["match", urls["news"], urls["code"], "--out", str(tmp_path / "cli"), "--iou", "0.5",
+                     "--scheduler", dask_cluster_address])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "news: template(s) [4] have no neuron above the threshold 3.6" in caplog.text
+    assert "| TEMPLATES | NEWS | CODE |" in printed and "| 1 | 3 (1) | 2 (" in printed
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "COMMANDS", ("match",))
+    assert cli.main(["match", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: no store at") and error.count("\n") == 1
+
+
+def test_different_layouts_name_both_shapes(stores, tmp_path):
+    urls, _ = stores
+    other = planted_networks(n_layers=2, d_model=32, size=4)
+    url = write_networks(networks_dataset(other.group_map, other.individual_map, model_id="other-model"), tmp_path / "o")
+    with pytest.raises(InputError, match=r"different neuron layouts: .* \(3, 40\) \(synthetic\), .* \(2, 32\) \(other-model\)"):
+        match_networks([urls["news"], url], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_and_foreign_stores(tmp_path):
+    from fnet_dist.storage import write_store
+    from fnet_dist.testing import activation_dataset
+    from storage_schemas import ACTIVATIONS
+
+    with pytest.raises(StoreError, match="no store at .*expected an fnet-networks store"):
+        match_networks([str(tmp_path / "missing")], str(tmp_path / "out"))
+    activations = write_store(activation_dataset(np.zeros((2, 4, 3, 40), np.float32), [4, 4]), str(tmp_path / "act"),
+                              ACTIVATIONS)
+    with pytest.raises(StoreError, match="is not an fnet-networks store"):
+        match_networks([activations], str(tmp_path / "out"))
+    with pytest.raises(InputError, match="no networks store given"):
+        match_networks([], str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"iou": 1.5}, r"iou 1.5 must be in \[0, 1\)"),
+    ({"similar_iou": -0.1}, r"similar_iou -0.1 must be in \[0, 1\)"),
+    ({"threshold": 0}, "threshold 0 must be a positive finite z-value"),
+])
+def test_bad_parameters(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        MatchConfig(**kwargs).validated()
+
+
+def test_markdown_table_escapes_pipes():
+    text = markdown_table(pd.DataFrame({"a": ["x|y"], "b": [0.5]}))
+    assert text == "| a | b |\n|---|---|\n| x\\|y | 0.5000 |\n"
+
+
+def test_pool_columns_keeps_a_lone_neuron_visible():
+    from fnet_dist.figures import pool_columns
+
+    image = np.zeros((3, 5000), dtype=np.uint8)
+    image[1, 4321] = 1
+    pooled = pool_columns(image, 100)
+    assert pooled.shape == (3, 100) and pooled.sum() == 1 and pooled[1].argmax() == 86
+    assert pool_columns(image[:, :50], 100) is not None and pool_columns(image[:, :50], 100).shape == (3, 50)
+
+
+def test_all_samples_skipped_gives_zero_counterparts(tmp_path, dask_cluster_address):
+    planted = planted_networks(n_samples=2, copies=(0, 0, 0, 0), skipped=(0, 1))
+    url = write_networks(networks_dataset(planted.group_map, planted.individual_map, status=["too short"] * 2),
+                         tmp_path / "skipped")
+    results = match_networks([url], str(tmp_path / "out"), scheduler=dask_cluster_address)
+    assert results.consistency["counterparts"].tolist() == [0, 0, 0, 0]
+    assert results.consistency["individual_maps"].unique().tolist() == [0]
+    assert results.corpora[0]["skipped_samples"] == {"0": "too short", "1": "too short"}
+
+
+def test_damaged_store_is_named(tmp_path):
+    planted = planted_networks()
+    ds = networks_dataset(planted.group_map, planted.individual_map)
+    url = write_networks(ds.assign_attrs(d_model=41), tmp_path / "damaged")
+    with pytest.raises(InputError, match=r"maps of shape \(3, 40\) .* disagree with attrs n_layers=3, d_model=41"):
+        match_networks([url], str(tmp_path / "out"))
+
+
+def test_empty_individual_maps_are_counted(tmp_path, dask_cluster_address, monkeypatch, capsys):
+    planted = planted_networks(copies=(0, 0, 0, 0))
+    planted.individual_map[1, 2] = 0.0
+    planted.individual_map[4, 0] = 3.5
+    url = write_networks(networks_dataset(planted.group_map, planted.individual_map), tmp_path / "empty")
+    monkeypatch.setattr(cli, "COMMANDS", ("match",))
+    assert cli.main(["match", url, "--out", str(tmp_path / "out"), "--scheduler", dask_cluster_address]) == 0
+    assert "note: news: 2 of 30 individual maps are empty at threshold 3.6" in capsys.readouterr().out
+    index = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert index["corpora"][0]["empty_individual_maps"] == 2
