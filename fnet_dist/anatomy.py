@@ -15,7 +15,7 @@ its layer (median over real tokens and channels of a token subsample).
 - ``massive_mask(table, shape) -> ndarray bool (n_layers, d_model)``.
 - ``network_anatomy(networks, massive, activations=) -> DataFrame``: per template, its neurons on massive
   channels, layer spread and how concentrated its source signal is on one token.
-- ``template_sources(maps, tokens)``, ``peak_token_share(sources)``: dual regression of templates on a text.
+- ``peak_token_share(sources)``: how concentrated a source signal is on one token.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import pandas as pd
 from .errors import InputError
 
 __all__ = [
-    "MassiveRule", "channel_peaks", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share", "template_sources",
+    "MassiveRule", "channel_peaks", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share",
 ]
 
 
@@ -133,20 +133,6 @@ def massive_mask(table: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def template_sources(maps: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """Each template's source signal over one text's tokens, by least squares (dual regression, stage 1).
-
-    maps : (n_components, n_neurons) z-maps; tokens : (n_tokens, n_neurons) activations of the text.
-    Each neuron is standardised over the tokens first (constant neurons → 0), as in the decomposition.
-    Returns (n_components, n_tokens).
-    """
-    x = tokens.astype(np.float64)
-    std = x.std(axis=0)
-    x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    m = np.nan_to_num(maps.astype(np.float64))
-    return np.linalg.lstsq(m.T, x.T, rcond=None)[0]
-
-
 def peak_token_share(sources: np.ndarray) -> np.ndarray:
     """Share of each source's energy on its single largest token: (n_components, n_tokens) → (n_components,)."""
     energy = sources ** 2
@@ -164,6 +150,7 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
     ``samples`` group-split samples gives ``peak_token_share`` (mean share of energy on one token) and
     ``first_token_peak_share`` (share of samples whose source peaks at token 0).
     """
+    from .explain import source_signals, standardize_tokens
     from .networks import binarize
 
     if isinstance(networks, str):
@@ -198,7 +185,7 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
         for sample in group.tolist():
             n = int(ds["n_tokens"].values[sample])
             x = ds["activation"][sample, :n].values.reshape(n, -1)
-            sources = template_sources(flat, x)
+            sources = source_signals(standardize_tokens(x), flat).T
             shares.append(peak_token_share(sources))
             firsts.append(np.abs(sources).argmax(axis=1) == 0)
         table["peak_token_share"] = np.mean(shares, axis=0) if shares else np.nan

@@ -4,6 +4,7 @@
   block outputs, z-score each neuron over the tokens (as the decomposition does) and estimate each
   template's source signal by least squares (dual regression: ``S = X · pinv(maps)``).
 - ``source_signals(activations, maps)``: that regression on plain arrays.
+- ``attribution_fragment(attribution)``: the same as an embeddable HTML fragment (used by the report).
 - ``render_attribution_html(attribution) -> str``: a self-contained page, the tokenizer's own pieces shaded
   by weight (red positive, blue negative), every piece of text HTML-escaped.
 
@@ -19,7 +20,10 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["TokenAttribution", "explain_text", "render_attribution_html", "source_signals", "standardize_tokens"]
+__all__ = [
+    "TokenAttribution", "attribution_fragment", "explain_text", "render_attribution_html", "source_signals",
+    "standardize_tokens",
+]
 
 
 @dataclass
@@ -165,21 +169,19 @@ def _text_html(attribution: TokenAttribution, weights: np.ndarray) -> str:
     return "".join(parts)
 
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 60em; }
-h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }
-.meta { color: #555; font-size: 0.9em; }
-.text { white-space: pre-wrap; line-height: 1.9; font-family: ui-monospace, monospace; font-size: 0.95em;
-        border: 1px solid #ddd; padding: 0.8em; border-radius: 4px; }
-.tok { border-radius: 2px; padding: 0.05em 0; }
-.special { color: #777; font-size: 0.8em; }
-.part { display: inline-block; width: 0.35em; height: 1em; vertical-align: middle; }
-.legend span { padding: 0.1em 0.5em; margin-right: 0.5em; }
+ATTRIBUTION_STYLE = """
+.attr .meta { color: #555; font-size: 0.9em; }
+.attr .text { white-space: pre-wrap; line-height: 1.9; font-family: ui-monospace, monospace; font-size: 0.95em;
+        border: 1px solid #ddd; padding: 0.8em; border-radius: 4px; background: #fff; }
+.attr .tok { border-radius: 2px; padding: 0.05em 0; }
+.attr .special { color: #777; font-size: 0.8em; }
+.attr .part { display: inline-block; width: 0.35em; height: 1em; vertical-align: middle; }
+.attr .legend span { padding: 0.1em 0.5em; margin-right: 0.5em; }
 """
 
 
-def render_attribution_html(attribution: TokenAttribution) -> str:
-    """A self-contained HTML page: per template, the text's tokens shaded by its source signal."""
+def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> str:
+    """The attribution as an HTML fragment (a ``<div class="attr">`` with inline styles), for embedding."""
     esc = html.escape
     sections = []
     for row, component in enumerate(attribution.components):
@@ -187,18 +189,28 @@ def render_attribution_html(attribution: TokenAttribution) -> str:
         size = attribution.template_sizes[row] if row < len(attribution.template_sizes) else None
         about = f", {size} neurons at |z| &gt; 3.6" if size is not None else ""
         sections.append(
-            f"<section><h2>Template {component} ({esc(attribution.dataset)}{about})</h2>"
+            f"<section><{heading}>Template {component} ({esc(attribution.dataset)}{about})</{heading}>"
             f'<p class="meta">weights from {weights.min():+.3f} to {weights.max():+.3f}</p>'
             f'<div class="text">{_text_html(attribution, weights)}</div></section>'
         )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>Token attribution: {esc(attribution.dataset)}</title><style>{_STYLE}</style></head><body>"
-        "<h1>Token attribution of functional-network templates</h1>"
+        f'<div class="attr"><style>{ATTRIBUTION_STYLE}</style>'
         f'<p class="meta">model {esc(attribution.model_id)} · networks {esc(attribution.networks_url)} · '
         f"{len(attribution.token_ids)} tokens · source signals by dual regression on the text's z-scored "
         "block outputs</p>"
         '<p class="legend"><span style="background-color: rgba(214,39,40,0.8)">positive</span>'
         '<span style="background-color: rgba(31,119,180,0.8)">negative</span>shade: |weight| / max |weight| per template</p>'
-        + "".join(sections) + "</body></html>\n"
+        + "".join(sections) + "</div>"
+    )
+
+
+def render_attribution_html(attribution: TokenAttribution) -> str:
+    """A self-contained HTML page: per template, the text's tokens shaded by its source signal."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>Token attribution: {html.escape(attribution.dataset)}</title>"
+        "<style>body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 60em; }"
+        "h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }</style></head><body>"
+        "<h1>Token attribution of functional-network templates</h1>"
+        + attribution_fragment(attribution, heading="h2") + "</body></html>\n"
     )
