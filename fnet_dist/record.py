@@ -20,6 +20,7 @@ from . import __version__
 from .activation_store import STORE_DTYPES, SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, summarize_store
 from .corpora import Sample, load_corpus, select_samples
 from .errors import InputError
+from .hooks import capture_block_outputs
 from .models import DTYPES, LoadedModel
 
 __all__ = ["RecordConfig", "parse_shard", "record_activations", "summarize_store"]
@@ -87,8 +88,6 @@ def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> Any:
     """Run the decoder (no LM head) on a padded batch; returns ``(batch, tokens, n_layers, d_model)``."""
     import torch
 
-    from .hooks import capture_block_outputs
-
     decoder = getattr(loaded.model, "base_model", loaded.model)
     with torch.inference_mode(), capture_block_outputs(loaded.model, arch) as capture:
         decoder(input_ids=ids, attention_mask=mask, use_cache=False)
@@ -137,12 +136,19 @@ def _checked(acts: Any, sample: Sample, store_dtype: str) -> tuple[np.ndarray, n
 
 
 def _d_model(loaded: LoadedModel, arch: Any) -> tuple[int, int]:
-    """(n_layers, d_model) from a one-token forward pass (works for any registered family)."""
+    """(n_layers, d_model) from a one-token forward pass; each hooked output must be ``(batch, tokens, d_model)``."""
     import torch
 
     token = torch.tensor([[loaded.tokenizer.pad_token_id or 0]], device=loaded.device)
-    out = _layer_outputs(loaded, arch, token, torch.ones_like(token))
-    return int(out.shape[2]), int(out.shape[3])
+    with torch.inference_mode(), capture_block_outputs(loaded.model, arch) as capture:
+        getattr(loaded.model, "base_model", loaded.model)(input_ids=token, attention_mask=torch.ones_like(token), use_cache=False)
+    shapes = {i: tuple(t.shape) for i, t in capture.outputs.items()}
+    if len(shapes) != len(capture.layers) or any(len(v) != 3 or v[:2] != (1, 1) for v in shapes.values()):
+        raise InputError(
+            f"the hooked modules ({arch.hook_pattern()}) give outputs of shapes {sorted(set(shapes.values()))} for one "
+            f"token, expected (1, 1, d_model) from every layer; pass --hook-module with the MLP block of each layer"
+        )
+    return len(shapes), shapes[capture.layers[0]][2]
 
 
 def _attrs(loaded: LoadedModel, arch: Any, config: RecordConfig, selection: Any, n_layers: int) -> dict[str, Any]:
@@ -176,16 +182,21 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordConfig, selection: Any,
     }
 
 
-def _record_samples(loaded: LoadedModel, arch: Any, todo: list[Sample], writer: SampleWriter, config: RecordConfig, progress: bool) -> None:
+def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]], done: np.ndarray, writer: SampleWriter,
+                    config: RecordConfig, progress: bool) -> None:
+    """Run ``batches`` and hand each sample not ``done`` to ``writer``."""
     from tqdm.auto import tqdm
 
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    total = sum(s.n_tokens for batch in batches for s in batch if not done[s.position])
     shard = f"{config.shard[0]}/{config.shard[1]}"
-    with tqdm(total=sum(s.n_tokens for s in todo), unit="tok", desc=f"record {shard}", disable=not progress) as bar:
-        for batch in _batches(todo, config.batch_size):
+    with tqdm(total=total, unit="tok", desc=f"record {shard}", disable=not progress) as bar:
+        for batch in batches:
             ids, mask = _padded(batch, pad_id, loaded.device)
             outputs = _layer_outputs(loaded, arch, ids, mask)
             for row, sample in enumerate(batch):
+                if done[sample.position]:
+                    continue
                 stored, peak = _checked(outputs[row, : sample.n_tokens], sample, config.store_dtype)
                 writer.put(sample.position, stored, peak)
                 bar.update(sample.n_tokens)
@@ -240,10 +251,13 @@ def record_activations(
     prepare_store(url, selection, layout, attrs, shard=config.shard, overwrite=overwrite, wait_timeout=wait_timeout)
     done = complete_mask(url)
     index, count = config.shard
-    todo = [s for s in selection.samples if s.position % count == index and not done[s.position]]
+    mine = [s for s in selection.samples if s.position % count == index]
+    # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
+    # uninterrupted run would (bitwise-equal results); batches whose samples are all complete are skipped
+    batches = [b for b in _batches(mine, batch_size) if not all(done[s.position] for s in b)]
     writer = SampleWriter(url, layout)
     try:
-        _record_samples(loaded, arch, todo, writer, config, progress)
+        _record_samples(loaded, arch, batches, done, writer, config, progress)
     finally:
         writer.close()
     return url
