@@ -5,8 +5,8 @@
 - ``config_hash(config)``: a short digest of everything that determines a store's content.
 - ``prepare_store(url, selection, layout, attrs, shard=, overwrite=)``: shard 0 creates the store (or
   resumes one of the same config); other shards wait for it and check its config hash.
-- ``SampleWriter``: writes finished samples from a background thread (``to_zarr(region=...)``), then
-  their ``complete`` marker, so a killed run leaves no sample marked complete that is not written.
+- ``SampleWriter``: writes finished samples from a background thread (the sample's region of each
+  array), then their ``complete`` marker, so a killed run leaves no sample marked complete that is not written.
 - ``summarize_store(url) -> str``: a short human summary of a store.
 """
 from __future__ import annotations
@@ -226,7 +226,11 @@ class SampleWriter:
     """
 
     def __init__(self, url: str, layout: StoreLayout, max_pending: int = 4) -> None:
+        import zarr
+
         self.url, self.layout = normalize_url(url), layout
+        group = zarr.open_group(self.url, mode="r+")  # opened once: a region write per sample, no metadata reads
+        self._arrays = {name: group[name] for name in ("activation", "peak", "complete")}
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="fnet-record-writer", daemon=True)
@@ -255,12 +259,11 @@ class SampleWriter:
 
     def _write(self, position: int, activation: np.ndarray, peak: np.ndarray) -> None:
         layout = self.layout
-        row = np.zeros((1, layout.n_tokens, layout.n_layers, layout.d_model), dtype=layout.dtype)
-        row[0, : activation.shape[0]] = activation
-        region = {"sample": slice(position, position + 1)}
-        data = xr.Dataset({"activation": (_DIMS, row), "peak": (("sample", "layer"), peak[None].astype(np.float32))})
-        data.to_zarr(self.url, region=region, consolidated=False)
-        xr.Dataset({"complete": ("sample", np.ones(1, dtype=bool))}).to_zarr(self.url, region=region, consolidated=False)
+        row = np.zeros((layout.n_tokens, layout.n_layers, layout.d_model), dtype=layout.dtype)
+        row[: activation.shape[0]] = activation
+        self._arrays["activation"][position] = row
+        self._arrays["peak"][position] = peak.astype(np.float32)
+        self._arrays["complete"][position] = True  # last: the sample is whole on disk
 
 
 def _bytes_on_disk(url: str) -> int:

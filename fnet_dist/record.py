@@ -11,6 +11,7 @@ only real tokens are written. Values that are not finite in the store dtype stop
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
@@ -24,6 +25,8 @@ from .hooks import capture_block_outputs
 from .models import DTYPES, LoadedModel
 
 __all__ = ["RecordConfig", "parse_shard", "record_activations", "summarize_store"]
+
+log = logging.getLogger(__name__)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -84,14 +87,14 @@ class RecordConfig:
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
-def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> Any:
-    """Run the decoder (no LM head) on a padded batch; returns ``(batch, tokens, n_layers, d_model)``."""
+def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> list[Any]:
+    """Run the decoder (no LM head) on a padded batch; returns each layer's ``(batch, tokens, d_model)`` output."""
     import torch
 
     decoder = getattr(loaded.model, "base_model", loaded.model)
     with torch.inference_mode(), capture_block_outputs(loaded.model, arch) as capture:
         decoder(input_ids=ids, attention_mask=mask, use_cache=False)
-        return capture.stacked()
+        return [capture.outputs[i] for i in capture.layers]
 
 
 def _batches(samples: Sequence[Sample], batch_size: int) -> Iterator[list[Sample]]:
@@ -113,26 +116,30 @@ def _padded(batch: Sequence[Sample], pad_id: int, device: Any) -> tuple[Any, Any
     return ids.to(device), mask.to(device)
 
 
-def _checked(acts: Any, sample: Sample, store_dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """``acts (n_tokens, n_layers, d_model)`` -> (store-dtype array, peak |activation| per layer as float32)."""
+def _checked(outputs: list[Any], row: int, sample: Sample, store_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """One sample's real tokens of per-layer ``(batch, tokens, d_model)`` outputs, checked and cast.
+
+    Returns (``(n_tokens, n_layers, d_model)`` in ``store_dtype``, peak |activation| per layer as float32).
+    """
     import torch
 
-    peak = acts.abs().amax(dim=(0, 2)).float()
-    stored = acts.to(getattr(torch, store_dtype))
-    bad = (~torch.isfinite(stored)).any(dim=2).any(dim=0)
+    target = getattr(torch, store_dtype)
+    layers = [layer[row, : sample.n_tokens] for layer in outputs]  # views
+    peak = torch.stack([torch.maximum(x.amax(), -x.amin()) for x in layers]).float()  # NaN propagates
+    bad = ~torch.isfinite(peak.to(target))  # casting is monotonic: the peak overflows first
     if bad.any():
         layer = int(bad.nonzero()[0, 0])
         value = float(peak[layer])
         hint = (
             "the model itself gives non-finite values: try --dtype float32"
             if not np.isfinite(value)
-            else f"this exceeds {store_dtype} (largest finite {float(torch.finfo(stored.dtype).max):.6g}): re-run with --store-dtype float32"
+            else f"this exceeds {store_dtype} (largest finite {float(torch.finfo(target).max):.6g}): re-run with --store-dtype float32"
         )
         raise InputError(
             f"sample {sample.position} (corpus text {sample.source_index}) layer {layer}: peak |activation| {value:.6g} "
             f"is not finite once stored as {store_dtype}; {hint}"
         )
-    return stored.cpu().numpy(), peak.cpu().numpy()
+    return torch.stack([x.to(target) for x in layers], dim=1).cpu().numpy(), peak.cpu().numpy()
 
 
 def _d_model(loaded: LoadedModel, arch: Any) -> tuple[int, int]:
@@ -197,7 +204,7 @@ def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]],
             for row, sample in enumerate(batch):
                 if done[sample.position]:
                     continue
-                stored, peak = _checked(outputs[row, : sample.n_tokens], sample, config.store_dtype)
+                stored, peak = _checked(outputs, row, sample, config.store_dtype)
                 writer.put(sample.position, stored, peak)
                 bar.update(sample.n_tokens)
 
@@ -255,6 +262,8 @@ def record_activations(
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
     # uninterrupted run would (bitwise-equal results); batches whose samples are all complete are skipped
     batches = [b for b in _batches(mine, batch_size) if not all(done[s.position] for s in b)]
+    log.info("shard %d/%d: %d of its %d samples to record (%d of %d in the store complete), batches of %d",
+             index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done), batch_size)
     writer = SampleWriter(url, layout)
     try:
         _record_samples(loaded, arch, batches, done, writer, config, progress)

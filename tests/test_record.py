@@ -139,15 +139,23 @@ def test_rerun_of_a_complete_store_writes_nothing(llama, corpus, tmp_path):
 
 KILL_AFTER = """
     import os, signal, sys
-    import xarray as xr
-    real, seen = xr.Dataset.to_zarr, [0]
-    def to_zarr(self, *args, **kwargs):  # die after K samples, between an activation write and its marker
-        if "complete" in self.data_vars and kwargs.get("region") is not None:
-            seen[0] += 1
-            if seen[0] > int(os.environ["KILL_AFTER"]):
+    from fnet_dist import activation_store
+
+    class DieOnMarker:  # SIGKILL after K samples, between a sample's activation write and its marker
+        def __init__(self, array):
+            self.array, self.seen = array, 0
+
+        def __setitem__(self, key, value):
+            self.seen += 1
+            if self.seen > int(os.environ["KILL_AFTER"]):
                 os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, *args, **kwargs)
-    xr.Dataset.to_zarr = to_zarr
+            self.array[key] = value
+
+    real_init = activation_store.SampleWriter.__init__
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self._arrays["complete"] = DieOnMarker(self._arrays["complete"])
+    activation_store.SampleWriter.__init__ = init
     from fnet_dist.cli import main
     sys.exit(main(sys.argv[1:]))
 """
