@@ -16,6 +16,7 @@ import json
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -127,8 +128,11 @@ def _create(url: str, selection: Selection, layout: StoreLayout, attrs: Mapping[
     template = _template(selection, layout, {**ACTIVATIONS.stamp(), **attrs, "config_hash": PENDING + final})
     ACTIVATIONS.validate(template, url)
     remove_store(url)
-    template.to_zarr(url, mode="w", compute=False, consolidated=False, zarr_format=3, encoding=_encoding(layout))
-    zarr.open_group(url, mode="r+").attrs.update({"config_hash": final})
+    with warnings.catch_warnings():  # consolidated metadata: not (yet) in the v3 spec; lets a plain xr.open_zarr(url) work
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        template.to_zarr(url, mode="w", compute=False, consolidated=True, zarr_format=3, encoding=_encoding(layout))
+        zarr.open_group(url, mode="r+").attrs.update({"config_hash": final})
+        zarr.consolidate_metadata(url)
 
 
 def _group_attrs(url: str) -> dict[str, Any] | None:

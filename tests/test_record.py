@@ -109,6 +109,18 @@ def test_float16_store_is_the_cast_of_the_float32_store(baseline, llama, corpus,
     np.testing.assert_array_equal(baseline["activation"].values, wide.astype(np.float16))
 
 
+def test_plain_open_zarr_shows_the_labelled_dims_without_warnings(baseline, llama, corpus, tmp_path):
+    import warnings
+
+    url = record_activations(llama, corpus, str(tmp_path / "a.zarr"), batch_size=3, **ARGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(url)
+    assert ds["activation"].dims == ("sample", "token", "layer", "neuron")
+    assert ds.attrs["config_hash"] == baseline.attrs["config_hash"]
+    xr.testing.assert_identical(ds.load(), baseline)
+
+
 def test_store_is_labelled_valid_and_described(baseline, llama):
     assert dict(baseline.sizes) == {"sample": 8, "token": 40, "layer": 2, "neuron": 32}
     assert baseline["activation"].dims == ("sample", "token", "layer", "neuron")
