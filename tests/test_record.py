@@ -333,3 +333,21 @@ def test_cli_prints_the_summary_and_one_line_errors(tiny_llama, corpus, tmp_path
     assert main(_cli_argv(tiny_llama, corpus, str(tmp_path / "a.zarr"), "--shard", "1-2")) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: malformed --shard '1-2'") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_smollm2_on_offline_news_end_to_end(tmp_path, capsys):
+    """The packaged model through the CLI: real text, 30 layers × 576, float16 in range, the massive first token."""
+    from fnet_dist.cli import main
+
+    out = str(tmp_path / "news.zarr")
+    argv = ["record", "--model", "smollm2-135m-instruct", "--corpus", "offline:news", "--out", out, "--group-samples", "2",
+            "--individual-samples", "2", "--max-tokens", "48", "--no-progress"]
+    assert main(argv) == 0
+    assert "30 layers × 576 = 17,280" in capsys.readouterr().out
+    ds = open_store(out, ACTIVATIONS).load()
+    act = ds["activation"].values.astype(np.float32)
+    assert np.isfinite(act).all() and ds["complete"].values.all()
+    first, rest = np.abs(act[:, 0]).max(axis=(0, 2)), np.abs(act[:, 1:]).max(axis=(0, 1, 3))
+    assert first.max() > 1e3 and first.max() > 10 * rest[int(first.argmax())]
+    np.testing.assert_allclose(ds["peak"].values.max(axis=0), np.maximum(first, rest), rtol=1e-3)
