@@ -165,6 +165,18 @@ def _check_existing(url: str, found: Mapping[str, Any], config: Mapping[str, Any
         raise _mismatch(url, found, config)
 
 
+def _refuse_foreign(url: str, found: Mapping[str, Any] | None) -> None:
+    """Never replace what is not an activations store (a folder of other files, another kind of store)."""
+    fs, path = filesystem(url)
+    if found is None and fs.exists(path) and (not fs.isdir(path) or fs.ls(path)):
+        raise StoreError(f"{url!r} exists and is not a Zarr store; refusing to write there: choose another --out")
+    if found is not None and found.get("schema") != ACTIVATIONS.name:
+        raise StoreError(
+            f"{url!r} holds a store that is not an {ACTIVATIONS.name} store (schema attr {found.get('schema')!r}); "
+            f"--overwrite only replaces activations stores: choose another --out"
+        )
+
+
 def _verify_layout(ds: xr.Dataset, url: str, selection: Selection, layout: StoreLayout) -> None:
     expected = np.array([s.source_index for s in selection.samples])
     shape = tuple(ds["activation"].shape)
@@ -203,6 +215,7 @@ def prepare_store(
         if found is not None and not overwrite:
             _check_existing(url, found, config, digest)
         if shard[0] == 0 and not created:
+            _refuse_foreign(url, found)
             _create(url, selection, layout, attrs)
             created = True
             continue

@@ -271,6 +271,23 @@ def test_a_store_of_another_schema_version_is_refused_then_replaced_with_overwri
     assert open_store(out, ACTIVATIONS)["complete"].values.all()
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_of_other_files_or_another_store_is_never_replaced(overwrite, llama, corpus, tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    with pytest.raises(StoreError, match="exists and is not a Zarr store; refusing to write there"):
+        record_activations(llama, corpus, str(folder), overwrite=overwrite, **ARGS)
+    assert (folder / "thesis.txt").read_text() == "years of work"
+    other = str(tmp_path / "networks.zarr")
+    xr.Dataset({"x": ("a", np.arange(3))}, attrs={"schema": "fnet-networks", "schema_version": 1}).to_zarr(
+        other, zarr_format=3, consolidated=False)
+    before = _tree_digest(other)
+    with pytest.raises(StoreError, match="not an fnet-activations store"):
+        record_activations(llama, corpus, other, overwrite=overwrite, **ARGS)
+    assert _tree_digest(other) == before
+
+
 def test_overwrite_replaces_a_store_of_another_config(existing, llama, corpus):
     record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})
     ds = open_store(existing, ACTIVATIONS)
