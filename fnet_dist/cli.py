@@ -17,7 +17,7 @@ from .errors import FnetError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("match", "explain", "bake", "run")
+COMMANDS = ("record", "match", "explain", "bake", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

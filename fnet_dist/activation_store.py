@@ -1,0 +1,320 @@
+"""The activations store on disk: its layout, creation by one shard, the wait of the others, sample writes.
+
+- ``StoreLayout``: shape, dtype and chunking of ``activation(sample, token, layer, neuron)``;
+  ``choose_token_chunk(...)`` picks the power-of-two token chunk (≤ ``CHUNK_BYTES`` per chunk).
+- ``config_hash(config)``: a short digest of everything that determines a store's content.
+- ``prepare_store(url, selection, layout, attrs, shard=, overwrite=)``: shard 0 creates the store (or
+  resumes one of the same config); other shards wait for it and check its config hash.
+- ``SampleWriter``: writes finished samples from a background thread (the sample's region of each
+  array), then their ``complete`` marker, so a killed run leaves no sample marked complete that is not written.
+- ``summarize_store(url) -> str``: a short human summary of a store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from storage_schemas import ACTIVATIONS
+
+from .corpora import Selection
+from .errors import StoreError
+from .storage import filesystem, normalize_url, open_store, remove_store, store_exists
+
+__all__ = [
+    "CHUNK_BYTES",
+    "PENDING",
+    "STORE_DTYPES",
+    "SampleWriter",
+    "StoreLayout",
+    "choose_token_chunk",
+    "complete_mask",
+    "config_hash",
+    "prepare_store",
+    "summarize_store",
+]
+
+CHUNK_BYTES = 32 * 2**20
+STORE_DTYPES = ("float16", "float32")
+PENDING = "pending:"  # config_hash prefix while shard 0 is still creating the store
+POLL_SECONDS = 1.0
+_DIMS = ("sample", "token", "layer", "neuron")
+
+
+def choose_token_chunk(n_tokens: int, n_layers: int, d_model: int, itemsize: int, budget: int = CHUNK_BYTES) -> int:
+    """The largest power of two ``t`` with ``t × n_layers × d_model × itemsize ≤ budget`` (at least 1),
+    capped at ``n_tokens`` (one chunk then holds the whole token axis)."""
+    per_token = n_layers * d_model * itemsize
+    chunk = 1
+    while chunk * 2 * per_token <= budget:
+        chunk *= 2
+    return max(1, min(chunk, n_tokens))
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """``activation`` of shape ``(n_samples, n_tokens, n_layers, d_model)`` in ``dtype``, chunks ``(1, token_chunk, n_layers, d_model)``."""
+
+    n_samples: int
+    n_tokens: int
+    n_layers: int
+    d_model: int
+    dtype: str
+
+    @property
+    def token_chunk(self) -> int:
+        return choose_token_chunk(self.n_tokens, self.n_layers, self.d_model, np.dtype(self.dtype).itemsize)
+
+    @property
+    def chunks(self) -> tuple[int, int, int, int]:
+        return (1, self.token_chunk, self.n_layers, self.d_model)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """16 hex digits of SHA-256 over ``config`` as canonical JSON."""
+    text = json.dumps(dict(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _template(selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any]) -> xr.Dataset:
+    """The store as a Dataset: a lazy all-fill ``activation`` and the filled per-sample variables."""
+    import dask.array as da
+
+    samples = selection.samples
+    n, t = layout.n_samples, layout.n_tokens
+    token_id = np.full((n, t), -1, dtype=np.int32)
+    for s in samples:
+        token_id[s.position, : s.n_tokens] = s.token_ids
+    lazy = da.zeros((n, t, layout.n_layers, layout.d_model), dtype=layout.dtype, chunks=layout.chunks)
+    return xr.Dataset(
+        {
+            "activation": (_DIMS, lazy),
+            "n_tokens": ("sample", np.array([s.n_tokens for s in samples], dtype=np.int32)),
+            "token_id": (("sample", "token"), token_id),
+            "text": ("sample", np.array([s.text for s in samples], dtype=object)),
+            "split": ("sample", np.array([s.split for s in samples], dtype=object)),
+            "source_index": ("sample", np.array([s.source_index for s in samples], dtype=np.int64)),
+            "peak": (("sample", "layer"), np.zeros((n, layout.n_layers), dtype=np.float32)),
+            "complete": ("sample", np.zeros(n, dtype=bool)),
+        },
+        coords={"sample": np.arange(n), "layer": np.arange(layout.n_layers)},
+        attrs=dict(attrs),
+    )
+
+
+def _encoding(layout: StoreLayout) -> dict[str, dict[str, Any]]:
+    per_sample = {"chunks": (1,)}
+    return {
+        "activation": {"chunks": layout.chunks, "fill_value": 0.0},
+        "token_id": {"chunks": (1, layout.n_tokens)},
+        "peak": {"chunks": (1, layout.n_layers)},
+        **{name: per_sample for name in ("n_tokens", "text", "split", "source_index", "complete")},
+    }
+
+
+def _create(url: str, selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any]) -> None:
+    """Write the store's metadata and per-sample variables, then mark it ready (final ``config_hash``)."""
+    import zarr
+
+    final = attrs["config_hash"]
+    template = _template(selection, layout, {**ACTIVATIONS.stamp(), **attrs, "config_hash": PENDING + final})
+    ACTIVATIONS.validate(template, url)
+    remove_store(url)
+    with warnings.catch_warnings():  # consolidated metadata: not (yet) in the v3 spec; lets a plain xr.open_zarr(url) work
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        template.to_zarr(url, mode="w", compute=False, consolidated=True, zarr_format=3, encoding=_encoding(layout))
+        zarr.open_group(url, mode="r+").attrs.update({"config_hash": final})
+        zarr.consolidate_metadata(url)
+
+
+def _group_attrs(url: str) -> dict[str, Any] | None:
+    """The root attrs of the store at ``url``, or None when there is no store (yet)."""
+    import zarr
+
+    if not store_exists(url):
+        return None
+    try:
+        return dict(zarr.open_group(url, mode="r").attrs)
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+
+def _mismatch(url: str, found: Mapping[str, Any], config: Mapping[str, Any]) -> StoreError:
+    theirs = found.get("record_config") or {}
+    diffs = [f"{k}: {theirs.get(k)!r} there, {v!r} here" for k, v in config.items() if theirs.get(k) != v]
+    detail = "; ".join(diffs[:4]) or f"config hash {found.get('config_hash')!r}"
+    return StoreError(
+        f"the store at {url!r} was recorded with another config ({detail}); "
+        f"pass --overwrite to replace it, or choose another --out"
+    )
+
+
+def _check_existing(url: str, found: Mapping[str, Any], config: Mapping[str, Any], digest: str) -> None:
+    """Raise unless ``found`` (a store's attrs) is a ready activations store of this config."""
+    if found.get("schema") != ACTIVATIONS.name or found.get("schema_version") != ACTIVATIONS.version:
+        open_store(url, ACTIVATIONS)  # raises the schema's own message (foreign store / other version)
+    if found.get("config_hash") not in (digest, PENDING + digest):
+        raise _mismatch(url, found, config)
+
+
+def _refuse_foreign(url: str, found: Mapping[str, Any] | None) -> None:
+    """Never replace what is not an activations store (a folder of other files, another kind of store)."""
+    fs, path = filesystem(url)
+    if found is None and fs.exists(path) and (not fs.isdir(path) or fs.ls(path)):
+        raise StoreError(f"{url!r} exists and is not a Zarr store; refusing to write there: choose another --out")
+    if found is not None and found.get("schema") != ACTIVATIONS.name:
+        raise StoreError(
+            f"{url!r} holds a store that is not an {ACTIVATIONS.name} store (schema attr {found.get('schema')!r}); "
+            f"--overwrite only replaces activations stores: choose another --out"
+        )
+
+
+def _verify_layout(ds: xr.Dataset, url: str, selection: Selection, layout: StoreLayout) -> None:
+    expected = np.array([s.source_index for s in selection.samples])
+    shape = tuple(ds["activation"].shape)
+    want = (layout.n_samples, layout.n_tokens, layout.n_layers, layout.d_model)
+    if shape != want or not np.array_equal(ds["source_index"].values, expected):
+        raise StoreError(
+            f"the store at {url!r} has the config hash of this run but another layout ({shape} vs {want}); "
+            f"it was changed by hand or by another fnet-dist version: pass --overwrite to re-record it"
+        )
+
+
+def prepare_store(
+    url: str,
+    selection: Selection,
+    layout: StoreLayout,
+    attrs: Mapping[str, Any],
+    *,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    wait_timeout: float = 600.0,
+) -> xr.Dataset:
+    """Make sure the store of this config exists at ``url`` and return it opened (lazily).
+
+    Shard 0 creates it (replacing a store of another config only with ``overwrite``; its own unfinished
+    creation always); other shards poll until shard 0 has made it ready, for up to ``wait_timeout`` s.
+    """
+    url = normalize_url(url)
+    config, digest = attrs["record_config"], attrs["config_hash"]
+    deadline, created = time.monotonic() + wait_timeout, False
+    while True:
+        found = _group_attrs(url)
+        if found is not None and found.get("config_hash") == digest:
+            ds = open_store(url, ACTIVATIONS)
+            _verify_layout(ds, url, selection, layout)
+            return ds
+        if found is not None and not overwrite:
+            _check_existing(url, found, config, digest)
+        if shard[0] == 0 and not created:
+            _refuse_foreign(url, found)
+            _create(url, selection, layout, attrs)
+            created = True
+            continue
+        if created:
+            raise StoreError(f"the store at {url!r} was created but does not read back as ready; check the storage")
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"shard {shard[0]}/{shard[1]} waited {wait_timeout:.0f} s for shard 0 to create the store at {url!r}; "
+                f"start shard 0 (it creates the store) with the same arguments, or check its log"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def complete_mask(url: str) -> np.ndarray:
+    """``complete(sample)`` of the store at ``url``, read fresh (bool array of shape (n_samples,))."""
+    return xr.open_zarr(normalize_url(url), consolidated=False)["complete"].values.astype(bool)
+
+
+class SampleWriter:
+    """Write samples ``(position, activation (n_tokens, n_layers, d_model), peak (n_layers,))`` from a thread.
+
+    Each sample is written as its whole token row (zeros past ``n_tokens``: fill, so those chunks are
+    not stored), then its ``complete`` marker. ``put`` blocks while ``max_pending`` samples wait;
+    ``close`` writes what is left and re-raises the writer's first error.
+    """
+
+    def __init__(self, url: str, layout: StoreLayout, max_pending: int = 4) -> None:
+        import zarr
+
+        self.url, self.layout = normalize_url(url), layout
+        group = zarr.open_group(self.url, mode="r+")  # opened once: a region write per sample, no metadata reads
+        self._arrays = {name: group[name] for name in ("activation", "peak", "complete")}
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fnet-record-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, position: int, activation: np.ndarray, peak: np.ndarray) -> None:
+        self._raise_if_failed()
+        self._queue.put((position, activation, peak))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(*item)
+                except BaseException as exc:  # handed to the recording thread by put/close
+                    self._error = exc
+
+    def _write(self, position: int, activation: np.ndarray, peak: np.ndarray) -> None:
+        layout = self.layout
+        row = np.zeros((layout.n_tokens, layout.n_layers, layout.d_model), dtype=layout.dtype)
+        row[: activation.shape[0]] = activation
+        self._arrays["activation"][position] = row
+        self._arrays["peak"][position] = peak.astype(np.float32)
+        self._arrays["complete"][position] = True  # last: the sample is whole on disk
+
+
+def _bytes_on_disk(url: str) -> int:
+    fs, path = filesystem(url)
+    try:
+        return int(fs.du(path, total=True))
+    except (NotImplementedError, FileNotFoundError):
+        return 0
+
+
+def summarize_store(url: str) -> str:
+    """A short human summary: model, corpus, samples per split, tokens, layers × neurons, bytes, peak."""
+    url = normalize_url(url)
+    ds = open_store(url, ACTIVATIONS)
+    a = ds.attrs
+    n_tokens = ds["n_tokens"].values
+    split = np.array([str(v) for v in ds["split"].values], dtype=object)
+    complete = ds["complete"].values.astype(bool)
+    peak = ds["peak"].values
+    _, t, layers, neurons = ds["activation"].shape
+    size = _bytes_on_disk(url)
+    total = int(n_tokens[complete].sum())
+    where = np.unravel_index(int(np.argmax(peak)), peak.shape) if peak.size else (0, 0)
+    return "\n".join([
+        f"activations store {url} ({a['schema']} v{a['schema_version']}, config {a['config_hash']})",
+        f"  model: {a['model_id']} ({a['architecture']}, {a['model_dtype']}, revision {a['model_revision']}); "
+        f"hook: {a['hook_points'][0] if a['hook_points'] else '?'} …",
+        f"  corpus: {a['corpus']}, seed {a['seed']}: {int((split == 'group').sum())} group + "
+        f"{int((split == 'individual').sum())} individual samples; {a['n_skipped_short']} texts skipped "
+        f"(< {a['min_tokens']} tokens)",
+        f"  complete: {int(complete.sum())} of {len(complete)} samples, {total:,} tokens "
+        f"(≤ {a['max_tokens']} per sample, token axis {t})",
+        f"  neurons: {layers} layers × {neurons} = {layers * neurons:,}, stored as {ds['activation'].dtype}",
+        f"  on disk: {size / 2**20:,.1f} MiB ({size / max(total, 1) / 1024:,.1f} KiB per token)",
+        f"  peak |activation|: {float(peak[where]) if peak.size else 0.0:.4g} at sample {int(where[0])} "
+        f"({split[where[0]] if split.size else '?'}), layer {int(where[1])}",
+    ])

@@ -1,0 +1,143 @@
+"""Corpora: every source form, and the seeded choice of disjoint group / individual samples."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fnet_dist.corpora import load_corpus, parse_hf_spec, select_samples
+from fnet_dist.errors import InputError
+from fnet_dist.testing import byte_tokenizer
+
+TEXTS = [f"text number {i} " + "word " * (i % 7) for i in range(30)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return byte_tokenizer()
+
+
+@pytest.fixture()
+def files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "c.txt").write_text("\n".join(TEXTS) + "\n")
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"body": t, "n": i}) for i, t in enumerate(TEXTS)) + "\n")
+    (tmp_path / "c.csv").write_text("body,n\n" + "\n".join(f'"{t}",{i}' for i, t in enumerate(TEXTS)) + "\n")
+    pq.write_table(pa.table({"body": TEXTS, "n": list(range(30))}), tmp_path / "c.parquet")
+    folder = tmp_path / "hfdata"
+    folder.mkdir()
+    pq.write_table(pa.table({"body": TEXTS}), folder / "train.parquet")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["c.jsonl", "c.csv", "c.parquet"])
+def test_field_files_give_the_texts_in_order(files, name):
+    assert load_corpus(str(files / name), text_field="body") == TEXTS
+
+
+def test_txt_is_one_text_per_line(files):
+    assert load_corpus(str(files / "c.txt")) == TEXTS
+
+
+def test_hf_spec_loads_a_local_dataset_folder_through_load_dataset(files):
+    assert load_corpus(f"hf:{files / 'hfdata'}@train", text_field="body") == TEXTS
+
+
+def test_offline_news_is_real_text():
+    texts = load_corpus("offline:news")
+    assert len(texts) == 300 and all(len(t) > 100 for t in texts)
+
+
+def test_parse_hf_spec():
+    assert parse_hf_spec("hf:wikitext:wikitext-2-raw-v1@test") == ("wikitext", "wikitext-2-raw-v1", "test")
+    assert parse_hf_spec("hf:fancyzhx/ag_news") == ("fancyzhx/ag_news", None, "train")
+    with pytest.raises(InputError, match="malformed corpus 'hf:ag_news@'"):
+        parse_hf_spec("hf:ag_news@")
+
+
+@pytest.mark.parametrize("name", ["c.jsonl", "c.csv", "c.parquet"])
+def test_missing_text_field_names_the_fields(files, name):
+    with pytest.raises(InputError, match=r"no field 'text' .*body.*--text-field"):
+        load_corpus(str(files / name))
+
+
+def test_missing_field_of_hf_dataset(files):
+    with pytest.raises(InputError, match=r"no field 'text' \(its fields: body\)"):
+        load_corpus(f"hf:{files / 'hfdata'}")
+
+
+def test_unknown_hf_dataset_is_one_line_error(files):
+    with pytest.raises(InputError, match="could not load dataset 'hf:.*nothing-here'"):
+        load_corpus(f"hf:{files / 'nothing-here'}")
+
+
+def test_bad_jsonl_line(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(InputError, match="line 2 is not JSON"):
+        load_corpus(str(tmp_path / "bad.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("corpus.xml", "unknown corpus 'corpus.xml'"), ("/no/such/file.txt", "not found"),
+     ("offline:poetry", "unknown offline corpus 'poetry'"), ("", "empty corpus spec")],
+)
+def test_bad_specs(spec, message):
+    with pytest.raises(InputError, match=message):
+        load_corpus(spec)
+
+
+def test_empty_corpus(tmp_path):
+    (tmp_path / "empty.txt").write_text("\n  \n\n")
+    with pytest.raises(InputError, match="holds no text"):
+        load_corpus(str(tmp_path / "empty.txt"))
+
+
+def _select(tokenizer, texts, **kw):
+    args = dict(group=4, individual=5, max_tokens=20, min_tokens=3, seed=0) | kw
+    return select_samples(texts, tokenizer, **args)
+
+
+def test_group_and_individual_are_disjoint_seeded_and_ordered(tokenizer):
+    texts = [f"sample {i:03d} " + "x" * (i % 11) for i in range(100)]
+    chosen = _select(tokenizer, texts)
+    sources = [s.source_index for s in chosen.samples]
+    assert [s.split for s in chosen.samples] == ["group"] * 4 + ["individual"] * 5
+    assert [s.position for s in chosen.samples] == list(range(9))
+    assert len(set(sources)) == 9
+    assert sources == [s.source_index for s in _select(tokenizer, texts).samples]
+    assert sources != [s.source_index for s in _select(tokenizer, texts, seed=1).samples]
+    assert sources == [int(i) for i in np.random.default_rng(0).permutation(100)[:9]]
+
+
+def test_texts_are_cut_to_max_tokens_and_short_ones_skipped_and_counted(tokenizer):
+    texts = ["ab", "", "a much longer text than twenty bytes", "abc", "xy", "twenty-two bytes here!"]
+    chosen = _select(tokenizer, texts, group=2, individual=1, max_tokens=10, min_tokens=3, seed=3)
+    order = [int(i) for i in np.random.default_rng(3).permutation(len(texts))]
+    long_enough = [i for i in order if len(texts[i]) >= 3][:3]
+    assert [s.source_index for s in chosen.samples] == long_enough
+    assert chosen.n_skipped_short == order.index(long_enough[-1]) + 1 - 3
+    for s in chosen.samples:
+        assert s.n_tokens == min(10, len(texts[s.source_index]))
+        assert s.text == texts[s.source_index][:10]
+        assert s.token_ids.dtype == np.int32
+
+
+def test_long_texts_cut_from_a_prefix_equal_the_whole_text_cut(tokenizer):
+    long = "word " * 5000
+    chosen = _select(tokenizer, [long], group=1, individual=0, max_tokens=50, min_tokens=1)
+    whole = tokenizer(long)["input_ids"][:50]
+    assert chosen.samples[0].token_ids.tolist() == whole
+
+
+def test_every_text_too_short(tokenizer):
+    with pytest.raises(InputError, match=r"every text of corpus 'tiny' is shorter than --min-tokens 50 \(3 of 3 skipped\)"):
+        _select(tokenizer, ["a", "bb", "ccc"], min_tokens=50, corpus="tiny")
+
+
+def test_too_few_texts_for_the_samples_asked(tokenizer):
+    with pytest.raises(InputError, match="has 3 texts of ≥ 3 tokens .* fewer than the 9 asked for"):
+        _select(tokenizer, ["aaaa", "bbbb", "cccc", "d"], corpus="few")

@@ -1,0 +1,370 @@
+"""Recording: stored activations equal a plain capture, resume after a kill, concurrent shards, bad input."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from fnet_dist.architectures import resolve_architecture
+from fnet_dist.errors import InputError, StoreError
+from fnet_dist.hooks import capture_block_outputs
+from fnet_dist.models import load_model
+from fnet_dist.record import parse_shard, record_activations, summarize_store
+from fnet_dist.storage import open_store
+from fnet_dist.testing import build_tiny_model, byte_tokenizer
+from storage_schemas import ACTIVATIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = dict(group_samples=4, individual_samples=4, max_tokens=40, min_tokens=8, seed=0, progress=False)
+SENTENCES = [
+    "The council met on Tuesday to discuss the new bridge over the river.",
+    "Rain fell.",
+    "A short line here.",
+    "Markets rose sharply after the central bank held interest rates steady for another quarter.",
+    "ok",
+    "Scientists found a new species of frog in the rainforest canopy.",
+    "The team won the final in extra time.",
+    "Prices of wheat and corn climbed for a third week in a row, traders said on Friday.",
+    "Voters queued for hours.",
+    "An old lighthouse was restored by volunteers over two summers.",
+    "The museum opened a wing for modern art and design.",
+    "Snow closed roads in the north.",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("corpus") / "news.txt"
+    path.write_text("\n".join(SENTENCES) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama):
+    return load_model(tiny_llama)
+
+
+@pytest.fixture(scope="module")
+def baseline(llama, corpus, tmp_path_factory) -> xr.Dataset:
+    """An uninterrupted single-process recording (batch 3) that other runs must reproduce."""
+    url = record_activations(llama, corpus, str(tmp_path_factory.mktemp("base") / "a.zarr"), batch_size=3, **ARGS)
+    return xr.open_zarr(url, consolidated=False).load()
+
+
+def _reference(loaded, token_ids: np.ndarray) -> np.ndarray:
+    """Block outputs of one text alone (batch 1, no padding, full model): (n_tokens, n_layers, d_model)."""
+    arch = resolve_architecture(loaded.model)
+    with torch.inference_mode(), capture_block_outputs(loaded.model, arch) as capture:
+        loaded.model(torch.as_tensor(token_ids, dtype=torch.long)[None])
+        return capture.stacked()[0].float().numpy()
+
+
+def _tree_digest(folder: str) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _subprocess(code: str, *argv: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _cli_argv(model: str, corpus: str, out: str, *extra: str) -> list[str]:
+    return ["record", "--model", model, "--corpus", corpus, "--out", out, "--group-samples", "4",
+            "--individual-samples", "4", "--max-tokens", "40", "--min-tokens", "8", "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3"])
+def test_recorded_activations_equal_a_plain_capture_of_each_text_alone(family, tiny_model_factory, corpus, tmp_path):
+    loaded = load_model(tiny_model_factory(family))
+    url = record_activations(loaded, corpus, str(tmp_path / "a.zarr"), batch_size=3, store_dtype="float32", **ARGS)
+    ds = xr.open_zarr(url, consolidated=False).load()
+    lengths = ds["n_tokens"].values
+    assert len(set(lengths.tolist())) > 2, "the corpus must give samples of several lengths (padding in batches)"
+    for p in range(ds.sizes["sample"]):
+        n, ids = int(lengths[p]), ds["token_id"].values[p]
+        reference = _reference(loaded, ids[:n])
+        np.testing.assert_allclose(ds["activation"].values[p, :n], reference, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(ds["peak"].values[p], np.abs(reference).max(axis=(0, 2)), rtol=1e-5)
+        assert not ds["activation"].values[p, n:].any() and (ids[n:] == -1).all()
+        assert (ids[:n] >= 0).all()
+
+
+def test_float16_store_is_the_cast_of_the_float32_store(baseline, llama, corpus, tmp_path):
+    url = record_activations(llama, corpus, str(tmp_path / "f32.zarr"), batch_size=3, store_dtype="float32", **ARGS)
+    wide = xr.open_zarr(url, consolidated=False)["activation"].values
+    assert baseline["activation"].dtype == np.float16
+    np.testing.assert_array_equal(baseline["activation"].values, wide.astype(np.float16))
+
+
+def test_plain_open_zarr_shows_the_labelled_dims_without_warnings(baseline, llama, corpus, tmp_path):
+    import warnings
+
+    url = record_activations(llama, corpus, str(tmp_path / "a.zarr"), batch_size=3, **ARGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(url)
+    assert ds["activation"].dims == ("sample", "token", "layer", "neuron")
+    assert ds.attrs["config_hash"] == baseline.attrs["config_hash"]
+    xr.testing.assert_identical(ds.load(), baseline)
+
+
+def test_store_is_labelled_valid_and_described(baseline, llama):
+    assert dict(baseline.sizes) == {"sample": 8, "token": 40, "layer": 2, "neuron": 32}
+    assert baseline["activation"].dims == ("sample", "token", "layer", "neuron")
+    assert list(baseline["split"].values) == ["group"] * 4 + ["individual"] * 4
+    assert len(set(baseline["source_index"].values.tolist())) == 8
+    assert baseline["complete"].values.all()
+    attrs = baseline.attrs
+    assert attrs["schema"] == ACTIVATIONS.name and attrs["model_id"] == llama.info["model_id"]
+    assert attrs["hook_points"] == ["model.layers.0.mlp", "model.layers.1.mlp"]
+    assert attrs["n_skipped_short"] >= 1 and attrs["seed"] == 0
+    for p, s in enumerate(baseline["source_index"].values):
+        assert SENTENCES[int(s)].startswith(str(baseline["text"].values[p]))
+
+
+def test_summary_and_schema_check_on_open(baseline, llama, corpus, tmp_path):
+    url = record_activations(llama, corpus, str(tmp_path / "a.zarr"), **ARGS)
+    open_store(url, ACTIVATIONS)
+    summary = summarize_store(url)
+    assert "4 group + 4 individual" in summary and "2 layers × 32 = 64" in summary and "8 of 8 samples" in summary
+
+
+def test_rerun_of_a_complete_store_writes_nothing(llama, corpus, tmp_path):
+    url = record_activations(llama, corpus, str(tmp_path / "a.zarr"), **ARGS)
+    before = _tree_digest(url)
+    record_activations(llama, corpus, url, **ARGS)
+    assert _tree_digest(url) == before
+
+
+KILL_AFTER = """
+    import os, signal, sys
+    from fnet_dist import activation_store
+
+    class DieOnMarker:  # SIGKILL after K samples, between a sample's activation write and its marker
+        def __init__(self, array):
+            self.array, self.seen = array, 0
+
+        def __setitem__(self, key, value):
+            self.seen += 1
+            if self.seen > int(os.environ["KILL_AFTER"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+            self.array[key] = value
+
+    real_init = activation_store.SampleWriter.__init__
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self._arrays["complete"] = DieOnMarker(self._arrays["complete"])
+    activation_store.SampleWriter.__init__ = init
+    from fnet_dist.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_run_resumed_equals_the_uninterrupted_run(baseline, tiny_llama, corpus, tmp_path):
+    out = str(tmp_path / "killed.zarr")
+    os.environ["KILL_AFTER"] = "3"
+    try:
+        proc = _subprocess(KILL_AFTER, *_cli_argv(tiny_llama, corpus, out, "--batch-size", "3"))
+        log = proc.communicate(timeout=240)[0]
+    finally:
+        del os.environ["KILL_AFTER"]
+    assert proc.returncode == -9, log
+    partial = xr.open_zarr(out, consolidated=False)
+    assert int(partial["complete"].sum()) == 3
+    written = {int(p.name) for p in (Path(out) / "activation" / "c").iterdir()}
+    assert len(written) == 4, "the killed sample's activation was written, its marker not"
+    record_activations(tiny_llama, corpus, out, batch_size=3, **ARGS)
+    xr.testing.assert_identical(xr.open_zarr(out, consolidated=False).load(), baseline)
+
+
+SHARD = """
+    import sys
+    from fnet_dist.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_two_concurrent_shards_equal_a_single_process_run(baseline, tiny_llama, corpus, tmp_path):
+    out = str(tmp_path / "sharded.zarr")
+    procs = [_subprocess(SHARD, *_cli_argv(tiny_llama, corpus, out, "--batch-size", "3", "--shard", f"{i}/2"))
+             for i in (1, 0)]
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "8 of 8 samples" in logs[0] + logs[1]
+    sharded = xr.open_zarr(out, consolidated=False).load()
+    # other batches pad to other widths, which changes float rounding (not values) of the forward pass
+    xr.testing.assert_allclose(sharded, baseline, rtol=1e-3, atol=1e-7)
+    assert sharded.attrs == baseline.attrs
+    for name in ("n_tokens", "token_id", "text", "split", "source_index", "complete"):
+        xr.testing.assert_identical(sharded[name], baseline[name])
+
+
+def test_a_shard_waits_for_shard_zero_then_gives_up_clearly(llama, corpus, tmp_path):
+    out = tmp_path / "never.zarr"
+    with pytest.raises(StoreError, match=r"shard 1/2 waited 1 s for shard 0 to create the store"):
+        record_activations(llama, corpus, str(out), shard=(1, 2), wait_timeout=1.0, **ARGS)
+    assert not out.exists()
+
+
+@pytest.fixture()
+def existing(llama, corpus, tmp_path) -> str:
+    return record_activations(llama, corpus, str(tmp_path / "kept.zarr"), **ARGS)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (dict(model="/no/such/model"), InputError, "no model at '/no/such/model'"),
+        (dict(seed=1), StoreError, r"another config \(seed: 0 there, 1 here\).*--overwrite"),
+        (dict(max_tokens=32), StoreError, r"another config \(max_tokens: 40 there, 32 here\)"),
+        (dict(max_tokens=4), InputError, "--max-tokens 4 < --min-tokens 8"),
+        (dict(min_tokens=1000, max_tokens=1000), InputError, "every text of corpus .* shorter than --min-tokens 1000"),
+        (dict(dtype="float8"), InputError, "unknown dtype 'float8'"),
+        (dict(store_dtype="int8"), InputError, "unknown store dtype 'int8'"),
+        (dict(shard=(2, 2)), InputError, r"bad shard 2/2"),
+        (dict(shard="0/2"), InputError, "malformed shard '0/2'"),
+        (dict(batch_size=0), InputError, "--batch-size 0: expected a whole number ≥ 1"),
+        (dict(group_samples=0, individual_samples=0), InputError, "nothing to record"),
+        (dict(hook_module="model.layers"), InputError, "must be a dotted module path with one"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_leaves_the_store_intact(change, error, message, existing, llama, corpus):
+    before = _tree_digest(existing)
+    args = {**ARGS, **change}
+    model = args.pop("model", llama)
+    with pytest.raises(error, match=message):
+        record_activations(model, corpus, existing, **args)
+    assert _tree_digest(existing) == before
+
+
+def test_empty_corpus_leaves_the_store_intact(existing, llama, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    before = _tree_digest(existing)
+    with pytest.raises(InputError, match="holds no text"):
+        record_activations(llama, str(tmp_path / "empty.jsonl"), existing, **ARGS)
+    assert _tree_digest(existing) == before
+
+
+def test_a_store_of_another_schema_version_is_refused_then_replaced_with_overwrite(llama, corpus, tmp_path):
+    out = str(tmp_path / "old.zarr")
+    old = xr.Dataset({"activation": (("sample", "token", "layer", "neuron"), np.zeros((1, 2, 2, 4), np.float16))},
+                     attrs={**ACTIVATIONS.stamp(), "schema_version": ACTIVATIONS.version + 1})
+    old.to_zarr(out, zarr_format=3, consolidated=False)
+    before = _tree_digest(out)
+    with pytest.raises(StoreError, match="schema version 2, this fnet-dist reads version 1"):
+        record_activations(llama, corpus, out, **ARGS)
+    assert _tree_digest(out) == before
+    record_activations(llama, corpus, out, overwrite=True, **ARGS)
+    assert open_store(out, ACTIVATIONS)["complete"].values.all()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_of_other_files_or_another_store_is_never_replaced(overwrite, llama, corpus, tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    with pytest.raises(StoreError, match="exists and is not a Zarr store; refusing to write there"):
+        record_activations(llama, corpus, str(folder), overwrite=overwrite, **ARGS)
+    assert (folder / "thesis.txt").read_text() == "years of work"
+    other = str(tmp_path / "networks.zarr")
+    xr.Dataset({"x": ("a", np.arange(3))}, attrs={"schema": "fnet-networks", "schema_version": 1}).to_zarr(
+        other, zarr_format=3, consolidated=False)
+    before = _tree_digest(other)
+    with pytest.raises(StoreError, match="not an fnet-activations store"):
+        record_activations(llama, corpus, other, overwrite=overwrite, **ARGS)
+    assert _tree_digest(other) == before
+
+
+def test_overwrite_replaces_a_store_of_another_config(existing, llama, corpus):
+    record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})
+    ds = open_store(existing, ACTIVATIONS)
+    assert ds.attrs["seed"] == 5 and ds["complete"].values.all()
+
+
+def _save_tiny(model, folder: Path) -> str:
+    model.save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+def test_unsupported_architecture_names_it_and_the_fix(corpus, tmp_path):
+    from transformers import GPTJConfig, GPTJForCausalLM
+
+    config = GPTJConfig(vocab_size=260, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=128)
+    folder = _save_tiny(GPTJForCausalLM(config), tmp_path / "gptj")
+    with pytest.raises(InputError, match="architecture 'gptj' is not in fnet's registry.*--hook-module"):
+        record_activations(folder, corpus, str(tmp_path / "a.zarr"), **ARGS)
+    assert not (tmp_path / "a.zarr").exists()
+    url = record_activations(folder, corpus, str(tmp_path / "a.zarr"), hook_module="transformer.h.{i}.mlp", **ARGS)
+    assert open_store(url, ACTIVATIONS).attrs["hook_points"][1] == "transformer.h.1.mlp"
+
+
+def test_a_hook_module_of_the_wrong_shape_is_refused(corpus, tmp_path):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    config = OPTConfig(vocab_size=260, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+                       max_position_embeddings=128, word_embed_proj_dim=32, pad_token_id=258)
+    folder = _save_tiny(OPTForCausalLM(config), tmp_path / "opt")
+    with pytest.raises(InputError, match=r"give outputs of shapes \[\(1, 32\)\] .* expected \(1, 1, d_model\)"):
+        record_activations(folder, corpus, str(tmp_path / "a.zarr"), hook_module="model.decoder.layers.{i}.fc2", **ARGS)
+
+
+def test_float16_overflow_is_reported_not_written(tmp_path, corpus):
+    folder = build_tiny_model("llama", tmp_path / "loud")
+    loaded = load_model(str(folder))
+    with torch.no_grad():
+        loaded.model.model.layers[1].mlp.down_proj.weight.mul_(1e9)
+    with pytest.raises(InputError, match=r"layer 1: peak \|activation\| .* not finite once stored as float16.*--store-dtype float32"):
+        record_activations(loaded, corpus, str(tmp_path / "a.zarr"), **ARGS)
+    ds = xr.open_zarr(tmp_path / "a.zarr", consolidated=False)
+    assert not ds["complete"].values.any() and np.isfinite(ds["activation"].values).all()
+    url = record_activations(loaded, corpus, str(tmp_path / "b.zarr"), store_dtype="float32", **ARGS)
+    assert float(xr.open_zarr(url, consolidated=False)["peak"].max()) > 65504
+
+
+@pytest.mark.parametrize("text", ["1-2", "a/b", "3", "1/0", "-1/2", "2/2"])
+def test_malformed_shard(text):
+    with pytest.raises(InputError, match="shard"):
+        parse_shard(text)
+    assert parse_shard("1/4") == (1, 4)
+
+
+def test_cli_prints_the_summary_and_one_line_errors(tiny_llama, corpus, tmp_path, capsys):
+    from fnet_dist.cli import main
+
+    assert main(_cli_argv(tiny_llama, corpus, str(tmp_path / "a.zarr"))) == 0
+    assert "8 of 8 samples" in capsys.readouterr().out
+    assert main(_cli_argv(tiny_llama, corpus, str(tmp_path / "a.zarr"), "--shard", "1-2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: malformed --shard '1-2'") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_smollm2_on_offline_news_end_to_end(tmp_path, capsys):
+    """The packaged model through the CLI: real text, 30 layers × 576, float16 in range, the massive first token."""
+    from fnet_dist.cli import main
+
+    out = str(tmp_path / "news.zarr")
+    argv = ["record", "--model", "smollm2-135m-instruct", "--corpus", "offline:news", "--out", out, "--group-samples", "2",
+            "--individual-samples", "2", "--max-tokens", "48", "--no-progress"]
+    assert main(argv) == 0
+    assert "30 layers × 576 = 17,280" in capsys.readouterr().out
+    ds = open_store(out, ACTIVATIONS).load()
+    act = ds["activation"].values.astype(np.float32)
+    assert np.isfinite(act).all() and ds["complete"].values.all()
+    first, rest = np.abs(act[:, 0]).max(axis=(0, 2)), np.abs(act[:, 1:]).max(axis=(0, 1, 3))
+    assert first.max() > 1e3 and first.max() > 10 * rest[int(first.argmax())]
+    np.testing.assert_allclose(ds["peak"].values.max(axis=0), np.maximum(first, rest), rtol=1e-3)
