@@ -4,7 +4,7 @@
 - ``IndividualICA``: one sample's spatial ICA with stability across seeds (``individual``).
 - ``GroupCanICA``: CanICA over many samples, in memory or out of core on Dask (``canica``).
 - ``ica``: the float32 kernels (standardise, PCA, whiten, FastICA, z-maps) on plain arrays.
-- ``params``: the one table of parameter constraints.
+- ``params``: the one table of parameter constraints; ``synthetic``: planted ground truth for tests.
 """
 from __future__ import annotations
 
