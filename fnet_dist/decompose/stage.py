@@ -38,7 +38,8 @@ def _config_hash(parameters: dict, source_hash: str, source_url: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _select(acts, levels: tuple[str, ...], components: int, group_components: int) -> dict[str, np.ndarray]:
+def _select(acts, levels: tuple[str, ...], components: int, group_components: int,
+            exclude_first_tokens: int) -> dict[str, np.ndarray]:
     """Sample positions of each split; checks completeness and sizes before anything is written."""
     complete = np.asarray(acts["complete"].values, dtype=bool)
     if not complete.all():
@@ -54,6 +55,11 @@ def _select(acts, levels: tuple[str, ...], components: int, group_components: in
         if level in levels and k >= n_neurons:
             flag = "--components" if level == "individual" else "--group-components"
             raise InputError(f"{flag} {k} is larger than possible: the store has {n_neurons} neurons")
+    if "group" in levels:
+        usable = acts["n_tokens"].values[chosen["group"]] - exclude_first_tokens - 1
+        if not (usable >= group_components).any():
+            raise InputError(f"--group-components {group_components} is larger than possible: no group-split sample "
+                             f"has more than {int(usable.max()) + 1} tokens to analyse; lower it or record longer samples")
     return chosen
 
 
@@ -249,7 +255,7 @@ def decompose(activations: str, out: str, *, components: int = 64, group_compone
     if src == url:
         raise InputError(f"--out {out!r} is the activations store itself: choose another path for the networks")
     acts = open_store(src, storage_schemas.ACTIVATIONS)
-    chosen = _select(acts, levels, components, group_components)
+    chosen = _select(acts, levels, components, group_components, exclude_first_tokens)
     attrs = {"dataset": dataset or str(acts.attrs.get("corpus", "unknown")), "activations": src,
              "model_id": str(acts.attrs["model_id"]), "n_layers": int(acts.sizes["layer"]),
              "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
