@@ -72,6 +72,7 @@ def test_planted_networks_recovered_at_both_levels(planted_store, networks):
     assert ds["individual_seed"].shape == (6, 2) and ds["group_kept"].values.sum() == 1
     planted_maps = best_match_iou(binarize(maps[0]), data.networks) >= 0.9
     assert np.all(ds["individual_stability"].values[0][planted_maps] > 0.99)
+    assert ds["individual_component_change"].values[0][planted_maps].max() < 1e-4  # planted maps settle
 
 
 @pytest.mark.filterwarnings("ignore:sample skipped")

@@ -130,12 +130,14 @@ def _sym_decorrelation(W: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ICAResult:
-    """FastICA output: unmixing W (k, k) with sources W @ Z; iterations run, last change, converged."""
+    """FastICA output: unmixing W (k, k) with sources W @ Z; iterations run, last change (the largest of
+    ``row_change``, each row's |1 − |w_new · w_old|| at the last iteration), converged."""
 
     W: np.ndarray
     n_iter: int
     change: float
     converged: bool
+    row_change: np.ndarray
 
 
 def fastica(Z, *, seed: int = 0, fun: str = "cube", max_iter: int = 1000, tol: float = 1e-4,
@@ -152,15 +154,15 @@ def fastica(Z, *, seed: int = 0, fun: str = "cube", max_iter: int = 1000, tol: f
     if w_init is None:
         w_init = np.random.default_rng(seed).standard_normal((k, k))
     W = _sym_decorrelation(np.asarray(w_init, dtype=np.float32))
-    change = np.inf
+    rows = np.full(k, np.inf)
     for it in range(1, max_iter + 1):
         gwz, g_prime = g(W @ Z)
         W_new = _sym_decorrelation((gwz @ Z.T) / np.float32(n) - g_prime[:, None].astype(np.float32) * W)
-        change = float(np.max(np.abs(np.abs(np.einsum("ij,ij->i", W_new, W)) - 1.0)))
+        rows = np.abs(np.abs(np.einsum("ij,ij->i", W_new, W)) - 1.0).astype(np.float64)
         W = W_new
-        if change < tol:
-            return ICAResult(W, it, change, True)
-    return ICAResult(W, max_iter, change, False)
+        if rows.max() < tol:
+            return ICAResult(W, it, float(rows.max()), True, rows)
+    return ICAResult(W, max_iter, float(rows.max()), False, rows)
 
 
 def zscore_rows(maps) -> np.ndarray:
@@ -194,7 +196,8 @@ def peak_token_share(sources) -> np.ndarray:
 @dataclass(frozen=True)
 class SpatialICA:
     """One spatial ICA: maps (k, n_neurons) z-scored and peak positive, sources (k, n_tokens) with
-    X ≈ sources.T @ maps (+ mean), the PCA's explained variance ratio (k,), and convergence."""
+    X ≈ sources.T @ maps (+ mean), the PCA's explained variance ratio (k,), and convergence (overall and
+    each component's last change: near-Gaussian components keep rotating when the rest have settled)."""
 
     maps: np.ndarray
     sources: np.ndarray
@@ -202,6 +205,7 @@ class SpatialICA:
     n_iter: int
     change: float
     converged: bool
+    component_change: np.ndarray
 
 
 def ica_maps(P, *, seed: int, fun: str, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, ICAResult]:
@@ -224,7 +228,7 @@ def unmix(pcs: PCAResult, *, seed: int, fun: str, max_iter: int, tol: float) -> 
     maps, mixing = maps[order], mixing[:, order]
     signs = flip_peak_positive(maps)
     return SpatialICA(zscore_rows(maps * signs[:, None]), (mixing * signs[None, :]).T.astype(np.float32),
-                      pcs.explained_variance_ratio, res.n_iter, res.change, res.converged)
+                      pcs.explained_variance_ratio, res.n_iter, res.change, res.converged, res.row_change[order])
 
 
 def spatial_ica(X, k: int, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 200, tol: float = 1e-4,

@@ -53,7 +53,8 @@ class IndividualICA:
 
     Fitted: components_ (n_components, *feature_shape) NaN rows past n_components_; sources_
     (n_components, n_rows) NaN outside the analysed tokens; explained_variance_ratio_, stability_,
-    peak_token_share_, single_token_ (n_components,); n_iter_, change_ (the largest over runs), converged_ (all runs); seeds_ (stability_runs,);
+    peak_token_share_, single_token_, component_change_ (run 0's last FastICA change per map) (n_components,);
+    n_iter_, change_ (the largest over runs), converged_ (all runs); seeds_ (stability_runs,);
     n_components_; status_ ("ok" or the reason for reduction / skipping); blas_threads_.
     """
 
@@ -116,7 +117,7 @@ class IndividualICA:
         self.n_components_ = k
         self.components_ = np.full((n, *feature_shape), np.nan, dtype=np.float32)
         self.sources_ = np.full((n, n_rows), np.nan, dtype=np.float32)
-        for name in ("explained_variance_ratio_", "stability_", "peak_token_share_"):
+        for name in ("explained_variance_ratio_", "stability_", "peak_token_share_", "component_change_"):
             setattr(self, name, np.full(n, np.nan))
         self.single_token_ = np.zeros(n, dtype=bool)
         self.n_iter_, self.change_, self.converged_ = 0, float("nan"), False
@@ -137,6 +138,7 @@ class IndividualICA:
         if len(runs) > 1:
             self.stability_[:got] = np.mean([best_match_correlation(best.maps, r.maps) for r in runs[1:]], axis=0)
         self.peak_token_share_[:got] = peak_token_share(best.sources)
+        self.component_change_[:got] = best.component_change
         self.single_token_[:got] = self.peak_token_share_[:got] > self.single_token_share
         self.n_iter_ = max(r.n_iter for r in runs)
         self.change_ = max(r.change for r in runs)
