@@ -39,7 +39,7 @@ def _planted_store(folder: Path, name: str, n_samples: int, n_tokens: int, n_lay
     data = planted_networks(n_samples=n_samples, n_tokens=n_tokens, n_layers=n_layers, d_model=d_model,
                             n_networks=8, network_size=max(20, d_model * n_layers // 400), seed=1, dtype=np.float16)
     ds = activation_dataset(data.activations, np.full(n_samples, n_tokens), split=["group"] * n_samples)
-    ds = ds.chunk({"sample": 1, "token": -1, "layer": -1, "neuron": -1})
+    ds["activation"] = ds["activation"].chunk({"sample": 1, "token": -1, "layer": -1, "neuron": -1})
     url = write_store(ds, str(folder / f"{name}.zarr"), storage_schemas.ACTIVATIONS, overwrite=True)
     return url, data.activations.nbytes
 
@@ -121,9 +121,9 @@ def part_c(folder: Path, quick: bool) -> None:
 
     from fnet_dist.decompose import decompose
 
-    n, t, layers, d = (100, 256, 20, 600) if quick else (200, 256, 20, 600)
+    n, t, layers, d = 320, 256, 20, 600  # 1.9 GiB: a worker process alone needs ~0.25 GiB, so no smaller in --quick
     url, nbytes = _planted_store(folder, "c", n, t, layers, d)
-    limit = min(nbytes // 4, 400 * 2**20)
+    limit = nbytes // 4
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=limit, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         start = time.perf_counter()

@@ -68,14 +68,14 @@ def pca(X, k: int, *, seed: int = 0, solver: str = "auto", n_iter: int = 4) -> P
     with ``n_iter`` power iterations and ``seed``; "auto" takes "full" when the smaller side is ≤ 2048.
     Signs are fixed (largest |u| entry positive) so results do not depend on the LAPACK build.
     """
-    from sklearn.utils.extmath import randomized_svd
-
     X = np.asarray(X, dtype=np.float32)
     if solver == "auto":
         solver = "full" if min(X.shape) <= 2048 else "randomized"
     if solver == "full":
         u, s, vt = _pca_full(X, k)
     else:
+        from sklearn.utils.extmath import randomized_svd  # imported here: workers on "full" stay lighter
+
         u, s, vt = randomized_svd(X, k, n_iter=n_iter, random_state=seed)
         u, s, vt = u.astype(np.float32), s.astype(np.float32), vt.astype(np.float32)
     signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
