@@ -19,6 +19,8 @@ from .params import check_params
 
 __all__ = ["GroupCanICA", "reduce_sample"]
 
+_BLOCK_BYTES = 128 * 2**20  # row blocks of the reduced stack for the out-of-core group PCA
+
 
 def reduce_sample(X, k: int, *, first: int, n_tokens: int, do_cca: bool, seed: int, solver: str,
                   pca_iter: int, blas_threads: int | None) -> np.ndarray:
@@ -140,7 +142,8 @@ class GroupCanICA:
         if isinstance(stack, da.Array):
             import dask
 
-            stack = stack.persist()
+            rows = max(1, _BLOCK_BYTES // (4 * stack.shape[1]))  # few large row blocks: fewer tasks per SVD pass
+            stack = stack.rechunk({0: min(stack.shape[0], rows), 1: -1}).persist()
             _, s, vt = da.linalg.svd_compressed(stack, k, n_power_iter=self.power_iter, seed=self.random_state,
                                                 compute=False)
             s, vt, total = dask.compute(s, vt, (stack.astype(np.float64) ** 2).sum())
@@ -165,7 +168,8 @@ class GroupCanICA:
         else:
             import dask
 
-            runs = list(dask.compute(*[dask.delayed(_restart)(pcs, int(s), *args) for s in self.seeds_]))
+            shared = dask.delayed(pcs)  # one graph node: sent to each worker once, not once per restart
+            runs = list(dask.compute(*[dask.delayed(_restart)(shared, int(s), *args) for s in self.seeds_]))
         self._keep_sparsest(runs, pcs, feature_shape)
         return self
 
