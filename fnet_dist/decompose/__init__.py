@@ -1,0 +1,16 @@
+"""The decomposition stage: spatial ICA of recorded activations at the individual and group level.
+
+- ``decompose(activations, out, ...)``: activations store → networks store, on Dask (``stage``).
+- ``IndividualICA``: one sample's spatial ICA with stability across seeds (``individual``).
+- ``GroupCanICA``: CanICA over many samples, in memory or out of core on Dask (``canica``).
+- ``ica``: the float32 kernels (standardise, PCA, whiten, FastICA, z-maps) on plain arrays.
+- ``params``: the one table of parameter constraints; ``synthetic``: planted ground truth for tests.
+"""
+from __future__ import annotations
+
+from .canica import GroupCanICA
+from .individual import IndividualICA
+from .params import LEVELS
+from .stage import decompose
+
+__all__ = ["LEVELS", "GroupCanICA", "IndividualICA", "decompose"]

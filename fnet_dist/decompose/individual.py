@@ -1,0 +1,154 @@
+"""Individual-level spatial ICA of one sample (tokens × neurons), scikit-learn style.
+
+- ``IndividualICA(n_components=64, ...)``: ``fit(X, n_tokens=None)`` on a numpy, dask or xarray array of
+  shape (n_tokens, n_neurons) or (n_tokens, n_layers, d_model); fitted ``components_``, ``sources_``,
+  ``stability_``, convergence and seeds. Too few tokens reduce or skip the analysis (``status_``), never raise.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .ica import best_match_correlation, pca, peak_token_share, standardize, unmix
+from .params import check_params
+
+__all__ = ["IndividualICA", "blas_thread_count", "derive_seeds"]
+
+_MIN_TOKENS = 3
+
+
+def derive_seeds(random_state: int, n: int, *key: int) -> np.ndarray:
+    """``n`` seeds (int64) drawn from one ``random_state`` and an optional key (e.g. a sample id)."""
+    state = np.random.SeedSequence([int(random_state), *(int(k) for k in key)]).generate_state(n, np.uint32)
+    return (state >> 1).astype(np.int64)
+
+
+def blas_thread_count() -> int:
+    """The largest thread count among the BLAS/OpenMP pools loaded in this process."""
+    from threadpoolctl import threadpool_info
+
+    return max((int(pool["num_threads"]) for pool in threadpool_info()), default=1)
+
+
+def _blas_limit(threads: int | None):
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    return nullcontext() if threads is None else threadpool_limits(threads)
+
+
+class IndividualICA:
+    """Spatial ICA of one sample: tokens are time points, neurons voxels.
+
+    Per-neuron standardisation over tokens, PCA to ``n_components``, symmetric FastICA (float32) from
+    ``stability_runs`` seeds; maps of run 0 are kept, z-scored across neurons and peak positive, and each
+    map's stability is its best-match |correlation| with the other runs (mean over them).
+
+    Parameters: n_components, fun ("logcosh", "cube", "exp"), max_iter, tol, stability_runs,
+    exclude_first_tokens, single_token_share (flag components whose source puts more than this share of
+    its energy on one token), svd_solver ("auto", "full", "randomized"), pca_iter, random_state,
+    blas_threads (BLAS threads during fit; None leaves them alone).
+
+    Fitted: components_ (n_components, *feature_shape) NaN rows past n_components_; sources_
+    (n_components, n_rows) NaN outside the analysed tokens; explained_variance_ratio_, stability_,
+    peak_token_share_, single_token_, component_change_ (run 0's last FastICA change per map) (n_components,);
+    n_iter_, change_ (the largest over runs), converged_ (all runs); seeds_ (stability_runs,);
+    n_components_; status_ ("ok" or the reason for reduction / skipping); blas_threads_.
+    """
+
+    def __init__(self, n_components: int = 64, *, fun: str = "logcosh", max_iter: int = 200, tol: float = 1e-4,
+                 stability_runs: int = 2, exclude_first_tokens: int = 0, single_token_share: float = 0.5,
+                 svd_solver: str = "auto", pca_iter: int = 4, random_state: int = 0, blas_threads: int | None = 1):
+        self.n_components = n_components
+        self.fun = fun
+        self.max_iter = max_iter
+        self.tol = tol
+        self.stability_runs = stability_runs
+        self.exclude_first_tokens = exclude_first_tokens
+        self.single_token_share = single_token_share
+        self.svd_solver = svd_solver
+        self.pca_iter = pca_iter
+        self.random_state = random_state
+        self.blas_threads = blas_threads
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in ("n_components", "fun", "max_iter", "tol", "stability_runs",
+                                               "exclude_first_tokens", "single_token_share", "svd_solver",
+                                               "pca_iter", "random_state", "blas_threads")}
+
+    def _plan(self, n_rows: int, n_tokens: int | None) -> tuple[slice, int, str]:
+        """Rows to analyse, the number of components and the status for a sample of ``n_tokens``."""
+        real = n_rows if n_tokens is None else int(min(max(int(n_tokens), 0), n_rows))
+        rows = slice(min(self.exclude_first_tokens, real), real)
+        usable = rows.stop - rows.start
+        if usable < _MIN_TOKENS:
+            return rows, 0, (f"skipped: {usable} tokens to analyse ({real} real, {self.exclude_first_tokens} "
+                             f"excluded), at least {_MIN_TOKENS} needed")
+        if usable - 1 < self.n_components:
+            return rows, usable - 1, (f"reduced: {usable} tokens allow at most {usable - 1} components, "
+                                      f"not {self.n_components}")
+        return rows, self.n_components, "ok"
+
+    def fit(self, X, n_tokens: int | None = None) -> "IndividualICA":
+        """Fit on ``X`` (n_rows, n_neurons) or (n_rows, n_layers, d_model); rows past ``n_tokens`` are fill."""
+        check_params(self.get_params())
+        X = np.asarray(X)
+        if X.ndim < 2:
+            from ..errors import InputError
+            raise InputError(f"X has shape {X.shape}: expected (n_tokens, n_neurons) or (n_tokens, n_layers, d_model)")
+        feature_shape, n_rows = X.shape[1:], X.shape[0]
+        rows, k, status = self._plan(n_rows, n_tokens)
+        self.seeds_ = derive_seeds(self.random_state, self.stability_runs)
+        self._allocate(k, feature_shape, n_rows)
+        self.status_ = status
+        if k > 0:
+            with _blas_limit(self.blas_threads):
+                self.blas_threads_ = blas_thread_count()
+                self._fit_rows(X[rows].reshape(rows.stop - rows.start, -1), k, rows, feature_shape)
+        else:
+            self.blas_threads_ = blas_thread_count()
+            warnings.warn(f"sample {status}", RuntimeWarning, stacklevel=2)
+        return self
+
+    def _allocate(self, k: int, feature_shape: tuple, n_rows: int) -> None:
+        n = self.n_components
+        self.n_components_ = k
+        self.components_ = np.full((n, *feature_shape), np.nan, dtype=np.float32)
+        self.sources_ = np.full((n, n_rows), np.nan, dtype=np.float32)
+        for name in ("explained_variance_ratio_", "stability_", "peak_token_share_", "component_change_"):
+            setattr(self, name, np.full(n, np.nan))
+        self.single_token_ = np.zeros(n, dtype=bool)
+        self.n_iter_, self.change_, self.converged_ = 0, float("nan"), False
+
+    def _fit_rows(self, X: np.ndarray, k: int, rows: slice, feature_shape: tuple) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+
+        pcs = pca(standardize(X), k, seed=int(self.seeds_[0]), solver=self.svd_solver, n_iter=self.pca_iter)
+        runs = [unmix(pcs, seed=int(s), fun=self.fun, max_iter=self.max_iter, tol=self.tol) for s in self.seeds_]
+        best = runs[0]
+        got = best.maps.shape[0]
+        if got < k:
+            self.status_ = f"reduced: the sample's data has rank {got}, fewer than {k} components"
+        self.n_components_ = got
+        self.components_[:got] = best.maps.reshape(got, *feature_shape)
+        self.sources_[:got, rows] = best.sources
+        self.explained_variance_ratio_[:k] = pcs.explained_variance_ratio
+        if len(runs) > 1:
+            self.stability_[:got] = np.mean([best_match_correlation(best.maps, r.maps) for r in runs[1:]], axis=0)
+        self.peak_token_share_[:got] = peak_token_share(best.sources)
+        self.component_change_[:got] = best.component_change
+        self.single_token_[:got] = self.peak_token_share_[:got] > self.single_token_share
+        self.n_iter_ = max(r.n_iter for r in runs)
+        self.change_ = max(r.change for r in runs)
+        self.converged_ = all(r.converged for r in runs)
+        if not self.converged_:
+            warnings.warn(f"FastICA did not converge in {self.max_iter} iterations (last change {self.change_:.2e},"
+                          f" tol {self.tol:g}); raise max_iter or tol", ConvergenceWarning, stacklevel=3)
+
+    def transform(self, X) -> np.ndarray:
+        """Least-squares sources (n_rows, n_components_) of new standardised rows ``X`` on the fitted maps."""
+        X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+        maps = self.components_[: self.n_components_].reshape(self.n_components_, -1)
+        return np.linalg.lstsq(maps.T, standardize(X).T, rcond=None)[0].T

@@ -1,0 +1,276 @@
+"""The decomposition stage: an activations store in, a networks store out, all heavy work on Dask.
+
+- ``decompose(activations, out, *, components=64, group_components=10, n_init=10, seed=0, ...) -> str``.
+
+The store is created up front from the config (its hash in attrs), then filled: the group level
+(``GroupCanICA`` on the dask array of the group split) and one Dask task per individual sample that
+fits ``IndividualICA`` and writes its own region. A rerun with the same config skips what is done
+(``individual_done``, ``group_complete``); another config is refused unless ``overwrite``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any, Iterable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError, StoreError
+from .individual import IndividualICA, derive_seeds
+from .params import check_params, parse_levels
+
+__all__ = ["decompose"]
+
+log = logging.getLogger(__name__)
+
+
+def _parameters(**kw: Any) -> dict[str, Any]:
+    """The method parameters recorded in attrs (and hashed); validated through the one table."""
+    check_params({k: v for k, v in kw.items() if k not in ("levels", "dataset")})
+    return kw
+
+
+def _config_hash(parameters: dict, source_hash: str, source_url: str) -> str:
+    blob = json.dumps({"parameters": parameters, "activations": source_url, "activations_hash": source_hash},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _select(acts, levels: tuple[str, ...], components: int, group_components: int,
+            exclude_first_tokens: int) -> dict[str, np.ndarray]:
+    """Sample positions of each split; checks completeness and sizes before anything is written."""
+    complete = np.asarray(acts["complete"].values, dtype=bool)
+    if not complete.all():
+        raise StoreError(f"{int((~complete).sum())} samples of the activations store are not complete: "
+                         f"finish the recording (rerun fnet record) before decomposing")
+    split = np.array([str(v) for v in acts["split"].values])
+    chosen = {name: np.flatnonzero(split == name) for name in ("group", "individual")}
+    n_neurons = acts.sizes["layer"] * acts.sizes["neuron"]
+    for level, k in (("group", group_components), ("individual", components)):
+        if level in levels and not len(chosen[level]):
+            raise InputError(f"the activations store has no {level}-split samples: record some, or leave "
+                             f"{level} out of --levels")
+        if level in levels and k >= n_neurons:
+            flag = "--components" if level == "individual" else "--group-components"
+            raise InputError(f"{flag} {k} is larger than possible: the store has {n_neurons} neurons")
+    if "group" in levels:
+        usable = acts["n_tokens"].values[chosen["group"]] - exclude_first_tokens - 1
+        if not (usable >= group_components).any():
+            raise InputError(f"--group-components {group_components} is larger than possible: no group-split sample "
+                             f"has more than {int(usable.max()) + 1} tokens to analyse; lower it or record longer samples")
+    return chosen
+
+
+def _template(acts, chosen, parameters: dict, attrs: dict):
+    """The empty networks store: big variables lazy (never written until filled), the rest NaN/pending."""
+    import dask.array as da
+    import xarray as xr
+
+    n_ind, n_grp = len(chosen["individual"]), len(chosen["group"])
+    k, kg = parameters["components"], parameters["group_components"]
+    runs, restarts = parameters["stability_runs"], parameters["n_init"]
+    L, D, T = acts.sizes["layer"], acts.sizes["neuron"], acts.sizes["token"]
+    nan = lambda *shape: np.full(shape, np.nan, dtype=np.float32)  # noqa: E731
+    lazy = lambda *shape, chunks: da.full(shape, np.nan, dtype=np.float32, chunks=chunks)  # noqa: E731
+    S, C = ("sample",), ("sample", "individual_component")
+    data = {
+        "group_map": (("component", "layer", "neuron"), nan(kg, L, D)),
+        "group_explained_variance": (("component",), nan(kg)),
+        "group_stability": (("component",), nan(kg)),
+        "group_seed": (("restart",), np.zeros(restarts, np.int64)),
+        "group_n_iter": (("restart",), np.zeros(restarts, np.int64)),
+        "group_converged": (("restart",), np.zeros(restarts, bool)),
+        "group_kept": (("restart",), np.zeros(restarts, bool)),
+        "group_sample_status": (("group_sample",), np.array(["pending"] * n_grp, dtype=object)),
+        "group_blas_threads": ((), np.int64(0)),
+        "individual_map": (C + ("layer", "neuron"), lazy(n_ind, k, L, D, chunks=(1, k, L, D))),
+        "individual_source": (C + ("token",), lazy(n_ind, k, T, chunks=(1, k, T))),
+        "individual_explained_variance": (C, lazy(n_ind, k, chunks=(1, k))),
+        "individual_stability": (C, lazy(n_ind, k, chunks=(1, k))),
+        "individual_peak_token_share": (C, lazy(n_ind, k, chunks=(1, k))),
+        "individual_component_change": (C, lazy(n_ind, k, chunks=(1, k))),
+        "individual_single_token": (C, da.zeros((n_ind, k), dtype=bool, chunks=(1, k))),
+        "individual_status": (S, np.array(["pending"] * n_ind, dtype=object)),
+        "individual_n_components": (S, np.zeros(n_ind, np.int64)),
+        "individual_converged": (S, np.zeros(n_ind, bool)),
+        "individual_n_iter": (S, np.zeros(n_ind, np.int64)),
+        "individual_change": (S, nan(n_ind)),
+        "individual_seed": (S + ("run",), np.zeros((n_ind, runs), np.int64)),
+        "individual_blas_threads": (S, np.zeros(n_ind, np.int64)),
+        "individual_done": (S, np.zeros(n_ind, bool)),
+    }
+    coords = {"sample": acts["sample"].values[chosen["individual"]],
+              "group_sample": acts["sample"].values[chosen["group"]],
+              "layer": np.arange(L), "component": np.arange(kg), "individual_component": np.arange(k)}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _sample_chunks(ds) -> dict:
+    """One chunk per sample along ``sample`` (each task writes its own chunks)."""
+    return {name: {"chunks": tuple(1 if d == "sample" else n for d, n in zip(var.dims, var.shape))}
+            for name, var in ds.data_vars.items() if "sample" in var.dims}
+
+
+def _open_or_create(url: str, acts, chosen, parameters: dict, attrs: dict, overwrite: bool) -> dict:
+    """Attrs of the store at ``url``: the existing one of the same config, or a freshly created one."""
+    import storage_schemas
+    from ..storage import open_store, remove_store, store_exists
+
+    if store_exists(url):
+        try:
+            found = open_store(url, storage_schemas.NETWORKS).attrs
+        except StoreError:
+            if not overwrite:
+                raise
+            found = {}
+        if found.get("config_hash") == attrs["config_hash"]:
+            log.info("resuming %s (same config %s)", url, attrs["config_hash"])
+            return dict(found)
+        if not overwrite:
+            raise StoreError(f"{url} holds networks of another config (hash {found.get('config_hash')!r}, this "
+                             f"run {attrs['config_hash']!r}); pass --overwrite to replace it, or choose another --out")
+        remove_store(url)
+    ds = _template(acts, chosen, parameters, attrs)
+    storage_schemas.NETWORKS.validate(ds.assign_attrs(storage_schemas.NETWORKS.stamp() | ds.attrs), url)
+    ds.assign_attrs(storage_schemas.NETWORKS.stamp() | ds.attrs).to_zarr(
+        url, mode="w", compute=False, consolidated=False, zarr_format=3, encoding=_sample_chunks(ds))
+    return dict(attrs)
+
+
+def _update_attrs(url: str, **values: Any) -> None:
+    import zarr
+
+    zarr.open_group(url, mode="r+", zarr_format=3).attrs.update(values)
+
+
+def _run_group(url: str, acts, chosen, p: dict) -> None:
+    """Fit GroupCanICA on the group split (dask array: per-sample tasks, out-of-core group PCA); write it."""
+    import xarray as xr
+
+    from .canica import GroupCanICA
+
+    idx = chosen["group"]
+    est = GroupCanICA(p["group_components"], n_init=p["n_init"], fun=p["fun"], max_iter=p["group_max_iter"],
+                      tol=p["tol"], power_iter=p["power_iter"], exclude_first_tokens=p["exclude_first_tokens"],
+                      random_state=p["seed"], blas_threads=p["blas_threads"])
+    est.fit(acts["activation"].data[idx], n_tokens=acts["n_tokens"].values[idx])
+    kg, got = p["group_components"], len(est.components_)
+    maps = np.full((kg, *est.components_.shape[1:]), np.nan, np.float32)
+    maps[:got] = est.components_
+    pad = lambda v: np.concatenate([v, np.full(kg - len(v), np.nan)])  # noqa: E731
+    out = xr.Dataset({
+        "group_map": (("component", "layer", "neuron"), maps),
+        "group_explained_variance": (("component",), pad(est.explained_variance_ratio_).astype(np.float32)),
+        "group_stability": (("component",), pad(est.stability_).astype(np.float32)),
+        "group_seed": (("restart",), est.seeds_.astype(np.int64)),
+        "group_n_iter": (("restart",), est.n_iter_.astype(np.int64)),
+        "group_converged": (("restart",), est.converged_.astype(bool)),
+        "group_kept": (("restart",), np.arange(p["n_init"]) == est.best_restart_),
+        "group_sample_status": (("group_sample",), np.array(est.sample_status_, dtype=object)),
+        "group_blas_threads": ((), np.int64(est.blas_threads_)),
+    })
+    out.to_zarr(url, mode="r+", consolidated=False)
+    _update_attrs(url, group_complete=True)
+    log.info("group level: %d templates from %d samples, kept restart %d", got, est.n_samples_used_, est.best_restart_)
+
+
+def _individual_task(block, n_tokens: int, position: int, sample_id: int, url: str, p: dict) -> str:
+    """Fit one sample (a (1, n_rows, n_layers, d_model) block) and write its region of the store."""
+    import warnings
+
+    import xarray as xr
+
+    est = IndividualICA(p["components"], fun=p["fun"], max_iter=p["max_iter"], tol=p["tol"],
+                        stability_runs=p["stability_runs"], exclude_first_tokens=p["exclude_first_tokens"],
+                        single_token_share=p["single_token_share"], random_state=int(derive_seeds(p["seed"], 1, sample_id)[0]),
+                        blas_threads=p["blas_threads"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-convergence and skipping are recorded in the store instead
+        est.fit(np.asarray(block)[0], n_tokens=n_tokens)
+    C, S = ("sample", "individual_component"), ("sample",)
+    one = lambda v: np.asarray(v)[None]  # noqa: E731
+    out = xr.Dataset({
+        "individual_map": (C + ("layer", "neuron"), one(est.components_)),
+        "individual_source": (C + ("token",), one(est.sources_)),
+        "individual_explained_variance": (C, one(est.explained_variance_ratio_).astype(np.float32)),
+        "individual_stability": (C, one(est.stability_).astype(np.float32)),
+        "individual_peak_token_share": (C, one(est.peak_token_share_).astype(np.float32)),
+        "individual_component_change": (C, one(est.component_change_).astype(np.float32)),
+        "individual_single_token": (C, one(est.single_token_)),
+        "individual_status": (S, np.array([est.status_], dtype=object)),
+        "individual_n_components": (S, one(est.n_components_).astype(np.int64)),
+        "individual_converged": (S, one(est.converged_).astype(bool)),
+        "individual_n_iter": (S, one(est.n_iter_).astype(np.int64)),
+        "individual_change": (S, one(est.change_).astype(np.float32)),
+        "individual_seed": (S + ("run",), one(est.seeds_).astype(np.int64)),
+        "individual_blas_threads": (S, one(est.blas_threads_).astype(np.int64)),
+    })
+    region = {"sample": slice(position, position + 1)}
+    out.to_zarr(url, region=region, mode="r+", consolidated=False)
+    xr.Dataset({"individual_done": (S, np.array([True]))}).to_zarr(url, region=region, mode="r+", consolidated=False)
+    return est.status_
+
+
+def _run_individual(url: str, acts, chosen, p: dict, client) -> list[str]:
+    """One Dask task per individual sample not yet done; returns the statuses of the samples run now."""
+    import dask
+    import xarray as xr
+
+    done = xr.open_zarr(url, consolidated=False)["individual_done"].values
+    todo = [pos for pos in range(len(chosen["individual"])) if not done[pos]]
+    if not todo:
+        return []
+    arr = acts["activation"].data
+    blocks = arr.rechunk({0: 1, 1: -1, 2: -1, 3: -1}).to_delayed().ravel()
+    n_tokens, ids = acts["n_tokens"].values, acts["sample"].values
+    tasks = [dask.delayed(_individual_task, pure=True)(blocks[chosen["individual"][pos]],
+                                                       int(n_tokens[chosen["individual"][pos]]), pos,
+                                                       int(ids[chosen["individual"][pos]]), url, p)
+             for pos in todo]
+    log.info("individual level: %d samples as Dask tasks (%d already done)", len(todo), len(done) - len(todo))
+    return list(client.gather(client.compute(tasks)))
+
+
+def decompose(activations: str, out: str, *, components: int = 64, group_components: int = 10, n_init: int = 10,
+              seed: int = 0, scheduler: str | None = None, exclude_first_tokens: int = 0, stability_runs: int = 2,
+              max_iter: int = 200, group_max_iter: int = 1000, tol: float = 1e-4, fun: str = "logcosh",
+              power_iter: int = 3, single_token_share: float = 0.5, overwrite: bool = False,
+              levels: Iterable[str] | str = ("group", "individual"), dataset: str | None = None) -> str:
+    """Decompose the activations store at ``activations`` into a networks store at ``out``; returns its URL.
+
+    Runs on ``fnet_dist.cluster.dask_client(scheduler)``. Resumable: a rerun with the same config
+    finishes what is missing (also with ``overwrite``); a store of another config is refused unless
+    ``overwrite``, which replaces it. Inputs are checked before any existing store is touched.
+    """
+    import storage_schemas
+    from ..cluster import dask_client
+    from ..storage import normalize_url, open_store
+
+    levels = parse_levels(levels)
+    p = _parameters(components=components, group_components=group_components, n_init=n_init, seed=seed,
+                    exclude_first_tokens=exclude_first_tokens, stability_runs=stability_runs, max_iter=max_iter,
+                    group_max_iter=group_max_iter, tol=float(tol), fun=fun, power_iter=power_iter,
+                    single_token_share=float(single_token_share), blas_threads=1, levels=list(levels))
+    src, url = normalize_url(activations), normalize_url(out)
+    if src == url:
+        raise InputError(f"--out {out!r} is the activations store itself: choose another path for the networks")
+    acts = open_store(src, storage_schemas.ACTIVATIONS)
+    chosen = _select(acts, levels, components, group_components, exclude_first_tokens)
+    attrs = {"dataset": dataset or str(acts.attrs.get("corpus", "unknown")), "activations": src,
+             "model_id": str(acts.attrs["model_id"]), "n_layers": int(acts.sizes["layer"]),
+             "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
+             "levels": list(levels), "group_complete": False, "complete": False,
+             "config_hash": _config_hash(p, str(acts.attrs.get("config_hash", "")), src)}
+    state = _open_or_create(url, acts, chosen, p, attrs, overwrite)
+    if state.get("complete"):
+        log.info("%s is complete for this config: nothing to do", url)
+        return url
+    with dask_client(scheduler) as client:
+        if "group" in levels and not state.get("group_complete"):
+            _run_group(url, acts, chosen, p)
+        if "individual" in levels:
+            _run_individual(url, acts, chosen, p, client)
+    _update_attrs(url, complete=True)
+    return url
