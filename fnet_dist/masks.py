@@ -63,7 +63,8 @@ def _components(components: int | Iterable[int] | None, n_components: int) -> li
         raise InputError("no template chosen: pass at least one component index")
     for c in chosen:
         if not isinstance(c, (int, np.integer)) or not 0 <= int(c) < n_components:
-            raise InputError(f"template {c!r} is out of range: the networks store has components 0..{n_components - 1}")
+            raise InputError(f"component position {c!r} is out of range: the networks store has {n_components} templates "
+                             f"(positions 0..{n_components - 1})")
     return [int(c) for c in chosen]
 
 
@@ -164,14 +165,19 @@ class NeuronMask:
         two_sided: bool = True,
         combine: str = "union",
     ) -> "NeuronMask":
-        """Neurons of group templates ``components`` (|z| > threshold), combined by ``union`` or ``intersection``."""
+        """Neurons of group templates ``components`` (|z| > threshold), combined by ``union`` or ``intersection``.
+
+        ``components`` are 0-based positions along the store's ``component`` axis; the mask's name shows the
+        1-based template numbers of the match tables and the paper (position 0 → ``template-1``).
+        """
         if combine not in ("union", "intersection"):
             raise InputError(f"combine {combine!r} must be 'union' or 'intersection'")
         maps, source = _group_maps(networks)
         chosen = _components(components, maps.shape[0])
         nets = binarize(maps[chosen], threshold, two_sided)
         values = nets.any(axis=0) if combine == "union" else nets.all(axis=0)
-        name = f"network-{'+'.join(map(str, chosen))}" if combine == "union" else f"network-{'&'.join(map(str, chosen))}"
+        labels = [str(c + 1) for c in chosen]  # names show the paper's 1-based template numbers
+        name = f"template-{('+' if combine == 'union' else '&').join(labels)}"
         meta = {"rule": "networks", "source": source, "components": chosen, "threshold": float(threshold),
                 "two_sided": bool(two_sided), "combine": combine}
         return cls(values, name, meta)

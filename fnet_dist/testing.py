@@ -169,3 +169,67 @@ def activation_dataset(
             "package_version": __version__, "config_hash": "synthetic",
         },
     )
+
+
+def networks_dataset(group_map, individual_map=None, *, status=None, dataset: str = "synthetic",
+                     model_id: str = "synthetic", n_tokens: int = 8, seed: int = 0):
+    """An ``xarray.Dataset`` with every variable and attr of the networks schema around given z-maps.
+
+    group_map : (n_templates, n_layers, d_model); individual_map : (n_samples, n_components, n_layers,
+    d_model), default 2 samples × 2 components of noise. The bookkeeping variables (convergence, seeds,
+    stability …) get plausible constant values. Write it with ``fnet_dist.storage.write_store(ds, url, NETWORKS)``.
+    """
+    import numpy as np
+    import xarray as xr
+
+    from . import __version__
+
+    group_map = np.asarray(group_map, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    if individual_map is None:
+        individual_map = rng.normal(size=(2, 2, *group_map.shape[1:]))
+    individual_map = np.asarray(individual_map, dtype=np.float32)
+    n_samples, n_comp, n_layers, d_model = individual_map.shape
+    n_templates, restarts, runs = len(group_map), 2, 2
+    status = np.array(list(status) if status is not None else ["ok"] * n_samples, dtype=object)
+    ok = status == "ok"
+    ind = ("sample", "individual_component")
+    full = lambda dims, value, dtype: (dims, np.full([{"sample": n_samples, "individual_component": n_comp,
+                                                         "component": n_templates, "restart": restarts,
+                                                         "run": runs}[d] for d in dims], value, dtype))
+    return xr.Dataset(
+        {
+            "group_map": (("component", "layer", "neuron"), group_map),
+            "group_explained_variance": full(("component",), 0.1, np.float32),
+            "group_stability": full(("component",), 1.0, np.float32),
+            "group_seed": ("restart", np.arange(restarts, dtype=np.int64)),
+            "group_n_iter": full(("restart",), 20, np.int64),
+            "group_converged": full(("restart",), True, bool),
+            "group_kept": ("restart", np.arange(restarts) == 0),
+            "group_sample_status": ("group_sample", np.array(["ok"] * n_samples, dtype=object)),
+            "group_blas_threads": ((), np.int64(1)),
+            "individual_map": (ind + ("layer", "neuron"), individual_map),
+            "individual_source": (ind + ("token",), rng.standard_normal((n_samples, n_comp, n_tokens)).astype(np.float32)),
+            "individual_explained_variance": full(ind, 0.01, np.float32),
+            "individual_status": ("sample", status),
+            "individual_n_components": ("sample", np.where(ok, n_comp, 0).astype(np.int64)),
+            "individual_converged": ("sample", ok),
+            "individual_n_iter": full(("sample",), 50, np.int64),
+            "individual_change": full(("sample",), 1e-5, np.float32),
+            "individual_component_change": full(ind, 1e-5, np.float32),
+            "individual_seed": (("sample", "run"), np.arange(n_samples * runs, dtype=np.int64).reshape(n_samples, runs)),
+            "individual_blas_threads": full(("sample",), 1, np.int64),
+            "individual_stability": full(ind, 1.0, np.float32),
+            "individual_peak_token_share": full(ind, 0.2, np.float32),
+            "individual_single_token": full(ind, False, bool),
+            "individual_done": full(("sample",), True, bool),
+        },
+        coords={"sample": np.arange(n_samples), "layer": np.arange(n_layers), "component": np.arange(n_templates),
+                "individual_component": np.arange(n_comp)},
+        attrs={
+            "dataset": dataset, "activations": f"memory://{dataset}-activations", "model_id": model_id,
+            "n_layers": int(n_layers), "d_model": int(d_model), "package_version": __version__,
+            "config_hash": "synthetic", "parameters": {"n_components": int(n_comp), "seed": seed},
+            "levels": ["group", "individual"], "group_complete": True, "complete": True,
+        },
+    )

@@ -2,7 +2,7 @@
 
 ``planted_networks(...)`` draws z-maps whose noise stays below the threshold, plants template supports at
 |z| = 5, and copies each template (with a few neurons swapped) into chosen individual slots, so the
-number of counterparts of every template is known. ``networks_dataset(...)`` wraps arrays in the
+number of counterparts of every template is known. ``networks_dataset(...)`` (from fnet_dist.testing) wraps arrays in the
 networks schema; ``write_networks(ds, url)`` writes it.
 """
 from __future__ import annotations
@@ -14,43 +14,15 @@ import xarray as xr
 
 from fnet_dist import __version__
 from fnet_dist.storage import write_store
+from fnet_dist import testing
 from storage_schemas import NETWORKS
 
 PLANT = 5.0
 
 
-def networks_dataset(group_map, individual_map, *, status=None, dataset="news", model_id="synthetic",
-                     n_tokens=8, seed=0) -> xr.Dataset:
-    """An ``xarray.Dataset`` with every variable and attr of the networks schema around given z-maps.
-
-    group_map : (n_templates, n_layers, d_model); individual_map : (n_samples, n_components, n_layers, d_model).
-    """
-    group_map = np.asarray(group_map, dtype=np.float32)
-    individual_map = np.asarray(individual_map, dtype=np.float32)
-    n_samples, n_comp, n_layers, d_model = individual_map.shape
-    status = np.array(list(status) if status is not None else ["ok"] * n_samples, dtype=object)
-    rng = np.random.default_rng(seed)
-    ind = ("sample", "individual_component")
-    return xr.Dataset(
-        {
-            "group_map": (("component", "layer", "neuron"), group_map),
-            "group_explained_variance": ("component", np.full(len(group_map), 0.1, np.float32)),
-            "individual_map": (ind + ("layer", "neuron"), individual_map),
-            "individual_source": (ind + ("token",), rng.standard_normal((n_samples, n_comp, n_tokens)).astype(np.float32)),
-            "individual_explained_variance": (ind, np.full((n_samples, n_comp), 0.01, np.float32)),
-            "individual_status": ("sample", status),
-            "individual_converged": ("sample", status == "ok"),
-            "individual_n_iter": ("sample", np.full(n_samples, 50, np.int32)),
-            "individual_stability": (ind, np.ones((n_samples, n_comp), np.float32)),
-            "individual_peak_token_share": (ind, np.full((n_samples, n_comp), 0.2, np.float32)),
-        },
-        coords={"sample": np.arange(n_samples), "layer": np.arange(n_layers)},
-        attrs={
-            "dataset": dataset, "activations": f"memory://{dataset}-activations", "model_id": model_id,
-            "n_layers": int(n_layers), "d_model": int(d_model), "package_version": __version__,
-            "config_hash": "synthetic", "parameters": {"n_components": int(n_comp), "seed": seed},
-        },
-    )
+def networks_dataset(group_map, individual_map, *, dataset="news", **kwargs) -> xr.Dataset:
+    """``fnet_dist.testing.networks_dataset`` with the match tests' default corpus name."""
+    return testing.networks_dataset(group_map, individual_map, dataset=dataset, **kwargs)
 
 
 def write_networks(ds: xr.Dataset, url) -> str:

@@ -214,10 +214,10 @@ def llama_networks(tmp_path_factory) -> str:
 
 
 def test_cli_bakes_templates_of_a_networks_store(fnet, tiny_llama, llama_networks, tmp_path):
-    status, out, err = fnet("bake", "--model", tiny_llama, "--networks", llama_networks, "--template", 0, 1,
+    status, out, err = fnet("bake", "--model", tiny_llama, "--networks", llama_networks, "--template", 1, 2,
                             "--edit", "multiply", "--factor", 1.5, "--out", tmp_path / "ckpt")
     assert status == 0, err
-    assert "multiply x1.5 of network-0+1 (3 neurons" in out
+    assert "multiply x1.5 of template-1+2 (3 neurons" in out
     loaded = load_model(tiny_llama)
     arch = resolve_architecture(loaded.model)
     mask = NeuronMask.from_networks(llama_networks, [0, 1])
@@ -248,7 +248,8 @@ def test_cli_bad_inputs(fnet, tiny_llama, llama_networks, tmp_path):
         (("--mask", right, "--edit", "add", "--factor", "0.5"), "error: cannot bake 'add' exactly.*no bias"),
         (("--mask", right, "--factor", "2"), "error: --factor 2 has no effect with --edit inhibit"),
         (("--networks", llama_networks), "error: --networks needs --template"),
-        (("--networks", llama_networks, "--template", "5"), "error: template 5 is out of range"),
+        (("--networks", llama_networks, "--template", "3"), r"error: --template 3 is out of range: .* has templates 1..2"),
+        (("--networks", llama_networks, "--template", "0"), "error: --template 0 is out of range"),
         (("--mask", tmp_path / "missing.npz"), "error: no mask file at"),
     ]
     for extra, message in cases:

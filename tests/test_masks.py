@@ -6,6 +6,7 @@ import pytest
 import xarray as xr
 
 from fnet_dist.errors import InputError, StoreError
+from fnet_dist import testing
 from fnet_dist.masks import NeuronMask
 from fnet_dist.storage import write_store
 from storage_schemas import NETWORKS
@@ -22,31 +23,11 @@ PLANTED = {
 def networks_dataset(planted=PLANTED, shape=SHAPE, seed=0) -> xr.Dataset:
     """A small dataset in the networks schema whose group templates hold ``planted`` z-values."""
     rng = np.random.default_rng(seed)
-    n_components, (n_layers, d_model) = len(planted), shape
-    maps = rng.uniform(-0.9, 0.9, (n_components, n_layers, d_model)).astype(np.float32)
+    maps = rng.uniform(-0.9, 0.9, (len(planted), *shape)).astype(np.float32)
     for c, cells in planted.items():
         for (layer, neuron), z in cells.items():
             maps[c, layer, neuron] = z
-    n_samples, n_ind, n_tok = 2, 2, 4
-    return xr.Dataset(
-        {
-            "group_map": (("component", "layer", "neuron"), maps),
-            "group_explained_variance": ("component", np.full(n_components, 0.1)),
-            "individual_map": (("sample", "individual_component", "layer", "neuron"),
-                               rng.normal(size=(n_samples, n_ind, n_layers, d_model)).astype(np.float32)),
-            "individual_source": (("sample", "individual_component", "token"),
-                                  rng.normal(size=(n_samples, n_ind, n_tok)).astype(np.float32)),
-            "individual_explained_variance": (("sample", "individual_component"), np.full((n_samples, n_ind), 0.2)),
-            "individual_status": ("sample", np.array(["ok"] * n_samples, dtype=object)),
-            "individual_converged": ("sample", np.ones(n_samples, dtype=bool)),
-            "individual_n_iter": ("sample", np.full(n_samples, 10, dtype=np.int64)),
-            "individual_stability": (("sample", "individual_component"), np.ones((n_samples, n_ind))),
-            "individual_peak_token_share": (("sample", "individual_component"), np.full((n_samples, n_ind), 0.3)),
-        },
-        attrs={"dataset": "synthetic", "activations": "memory://acts", "model_id": "synthetic",
-               "n_layers": n_layers, "d_model": d_model, "package_version": "0", "config_hash": "x",
-               "parameters": {"threshold": 3.6}},
-    )
+    return testing.networks_dataset(maps, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +66,7 @@ def test_set_algebra_and_keep_only(networks_url):
     assert (a | b).meta["op"] == "union" and (a | b).meta["left"] == a.meta
     assert a.count == 2 and a.n_layers == 3 and a.d_model == 16 and a.fraction == pytest.approx(2 / 48)
     assert list(a.layer_counts) == [1, 1, 0]
-    assert repr(a) == "NeuronMask('network-0', 2 of 48 neurons, shape (3, 16))"
+    assert repr(a) == "NeuronMask('template-1', 2 of 48 neurons, shape (3, 16))"
 
 
 def test_top_percent_ranks_by_max_abs_z_across_templates(networks_url):
@@ -144,7 +125,7 @@ def test_bad_inputs(networks_url, tmp_path):
         NeuronMask.from_indices(SHAPE, [(1, 16)])
     with pytest.raises(InputError, match=r"\(layer -1, neuron 2\) is out of range"):
         NeuronMask.from_indices(SHAPE, [(-1, 2)])
-    with pytest.raises(InputError, match="template 3 is out of range.*0..2"):
+    with pytest.raises(InputError, match="component position 3 is out of range.*positions 0..2"):
         NeuronMask.from_networks(networks_url, [0, 3])
     with pytest.raises(InputError, match="combine 'xor'"):
         NeuronMask.from_networks(networks_url, 0, combine="xor")

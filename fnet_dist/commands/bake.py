@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--mask", metavar="FILE", help="a neuron mask file (.npz written by fnet)")
     source.add_argument("--networks", metavar="NETWORKS", help="networks store URL; pick templates with --template")
     parser.add_argument("--template", type=int, nargs="+", metavar="K",
-                        help="group template index(es) of --networks; several are united")
+                        help="group template number(s) of --networks, 1-based as in the match tables; several are united")
     parser.add_argument("--out", required=True, metavar="CHECKPOINT", help="folder for the baked checkpoint")
     parser.add_argument("--edit", default="inhibit", choices=("inhibit", "multiply", "add"),
                         help="inhibit (x 0, default), multiply by --factor, or add --factor")
@@ -52,7 +52,17 @@ def mask_from_args(args: argparse.Namespace):
         return NeuronMask.load(args.mask)
     if not args.template:
         raise InputError("--networks needs --template K (one or more group template indices)")
-    return NeuronMask.from_networks(args.networks, args.template, threshold=args.threshold, two_sided=not args.one_sided)
+    from storage_schemas import NETWORKS
+
+    from ..storage import open_store
+
+    count = open_store(args.networks, NETWORKS).sizes["component"]
+    bad = [k for k in args.template if not 1 <= k <= count]
+    if bad:
+        raise InputError(f"--template {bad[0]} is out of range: {args.networks} has templates 1..{count} "
+                         f"(numbered as in the match tables)")
+    return NeuronMask.from_networks(args.networks, [k - 1 for k in args.template], threshold=args.threshold,
+                                    two_sided=not args.one_sided)
 
 
 def run(args: argparse.Namespace) -> int:
