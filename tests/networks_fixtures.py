@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from fnet_dist import __version__
 from fnet_dist.storage import write_store
 from fnet_dist import testing
 from storage_schemas import NETWORKS
