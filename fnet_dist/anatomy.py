@@ -5,7 +5,7 @@ large language models"): SmolLM2's layer-11 MLP output reaches ~2.3e4 in dimensi
 where the layer's median |activation| is ~0.8. Masks that hit such channels break the model whatever they mean.
 
 Rule (configurable): channel (layer, neuron) is *massive* when its peak |activation| over all real tokens is
-at least ``min_value`` (default 100) and at least ``ratio`` (default 100) times the median |activation| of
+at least ``min_value`` (default 100) and at least ``ratio`` (default 300) times the median |activation| of
 its layer (median over real tokens and channels of a token subsample).
 
 - ``MassiveRule(ratio, min_value, median_tokens, seed)``: the rule's parameters.
@@ -36,7 +36,7 @@ __all__ = [
 class MassiveRule:
     """peak ≥ min_value and peak ≥ ratio × median |activation| of the layer (median from ``median_tokens`` tokens)."""
 
-    ratio: float = 100.0
+    ratio: float = 300.0
     min_value: float = 100.0
     median_tokens: int = 1024
     seed: int = 0
@@ -45,7 +45,7 @@ class MassiveRule:
         for name in ("ratio", "min_value"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
-                raise InputError(f"massive-channel {name} {value!r} must be a positive number (defaults: ratio 100, min_value 100)")
+                raise InputError(f"massive-channel {name} {value!r} must be a positive number (defaults: ratio 300, min_value 100)")
         if self.median_tokens < 1:
             raise InputError(f"median_tokens {self.median_tokens!r} must be ≥ 1")
         return self
@@ -89,6 +89,25 @@ def channel_peaks(ds, rule: MassiveRule = MassiveRule()):
     return peak, np.median(sample, axis=(0, 2)).astype(np.float32)
 
 
+def _where_they_peak(ds, layers: np.ndarray, neurons: np.ndarray, min_value: float):
+    """One pass over the samples: per channel, the share of samples peaking at token 0 and a Counter of the
+    token ids where |activation| ≥ ``min_value``."""
+    first = np.zeros(len(layers))
+    carriers = [Counter() for _ in layers]
+    n_tokens, token_ids = ds["n_tokens"].values, ds["token_id"].values
+    if len(layers) == 0 or len(n_tokens) == 0:
+        return first, carriers
+    for sample, n in enumerate(n_tokens.tolist()):
+        if n == 0:
+            continue
+        trace = np.abs(ds["activation"][sample, :n].values[:, layers, neurons].astype(np.float32))  # (n, channels)
+        first += trace.argmax(axis=0) == 0
+        rows, channels = np.nonzero(trace >= min_value)
+        for row, channel in zip(rows.tolist(), channels.tolist()):
+            carriers[channel][int(token_ids[sample, row])] += 1
+    return first / len(n_tokens), carriers
+
+
 def massive_channels(activations, rule: MassiveRule = MassiveRule(), top_tokens: int = 5) -> pd.DataFrame:
     """Massive channels of an activations store (URL or opened Dataset), strongest first.
 
@@ -101,21 +120,13 @@ def massive_channels(activations, rule: MassiveRule = MassiveRule(), top_tokens:
     peak, median = channel_peaks(ds, rule)
     ratio = peak / np.maximum(median[:, None], np.finfo(np.float32).tiny)
     layers, neurons = np.nonzero((peak >= rule.min_value) & (ratio >= rule.ratio))
-    n_tokens = ds["n_tokens"].values
-    token_ids = ds["token_id"].values
-    rows = []
-    for layer, neuron in zip(layers.tolist(), neurons.tolist()):
-        trace = np.abs(ds["activation"][:, :, layer, neuron].values.astype(np.float32))  # (sample, token)
-        real = np.arange(trace.shape[1])[None, :] < n_tokens[:, None]
-        trace = np.where(real, trace, 0.0)
-        first_share = float(np.mean(trace.argmax(axis=1) == 0)) if len(trace) else 0.0
-        carriers = Counter(token_ids[(trace >= rule.min_value) & real].tolist()).most_common(top_tokens)
-        rows.append({
-            "layer": layer, "neuron": neuron, "peak": float(peak[layer, neuron]),
-            "layer_median": float(median[layer]), "ratio": float(ratio[layer, neuron]),
-            "first_token_share": first_share,
-            "carrier_tokens": " ".join(f"{tid}:{count}" for tid, count in carriers),
-        })
+    first, carriers = _where_they_peak(ds, layers, neurons, rule.min_value)
+    rows = [{
+        "layer": int(layer), "neuron": int(neuron), "peak": float(peak[layer, neuron]),
+        "layer_median": float(median[layer]), "ratio": float(ratio[layer, neuron]),
+        "first_token_share": float(first[i]),
+        "carrier_tokens": " ".join(f"{tid}:{count}" for tid, count in carriers[i].most_common(top_tokens)),
+    } for i, (layer, neuron) in enumerate(zip(layers, neurons))]
     table = pd.DataFrame(rows, columns=["layer", "neuron", "peak", "layer_median", "ratio", "first_token_share", "carrier_tokens"])
     table = table.sort_values("peak", ascending=False, ignore_index=True)
     table.attrs.update(asdict(rule), n_layers=int(peak.shape[0]), d_model=int(peak.shape[1]))

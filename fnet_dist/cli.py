@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, match and edit functional networks of neurons in LLMs (record → decompose → match → evaluate).",
     )
     parser.add_argument("--version", action="version", version=f"fnet-dist {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log other libraries too (-v), or debug output (-vv)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"fnet_dist.commands.{name}")
@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # fnet's own progress at INFO; other libraries (distributed, transformers) only from -v on.
+    logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("fnet_dist").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
     try:
         return int(args._run(args) or 0)
     except FnetError as exc:
