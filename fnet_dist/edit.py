@@ -1,0 +1,244 @@
+"""Edit the neurons of a mask while a model runs: inhibit (× 0), multiply by a factor, or add a value.
+
+- ``Edit(kind, value)``: what to do to each masked MLP-block output channel (validated on creation).
+- ``edited(model, arch, mask, edit)``: a context manager; forward hooks on each layer's block output
+  apply the edit on every forward pass inside it and are always removed on exit.
+- ``model_shape(model, arch)``: ``(n_layers, d_model)``, the shape a mask for ``model`` must have.
+- ``bake(model, arch, mask, edit)``: the same edit written into the weights, in place, on
+  ``arch.bake_module`` of each layer by ``arch.bake_kind``: ``linear_rows`` (weight row j, bias j),
+  ``conv1d_columns`` (GPT-2 ``Conv1D``: weight column j, bias j), ``norm_scale`` (norm weight j, bias j),
+  ``norm_scale_plus_one`` (Gemma norms ``x·(1+w)``: ``w' = f·(1+w) − 1``, inhibit ``w' = −1``);
+  ``add`` needs a bias (bias j += value) and is refused where there is none.
+- ``bake_checkpoint(spec, mask, edit, out)``: load, bake, save a standard HF checkpoint (safetensors +
+  tokenizer) with ``fnet_edit.json`` (provenance) and ``fnet_mask.npz``, so any engine (HF, vLLM, TGI)
+  serves the edited model with no hooks.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
+import torch
+
+from . import __version__
+from .architectures import Architecture, block_output_modules, decoder_layers, get_module
+from .errors import InputError
+from .masks import NeuronMask
+
+__all__ = ["EDIT_FILE", "EDIT_KINDS", "MASK_FILE", "Edit", "bake", "bake_checkpoint", "edited", "model_shape"]
+
+EDIT_KINDS = ("inhibit", "multiply", "add")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """``inhibit`` sets a channel to 0; ``multiply`` scales it by ``value``; ``add`` adds ``value``."""
+
+    kind: Literal["inhibit", "multiply", "add"] = "inhibit"
+    value: float = 1.02
+
+    def __post_init__(self) -> None:
+        if self.kind not in EDIT_KINDS:
+            raise InputError(f"edit {self.kind!r} is unknown; expected one of {', '.join(EDIT_KINDS)}")
+        try:
+            value = float(self.value)
+        except (TypeError, ValueError):
+            raise InputError(f"edit value {self.value!r} must be a number") from None
+        if not math.isfinite(value):
+            raise InputError(
+                f"edit factor {self.value!r} is not finite; pass a finite --factor such as 1.02 (multiply) or 0.5 (add)"
+            )
+        object.__setattr__(self, "value", value)
+
+    def describe(self) -> str:
+        return {"inhibit": "inhibit", "multiply": f"multiply x{self.value:g}", "add": f"add {self.value:+g}"}[self.kind]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "value": self.value}
+
+
+def model_shape(model: torch.nn.Module, arch: Architecture) -> tuple[int, int]:
+    """``(n_layers, d_model)``: decoder layers found by ``arch`` and the hidden size of ``model.config``."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    d_model = getattr(config, "hidden_size", None)
+    if not isinstance(d_model, int):
+        raise InputError(f"{type(model).__name__} has no config.hidden_size; cannot tell its number of neurons per layer")
+    return len(block_output_modules(model, arch)), d_model
+
+
+def _placement(module: torch.nn.Module, model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of ``module``'s parameters (the model's when it has none of its own)."""
+    param = next(module.parameters(), None)
+    if param is None:
+        param = next(model.parameters())
+    return param.device, param.dtype
+
+
+def _channel_hook(edit: Edit, row: np.ndarray, device: torch.device, dtype: torch.dtype) -> Callable:
+    """A forward hook applying ``edit`` to the channels where ``row`` (shape (d_model,)) is True."""
+    selected = torch.tensor(row, dtype=torch.bool, device=device)
+    if edit.kind == "add":
+        shift = torch.zeros(row.shape, dtype=dtype, device=device).masked_fill_(selected, edit.value)
+        apply = lambda tensor: tensor + shift  # noqa: E731
+    else:
+        factor = 0.0 if edit.kind == "inhibit" else edit.value
+        scale = torch.ones(row.shape, dtype=dtype, device=device).masked_fill_(selected, factor)
+        apply = lambda tensor: tensor * scale  # noqa: E731
+
+    def hook(_module: torch.nn.Module, _inputs: object, output: object) -> object:
+        if isinstance(output, tuple):
+            return (apply(output[0]),) + output[1:]
+        return apply(output)
+
+    return hook
+
+
+@contextmanager
+def edited(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edit = Edit()) -> Iterator[None]:
+    """Apply ``edit`` to ``mask``'s channels of every layer's block output on each forward pass inside.
+
+    mask : NeuronMask of shape (n_layers, d_model) (checked against the model). Layers without a masked
+    neuron get no hook. The hooks are removed on exit, also when the body raises.
+    """
+    if not isinstance(edit, Edit):
+        raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
+    mask.check_shape(*model_shape(model, arch))
+    modules = block_output_modules(model, arch)
+    handles = []
+    try:
+        for layer, module in enumerate(modules):
+            if mask.values[layer].any():
+                hook = _channel_hook(edit, mask.values[layer], *_placement(module, model))
+                handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# --- baking: the same edit written into the weights ----------------------------------------
+
+EDIT_FILE = "fnet_edit.json"
+MASK_FILE = "fnet_mask.npz"
+# which weight dimension holds output channel j, per bake kind
+_CHANNEL_DIM = {"linear_rows": 0, "conv1d_columns": 1, "norm_scale": 0, "norm_scale_plus_one": 0}
+
+
+def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: NeuronMask, d_model: int) -> list:
+    """The module to edit in each layer, all checked before any weight changes."""
+    if arch.bake_kind not in _CHANNEL_DIM:
+        raise InputError(
+            f"architecture {arch.name!r} (a --hook-module pattern) has no known place to bake an edit; "
+            f"apply the edit with hooks (fnet evaluate --backend hf) or add the family to fnet_dist/architectures.py"
+        )
+    modules = []
+    for index, layer in enumerate(decoder_layers(model, arch)):
+        module = get_module(layer, arch.bake_module)
+        weight = getattr(module, "weight", None)
+        dim = _CHANNEL_DIM[arch.bake_kind]
+        if weight is None or weight.dim() <= dim or weight.shape[dim] != d_model:
+            raise InputError(
+                f"layer {index}: {arch.bake_module} of {arch.name!r} has no weight with {d_model} output channels "
+                f"along dim {dim}; cannot bake there"
+            )
+        if edit.kind == "add" and mask.values[index].any() and getattr(module, "bias", None) is None:
+            raise InputError(
+                f"cannot bake 'add' exactly: {arch.bake_module} of {arch.name!r} has no bias to add to; "
+                f"use --edit multiply/inhibit, or apply 'add' with hooks (fnet evaluate --backend hf)"
+            )
+        modules.append(module)
+    return modules
+
+
+def _edit_channels(param: torch.Tensor, dim: int, index: torch.Tensor, update) -> None:
+    """``param``'s slices ``index`` along ``dim`` replaced by ``update(slices)``, in place."""
+    param.index_copy_(dim, index, update(param.index_select(dim, index)))
+
+
+def _bake_module(module: torch.nn.Module, kind: str, index: torch.Tensor, edit: Edit) -> None:
+    weight, bias, f = module.weight.data, getattr(module, "bias", None), edit.value
+    plus_one = kind == "norm_scale_plus_one"
+    if edit.kind == "inhibit":
+        _edit_channels(weight, _CHANNEL_DIM[kind], index, lambda w: torch.full_like(w, -1.0 if plus_one else 0.0))
+    elif edit.kind == "multiply":
+        _edit_channels(weight, _CHANNEL_DIM[kind], index, (lambda w: f * (1 + w) - 1) if plus_one else (lambda w: w * f))
+    if bias is not None:
+        update = {"inhibit": torch.zeros_like, "multiply": lambda b: b * f, "add": lambda b: b + f}[edit.kind]
+        _edit_channels(bias.data, 0, index, update)
+
+
+def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edit = Edit()) -> None:
+    """Write ``edit`` of ``mask``'s channels into ``model``'s weights, in place (same result as ``edited``).
+
+    Everything is checked before any weight changes, so a refused bake leaves the model untouched.
+    """
+    if not isinstance(edit, Edit):
+        raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
+    n_layers, d_model = model_shape(model, arch)
+    mask.check_shape(n_layers, d_model)
+    modules = _bake_modules(model, arch, edit, mask, d_model)
+    with torch.no_grad():
+        for layer, module in enumerate(modules):
+            channels = np.flatnonzero(mask.values[layer])
+            if channels.size:
+                index = torch.as_tensor(channels, device=module.weight.device)
+                _bake_module(module, arch.bake_kind, index, edit)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file; give a folder for the checkpoint")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"--out {str(out)!r} already holds files; pass --overwrite to replace it, or choose another folder")
+
+
+def _provenance(loaded: Any, arch: Architecture, mask: NeuronMask, edit: Edit) -> dict:
+    return {
+        "format": "fnet-edit", "version": 1, "package_version": __version__,
+        "source_model": loaded.info, "architecture": arch.name,
+        "bake_module": arch.bake_module, "bake_kind": arch.bake_kind, "edit": edit.to_dict(),
+        "mask": {"name": mask.name, "shape": list(mask.values.shape), "count": mask.count, "meta": mask.meta,
+                 "file": MASK_FILE},
+    }
+
+
+def bake_checkpoint(
+    model_spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False, **load_kwargs: Any
+) -> str:
+    """Load ``model_spec`` (``fnet_dist.models.load_model`` with ``load_kwargs``), bake, save to folder ``out``.
+
+    Written beside under a temporary name and moved into place when complete, so an interrupted bake
+    never leaves a checkpoint that looks finished. GGUF sources are saved as ordinary safetensors.
+    """
+    from .architectures import resolve_architecture
+    from .models import load_model
+
+    out = Path(os.path.expanduser(os.fspath(out))).resolve()
+    _check_out(out, overwrite)
+    loaded = load_model(model_spec, **load_kwargs)
+    arch = resolve_architecture(loaded.model)
+    bake(loaded.model, arch, mask, edit)
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        loaded.model.save_pretrained(partial, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(partial)
+        mask.save(str(partial / MASK_FILE))
+        text = json.dumps(_provenance(loaded, arch, mask, edit), indent=2, default=str)
+        (partial / EDIT_FILE).write_text(text + "\n")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return str(out)

@@ -1,0 +1,177 @@
+"""Edits by hooks and by baked weights agree for every registered family; hooks always go; bad input is refused."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fnet_dist.architectures import Architecture, block_output_modules, resolve_architecture
+from fnet_dist.edit import EDIT_FILE, MASK_FILE, Edit, bake, bake_checkpoint, edited, model_shape
+from fnet_dist.errors import InputError
+from fnet_dist.hooks import capture_block_outputs
+from fnet_dist.masks import NeuronMask
+from fnet_dist.models import load_model
+from fnet_dist.testing import TINY_FAMILIES, ChatGLMStandIn
+
+WITH_BIAS = {"gpt2", "gpt_neox"}  # families whose MLP output projection has a bias: 'add' bakes exactly
+EDITS = [Edit("inhibit"), Edit("multiply", 1.5), Edit("add", 0.3)]
+
+
+def _ids(seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (2, 10), generator=torch.Generator().manual_seed(seed))
+
+
+def _logits(model, ids) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def _hooked(model, arch, mask, edit, ids) -> torch.Tensor:
+    with edited(model, arch, mask, edit):
+        return _logits(model, ids)
+
+
+def _baked(model, arch, mask, edit, ids) -> torch.Tensor:
+    twin = copy.deepcopy(model)
+    bake(twin, arch, mask, edit)
+    return _logits(twin, ids)
+
+
+def _check_hooked_equals_baked(model, family: str) -> None:
+    arch = resolve_architecture(model)
+    mask = NeuronMask.random(model_shape(model, arch), fraction=0.25, seed=1)
+    ids = _ids()
+    normal = _logits(model, ids)
+    for edit in EDITS:
+        hooked = _hooked(model, arch, mask, edit, ids)
+        assert (hooked - normal).abs().max() > 1e-3, f"{edit} changed nothing"
+        if edit.kind == "add" and family not in WITH_BIAS:
+            before = copy.deepcopy(model.state_dict())
+            with pytest.raises(InputError, match="cannot bake 'add' exactly.*no bias"):
+                bake(model, arch, mask, edit)
+            assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "refused bake changed weights"
+            continue
+        torch.testing.assert_close(_baked(model, arch, mask, edit, ids), hooked, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_logits(model, ids), normal, rtol=0, atol=0)  # hooks gone, weights untouched
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_hooked_equals_baked(family, tiny_model_factory):
+    _check_hooked_equals_baked(load_model(tiny_model_factory(family)).model, family)
+
+
+def test_hooked_equals_baked_chatglm_layout():
+    torch.manual_seed(0)
+    _check_hooked_equals_baked(ChatGLMStandIn().eval(), "chatglm")
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3"])
+def test_hook_edits_exactly_the_masked_channels(family, tiny_model_factory):
+    model = load_model(tiny_model_factory(family)).model
+    arch = resolve_architecture(model)
+    mask = NeuronMask.from_indices(model_shape(model, arch), [(0, 3), (0, 17), (1, 5)])
+    with torch.no_grad(), capture_block_outputs(model, arch, layers=[0]) as normal:
+        model(_ids())
+    expected = {"inhibit": lambda x: 0 * x, "multiply": lambda x: 1.5 * x, "add": lambda x: x + 0.3}
+    for edit in EDITS:
+        with torch.no_grad(), edited(model, arch, mask, edit), capture_block_outputs(model, arch, layers=[0]) as got:
+            model(_ids())
+        want = normal.outputs[0].clone()  # layer 0's input is unedited, so its output is the edit of the normal one
+        want[..., [3, 17]] = expected[edit.kind](want[..., [3, 17]])
+        torch.testing.assert_close(got.outputs[0], want, rtol=0, atol=0)
+
+
+def test_hooks_removed_after_an_exception(tiny_llama):
+    model = load_model(tiny_llama).model
+    arch = resolve_architecture(model)
+    mask = NeuronMask.random(model_shape(model, arch), count=10, seed=0)
+    normal = _logits(model, _ids())
+    with pytest.raises(RuntimeError, match="boom"):
+        with edited(model, arch, mask, Edit("inhibit")):
+            assert sum(len(m._forward_hooks) for m in block_output_modules(model, arch)) == 2
+            raise RuntimeError("boom")
+    assert all(not m._forward_hooks for m in block_output_modules(model, arch))
+    torch.testing.assert_close(_logits(model, _ids()), normal, rtol=0, atol=0)
+
+
+def test_many_masks_in_a_row_on_one_model(tiny_llama):
+    model = load_model(tiny_llama).model
+    arch = resolve_architecture(model)
+    shape, ids = model_shape(model, arch), _ids(1)
+    masks = [NeuronMask.random(shape, count=8, seed=s) for s in range(3)] + [NeuronMask(np.zeros(shape))]
+    for mask in masks:
+        torch.testing.assert_close(_hooked(model, arch, mask, Edit("inhibit"), ids),
+                                   _baked(model, arch, mask, Edit("inhibit"), ids), rtol=1e-5, atol=1e-5)
+    assert all(not m._forward_hooks for m in block_output_modules(model, arch))
+
+
+def test_hooks_keep_the_model_dtype(tiny_llama):
+    model = load_model(tiny_llama, dtype="bfloat16").model
+    arch = resolve_architecture(model)
+    mask = NeuronMask.random(model_shape(model, arch), count=8, seed=0)
+    with torch.no_grad(), edited(model, arch, mask, Edit("multiply", 1.02)), capture_block_outputs(model, arch) as got:
+        model(_ids())
+    assert all(t.dtype == torch.bfloat16 for t in got.outputs.values())
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_baked_checkpoint_reloads_equal_to_hooked(family, tiny_model_factory, tmp_path):
+    folder = tiny_model_factory(family)
+    loaded = load_model(folder)
+    arch = resolve_architecture(loaded.model)
+    mask = NeuronMask.random(model_shape(loaded.model, arch), fraction=0.2, seed=2)
+    edit = Edit("multiply", 0.5)
+    hooked = _hooked(loaded.model, arch, mask, edit, _ids())
+    out = bake_checkpoint(folder, mask, edit, tmp_path / "baked")
+    assert sorted(p.name for p in (tmp_path / "baked").glob("*.safetensors")) == ["model.safetensors"]
+    reloaded = load_model(out)
+    torch.testing.assert_close(_logits(reloaded.model, _ids()), hooked, rtol=1e-5, atol=1e-5)
+    provenance = json.loads((tmp_path / "baked" / EDIT_FILE).read_text())
+    assert provenance["edit"] == {"kind": "multiply", "value": 0.5} and provenance["mask"]["count"] == mask.count
+    assert NeuronMask.load(str(tmp_path / "baked" / MASK_FILE)) == mask
+    tied = loaded.model.config.tie_word_embeddings
+    assert reloaded.model.config.tie_word_embeddings == tied
+    if tied:
+        assert reloaded.model.get_output_embeddings().weight.data_ptr() == reloaded.model.get_input_embeddings().weight.data_ptr()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_bake_checkpoint_refuses_to_overwrite(tiny_llama, tmp_path):
+    mask = NeuronMask.random((2, 32), count=4, seed=0)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    with pytest.raises(InputError, match="already holds files; pass --overwrite"):
+        bake_checkpoint(tiny_llama, mask, Edit(), tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").exists()
+    bake_checkpoint(tiny_llama, mask, Edit(), tmp_path / "out", overwrite=True)
+    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / EDIT_FILE).exists()
+
+
+def test_bad_inputs(tiny_llama):
+    model = load_model(tiny_llama).model
+    arch = resolve_architecture(model)
+    wrong = NeuronMask.random((3, 32), count=4, seed=0)
+    with pytest.raises(InputError, match=r"shape \(3, 32\).*model has \(2, 32\)"):
+        with edited(model, arch, wrong):
+            pass
+    with pytest.raises(InputError, match=r"shape \(3, 32\).*model has \(2, 32\)"):
+        bake(model, arch, wrong, Edit())
+    for bad in (float("inf"), float("nan"), -float("inf")):
+        with pytest.raises(InputError, match="not finite"):
+            Edit("multiply", bad)
+    with pytest.raises(InputError, match="edit 'scale' is unknown"):
+        Edit("scale")
+    with pytest.raises(InputError, match="must be a number"):
+        Edit("add", "big")
+    pattern = resolve_architecture(model, hook_module="model.layers.{i}.mlp")
+    mask = NeuronMask.random((2, 32), count=4, seed=0)
+    with pytest.raises(InputError, match="no known place to bake"):
+        bake(model, pattern, mask, Edit())
+    with edited(model, pattern, mask):  # hooks work for a pattern all the same
+        assert _logits(model, _ids()).isfinite().all()
+    broken = Architecture("broken", (), "model.layers", "mlp", "mlp.up_proj", "linear_rows")
+    with pytest.raises(InputError, match="no weight with 32 output channels"):
+        bake(model, broken, mask, Edit())
