@@ -155,11 +155,12 @@ class _HFRunner:
     def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
         from lm_eval.models.huggingface import HFLM
 
-        from ..architectures import decoder_layers, resolve_architecture
+        from ..architectures import resolve_architecture
+        from ..edit import model_shape
 
         self.loaded = loaded
         self.arch = resolve_architecture(loaded.model, hook_module)
-        self.shape = (len(decoder_layers(loaded.model, self.arch)), int(loaded.model.config.hidden_size))
+        self.shape = model_shape(loaded.model, self.arch)
         self.lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
 
     def check(self, condition: Condition) -> None:

@@ -2,7 +2,7 @@
 
 - ``OFFLINE_TASKS``: task YAMLs of ``fnet_dist/tasks/offline`` that run on the packaged text
   (``sentiment_rt``, ``polarity_pl``, ``wiki_ppl``, ``news_ppl``); ``DEFAULT_TASKS`` the offline default.
-- ``PAPER_TASKS``: the paper's hub tasks by lm-eval name (GLUE, ``wikitext``) plus ours (``agnews``, ``squad_v1``).
+- ``PAPER_TASKS``: the paper's hub tasks by lm-eval name (GLUE, ``wikitext``) plus ours (``ag_news_fnet``, ``squad_fnet``).
 - ``resolve_tasks(names)``: validated task names; an unknown one raises with close matches.
 - ``prepare_tasks(names, folder) -> TaskManager``: offline data written to ``folder`` as JSONL beside
   copies of the YAMLs (their ``data_files`` made absolute), hub YAMLs included as they are.
@@ -47,13 +47,13 @@ PASSAGE_CHARS = 3000
 
 OFFLINE_TASKS = ("sentiment_rt", "polarity_pl", "wiki_ppl", "news_ppl")
 DEFAULT_TASKS = ("sentiment_rt", "polarity_pl", "wiki_ppl")
-OUR_HUB_TASKS = ("agnews", "squad_v1")
-PAPER_TASKS = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "wnli", "agnews", "squad_v1", "wikitext")
+OUR_HUB_TASKS = ("ag_news_fnet", "squad_fnet")
+PAPER_TASKS = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "wnli", "ag_news_fnet", "squad_fnet", "wikitext")
 PERPLEXITY_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
-_PRIMARY = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "squad_v1": "f1",
+_PRIMARY = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "squad_fnet": "f1",
             "wikitext": "word_perplexity", "wiki_ppl": "word_perplexity", "news_ppl": "word_perplexity"}
 _LABELS = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE",
-           "sst2": "SST-2", "wnli": "WNLI", "agnews": "AG News", "squad_v1": "SQuAD", "wikitext": "WikiText",
+           "sst2": "SST-2", "wnli": "WNLI", "ag_news_fnet": "AG News", "squad_fnet": "SQuAD", "wikitext": "WikiText",
            "sentiment_rt": "Rotten Tomatoes", "polarity_pl": "Polarity", "wiki_ppl": "Wiki", "news_ppl": "News"}
 _METRIC_LABELS = {"mcc": "MCC", "f1": "F1", "word_perplexity": "PPL", "acc": "acc", "exact_match": "EM"}
 

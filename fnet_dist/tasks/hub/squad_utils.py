@@ -1,4 +1,4 @@
-"""SQuAD v1.1 scoring for ``squad_v1.yaml``: exact match and token F1, best over the gold answers.
+"""SQuAD v1.1 scoring for ``squad_fnet.yaml``: exact match and token F1, best over the gold answers.
 
 - ``normalize_answer(text)``: lower case, no punctuation, no articles, single spaces (the official script).
 - ``exact_match(prediction, gold)``, ``token_f1(prediction, gold)``.
