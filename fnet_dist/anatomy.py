@@ -1,0 +1,206 @@
+"""Massive-activation channels of a model, and how much of each network sits on them.
+
+A few residual dimensions carry activations that dwarf the rest (Sun et al. 2024, "Massive activations in
+large language models"): SmolLM2's layer-11 MLP output reaches ~2.3e4 in dimension 507 at the first token,
+where the layer's median |activation| is ~0.8. Masks that hit such channels break the model whatever they mean.
+
+Rule (configurable): channel (layer, neuron) is *massive* when its peak |activation| over all real tokens is
+at least ``min_value`` (default 100) and at least ``ratio`` (default 100) times the median |activation| of
+its layer (median over real tokens and channels of a token subsample).
+
+- ``MassiveRule(ratio, min_value, median_tokens, seed)``: the rule's parameters.
+- ``channel_peaks(ds) -> (peak (n_layers, d_model), layer_median (n_layers,))``: from an activations store.
+- ``massive_channels(activations, rule) -> DataFrame``: one row per massive channel, with where it peaks
+  (share of samples peaking at token 0, the token ids that carry it).
+- ``massive_mask(table, shape) -> ndarray bool (n_layers, d_model)``.
+- ``network_anatomy(networks, massive, activations=) -> DataFrame``: per template, its neurons on massive
+  channels, layer spread and how concentrated its source signal is on one token.
+- ``template_sources(maps, tokens)``, ``peak_token_share(sources)``: dual regression of templates on a text.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+__all__ = [
+    "MassiveRule", "channel_peaks", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share", "template_sources",
+]
+
+
+@dataclass(frozen=True)
+class MassiveRule:
+    """peak ≥ min_value and peak ≥ ratio × median |activation| of the layer (median from ``median_tokens`` tokens)."""
+
+    ratio: float = 100.0
+    min_value: float = 100.0
+    median_tokens: int = 1024
+    seed: int = 0
+
+    def check(self) -> "MassiveRule":
+        for name in ("ratio", "min_value"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise InputError(f"massive-channel {name} {value!r} must be a positive number (defaults: ratio 100, min_value 100)")
+        if self.median_tokens < 1:
+            raise InputError(f"median_tokens {self.median_tokens!r} must be ≥ 1")
+        return self
+
+
+def _open(activations):
+    if isinstance(activations, str):
+        from storage_schemas import ACTIVATIONS
+
+        from .storage import open_store
+
+        return open_store(activations, ACTIVATIONS)
+    return activations
+
+
+def _real_token_sample(ds, n_tokens_wanted: int, seed: int) -> np.ndarray:
+    """|activation| of up to ``n_tokens_wanted`` random real tokens: array (tokens, n_layers, d_model) float32."""
+    n_tokens = ds["n_tokens"].values
+    pairs = np.array([(s, t) for s in range(len(n_tokens)) for t in range(int(n_tokens[s]))])
+    if len(pairs) == 0:
+        raise InputError("the activations store has no real tokens; record a corpus first")
+    rng = np.random.default_rng(seed)
+    chosen = pairs[np.sort(rng.choice(len(pairs), size=min(n_tokens_wanted, len(pairs)), replace=False))]
+    rows = []
+    for sample in np.unique(chosen[:, 0]):
+        tokens = chosen[chosen[:, 0] == sample, 1]
+        rows.append(np.abs(ds["activation"][int(sample)].values[tokens].astype(np.float32)))
+    return np.concatenate(rows, axis=0)
+
+
+def channel_peaks(ds, rule: MassiveRule = MassiveRule()):
+    """Peak |activation| per (layer, neuron) over the whole store, and each layer's median |activation|.
+
+    Returns ``peak`` of shape (n_layers, d_model) and ``layer_median`` of shape (n_layers,), float32.
+    Padding is fill 0 and cannot raise a peak.
+    """
+    activation = ds["activation"].data
+    peak = abs(activation).max(axis=(0, 1))
+    peak = np.asarray(peak.compute() if hasattr(peak, "compute") else peak, dtype=np.float32)
+    sample = _real_token_sample(ds, rule.median_tokens, rule.seed)
+    return peak, np.median(sample, axis=(0, 2)).astype(np.float32)
+
+
+def massive_channels(activations, rule: MassiveRule = MassiveRule(), top_tokens: int = 5) -> pd.DataFrame:
+    """Massive channels of an activations store (URL or opened Dataset), strongest first.
+
+    Columns: layer, neuron, peak, layer_median, ratio, first_token_share (share of samples whose peak |a|
+    in this channel is at token 0), carrier_tokens (the most frequent token ids where |a| ≥ min_value, as
+    "id:count" text), plus the rule's parameters in ``DataFrame.attrs``.
+    """
+    rule.check()
+    ds = _open(activations)
+    peak, median = channel_peaks(ds, rule)
+    ratio = peak / np.maximum(median[:, None], np.finfo(np.float32).tiny)
+    layers, neurons = np.nonzero((peak >= rule.min_value) & (ratio >= rule.ratio))
+    n_tokens = ds["n_tokens"].values
+    token_ids = ds["token_id"].values
+    rows = []
+    for layer, neuron in zip(layers.tolist(), neurons.tolist()):
+        trace = np.abs(ds["activation"][:, :, layer, neuron].values.astype(np.float32))  # (sample, token)
+        real = np.arange(trace.shape[1])[None, :] < n_tokens[:, None]
+        trace = np.where(real, trace, 0.0)
+        first_share = float(np.mean(trace.argmax(axis=1) == 0)) if len(trace) else 0.0
+        carriers = Counter(token_ids[(trace >= rule.min_value) & real].tolist()).most_common(top_tokens)
+        rows.append({
+            "layer": layer, "neuron": neuron, "peak": float(peak[layer, neuron]),
+            "layer_median": float(median[layer]), "ratio": float(ratio[layer, neuron]),
+            "first_token_share": first_share,
+            "carrier_tokens": " ".join(f"{tid}:{count}" for tid, count in carriers),
+        })
+    table = pd.DataFrame(rows, columns=["layer", "neuron", "peak", "layer_median", "ratio", "first_token_share", "carrier_tokens"])
+    table = table.sort_values("peak", ascending=False, ignore_index=True)
+    table.attrs.update(asdict(rule), n_layers=int(peak.shape[0]), d_model=int(peak.shape[1]))
+    return table
+
+
+def massive_mask(table: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (n_layers, d_model) array, True on the channels listed in a ``massive_channels`` table."""
+    mask = np.zeros(shape, dtype=bool)
+    if len(table):
+        layers, neurons = table["layer"].to_numpy(), table["neuron"].to_numpy()
+        if layers.max() >= shape[0] or neurons.max() >= shape[1]:
+            raise InputError(f"massive-channel table reaches ({layers.max()}, {neurons.max()}), outside the mask shape {shape}")
+        mask[layers, neurons] = True
+    return mask
+
+
+def template_sources(maps: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Each template's source signal over one text's tokens, by least squares (dual regression, stage 1).
+
+    maps : (n_components, n_neurons) z-maps; tokens : (n_tokens, n_neurons) activations of the text.
+    Each neuron is standardised over the tokens first (constant neurons → 0), as in the decomposition.
+    Returns (n_components, n_tokens).
+    """
+    x = tokens.astype(np.float64)
+    std = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    m = np.nan_to_num(maps.astype(np.float64))
+    return np.linalg.lstsq(m.T, x.T, rcond=None)[0]
+
+
+def peak_token_share(sources: np.ndarray) -> np.ndarray:
+    """Share of each source's energy on its single largest token: (n_components, n_tokens) → (n_components,)."""
+    energy = sources ** 2
+    total = energy.sum(axis=1)
+    return np.where(total > 0, energy.max(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+
+
+def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshold: float = 3.6,
+                    two_sided: bool = True, samples: int = 20) -> pd.DataFrame:
+    """Per group template: size, neurons on massive channels, layer spread, source concentration.
+
+    networks : a networks store (URL or Dataset) with ``group_map(component, layer, neuron)``.
+    massive : bool (n_layers, d_model) from ``massive_mask``.
+    activations : optional activations store; with it, each template's source over the tokens of up to
+    ``samples`` group-split samples gives ``peak_token_share`` (mean share of energy on one token) and
+    ``first_token_peak_share`` (share of samples whose source peaks at token 0).
+    """
+    from .networks import binarize
+
+    if isinstance(networks, str):
+        from storage_schemas import NETWORKS
+
+        from .storage import open_store
+
+        networks = open_store(networks, NETWORKS)
+    maps = networks["group_map"].values  # (component, layer, neuron)
+    if maps.shape[1:] != massive.shape:
+        raise InputError(f"networks of shape {maps.shape[1:]} and a massive-channel mask of shape {massive.shape} "
+                         f"come from different models; use stores of the same model")
+    nets = binarize(maps, threshold, two_sided)
+    sizes = nets.sum(axis=(1, 2))
+    per_layer = nets.sum(axis=2)
+    on_massive = (nets & massive[None]).sum(axis=(1, 2))
+    table = pd.DataFrame({
+        "component": np.arange(len(maps)),
+        "size": sizes,
+        "share": sizes / nets[0].size,
+        "on_massive": on_massive,
+        "massive_share": np.where(sizes > 0, on_massive / np.maximum(sizes, 1), 0.0),
+        "layers_spanned": (per_layer > 0).sum(axis=1),
+        "top_layer": per_layer.argmax(axis=1),
+        "top_layer_share": np.where(sizes > 0, per_layer.max(axis=1) / np.maximum(sizes, 1), 0.0),
+    })
+    if activations is not None:
+        ds = _open(activations)
+        group = np.nonzero(ds["split"].values == "group")[0][:samples]
+        flat = maps.reshape(len(maps), -1)
+        shares, firsts = [], []
+        for sample in group.tolist():
+            n = int(ds["n_tokens"].values[sample])
+            x = ds["activation"][sample, :n].values.reshape(n, -1)
+            sources = template_sources(flat, x)
+            shares.append(peak_token_share(sources))
+            firsts.append(np.abs(sources).argmax(axis=1) == 0)
+        table["peak_token_share"] = np.mean(shares, axis=0) if shares else np.nan
+        table["first_token_peak_share"] = np.mean(firsts, axis=0) if firsts else np.nan
+    return table

@@ -1,0 +1,207 @@
+"""Pipeline configs: typed, versioned YAML validated on load; defaults live here and only here.
+
+- ``PipelineConfig``: the whole run (model, corpora, one section per stage, dask, report).
+- ``load_config(path, overrides=None) -> PipelineConfig``: read YAML, apply ``key.sub=value`` overrides,
+  validate (an unknown key or a wrong type is an ``InputError`` naming it).
+- ``stage_hash(config, stage)``: a stable hash of everything that determines a stage's output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError
+
+__all__ = [
+    "CONFIG_VERSION",
+    "CorpusEntry",
+    "PipelineConfig",
+    "STAGES",
+    "load_config",
+    "stage_hash",
+]
+
+CONFIG_VERSION = 1
+STAGES = ("record", "decompose", "match", "evaluate", "report")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Section):
+    id: str = "smollm2-135m-instruct"
+    revision: str | None = None
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    hook_module: str | None = None
+
+
+class RecordSection(_Section):
+    group_samples: int = Field(100, ge=0)
+    individual_samples: int = Field(100, ge=0)
+    max_tokens: int = Field(256, ge=2)
+    min_tokens: int = Field(16, ge=1)
+    batch_size: int = Field(8, ge=1)
+    seed: int = 0
+    store_dtype: Literal["float16", "float32"] = "float16"
+    text_field: str = "text"
+
+
+class DecomposeSection(_Section):
+    components: int = Field(64, ge=1)
+    group_components: int = Field(10, ge=1)
+    n_init: int = Field(10, ge=1)
+    seed: int = 0
+    stability_runs: int = Field(2, ge=1)
+    exclude_first_tokens: int = Field(0, ge=0)
+    levels: tuple[Literal["group", "individual"], ...] = ("group", "individual")
+
+
+class MatchSection(_Section):
+    threshold: float = Field(3.6, gt=0)
+    two_sided: bool = True
+    iou: float = Field(0.2, gt=0, le=1)
+    similar_iou: float = Field(0.2, gt=0, le=1)
+
+
+class EvaluateSection(_Section):
+    enabled: bool = True
+    tasks: tuple[str, ...] = ("sentiment_rt", "wiki_ppl")
+    limit: int | None = Field(None, ge=1)
+    backend: Literal["hf", "vllm"] = "hf"
+    networks_of: tuple[str, ...] = ()
+    """Corpora whose templates are each inhibited (default: the first corpus)."""
+    random_fraction: float = Field(0.15, gt=0, lt=1)
+    top_percent: float = Field(5.0, gt=0, lt=100)
+    amplify_factor: float = 1.02
+    localization: bool = True
+    probing: bool = True
+    sweeps: bool = False
+    batch_size: int = Field(8, ge=1)
+    seed: int = 0
+
+
+class DaskSection(_Section):
+    scheduler: str | None = None
+    n_workers: int | None = Field(None, ge=1)
+
+
+class ReportSection(_Section):
+    explain_texts: int = Field(2, ge=0)
+    title: str | None = None
+
+
+class CorpusEntry(_Section):
+    """A corpus spec (``offline:news``, ``hf:NAME[:CONFIG][@SPLIT]``, a local file) and its text field."""
+
+    spec: str
+    text_field: str | None = None
+
+
+class PipelineConfig(_Section):
+    version: int = CONFIG_VERSION
+    name: str = "default"
+    out: str = "runs/default"
+    model: ModelSection = ModelSection()
+    corpora: dict[str, CorpusEntry] = Field(
+        default_factory=lambda: {d: CorpusEntry(spec=f"offline:{d}") for d in ("news", "wiki", "math", "code")}
+    )
+    record: RecordSection = RecordSection()
+    decompose: DecomposeSection = DecomposeSection()
+    match: MatchSection = MatchSection()
+    evaluate: EvaluateSection = EvaluateSection()
+    dask: DaskSection = DaskSection()
+    report: ReportSection = ReportSection()
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value != CONFIG_VERSION:
+            raise ValueError(f"config version {value} is not supported; this fnet-dist reads version {CONFIG_VERSION}")
+        return value
+
+    @field_validator("corpora", mode="before")
+    @classmethod
+    def _corpus_entries(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"spec": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("corpora")
+    @classmethod
+    def _corpus_names(cls, value: dict[str, CorpusEntry]) -> dict[str, CorpusEntry]:
+        if not value:
+            raise ValueError("at least one corpus is needed, e.g. {news: 'offline:news'}")
+        for name in value:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"corpus name {name!r} must be letters, digits, '-' or '_' (it names a store)")
+        return value
+
+    def evaluation_corpora(self) -> tuple[str, ...]:
+        """Corpora whose templates are evaluated one by one."""
+        chosen = self.evaluate.networks_of or (next(iter(self.corpora)),)
+        unknown = [c for c in chosen if c not in self.corpora]
+        if unknown:
+            raise InputError(f"evaluate.networks_of names corpora {unknown} that are not in corpora {list(self.corpora)}")
+        return tuple(chosen)
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise InputError(f"override {override!r} must look like section.key=value, e.g. record.group_samples=20")
+    target = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise InputError(f"override {override!r}: {part!r} is not a section")
+    target[parts[-1]] = yaml.safe_load(raw)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key {where!r}; check its spelling against pipeline/default.yaml"
+    return f"{source}: {where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read and validate a pipeline YAML; ``overrides`` are ``section.key=value`` strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no pipeline config at {str(path)!r}; see pipeline/default.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a pipeline config is a mapping of sections, got {type(data).__name__}")
+    for override in overrides or []:
+        _apply_override(data, override)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_describe(exc, str(path))) from None
+
+
+def stage_hash(config: PipelineConfig, stage: str) -> str:
+    """Hash of the config parts that determine ``stage``'s output (its section and everything upstream)."""
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    upstream = STAGES[: STAGES.index(stage) + 1]
+    parts: dict[str, Any] = {"model": config.model.model_dump(), "corpora": {k: v.model_dump() for k, v in config.corpora.items()}}
+    for name in upstream:
+        if name != "report":
+            parts[name] = getattr(config, name).model_dump()
+    parts["report"] = config.report.model_dump() if stage == "report" else None
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,215 @@
+"""``fnet run CONFIG``: record → decompose → match → evaluate → report, resumable and cached.
+
+- ``RunLayout(out)``: where each stage writes inside a run folder.
+- ``run_pipeline(config, stages=None, force=False) -> dict``: run the stages in order. A stage whose
+  outputs exist for the same config hash (``run.json``) is skipped; a crashed stage is rerun and, since
+  every stage resumes its own partial work, finishes what is missing. Returns the run record.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from . import __version__
+from .config import STAGES, PipelineConfig, stage_hash
+from .errors import InputError
+
+__all__ = ["RunLayout", "run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run folder."""
+
+    root: Path
+
+    def activations(self, corpus: str) -> str:
+        return str(self.root / "activations" / f"{corpus}.zarr")
+
+    def networks(self, corpus: str) -> str:
+        return str(self.root / "networks" / f"{corpus}.zarr")
+
+    @property
+    def match(self) -> Path:
+        return self.root / "match"
+
+    @property
+    def evaluate(self) -> Path:
+        return self.root / "evaluate"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def record_file(self) -> Path:
+        return self.root / "run.json"
+
+
+class _Run:
+    """State shared by the stages of one run: config, layout, the loaded model and the Dask scheduler."""
+
+    def __init__(self, config: PipelineConfig, layout: RunLayout, stack: ExitStack) -> None:
+        self.config = config
+        self.layout = layout
+        self._stack = stack
+        self._model = None
+        self._scheduler: str | None = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from .models import load_model
+
+            m = self.config.model
+            self._model = load_model(m.id, revision=m.revision, dtype=m.dtype, device=m.device,
+                                     trust_remote_code=m.trust_remote_code)
+        return self._model
+
+    @property
+    def scheduler(self) -> str:
+        if self._scheduler is None:
+            from .cluster import dask_client
+
+            client = self._stack.enter_context(dask_client(self.config.dask.scheduler, n_workers=self.config.dask.n_workers))
+            self._scheduler = client.scheduler.address
+        return self._scheduler
+
+
+def _record(run: _Run) -> dict[str, Any]:
+    from .record import record_activations
+
+    cfg, rec = run.config, run.config.record
+    stores = {}
+    for corpus, entry in cfg.corpora.items():
+        _say(f"  record {corpus} ({entry.spec})")
+        stores[corpus] = record_activations(
+            run.model, entry.spec, run.layout.activations(corpus), group_samples=rec.group_samples,
+            individual_samples=rec.individual_samples, max_tokens=rec.max_tokens, min_tokens=rec.min_tokens,
+            batch_size=rec.batch_size, seed=rec.seed, store_dtype=rec.store_dtype, text_field=entry.text_field or rec.text_field,
+            hook_module=cfg.model.hook_module, overwrite=True,
+        )
+    return {"stores": stores}
+
+
+def _decompose(run: _Run) -> dict[str, Any]:
+    from .decompose import decompose
+
+    d = run.config.decompose
+    stores = {}
+    for corpus in run.config.corpora:
+        _say(f"  decompose {corpus}")
+        stores[corpus] = decompose(
+            run.layout.activations(corpus), run.layout.networks(corpus), components=d.components,
+            group_components=d.group_components, n_init=d.n_init, seed=d.seed, scheduler=run.scheduler,
+            exclude_first_tokens=d.exclude_first_tokens, stability_runs=d.stability_runs, levels=d.levels,
+            dataset=corpus, overwrite=True,
+        )
+    return {"stores": stores}
+
+
+def _match(run: _Run) -> dict[str, Any]:
+    from .match import match_networks
+
+    m = run.config.match
+    networks = [run.layout.networks(c) for c in run.config.corpora]
+    match_networks(networks, str(run.layout.match), threshold=m.threshold, two_sided=m.two_sided, iou=m.iou,
+                   similar_iou=m.similar_iou, scheduler=run.scheduler)
+    return {"folder": str(run.layout.match)}
+
+
+def _evaluate(run: _Run) -> dict[str, Any]:
+    if not run.config.evaluate.enabled:
+        _say("  evaluation disabled in the config")
+        return {"folder": None}
+    from .evaluate import evaluate_pipeline
+
+    evaluate_pipeline(run.model, run.config, run.layout)
+    return {"folder": str(run.layout.evaluate)}
+
+
+def _report(run: _Run) -> dict[str, Any]:
+    from .report import build_report
+
+    page = build_report(run.config, run.layout, model=run.model if run.config.report.explain_texts else None)
+    return {"page": str(page)}
+
+
+_STAGE_FUNCTIONS: dict[str, Callable[[_Run], dict[str, Any]]] = {
+    "record": _record,
+    "decompose": _decompose,
+    "match": _match,
+    "evaluate": _evaluate,
+    "report": _report,
+}
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _load_record(layout: RunLayout) -> dict[str, Any]:
+    if layout.record_file.exists():
+        return json.loads(layout.record_file.read_text())
+    return {"stages": {}}
+
+
+def _save_record(layout: RunLayout, record: dict[str, Any]) -> None:
+    tmp = layout.record_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, layout.record_file)
+
+
+def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
+    """Run ``stages`` (default all) of ``config``; skip those already done for the same config hash."""
+    chosen = list(stages or STAGES)
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        raise InputError(f"unknown stage(s) {unknown}; expected some of {', '.join(STAGES)}")
+    layout = RunLayout(Path(config.out).expanduser().resolve())
+    layout.root.mkdir(parents=True, exist_ok=True)
+    (layout.root / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    record = _load_record(layout)
+    record.update(name=config.name, package_version=__version__, config=config.model_dump(mode="json"))
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        run = _Run(config, layout, stack)
+        for number, stage in enumerate(chosen, start=1):
+            digest = stage_hash(config, stage)
+            done = record["stages"].get(stage, {})
+            if not force and done.get("hash") == digest and done.get("status") == "done":
+                _say(f"[{number}/{len(chosen)}] {stage}: cached (config hash {digest})")
+                continue
+            _say(f"[{number}/{len(chosen)}] {stage} …")
+            record["stages"][stage] = {"hash": digest, "status": "running", "started": _now()}
+            _save_record(layout, record)
+            t0 = time.perf_counter()
+            outputs = _STAGE_FUNCTIONS[stage](run)
+            seconds = time.perf_counter() - t0
+            record["stages"][stage] = {"hash": digest, "status": "done", "started": record["stages"][stage]["started"],
+                                       "finished": _now(), "seconds": round(seconds, 2), "outputs": outputs}
+            _save_record(layout, record)
+            _say(f"[{number}/{len(chosen)}] {stage}: done in {seconds:.1f} s")
+    total = time.perf_counter() - started
+    record["last_run_seconds"] = round(total, 2)
+    _save_record(layout, record)
+    _say(f"run {config.name!r} finished in {total:.1f} s: {layout.root}")
+    report = record["stages"].get("report", {}).get("outputs", {}).get("page")
+    if report:
+        _say(f"report: {report}")
+    return record
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,50 @@
+"""The report page renders in a real browser: images load, text is escaped, no console errors."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from fnet_dist.report.page import Finding, Page
+
+from browser import inspect_page
+
+
+@pytest.fixture()
+def png(tmp_path):
+    path = tmp_path / "figure.png"
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def test_page_renders_with_images_tables_and_escaped_text(tmp_path, png):
+    page = Page("Run <default>")
+    page.section("Tables").table(pd.DataFrame({"task": ["a<b"], "acc": [0.5]}), caption="caption & more")
+    page.section("Figures").image(png, caption="a line")
+    page.findings([Finding("claim <x>", "holds", "because 1 < 2"), Finding("other", "fails", "no")])
+    out = tmp_path / "index.html"
+    out.write_text(page.render())
+    check = inspect_page(out)
+    assert check.title == "Run <default>"
+    assert check.images == 1 and check.images_loaded == 1
+    assert check.console_errors == []
+    assert "a<b" in check.text and "claim <x>" in check.text and "HOLDS" in check.text
+
+
+def test_a_broken_image_is_seen_by_the_browser_check(tmp_path):
+    out = tmp_path / "broken.html"
+    out.write_text('<html><head><title>t</title></head><body><img src="missing.png"><script>console.error("boom")</script></body></html>')
+    check = inspect_page(out)
+    assert check.images == 1 and check.images_loaded == 0
+    assert any("boom" in e for e in check.console_errors)
+
+
+def test_finding_verdicts_are_checked():
+    with pytest.raises(ValueError, match="verdict 'maybe'"):
+        Finding("c", "maybe", "e")
