@@ -129,7 +129,7 @@ def prediction_flips(out: str | os.PathLike, task: str, condition: str, *, basel
     """
     before = _predictions(read_samples(out, baseline, task))
     after = _predictions(read_samples(out, condition, task))
-    joined = before.join(after[["prediction"]], rsuffix="_after", how="inner")
+    joined = before.join(after[["prediction"]].rename(columns={"prediction": "prediction_after"}), how="inner")
     flipped = joined[joined["prediction"] != joined["prediction_after"]]
     effect = np.where(flipped["prediction_after"] == flipped["target"], "fixed",
                       np.where(flipped["prediction"] == flipped["target"], "broken", "changed"))
