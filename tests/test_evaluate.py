@@ -184,18 +184,17 @@ def test_paper_conditions_from_a_networks_store(loaded, networks_url):
 def test_cli_evaluate_writes_tables_and_figures(tiny_llama, networks_url, tmp_path):
     out = tmp_path / "results"
     command = [sys.executable, "-m", "fnet_dist", "evaluate", "--model", tiny_llama, "--networks", networks_url,
-               "--out", str(out), "--tasks", "polarity_pl", "wiki_ppl", "--limit", "2", "--conditions", "normal",
-               "inhibit:toy/0", "inhibit:toy/all", "random*", "top5:*", "localization:inhibit"]
+               "--out", str(out), "--tasks", "wiki_ppl", "--limit", "1", "--conditions", "normal",
+               "inhibit:toy/0", "inhibit:toy/all", "top5:inhibit", "localization:inhibit"]
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "[7/7] localization:inhibit" in done.stderr
-    for name in ("table3_networks_toy", "table10_masked_toy", "table9_top_inhibit", "table5_iou"):
+    assert "[5/5] localization:inhibit" in done.stderr
+    for name in ("table3_networks_toy", "table9_top_inhibit", "table5_iou"):
         assert (out / "tables" / f"{name}.md").is_file() and (out / "tables" / f"{name}.csv").is_file()
     table9 = pd.read_csv(out / "tables" / "table9_top_inhibit.csv", index_col=0)
     assert list(table9.columns) == ["Normal", "ICA", "LLM Localization"] and "Wiki (PPL)" in table9.index
     assert (out / "figures" / "figure2_perplexity_toy_wiki_ppl.png").stat().st_size > 1000
-    assert (out / "figures" / "figure3_changes_top5-multiply1.02.png").is_file()
     assert NeuronMask.load(str(out / "masks" / "inhibit-toy_0.npz")).count == len(PLANTED[0])
 
 

@@ -2,7 +2,7 @@
 
 - ``localizer_stimuli(n, words=12, seed=0, texts=None)``: ``(sentences, nonwords)``, both lists of ``n``
   lower-cased ``words``-word strings. Offline stand-in for the Fedorenko localizer set: the sentences
-  are real ones from the packaged encyclopedia text (``offline:wiki``); each non-word list is the same
+  are real ones from the packaged news text (``offline:news``, ABC articles); each non-word list is the same
   sentence with the letters of every word shuffled (seeded), so length and letter statistics match
   while the words and the syntax are gone.
 - ``localize(model, tokenizer, arch, sentences, nonwords, *, percent=, count=, pooling=) -> Localization``:
@@ -45,13 +45,13 @@ def _sentences(texts: Sequence[str], words: int) -> list[str]:
 
 def localizer_stimuli(n: int = 240, *, words: int = 12, seed: int = 0,
                       texts: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
-    """``n`` real sentences (from ``texts``, default ``offline:wiki``) and ``n`` matched non-word lists."""
+    """``n`` real sentences (from ``texts``, default ``offline:news``) and ``n`` matched non-word lists."""
     if n < 2 or words < 1:
         raise InputError(f"localizer stimuli need n >= 2 and words >= 1; got n={n!r}, words={words!r}")
     if texts is None:
         from ..offline import domain_texts
 
-        texts = domain_texts("wiki")
+        texts = domain_texts("news")
     pool = _sentences(texts, words)
     if len(pool) < n:
         raise InputError(f"only {len(pool)} sentences of {words}+ words in the stimulus text; ask for n <= {len(pool)}")

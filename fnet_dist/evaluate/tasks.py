@@ -4,8 +4,9 @@
   (``sentiment_rt``, ``polarity_pl``, ``wiki_ppl``, ``news_ppl``); ``DEFAULT_TASKS`` the offline default.
 - ``PAPER_TASKS``: the paper's hub tasks by lm-eval name (GLUE, ``wikitext``) plus ours (``ag_news_fnet``, ``squad_fnet``).
 - ``resolve_tasks(names)``: validated task names; an unknown one raises with close matches.
-- ``prepare_tasks(names, folder) -> TaskManager``: offline data written to ``folder`` as JSONL beside
-  copies of the YAMLs (their ``data_files`` made absolute), hub YAMLs included as they are.
+- ``prepare_tasks(names, folder, cache=None) -> TaskManager``: offline data written once as JSONL into
+  the cache folder (``cache``, else ``$FNET_CACHE/tasks``, else ``~/.cache/fnet-dist/tasks``), copies of
+  the YAMLs in ``folder`` with their ``data_files`` made absolute; hub YAMLs included as they are.
 - ``primary_metric(task)``: the metric the paper reports for a task (MCC for CoLA, F1 for MRPC / QQP …).
 - ``validate_hub_yamls()``: load our hub YAMLs through lm-eval's TaskManager (no data is fetched).
 """
@@ -32,6 +33,7 @@ __all__ = [
     "PAPER_TASKS",
     "PERPLEXITY_METRICS",
     "SHUFFLE_SEED",
+    "default_cache",
     "prepare_tasks",
     "primary_metric",
     "resolve_tasks",
@@ -149,17 +151,24 @@ _WRITERS: dict[str, Callable[[], list[dict]]] = {
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
 
 
-def _materialize(task: str, folder: Path) -> None:
-    """Write ``task``'s JSONL data and a copy of its YAML whose ``data_files`` point at it."""
+def default_cache() -> Path:
+    """Where offline task data is materialised: ``$FNET_CACHE/tasks`` or ``~/.cache/fnet-dist/tasks``."""
+    root = os.environ.get("FNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fnet-dist")
+    return Path(root) / "tasks"
+
+
+def _materialize(task: str, folder: Path, cache: Path) -> None:
+    """Write ``task``'s JSONL data into ``cache`` (once) and a copy of its YAML in ``folder`` pointing at it."""
     config = yaml.safe_load((OFFLINE_DIR / f"{task}.yaml").read_text())
     files = config["dataset_kwargs"]["data_files"]
+    version = str(config.get("metadata", {}).get("version", "0"))
     for split, name in files.items():
-        data = folder / name
+        data = cache / f"v{version}-seed{SHUFFLE_SEED}-{name}"
         if not data.exists():
             rows = _WRITERS[task]()
             _write_atomic(data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -167,18 +176,19 @@ def _materialize(task: str, folder: Path) -> None:
     _write_atomic(folder / f"{task}.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
-def prepare_tasks(names: Sequence[str], folder: str | os.PathLike):
-    """A ``TaskManager`` that knows ``names`` (already resolved), offline data materialised in ``folder``.
+def prepare_tasks(names: Sequence[str], folder: str | os.PathLike, cache: str | os.PathLike | None = None):
+    """A ``TaskManager`` that knows ``names`` (already resolved): offline YAMLs in ``folder``, data in the cache.
 
     lm-eval's own task index is built only when a name is not one of ours.
     """
     from lm_eval.tasks import TaskManager
 
-    folder = Path(folder)
+    folder, cache = Path(folder), Path(cache) if cache is not None else default_cache()
     folder.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     for task in names:
         if task in OFFLINE_TASKS:
-            _materialize(task, folder)
+            _materialize(task, folder, cache)
     include_defaults = any(name not in OFFLINE_TASKS and name not in OUR_HUB_TASKS for name in names)
     return TaskManager(include_path=[str(folder), str(HUB_DIR)], include_defaults=include_defaults)
 
