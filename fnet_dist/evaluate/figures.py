@@ -88,8 +88,7 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
     """Figures 5-7: metric against the edit amount (rows from ``sweeps.sweep``), a panel per edit kind."""
     if "kind" not in rows:
         raise InputError("sweep_plot needs the rows returned by fnet_dist.evaluate.sweeps.sweep")
-    chosen = primary_rows(rows).merge(rows[["condition", "kind", "amount", "mask"]].drop_duplicates("condition"),
-                                      on="condition")
+    chosen = primary_rows(rows)
     chosen = chosen[chosen["task"] == task]
     kinds = [k for k in ("multiply", "add") if k in set(chosen["kind"])]
     if not kinds:

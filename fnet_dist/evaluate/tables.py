@@ -27,7 +27,7 @@ __all__ = ["condition_table", "iou_table", "network_table", "primary_rows", "sav
 def primary_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of each task's reported metric (``primary_metric``), filter ``none`` preferred."""
     keep = rows[rows["metric"] == rows["task"].map(primary_metric)]
-    keep = keep.sort_values("filter", key=lambda s: s != "none").drop_duplicates(["condition", "task"])
+    keep = keep.sort_values("filter", key=lambda s: s != "none", kind="stable").drop_duplicates(["condition", "task"])
     return keep.reset_index(drop=True)
 
 

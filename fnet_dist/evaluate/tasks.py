@@ -193,16 +193,26 @@ def prepare_tasks(names: Sequence[str], folder: str | os.PathLike, cache: str | 
     return TaskManager(include_path=[str(folder), str(HUB_DIR)], include_defaults=include_defaults)
 
 
+def _load_yaml(path: Path) -> dict:
+    """A task YAML as lm-eval reads it (``!function`` resolved), across lm-eval 0.4.x layouts."""
+    try:
+        from lm_eval.tasks._yaml_loader import load_yaml
+    except ImportError:  # lm-eval before the task-manager rewrite
+        from lm_eval.utils import load_yaml_config as load_yaml
+    return load_yaml(str(path))
+
+
 def validate_hub_yamls() -> dict[str, dict]:
-    """Our hub task YAMLs as lm-eval loads them (functions resolved), by task name; data is not fetched."""
+    """Our hub task YAMLs, found by lm-eval's TaskManager and checked as its ``TaskConfig``; data is not fetched."""
+    from lm_eval.api.task import TaskConfig
     from lm_eval.tasks import TaskManager
-    from lm_eval.utils import load_yaml_config
 
     manager = TaskManager(include_path=str(HUB_DIR), include_defaults=False)
     configs = {}
     for task in OUR_HUB_TASKS:
         if task not in manager.all_tasks:
             raise InputError(f"task YAML {task!r} was not found by lm-eval under {HUB_DIR}")
-        configs[task] = load_yaml_config(str(HUB_DIR / f"{task}.yaml"))
+        config = _load_yaml(HUB_DIR / f"{task}.yaml")
+        TaskConfig(**config)
+        configs[task] = config
     return configs
-
