@@ -28,7 +28,7 @@ from storage_schemas import NETWORKS
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (2, 32)  # tiny llama: 2 layers × hidden 32
 TASKS = ["polarity_pl", "wiki_ppl"]
-LIMIT = 4
+LIMIT = 3
 PLANTED = {0: [(0, 1), (1, 2)], 1: [(1, 2), (1, 9), (0, 30)], 2: [(0, 7)]}
 
 
@@ -185,11 +185,11 @@ def test_cli_evaluate_writes_tables_and_figures(tiny_llama, networks_url, tmp_pa
     out = tmp_path / "results"
     command = [sys.executable, "-m", "fnet_dist", "evaluate", "--model", tiny_llama, "--networks", networks_url,
                "--out", str(out), "--tasks", "wiki_ppl", "--limit", "1", "--conditions", "normal",
-               "inhibit:toy/0", "inhibit:toy/all", "top5:inhibit", "localization:inhibit"]
+               "inhibit:toy/0", "top5:inhibit", "localization:inhibit"]
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "[5/5] localization:inhibit" in done.stderr
+    assert "[4/4] localization:inhibit" in done.stderr
     for name in ("table3_networks_toy", "table9_top_inhibit", "table5_iou"):
         assert (out / "tables" / f"{name}.md").is_file() and (out / "tables" / f"{name}.csv").is_file()
     table9 = pd.read_csv(out / "tables" / "table9_top_inhibit.csv", index_col=0)
@@ -245,3 +245,22 @@ def test_cli_errors_are_one_line(tmp_path, networks_url, capsys):
     assert "error: unknown task 'wiki_pll'" in capsys.readouterr().err
     assert main(["evaluate", "--networks", networks_url, "--out", str(tmp_path), "--factor", "nan"]) == 2
     assert "factor nan is not a finite number" in capsys.readouterr().err
+
+
+def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_path):
+    from fnet_dist.config import PipelineConfig
+    from fnet_dist.evaluate import evaluate_pipeline
+    from fnet_dist.pipeline import RunLayout
+
+    layout = RunLayout(tmp_path)
+    write_store(networks_dataset(planted={0: PLANTED[0]}), layout.networks("toy"), NETWORKS)
+    config = PipelineConfig(corpora={"toy": "offline:news"}, evaluate={
+        "tasks": ["polarity_pl"], "limit": 2, "localization": False, "probing": True, "seed": 3})
+    rows = evaluate_pipeline(loaded, config, layout)
+    assert list(dict.fromkeys(rows.condition)) == ["normal", "inhibit:toy/0", "random15:seed3", "top5:inhibit",
+                                                   "top5:multiply1.02"]
+    probes = pd.read_csv(layout.evaluate / "probing.csv")
+    assert set(probes.condition) == {"normal", "random15:seed3"} and probes.accuracy.between(0, 1).all()
+    assert (layout.evaluate / "tables" / "table12_probing.md").is_file()
+    assert (layout.evaluate / "tables" / "table3_networks_toy.csv").is_file()  # no localization: no Table 9
+    assert not (layout.evaluate / "tables" / "table9_top_inhibit.csv").exists()

@@ -69,6 +69,7 @@ def test_figures_are_drawn(tmp_path):
     rows = _rows()
     assert perplexity_bars(rows, tmp_path / "f2.png", task="wikitext", prefix="inhibit:sst2/").stat().st_size > 1000
     assert score_changes(rows, tmp_path / "f3.png", "top5:inhibit").stat().st_size > 1000
+    assert score_changes(rows, tmp_path / "f3b.png", ["inhibit:sst2/0", "inhibit:sst2/1"]).stat().st_size > 1000
     with pytest.raises(InputError, match="no inhibit:news/… conditions evaluated on 'wikitext'"):
         perplexity_bars(rows, tmp_path / "x.png", task="wikitext", prefix="inhibit:news/")
     with pytest.raises(InputError, match="no result for condition 'top1:inhibit'"):

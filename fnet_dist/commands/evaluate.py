@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=3.6, help="|z| threshold of a network")
     parser.add_argument("--one-sided", action="store_true", help="networks are z > threshold (default |z| > threshold)")
     parser.add_argument("--no-localization", action="store_true", help="skip the LLM Localization baseline")
+    parser.add_argument("--amplify-networks", action="store_true",
+                        help="also amplify each network by --factor (the paper's Figure 3)")
     parser.add_argument("--probe", action="store_true", help="also run linear probes (Tables 12-13)")
     parser.add_argument("--sweep", action="store_true", help="also sweep multiplicative / additive edits (Figures 5-7)")
     parser.add_argument("--hook-module", default=None, help="MLP block path for an unregistered family, e.g. 'model.layers.{i}.mlp'")
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = resolve_tasks(args.tasks)
     settings = ExperimentSettings(seed=args.seed, factor=args.factor, random_percent=args.random_percent,
                                   top_percent=args.top_percent, threshold=args.threshold, two_sided=not args.one_sided,
-                                  localization=not args.no_localization).validated()
+                                  localization=not args.no_localization,
+                                  amplify_networks=args.amplify_networks).validated()
     loaded = load_model(args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
     rows = evaluate_networks(loaded, args.networks, args.out, tasks=tasks, conditions=args.conditions, settings=settings,
                              probing=args.probe, sweeps=args.sweep, hook_module=args.hook_module, limit=args.limit,

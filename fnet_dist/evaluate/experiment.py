@@ -2,7 +2,8 @@
 
 - ``ExperimentSettings``: the knobs (seed, factor, random / top percent, threshold, localizer), validated once.
 - ``paper_conditions(loaded, networks_urls, settings, patterns=None) -> (conditions, extras)``: ``normal``;
-  each template inhibited and all of them (``inhibit:<dataset>/<k>``, ``inhibit:<dataset>/all``);
+  each template inhibited and all of them (``inhibit:<dataset>/<k>``, ``inhibit:<dataset>/all``), with
+  ``amplify_networks`` each template amplified too (``multiply1.02:<dataset>/<k>``, Figure 3);
   ``random15:seed<S>``; ``top5:inhibit`` / ``top5:multiply1.02``; ``localization:inhibit`` /
   ``localization:multiply1.02`` with as many units as the top 5 %. ``extras``: masks by condition and
   the IoU of ICA top 5 % vs Localization (Table 5).
@@ -47,6 +48,7 @@ class ExperimentSettings:
     localization: bool = True
     localizer_stimuli: int = 240
     probe_texts: int = 400
+    amplify_networks: bool = False
 
     def validated(self) -> "ExperimentSettings":
         """Self, or a clear error naming the bad setting."""
@@ -93,6 +95,9 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: ExperimentS
     conditions, extras = [NORMAL], {"iou": {}}
     for ds in stores:
         conditions += network_conditions(ds, threshold=settings.threshold, two_sided=settings.two_sided)
+        if settings.amplify_networks:
+            conditions += network_conditions(ds, edit=Edit("multiply", settings.factor), threshold=settings.threshold,
+                                             two_sided=settings.two_sided, union=False)
     conditions.append(random_condition(shape, percent=settings.random_percent, seed=settings.seed))
     edits = (Edit("inhibit"), Edit("multiply", settings.factor))
     top_label = f"top{settings.top_percent:g}"
@@ -118,11 +123,19 @@ def _try_table(build, folder: Path, name: str) -> None:
         log.info("table %s not written: %s", name, exc)
 
 
+def _try_figure(draw) -> None:
+    try:
+        draw()
+    except InputError as exc:
+        log.info("figure not drawn: %s", exc)
+
+
 def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, settings: ExperimentSettings = ExperimentSettings(),
                   iou: dict | None = None) -> Path:
     """Tables 3, 4, 5, 9, 10 and Figures 2, 3 from ``rows``, as far as the evaluated conditions allow."""
     from .figures import perplexity_bars, score_changes
     from .tables import condition_table, iou_table, network_table, primary_rows
+    from .tasks import PERPLEXITY_METRICS, primary_metric
 
     out = Path(out)
     tables, figures = out / "tables", out / "figures"
@@ -134,23 +147,24 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, settings: Exper
         _try_table(lambda: network_table(rows, prefix), tables, f"table3_networks_{dataset}")
         columns = {"Normal": "normal", f"Masked {settings.random_percent:g}%": f"random{settings.random_percent:g}:seed{settings.seed}",
                    "Masked all networks": f"inhibit:{dataset}/all"}
-        _try_table(lambda: condition_table(rows, columns), tables, f"table10_masked_{dataset}")
-        for task in [t for t in dict.fromkeys(primary_rows(rows)["task"]) if t.endswith(("ppl", "wikitext"))]:
-            try:
-                perplexity_bars(rows, figures / f"figure2_perplexity_{dataset}_{task}.png", task=task, prefix=prefix)
-            except InputError as exc:
-                log.info("figure 2 not drawn: %s", exc)
+        _try_table(lambda: condition_table(rows, columns), tables, f"table10_11_masked_{dataset}")
+        for verb in ("inhibit", mult):
+            group = [n for n in names if n.startswith(f"{verb}:{dataset}/") and not n.endswith("/all")]
+            if group:
+                _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_{verb}_{dataset}.png", group))
+        perplexity_tasks = [t for t in dict.fromkeys(primary_rows(rows)["task"]) if primary_metric(t) in PERPLEXITY_METRICS]
+        for task in perplexity_tasks:
+            _try_figure(lambda: perplexity_bars(rows, figures / f"figure2_perplexity_{dataset}_{task}.png", task=task,
+                                                prefix=prefix))
     _try_table(lambda: condition_table(rows, {"Normal": "normal", "ICA": f"{top}:inhibit", "LLM Localization": f"{loc}:inhibit"}),
                tables, "table9_top_inhibit")
     _try_table(lambda: condition_table(rows, {"Normal": "normal", "ICA": f"{top}:{mult}", "LLM Localization": f"{loc}:{mult}"}),
                tables, "table4_top_amplify")
     if iou:
         _try_table(lambda: iou_table(iou), tables, "table5_iou")
-    for name in (n for n in names if n != "normal" and ":multiply" in n):
-        try:
-            score_changes(rows, figures / f"figure3_changes_{name.replace(':', '-').replace('/', '_')}.png", name)
-        except InputError as exc:
-            log.info("figure 3 not drawn: %s", exc)
+    amplified = [n for n in (f"{top}:{mult}", f"{loc}:{mult}") if n in names]
+    if amplified:
+        _try_figure(lambda: score_changes(rows, figures / "figure3_changes_top_amplified.png", amplified))
     return out
 
 

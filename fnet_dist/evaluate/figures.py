@@ -2,7 +2,7 @@
 
 - ``perplexity_bars(rows, path, task="wiki_ppl")``: Figure 2, word perplexity per inhibited network,
   the normal model as a line.
-- ``score_changes(rows, path, condition)``: Figure 3, each task's score under ``condition`` minus normal.
+- ``score_changes(rows, path, conditions)``: Figure 3, each task's score under each condition minus normal.
 - ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
   per mask, one panel per edit kind (log scale for perplexity).
 - ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,19 +69,27 @@ def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = 
     return _save(fig, path)
 
 
-def score_changes(rows: pd.DataFrame, path: str | os.PathLike, condition: str) -> Path:
-    """Figure 3: per task (scores, not perplexity), ``condition`` minus the normal model."""
+def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str | Sequence[str]) -> Path:
+    """Figure 3: per task (scores, not perplexity), each condition's score minus the normal model's.
+
+    One group of bars per task, one bar per condition (e.g. every network inhibited, or one amplified).
+    """
+    conditions = [conditions] if isinstance(conditions, str) else list(conditions)
     chosen = primary_rows(rows)
     tasks = [t for t in dict.fromkeys(chosen["task"]) if primary_metric(t) not in PERPLEXITY_METRICS]
-    if not tasks:
-        raise InputError("no scored (non-perplexity) task in the results")
-    deltas = [_value(chosen, condition, t) - _value(chosen, "normal", t) for t in tasks]
+    if not tasks or not conditions:
+        raise InputError("score changes need a scored (non-perplexity) task and at least one condition")
+    deltas = np.array([[_value(chosen, c, t) - _value(chosen, "normal", t) for t in tasks] for c in conditions])
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(tasks)), 3.5))
-    ax.bar([task_label(t) for t in tasks], deltas, color=["#55a868" if d >= 0 else "#c44e52" for d in deltas])
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(tasks) * len(conditions) + 2), 3.5))
+    width = 0.8 / len(conditions)
+    for i, (condition, row) in enumerate(zip(conditions, deltas)):
+        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, row, width, label=condition)
+    ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_ylabel(f"{condition} − normal")
-    ax.tick_params(axis="x", rotation=45)
+    ax.set_ylabel("score − normal")
+    if len(conditions) <= 12:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

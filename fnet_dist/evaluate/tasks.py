@@ -82,14 +82,14 @@ def _lm_eval_task_names() -> frozenset[str]:
 def resolve_tasks(names: Iterable[str] | None) -> list[str]:
     """Task names in order, duplicates dropped; ``None`` -> ``DEFAULT_TASKS``.
 
-    Ours are known at once; any other name is looked up in lm-eval's task index (which takes a few
-    seconds to build). An unknown name raises ``InputError`` with the closest known names.
+    Ours and the paper's are known at once; any other name is looked up in lm-eval's task index (which
+    takes a few seconds to build). An unknown name raises ``InputError`` with the closest known names.
     """
     chosen = list(dict.fromkeys(DEFAULT_TASKS if names is None else names))
     if not chosen:
         raise InputError("no tasks given; pass --tasks with at least one task, e.g. sentiment_rt wiki_ppl")
     ours = set(OFFLINE_TASKS) | set(OUR_HUB_TASKS)
-    unknown = [name for name in chosen if name not in ours]
+    unknown = [name for name in chosen if name not in ours and name not in PAPER_TASKS]
     if unknown:
         known = _lm_eval_task_names()
         for name in unknown:
