@@ -264,3 +264,16 @@ def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_p
     assert (layout.evaluate / "tables" / "table12_probing.md").is_file()
     assert (layout.evaluate / "tables" / "table3_networks_toy.csv").is_file()  # no localization: no Table 9
     assert not (layout.evaluate / "tables" / "table9_top_inhibit.csv").exists()
+
+
+@pytest.mark.slow
+def test_smollm2_end_to_end(tmp_path):
+    """The packaged SmolLM2: zero-shot sentiment near its known ~0.65, and losing every MLP output hurts perplexity."""
+    smollm = load_model("smollm2-135m-instruct")
+    everything = Condition("inhibit:every-mlp", NeuronMask(np.ones((30, 576), bool), "all"), Edit("inhibit"))
+    rows = evaluate_conditions(smollm, [NORMAL, everything], ["sentiment_rt", "wiki_ppl"], tmp_path, limit=100,
+                               progress=False)
+    assert 0.55 < _value(rows, "normal", "sentiment_rt", "acc") < 0.85
+    normal_ppl = _value(rows, "normal", "wiki_ppl", "word_perplexity")
+    assert 5 < normal_ppl < 200
+    assert _value(rows, "inhibit:every-mlp", "wiki_ppl", "word_perplexity") > 10 * normal_ppl

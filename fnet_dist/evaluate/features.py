@@ -7,7 +7,8 @@
 - ``final_features(model, tokenizer, texts, ...)``: the last hidden state the LM head reads,
   ``ndarray (n_texts, d_model)``.
 
-Texts are run in batches, right-padded, truncated to ``max_tokens``; padding never enters a feature.
+Texts are run in batches, right-padded, truncated to ``max_tokens``, through the decoder without its LM
+head (``model.base_model``); padding never enters a feature.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 
 
 def _run(model, tokenizer, texts: Sequence[str], max_tokens: int, batch_size: int,
-         extract: Callable[[object], torch.Tensor], pooling: str, **forward_kwargs) -> np.ndarray:
+         extract: Callable[[object], torch.Tensor], pooling: str) -> np.ndarray:
     if pooling not in POOLINGS:
         raise InputError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
     if not texts:
@@ -45,12 +46,13 @@ def _run(model, tokenizer, texts: Sequence[str], max_tokens: int, batch_size: in
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     device = next(model.parameters()).device
+    decoder = getattr(model, "base_model", model)  # no LM head: most of a small model's cost, not needed here
     chunks = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
                               truncation=True, max_length=max_tokens).to(device)
-            output = model(**batch, **forward_kwargs)
+            output = decoder(**batch)
             chunks.append(pool(extract(output), batch["attention_mask"], pooling).float().cpu().numpy())
     return np.concatenate(chunks)
 
@@ -72,6 +74,6 @@ def final_features(model, tokenizer, texts: Sequence[str], *, pooling: str = "la
                    max_tokens: int = 128, batch_size: int = 16) -> np.ndarray:
     """The final hidden state (after the last norm, what the LM head reads) pooled per text: ``(n_texts, d_model)``."""
     def extract(output):
-        return output.hidden_states[-1]
+        return output.last_hidden_state
 
-    return _run(model, tokenizer, texts, max_tokens, batch_size, extract, pooling, output_hidden_states=True)
+    return _run(model, tokenizer, texts, max_tokens, batch_size, extract, pooling)
