@@ -271,9 +271,9 @@ def test_smollm2_end_to_end(tmp_path):
     """The packaged SmolLM2: zero-shot sentiment near its known ~0.65, and losing every MLP output hurts perplexity."""
     smollm = load_model("smollm2-135m-instruct")
     everything = Condition("inhibit:every-mlp", NeuronMask(np.ones((30, 576), bool), "all"), Edit("inhibit"))
-    rows = evaluate_conditions(smollm, [NORMAL, everything], ["sentiment_rt", "wiki_ppl"], tmp_path, limit=100,
-                               progress=False)
+    rows = evaluate_conditions(smollm, [NORMAL], ["sentiment_rt"], tmp_path / "rt", limit=100, progress=False)
     assert 0.55 < _value(rows, "normal", "sentiment_rt", "acc") < 0.85
+    rows = evaluate_conditions(smollm, [NORMAL, everything], ["wiki_ppl"], tmp_path / "ppl", limit=3, progress=False)
     normal_ppl = _value(rows, "normal", "wiki_ppl", "word_perplexity")
     assert 5 < normal_ppl < 200
     assert _value(rows, "inhibit:every-mlp", "wiki_ppl", "word_perplexity") > 10 * normal_ppl
