@@ -5,7 +5,7 @@ the LLM-Localization top 5 % inhibited and amplified ×1.02. Prints per conditio
 wall time as a ratio to the normal condition measured in the same run (hook overhead + edit effect on
 lm-eval's work), the localizer's time, and the probe accuracy under normal vs random 15 %.
 
-    python benchmarks/evaluate.py [--limit 60] [--ppl-limit 2] [--out /tmp/fnet-bench-eval]
+    python benchmarks/evaluate.py [--limit 40] [--ppl-limit 2] [--threads 1] [--out /tmp/fnet-bench-eval]
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import argparse
 import json
 import shutil
 import time
+
+import torch
 
 from fnet_dist.architectures import resolve_architecture
 from fnet_dist.edit import Edit, model_shape
@@ -24,12 +26,14 @@ from fnet_dist.models import load_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=60, help="Rotten Tomatoes snippets per condition")
+    parser.add_argument("--limit", type=int, default=40, help="Rotten Tomatoes snippets per condition")
     parser.add_argument("--ppl-limit", type=int, default=2, help="wiki passages per condition")
-    parser.add_argument("--probe-texts", type=int, default=200)
+    parser.add_argument("--probe-texts", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     parser.add_argument("--out", default="/tmp/fnet-bench-eval")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
+    torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     loaded = load_model("smollm2-135m-instruct")
@@ -37,10 +41,10 @@ def main() -> None:
     print(f"model load: {time.perf_counter() - start:.1f} s")
 
     start = time.perf_counter()
-    sentences, nonwords = localizer_stimuli(240, seed=0)
+    sentences, nonwords = localizer_stimuli(120, seed=0)
     shape = model_shape(loaded.model, arch)
     found = localize(loaded.model, loaded.tokenizer, arch, sentences, nonwords, percent=5)
-    print(f"localizer (240 + 240 stimuli, {found.mask.count} units): {time.perf_counter() - start:.1f} s")
+    print(f"localizer (120 + 120 stimuli, {found.mask.count} units): {time.perf_counter() - start:.1f} s")
 
     conditions = [NORMAL, random_condition(shape, percent=15, seed=0),
                   Condition("localization:inhibit", found.mask, Edit("inhibit")),

@@ -156,15 +156,17 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, settings: Exper
         for task in perplexity_tasks:
             _try_figure(lambda: perplexity_bars(rows, figures / f"figure2_perplexity_{dataset}_{task}.png", task=task,
                                                 prefix=prefix))
-    _try_table(lambda: condition_table(rows, {"Normal": "normal", "ICA": f"{top}:inhibit", "LLM Localization": f"{loc}:inhibit"}),
-               tables, "table9_top_inhibit")
-    _try_table(lambda: condition_table(rows, {"Normal": "normal", "ICA": f"{top}:{mult}", "LLM Localization": f"{loc}:{mult}"}),
-               tables, "table4_top_amplify")
+    suffixes = sorted({n.split("@", 1)[1] for n in names if n.startswith(f"{top}:") and "@" in n})
+    for suffix in [""] + [f"@{s}" for s in suffixes]:
+        tail = suffix.replace("@", "_")
+        for verb, name in (("inhibit", "table9_top_inhibit"), (mult, "table4_top_amplify")):
+            columns = {"Normal": "normal", "ICA": f"{top}:{verb}{suffix}", "LLM Localization": f"{loc}:{verb}{suffix}"}
+            _try_table(lambda: condition_table(rows, columns), tables, f"{name}{tail}")
+        amplified = [n for n in (f"{top}:{mult}{suffix}", f"{loc}:{mult}{suffix}") if n in names]
+        if amplified:
+            _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_top_amplified{tail}.png", amplified))
     if iou:
         _try_table(lambda: iou_table(iou), tables, "table5_iou")
-    amplified = [n for n in (f"{top}:{mult}", f"{loc}:{mult}") if n in names]
-    if amplified:
-        _try_figure(lambda: score_changes(rows, figures / "figure3_changes_top_amplified.png", amplified))
     return out
 
 
@@ -173,7 +175,9 @@ def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: Experimen
     from .probing import labelled_texts, probe_conditions
     from .tables import save_table
 
-    keep = [c for c in chosen if c.name == "normal" or c.name.startswith("random") or c.name.endswith("/all")]
+    networks = [c for c in chosen if c.name.startswith("inhibit:")]
+    unions = [c for c in networks if c.name.endswith("/all")]
+    keep = [c for c in chosen if c.name == "normal" or c.name.startswith("random")] + (unions or networks)
     texts, labels = labelled_texts("sentiment_rt", settings.probe_texts, seed=settings.seed)
     rows = probe_conditions(loaded, keep, texts, labels, seed=settings.seed, hook_module=hook_module)
     rows.to_csv(out / "probing.csv", index=False)
