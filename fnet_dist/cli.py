@@ -17,7 +17,7 @@ from .errors import FnetError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("run", "evaluate")
+COMMANDS = ("bake", "evaluate", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

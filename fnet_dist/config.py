@@ -69,6 +69,10 @@ class MatchSection(_Section):
     two_sided: bool = True
     iou: float = Field(0.2, gt=0, le=1)
     similar_iou: float = Field(0.2, gt=0, le=1)
+    massive_ratio: float = Field(100.0, gt=0)
+    """A channel is massive when its peak |activation| ≥ massive_ratio × its layer's median |activation| …"""
+    massive_min_value: float = Field(100.0, gt=0)
+    """… and ≥ massive_min_value (fnet_dist/anatomy.py)."""
 
 
 class EvaluateSection(_Section):

@@ -61,7 +61,8 @@ class Edit:
         return {"inhibit": "inhibit", "multiply": f"multiply x{self.value:g}", "add": f"add {self.value:+g}"}[self.kind]
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "value": self.value}
+        """``{"kind", "value"}`` (value ``None`` for inhibit, which ignores it)."""
+        return {"kind": self.kind, "value": None if self.kind == "inhibit" else self.value}
 
 
 def model_shape(model: torch.nn.Module, arch: Architecture) -> tuple[int, int]:
@@ -84,15 +85,23 @@ def _placement(module: torch.nn.Module, model: torch.nn.Module) -> tuple[torch.d
 
 
 def _channel_hook(edit: Edit, row: np.ndarray, device: torch.device, dtype: torch.dtype) -> Callable:
-    """A forward hook applying ``edit`` to the channels where ``row`` (shape (d_model,)) is True."""
+    """A forward hook applying ``edit`` to the channels where ``row`` (shape (d_model,)) is True.
+
+    The edit runs in the model's dtype when its value is exact there (always for float32 and inhibit);
+    otherwise (1.02 in bfloat16 is 1.0234) in float32, rounded once back to the model's dtype.
+    """
+    value = 0.0 if edit.kind == "inhibit" else edit.value
+    exact = torch.tensor(value, dtype=dtype).item() == value
+    work = dtype if exact else torch.float32
     selected = torch.tensor(row, dtype=torch.bool, device=device)
-    if edit.kind == "add":
-        shift = torch.zeros(row.shape, dtype=dtype, device=device).masked_fill_(selected, edit.value)
-        apply = lambda tensor: tensor + shift  # noqa: E731
-    else:
-        factor = 0.0 if edit.kind == "inhibit" else edit.value
-        scale = torch.ones(row.shape, dtype=dtype, device=device).masked_fill_(selected, factor)
-        apply = lambda tensor: tensor * scale  # noqa: E731
+    base = torch.zeros if edit.kind == "add" else torch.ones
+    vector = base(row.shape, dtype=work, device=device).masked_fill_(selected, value)
+    combine = torch.add if edit.kind == "add" else torch.mul
+
+    def apply(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dtype == work:
+            return combine(tensor, vector)
+        return combine(tensor.to(work), vector).to(tensor.dtype)
 
     def hook(_module: torch.nn.Module, _inputs: object, output: object) -> object:
         if isinstance(output, tuple):
@@ -165,14 +174,17 @@ def _edit_channels(param: torch.Tensor, dim: int, index: torch.Tensor, update) -
 
 
 def _bake_module(module: torch.nn.Module, kind: str, index: torch.Tensor, edit: Edit) -> None:
+    """Edit channels ``index`` of ``module``'s weight (and bias), computed in float32, rounded once."""
     weight, bias, f = module.weight.data, getattr(module, "bias", None), edit.value
     plus_one = kind == "norm_scale_plus_one"
     if edit.kind == "inhibit":
         _edit_channels(weight, _CHANNEL_DIM[kind], index, lambda w: torch.full_like(w, -1.0 if plus_one else 0.0))
     elif edit.kind == "multiply":
-        _edit_channels(weight, _CHANNEL_DIM[kind], index, (lambda w: f * (1 + w) - 1) if plus_one else (lambda w: w * f))
+        scale = (lambda w: f * (1 + w.float()) - 1) if plus_one else (lambda w: w.float() * f)
+        _edit_channels(weight, _CHANNEL_DIM[kind], index, lambda w: scale(w).to(w.dtype))
     if bias is not None:
-        update = {"inhibit": torch.zeros_like, "multiply": lambda b: b * f, "add": lambda b: b + f}[edit.kind]
+        update = {"inhibit": torch.zeros_like, "multiply": lambda b: (b.float() * f).to(b.dtype),
+                  "add": lambda b: (b.float() + f).to(b.dtype)}[edit.kind]
         _edit_channels(bias.data, 0, index, update)
 
 
@@ -211,6 +223,25 @@ def _provenance(loaded: Any, arch: Architecture, mask: NeuronMask, edit: Edit) -
     }
 
 
+def _drop_dequantized_gguf(model: torch.nn.Module) -> None:
+    """Forget the loader's GGUF quantizer when every weight was unpacked to a plain float tensor.
+
+    transformers keeps the quantizer after dequantizing a GGUF file and then refuses ``save_pretrained``;
+    the weights are ordinary, so the checkpoint is an ordinary (safetensors) one.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    method = str(getattr(quantizer.quantization_config, "quant_method", "?"))
+    plain = all(p.dtype.is_floating_point and type(p) in (torch.nn.Parameter, torch.Tensor) for p in model.parameters())
+    if "gguf" not in method.lower() or getattr(quantizer, "packed_modules", None) or not plain:
+        raise InputError(
+            f"the model is loaded quantized ({method}); baking needs plain float weights: "
+            f"use an unquantized checkpoint, or a GGUF file dequantized on load"
+        )
+    quantizer.remove_quantization_config(model)
+
+
 def bake_checkpoint(
     model_spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False, **load_kwargs: Any
 ) -> str:
@@ -227,6 +258,7 @@ def bake_checkpoint(
     loaded = load_model(model_spec, **load_kwargs)
     arch = resolve_architecture(loaded.model)
     bake(loaded.model, arch, mask, edit)
+    _drop_dequantized_gguf(loaded.model)
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:

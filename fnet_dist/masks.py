@@ -145,6 +145,9 @@ class NeuronMask:
 
     __or__, __and__, __sub__, __invert__ = union, intersection, difference, invert
 
+    def __repr__(self) -> str:
+        return f"NeuronMask({self.name!r}, {self.count} of {self.values.size} neurons, shape {self.values.shape})"
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NeuronMask) and np.array_equal(self.values, other.values)
 

@@ -126,7 +126,33 @@ def _match(run: _Run) -> dict[str, Any]:
     networks = [run.layout.networks(c) for c in run.config.corpora]
     match_networks(networks, str(run.layout.match), threshold=m.threshold, two_sided=m.two_sided, iou=m.iou,
                    similar_iou=m.similar_iou, scheduler=run.scheduler)
+    _anatomy(run)
     return {"folder": str(run.layout.match)}
+
+
+def _anatomy(run: _Run) -> None:
+    """Massive channels over all corpora's stores, and each corpus's templates against them."""
+    import numpy as np
+    import pandas as pd
+
+    from .anatomy import MassiveRule, massive_channels, massive_mask, network_anatomy
+
+    m = run.config.match
+    rule = MassiveRule(ratio=m.massive_ratio, min_value=m.massive_min_value, seed=run.config.record.seed)
+    channels = []
+    for corpus in run.config.corpora:
+        table = massive_channels(run.layout.activations(corpus), rule)
+        channels.append(table.assign(corpus=corpus))
+        shape = (table.attrs["n_layers"], table.attrs["d_model"])
+    merged = pd.concat(channels, ignore_index=True)
+    union = massive_mask(merged, shape)
+    merged.to_csv(run.layout.match / "massive_channels.csv", index=False)
+    anatomy = [network_anatomy(run.layout.networks(c), union, activations=run.layout.activations(c),
+                               threshold=m.threshold, two_sided=m.two_sided).assign(corpus=c)
+               for c in run.config.corpora]
+    pd.concat(anatomy, ignore_index=True).to_csv(run.layout.match / "network_anatomy.csv", index=False)
+    np.save(run.layout.match / "massive_mask.npy", union, allow_pickle=False)
+    _say(f"  anatomy: {int(union.sum())} massive channels (rule: peak ≥ {m.massive_ratio:g} × layer median and ≥ {m.massive_min_value:g})")
 
 
 def _evaluate(run: _Run) -> dict[str, Any]:

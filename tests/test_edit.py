@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -108,13 +109,20 @@ def test_many_masks_in_a_row_on_one_model(tiny_llama):
     assert all(not m._forward_hooks for m in block_output_modules(model, arch))
 
 
-def test_hooks_keep_the_model_dtype(tiny_llama):
+def test_half_precision_hooks_scale_by_the_exact_factor(tiny_llama):
+    """In bfloat16, 1.02 is 1.0234: the hook multiplies in float32 and rounds once, keeping the dtype."""
     model = load_model(tiny_llama, dtype="bfloat16").model
     arch = resolve_architecture(model)
-    mask = NeuronMask.random(model_shape(model, arch), count=8, seed=0)
+    mask = NeuronMask.from_indices(model_shape(model, arch), [(0, 3), (0, 9)])
+    with torch.no_grad(), capture_block_outputs(model, arch, layers=[0]) as normal:
+        model(_ids())
     with torch.no_grad(), edited(model, arch, mask, Edit("multiply", 1.02)), capture_block_outputs(model, arch) as got:
         model(_ids())
     assert all(t.dtype == torch.bfloat16 for t in got.outputs.values())
+    want = normal.outputs[0].clone()
+    want[..., [3, 9]] = (want[..., [3, 9]].float() * 1.02).to(torch.bfloat16)
+    torch.testing.assert_close(got.outputs[0], want, rtol=0, atol=0)
+    assert not torch.equal(want, (normal.outputs[0] * torch.tensor(1.02, dtype=torch.bfloat16)))
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
@@ -175,3 +183,90 @@ def test_bad_inputs(tiny_llama):
     broken = Architecture("broken", (), "model.layers", "mlp", "mlp.up_proj", "linear_rows")
     with pytest.raises(InputError, match="no weight with 32 output channels"):
         bake(model, broken, mask, Edit())
+
+
+# --- fnet bake --------------------------------------------------------------------------------
+
+@pytest.fixture
+def fnet(monkeypatch, capsys):
+    """``fnet(*argv) -> (exit status, stdout, stderr)`` through the real CLI entry point, bake only."""
+    from fnet_dist import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", ("bake",))
+
+    def call(*argv: str):
+        status = cli.main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return call
+
+
+@pytest.fixture(scope="module")
+def llama_networks(tmp_path_factory) -> str:
+    from storage_schemas import NETWORKS
+    from fnet_dist.storage import write_store
+    from test_masks import networks_dataset
+
+    planted = {0: {(0, 1): 5.0, (1, 7): -4.0}, 1: {(1, 30): 4.5}}
+    url = str(tmp_path_factory.mktemp("llama-nets") / "networks.zarr")
+    return write_store(networks_dataset(planted, shape=(2, 32)), url, NETWORKS)
+
+
+def test_cli_bakes_templates_of_a_networks_store(fnet, tiny_llama, llama_networks, tmp_path):
+    status, out, err = fnet("bake", "--model", tiny_llama, "--networks", llama_networks, "--template", 0, 1,
+                            "--edit", "multiply", "--factor", 1.5, "--out", tmp_path / "ckpt")
+    assert status == 0, err
+    assert "multiply x1.5 of network-0+1 (3 neurons" in out
+    loaded = load_model(tiny_llama)
+    arch = resolve_architecture(loaded.model)
+    mask = NeuronMask.from_networks(llama_networks, [0, 1])
+    hooked = _hooked(loaded.model, arch, mask, Edit("multiply", 1.5), _ids())
+    torch.testing.assert_close(_logits(load_model(str(tmp_path / "ckpt")).model, _ids()), hooked, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_bakes_a_mask_file(fnet, tiny_llama, tmp_path):
+    mask = NeuronMask.random((2, 32), count=5, seed=9)
+    path = mask.save(str(tmp_path / "mask.npz"))
+    status, out, err = fnet("bake", "--model", tiny_llama, "--mask", path, "--out", tmp_path / "ckpt")
+    assert status == 0, err
+    assert "inhibit of random-5-seed9 (5 neurons" in out
+    loaded = load_model(tiny_llama)
+    hooked = _hooked(loaded.model, resolve_architecture(loaded.model), mask, Edit(), _ids())
+    torch.testing.assert_close(_logits(load_model(str(tmp_path / "ckpt")).model, _ids()), hooked, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_bad_inputs(fnet, tiny_llama, llama_networks, tmp_path):
+    wrong = NeuronMask.random((3, 32), count=5, seed=0).save(str(tmp_path / "wrong.npz"))
+    right = NeuronMask.random((2, 32), count=5, seed=0).save(str(tmp_path / "right.npz"))
+    base = ("bake", "--model", tiny_llama, "--out", tmp_path / "ckpt")
+    cases = [
+        (("--mask", wrong), r"error: mask 'random-5-seed0' has shape \(3, 32\).*model has \(2, 32\)"),
+        (("--mask", right, "--edit", "multiply", "--factor", "nan"), "error: edit factor nan is not finite"),
+        (("--mask", right, "--edit", "multiply", "--factor", "inf"), "error: edit factor inf is not finite"),
+        (("--mask", right, "--edit", "add"), "error: --edit add needs the value to add"),
+        (("--mask", right, "--edit", "add", "--factor", "0.5"), "error: cannot bake 'add' exactly.*no bias"),
+        (("--mask", right, "--factor", "2"), "error: --factor 2 has no effect with --edit inhibit"),
+        (("--networks", llama_networks), "error: --networks needs --template"),
+        (("--networks", llama_networks, "--template", "5"), "error: template 5 is out of range"),
+        (("--mask", tmp_path / "missing.npz"), "error: no mask file at"),
+    ]
+    for extra, message in cases:
+        status, _, err = fnet(*base, *extra)
+        assert status == 2 and re.search(message, err), (extra, err)
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+def test_packaged_gguf_model_bakes_to_safetensors(tmp_path):
+    """SmolLM2 (GGUF, tied embeddings) baked, saved as safetensors, reloaded: equal to the hooked model."""
+    loaded = load_model("smollm2-135m-instruct")
+    arch = resolve_architecture(loaded.model)
+    mask = NeuronMask.random(model_shape(loaded.model, arch), fraction=0.01, seed=0)
+    ids = loaded.tokenizer(["The quick brown fox jumps over the lazy dog."], return_tensors="pt").input_ids
+    hooked = _hooked(loaded.model, arch, mask, Edit("multiply", 1.5), ids)
+    out = bake_checkpoint("smollm2-135m-instruct", mask, Edit("multiply", 1.5), tmp_path / "baked")
+    reloaded = load_model(out)
+    assert (tmp_path / "baked" / "model.safetensors").exists() and reloaded.model.config.tie_word_embeddings
+    assert "quantization_config" not in json.loads((tmp_path / "baked" / "config.json").read_text())
+    torch.testing.assert_close(_logits(reloaded.model, ids), hooked, rtol=1e-4, atol=1e-4)

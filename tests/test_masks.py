@@ -85,6 +85,7 @@ def test_set_algebra_and_keep_only(networks_url):
     assert (a | b).meta["op"] == "union" and (a | b).meta["left"] == a.meta
     assert a.count == 2 and a.n_layers == 3 and a.d_model == 16 and a.fraction == pytest.approx(2 / 48)
     assert list(a.layer_counts) == [1, 1, 0]
+    assert repr(a) == "NeuronMask('network-0', 2 of 48 neurons, shape (3, 16))"
 
 
 def test_top_percent_ranks_by_max_abs_z_across_templates(networks_url):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 from pathlib import Path
 from typing import Iterable
 
 __all__ = ["Finding", "Page"]
+
+_ANCHORS = itertools.count(1)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
@@ -54,7 +57,7 @@ class Page:
         self._toc: list[tuple[str, str]] = []
 
     def section(self, title: str, level: int = 2) -> "Page":
-        anchor = f"s{len(self._toc) + 1}"
+        anchor = f"s{next(_ANCHORS)}"
         if level == 2:
             self._toc.append((anchor, title))
         self._parts.append(f'<h{level} id="{anchor}">{html.escape(title)}</h{level}>')
@@ -95,6 +98,18 @@ class Page:
                 f"{html.escape(item.claim)}<br><span class=\"muted\">{html.escape(item.evidence)}</span></div>"
             )
         return self
+
+    def insert(self, position: int, other: "Page") -> "Page":
+        """Insert ``other``'s sections and parts at ``position`` (an index into this page's parts)."""
+        self._parts[position:position] = other._parts
+        offset = sum(1 for part in self._parts[:position] if part.startswith("<h2"))
+        self._toc[offset:offset] = other._toc
+        return self
+
+    @property
+    def size(self) -> int:
+        """Number of parts so far (a position for ``insert``)."""
+        return len(self._parts)
 
     def render(self) -> str:
         toc = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t in self._toc)

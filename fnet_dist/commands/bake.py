@@ -1,0 +1,66 @@
+"""``fnet bake``: write a mask edit into a model's weights and save a standard HF checkpoint."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "bake an edit of a neuron mask (inhibit, multiply, add) into the weights and save a safetensors checkpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="hub id, local folder, .gguf file, or smollm2-135m-instruct")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mask", metavar="FILE", help="a neuron mask file (.npz written by fnet)")
+    source.add_argument("--networks", metavar="NETWORKS", help="networks store URL; pick templates with --template")
+    parser.add_argument("--template", type=int, nargs="+", metavar="K",
+                        help="group template index(es) of --networks; several are united")
+    parser.add_argument("--out", required=True, metavar="CHECKPOINT", help="folder for the baked checkpoint")
+    parser.add_argument("--edit", default="inhibit", choices=("inhibit", "multiply", "add"),
+                        help="inhibit (x 0, default), multiply by --factor, or add --factor")
+    parser.add_argument("--factor", type=float, default=None, metavar="F",
+                        help="factor for multiply (default 1.02) or value for add (required)")
+    parser.add_argument("--threshold", type=float, default=3.6, help="|z| threshold of the networks (default 3.6)")
+    parser.add_argument("--one-sided", action="store_true", help="take only z > threshold (default: |z| > threshold)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
+    parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    parser.add_argument("--dtype", default="float32", help="model dtype: float32, float16 or bfloat16 (default float32)")
+    parser.add_argument("--device", default="cpu", help="where to bake: cpu (default), auto, cuda or cuda:N")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own modelling code (ChatGLM3 …)")
+
+
+def edit_from_args(kind: str, factor: float | None):
+    """The ``Edit`` of ``--edit`` / ``--factor``, with a clear error for a factor that does not fit."""
+    from ..edit import Edit
+    from ..errors import InputError
+
+    if kind == "inhibit":
+        if factor is not None:
+            raise InputError(f"--factor {factor:g} has no effect with --edit inhibit; drop it or use --edit multiply")
+        return Edit("inhibit")
+    if kind == "add" and factor is None:
+        raise InputError("--edit add needs the value to add: pass --factor VALUE (e.g. --factor 0.5)")
+    return Edit(kind, 1.02 if factor is None else factor)
+
+
+def mask_from_args(args: argparse.Namespace):
+    """The mask of ``--mask FILE`` or ``--networks NETWORKS --template K...``."""
+    from ..errors import InputError
+    from ..masks import NeuronMask
+
+    if args.mask:
+        if args.template:
+            raise InputError("--template picks templates of --networks; it has no effect with --mask")
+        return NeuronMask.load(args.mask)
+    if not args.template:
+        raise InputError("--networks needs --template K (one or more group template indices)")
+    return NeuronMask.from_networks(args.networks, args.template, threshold=args.threshold, two_sided=not args.one_sided)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..edit import bake_checkpoint
+
+    edit = edit_from_args(args.edit, args.factor)
+    mask = mask_from_args(args)
+    out = bake_checkpoint(args.model, mask, edit, args.out, overwrite=args.overwrite, revision=args.revision,
+                          dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    print(f"baked {edit.describe()} of {mask.name} ({mask.count} neurons, {100 * mask.fraction:.2f} %) into {out}")
+    return 0
