@@ -196,6 +196,7 @@ def test_cli_evaluate_writes_tables_and_figures(tiny_llama, networks_url, tmp_pa
     assert list(table9.columns) == ["Normal", "ICA", "LLM Localization"] and "Wiki (PPL)" in table9.index
     assert (out / "figures" / "figure2_perplexity_toy_wiki_ppl.png").stat().st_size > 1000
     assert NeuronMask.load(str(out / "masks" / "inhibit-toy_0.npz")).count == len(PLANTED[0])
+    assert pd.read_csv(out / "flips.csv").empty  # perplexity only: no choices to flip
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -265,6 +266,9 @@ def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_p
     assert (layout.evaluate / "tables" / "table12_probing.md").is_file()
     assert (layout.evaluate / "tables" / "table3_networks_toy.csv").is_file()  # no localization: no Table 9
     assert not (layout.evaluate / "tables" / "table9_top_inhibit.csv").exists()
+    flips = pd.read_csv(layout.evaluate / "flips.csv")
+    assert list(flips.columns[:4]) == ["condition", "task", "doc_id", "effect"]
+    assert set(flips.task) <= {"polarity_pl"} and set(flips.effect) <= {"fixed", "broken"}
 
 
 @pytest.mark.slow

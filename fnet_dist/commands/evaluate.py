@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "evaluate the model with each network inhibited, random / top-5% / LLM-Localization baselines (lm-eval)"
+HELP = "evaluate the model with each network inhibited, and the random, top-percent and LLM-Localization baselines (lm-eval)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,9 +8,10 @@
   ``localization:multiply1.02`` with as many units as the top 5 %. ``extras``: masks by condition and
   the IoU of ICA top 5 % vs Localization (Table 5).
 - ``evaluate_networks(model, networks_urls, out, *, tasks, conditions, probing, sweeps, ...) -> DataFrame``:
-  runs them with ``evaluate_conditions`` and writes ``tables/`` (Tables 3, 4, 5, 9, 10, and 12 with
-  ``probing``, as CSV + Markdown), ``figures/`` (Figures 2, 3, and 5-7 with ``sweeps``), ``masks/``
-  (each condition's mask, ``.npz``), ``probing.csv`` and ``sweeps/`` (its own results folder).
+  runs them with ``evaluate_conditions`` and writes ``tables/`` (Tables 3, 4, 5, 9, 10/11, and 12 with
+  ``probing``, as CSV + Markdown), ``figures/`` (Figures 2, 3, and 5-7 with ``sweeps``), ``flips.csv``
+  (Figure 8: multiple-choice predictions that change under each condition), ``masks/`` (each
+  condition's mask, ``.npz``), ``probing.csv`` and ``sweeps/`` (its own results folder).
 - ``evaluate_pipeline(loaded, config, layout)``: the ``evaluate`` stage of ``fnet run``.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..errors import InputError
 from .conditions import NORMAL, Condition, network_conditions, random_condition, select_conditions
 from .runner import evaluate_conditions
 
-__all__ = ["ExperimentSettings", "evaluate_networks", "evaluate_pipeline", "paper_conditions", "write_reports"]
+__all__ = ["ExperimentSettings", "evaluate_networks", "evaluate_pipeline", "paper_conditions", "write_flips", "write_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, settings: Exper
         _try_table(lambda: network_table(rows, prefix), tables, f"table3_networks_{dataset}")
         columns = {"Normal": "normal", f"Masked {settings.random_percent:g}%": f"random{settings.random_percent:g}:seed{settings.seed}",
                    "Masked all networks": f"inhibit:{dataset}/all"}
-        _try_table(lambda: condition_table(rows, columns), tables, f"table10_11_masked_{dataset}")
+        _try_table(lambda: condition_table(rows, columns), tables, f"table10_masked_{dataset}")
         for verb in ("inhibit", mult):
             group = [n for n in names if n.startswith(f"{verb}:{dataset}/") and not n.endswith("/all")]
             if group:
@@ -168,6 +169,28 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, settings: Exper
     if iou:
         _try_table(lambda: iou_table(iou), tables, "table5_iou")
     return out
+
+
+def write_flips(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
+    """``out/flips.csv``: every multiple-choice prediction that changes between normal and a condition (Figure 8)."""
+    from .figures import prediction_flips
+
+    frames = []
+    for task in dict.fromkeys(rows["task"]):
+        for condition in (c for c in dict.fromkeys(rows["condition"]) if c != "normal"):
+            try:
+                flips = prediction_flips(out, task, condition)
+            except InputError:  # not a multiple-choice task, or not evaluated under both
+                break
+            frames.append(flips.assign(condition=condition, task=task))
+    columns = ["condition", "task", "doc_id", "effect", "target", "before", "after", "text"]
+    table = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    rank = table["effect"].map({"fixed": 0, "broken": 1, "changed": 2})
+    table = table.assign(_rank=rank).sort_values(["_rank", "condition", "task", "doc_id"], kind="stable")
+    table = table.drop(columns="_rank")
+    path = Path(out) / "flips.csv"
+    table.to_csv(path, index=False)
+    return path
 
 
 def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: ExperimentSettings, hook_module) -> pd.DataFrame:
@@ -235,6 +258,7 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     model_arg = loaded if options.get("backend", "hf") == "hf" else loaded.source.model_id
     rows = evaluate_conditions(model_arg, chosen, tasks, out, seed=settings.seed, hook_module=hook_module, **options)
     write_reports(rows, out, settings=settings, iou=extras["iou"])
+    write_flips(rows, out)
     if probing:
         _probing(loaded, chosen, out, settings, hook_module)
     if sweeps:

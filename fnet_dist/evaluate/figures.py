@@ -120,10 +120,13 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
     return _save(fig, path)
 
 
-def _predictions(samples: list[dict]) -> pd.DataFrame:
+def _predictions(samples: list[dict], task: str) -> pd.DataFrame:
     records = []
     for item in samples:
-        scores = [resp[0] if isinstance(resp, (list, tuple)) else resp for resp in item["filtered_resps"]]
+        resps = item["filtered_resps"]
+        if not isinstance(resps, list) or len(resps) < 2 or not all(isinstance(r, (list, tuple)) for r in resps):
+            raise InputError(f"task {task!r} is not multiple choice: its predictions cannot be compared as choices")
+        scores = [float(resp[0]) for resp in resps]
         records.append({"doc_id": item["doc_id"], "doc": item["doc"], "target": item["target"],
                         "prediction": int(np.argmax(scores))})
     return pd.DataFrame(records).set_index("doc_id")
@@ -135,8 +138,8 @@ def prediction_flips(out: str | os.PathLike, task: str, condition: str, *, basel
     Columns: ``doc_id, text, target, before, after, effect`` (``fixed``: wrong -> right, ``broken``,
     ``changed``: wrong -> another wrong answer).
     """
-    before = _predictions(read_samples(out, baseline, task))
-    after = _predictions(read_samples(out, condition, task))
+    before = _predictions(read_samples(out, baseline, task), task)
+    after = _predictions(read_samples(out, condition, task), task)
     joined = before.join(after[["prediction"]].rename(columns={"prediction": "prediction_after"}), how="inner")
     flipped = joined[joined["prediction"] != joined["prediction_after"]]
     effect = np.where(flipped["prediction_after"] == flipped["target"], "fixed",
