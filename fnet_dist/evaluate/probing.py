@@ -78,8 +78,8 @@ def probe_conditions(loaded, conditions: Sequence[Condition], texts: Sequence[st
     for condition in conditions:
         context = nullcontext() if condition.mask is None else edited(loaded.model, arch, condition.mask, condition.edit)
         with context:
-            features = {p: final_features(loaded.model, loaded.tokenizer, texts, pooling=p, max_tokens=max_tokens,
-                                          batch_size=batch_size) for p in poolings}
+            features = final_features(loaded.model, loaded.tokenizer, texts, pooling=tuple(poolings),
+                                      max_tokens=max_tokens, batch_size=batch_size)
         for pooling, values in features.items():
             result = probe(values, labels, folds=folds, seed=seed, C=C)
             rows.append({"condition": condition.name, "pooling": pooling, "accuracy": result["accuracy"],
