@@ -3,7 +3,7 @@
 Runs lm-eval through ``evaluate_conditions`` for: the normal model, a random 15 % mask inhibited,
 the LLM-Localization top 5 % inhibited and amplified ×1.02. Prints per condition its score and its
 wall time as a ratio to the normal condition measured in the same run (hook overhead + edit effect on
-lm-eval's work), the localizer's time, and the probe accuracy under normal vs random 15 %.
+lm-eval's work; after a warm-up run), the localizer's time, and probe accuracy under normal vs random 15 %.
 
     python benchmarks/evaluate.py [--limit 40] [--ppl-limit 2] [--threads 1] [--out /tmp/fnet-bench-eval]
 """
@@ -50,6 +50,8 @@ def main() -> None:
                   Condition("localization:inhibit", found.mask, Edit("inhibit")),
                   Condition("localization:multiply1.02", found.mask, Edit("multiply", 1.02))]
     seconds = {}
+    for task in ("sentiment_rt", "wiki_ppl"):  # warm-up: data materialised, first batches paid, before timing
+        evaluate_conditions(loaded, [NORMAL], [task], f"{args.out}/warmup-{task}", limit=1, progress=False)
     rows = evaluate_conditions(loaded, conditions, ["sentiment_rt"], f"{args.out}/rt", limit=args.limit)
     ppl = evaluate_conditions(loaded, conditions, ["wiki_ppl"], f"{args.out}/ppl", limit=args.ppl_limit)
     for folder in ("rt", "ppl"):
