@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from fnet_dist.edit import Edit
 from fnet_dist.errors import InputError
 from fnet_dist.evaluate.figures import format_flip, perplexity_bars, score_changes, sweep_plot
 from fnet_dist.evaluate.sweeps import sweep, sweep_conditions

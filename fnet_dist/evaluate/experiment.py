@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..errors import InputError
-from .conditions import NORMAL, Condition, network_conditions, random_condition, select_conditions
+from .conditions import NORMAL, Condition, network_conditions, random_condition, select_conditions, top_conditions
 from .runner import evaluate_conditions
 
 __all__ = ["ExperimentSettings", "evaluate_networks", "evaluate_pipeline", "paper_conditions", "write_flips", "write_reports"]
@@ -81,7 +81,6 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: ExperimentS
     """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring)."""
     from ..architectures import resolve_architecture
     from ..edit import Edit, model_shape
-    from ..masks import NeuronMask
     from ..storage import open_store
     from storage_schemas import NETWORKS
     from .baselines import mask_iou
@@ -100,17 +99,15 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: ExperimentS
             conditions += network_conditions(ds, edit=Edit("multiply", settings.factor), threshold=settings.threshold,
                                              two_sided=settings.two_sided, union=False)
     conditions.append(random_condition(shape, percent=settings.random_percent, seed=settings.seed))
-    edits = (Edit("inhibit"), Edit("multiply", settings.factor))
-    top_label = f"top{settings.top_percent:g}"
     for ds in stores:
         suffix = "" if len(stores) == 1 else f"@{ds.attrs.get('dataset', 'networks')}"
-        top = NeuronMask.top_percent(ds, settings.top_percent)
-        conditions += [Condition(f"{top_label}:{edit_label(e)}{suffix}", top, e) for e in edits]
-        names = [f"localization:{edit_label(e)}{suffix}" for e in edits]
-        if settings.localization and any(_wanted(patterns, n) for n in names):
-            found = _localization(loaded, arch, top.count, settings)
-            conditions += [Condition(n, found.mask, e) for n, e in zip(names, edits)]
-            extras["iou"][f"ICA vs LLM Localization{suffix}"] = mask_iou(top, found.mask)
+        tops = top_conditions(ds, percent=settings.top_percent, factor=settings.factor, suffix=suffix)
+        conditions += tops
+        names = [(f"localization:{edit_label(c.edit)}{suffix}", c.edit) for c in tops]
+        if settings.localization and any(_wanted(patterns, n) for n, _ in names):
+            found = _localization(loaded, arch, tops[0].neurons, settings)
+            conditions += [Condition(n, found.mask, e) for n, e in names]
+            extras["iou"][f"ICA vs LLM Localization{suffix}"] = mask_iou(tops[0].mask, found.mask)
             extras.setdefault("localization", {})[suffix or "default"] = found.settings
     return select_conditions(conditions, patterns), extras
 
