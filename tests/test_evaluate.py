@@ -271,6 +271,17 @@ def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_p
     assert set(flips.task) <= {"polarity_pl"} and set(flips.effect) <= {"fixed", "broken"}
 
 
+def test_sweeps_from_the_networks(loaded, networks_url, tmp_path):
+    from fnet_dist.evaluate import evaluate_networks
+
+    settings = ExperimentSettings(localization=False, sweep_factors=(2.0,), sweep_values=(1.0,))
+    evaluate_networks(loaded, [networks_url], tmp_path, tasks=["wiki_ppl"], conditions=["normal", "inhibit:toy/all"],
+                      settings=settings, sweeps=True, limit=1, progress=False)
+    swept = pd.read_csv(tmp_path / "sweeps" / "results.csv")
+    assert list(dict.fromkeys(swept.condition)) == ["normal", "toy/all:multiply2", "toy/all:add1"]
+    assert (tmp_path / "figures" / "figure5_7_sweep_wiki_ppl.png").stat().st_size > 1000
+
+
 @pytest.mark.slow
 def test_smollm2_end_to_end(tmp_path):
     """The packaged SmolLM2: zero-shot sentiment near its known ~0.65, and losing every MLP output hurts perplexity."""

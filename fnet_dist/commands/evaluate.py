@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also amplify each network by --factor (the paper's Figure 3)")
     parser.add_argument("--probe", action="store_true", help="also run linear probes (Tables 12-13)")
     parser.add_argument("--sweep", action="store_true", help="also sweep multiplicative / additive edits (Figures 5-7)")
+    parser.add_argument("--sweep-factors", type=float, nargs="+", default=None, metavar="F",
+                        help="multiplicative factors of --sweep (default 0.5 0.9 1.02 1.1 1.5 2 3)")
+    parser.add_argument("--sweep-values", type=float, nargs="*", default=None, metavar="V",
+                        help="additive values of --sweep (default 0.1 0.5 1 1.5 2 3)")
     parser.add_argument("--hook-module", default=None, help="MLP block path for an unregistered family, e.g. 'model.layers.{i}.mlp'")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
@@ -52,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     settings = ExperimentSettings(seed=args.seed, factor=args.factor, random_percent=args.random_percent,
                                   top_percent=args.top_percent, threshold=args.threshold, two_sided=not args.one_sided,
                                   localization=not args.no_localization,
-                                  amplify_networks=args.amplify_networks).validated()
+                                  amplify_networks=args.amplify_networks,
+                                  **({"sweep_factors": tuple(args.sweep_factors)} if args.sweep_factors else {}),
+                                  **({"sweep_values": tuple(args.sweep_values)} if args.sweep_values is not None else {}),
+                                  ).validated()
     loaded = load_model(args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
     rows = evaluate_networks(loaded, args.networks, args.out, tasks=tasks, conditions=args.conditions, settings=settings,
                              probing=args.probe, sweeps=args.sweep, hook_module=args.hook_module, limit=args.limit,

@@ -30,6 +30,7 @@ import pandas as pd
 from ..errors import InputError
 from .conditions import NORMAL, Condition, network_conditions, random_condition, select_conditions, top_conditions
 from .runner import evaluate_conditions
+from .sweeps import DEFAULT_FACTORS, DEFAULT_VALUES
 
 __all__ = ["ExperimentSettings", "evaluate_networks", "evaluate_pipeline", "paper_conditions", "write_flips", "write_reports"]
 
@@ -50,6 +51,8 @@ class ExperimentSettings:
     localizer_stimuli: int = 240
     probe_texts: int = 400
     amplify_networks: bool = False
+    sweep_factors: tuple[float, ...] = DEFAULT_FACTORS
+    sweep_values: tuple[float, ...] = DEFAULT_VALUES
 
     def validated(self) -> "ExperimentSettings":
         """Self, or a clear error naming the bad setting."""
@@ -219,7 +222,8 @@ def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str]
         if c.mask is not None and (c.name.endswith("/all") or c.name.startswith(f"top{settings.top_percent:g}:inhibit")):
             masks.setdefault(c.name.split(":", 1)[1] if c.name.endswith("/all") else c.name.split(":")[0], c.mask)
     ppl = [t for t in tasks if primary_metric(t) in PERPLEXITY_METRICS] or ["wiki_ppl"]
-    rows = sweep(loaded, masks, out / "sweeps", tasks=ppl, seed=settings.seed, hook_module=hook_module, **options)
+    rows = sweep(loaded, masks, out / "sweeps", factors=settings.sweep_factors, values=settings.sweep_values, tasks=ppl,
+                 seed=settings.seed, hook_module=hook_module, **options)
     for task in ppl:
         sweep_plot(rows, out / "figures" / f"figure5_7_sweep_{task}.png", task=task)
     return rows
