@@ -17,7 +17,7 @@ from .errors import FnetError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("record", "decompose", "match", "explain", "bake", "run")
+COMMANDS = ("record", "decompose", "match", "explain", "evaluate", "bake", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

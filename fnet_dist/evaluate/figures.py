@@ -1,0 +1,160 @@
+"""Figures shaped like the paper's, from tidy rows and logged samples (matplotlib, no display needed).
+
+- ``perplexity_bars(rows, path, task="wiki_ppl")``: Figure 2, word perplexity per inhibited network,
+  the normal model as a line.
+- ``score_changes(rows, path, conditions)``: Figure 3, each task's score under each condition minus normal.
+- ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
+  per mask, one panel per edit kind (log scale for perplexity).
+- ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
+  multiple-choice prediction changes between two conditions (text, label, both predictions, fixed or broken).
+- ``format_flip(row)``: one flip as the paper's Figure 8 box.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .runner import read_samples
+from .tables import primary_rows
+from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
+
+__all__ = ["format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    _pyplot().close(fig)
+    return path
+
+
+def _value(rows: pd.DataFrame, condition: str, task: str) -> float:
+    hit = rows[(rows["condition"] == condition) & (rows["task"] == task)]
+    if hit.empty:
+        raise InputError(f"no result for condition {condition!r} on task {task!r}; evaluate it first")
+    return float(hit["value"].iloc[0])
+
+
+def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki_ppl",
+                    prefix: str = "inhibit:") -> Path:
+    """Figure 2: a bar per ``prefix…`` condition (networks inhibited), a line for the normal model."""
+    primary = primary_rows(rows)
+    chosen = primary[(primary["task"] == task) & primary["condition"].str.startswith(prefix)]
+    if chosen.empty:
+        raise InputError(f"no {prefix}… conditions evaluated on {task!r}; add it with --tasks {task}")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(chosen)), 3.5))
+    ax.bar([c[len(prefix):] for c in chosen["condition"]], chosen["value"], color="#4c72b0")
+    ax.axhline(_value(primary, "normal", task), color="k", ls="--", label="normal")
+    ax.set_ylabel(task_label(task))
+    ax.set_xlabel("inhibited network")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    return _save(fig, path)
+
+
+def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str | Sequence[str]) -> Path:
+    """Figure 3: per task (scores, not perplexity), each condition's score minus the normal model's.
+
+    One group of bars per task, one bar per condition (e.g. every network inhibited, or one amplified).
+    """
+    conditions = [conditions] if isinstance(conditions, str) else list(conditions)
+    chosen = primary_rows(rows)
+    tasks = [t for t in dict.fromkeys(chosen["task"]) if primary_metric(t) not in PERPLEXITY_METRICS]
+    if not tasks or not conditions:
+        raise InputError("score changes need a scored (non-perplexity) task and at least one condition")
+    deltas = np.array([[_value(chosen, c, t) - _value(chosen, "normal", t) for t in tasks] for c in conditions])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(tasks) * len(conditions) + 2), 3.5))
+    width = 0.8 / len(conditions)
+    for i, (condition, row) in enumerate(zip(conditions, deltas)):
+        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, row, width, label=condition)
+    ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylabel("score − normal")
+    if len(conditions) <= 12:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki_ppl") -> Path:
+    """Figures 5-7: metric against the edit amount (rows from ``sweeps.sweep``), a panel per edit kind."""
+    if "kind" not in rows:
+        raise InputError("sweep_plot needs the rows returned by fnet_dist.evaluate.sweeps.sweep")
+    chosen = primary_rows(rows)
+    chosen = chosen[chosen["task"] == task]
+    kinds = [k for k in ("multiply", "add") if k in set(chosen["kind"])]
+    if not kinds:
+        raise InputError(f"no sweep results on task {task!r}")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.5), squeeze=False)
+    normal = chosen[chosen["kind"] == "normal"]["value"]
+    for ax, kind in zip(axes[0], kinds):
+        for mask, group in chosen[chosen["kind"] == kind].groupby("mask", sort=False):
+            group = group.sort_values("amount")
+            ax.plot(group["amount"], group["value"], marker="o", label=mask)
+        if len(normal):
+            ax.axhline(float(normal.iloc[0]), color="k", ls="--", label="normal")
+        ax.set_xlabel("factor" if kind == "multiply" else "added value")
+        ax.set_ylabel(task_label(task))
+        if primary_metric(task) in PERPLEXITY_METRICS:
+            ax.set_yscale("log")
+        ax.set_title(kind)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _predictions(samples: list[dict], task: str) -> pd.DataFrame:
+    records = []
+    for item in samples:
+        resps = item["filtered_resps"]
+        if not isinstance(resps, list) or len(resps) < 2 or not all(isinstance(r, (list, tuple)) for r in resps):
+            raise InputError(f"task {task!r} is not multiple choice: its predictions cannot be compared as choices")
+        scores = [float(resp[0]) for resp in resps]
+        records.append({"doc_id": item["doc_id"], "doc": item["doc"], "target": item["target"],
+                        "prediction": int(np.argmax(scores))})
+    return pd.DataFrame(records).set_index("doc_id")
+
+
+def prediction_flips(out: str | os.PathLike, task: str, condition: str, *, baseline: str = "normal") -> pd.DataFrame:
+    """Documents of a multiple-choice ``task`` whose prediction differs between ``baseline`` and ``condition``.
+
+    Columns: ``doc_id, text, target, before, after, effect`` (``fixed``: wrong -> right, ``broken``,
+    ``changed``: wrong -> another wrong answer).
+    """
+    before = _predictions(read_samples(out, baseline, task), task)
+    after = _predictions(read_samples(out, condition, task), task)
+    joined = before.join(after[["prediction"]].rename(columns={"prediction": "prediction_after"}), how="inner")
+    flipped = joined[joined["prediction"] != joined["prediction_after"]]
+    effect = np.where(flipped["prediction_after"] == flipped["target"], "fixed",
+                      np.where(flipped["prediction"] == flipped["target"], "broken", "changed"))
+    text = flipped["doc"].map(lambda d: d.get("text") or d.get("sentence") or str(d) if isinstance(d, dict) else str(d))
+    return pd.DataFrame({"doc_id": flipped.index, "text": text.values, "target": flipped["target"].values,
+                         "before": flipped["prediction"].values, "after": flipped["prediction_after"].values,
+                         "effect": effect}).reset_index(drop=True)
+
+
+def format_flip(row: pd.Series, *, choices=("negative", "positive"), condition: str = "edited",
+                baseline: str = "normal") -> str:
+    """One flip in the shape of the paper's Figure 8."""
+    def name(i):
+        return choices[int(i)] if 0 <= int(i) < len(choices) else str(i)
+
+    return (f"Sample: {row['text']}\nLabel: {name(row['target'])}\nBefore ({baseline}): {name(row['before'])}\n"
+            f"After ({condition}): {name(row['after'])}")

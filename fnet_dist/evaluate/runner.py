@@ -1,0 +1,293 @@
+"""Run lm-eval for each condition (normal model, networks inhibited, baselines) and keep a tidy table.
+
+- ``evaluate_conditions(model, conditions, tasks, out, *, limit, backend, batch_size, seed, ...) -> DataFrame``:
+  tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons``.
+- ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``, each condition inside ``fnet_dist.edit.edited``) and
+  ``vllm`` (each condition baked by ``fnet_dist.edit.bake_checkpoint``, run by lm-eval's ``vllm`` model;
+  needs vLLM on a CUDA machine and is not tested on the project's CPU machines).
+- ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk.
+
+Layout of ``out``: ``tasks/`` (offline task data and YAMLs), ``conditions/<slug>/`` with ``results.json``
+(lm-eval's own JSON), ``samples_<task>.jsonl`` (its logged samples), ``rows.csv`` and ``condition.json``
+(the condition's fingerprint and run config), and ``results.csv`` (all rows). A condition's folder is
+written as ``<slug>.partial`` and renamed when complete: only complete folders whose recorded config
+equals the current one are skipped on a rerun; anything else is run again.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ..errors import InputError
+from .conditions import Condition, check_conditions
+from .tasks import prepare_tasks, resolve_tasks
+
+__all__ = ["BACKENDS", "ROW_COLUMNS", "evaluate_conditions", "read_rows", "read_samples", "require_vllm", "tidy_rows"]
+
+BACKENDS = ("hf", "vllm")
+ROW_COLUMNS = ["condition", "task", "metric", "value", "stderr", "filter", "n_samples", "neurons"]
+_SAMPLE_DROP = ("arguments", "resps")  # the prompts and raw responses: large, and kept by lm-eval's hashes
+log = logging.getLogger(__name__)
+
+
+def require_vllm() -> None:
+    """Raise a clear error unless vLLM can be imported here."""
+    if importlib.util.find_spec("vllm") is None:
+        raise InputError(
+            "--backend vllm needs vLLM, which is not installed here; on a CUDA machine run "
+            "pip install 'fnet-dist[vllm]', or use --backend hf"
+        )
+
+
+def _check_limit(limit: float | None) -> float | None:
+    if limit is None:
+        return None
+    value = float(limit)
+    if value.is_integer() and value >= 1:
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise InputError(f"--limit {limit!r} must be a whole number of documents (>= 1) or a fraction in (0, 1)")
+
+
+def _check_options(backend: str, batch_size: int) -> None:
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if int(batch_size) < 1:
+        raise InputError(f"--batch-size {batch_size!r} must be at least 1")
+    if backend == "vllm":
+        require_vllm()
+
+
+def tidy_rows(result: dict, condition: Condition) -> pd.DataFrame:
+    """lm-eval's ``result["results"]`` as tidy rows for ``condition``."""
+    rows = []
+    for task, metrics in result["results"].items():
+        n_samples = result.get("n-samples", {}).get(task, {}).get("effective")
+        for key, value in metrics.items():
+            metric, _, filter_name = key.partition(",")
+            if not filter_name or metric.endswith("_stderr") or not isinstance(value, (int, float)):
+                continue
+            stderr = metrics.get(f"{metric}_stderr,{filter_name}")
+            rows.append({
+                "condition": condition.name, "task": task, "metric": metric, "value": float(value),
+                "stderr": float(stderr) if isinstance(stderr, (int, float)) else math.nan,
+                "filter": filter_name, "n_samples": n_samples, "neurons": condition.neurons,
+            })
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def _write_condition(folder: Path, result: dict, rows: pd.DataFrame, record: dict) -> None:
+    """Write a finished condition as ``folder`` atomically (a ``.partial`` folder renamed at the end)."""
+    from lm_eval.utils import handle_non_serializable
+
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    samples = result.get("samples", {})
+    for task, items in samples.items():
+        with open(partial / f"samples_{task}.jsonl", "w", encoding="utf-8") as handle:
+            for item in items:
+                kept = {k: v for k, v in item.items() if k not in _SAMPLE_DROP}
+                handle.write(json.dumps(kept, default=handle_non_serializable, ensure_ascii=False) + "\n")
+    summary = {k: v for k, v in result.items() if k != "samples"}
+    (partial / "results.json").write_text(json.dumps(summary, default=handle_non_serializable, indent=2))
+    rows.to_csv(partial / "rows.csv", index=False)
+    (partial / "condition.json").write_text(json.dumps(record, indent=2))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)
+
+
+def _finished(folder: Path, key: str) -> pd.DataFrame | None:
+    """The rows of a complete earlier run of the same condition and config, else None."""
+    try:
+        record = json.loads((folder / "condition.json").read_text())
+        if record.get("key") != key:
+            return None
+        return pd.read_csv(folder / "rows.csv")
+    except (OSError, ValueError):
+        return None
+
+
+def _run_config(loaded: Any, spec: str, tasks: list[str], limit, backend: str, batch_size: int, seed: int,
+                bootstrap_iters: int) -> dict[str, Any]:
+    import lm_eval
+
+    from .. import __version__
+
+    model_info = dict(loaded.info) if loaded is not None else {"model_id": spec}
+    return {"model": model_info, "tasks": tasks, "limit": limit, "backend": backend, "batch_size": int(batch_size),
+            "seed": int(seed), "bootstrap_iters": int(bootstrap_iters), "lm_eval_version": lm_eval.__version__,
+            "fnet_version": __version__}
+
+
+def _key(config: dict, condition: Condition) -> str:
+    text = json.dumps({"config": config, "condition": condition.fingerprint()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _simple_evaluate(lm, tasks, manager, limit, seed, bootstrap_iters, model_args=None) -> dict:
+    from lm_eval import simple_evaluate
+
+    return simple_evaluate(
+        model=lm, model_args=model_args, tasks=list(tasks), task_manager=manager, limit=limit, log_samples=True,
+        bootstrap_iters=bootstrap_iters, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+        fewshot_random_seed=seed, verbosity="WARNING",
+    )
+
+
+class _HFRunner:
+    """One ``HFLM`` around the loaded model; each condition runs inside ``edited(...)``."""
+
+    def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
+        from lm_eval.models.huggingface import HFLM
+
+        from ..architectures import resolve_architecture
+        from ..edit import model_shape
+
+        self.loaded = loaded
+        self.arch = resolve_architecture(loaded.model, hook_module)
+        self.shape = model_shape(loaded.model, self.arch)
+        self.lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
+
+    def check(self, condition: Condition) -> None:
+        if condition.mask is not None:
+            condition.mask.check_shape(*self.shape)
+
+    def run(self, condition: Condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
+        from ..edit import edited
+
+        context = nullcontext() if condition.mask is None else edited(self.loaded.model, self.arch, condition.mask, condition.edit)
+        with context:
+            return _simple_evaluate(self.lm, tasks, manager, limit, seed, bootstrap_iters)
+
+
+class _VLLMRunner:
+    """Each masked condition baked into a checkpoint under ``out/checkpoints``, run by lm-eval's ``vllm``."""
+
+    def __init__(self, spec: str, out: Path, batch_size: int, keep_checkpoints: bool) -> None:
+        from ..models import resolve_source
+
+        self.spec, self.source, self.out = spec, resolve_source(spec), out
+        self.batch_size, self.keep = batch_size, keep_checkpoints
+
+    def check(self, condition: Condition) -> None:  # bake_checkpoint checks the mask against the model
+        return None
+
+    def run(self, condition: Condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
+        from ..edit import bake_checkpoint
+
+        args: dict[str, Any] = {"seed": seed, "batch_size": self.batch_size}
+        checkpoint = None
+        if condition.mask is None and self.source.gguf_file:
+            args |= {"pretrained": str(Path(self.source.path) / self.source.gguf_file), "tokenizer": self.source.path}
+        elif condition.mask is None:
+            args["pretrained"] = self.source.path
+        else:
+            checkpoint = self.out / "checkpoints" / condition.slug
+            args["pretrained"] = str(bake_checkpoint(self.spec, condition.mask, condition.edit, checkpoint))
+        try:
+            return _simple_evaluate("vllm", tasks, manager, limit, seed, bootstrap_iters, model_args=args)
+        finally:
+            if checkpoint is not None and not self.keep:
+                shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def evaluate_conditions(
+    model,
+    conditions: Sequence[Condition],
+    tasks: Sequence[str] | None,
+    out: str | os.PathLike,
+    *,
+    limit: float | None = None,
+    backend: str = "hf",
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    bootstrap_iters: int = 1000,
+    hook_module: str | None = None,
+    keep_checkpoints: bool = False,
+) -> pd.DataFrame:
+    """Evaluate each condition on ``tasks`` with lm-eval; return (and write to ``out/results.csv``) tidy rows.
+
+    model : a model spec (hub id, folder, ``.gguf``, ``smollm2-135m-instruct``) or a ``LoadedModel``.
+    limit : documents per task (an int, or a fraction in (0, 1)); ``None`` for all.
+    Finished conditions with the same config are read back, not rerun.
+    """
+    from ..models import LoadedModel, load_model
+
+    _check_options(backend, batch_size)
+    limit = _check_limit(limit)
+    conditions = check_conditions(conditions)
+    tasks = resolve_tasks(tasks)
+    out = Path(out)
+    (out / "conditions").mkdir(parents=True, exist_ok=True)
+    manager = prepare_tasks(tasks, out / "tasks")
+    if backend == "hf":
+        loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        runner: Any = _HFRunner(loaded, batch_size, hook_module)
+        spec = loaded.source.model_id
+    else:
+        loaded, spec = (model, model.source.model_id) if isinstance(model, LoadedModel) else (None, str(model))
+        runner = _VLLMRunner(spec, out, batch_size, keep_checkpoints)
+    for condition in conditions:
+        runner.check(condition)
+    config = _run_config(loaded, spec, tasks, limit, backend, batch_size, seed, bootstrap_iters)
+    frames = []
+    for index, condition in enumerate(conditions, 1):
+        folder, key = out / "conditions" / condition.slug, _key(config, condition)
+        head = f"[{index}/{len(conditions)}] {condition.name} ({condition.neurons} neurons)"
+        rows = _finished(folder, key)
+        if rows is not None:
+            _say(progress, f"{head}: finished earlier, kept")
+        else:
+            _say(progress, f"{head}: running {', '.join(tasks)}")
+            start = time.perf_counter()
+            result = runner.run(condition, tasks, manager, limit, seed, bootstrap_iters)
+            rows = tidy_rows(result, condition)
+            record = {"key": key, "condition": condition.fingerprint(), "config": config,
+                      "seconds": round(time.perf_counter() - start, 3)}
+            _write_condition(folder, result, rows, record)
+            _say(progress, f"{head}: done in {record['seconds']:.1f} s")
+        frames.append(rows)
+    table = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
+    partial = out / "results.csv.partial"
+    table.to_csv(partial, index=False)
+    os.replace(partial, out / "results.csv")
+    return table
+
+
+def read_rows(out: str | os.PathLike) -> pd.DataFrame:
+    """The tidy table of a finished ``evaluate_conditions`` run."""
+    path = Path(out) / "results.csv"
+    if not path.is_file():
+        raise InputError(f"no results table at {path}; run fnet evaluate with --out {out} first")
+    return pd.read_csv(path)
+
+
+def read_samples(out: str | os.PathLike, condition: Condition | str, task: str) -> list[dict]:
+    """lm-eval's logged samples of ``task`` under ``condition`` (by name or Condition)."""
+    slug = condition.slug if isinstance(condition, Condition) else Condition(condition).slug
+    path = Path(out) / "conditions" / slug / f"samples_{task}.jsonl"
+    if not path.is_file():
+        raise InputError(f"no samples for task {task!r} under condition {condition!r} at {path}; was it evaluated?")
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,105 @@
+"""Tables shaped like the paper's, from the tidy rows of ``evaluate_conditions``.
+
+- ``primary_rows(rows)``: one row per condition × task, the task's reported metric only.
+- ``network_table(rows, prefix="inhibit:")``: Table 3, one row per inhibited network (``name → neurons``),
+  one column per task.
+- ``condition_table(rows, columns)``: Tables 10 / 11 and 4 / 9, one row per task (``CoLA (MCC)``), one
+  column per condition (``{"Normal": "normal", "ICA": "top5:inhibit", ...}``), with an ``Average`` row over
+  the non-perplexity tasks, perplexity tasks last.
+- ``iou_table(pairs)``: Table 5, the IoU between named masks.
+- ``to_markdown(table)``; ``save_table(table, folder, name) -> (csv_path, markdown_path)``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from ..errors import InputError
+from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
+
+__all__ = ["condition_table", "iou_table", "network_table", "primary_rows", "save_table", "to_markdown"]
+
+
+def primary_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each task's reported metric (``primary_metric``), filter ``none`` preferred."""
+    keep = rows[rows["metric"] == rows["task"].map(primary_metric)]
+    keep = keep.sort_values("filter", key=lambda s: s != "none", kind="stable").drop_duplicates(["condition", "task"])
+    return keep.reset_index(drop=True)
+
+
+def _is_perplexity(task: str) -> bool:
+    return primary_metric(task) in PERPLEXITY_METRICS
+
+
+def _task_order(tasks: Sequence[str]) -> list[str]:
+    return sorted(dict.fromkeys(tasks), key=lambda t: (_is_perplexity(t), list(tasks).index(t)))
+
+
+def network_table(rows: pd.DataFrame, prefix: str = "inhibit:") -> pd.DataFrame:
+    """Table 3: the conditions named ``prefix…`` (not their union ``…/all``) × tasks."""
+    chosen = primary_rows(rows)
+    chosen = chosen[chosen["condition"].str.startswith(prefix) & ~chosen["condition"].str.endswith("/all")]
+    if chosen.empty:
+        raise InputError(f"no conditions named {prefix}… in the results; evaluate networks first")
+    chosen = chosen.assign(network=chosen["condition"].str[len(prefix):] + " → " + chosen["neurons"].astype(str))
+    table = chosen.pivot(index="network", columns="task", values="value")
+    order = list(dict.fromkeys(chosen["network"]))
+    tasks = _task_order(list(dict.fromkeys(chosen["task"])))
+    table = table.loc[order, tasks]
+    table.columns = [task_label(t) for t in tasks]
+    return table
+
+
+def condition_table(rows: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]) -> pd.DataFrame:
+    """Tasks × the given conditions (``{column label: condition name}`` or names), with an Average row."""
+    columns = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
+    chosen = primary_rows(rows)
+    missing = [c for c in columns.values() if c not in set(chosen["condition"])]
+    if missing:
+        raise InputError(f"conditions {missing} are not in the results; evaluated: {sorted(set(chosen['condition']))}")
+    chosen = chosen[chosen["condition"].isin(list(columns.values()))]
+    table = chosen.pivot(index="task", columns="condition", values="value")
+    tasks = _task_order(list(dict.fromkeys(chosen["task"])))
+    scores = [t for t in tasks if not _is_perplexity(t)]
+    table = table[list(columns.values())]
+    if len(scores) > 1:
+        table.loc["__average__"] = table.loc[scores].mean()
+        tasks = scores + ["__average__"] + [t for t in tasks if t not in scores]
+    table = table.loc[tasks]
+    table.index = ["Average" if t == "__average__" else task_label(t) for t in tasks]
+    table.columns = list(columns)
+    return table
+
+
+def iou_table(pairs: Mapping[str, float]) -> pd.DataFrame:
+    """Table 5: one row ``Spatial Similarity (IoU)``, one column per compared pair of methods."""
+    return pd.DataFrame([dict(pairs)], index=["Spatial Similarity (IoU)"])
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table with the index as the first column and 4-decimal numbers."""
+    header = [str(table.index.name or "")] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, row in table.iterrows():
+        lines.append("| " + " | ".join([str(label)] + [_cell(v) for v in row]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_table(table: pd.DataFrame, folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """Write ``table`` as ``folder/name.csv`` and ``folder/name.md``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    table.to_csv(csv_path)
+    md_path.write_text(to_markdown(table), encoding="utf-8")
+    return csv_path, md_path

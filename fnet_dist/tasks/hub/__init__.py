@@ -1,0 +1,1 @@
+"""Task YAMLs on hub datasets, with their helper functions (``squad_utils``)."""
