@@ -25,6 +25,7 @@ import sys
 
 from fnet_dist.config import PipelineConfig, load_config
 from fnet_dist.errors import FnetError, InputError
+from fnet_dist.evaluate.conditions import network_condition_name, random_condition_name
 
 __all__ = ["Locations", "commands", "completions", "conditions", "main"]
 
@@ -62,9 +63,9 @@ def conditions(config: PipelineConfig) -> list[str]:
     components = config.decompose.group_components
     names = ["normal"]
     for corpus in corpora:
-        names += [f"inhibit:{corpus}/{k}" for k in range(components)]
-        names += [f"inhibit:{corpus}/all"] if components > 1 else []
-    names.append(f"random{ev.random_fraction * 100:g}:seed{ev.seed}")
+        names += [network_condition_name("inhibit", corpus, k) for k in range(components)]
+        names += [network_condition_name("inhibit", corpus, None)] if components > 1 else []
+    names.append(random_condition_name(ev.random_fraction * 100, ev.seed))
     edits = ("inhibit", f"multiply{ev.amplify_factor:g}")
     for corpus in corpora:
         suffix = "" if len(corpora) == 1 else f"@{corpus}"

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from fnet_dist import testing
+
 from fnet_dist.edit import Edit
 from fnet_dist.errors import InputError
 from fnet_dist.evaluate import (NORMAL, Condition, ExperimentSettings, evaluate_conditions, paper_conditions,
@@ -39,25 +41,7 @@ def networks_dataset(planted=PLANTED, shape=SHAPE, seed=0) -> xr.Dataset:
     for c, cells in planted.items():
         for layer, neuron in cells:
             maps[c, layer, neuron] = 6.0 - 0.05 * neuron  # distinct values: a unique top-5 % order
-    n_samples, n_ind, n_tok = 2, 2, 3
-    return xr.Dataset(
-        {
-            "group_map": (("component", "layer", "neuron"), maps),
-            "group_explained_variance": ("component", np.full(len(planted), 0.1)),
-            "individual_map": (("sample", "individual_component", "layer", "neuron"),
-                               rng.normal(size=(n_samples, n_ind, *shape)).astype(np.float32)),
-            "individual_source": (("sample", "individual_component", "token"),
-                                  rng.normal(size=(n_samples, n_ind, n_tok)).astype(np.float32)),
-            "individual_explained_variance": (("sample", "individual_component"), np.full((n_samples, n_ind), 0.2)),
-            "individual_status": ("sample", np.array(["ok"] * n_samples, dtype=object)),
-            "individual_converged": ("sample", np.ones(n_samples, dtype=bool)),
-            "individual_n_iter": ("sample", np.full(n_samples, 10, dtype=np.int64)),
-            "individual_stability": (("sample", "individual_component"), np.ones((n_samples, n_ind))),
-            "individual_peak_token_share": (("sample", "individual_component"), np.full((n_samples, n_ind), 0.3)),
-        },
-        attrs={"dataset": "toy", "activations": "memory://acts", "model_id": "tiny", "n_layers": shape[0],
-               "d_model": shape[1], "package_version": "0", "config_hash": "x", "parameters": {"threshold": 3.6}},
-    )
+    return testing.networks_dataset(maps, dataset="toy", model_id="tiny", seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -167,25 +151,25 @@ def test_changed_config_reruns(evaluated, loaded, conditions, capsys, tmp_path):
 def test_paper_conditions_from_a_networks_store(loaded, networks_url):
     chosen, extras = paper_conditions(loaded, [networks_url], ExperimentSettings(localizer_stimuli=8))
     names = [c.name for c in chosen]
-    assert names == ["normal", "inhibit:toy/0", "inhibit:toy/1", "inhibit:toy/2", "inhibit:toy/all", "random15:seed0",
+    assert names == ["normal", "inhibit:toy/1", "inhibit:toy/2", "inhibit:toy/3", "inhibit:toy/all", "random15:seed0",
                      "top5:inhibit", "top5:multiply1.02", "localization:inhibit", "localization:multiply1.02"]
     by_name = {c.name: c for c in chosen}
-    assert {tuple(i) for i in by_name["inhibit:toy/1"].mask.indices()} == set(PLANTED[1])
+    assert {tuple(i) for i in by_name["inhibit:toy/2"].mask.indices()} == set(PLANTED[1])
     assert by_name["inhibit:toy/all"].neurons == len({cell for cells in PLANTED.values() for cell in cells})
     assert by_name["random15:seed0"].neurons == round(0.15 * 64)
     top = by_name["top5:inhibit"].mask
     assert top.count == round(0.05 * 64) == by_name["localization:inhibit"].neurons
     assert by_name["top5:multiply1.02"].edit == Edit("multiply", 1.02)
     assert 0 <= extras["iou"]["ICA vs LLM Localization"] <= 1
-    kept, _ = paper_conditions(loaded, [networks_url], ExperimentSettings(), patterns=["normal", "inhibit:*/0"])
-    assert [c.name for c in kept] == ["normal", "inhibit:toy/0"]
+    kept, _ = paper_conditions(loaded, [networks_url], ExperimentSettings(), patterns=["normal", "inhibit:*/1"])
+    assert [c.name for c in kept] == ["normal", "inhibit:toy/1"]
 
 
 def test_cli_evaluate_writes_tables_and_figures(tiny_llama, networks_url, tmp_path):
     out = tmp_path / "results"
     command = [sys.executable, "-m", "fnet_dist", "evaluate", "--model", tiny_llama, "--networks", networks_url,
                "--out", str(out), "--tasks", "wiki_ppl", "--limit", "1", "--conditions", "normal",
-               "inhibit:toy/0", "top5:inhibit", "localization:inhibit"]
+               "inhibit:toy/1", "top5:inhibit", "localization:inhibit"]
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -195,7 +179,7 @@ def test_cli_evaluate_writes_tables_and_figures(tiny_llama, networks_url, tmp_pa
     table9 = pd.read_csv(out / "tables" / "table9_top_inhibit.csv", index_col=0)
     assert list(table9.columns) == ["Normal", "ICA", "LLM Localization"] and "Wiki (PPL)" in table9.index
     assert (out / "figures" / "figure2_perplexity_toy_wiki_ppl.png").stat().st_size > 1000
-    assert NeuronMask.load(str(out / "masks" / "inhibit-toy_0.npz")).count == len(PLANTED[0])
+    assert NeuronMask.load(str(out / "masks" / "inhibit-toy_1.npz")).count == len(PLANTED[0])
     assert pd.read_csv(out / "flips.csv").empty  # perplexity only: no choices to flip
 
 
@@ -258,10 +242,10 @@ def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_p
     config = PipelineConfig(corpora={"toy": "offline:news"}, evaluate={
         "tasks": ["polarity_pl"], "limit": 2, "localization": False, "probing": True, "seed": 3})
     rows = evaluate_pipeline(loaded, config, layout)
-    assert list(dict.fromkeys(rows.condition)) == ["normal", "inhibit:toy/0", "random15:seed3", "top5:inhibit",
+    assert list(dict.fromkeys(rows.condition)) == ["normal", "inhibit:toy/1", "random15:seed3", "top5:inhibit",
                                                    "top5:multiply1.02"]
     probes = pd.read_csv(layout.evaluate / "probing.csv")
-    assert set(probes.condition) == {"normal", "random15:seed3", "inhibit:toy/0"}  # one template: no union
+    assert set(probes.condition) == {"normal", "random15:seed3", "inhibit:toy/1"}  # one template: no union
     assert probes.accuracy.between(0, 1).all()
     assert (layout.evaluate / "tables" / "table12_probing.md").is_file()
     assert (layout.evaluate / "tables" / "table3_networks_toy.csv").is_file()  # no localization: no Table 9

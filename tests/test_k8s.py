@@ -353,7 +353,7 @@ def test_later_stages_read_what_earlier_ones_wrote(paper):
     assert match[2:2 + len(networks)] == networks and match[match.index("--out") + 1] == "/data/runs/x/match"
     (evaluate,) = stage.commands("evaluate", paper, env, 3)
     assert evaluate[evaluate.index("--networks") + 1] == "s3://runs/x/networks/sst2.zarr"
-    assert evaluate[evaluate.index("--conditions") + 1] == "inhibit:sst2/2"
+    assert evaluate[evaluate.index("--conditions") + 1] == "inhibit:sst2/3"  # index 3 = the third template (numbered from 1)
     assert evaluate[evaluate.index("--backend") + 1] == "vllm"
     assert evaluate[evaluate.index("--dtype") + 1] == "bfloat16"
     assert evaluate[evaluate.index("--factor") + 1] == "1.02"
@@ -362,7 +362,7 @@ def test_later_stages_read_what_earlier_ones_wrote(paper):
 
 def test_conditions_are_the_papers(paper):
     names = stage.conditions(paper)
-    assert names == ["normal", *(f"inhibit:sst2/{k}" for k in range(10)), "inhibit:sst2/all", "random15:seed0",
+    assert names == ["normal", *(f"inhibit:sst2/{k}" for k in range(1, 11)), "inhibit:sst2/all", "random15:seed0",
                      "top5:inhibit", "top5:multiply1.02", "localization:inhibit", "localization:multiply1.02"]
     two = paper.model_copy(update={"evaluate": paper.evaluate.model_copy(
         update={"networks_of": ("news", "sst2"), "localization": False})})

@@ -5,7 +5,7 @@
 - ``NORMAL``: the unedited model.
 - ``edit_label(edit)``: ``inhibit``, ``multiply1.02``, ``add0.5``.
 - ``network_conditions(networks, edit=None, ...)``: each template of a networks store inhibited
-  (``inhibit:news/3``) and all of them at once (``inhibit:news/all``, the paper's "masked 10").
+  (``inhibit:news/3``, templates numbered from 1 as in the match tables) and all of them at once (``inhibit:news/all``, the paper's "masked 10").
 - ``random_condition(shape, percent, seed)``: ``random15:seed0``.
 - ``top_conditions(networks, percent, factor)``: ``top5:inhibit`` and ``top5:multiply1.02``.
 - ``select_conditions(conditions, patterns)``: keep those whose name matches a shell pattern.
@@ -33,7 +33,9 @@ __all__ = [
     "Condition",
     "check_conditions",
     "edit_label",
+    "network_condition_name",
     "network_conditions",
+    "random_condition_name",
     "random_condition",
     "select_conditions",
     "top_conditions",
@@ -86,6 +88,17 @@ def edit_label(edit: "Edit") -> str:
     return "inhibit" if edit.kind == "inhibit" else f"{edit.kind}{edit.value:g}"
 
 
+def network_condition_name(verb: str, dataset: str, position: int | None) -> str:
+    """``<verb>:<dataset>/<template>`` with the 1-based template number of the match tables and the paper
+    (``position`` is 0-based along the store's ``component`` axis); ``None`` names the union, ``/all``."""
+    return f"{verb}:{dataset}/{'all' if position is None else position + 1}"
+
+
+def random_condition_name(percent: float, seed: int) -> str:
+    """``random<percent>:seed<seed>``."""
+    return f"random{percent:g}:seed{seed}"
+
+
 def check_conditions(conditions: Sequence[Condition]) -> list[Condition]:
     """``conditions`` as a list, refusing none, repeated names, or names that share a folder."""
     conditions = list(conditions)
@@ -115,14 +128,15 @@ def network_conditions(networks, *, edit: "Edit | None" = None, threshold: float
     ds = open_store(networks, NETWORKS) if isinstance(networks, str) else networks
     edit = edit or Edit("inhibit")
     dataset, verb = str(ds.attrs.get("dataset", "networks")), edit_label(edit)
-    components = [int(k) for k in ds["component"].values]
+    components = list(range(ds.sizes["component"]))
     conditions = [
-        Condition(f"{verb}:{dataset}/{k}", NeuronMask.from_networks(ds, [k], threshold=threshold, two_sided=two_sided), edit)
+        Condition(network_condition_name(verb, dataset, k),
+                  NeuronMask.from_networks(ds, [k], threshold=threshold, two_sided=two_sided), edit)
         for k in components
     ]
     if union and len(components) > 1:
         every = NeuronMask.from_networks(ds, components, threshold=threshold, two_sided=two_sided)
-        conditions.append(Condition(f"{verb}:{dataset}/all", every, edit))
+        conditions.append(Condition(network_condition_name(verb, dataset, None), every, edit))
     return conditions
 
 
@@ -134,7 +148,7 @@ def random_condition(shape: tuple[int, int], *, percent: float = 15.0, seed: int
     if not 0 < percent < 100:
         raise InputError(f"random percent {percent!r} must lie between 0 and 100 (the paper uses 15)")
     mask = NeuronMask.random(tuple(shape), fraction=percent / 100, seed=seed)
-    return Condition(f"random{percent:g}:seed{seed}", mask, Edit("inhibit"))
+    return Condition(random_condition_name(percent, seed), mask, Edit("inhibit"))
 
 
 def top_conditions(networks, *, percent: float = 5.0, factor: float = 1.02, suffix: str = "") -> list[Condition]:
