@@ -75,6 +75,17 @@ class MatchSection(_Section):
     """… and ≥ massive_min_value (fnet_dist/anatomy.py)."""
 
 
+class ControlsSection(_Section):
+    """Random controls as distributions and network effects split at massive channels (fnet_dist/evaluate/controls.py)."""
+
+    draws: int = Field(10, ge=0)
+    """Random masks per kind (0 turns the controls off)."""
+    kinds: tuple[Literal["fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"], ...] = (
+        "fraction", "matched_count", "matched_per_layer", "matched_avoid_massive")
+    networks: int = Field(3, ge=1)
+    """Matched controls for this many networks: those whose inhibition hurts most on the first task."""
+
+
 class EvaluateSection(_Section):
     enabled: bool = True
     tasks: tuple[str, ...] = ("sentiment_rt", "wiki_ppl")
@@ -90,6 +101,7 @@ class EvaluateSection(_Section):
     sweeps: bool = False
     batch_size: int = Field(8, ge=1)
     seed: int = 0
+    controls: ControlsSection = ControlsSection()
 
 
 class DaskSection(_Section):

@@ -160,8 +160,12 @@ def _evaluate(run: _Run) -> dict[str, Any]:
         _say("  evaluation disabled in the config")
         return {"folder": None}
     from .evaluate import evaluate_pipeline
+    from .evaluate.controls import controls_pipeline
 
     evaluate_pipeline(run.model, run.config, run.layout)
+    if run.config.evaluate.controls.draws:
+        _say(f"  controls: {run.config.evaluate.controls.draws} random draws per kind")
+        controls_pipeline(run.model, run.config, run.layout)
     return {"folder": str(run.layout.evaluate)}
 
 

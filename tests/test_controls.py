@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fnet_dist.controls import (
+from fnet_dist.evaluate.controls import (
     empirical_p_value,
     interval,
     metric_direction,
@@ -81,3 +81,46 @@ def test_separated_masks_split_a_network_at_massive_channels():
     assert (without.values | alone.values == whole.values).all()
     with pytest.raises(InputError):
         separated_masks(network, np.zeros((3, 50), dtype=bool))
+
+
+def test_control_tables_on_planted_rows():
+    import pandas as pd
+
+    from fnet_dist.evaluate.controls import control_tables
+
+    network = _network()
+    rows = [("normal", 0.80), ("inhibit:news/3", 0.40), ("minus-massive:news/3", 0.75), ("massive-only:news/3", 0.45)]
+    rows += [(f"ctl-fraction15/{i}", 0.78 - 0.01 * i) for i in range(5)]
+    rows += [(f"ctl-matched_count:news/3/{i}", 0.79) for i in range(5)]
+    frame = pd.DataFrame([{"condition": c, "task": "sentiment_rt", "metric": "acc", "value": v, "stderr": 0.0,
+                           "filter": "none", "n_samples": 10, "neurons": 0} for c, v in rows])
+    controls, separated = control_tables(frame, {"inhibit:news/3": network})
+    by_kind = controls.set_index("control")
+    assert set(by_kind.index) == {"fraction", "matched_count"}
+    assert by_kind.loc["fraction", "mean"] == pytest.approx(0.76)
+    assert by_kind.loc["matched_count", "p_value"] == pytest.approx(1 / 6)   # worse than all 5 draws
+    row = separated.iloc[0]
+    assert row.damage_whole == pytest.approx(0.40) and row.damage_minus_massive == pytest.approx(0.05)
+    assert row.damage_massive_only == pytest.approx(0.35)
+
+
+def test_controls_evaluated_on_one_loaded_tiny_model(tiny_llama, tmp_path):
+    from fnet_dist.evaluate.controls import evaluate_controls
+    from fnet_dist.models import load_model
+
+    loaded = load_model(tiny_llama)
+    values = np.zeros((2, 32), dtype=bool)
+    values[0, [1, 2, 3]] = True
+    massive = np.zeros((2, 32), dtype=bool)
+    massive[0, 1] = True
+    networks = {"inhibit:toy/1": NeuronMask(values, name="template-1")}
+    controls, separated = evaluate_controls(loaded, networks, tmp_path / "ctl", tasks=["wiki_ppl"], massive=massive,
+                                            kinds=("fraction", "matched_avoid_massive"), n_draws=2, limit=1,
+                                            progress=False)
+    assert sorted(controls["control"]) == ["fraction", "matched_avoid_massive"]
+    assert (controls["draws"] == 2).all() and controls["p_value"].between(1 / 3, 1).all()
+    assert (tmp_path / "ctl" / "tables" / "controls.csv").is_file()
+    assert (tmp_path / "ctl" / "figures" / "controls_wiki_ppl.png").is_file()
+    folders = {p.name for p in (tmp_path / "ctl" / "conditions").iterdir()}
+    assert {"minus-massive-toy_1", "massive-only-toy_1", "ctl-matched_avoid_massive-toy_1_1"} <= folders
+    assert separated.iloc[0].whole != separated.iloc[0].normal

@@ -8,6 +8,8 @@
 - ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
   multiple-choice prediction changes between two conditions (text, label, both predictions, fixed or broken).
 - ``format_flip(row)``: one flip as the paper's Figure 8 box.
+- ``control_plot(controls, separated, path, task)``: each network's damage against the random draws'
+  intervals, and split at the massive channels (issue 8's controls).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .runner import read_samples
 from .tables import primary_rows
 from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
 
-__all__ = ["format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
+__all__ = ["control_plot", "format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
 
 
 def _pyplot():
@@ -158,3 +160,39 @@ def format_flip(row: pd.Series, *, choices=("negative", "positive"), condition: 
 
     return (f"Sample: {row['text']}\nLabel: {name(row['target'])}\nBefore ({baseline}): {name(row['before'])}\n"
             f"After ({condition}): {name(row['after'])}")
+
+
+def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os.PathLike, task: str) -> Path:
+    """Left: each network's value with the 95 % interval of each kind of random draw; right: the damage of the
+    whole network, without its massive channels, and of those channels alone."""
+    plt = _pyplot()
+    ctl, sep = controls[controls["task"] == task], separated[separated["task"] == task]
+    if ctl.empty and sep.empty:
+        raise InputError(f"no control results for task {task!r}")
+    networks = list(dict.fromkeys(list(ctl["network"]) + list(sep["network"])))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.6 * len(networks) + 2.2))
+    kinds = list(dict.fromkeys(ctl["control"]))
+    for j, kind in enumerate(kinds):
+        part = ctl[ctl["control"] == kind].set_index("network").reindex(networks)
+        y = np.arange(len(networks)) + 0.15 * (j - len(kinds) / 2)
+        left.errorbar(part["mean"], y, xerr=[part["mean"] - part["low"], part["high"] - part["mean"]], fmt="o",
+                      ms=3, capsize=2, label=kind)
+    if not ctl.empty:
+        observed = ctl.drop_duplicates("network").set_index("network").reindex(networks)
+        left.scatter(observed["network_value"], np.arange(len(networks)), marker="x", color="k", zorder=3, label="network")
+        left.axvline(ctl["normal"].iloc[0], color="grey", ls="--", lw=1, label="normal")
+        if primary_metric(task) in PERPLEXITY_METRICS:
+            left.set_xscale("log")
+    left.set_yticks(np.arange(len(networks)), networks)
+    left.set_xlabel(f"{task_label(task)}: random draws (mean, 95 % interval) vs the network")
+    left.legend(fontsize=7)
+    width = 0.27
+    for j, (column, label) in enumerate([("damage_whole", "whole network"), ("damage_minus_massive", "without massive channels"),
+                                         ("damage_massive_only", "massive channels only")]):
+        values = sep.set_index("network").reindex(networks)[column]
+        right.barh(np.arange(len(networks)) + (j - 1) * width, values, height=width, label=label)
+    right.set_yticks(np.arange(len(networks)), networks)
+    right.axvline(0, color="grey", lw=1)
+    right.set_xlabel(f"{task_label(task)}: damage against normal (positive = worse)")
+    right.legend(fontsize=7)
+    return _save(fig, path)

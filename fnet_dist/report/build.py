@@ -160,10 +160,10 @@ def _evaluation(page: Page, layout, files: _Files) -> None:
     page.section("Editing networks (Tables 3-5, 9-13)")
     files.keep(folder / "results.csv", "evaluate_")
     for stem, caption in _EVALUATE_TABLES.items():
-        for path in sorted((folder / "tables").glob(f"{stem}*.csv")):
+        for path in sorted((folder / "tables").glob(f"{stem}*.csv")) + sorted((folder / "controls" / "tables").glob(f"{stem}*.csv")):
             suffix = path.stem[len(stem):].strip("_")
             page.table(_markdown_free_csv(files.keep(path, "evaluate_")), caption=f"{caption}{f' ({suffix})' if suffix else ''}")
-    figures = sorted((folder / "figures").glob("*.png"))
+    figures = sorted((folder / "figures").glob("*.png")) + sorted((folder / "controls" / "figures").glob("*.png"))
     if figures:
         page.section("Editing figures (Figures 2, 3, 5-8)", level=3)
         for path in figures:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..controls import metric_direction
+from ..evaluate.controls import metric_direction
 from .page import Finding
 
 __all__ = ["amplification", "compute_findings", "counterparts", "cross_corpus", "small_networks_vs_random"]
