@@ -14,7 +14,7 @@ import pandas as pd
 from ..evaluate.controls import metric_direction
 from .page import Finding
 
-__all__ = ["amplification", "compute_findings", "counterparts", "cross_corpus", "small_networks_vs_random"]
+__all__ = ["amplification", "compute_findings", "counterparts", "cross_corpus", "network_controls", "small_networks_vs_random"]
 
 
 def counterparts(consistency: pd.DataFrame, iou: float) -> Finding:
@@ -96,6 +96,37 @@ def amplification(primary: pd.DataFrame, condition: str) -> Finding | None:
                    f"change against normal (positive = better): {text}.")
 
 
+def network_controls(controls: pd.DataFrame, separated: pd.DataFrame) -> list[Finding]:
+    """Per network and task: does its effect exceed every random draw, and does it survive without its
+    massive-channel neurons (still worse than the random draws that avoid massive channels)?"""
+    found = []
+    for (network, task), group in controls.groupby(["network", "task"], sort=False):
+        floor = {row.control: 1.0 / (row.draws + 1) for row in group.itertuples()}
+        beaten = [row.control for row in group.itertuples() if row.p_value <= floor[row.control] + 1e-12]
+        text = ", ".join(f"{row.control} p={row.p_value:.2f} (mean {row.mean:.4g} [{row.low:.4g}, {row.high:.4g}])"
+                         for row in group.itertuples())
+        first = group.iloc[0]
+        verdict = "holds" if len(beaten) == len(group) else "fails" if not beaten else "unclear"
+        found.append(Finding(
+            f"Inhibiting {network} ({int(first.neurons)} neurons) hurts {task} more than every random draw.", verdict,
+            f"{first.metric}: normal {first.normal:.4g}, network {first.network_value:.4g}; random draws: {text}."))
+        split = separated[(separated["network"] == network) & (separated["task"] == task)]
+        avoid = group[group["control"] == "matched_avoid_massive"]
+        if split.empty or avoid.empty:
+            continue
+        row, ref = split.iloc[0], avoid.iloc[0]
+        higher = metric_direction(ref.metric) == "higher"
+        random_damage = (ref.normal - ref.low) if higher else (ref.high - ref.normal)  # the worst draws' damage
+        survives = row.damage_minus_massive > random_damage
+        found.append(Finding(
+            f"{network}'s effect on {task} survives without its massive-channel neurons.",
+            "holds" if survives else "fails",
+            f"damage (positive = worse): whole {row.damage_whole:+.4g}, without massive channels "
+            f"{row.damage_minus_massive:+.4g}, massive channels alone {row.damage_massive_only:+.4g}; the largest "
+            f"damage of random matched draws avoiding massive channels: {random_damage:.4g}."))
+    return found
+
+
 def compute_findings(match_folder: Path, evaluate_folder: Path, *, total_neurons: int | None, iou: float,
                      similar_iou: float, random_condition: str, amplify_condition: str) -> list[Finding]:
     """Every check whose inputs the run produced."""
@@ -111,4 +142,7 @@ def compute_findings(match_folder: Path, evaluate_folder: Path, *, total_neurons
         primary = primary_rows(pd.read_csv(results))
         found.append(small_networks_vs_random(primary, total_neurons, random_condition))
         found.append(amplification(primary, amplify_condition))
+    tables = evaluate_folder / "controls" / "tables"
+    if (tables / "controls.csv").exists() and (tables / "separated.csv").exists():
+        found.extend(network_controls(pd.read_csv(tables / "controls.csv"), pd.read_csv(tables / "separated.csv")))
     return [f for f in found if f is not None and not (isinstance(f, float) and np.isnan(f))]
