@@ -97,7 +97,9 @@ class EvaluateSection(_Section):
     top_percent: float = Field(5.0, gt=0, lt=100)
     amplify_factor: float = 1.02
     localization: bool = True
+    localizer_stimuli: int = Field(240, ge=2)
     probing: bool = True
+    probe_texts: int = Field(400, ge=10)
     sweeps: bool = False
     batch_size: int = Field(8, ge=1)
     seed: int = 0

@@ -272,7 +272,8 @@ def evaluate_pipeline(loaded, config, layout) -> pd.DataFrame:
     e = config.evaluate
     settings = ExperimentSettings(seed=e.seed, factor=e.amplify_factor, random_percent=100 * e.random_fraction,
                                   top_percent=e.top_percent, threshold=config.match.threshold,
-                                  two_sided=config.match.two_sided, localization=e.localization)
+                                  two_sided=config.match.two_sided, localization=e.localization,
+                                  localizer_stimuli=e.localizer_stimuli, probe_texts=e.probe_texts)
     urls = [layout.networks(corpus) for corpus in config.evaluation_corpora()]
     return evaluate_networks(loaded, urls, layout.evaluate, tasks=list(e.tasks), settings=settings,
                              probing=e.probing, sweeps=e.sweeps, hook_module=config.model.hook_module,
