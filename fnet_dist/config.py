@@ -89,7 +89,8 @@ class ControlsSection(_Section):
 class EvaluateSection(_Section):
     enabled: bool = True
     tasks: tuple[str, ...] = ("sentiment_rt", "wiki_ppl")
-    limit: int | None = Field(None, ge=1)
+    limit: int | dict[str, int] | None = None
+    """Documents per task: one number for every task, or {task: number} (tasks left out: all documents)."""
     backend: Literal["hf", "vllm"] = "hf"
     networks_of: tuple[str, ...] = ()
     """Corpora whose templates are each inhibited (default: the first corpus)."""
@@ -104,6 +105,14 @@ class EvaluateSection(_Section):
     batch_size: int = Field(8, ge=1)
     seed: int = 0
     controls: ControlsSection = ControlsSection()
+
+    @field_validator("limit")
+    @classmethod
+    def _positive_limit(cls, value):
+        values = value.values() if isinstance(value, dict) else [] if value is None else [value]
+        if any(v < 1 for v in values):
+            raise ValueError(f"limits are numbers of documents, at least 1; got {value}")
+        return value
 
 
 class DaskSection(_Section):

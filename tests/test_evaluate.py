@@ -277,3 +277,17 @@ def test_smollm2_end_to_end(tmp_path):
     normal_ppl = _value(rows, "normal", "wiki_ppl", "word_perplexity")
     assert 5 < normal_ppl < 200
     assert _value(rows, "inhibit:every-mlp", "wiki_ppl", "word_perplexity") > 10 * normal_ppl
+
+
+def test_limits_per_task_run_each_task_at_its_own_size(tiny_llama, tmp_path):
+    from fnet_dist.evaluate.conditions import NORMAL
+    from fnet_dist.evaluate.runner import evaluate_conditions
+
+    rows = evaluate_conditions(tiny_llama, [NORMAL], TASKS, tmp_path / "out", limit={"polarity_pl": 4, "wiki_ppl": 1},
+                               progress=False)
+    sizes = rows.drop_duplicates("task").set_index("task")["n_samples"].to_dict()
+    assert sizes == {"polarity_pl": 4, "wiki_ppl": 1}
+    saved = json.loads((tmp_path / "out" / "conditions" / "normal" / "results.json").read_text())
+    assert set(saved["results"]) == set(TASKS)
+    with pytest.raises(InputError, match="--limit 0"):
+        evaluate_conditions(tiny_llama, [NORMAL], TASKS, tmp_path / "bad", limit={"wiki_ppl": 0})

@@ -51,7 +51,10 @@ def require_vllm() -> None:
         )
 
 
-def _check_limit(limit: float | None) -> float | None:
+def _check_limit(limit):
+    """A number of documents (or a fraction) for every task, or a mapping task → limit (others: no limit)."""
+    if isinstance(limit, dict):
+        return {str(task): _check_limit(value) for task, value in limit.items()}
     if limit is None:
         return None
     value = float(limit)
@@ -60,6 +63,24 @@ def _check_limit(limit: float | None) -> float | None:
     if 0 < value < 1:
         return value
     raise InputError(f"--limit {limit!r} must be a whole number of documents (>= 1) or a fraction in (0, 1)")
+
+
+def _limit_groups(tasks: list[str], limit) -> list[tuple[object, list[str]]]:
+    """Tasks grouped by their limit, in task order: one lm-eval call per group."""
+    groups: dict[object, list[str]] = {}
+    for task in tasks:
+        groups.setdefault(limit.get(task) if isinstance(limit, dict) else limit, []).append(task)
+    return list(groups.items())
+
+
+def _merge_results(parts: list[dict]) -> dict:
+    """lm-eval results of several calls as one: their per-task mappings united, the rest from the first."""
+    merged = dict(parts[0])
+    for part in parts[1:]:
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+    return merged
 
 
 def _check_options(backend: str, batch_size: int) -> None:
@@ -217,7 +238,7 @@ def evaluate_conditions(
     tasks: Sequence[str] | None,
     out: str | os.PathLike,
     *,
-    limit: float | None = None,
+    limit: float | dict | None = None,
     backend: str = "hf",
     batch_size: int = 8,
     seed: int = 0,
@@ -229,7 +250,7 @@ def evaluate_conditions(
     """Evaluate each condition on ``tasks`` with lm-eval; return (and write to ``out/results.csv``) tidy rows.
 
     model : a model spec (hub id, folder, ``.gguf``, ``smollm2-135m-instruct``) or a ``LoadedModel``.
-    limit : documents per task (an int, or a fraction in (0, 1)); ``None`` for all.
+    limit : documents per task (an int, or a fraction in (0, 1)), or a mapping task → limit; ``None`` for all.
     Finished conditions with the same config are read back, not rerun.
     """
     from ..models import LoadedModel, load_model
@@ -261,7 +282,8 @@ def evaluate_conditions(
         else:
             _say(progress, f"{head}: running {', '.join(tasks)}")
             start = time.perf_counter()
-            result = runner.run(condition, tasks, manager, limit, seed, bootstrap_iters)
+            result = _merge_results([runner.run(condition, group, manager, group_limit, seed, bootstrap_iters)
+                                     for group_limit, group in _limit_groups(list(tasks), limit)])
             rows = tidy_rows(result, condition)
             record = {"key": key, "condition": condition.fingerprint(), "config": config,
                       "seconds": round(time.perf_counter() - start, 3)}
