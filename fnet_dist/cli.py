@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("fnet_dist").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
+    if not args.verbose:  # distributed configures its own loggers at INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         return int(args._run(args) or 0)
     except FnetError as exc:

@@ -69,8 +69,10 @@ class Page:
         return self
 
     def table(self, frame, caption: str | None = None, float_format: str = "{:.4g}") -> "Page":
-        """A pandas DataFrame as an HTML table (index included when it is named)."""
-        body = frame.to_html(index=bool(frame.index.name) or bool(getattr(frame.index, "names", [None])[0]),
+        """A pandas DataFrame as an HTML table (its index shown unless it is the default 0..n-1)."""
+        import pandas as pd
+
+        body = frame.to_html(index=not isinstance(frame.index, pd.RangeIndex),
                              border=0, escape=True, na_rep="–",
                              float_format=lambda v: float_format.format(v))
         if caption:
