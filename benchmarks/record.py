@@ -58,13 +58,13 @@ def bare_forward(loaded, batches) -> None:
 
 def hooks_and_copies(loaded, arch, batches) -> None:
     """The recording loop without a store: hooks, per-sample checks and float16 copies, then dropped."""
-    from fnet_dist.record import _checked, _layer_outputs, _padded
+    from fnet_dist.record import _layer_outputs, _padded, _stored_samples
 
     for batch in batches:
         ids, mask = _padded(batch, loaded.tokenizer.pad_token_id, loaded.device)
         outputs = _layer_outputs(loaded, arch, ids, mask)
-        for row, sample in enumerate(batch):
-            _checked(outputs, row, sample, "float16")
+        for _ in _stored_samples(outputs, batch, "float16"):
+            pass
 
 
 def paper_way(loaded, arch, samples) -> list:

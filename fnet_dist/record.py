@@ -116,30 +116,46 @@ def _padded(batch: Sequence[Sample], pad_id: int, device: Any) -> tuple[Any, Any
     return ids.to(device), mask.to(device)
 
 
-def _checked(outputs: list[Any], row: int, sample: Sample, store_dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """One sample's real tokens of per-layer ``(batch, tokens, d_model)`` outputs, checked and cast.
-
-    Returns (``(n_tokens, n_layers, d_model)`` in ``store_dtype``, peak |activation| per layer as float32).
+def _stored_samples(outputs: list[Any], batch: Sequence[Sample], store_dtype: str) -> Iterator[tuple[Sample, np.ndarray, np.ndarray]]:
+    """Each sample of ``batch`` with its real tokens ``(n_tokens, n_layers, d_model)`` in ``store_dtype`` and its
+    ``(n_layers,)`` float32 peak |activation| (taken before the cast), from per-layer ``(batch, tokens, d_model)``
+    outputs. The whole batch is checked and cast in a few passes; the samples are views of one CPU tensor.
+    A value of a real token that is not finite once stored (NaN, or beyond the store dtype) is a clear error.
     """
     import torch
 
+    first = outputs[0]
+    width, d_model = first.shape[1:]
+    lengths = torch.tensor([s.n_tokens for s in batch], device=first.device)
+    padding = torch.arange(width, device=first.device)[None, :] >= lengths[:, None]
+    per_token = torch.stack([torch.maximum(x.amax(dim=2), -x.amin(dim=2)) for x in outputs], dim=2)  # NaN propagates
+    peak = per_token.masked_fill_(padding[:, :, None], 0).amax(dim=1).float()  # (batch, n_layers)
     target = getattr(torch, store_dtype)
-    layers = [layer[row, : sample.n_tokens] for layer in outputs]  # views
-    peak = torch.stack([torch.maximum(x.amax(), -x.amin()) for x in layers]).float()  # NaN propagates
     bad = ~torch.isfinite(peak.to(target))  # casting is monotonic: the peak overflows first
     if bad.any():
-        layer = int(bad.nonzero()[0, 0])
-        value = float(peak[layer])
-        hint = (
-            "the model itself gives non-finite values: try --dtype float32"
-            if not np.isfinite(value)
-            else f"this exceeds {store_dtype} (largest finite {float(torch.finfo(target).max):.6g}): re-run with --store-dtype float32"
-        )
-        raise InputError(
-            f"sample {sample.position} (corpus text {sample.source_index}) layer {layer}: peak |activation| {value:.6g} "
-            f"is not finite once stored as {store_dtype}; {hint}"
-        )
-    return torch.stack([x.to(target) for x in layers], dim=1).cpu().numpy(), peak.cpu().numpy()
+        row, layer = (int(v) for v in bad.nonzero()[0])
+        raise _not_finite(batch[row], layer, float(peak[row, layer]), store_dtype)
+    stored = torch.empty((len(batch), width, len(outputs), d_model), dtype=target, device=first.device)
+    for index, x in enumerate(outputs):
+        stored[:, :, index].copy_(x)  # one casting copy per layer, no float32 stack
+    stored, peak = stored.cpu().numpy(), peak.cpu().numpy()
+    for row, sample in enumerate(batch):
+        yield sample, stored[row, : sample.n_tokens], peak[row]
+
+
+def _not_finite(sample: Sample, layer: int, value: float, store_dtype: str) -> InputError:
+    import torch
+
+    hint = (
+        "the model itself gives non-finite values: try --dtype float32"
+        if not np.isfinite(value)
+        else f"this exceeds {store_dtype} (largest finite {float(torch.finfo(getattr(torch, store_dtype)).max):.6g}): "
+             f"re-run with --store-dtype float32"
+    )
+    return InputError(
+        f"sample {sample.position} (corpus text {sample.source_index}) layer {layer}: peak |activation| {value:.6g} "
+        f"is not finite once stored as {store_dtype}; {hint}"
+    )
 
 
 def _d_model(loaded: LoadedModel, arch: Any) -> tuple[int, int]:
@@ -201,12 +217,10 @@ def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]],
         for batch in batches:
             ids, mask = _padded(batch, pad_id, loaded.device)
             outputs = _layer_outputs(loaded, arch, ids, mask)
-            for row, sample in enumerate(batch):
-                if done[sample.position]:
-                    continue
-                stored, peak = _checked(outputs, row, sample, config.store_dtype)
-                writer.put(sample.position, stored, peak)
-                bar.update(sample.n_tokens)
+            for sample, stored, peak in _stored_samples(outputs, batch, config.store_dtype):
+                if not done[sample.position]:
+                    writer.put(sample.position, stored, peak)
+                    bar.update(sample.n_tokens)
 
 
 def record_activations(
@@ -264,7 +278,9 @@ def record_activations(
     batches = [b for b in _batches(mine, batch_size) if not all(done[s.position] for s in b)]
     log.info("shard %d/%d: %d of its %d samples to record (%d of %d in the store complete), batches of %d",
              index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done), batch_size)
-    writer = SampleWriter(url, layout)
+    # on a GPU a writer thread overlaps the writes with the forward passes; on the CPU the forward pass uses
+    # every core, so a thread would only take cores from it (stalling torch's threads): write in between
+    writer = SampleWriter(url, layout, background=loaded.device.type != "cpu")
     try:
         _record_samples(loaded, arch, batches, done, writer, config, progress)
     finally:

@@ -368,3 +368,36 @@ def test_smollm2_on_offline_news_end_to_end(tmp_path, capsys):
     first, rest = np.abs(act[:, 0]).max(axis=(0, 2)), np.abs(act[:, 1:]).max(axis=(0, 1, 3))
     assert first.max() > 1e3 and first.max() > 10 * rest[int(first.argmax())]
     np.testing.assert_allclose(ds["peak"].values.max(axis=0), np.maximum(first, rest), rtol=1e-3)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_samples_are_written_as_whole_chunks_and_chunks_past_them_never(background, tmp_path):
+    """Token chunks of c tokens: a sample fills ceil(n / c) chunk files (the last padded with zeros), no more;
+    the same from the writer thread (GPU recording) and in line (CPU recording)."""
+    from fnet_dist.activation_store import MAX_TOKEN_CHUNK, SampleWriter, StoreLayout, config_hash, prepare_store
+    from fnet_dist.corpora import Sample, Selection
+
+    c = MAX_TOKEN_CHUNK
+    lengths = [c // 3, c, 2 * c + 6, 2 * c + 11]
+    rng = np.random.default_rng(0)
+    samples = tuple(Sample(p, p, "group", np.arange(n, dtype=np.int32), f"text {p}") for p, n in enumerate(lengths))
+    layout = StoreLayout(len(samples), max(lengths), 2, 3, "float16")
+    assert layout.token_chunk == c
+    attrs = {"record_config": {"x": 1}, "config_hash": config_hash({"x": 1}), "model_id": "m", "model_revision": "r",
+             "architecture": "a", "model_dtype": "float32", "hook_points": [], "corpus": "c", "seed": 0,
+             "max_tokens": max(lengths), "min_tokens": 1, "n_skipped_short": 0, "package_version": "0"}
+    url = str(tmp_path / "a.zarr")
+    prepare_store(url, Selection(samples, 0, len(samples)), layout, attrs)
+    values = [rng.standard_normal((n, 2, 3)).astype(np.float16) + 1 for n in lengths]  # never 0
+    writer = SampleWriter(url, layout, background=background)
+    for sample, value in zip(samples, values):
+        writer.put(sample.position, value, np.abs(value).max(axis=(0, 2)))
+    writer.close()
+    ds = open_store(url, ACTIVATIONS).load()
+    for p, (n, value) in enumerate(zip(lengths, values)):
+        np.testing.assert_array_equal(ds["activation"].values[p, :n], value)
+        assert not ds["activation"].values[p, n:].any()
+        chunk_files = sorted(f.name for f in (tmp_path / "a.zarr" / "activation" / "c" / str(p)).iterdir())
+        assert chunk_files == [str(i) for i in range(-(-n // c))], (n, chunk_files)
+    assert ds["complete"].values.all()
+    assert ds["activation"].encoding.get("compressors") in (None, ())  # float16 activations barely compress
