@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -80,15 +81,21 @@ class PeakRSS:
 
 
 def _warm(client) -> None:
-    """Import the stage's modules on every worker first: the in-memory baseline's imports are not timed either."""
-    def imports() -> None:
-        import sklearn.utils.extmath  # noqa: F401
+    """Pay every first-call cost before timing, in the workers and here: imports, BLAS and threadpoolctl set-up,
+    the first ICA (the in-memory baseline's imports are not timed either; a cluster job's workers are warm)."""
+    def first_calls() -> None:
         import xarray  # noqa: F401
         import zarr  # noqa: F401
+        from sklearn.exceptions import ConvergenceWarning  # noqa: F401
 
-        import fnet_dist.decompose  # noqa: F401
+        from fnet_dist.decompose import GroupCanICA, IndividualICA
 
-    client.run(imports)
+        rng = np.random.default_rng(0)
+        IndividualICA(4, stability_runs=2, max_iter=5).fit(rng.standard_normal((40, 300)).astype(np.float32))
+        GroupCanICA(3, n_init=2, max_iter=5).fit([rng.standard_normal((40, 300)).astype(np.float32) for _ in range(2)])
+
+    client.run(first_calls)
+    first_calls()
 
 
 def inmemory_group(url: str, k: int, n_init: int) -> dict:
@@ -99,6 +106,8 @@ def inmemory_group(url: str, k: int, n_init: int) -> dict:
     from sklearn.utils.extmath import randomized_svd
     from threadpoolctl import threadpool_limits
 
+    with threadpool_limits(1):  # its first call scans the loaded libraries: warm, as the workers are
+        pass
     start = time.perf_counter()
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -114,7 +123,7 @@ def inmemory_group(url: str, k: int, n_init: int) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def part_a(folder: Path, quick: bool) -> None:
+def part_a(folder: Path, quick: bool, rounds: int) -> None:
     from distributed import Client, LocalCluster
 
     from fnet_dist.decompose import decompose
@@ -122,23 +131,27 @@ def part_a(folder: Path, quick: bool) -> None:
     n, t = (20, 128) if quick else (60, 256)
     url, nbytes = _planted_store(folder, "a", n, t, 30, 576)
     k, n_init = 10, 10
-    proc = subprocess.Popen([sys.executable, __file__, "--inmemory-group", url, str(k), str(n_init)],
-                            stdout=subprocess.PIPE, text=True)
-    with PeakRSS([proc.pid]) as inmem:
-        stdout, _ = proc.communicate()
-    base = json.loads(stdout.strip().splitlines()[-1])
-    base["peak_mb"] = max(inmem.peaks.values())
+    base_s, base_mb, dask_s, dask_mb = [], [], [], []
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
         _warm(client)
-        with PeakRSS(client.run(os.getpid).values()) as workers:
-            start = time.perf_counter()
-            decompose(url, str(folder / "a-net.zarr"), group_components=k, n_init=n_init, levels="group",
-                      scheduler=cluster.scheduler_address, overwrite=True)
-            seconds = time.perf_counter() - start
-        peak = sum(workers.peaks.values())
-    print(f"(a) group CanICA, {n} samples x {t} tokens x 17280 neurons ({nbytes / 2**20:.0f} MiB float16), k={k}, n_init={n_init}")
-    print(f"    time: dask {seconds:.1f} s / in-memory sklearn {base['seconds']:.1f} s = {seconds / base['seconds']:.2f}x (target <= 1.2x)")
-    print(f"    peak memory: dask workers (sum of 2) {peak:.0f} MiB / in-memory {base['peak_mb']:.0f} MiB = {peak / base['peak_mb']:.2f}x")
+        for _ in range(rounds):  # interleaved rounds, best of each: a shared machine's load drifts
+            proc = subprocess.Popen([sys.executable, __file__, "--inmemory-group", url, str(k), str(n_init)],
+                                    stdout=subprocess.PIPE, text=True)
+            with PeakRSS([proc.pid]) as inmem:
+                stdout, _ = proc.communicate()
+            base_s.append(json.loads(stdout.strip().splitlines()[-1])["seconds"])
+            base_mb.append(max(inmem.peaks.values()))
+            with PeakRSS(client.run(os.getpid).values()) as workers:
+                start = time.perf_counter()
+                decompose(url, str(folder / "a-net.zarr"), group_components=k, n_init=n_init, levels="group",
+                          scheduler=cluster.scheduler_address, overwrite=True)
+                dask_s.append(time.perf_counter() - start)
+            dask_mb.append(sum(workers.peaks.values()))
+    seconds, base, peak, base_peak = min(dask_s), min(base_s), max(dask_mb), max(base_mb)
+    print(f"(a) group CanICA, {n} samples x {t} tokens x 17280 neurons ({nbytes / 2**20:.0f} MiB float16), k={k}, "
+          f"n_init={n_init}, best of {rounds} rounds")
+    print(f"    time: dask {seconds:.1f} s / in-memory sklearn {base:.1f} s = {seconds / base:.2f}x (target <= 1.2x)")
+    print(f"    peak memory: dask workers (sum of 2) {peak:.0f} MiB / in-memory {base_peak:.0f} MiB = {peak / base_peak:.2f}x")
 
 
 def _busy(seed: int) -> float:
@@ -152,7 +165,7 @@ def _busy(seed: int) -> float:
     return float(b[0, 0])
 
 
-def part_b(folder: Path, quick: bool) -> None:
+def part_b(folder: Path, quick: bool, rounds: int) -> None:
     from distributed import Client, LocalCluster
 
     from fnet_dist.decompose import decompose
@@ -161,24 +174,31 @@ def part_b(folder: Path, quick: bool) -> None:
     url, _ = _planted_store(folder, "b", n, t, 30, 576)
     import zarr
     zarr.open_group(url, mode="r+")["split"][:] = np.array(["individual"] * n, dtype=object)
-    rates, machine = {}, {}
-    for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            _warm(client)
-            start = time.perf_counter()
-            decompose(url, str(folder / f"b-net{workers}.zarr"), components=k, levels="individual",
-                      scheduler=cluster.scheduler_address, overwrite=True)
-            rates[workers] = n / (time.perf_counter() - start)
-            start = time.perf_counter()
-            client.gather(client.map(_busy, range(n)))
-            machine[workers] = n / (time.perf_counter() - start)
-    eff = rates[2] / (2 * rates[1])
-    print(f"(b) individual ICA, {n} samples x {t} tokens x 17280 neurons, k={k}, 2 stability runs")
-    print(f"    throughput: 1 worker {rates[1]:.3f} samples/s, 2 workers {rates[2]:.3f} samples/s; "
-          f"parallel efficiency {eff:.2f} (target >= 0.8)")
+    rates, machine = {1: [], 2: []}, {1: [], 2: []}
+    clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR)
+                for w in (1, 2)}
+    try:
+        for round_ in range(rounds):  # interleaved rounds, best of each: a shared machine's load drifts
+            for workers, cluster in clusters.items():
+                with Client(cluster) as client:
+                    if round_ == 0:
+                        _warm(client)
+                    start = time.perf_counter()
+                    decompose(url, str(folder / f"b-net{workers}.zarr"), components=k, levels="individual",
+                              scheduler=cluster.scheduler_address, overwrite=True)
+                    rates[workers].append(n / (time.perf_counter() - start))
+                    start = time.perf_counter()
+                    client.gather(client.map(_busy, range(n), pure=False))
+                    machine[workers].append(n / (time.perf_counter() - start))
+    finally:
+        for cluster in clusters.values():
+            cluster.close()
+    best, ceiling = {w: max(r) for w, r in rates.items()}, {w: max(r) for w, r in machine.items()}
+    print(f"(b) individual ICA, {n} samples x {t} tokens x 17280 neurons, k={k}, 2 stability runs, best of {rounds} rounds")
+    print(f"    throughput: 1 worker {best[1]:.3f} samples/s, 2 workers {best[2]:.3f} samples/s; "
+          f"parallel efficiency {best[2] / (2 * best[1]):.2f} (target >= 0.8)")
     print(f"    the machine itself, the same number of 1-thread numpy tasks of fixed work: efficiency "
-          f"{machine[2] / (2 * machine[1]):.2f}")
+          f"{ceiling[2] / (2 * ceiling[1]):.2f}")
 
 
 def part_c(folder: Path, quick: bool) -> None:
@@ -292,17 +312,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes on 2 cores)")
     parser.add_argument("--parts", default="a,b,c,d")
     parser.add_argument("--workdir", help="where the stores go (default: a temporary folder)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of (a) and (b); the best counts")
     parser.add_argument("--inmemory-group", nargs=3, metavar=("STORE", "K", "N_INIT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inmemory_group:
         url, k, n_init = args.inmemory_group
         print(json.dumps(inmemory_group(url, int(k), int(n_init))))
         return
-    import logging
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    parts = {"a": lambda tmp: part_a(tmp, args.quick, args.rounds), "b": lambda tmp: part_b(tmp, args.quick, args.rounds),
+             "c": lambda tmp: part_c(tmp, args.quick), "d": lambda tmp: part_d(tmp, args.quick)}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for part in args.parts.split(","):
-            {"a": part_a, "b": part_b, "c": part_c, "d": part_d}[part.strip()](Path(tmp), args.quick)
+            parts[part.strip()](Path(tmp))
             sys.stdout.flush()
 
 
