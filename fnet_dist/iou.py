@@ -1,9 +1,12 @@
 """All-pairs IoU (Jaccard index) between two sets of binary networks, as a blocked boolean product.
 
 - ``pairwise_iou(a, b)``: ``(n_a, n_neurons)`` and ``(n_b, n_neurons)`` masks -> ``(n_a, n_b)`` float64.
-  numpy and dask masks go through bit-packed blocks (AND + popcount), scipy.sparse masks through a
-  sparse product; an empty network has IoU 0 with everything.
+  Dense numpy and dask masks go through bit-packed blocks (AND + popcount); if either side is sparse
+  (scipy.sparse, or CSR blocks on Dask from ``networks.sparse_networks``), the smaller side becomes a
+  bit table gathered at the other side's non-zero entries. An empty network has IoU 0 with everything.
 - ``lazy_iou(a, b)``: the same on Dask, lazily, with both sides' network sizes: ``(iou, size_a, size_b)``.
+- ``template_table(a)``, ``sparse_counts(table, n_a, b)``: the sparse kernel (a neuron -> networks bit
+  table of a few networks; their intersections with every CSR row of b, and b's sizes).
 - ``pack_bits(mask)``: rows of booleans -> rows of uint64 words (zero padded).
 - ``reference_iou(a, b)``: the plain per-pair loop, for tests and benchmarks.
 
@@ -16,10 +19,12 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou"]
+__all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou", "sparse_counts", "template_table"]
 
 _CACHE_WORDS = 1 << 15  # words of one block of the larger side (256 KiB): stays in cache across the other side's rows
 _SPARSE_WORDS = 0.25  # a row with at most this share of non-zero words is matched on those words only
+_WORD_BITS = 64  # networks per word of a bit table
+_GATHER_ITEMS = 1 << 20  # gathered table words per step of rows of b (8 MiB at most as uint64)
 _BYTE_COUNTS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -136,6 +141,13 @@ def _block_counts(packed_a, masks_b) -> np.ndarray:
     return total
 
 
+def _is_sparse(mask) -> bool:
+    """scipy.sparse masks, or a dask array whose blocks are scipy.sparse (``sparse_networks`` on Dask)."""
+    import scipy.sparse as sp
+
+    return sp.issparse(mask) or sp.issparse(getattr(mask, "_meta", None))
+
+
 def _as_dask(mask):
     import dask.array as da
 
@@ -147,14 +159,18 @@ def _as_dask(mask):
 def lazy_iou(a, b):
     """Lazy all-pairs IoU on Dask: ``(iou (n_a, n_b) float64, size_a (n_a,), size_b (n_b,))``.
 
-    a, b : bool numpy or dask arrays of shape (n, n_neurons); ``a`` is the smaller set (the templates),
-    held as one row block and bit-packed once per neuron chunk. Each task takes one row block of ``b``,
-    packs it and sums AND-popcounts with ``a`` over the neuron chunks (a blocked matrix product), so a
+    a, b : masks of shape (n, n_neurons), numpy, scipy.sparse or dask (dense, or CSR blocks from
+    ``sparse_networks``); ``a`` is the smaller set (the templates), held whole. If either side is sparse,
+    ``a`` becomes one bit table and each task gathers it at the non-zero entries of one row block of ``b``
+    (``sparse_counts``). Otherwise ``a`` is bit-packed once per neuron chunk and each task packs one row
+    block of ``b`` and sums AND-popcounts over the neuron chunks (a blocked matrix product). Either way a
     task holds one row block of ``b`` and the work stays where the block is.
     """
     import dask.array as da
 
     _check_pair(a, b)
+    if _is_sparse(a) or _is_sparse(b):
+        return _lazy_sparse_iou(a, b)
     a, b = _as_dask(a), _as_dask(b)
     a = a.rechunk({0: -1, 1: b.chunks[1]})
     words = tuple(-(-c // 64) for c in a.chunks[1])
@@ -168,29 +184,143 @@ def lazy_iou(a, b):
     return iou, size_a, size_b
 
 
-def _sparse_iou(a, b) -> np.ndarray:
+def _templates(a) -> tuple[np.ndarray, np.ndarray]:
+    """The table side of the sparse path: ``(template_table(a), sizes (n_a,) int64)``."""
+    a = _as_csr(a)
+    return template_table(a), np.diff(a.indptr).astype(np.int64)
+
+
+def _block_sparse_counts(block, table, n_a: int) -> np.ndarray:
+    """One row block of b (CSR, or dense masks made CSR here) -> ``(rows, n_a + 1)`` counts (``sparse_counts``.T)."""
+    return sparse_counts(table, n_a, block).T
+
+
+def _lazy_sparse_iou(a, b):
+    import dask
+    import dask.array as da
     import scipy.sparse as sp
 
-    a = sp.csr_matrix(a, dtype=bool).astype(np.int64)
-    b = sp.csr_matrix(b, dtype=bool).astype(np.int64)
-    intersection = (b @ a.T).T.toarray()
-    return iou_from_counts(intersection, np.asarray(a.sum(axis=1)).ravel(), np.asarray(b.sum(axis=1)).ravel())
+    n_a = a.shape[0]
+    if not isinstance(b, da.Array):
+        b = da.from_array(sp.csr_array(b) if sp.issparse(b) else np.asarray(b), chunks=(-1, -1), asarray=False)
+    b = b.rechunk({1: -1})
+    table, sizes = dask.delayed(_templates, nout=2, pure=True)(a)
+    counts = b.map_blocks(_block_sparse_counts, table, n_a, chunks=(b.chunks[0], (n_a + 1,)), dtype=np.int64,
+                          meta=np.empty((0, 0), dtype=np.int64))
+    intersection, size_b = counts[:, :n_a].T, counts[:, n_a]
+    size_a = da.from_delayed(sizes, shape=(n_a,), dtype=np.int64)
+    iou = da.blockwise(iou_from_counts, "ij", intersection, "ij", size_a, "i", size_b, "j", dtype=np.float64)
+    return iou, size_a, size_b
+
+
+def _as_csr(mask):
+    """numpy or scipy.sparse masks -> canonical ``csr_array``: sorted, no duplicates, only non-zero entries."""
+    import scipy.sparse as sp
+
+    from .networks import csr_networks
+
+    if not sp.issparse(mask):
+        return csr_networks(mask)
+    csr = sp.csr_array(mask)
+    if not csr.has_canonical_format or not csr.data.all():
+        csr = csr.copy()
+        csr.sum_duplicates()
+        csr.eliminate_zeros()
+    return csr
+
+
+def template_table(a) -> np.ndarray:
+    """Bit table of a few networks: ``(n_a, n_neurons)`` masks -> ``(n_neurons,)`` unsigned words whose bit t
+    is set where network t holds the neuron (uint8 … uint64, the narrowest that holds ``n_a`` bits), or
+    ``(n_neurons, ceil(n_a / 64))`` uint64 for more than 64 networks (network t: word t // 64, bit t % 64)."""
+    a = _as_csr(a)
+    n_a, n_neurons = a.shape
+    words = -(-n_a // _WORD_BITS)
+    bits = min(max(n_a, 1), _WORD_BITS)
+    dtype = np.dtype(f"uint{max(8, 1 << (bits - 1).bit_length())}")
+    table = np.zeros((n_neurons, max(words, 1)), dtype=dtype)
+    network = np.repeat(np.arange(n_a), np.diff(a.indptr))
+    bit = np.left_shift(dtype.type(1), (network % _WORD_BITS).astype(dtype))
+    np.bitwise_or.at(table, (a.indices, network // _WORD_BITS), bit)
+    return table[:, 0] if words == 1 else table
+
+
+def _set_bits(words: np.ndarray, where: np.ndarray, first: np.ndarray):
+    """Every set bit of ``words`` as (its position in ``words``, ``first`` + its bit index): two int arrays."""
+    positions, bit_indices = [], []
+    while len(words):
+        lowest = words & (~words + 1)
+        positions.append(where)
+        bit_indices.append(first + np.frexp(lowest)[1] - 1)  # a power of two is exact in floating point
+        words = words ^ lowest
+        left = words != 0
+        words, where, first = words[left], where[left], first[left]
+    return np.concatenate(positions or [where]), np.concatenate(bit_indices or [first])
+
+
+def _table_counts(table: np.ndarray, n_a: int, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """|a_t ∩ b_j| for every network t of the table and every CSR row j of b: ``(n_a, n_rows)`` int64.
+
+    The table is gathered at b's column indices; only the non-zero gathers (neurons of b in some network
+    of a) are kept, and each of their set bits counts one for (t, j).
+    """
+    n_rows = len(indptr) - 1
+    gathered = table[indices]
+    if gathered.ndim == 1:
+        hits = np.flatnonzero(gathered != 0)
+        word = np.zeros(len(hits), dtype=np.int64)
+        values = gathered[hits]
+    else:
+        hits, word = np.nonzero(gathered)
+        values = gathered[hits, word]
+    row = np.repeat(np.arange(n_rows), np.diff(np.searchsorted(hits, indptr)))
+    where, network = _set_bits(values, row, word * _WORD_BITS)
+    return np.bincount(network * n_rows + where, minlength=n_a * n_rows).reshape(n_a, n_rows)
+
+
+def sparse_counts(table: np.ndarray, n_a: int, b) -> np.ndarray:
+    """Intersections of the ``n_a`` networks of ``table`` with the rows of ``b``, and b's sizes:
+    ``(n_a + 1, n_b)`` int64, rows 0..n_a-1 |a_t ∩ b_j|, the last row |b_j|. b : CSR masks (n_b, n_neurons),
+    gathered a step of rows at a time (at most ``_GATHER_ITEMS`` table words each)."""
+    b = _as_csr(b)
+    indptr, n_b = b.indptr, b.shape[0]
+    out = np.empty((n_a + 1, n_b), dtype=np.int64)
+    out[n_a] = np.diff(indptr)
+    per_row = max(1, table.size // table.shape[0]) if table.size else 1
+    first = 0
+    while first < n_b:
+        budget = indptr[first] + max(_GATHER_ITEMS // per_row, 1)
+        last = int(np.clip(np.searchsorted(indptr, budget, side="right") - 1, first + 1, n_b))
+        span = indptr[first:last + 1]
+        out[:n_a, first:last] = _table_counts(table, n_a, span - span[0], b.indices[span[0]:span[-1]])
+        first = last
+    return out
+
+
+def _sparse_iou(a, b) -> np.ndarray:
+    """IoU with b held sparse: the smaller side becomes the bit table, the other is gathered through it."""
+    if a.shape[0] > b.shape[0]:
+        return _sparse_iou(b, a).T
+    a = _as_csr(a)
+    counts = sparse_counts(template_table(a), a.shape[0], b)
+    return iou_from_counts(counts[:-1], np.diff(a.indptr), counts[-1])
 
 
 def pairwise_iou(a, b) -> np.ndarray:
     """All-pairs IoU of two sets of binary networks: ``(n_a, n_neurons)``, ``(n_b, n_neurons)`` -> ``(n_a, n_b)``.
 
     numpy masks are bit-packed in memory; dask masks run as the blocked product of ``lazy_iou`` (on the
-    current Dask client, if any); scipy.sparse masks use a sparse product. Empty networks give 0.
+    current Dask client, if any); if either side is scipy.sparse, the smaller side becomes a bit table
+    gathered at the other's non-zero entries (``sparse_counts``). Empty networks give 0.
     """
     import scipy.sparse as sp
 
     _check_pair(a, b)
-    if sp.issparse(a) or sp.issparse(b):
-        return _sparse_iou(a, b)
     if hasattr(a, "dask") or hasattr(b, "dask"):
         iou, _, _ = lazy_iou(a, b)
         return np.asarray(iou.compute())
+    if sp.issparse(a) or sp.issparse(b):
+        return _sparse_iou(a, b)
     pa, pb = pack_bits(a), pack_bits(b)
     return iou_from_counts(_and_counts(pa, pb), _popcount_rows(pa), _popcount_rows(pb))
 
