@@ -190,12 +190,21 @@ def _templates(a) -> tuple[np.ndarray, np.ndarray]:
     return template_table(a), np.diff(a.indptr).astype(np.int64)
 
 
-def _block_sparse_counts(block, table, n_a: int) -> np.ndarray:
-    """One row block of b (CSR, or dense masks made CSR here) -> ``(rows, n_a + 1)`` counts (``sparse_counts``.T)."""
-    return sparse_counts(table, n_a, block).T
+def _block_iou(block, templates: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """One row block of b (CSR, or dense masks made CSR here) -> its IoU with the templates: ``(n_a, rows)``."""
+    table, size_a = templates
+    counts = sparse_counts(table, len(size_a), block)
+    return iou_from_counts(counts[:-1], size_a, counts[-1])
+
+
+def _row_sizes(block) -> np.ndarray:
+    """Networks' sizes of one row block: ``(rows,)`` int64."""
+    return sparse_counts(np.zeros(block.shape[1], dtype=np.uint8), 0, block)[0]
 
 
 def _lazy_sparse_iou(a, b):
+    """``lazy_iou`` with a bit table: one task builds it, then one task per row block of b gives that block's
+    IoU (and one its sizes), so the graph stays small where tasks are cheap."""
     import dask
     import dask.array as da
     import scipy.sparse as sp
@@ -204,12 +213,11 @@ def _lazy_sparse_iou(a, b):
     if not isinstance(b, da.Array):
         b = da.from_array(sp.csr_array(b) if sp.issparse(b) else np.asarray(b), chunks=(-1, -1), asarray=False)
     b = b.rechunk({1: -1})
-    table, sizes = dask.delayed(_templates, nout=2, pure=True)(a)
-    counts = b.map_blocks(_block_sparse_counts, table, n_a, chunks=(b.chunks[0], (n_a + 1,)), dtype=np.int64,
-                          meta=np.empty((0, 0), dtype=np.int64))
-    intersection, size_b = counts[:, :n_a].T, counts[:, n_a]
-    size_a = da.from_delayed(sizes, shape=(n_a,), dtype=np.int64)
-    iou = da.blockwise(iou_from_counts, "ij", intersection, "ij", size_a, "i", size_b, "j", dtype=np.float64)
+    templates = dask.delayed(_templates, pure=True)(a)
+    iou = da.blockwise(_block_iou, "ij", b, "jk", templates, None, new_axes={"i": n_a}, concatenate=True,
+                       dtype=np.float64, meta=np.empty((0, 0), dtype=np.float64))
+    size_b = b.map_blocks(_row_sizes, drop_axis=1, dtype=np.int64, meta=np.empty(0, dtype=np.int64))
+    size_a = da.from_delayed(templates[1], shape=(n_a,), dtype=np.int64)
     return iou, size_a, size_b
 
 
