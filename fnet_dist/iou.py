@@ -15,6 +15,8 @@ one division is the same float64 division as in the reference, so the two agree 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import InputError
@@ -24,7 +26,6 @@ __all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "referenc
 _CACHE_WORDS = 1 << 15  # words of one block of the larger side (256 KiB): stays in cache across the other side's rows
 _SPARSE_WORDS = 0.25  # a row with at most this share of non-zero words is matched on those words only
 _WORD_BITS = 64  # networks per word of a bit table
-_GATHER_ITEMS = 1 << 20  # gathered table words per step of rows of b (8 MiB at most as uint64)
 _BYTE_COUNTS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -199,7 +200,7 @@ def _block_iou(block, templates: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 def _row_sizes(block) -> np.ndarray:
     """Networks' sizes of one row block: ``(rows,)`` int64."""
-    return sparse_counts(np.zeros(block.shape[1], dtype=np.uint8), 0, block)[0]
+    return np.diff(_as_csr(block).indptr).astype(np.int64)
 
 
 def _lazy_sparse_iou(a, b):
@@ -229,7 +230,7 @@ def _as_csr(mask):
 
     if not sp.issparse(mask):
         return csr_networks(mask)
-    csr = sp.csr_array(mask)
+    csr = mask if mask.format == "csr" else sp.csr_array(mask)  # the same object keeps scipy's cached checks
     if not csr.has_canonical_format or not csr.data.all():
         csr = csr.copy()
         csr.sum_duplicates()
@@ -240,68 +241,73 @@ def _as_csr(mask):
 def template_table(a) -> np.ndarray:
     """Bit table of a few networks: ``(n_a, n_neurons)`` masks -> ``(n_neurons,)`` unsigned words whose bit t
     is set where network t holds the neuron (uint8 … uint64, the narrowest that holds ``n_a`` bits), or
-    ``(n_neurons, ceil(n_a / 64))`` uint64 for more than 64 networks (network t: word t // 64, bit t % 64)."""
+    ``(ceil(n_a / 64), n_neurons)`` uint64 for more than 64 networks (network t: word t // 64, bit t % 64)."""
     a = _as_csr(a)
     n_a, n_neurons = a.shape
     words = -(-n_a // _WORD_BITS)
     bits = min(max(n_a, 1), _WORD_BITS)
     dtype = np.dtype(f"uint{max(8, 1 << (bits - 1).bit_length())}")
-    table = np.zeros((n_neurons, max(words, 1)), dtype=dtype)
+    table = np.zeros((max(words, 1), n_neurons), dtype=dtype)
     network = np.repeat(np.arange(n_a), np.diff(a.indptr))
     bit = np.left_shift(dtype.type(1), (network % _WORD_BITS).astype(dtype))
-    np.bitwise_or.at(table, (a.indices, network // _WORD_BITS), bit)
-    return table[:, 0] if words == 1 else table
+    np.bitwise_or.at(table, (network // _WORD_BITS, a.indices), bit)
+    return table[0] if words == 1 else table
 
 
-def _set_bits(words: np.ndarray, where: np.ndarray, first: np.ndarray):
-    """Every set bit of ``words`` as (its position in ``words``, ``first`` + its bit index): two int arrays."""
-    positions, bit_indices = [], []
-    while len(words):
-        lowest = words & (~words + 1)
-        positions.append(where)
-        bit_indices.append(first + np.frexp(lowest)[1] - 1)  # a power of two is exact in floating point
-        words = words ^ lowest
-        left = words != 0
-        words, where, first = words[left], where[left], first[left]
-    return np.concatenate(positions or [where]), np.concatenate(bit_indices or [first])
+def _count_hits(table: np.ndarray, indptr: np.ndarray, indices: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """For each CSR row j of b and each of its neurons n, one count in ``out[j, t]`` per bit t set in the
+    table at n (word w's bit i is network 64 w + i; the bit's index found by a de Bruijn multiply).
 
-
-def _table_counts(table: np.ndarray, n_a: int, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """|a_t ∩ b_j| for every network t of the table and every CSR row j of b: ``(n_a, n_rows)`` int64.
-
-    The table is gathered at b's column indices; only the non-zero gathers (neurons of b in some network
-    of a) are kept, and each of their set bits counts one for (t, j).
+    table : (n_words, n_neurons) unsigned; out : (n_rows, n_a) int64, zeroed. Compiled by numba. Each row's
+    non-zero table words are first gathered without a branch (most are zero), then their bits counted.
     """
-    n_rows = len(indptr) - 1
-    gathered = table[indices]
-    if gathered.ndim == 1:
-        hits = np.flatnonzero(gathered != 0)
-        word = np.zeros(len(hits), dtype=np.int64)
-        values = gathered[hits]
-    else:
-        hits, word = np.nonzero(gathered)
-        values = gathered[hits, word]
-    row = np.repeat(np.arange(n_rows), np.diff(np.searchsorted(hits, indptr)))
-    where, network = _set_bits(values, row, word * _WORD_BITS)
-    return np.bincount(network * n_rows + where, minlength=n_a * n_rows).reshape(n_a, n_rows)
+    longest = 0
+    for j in range(len(indptr) - 1):
+        longest = max(longest, indptr[j + 1] - indptr[j])
+    hits = np.empty(longest, dtype=table.dtype)
+    for w in range(table.shape[0]):
+        words, first = table[w], w * _WORD_BITS
+        for j in range(len(indptr) - 1):
+            n = 0
+            for p in range(indptr[j], indptr[j + 1]):
+                hits[n] = words[indices[p]]
+                n += hits[n] != 0
+            for q in range(n):
+                word = np.uint64(hits[q])
+                while word:
+                    lowest = word & (~word + np.uint64(1))
+                    out[j, first + _DE_BRUIJN_BIT[(lowest * _DE_BRUIJN) >> np.uint64(58)]] += 1
+                    word ^= lowest
+    return out
+
+
+_DE_BRUIJN = np.uint64(0x022FDD63CC95386D)  # (1 << i) * this >> 58 is distinct for each i < 64
+with np.errstate(over="ignore"):
+    _DE_BRUIJN_BIT = np.zeros(64, dtype=np.int64)
+    _DE_BRUIJN_BIT[(np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64)) * _DE_BRUIJN) >> np.uint64(58)] = np.arange(64)
+
+
+@functools.cache
+def _compiled_count_hits():
+    """``_count_hits`` compiled once per process (and cached on disk): releases the GIL for Dask's threads."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_count_hits)
 
 
 def sparse_counts(table: np.ndarray, n_a: int, b) -> np.ndarray:
-    """Intersections of the ``n_a`` networks of ``table`` with the rows of ``b``, and b's sizes:
-    ``(n_a + 1, n_b)`` int64, rows 0..n_a-1 |a_t ∩ b_j|, the last row |b_j|. b : CSR masks (n_b, n_neurons),
-    gathered a step of rows at a time (at most ``_GATHER_ITEMS`` table words each)."""
+    """Intersections of the ``n_a`` networks of ``table`` (``template_table``) with the rows of ``b``, and b's
+    sizes: ``(n_a + 1, n_b)`` int64, rows 0..n_a-1 |a_t ∩ b_j|, the last row |b_j|.
+
+    b : masks (n_b, n_neurons), CSR or made CSR. One pass over b's non-zero entries: the table is read at
+    each, and each set bit counts one, so the work grows with b's entries, not with its dense size.
+    """
     b = _as_csr(b)
-    indptr, n_b = b.indptr, b.shape[0]
-    out = np.empty((n_a + 1, n_b), dtype=np.int64)
-    out[n_a] = np.diff(indptr)
-    per_row = max(1, table.size // table.shape[0]) if table.size else 1
-    first = 0
-    while first < n_b:
-        budget = indptr[first] + max(_GATHER_ITEMS // per_row, 1)
-        last = int(np.clip(np.searchsorted(indptr, budget, side="right") - 1, first + 1, n_b))
-        span = indptr[first:last + 1]
-        out[:n_a, first:last] = _table_counts(table, n_a, span - span[0], b.indices[span[0]:span[-1]])
-        first = last
+    out = np.empty((n_a + 1, b.shape[0]), dtype=np.int64)
+    out[n_a] = np.diff(b.indptr)
+    words = table.reshape(-1, table.shape[-1])
+    counts = np.zeros((b.shape[0], max(n_a, 1)), dtype=np.int64)
+    out[:n_a] = _compiled_count_hits()(words, b.indptr, b.indices, counts)[:, :n_a].T
     return out
 
 

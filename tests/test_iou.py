@@ -120,7 +120,8 @@ def test_template_table_bits():
     a = np.zeros((70, 5), bool)
     a[0, 1] = a[2, 1] = a[63, 4] = a[64, 4] = a[69, 0] = True
     wide = template_table(a)
-    assert wide.dtype == np.uint64 and wide.shape == (5, 2)
+    assert wide.dtype == np.uint64 and wide.shape == (2, 5)
+    wide = wide.T
     assert wide[1].tolist() == [0b101, 0] and wide[4].tolist() == [1 << 63, 1] and wide[0].tolist() == [0, 1 << 5]
     for n_a, dtype in [(1, np.uint8), (8, np.uint8), (9, np.uint16), (16, np.uint16), (17, np.uint32), (33, np.uint64)]:
         table = template_table(a[:n_a])
@@ -128,16 +129,16 @@ def test_template_table_bits():
         assert table[1] == (0b101 if n_a > 2 else 1)
 
 
-def test_sparse_counts_in_steps_and_sizes(monkeypatch):
-    import fnet_dist.iou as iou_module
-
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_sparse_counts_are_the_intersections_and_sizes(index_dtype):
     a, b = masks(8, n_a=70, n_b=40, n=300, density=0.1)
-    whole = sparse_counts(template_table(a), 70, sp.csr_array(b))
-    monkeypatch.setattr(iou_module, "_GATHER_ITEMS", 7)  # a few rows (or one) per step, two words per neuron
-    stepped = sparse_counts(template_table(a), 70, sp.csr_array(b))
-    assert np.array_equal(stepped, whole)
-    assert np.array_equal(whole[:70], a.astype(np.int64) @ b.T.astype(np.int64))
-    assert whole[70].tolist() == b.sum(axis=1).tolist()
+    csr = sp.csr_array(b)
+    csr = sp.csr_array((csr.data, csr.indices.astype(index_dtype), csr.indptr.astype(index_dtype)), shape=b.shape)
+    counts = sparse_counts(template_table(a), 70, csr)
+    assert counts.shape == (71, 40) and counts.dtype == np.int64
+    assert np.array_equal(counts[:70], a.astype(np.int64) @ b.T.astype(np.int64))
+    assert counts[70].tolist() == b.sum(axis=1).tolist()
+    assert np.array_equal(sparse_counts(template_table(a[:0]), 0, csr), counts[70:])  # no templates: sizes only
 
 
 def test_sparse_input_is_made_canonical():
