@@ -116,15 +116,18 @@ def sparse_path(client, templates, individual, subset, iou, loop_full: float, sh
         lazy, _, sizes = lazy_iou(templates, networks)
         return client.compute([lazy, sizes], sync=True)
 
+    first_s, _ = timed(on_dask)  # the workers compile the kernel (or load it from numba's cache)
     dask_s, (sparse_iou, _) = timed(on_dask, repeat=5)
     assert np.array_equal(sparse_iou[:, :len(subset)], naive_loop(templates, subset)), "sparse IoU differs from the loop"
     assert np.array_equal(sparse_iou, iou)
     print(f"sparse bit-table kernel on the CSR blocks on Dask: {dask_s:.3f} s = {loop_full / dask_s:.0f} x the loop "
-          f"(exactly equal on the timed subset and to the blocked product everywhere)")
+          f"(exactly equal on the timed subset and to the blocked product everywhere; first call {first_s:.2f} s)")
     local = networks.compute()
+    first_s, _ = timed(pairwise_iou, templates, local)
     local_s, local_iou = timed(pairwise_iou, templates, local, repeat=5)
     assert np.array_equal(local_iou, iou)
-    print(f"same kernel in one process on the gathered CSR: {local_s * 1000:.1f} ms = {loop_full / local_s:.0f} x the loop")
+    print(f"same kernel in one process on the gathered CSR: {local_s * 1000:.1f} ms = {loop_full / local_s:.0f} x the loop "
+          f"(first call {first_s:.2f} s: numba compiles it, or loads it from its cache)")
     return dense_s, sparse_s + dask_s
 
 

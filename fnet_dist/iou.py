@@ -6,7 +6,8 @@
   bit table gathered at the other side's non-zero entries. An empty network has IoU 0 with everything.
 - ``lazy_iou(a, b)``: the same on Dask, lazily, with both sides' network sizes: ``(iou, size_a, size_b)``.
 - ``template_table(a)``, ``sparse_counts(table, n_a, b)``: the sparse kernel (a neuron -> networks bit
-  table of a few networks; their intersections with every CSR row of b, and b's sizes).
+  table of a few networks; their intersections with every CSR row of b, and b's sizes), one pass over
+  b's entries compiled with numba (a requirement of dask-ml), so the work grows with b's entries only.
 - ``pack_bits(mask)``: rows of booleans -> rows of uint64 words (zero padded).
 - ``reference_iou(a, b)``: the plain per-pair loop, for tests and benchmarks.
 
@@ -223,7 +224,8 @@ def _lazy_sparse_iou(a, b):
 
 
 def _as_csr(mask):
-    """numpy or scipy.sparse masks -> canonical ``csr_array``: sorted, no duplicates, only non-zero entries."""
+    """numpy or scipy.sparse masks -> canonical CSR (sorted, no duplicates, only non-zero entries); a canonical
+    CSR input is returned as it is."""
     import scipy.sparse as sp
 
     from .networks import csr_networks

@@ -198,6 +198,8 @@ def test_dask_dense_masks_with_sparse_templates():
     a, b = masks(12)
     iou, _, size_b = lazy_iou(sp.csr_array(a), da.from_array(b, chunks=(10, -1)))
     assert np.array_equal(iou.compute(), reference_iou(a, b)) and size_b.compute().tolist() == b.sum(axis=1).tolist()
+    iou, size_a, _ = lazy_iou(a, sp.csr_array(b))  # in-memory CSR: one block
+    assert np.array_equal(iou.compute(), reference_iou(a, b)) and size_a.compute().tolist() == a.sum(axis=1).tolist()
 
 
 def test_sparse_bad_input():
