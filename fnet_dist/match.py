@@ -2,7 +2,7 @@
 
 - ``MatchConfig``: threshold, one- or two-sided, counterpart IoU, cross-corpus IoU (validated once).
 - ``CorpusNetworks`` / ``load_networks(url, config)``: one networks store as binary networks
-  (templates in memory, individual maps lazy on Dask, skipped samples left out).
+  (templates in memory, individual maps lazy on Dask as sparse CSR row blocks, skipped samples left out).
 - ``match_networks(networks, out, ...) -> MatchResults``: the paper's Tables 1, 6-8 (counterparts per
   template), Table 2 (template IoU between corpora), network sizes, figures and ``results.json`` under ``out``.
 - ``markdown_table(frame)``: a DataFrame as a GitHub Markdown table; ``write_file(out, name, data)``.
@@ -24,7 +24,7 @@ from storage_schemas import NETWORKS
 
 from . import __version__
 from .errors import InputError
-from .networks import DEFAULT_THRESHOLD, binarize, check_threshold, describe_networks, flatten_networks
+from .networks import DEFAULT_THRESHOLD, binarize, check_threshold, describe_networks, flatten_networks, sparse_networks
 
 __all__ = ["CorpusNetworks", "MatchConfig", "MatchResults", "load_networks", "markdown_table", "match_networks", "write_file"]
 
@@ -54,7 +54,8 @@ class CorpusNetworks:
     """The binary networks of one networks store.
 
     templates : bool ndarray of shape (n_templates, n_layers, d_model).
-    individual : bool dask array of shape (n_ok_samples * n_components, n_layers * d_model), sample-major.
+    individual : dask array of shape (n_ok_samples * n_components, n_layers * d_model), sample-major, whose
+        blocks are bool ``scipy.sparse.csr_array`` (thresholded inside the task that reads each z-map block).
     samples : labels of the ``ok`` samples; ``skipped`` : {sample label: reason} of the others.
     """
 
@@ -90,7 +91,7 @@ def load_networks(url: str, config: MatchConfig) -> CorpusNetworks:
     ok = np.flatnonzero(status == "ok")
     labels = [_plain(v) for v in ds["sample"].values] if "sample" in ds.coords else list(range(len(status)))
     maps = ds["individual_map"].isel(sample=ok).data.rechunk({1: -1, 2: -1, 3: -1})
-    individual = flatten_networks(binarize(maps, config.threshold, config.two_sided))
+    individual = sparse_networks(maps, config.threshold, config.two_sided)
     templates = binarize(np.asarray(ds["group_map"].values, dtype=np.float32), config.threshold, config.two_sided)
     return CorpusNetworks(
         url=url, dataset=str(ds.attrs["dataset"]), model_id=str(ds.attrs["model_id"]),

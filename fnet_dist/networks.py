@@ -2,6 +2,10 @@
 
 - ``DEFAULT_THRESHOLD``: 3.6, the paper's |z| threshold.
 - ``binarize(maps, threshold, two_sided)``: boolean networks of the same shape as ``maps``.
+- ``sparse_networks(maps, threshold, two_sided)``: the same networks as rows of a scipy CSR array
+  (numpy maps) or as CSR row blocks on Dask (dask maps), thresholded a few rows at a time: no dense
+  boolean copy of all maps is ever made.
+- ``csr_networks(masks)``: ``(n, n_neurons)`` boolean masks -> the same CSR rows.
 - ``flatten_networks(networks)``: ``(..., n_layers, d_model)`` -> ``(n, n_layers * d_model)`` rows.
 - ``network_sizes``, ``network_shares``, ``layer_counts``, ``empty_networks``: per-network statistics
   (numpy or dask in, the same out).
@@ -17,15 +21,18 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "binarize",
     "check_threshold",
+    "csr_networks",
     "describe_networks",
     "empty_networks",
     "flatten_networks",
     "layer_counts",
     "network_shares",
     "network_sizes",
+    "sparse_networks",
 ]
 
 DEFAULT_THRESHOLD = 3.6
+_STEP_BYTES = 1 << 20  # one step of rows thresholded at a time: its boolean buffers stay in cache
 
 
 def check_threshold(threshold: float) -> float:
@@ -43,8 +50,80 @@ def binarize(maps, threshold: float = DEFAULT_THRESHOLD, two_sided: bool = True)
     Returns a boolean array (numpy or dask, as given) of the same shape.
     """
     threshold = check_threshold(threshold)
-    values = abs(maps) if two_sided else maps
-    return values > threshold
+    if two_sided:
+        return (maps > threshold) | (maps < -threshold)  # = |z| > t, without an |z| copy of the maps
+    return maps > threshold
+
+
+def _index_dtype(*sizes: int):
+    return np.int32 if max(sizes, default=0) < np.iinfo(np.int32).max else np.int64
+
+
+def _csr_rows(block: np.ndarray, select) -> "scipy.sparse.csr_array":
+    """Rows of ``block`` (n, n_neurons) -> CSR of the entries ``select(rows, out, spare)`` marks (it returns
+    a boolean array of the rows' shape: ``out`` filled, or the rows themselves when they are boolean).
+
+    A few rows at a time into two reused boolean buffers (``spare`` is scratch), so nothing of the size of
+    ``block`` is allocated but the result; data all True, column indices sorted within each row.
+    """
+    import scipy.sparse as sp
+
+    n, width = block.shape
+    step = max(1, _STEP_BYTES // max(width, 1))
+    out, spare = np.empty((2, min(step, n), width), dtype=bool)
+    starts, columns, total = [np.zeros(1, dtype=np.int64)], [], 0
+    for first in range(0, n, step):
+        rows = block[first:first + step]
+        flat = np.flatnonzero(select(rows, out[:len(rows)], spare[:len(rows)]))
+        row_ends = np.searchsorted(flat, np.arange(1, len(rows) + 1) * width)
+        columns.append(flat - np.repeat(np.arange(len(rows)) * width, np.diff(row_ends, prepend=0)))
+        starts.append(total + row_ends)
+        total += len(flat)
+    dtype = _index_dtype(width, total)
+    indices = np.concatenate(columns).astype(dtype, copy=False) if columns else np.zeros(0, dtype)
+    indptr = np.concatenate(starts).astype(dtype, copy=False)
+    return sp.csr_array((np.ones(total, dtype=bool), indices, indptr), shape=(n, width))
+
+
+def _threshold_csr(block: np.ndarray, threshold: float, two_sided: bool):
+    """One block of flat z-maps (n, n_neurons) -> CSR of its networks (see ``sparse_networks``)."""
+    def select(rows, out, spare):
+        np.greater(rows, threshold, out=out)
+        if two_sided:
+            np.logical_or(out, np.less(rows, -threshold, out=spare), out=out)
+        return out
+
+    return _csr_rows(np.asarray(block), select)
+
+
+def csr_networks(masks):
+    """Boolean masks ``(n, n_neurons)`` (numpy) -> ``scipy.sparse.csr_array`` of shape (n, n_neurons), bool."""
+    masks = np.asarray(masks)
+    if masks.ndim != 2:
+        raise InputError(f"networks of shape {masks.shape}: expected (n_networks, n_neurons)")
+    if masks.dtype == bool:
+        return _csr_rows(masks, lambda rows, out, spare: rows)
+    return _csr_rows(masks, lambda rows, out, spare: np.not_equal(rows, 0, out=out))
+
+
+def sparse_networks(maps, threshold: float = DEFAULT_THRESHOLD, two_sided: bool = True):
+    """Networks from z-maps held sparse: ``flatten_networks(binarize(maps, ...))`` as CSR rows, without ever
+    holding that dense boolean array.
+
+    maps : numpy or dask array of shape (..., n_layers, d_model), z-scored across neurons; NaN never selected.
+    Returns ``scipy.sparse.csr_array`` of shape (n, n_layers * d_model), bool (numpy maps), or a dask array of
+    that shape whose row blocks are such CSR arrays (dask maps), each thresholded inside the task that holds
+    its z-map block.
+    """
+    import scipy.sparse as sp
+
+    threshold = check_threshold(threshold)
+    flat = flatten_networks(maps)
+    if hasattr(flat, "dask"):
+        flat = flat.rechunk({1: -1})
+        return flat.map_blocks(_threshold_csr, threshold, bool(two_sided), dtype=bool,
+                               meta=sp.csr_array((0, 0), dtype=bool))
+    return _threshold_csr(np.asarray(flat), threshold, bool(two_sided))
 
 
 def _check_networks(networks) -> None:

@@ -59,6 +59,22 @@ def test_empty_template_and_skipped_sample_are_reported(matched):
     assert not results.iou["news"][3].any()
 
 
+def test_individual_maps_are_loaded_as_sparse_blocks(stores):
+    """No dense mask in the matching path: the individual maps are CSR row blocks, thresholded in their tasks."""
+    import scipy.sparse as sp
+
+    from fnet_dist.match import load_networks
+    from fnet_dist.networks import binarize, flatten_networks
+
+    urls, planted = stores
+    corpus = load_networks(urls["news"], MatchConfig())
+    assert isinstance(corpus.individual._meta, sp.csr_array)
+    assert corpus.individual.chunks == ((5,) * 5, (120,))  # one sample per block, as the store is chunked
+    ok = [0, 1, 3, 4, 5]
+    expected = flatten_networks(binarize(planted["news"].individual_map.reshape(6, 5, 3, 40)[ok]))
+    assert np.array_equal(corpus.individual.compute(scheduler="sync").toarray(), expected)
+
+
 def test_cross_corpus_pairs(matched):
     results, _ = matched
     cross = results.cross_corpus
