@@ -3,7 +3,8 @@ a bare batched decoder forward pass on the same batches (no hooks, no LM head: t
 the paper code's way (batch 1, full model with LM head, hooks, float16 numpy arrays kept in a list);
 peak RSS of each; bytes on disk per token.
 
-    python benchmarks/record.py            # SmolLM2-135M-Instruct, 40 news texts of ≤ 256 tokens
+    python benchmarks/record.py            # SmolLM2-135M-Instruct, 100 news texts of ≤ 256 tokens (a default
+                                           # recording's size: fixed costs such as creating the store amortised as in use)
     python benchmarks/record.py --quick    # a tiny random Llama, 16 texts of ≤ 64 tokens
 """
 from __future__ import annotations
@@ -86,7 +87,7 @@ def paper_way(loaded, arch, samples) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny random model (seconds)")
-    parser.add_argument("--texts", type=int, default=None, help="texts to record (default 40, quick 16)")
+    parser.add_argument("--texts", type=int, default=None, help="texts to record (default 100, quick 16)")
     parser.add_argument("--max-tokens", type=int, default=None, help="default 256, quick 64")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
@@ -105,7 +106,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="fnet-bench-record-"))
     try:
-        texts_n = args.texts or (16 if args.quick else 40)
+        texts_n = args.texts or (16 if args.quick else 100)
         max_tokens = args.max_tokens or (64 if args.quick else 256)
         spec = str(build_tiny_model("llama", work / "tiny")) if args.quick else "smollm2-135m-instruct"
         loaded = load_model(spec, device=args.device)
