@@ -210,8 +210,7 @@ def part_c(folder: Path, quick: bool) -> None:
     url, nbytes = _planted_store(folder, "c", n, t, layers, d)
     limit = nbytes // 4
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=limit, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        _warm(client)
+            Client(cluster) as client:  # no warm-up: no baseline to compare with, and its libraries cost memory
         with PeakRSS(client.run(os.getpid).values()) as workers:
             start = time.perf_counter()
             decompose(url, str(folder / "c-net.zarr"), group_components=10, n_init=10, levels="group",

@@ -10,6 +10,7 @@ peak RSS of each; bytes on disk per token.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -134,11 +135,15 @@ def main() -> None:
             "record_activations": record,
             "paper way (batch 1)": lambda: paper_way(loaded, arch, samples),
         }
+        flushes = []
         for round_ in range(args.rounds):  # interleaved rounds, best of each: a shared machine's load drifts
             for name, phase in phases.items():
                 with measured(results, f"{name}#{round_}", tokens):
                     phase()
                 r = results[f"{name}#{round_}"]
+                start = time.perf_counter()
+                os.sync()  # the kernel's writeback of this phase's store must not land in the next phase's time
+                flushes.append(time.perf_counter() - start)
                 print(f"round {round_}: {name:22s} {r['tokens_per_s']:9.1f} tokens/s  {r['seconds']:7.2f} s  "
                       f"peak RSS {r['peak_rss_mib']:7.0f} MiB")
         best = {name: max((results[f"{name}#{r}"] for r in range(args.rounds)), key=lambda r: r["tokens_per_s"])
@@ -156,6 +161,7 @@ def main() -> None:
         print(f"recording / hooks + f16 copies (the cost of writing): {rec / best['hooks + f16 copies']['tokens_per_s']:.2f}")
         print(f"recording / paper way:    {rec / best['paper way (batch 1)']['tokens_per_s']:.2f}  (target ≈ 1.2)")
         n_neurons = loaded.model.config.num_hidden_layers * loaded.model.config.hidden_size
+        print(f"flushing to disk after each phase (untimed): at most {max(flushes):.2f} s")
         print(f"on disk: {disk / 2**20:.1f} MiB, {disk / tokens:,.0f} bytes per token "
               f"({disk / tokens / (2 * n_neurons):.2f} of raw float16)")
     finally:

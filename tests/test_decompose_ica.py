@@ -172,3 +172,11 @@ def test_group_canica_skips_short_samples_and_rejects_impossible_k(planted):
         GroupCanICA(4).fit(planted.activations, n_tokens=np.full(6, 3))
     with pytest.raises(InputError, match="--n-init / n_init=0"):
         GroupCanICA(4, n_init=0).fit(planted.activations)
+
+
+def test_sum_of_squares_is_the_float64_sum_without_a_float64_copy():
+    from fnet_dist.decompose.ica import sum_of_squares
+
+    x = np.random.default_rng(0).standard_normal((300, 5000)).astype(np.float32) * 100
+    assert sum_of_squares(x) == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)), rel=1e-6)
+    assert sum_of_squares(np.zeros((2, 3), np.float32)) == 0.0

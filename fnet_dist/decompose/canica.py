@@ -13,13 +13,27 @@ import warnings
 import numpy as np
 
 from ..errors import InputError
-from .ica import PCAResult, best_match_correlation, pca, standardize, unmix
+from .ica import PCAResult, best_match_correlation, pca, standardize, sum_of_squares, unmix
 from .individual import _blas_limit, blas_thread_count, derive_seeds
 from .params import check_params
 
 __all__ = ["GroupCanICA", "reduce_sample"]
 
-_BLOCK_BYTES = 128 * 2**20  # row blocks of the reduced stack for the out-of-core group PCA
+_BLOCK_BYTES = 128 * 2**20  # row blocks of the reduced stack for the out-of-core group PCA (at most)
+_BLOCKS_PER_WORKER_MEMORY = 8  # and at most this share of the smallest worker's memory limit
+
+
+def _row_block_bytes() -> int:
+    """Bytes of one row block of the reduced stack: ``_BLOCK_BYTES``, or less on workers with little memory
+    (a block is merged from its parts and multiplied in a task: a few copies of it are live at once)."""
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info()["workers"].values()
+    except (ImportError, ValueError):  # no distributed client: the default
+        return _BLOCK_BYTES
+    limits = [int(w["memory_limit"]) for w in workers if w.get("memory_limit")]
+    return min([_BLOCK_BYTES] + [limit // _BLOCKS_PER_WORKER_MEMORY for limit in limits])
 
 
 def reduce_sample(X, k: int, *, first: int, n_tokens: int, do_cca: bool, seed: int, solver: str,
@@ -142,16 +156,17 @@ class GroupCanICA:
         if isinstance(stack, da.Array):
             import dask
 
-            rows = max(1, _BLOCK_BYTES // (4 * stack.shape[1]))  # few large row blocks: fewer tasks per SVD pass
+            rows = max(1, _row_block_bytes() // (4 * stack.shape[1]))  # few large row blocks: fewer tasks per SVD pass
             stack = stack.rechunk({0: min(stack.shape[0], rows), 1: -1}).persist()
             _, s, vt = da.linalg.svd_compressed(stack, k, n_power_iter=self.power_iter, seed=self.random_state,
                                                 compute=False)
-            s, vt, total = dask.compute(s, vt, (stack.astype(np.float64) ** 2).sum())
+            squares = stack.map_blocks(lambda block: np.array([[sum_of_squares(block)]]), chunks=(1, 1), dtype=np.float64)
+            s, vt, total = dask.compute(s, vt, squares.sum())
         else:
             from sklearn.utils.extmath import randomized_svd
 
             _, s, vt = randomized_svd(stack, k, n_iter=self.power_iter, random_state=self.random_state)
-            total = float(np.sum(stack.astype(np.float64) ** 2))
+            total = sum_of_squares(stack)
         s, vt = np.asarray(s, dtype=np.float32), np.asarray(vt, dtype=np.float32)
         return PCAResult(np.eye(k, dtype=np.float32), s, vt, (s.astype(np.float64) ** 2) / total)
 

@@ -1,6 +1,7 @@
 """ICA kernels on plain arrays (float32, one BLAS thread friendly); no I/O, no Dask.
 
 - ``standardize(X)``: per-column (neuron) z-scores over rows (tokens); constant columns become 0.
+- ``sum_of_squares(X)``: Σ x² of a 2-D array as a float64, without a float64 copy of ``X``.
 - ``pca(X, k, seed=, solver=, n_iter=)``: ``PCAResult(u, s, vt, explained_variance_ratio)``.
 - ``whiten(P)``: centre the rows of a ``(k, n)`` array over its columns and whiten them.
 - ``fastica(Z, seed=, fun=, max_iter=, tol=)``: symmetric FastICA on whitened ``(k, n)`` data.
@@ -15,7 +16,8 @@ import numpy as np
 
 __all__ = [
     "FUNCTIONS", "SOLVERS", "ICAResult", "PCAResult", "SpatialICA", "best_match_correlation", "fastica",
-    "flip_peak_positive", "ica_maps", "pca", "peak_token_share", "spatial_ica", "standardize", "unmix", "whiten",
+    "flip_peak_positive", "ica_maps", "pca", "peak_token_share", "spatial_ica", "standardize", "sum_of_squares",
+    "unmix", "whiten",
     "zscore_rows",
 ]
 
@@ -35,6 +37,13 @@ def standardize(X) -> np.ndarray:
     scale = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-6 * max(float(std.max(initial=0.0)), 1e-30))
     out *= scale
     return out
+
+
+def sum_of_squares(X) -> float:
+    """Σ x² over a 2-D array (rows, cols): each row's sum in the array's dtype, the rows' total in float64,
+    so no float64 copy of ``X`` is ever made (a worker with little memory holds one block and its row sums)."""
+    X = np.asarray(X)
+    return float(np.einsum("ij,ij->i", X, X).sum(dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ def pca(X, k: int, *, seed: int = 0, solver: str = "auto", n_iter: int = 4) -> P
         u, s, vt = u.astype(np.float32), s.astype(np.float32), vt.astype(np.float32)
     signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
     signs[signs == 0] = 1
-    total = float(np.sum(X.astype(np.float64) ** 2))
+    total = sum_of_squares(X)
     ratio = (s.astype(np.float64) ** 2) / total if total > 0 else np.zeros(len(s))
     return PCAResult(u * signs, s, vt * signs[:, None], ratio)
 
