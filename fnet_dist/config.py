@@ -85,12 +85,13 @@ class MatchSection(_Section):
 class ControlsSection(_Section):
     """Random controls as distributions and network effects split at massive channels (fnet_dist/evaluate/controls.py)."""
 
-    draws: int = Field(10, ge=0)
-    """Random masks per kind (0 turns the controls off)."""
+    draws: int = Field(19, ge=0)
+    """Random masks per kind (0 turns the controls off); 19 is the fewest whose Monte Carlo p can reach 0.05."""
     kinds: tuple[Literal["fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"], ...] = (
         "fraction", "matched_count", "matched_per_layer", "matched_avoid_massive")
     networks: int = Field(3, ge=1)
-    """Matched controls for this many networks: those whose inhibition hurts most on the first task."""
+    """Matched controls for this many networks per evaluated corpus: the templates with the most counterparts in
+    the match stage (chosen without looking at any evaluation example)."""
 
 
 class EvaluateSection(_Section):

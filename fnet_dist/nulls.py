@@ -145,7 +145,7 @@ def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive
     templates : {corpus: bool (n_templates, n_layers, d_model)}; massive : bool (n_layers, d_model);
     first_token : {corpus: bool (n_templates,)}, True for templates whose source peaks at the first token.
     Columns: the pair (templates numbered from 1), ``iou``, ``chance_iou``, ``p_value``; the same without
-    massive-channel neurons (``*_without_massive``); flags ``massive_1/2``, ``first_token_1/2``; ``eligible``
+    massive-channel neurons (``*_without_massive``, with the null's central 95 % range ``chance_low/high_*``); flags ``massive_1/2``, ``first_token_1/2``; ``eligible``
     (neither template first-token-dominated: only such a pair, judged without massive channels, may count).
     """
     rows = []
@@ -158,6 +158,8 @@ def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive
                 "iou": _iou(whole.overlap, a, b), "chance_iou": _iou(whole.mean, a, b), "p_value": whole.p,
                 "iou_without_massive": _iou(trimmed.overlap, a & keep, b & keep),
                 "chance_iou_without_massive": _iou(trimmed.mean, a & keep, b & keep),
+                "chance_low_without_massive": _iou(trimmed.low, a & keep, b & keep),
+                "chance_high_without_massive": _iou(trimmed.high, a & keep, b & keep),
                 "p_without_massive": trimmed.p,
                 "massive_1": bool((a & ~keep).any()), "massive_2": bool((b & ~keep).any()),
                 "first_token_1": bool(first_token[x][i]), "first_token_2": bool(first_token[y][j]),
