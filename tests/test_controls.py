@@ -124,8 +124,10 @@ def test_control_tables_never_reward_a_missing_value():
 def test_networks_for_controls_are_chosen_without_evaluation_examples():
     import pandas as pd
 
-    consistency = pd.DataFrame({"dataset": ["news"] * 3 + ["wiki"], "template": [1, 2, 3, 1], "counterparts": [4, 9, 9, 50]})
+    consistency = pd.DataFrame({"dataset": ["news"] * 4 + ["wiki"], "template": [1, 2, 3, 4, 1],
+                                "counterparts": [4, 9, 9, 0, 50], "size": [5, 5, 5, 0, 5]})
     assert choose_networks(consistency, ["news"], 2) == ["inhibit:news/2", "inhibit:news/3"]
+    assert choose_networks(consistency.assign(counterparts=0), ["news"], 4) == [f"inhibit:news/{k}" for k in (1, 2, 3)]
     assert choose_networks(consistency, ["news", "wiki"], 1) == ["inhibit:news/2", "inhibit:wiki/1"]
 
 

@@ -233,13 +233,14 @@ SELECTION_RULE = ("the templates with the most counterparts among the individual
 
 
 def choose_networks(consistency, corpora, count: int) -> list[str]:
-    """The ``count`` templates of each of ``corpora`` with the most counterparts (ties: the lower template number),
+    """The ``count`` non-empty templates of each of ``corpora`` with the most counterparts (ties: the lower number),
     as condition names ``inhibit:<corpus>/<k>``; ``consistency``: the match stage's ``consistency.csv``."""
     from .conditions import network_condition_name
 
     names = []
     for corpus in corpora:
-        rows = consistency[consistency["dataset"] == corpus].sort_values(["counterparts", "template"], ascending=[False, True])
+        rows = consistency[(consistency["dataset"] == corpus) & (consistency["size"] > 0)]  # an empty template edits nothing
+        rows = rows.sort_values(["counterparts", "template"], ascending=[False, True])
         names += [network_condition_name("inhibit", corpus, int(t) - 1) for t in rows["template"].head(count)]
     return names
 
