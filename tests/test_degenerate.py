@@ -1,0 +1,256 @@
+"""Degenerate numbers never end a run (issue 19): every figure and table function of match, evaluate, controls
+and report is fed identical draws, single draws, infinite / NaN values, empty networks, templates without
+counterparts and one-example tasks, and must finish and write its file."""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fnet_dist.masks import NeuronMask
+
+# a value that reaches a matplotlib transform or a log axis it cannot take is a bug, not noise
+pytestmark = pytest.mark.filterwarnings("error:invalid value:RuntimeWarning",
+                                        "error:Data has no positive values:UserWarning")
+FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SPECIAL = [0.0, 0.7, 1.0, -1.0, 1e-300, 1e300, math.inf, -math.inf, math.nan]
+number = st.one_of(st.sampled_from(SPECIAL), st.floats(-10.0, 1e4, allow_nan=False))
+TASKS = {"sentiment_rt": "acc", "wiki_ppl": "word_perplexity"}
+SHAPE = (2, 8)
+
+
+def _row(condition, task, value, neurons=0, n_samples=1):
+    return {"condition": condition, "task": task, "metric": TASKS[task], "value": value, "stderr": math.nan,
+            "filter": "none", "n_samples": n_samples, "neurons": neurons}
+
+
+@st.composite
+def tasks(draw):
+    return draw(st.sampled_from([["sentiment_rt", "wiki_ppl"], ["sentiment_rt"], ["wiki_ppl"]]))
+
+
+@st.composite
+def values(draw, n: int):
+    """``n`` numbers: all identical (a common outcome of small example counts) or each drawn."""
+    if draw(st.booleans()):
+        return [draw(number)] * n
+    return draw(st.lists(number, min_size=n, max_size=n))
+
+
+@st.composite
+def evaluate_rows(draw):
+    """Tidy rows of the paper's conditions (one to three networks, possibly empty ones)."""
+    n_networks = draw(st.integers(1, 3))
+    conditions = ["normal", *(f"inhibit:news/{k}" for k in range(1, n_networks + 1)), "inhibit:news/all",
+                  "random15:seed0", "top5:inhibit", "localization:inhibit", "top5:multiply1.02",
+                  "localization:multiply1.02", "multiply1.02:news/1"]
+    chosen = draw(tasks())
+    numbers = draw(values(len(conditions) * len(chosen)))
+    neurons = draw(st.lists(st.integers(0, 16), min_size=len(conditions), max_size=len(conditions)))
+    n_samples = draw(st.integers(1, 3))
+    it = iter(numbers)
+    return pd.DataFrame([_row(c, t, next(it), 0 if c == "normal" else k, n_samples)
+                         for c, k in zip(conditions, neurons) for t in chosen])
+
+
+@st.composite
+def control_rows(draw):
+    """Rows of normal, one network and its controls: 1-3 draws per kind, identical or not, maybe infinite."""
+    chosen = draw(tasks())
+    n_draws = draw(st.integers(1, 3))
+    rows = []
+    for task in chosen:
+        rows.append(_row("normal", task, draw(number)))
+        rows.append(_row("inhibit:news/1", task, draw(number), neurons=3))
+        for prefix in ("ctl-fraction15/", "ctl-matched_count:news/1/", "ctl-matched_avoid_massive:news/1/"):
+            rows += [_row(f"{prefix}{i}", task, v) for i, v in enumerate(draw(values(n_draws)))]
+        for part in draw(st.sets(st.sampled_from(["minus-massive:news/1", "massive-only:news/1"]))):
+            rows.append(_row(part, task, draw(number)))
+    return pd.DataFrame(rows)
+
+
+def _network(count: int) -> NeuronMask:
+    values = np.zeros(SHAPE, dtype=bool)
+    values.flat[:count] = True
+    return NeuronMask(values, name="template-1")
+
+
+# --- evaluate ---------------------------------------------------------------------------------------------
+
+@FAST
+@given(rows=evaluate_rows())
+def test_evaluate_tables_and_figures_finish(rows):
+    from fnet_dist.evaluate.experiment import write_reports
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = write_reports(rows, folder, iou={"ICA vs LLM Localization": math.nan})
+        written = {p.name for p in Path(out).rglob("*") if p.is_file()}
+        assert {"table3_networks_news.csv", "table3_networks_news.md", "table10_masked_news.csv",
+                "table9_top_inhibit.csv", "table4_top_amplify.csv", "table5_iou.md"} <= written
+        if "sentiment_rt" in set(rows["task"]):
+            assert {"figure3_changes_inhibit_news.png", "figure3_changes_top_amplified.png"} <= written
+        if "wiki_ppl" in set(rows["task"]):
+            assert "figure2_perplexity_news_wiki_ppl.png" in written
+        for md in Path(out).rglob("*.md"):
+            text = md.read_text()
+            assert "| nan" not in text or "not a number" in text
+
+
+@FAST
+@given(rows=evaluate_rows(), factors=st.lists(st.sampled_from([0.0, 0.5, 1.02, 2.0]), min_size=1, max_size=3, unique=True))
+def test_sweep_plot_finishes(rows, factors):
+    from fnet_dist.evaluate.figures import sweep_plot
+
+    sweep_rows = []
+    for i, row in enumerate(rows.to_dict("records")):
+        if row["condition"] == "normal":
+            sweep_rows.append(dict(row, kind="normal", mask="", amount=math.nan))
+        for kind in ("multiply", "add"):
+            for amount in factors:
+                sweep_rows.append(dict(row, condition=f"net:{kind}{amount}", kind=kind, mask="net", amount=amount))
+    frame = pd.DataFrame(sweep_rows).drop_duplicates(["condition", "task", "metric"])
+    with tempfile.TemporaryDirectory() as folder:
+        for task in dict.fromkeys(frame["task"]):
+            assert sweep_plot(frame, Path(folder) / f"{task}.png", task=task).stat().st_size > 0
+
+
+@FAST
+@given(n_docs=st.integers(1, 3), scores=st.lists(number, min_size=12, max_size=12))
+def test_flips_finish_with_one_example_and_tied_or_infinite_scores(n_docs, scores):
+    from fnet_dist.evaluate.experiment import write_flips
+
+    it = iter(scores)
+    rows = pd.DataFrame([_row(c, "sentiment_rt", 0.5) for c in ("normal", "inhibit:news/1")])
+    with tempfile.TemporaryDirectory() as folder:
+        for slug in ("normal", "inhibit-news_1"):
+            path = Path(folder) / "conditions" / slug / "samples_sentiment_rt.jsonl"
+            path.parent.mkdir(parents=True)
+            samples = [{"doc_id": d, "doc": {"text": f"doc {d}"}, "target": d % 2,
+                        "filtered_resps": [[next(it), False], [next(it), False]]} for d in range(n_docs)]
+            path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+        flips = pd.read_csv(write_flips(rows, folder))
+        assert list(flips.columns)[:3] == ["condition", "task", "doc_id"]
+
+
+# --- controls ---------------------------------------------------------------------------------------------
+
+@FAST
+@given(rows=control_rows(), count=st.integers(0, 4))
+def test_control_tables_and_plots_finish(rows, count):
+    from fnet_dist.evaluate.controls import write_control_reports
+
+    with tempfile.TemporaryDirectory() as folder:
+        controls, separated = write_control_reports(rows, {"inhibit:news/1": _network(count)}, folder)
+        assert (Path(folder) / "tables" / "controls.csv").is_file()
+        assert (Path(folder) / "tables" / "separated.md").is_file()
+        for task in dict.fromkeys(rows["task"]):
+            assert (Path(folder) / "figures" / f"controls_{task}.png").stat().st_size > 0
+        finite = controls.dropna(subset=["low", "high"])
+        assert (finite["low"] <= finite["high"]).all()
+
+
+@FAST
+@given(draws=values(3), n=st.integers(1, 5), value=number)
+def test_interval_brackets_the_mean_of_identical_draws(draws, n, value):
+    from fnet_dist.evaluate.controls import interval
+
+    mean, low, high = interval([value] * n)
+    if math.isfinite(value):
+        assert low <= mean <= high and mean == value
+    mean, low, high = interval(draws)
+    finite = [d for d in draws if math.isfinite(d)]
+    if finite:
+        assert min(finite) <= low <= high <= max(finite) and min(finite) <= mean <= max(finite)
+    else:
+        assert math.isnan(mean)
+
+
+# --- match ------------------------------------------------------------------------------------------------
+
+@st.composite
+def match_results(draw):
+    """Match results of 1-2 corpora: templates possibly without a neuron, no samples or no counterparts."""
+    from fnet_dist.match import CorpusNetworks, MatchConfig, MatchResults, consistency_rows, cross_corpus_rows
+    from fnet_dist.networks import describe_networks
+
+    config = MatchConfig()
+    corpora, names, consistency = [], [], []
+    for name in draw(st.sampled_from([["news"], ["news", "code"]])):
+        n_templates, n_samples, n_components = draw(st.integers(1, 3)), draw(st.integers(0, 2)), 2
+        empty = draw(st.booleans())
+        templates = np.zeros((n_templates, *SHAPE), dtype=bool) if empty else \
+            np.random.default_rng(draw(st.integers(0, 9))).random((n_templates, *SHAPE)) < 0.2
+        corpus = CorpusNetworks(f"memory://{name}", name, "synthetic", *SHAPE, templates, None,
+                                list(range(n_samples)), n_components)
+        iou = np.full((n_templates, n_samples * n_components), draw(st.sampled_from([0.0, 0.5, 1.0])))
+        corpora.append(corpus)
+        names.append(name)
+        consistency.append(consistency_rows(name, corpus, iou, config.iou))
+    consistency = pd.concat(consistency, ignore_index=True)
+    sizes = pd.concat([describe_networks(c.templates, {"dataset": n}) for n, c in zip(names, corpora)], ignore_index=True)
+    results = MatchResults(config, consistency, cross_corpus_rows(names, corpora, config.similar_iou), sizes, [], {}, {})
+    return results, {n: c.templates for n, c in zip(names, corpora)}
+
+
+@FAST
+@given(drawn=match_results())
+def test_match_tables_and_figures_finish(drawn):
+    from fnet_dist.match import consistency_markdown, write_results
+
+    results, templates = drawn
+    results.markdown = consistency_markdown(results.consistency, results.config.iou)
+    with tempfile.TemporaryDirectory() as folder:
+        write_results(results, folder, templates)
+        written = {p.name for p in Path(folder).iterdir()}
+        assert {"consistency.csv", "consistency.md", "cross_corpus.md", "network_sizes.csv", "networks.png",
+                "counterparts.png", "layer_distribution.png", "results.json"} <= written
+        assert ("cross_corpus.png" in written) == (len(templates) > 1)
+
+
+# --- report -----------------------------------------------------------------------------------------------
+
+def _write_outputs(root: Path, matched, rows: pd.DataFrame, controls: pd.DataFrame, count: int) -> None:
+    """A run folder's match and evaluate outputs, written by the stages' own table and figure functions."""
+    from fnet_dist.evaluate.controls import write_control_reports
+    from fnet_dist.evaluate.experiment import write_reports
+    from fnet_dist.match import consistency_markdown, write_results
+
+    results, templates = matched
+    results.markdown = consistency_markdown(results.consistency, results.config.iou)
+    write_results(results, str(root / "match"), templates)
+    evaluate = root / "evaluate"
+    write_reports(rows, evaluate)
+    rows.to_csv(evaluate / "results.csv", index=False)
+    write_control_reports(pd.concat([rows, controls]).drop_duplicates(["condition", "task"], keep="last"),
+                          {"inhibit:news/1": _network(count)}, evaluate / "controls")
+
+
+def _config(out: Path):
+    from fnet_dist.config import load_config
+
+    return load_config(Path(__file__).parents[1] / "pipeline" / "default.yaml",
+                       [f"out={out}", "corpora={news: offline:news, code: offline:code}", "report.explain_texts=0"])
+
+
+@settings(max_examples=8, deadline=None)
+@given(matched=match_results(), rows=evaluate_rows(), controls=control_rows(), count=st.integers(0, 4))
+def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count):
+    from fnet_dist.pipeline import RunLayout
+    from fnet_dist.report import build_report
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        _write_outputs(root, matched, rows, controls, count)
+        page = build_report(_config(root), RunLayout(root)).read_text()
+        assert "Findings" in page and "Incomplete" not in page and "could not be built" not in page
