@@ -254,3 +254,104 @@ def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count)
         _write_outputs(root, matched, rows, controls, count)
         page = build_report(_config(root), RunLayout(root)).read_text()
         assert "Findings" in page and "Incomplete" not in page and "could not be built" not in page
+
+
+# --- a whole run ------------------------------------------------------------------------------------------
+
+def _stages(monkeypatch, evaluate):
+    """Replace record, decompose, match and evaluate with writers of fixed outputs; the report stage is real."""
+    from fnet_dist import pipeline
+    from fnet_dist.match import (CorpusNetworks, MatchConfig, MatchResults, consistency_markdown, consistency_rows,
+                                 cross_corpus_rows, write_results)
+    from fnet_dist.networks import describe_networks
+
+    def match(run):
+        templates = np.zeros((2, *SHAPE), dtype=bool)  # no neuron above threshold, no counterparts
+        corpora = [CorpusNetworks(f"memory://{n}", n, "synthetic", *SHAPE, templates, None, [0], 2) for n in ("news", "code")]
+        results = MatchResults(MatchConfig(), pd.concat([consistency_rows(c.dataset, c, np.zeros((2, 2)), 0.2) for c in corpora]),
+                               cross_corpus_rows(["news", "code"], corpora, 0.2),
+                               pd.concat([describe_networks(templates, {"dataset": c.dataset}) for c in corpora]), [], {}, {})
+        results.markdown = consistency_markdown(results.consistency, 0.2)
+        write_results(results, str(run.layout.match), {c.dataset: templates for c in corpora})
+        return {"folder": str(run.layout.match)}
+
+    for stage, function in (("record", lambda run: {}), ("decompose", lambda run: {}), ("match", match),
+                            ("evaluate", evaluate)):
+        monkeypatch.setitem(pipeline._STAGE_FUNCTIONS, stage, function)
+
+
+def _degenerate_evaluation(run):
+    """Controls of three identical draws (accuracy 0.7: the issue's crash) and infinite perplexities."""
+    from fnet_dist.evaluate.controls import write_control_reports
+    from fnet_dist.evaluate.experiment import write_reports
+
+    rows = [_row("normal", "sentiment_rt", 0.7), _row("normal", "wiki_ppl", 30.0),
+            _row("inhibit:news/1", "sentiment_rt", 0.7, 3), _row("inhibit:news/1", "wiki_ppl", math.inf, 3),
+            _row("inhibit:news/all", "sentiment_rt", 0.5, 5), _row("inhibit:news/all", "wiki_ppl", math.nan, 5),
+            _row("random15:seed0", "sentiment_rt", 0.7, 2), _row("random15:seed0", "wiki_ppl", math.inf, 2)]
+    evaluate = run.layout.evaluate
+    write_reports(pd.DataFrame(rows), evaluate)
+    pd.DataFrame(rows).to_csv(evaluate / "results.csv", index=False)
+    for prefix in ("ctl-fraction15/", "ctl-matched_avoid_massive:news/1/"):
+        rows += [_row(f"{prefix}{i}", "sentiment_rt", 0.7) for i in range(3)]
+        rows += [_row(f"{prefix}{i}", "wiki_ppl", math.inf) for i in range(3)]
+    controls, _ = write_control_reports(pd.DataFrame(rows), {"inhibit:news/1": _network(3)}, evaluate / "controls")
+    assert (controls["low"] <= controls["mean"]).all() or controls["mean"].isna().any()
+    return {"folder": str(evaluate)}
+
+
+def _fnet_run(out: Path) -> int:
+    from fnet_dist.cli import main
+
+    return main(["run", str(Path(__file__).parents[1] / "pipeline" / "default.yaml"), "--out", str(out),
+                 "--set", "report.explain_texts=0", "--set", "corpora={news: offline:news, code: offline:code}"])
+
+
+def test_a_run_with_identical_draws_and_infinite_perplexities_ends_with_a_report(tmp_path, monkeypatch, capsys):
+    _stages(monkeypatch, _degenerate_evaluation)
+    assert _fnet_run(tmp_path) == 0
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert {s["status"] for s in record["stages"].values()} == {"done"}
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Incomplete" not in page and "Random controls" in page and "Findings" in page
+    assert ">inf<" in page and "inf: the value overflowed" in page
+    assert "figure2 perplexity news wiki ppl" in page and "controls sentiment rt" in page
+    assert (tmp_path / "report" / "evaluate_controls_wiki_ppl.png").is_file()
+
+
+def test_a_failing_stage_leaves_an_incomplete_report_and_exit_1(tmp_path, monkeypatch, capsys):
+    def evaluate(run):
+        raise RuntimeError("planted failure\nsecond line")
+
+    _stages(monkeypatch, evaluate)
+    assert _fnet_run(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(
+        "error: run 'default': stage evaluate failed (RuntimeError: planted failure); the report of what exists")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["stages"]["evaluate"]["status"] == "failed"
+    assert record["stages"]["evaluate"]["error"] == "RuntimeError: planted failure"
+    assert record["stages"]["report"]["status"] == "incomplete"
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Incomplete run: stage evaluate failed (RuntimeError: planted failure)" in page
+    assert "Consistency across individual analyses" in page and "No evaluation in this run" in page
+    # fixed, the same command resumes: the stages before are cached, evaluate and the report rerun
+    _stages(monkeypatch, _degenerate_evaluation)
+    assert _fnet_run(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "match: cached" in out and "evaluate: done" in out and "report: done" in out
+    assert "Incomplete" not in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_a_section_that_cannot_be_read_is_named_and_the_rest_is_written(tmp_path, monkeypatch, capsys):
+    def evaluate(run):  # a table left empty, as by a write cut short
+        _degenerate_evaluation(run)
+        (run.layout.evaluate / "tables" / "table3_networks_news.csv").write_text("")
+        return {"folder": str(run.layout.evaluate)}
+
+    _stages(monkeypatch, evaluate)
+    assert _fnet_run(tmp_path) == 1
+    assert "stage report failed (StageError: report sections Editing could not be built" in capsys.readouterr().err
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Incomplete report: Editing could not be built (EmptyDataError" in page
+    assert "Consistency across individual analyses" in page and "Findings" in page
