@@ -15,15 +15,17 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fnet_dist.masks import NeuronMask
 
 # a value that reaches a matplotlib transform or a log axis it cannot take is a bug, not noise
-pytestmark = pytest.mark.filterwarnings("error:invalid value:RuntimeWarning",
+pytestmark = pytest.mark.filterwarnings("error:invalid value:RuntimeWarning:matplotlib",
                                         "error:Data has no positive values:UserWarning")
-FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# few examples each (drawing is the cost): the strategies put their weight on the degenerate values
+FAST = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FEW = settings(FAST, max_examples=6)
 SPECIAL = [0.0, 0.7, 1.0, -1.0, 1e-300, 1e300, math.inf, -math.inf, math.nan]
 number = st.one_of(st.sampled_from(SPECIAL), st.floats(-10.0, 1e4, allow_nan=False))
 TASKS = {"sentiment_rt": "acc", "wiki_ppl": "word_perplexity"}
@@ -107,7 +109,7 @@ def test_evaluate_tables_and_figures_finish(rows):
             assert "| nan" not in text or "not a number" in text
 
 
-@FAST
+@FEW
 @given(rows=evaluate_rows(), factors=st.lists(st.sampled_from([0.0, 0.5, 1.02, 2.0]), min_size=1, max_size=3, unique=True))
 def test_sweep_plot_finishes(rows, factors):
     from fnet_dist.evaluate.figures import sweep_plot
@@ -125,10 +127,11 @@ def test_sweep_plot_finishes(rows, factors):
             assert sweep_plot(frame, Path(folder) / f"{task}.png", task=task).stat().st_size > 0
 
 
-@FAST
+@settings(FAST, max_examples=20)
 @given(n_docs=st.integers(1, 3), scores=st.lists(number, min_size=12, max_size=12))
 def test_flips_finish_with_one_example_and_tied_or_infinite_scores(n_docs, scores):
     from fnet_dist.evaluate.experiment import write_flips
+    from fnet_dist.evaluate.figures import format_flip
 
     it = iter(scores)
     rows = pd.DataFrame([_row(c, "sentiment_rt", 0.5) for c in ("normal", "inhibit:news/1")])
@@ -141,6 +144,8 @@ def test_flips_finish_with_one_example_and_tied_or_infinite_scores(n_docs, score
             path.write_text("".join(json.dumps(s) + "\n" for s in samples))
         flips = pd.read_csv(write_flips(rows, folder))
         assert list(flips.columns)[:3] == ["condition", "task", "doc_id"]
+        for _, flip in flips.iterrows():
+            assert format_flip(flip).startswith("Sample: doc ")
 
 
 # --- controls ---------------------------------------------------------------------------------------------
@@ -160,7 +165,8 @@ def test_control_tables_and_plots_finish(rows, count):
         assert (finite["low"] <= finite["high"]).all()
 
 
-@FAST
+@settings(FAST, max_examples=50)
+@example(draws=[0.7, 0.7, 0.7], n=3, value=0.7)  # the draws: their float mean is 0.6999999999999998
 @given(draws=values(3), n=st.integers(1, 5), value=number)
 def test_interval_brackets_the_mean_of_identical_draws(draws, n, value):
     from fnet_dist.evaluate.controls import interval
@@ -203,7 +209,7 @@ def match_results(draw):
     return results, {n: c.templates for n, c in zip(names, corpora)}
 
 
-@FAST
+@FEW
 @given(drawn=match_results())
 def test_match_tables_and_figures_finish(drawn):
     from fnet_dist.match import consistency_markdown, write_results
@@ -243,7 +249,7 @@ def _config(out: Path):
                        [f"out={out}", "corpora={news: offline:news, code: offline:code}", "report.explain_texts=0"])
 
 
-@settings(max_examples=8, deadline=None)
+@settings(FEW, max_examples=4)  # the costliest: every stage's figures, then the page
 @given(matched=match_results(), rows=evaluate_rows(), controls=control_rows(), count=st.integers(0, 4))
 def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count):
     from fnet_dist.pipeline import RunLayout
@@ -254,6 +260,29 @@ def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count)
         _write_outputs(root, matched, rows, controls, count)
         page = build_report(_config(root), RunLayout(root)).read_text()
         assert "Findings" in page and "Incomplete" not in page and "could not be built" not in page
+
+
+@settings(FAST, max_examples=25)
+@given(drawn=match_results(), rows=evaluate_rows(), controls=control_rows(), count=st.integers(0, 4),
+       total=st.sampled_from([1, 16, 10_000]))
+def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, total):
+    from fnet_dist.evaluate.controls import control_tables
+    from fnet_dist.evaluate.tables import save_table
+    from fnet_dist.report.findings import compute_findings
+
+    results, _ = drawn
+    with tempfile.TemporaryDirectory() as folder:
+        match, evaluate = Path(folder) / "match", Path(folder) / "evaluate"
+        match.mkdir()
+        results.consistency.to_csv(match / "consistency.csv", index=False)
+        results.cross_corpus.to_csv(match / "cross_corpus.csv", index=False)
+        tables = control_tables(pd.concat([rows, controls]), {"inhibit:news/1": _network(count)})
+        for table, name in zip(tables, ("controls", "separated")):
+            save_table(table, evaluate / "controls" / "tables", name)
+        rows.to_csv(evaluate / "results.csv", index=False)
+        found = compute_findings(match, evaluate, total_neurons=total, iou=0.2, similar_iou=0.2,
+                                 random_condition="random15:seed0", amplify_condition="top5:multiply1.02")
+        assert found and all(f.verdict in ("holds", "fails", "unclear") for f in found)
 
 
 # --- a whole run ------------------------------------------------------------------------------------------
