@@ -1,7 +1,7 @@
 """User-facing errors: one line that names the bad value, what was expected and how to fix it."""
 from __future__ import annotations
 
-__all__ = ["FnetError", "InputError", "StageError", "StoreError"]
+__all__ = ["FnetError", "InputError", "StageError", "StoreError", "one_line"]
 
 
 class FnetError(Exception):
@@ -22,3 +22,8 @@ class StageError(FnetError):
     """A pipeline stage failed; what the run produced is reported as incomplete (exit status 1)."""
 
     exit_code = 1
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: an exception as a run record or a report names it."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"

@@ -23,7 +23,7 @@ import yaml
 
 from . import __version__
 from .config import STAGES, PipelineConfig, stage_hash
-from .errors import FnetError, InputError, StageError
+from .errors import FnetError, InputError, StageError, one_line
 
 __all__ = ["RunLayout", "run_pipeline"]
 
@@ -236,7 +236,7 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
             try:
                 outputs = _STAGE_FUNCTIONS[stage](run)
             except Exception as exc:  # the report of what exists still gets written; the run ends non-zero
-                error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+                error = one_line(exc)
                 log.error("stage %s failed: %s", stage, error, exc_info=not isinstance(exc, FnetError))
                 run.failed[stage] = error
                 record["stages"][stage].update(status="failed", finished=_now(), error=error)

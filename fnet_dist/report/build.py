@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from .. import __version__
-from ..errors import StageError
+from ..errors import StageError, one_line
 from .findings import compute_findings
 from .page import Page
 
@@ -206,12 +206,8 @@ def _section(page: Page, title: str, build, problems: dict[str, str]) -> None:
         build()
     except Exception as exc:  # one broken input must not cost the rest of the report
         log.error("report section %s could not be built", title, exc_info=True)
-        problems[title] = _one_line(exc)
+        problems[title] = one_line(exc)
         page.warning(f"{title}: this section could not be built ({problems[title]}); what it shows above is partial.")
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
 
 
 def _incomplete(failed: dict[str, str], problems: dict[str, str]) -> Page:
