@@ -4,7 +4,7 @@ could not; a table shows the values as they are and says what ``inf`` / ``nan`` 
 
 - ``drawable(values, log=False) -> bool ndarray``: finite values (and positive ones on a log axis).
 - ``undrawn(labels, values, log=False) -> list[str]``: ``"label (inf)"`` for each value a figure cannot draw.
-- ``note_undrawn(ax, items)``: write "not drawn: …" inside an axes (nothing when ``items`` is empty).
+- ``note_undrawn(ax, items)``: add "not drawn: …" under an axes' x label (nothing when ``items`` is empty).
 - ``nonfinite_note(frame) -> str``: one sentence on the table's ``inf`` / ``nan`` cells ("" when there are none).
 """
 from __future__ import annotations
@@ -32,14 +32,16 @@ def undrawn(labels: Sequence, values, log: bool = False) -> list[str]:
 
 
 def note_undrawn(ax, items: Iterable[str], log: bool = False) -> None:
-    """Say inside ``ax`` which values it does not show (``items`` from ``undrawn``); nothing when none."""
+    """Say under ``ax``'s x label which values it does not show (``items`` from ``undrawn``); nothing when none.
+
+    Call it after ``set_xlabel``: the note is added to the label, so the layout keeps it clear of the data.
+    """
     items = list(dict.fromkeys(items))
     if not items:
         return
     why = "not finite or not positive on the log axis" if log else "not finite"
     shown = ", ".join(items[:8]) + (f" and {len(items) - 8} more" if len(items) > 8 else "")
-    ax.text(0.01, 0.99, textwrap.fill(f"not drawn ({why}): {shown}", 70), transform=ax.transAxes, fontsize=6,
-            va="top", ha="left", color="#b03030", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+    ax.set_xlabel("\n".join([ax.get_xlabel(), textwrap.fill(f"not drawn ({why}): {shown}", 90)]).strip("\n"))
 
 
 def nonfinite_note(frame) -> str:

@@ -76,9 +76,9 @@ def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = 
     ax.bar(names, np.where(drawable(values), values, np.nan), color="#4c72b0")
     if drawable(normal):
         ax.axhline(normal, color="k", ls="--", label="normal")
-    note_undrawn(ax, undrawn(names, values) + undrawn(["normal"], [normal]))
     ax.set_ylabel(task_label(task))
     ax.set_xlabel("inhibited network")
+    note_undrawn(ax, undrawn(names, values) + undrawn(["normal"], [normal]))
     ax.tick_params(axis="x", rotation=45)
     _legend(ax)
     return _save(fig, path)
@@ -226,9 +226,10 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
         drawn |= bool(keep.any())
     if log and drawn:
         left.set_xscale("log")
-    note_undrawn(left, missing, log)
     left.set_yticks(np.arange(len(networks)), networks)
+    left.set_ylim(len(networks) - 0.5, -0.5)  # one band per network, the first on top
     left.set_xlabel(f"{task_label(task)}: random draws (mean, 95 % interval) vs the network")
+    note_undrawn(left, missing, log)
     _legend(left, fontsize=7)
     width, missing = 0.27, []
     for j, (column, label) in enumerate([("damage_whole", "whole network"), ("damage_minus_massive", "without massive channels"),
@@ -238,8 +239,9 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
         right.barh(sep["network"].map(position).to_numpy()[keep] + (j - 1) * width, values[keep], height=width, label=label)
         missing += undrawn([f"{label} ({n})" for n in sep["network"]], values)
     right.set_yticks(np.arange(len(networks)), networks)
+    right.set_ylim(len(networks) - 0.5, -0.5)
     right.axvline(0, color="grey", lw=1)
-    note_undrawn(right, missing)
     right.set_xlabel(f"{task_label(task)}: damage against normal (positive = worse)")
+    note_undrawn(right, missing)
     _legend(right, fontsize=7)
     return _save(fig, path)
