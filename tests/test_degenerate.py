@@ -88,6 +88,26 @@ def _network(count: int) -> NeuronMask:
     return NeuronMask(values, name="template-1")
 
 
+def test_what_a_figure_cannot_draw_is_named_and_a_table_says_what_inf_and_nan_mean():
+    import matplotlib.pyplot as plt
+
+    from fnet_dist.display import drawable, nonfinite_note, note_undrawn, undrawn
+
+    assert drawable([1.0, 0.0, -1.0, math.inf, math.nan], log=True).tolist() == [True, False, False, False, False]
+    assert drawable([0.0, -1.0, math.inf]).tolist() == [True, True, False]
+    assert undrawn(["a", "b", "c"], [1.0, math.inf, 0.0], log=True) == ["b (inf)", "c (0)"]
+    fig, ax = plt.subplots()
+    ax.set_xlabel("damage")
+    note_undrawn(ax, [])
+    assert ax.get_xlabel() == "damage"
+    note_undrawn(ax, ["b (inf)", "b (inf)"])
+    assert ax.get_xlabel() == "damage\nnot drawn (not finite): b (inf)"
+    plt.close(fig)
+    assert nonfinite_note(pd.DataFrame({"name": ["x"], "value": [1.0]})) == ""
+    note = nonfinite_note(pd.DataFrame({"value": [math.inf, math.nan]}))
+    assert "inf: the value overflowed" in note and "nan: not a number" in note
+
+
 # --- evaluate ---------------------------------------------------------------------------------------------
 
 @FAST
