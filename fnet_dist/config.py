@@ -73,17 +73,25 @@ class MatchSection(_Section):
     """A channel is massive when its peak |activation| ≥ massive_ratio × its layer's median |activation| …"""
     massive_min_value: float = Field(100.0, gt=0)
     """… and ≥ massive_min_value (fnet_dist/anatomy.py)."""
+    permutations: int = Field(2999, ge=99)
+    """Layer-matched random networks per template for the counterparts null (fnet_dist/nulls.py). "Most of m
+    templates" is significant at alpha after Holm over F findings only if ceil(m / 2) * F / (permutations + 1)
+    ≤ alpha: 2999 covers 40 templates and 7 findings at 0.05."""
+    first_token_share: float = Field(0.5, gt=0, le=1)
+    """A template whose source peaks at the first token in at least this share of samples is first-token-dominated
+    (flagged; never a recurrence on its own)."""
 
 
 class ControlsSection(_Section):
     """Random controls as distributions and network effects split at massive channels (fnet_dist/evaluate/controls.py)."""
 
-    draws: int = Field(10, ge=0)
-    """Random masks per kind (0 turns the controls off)."""
+    draws: int = Field(19, ge=0)
+    """Random masks per kind (0 turns the controls off); 19 is the fewest whose Monte Carlo p can reach 0.05."""
     kinds: tuple[Literal["fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"], ...] = (
         "fraction", "matched_count", "matched_per_layer", "matched_avoid_massive")
     networks: int = Field(3, ge=1)
-    """Matched controls for this many networks: those whose inhibition hurts most on the first task."""
+    """Matched controls for this many networks per evaluated corpus: the templates with the most counterparts in
+    the match stage (chosen without looking at any evaluation example)."""
 
 
 class EvaluateSection(_Section):
@@ -123,6 +131,12 @@ class DaskSection(_Section):
 class ReportSection(_Section):
     explain_texts: int = Field(2, ge=0)
     title: str | None = None
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Significance level of the findings (after Holm's correction across the run's findings)."""
+    level: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of the findings' intervals."""
+    bootstrap: int = Field(2000, ge=100)
+    """Bootstrap resamples behind each interval over examples."""
 
 
 class CorpusEntry(_Section):
