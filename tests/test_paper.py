@@ -165,3 +165,25 @@ def test_compare_paper_refuses_what_it_did_not_write(tmp_path, capsys):
     assert main(["compare-paper", str(run), str(run), "--out", str(tmp_path / "x.md")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "no run folder" in err[0] and "Markdown" in err[1] and "share the label" in err[2]
+
+
+@pytest.mark.parametrize("overrides", [[], ["decompose.exclude_first_tokens=1", "out=runs/paper-smollm2-nofirst"]])
+def test_paper_smollm2_config_is_the_papers_sizes(overrides):
+    from pathlib import Path
+
+    from fnet_dist.config import load_config, stage_hash
+    from fnet_dist.evaluate.tasks import OFFLINE_TASKS
+    from fnet_dist.offline import domain_texts
+
+    config = load_config(Path(__file__).parents[1] / "pipeline" / "paper-smollm2.yaml", overrides)
+    r, d, m, e = config.record, config.decompose, config.match, config.evaluate
+    assert (r.group_samples, r.individual_samples, r.max_tokens) == (100, 100, 1024)
+    assert (d.components, d.group_components, d.n_init) == (64, 10, 10)
+    assert (m.threshold, m.two_sided, m.iou) == (3.6, True, 0.2)
+    assert set(e.tasks) == set(OFFLINE_TASKS) and e.controls.draws >= 19
+    assert config.pack_to_tokens() >= d.components + 1 + d.exclude_first_tokens
+    assert all(c.spec.startswith("offline:") for c in config.corpora.values())
+    base = load_config(Path(__file__).parents[1] / "pipeline" / "paper-smollm2.yaml")
+    assert stage_hash(config, "record") == stage_hash(base, "record")  # variants record the same samples
+    if not overrides:  # enough paragraphs for 100 + 100 samples of ≥ 66 tokens, packed
+        assert len(domain_texts("wiki-paragraphs")) >= 10 * (r.group_samples + r.individual_samples)
