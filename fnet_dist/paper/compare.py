@@ -274,6 +274,8 @@ def _total_samples(results_json: Path, datasets) -> dict[str, int]:
 def _fmt(value: float, key: str) -> str:
     if value is None or not np.isfinite(value):
         return "—" if value is None or np.isnan(value) else str(value)
+    if value == 0:
+        return "0"
     if key in ("median", "largest", "maps", "pairs"):
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
     if value != 0 and abs(value) < 5e-4:
