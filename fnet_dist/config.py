@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -52,6 +52,10 @@ class RecordSection(_Section):
     seed: int = 0
     store_dtype: Literal["float16", "float32"] = "float16"
     text_field: str = "text"
+    pack_to_tokens: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="pack consecutive texts of a corpus into samples of at least this many tokens; "
+        "auto: decompose.components + 1 + decompose.exclude_first_tokens (what an individual ICA needs); "
+        "0: one text per sample (a short sample gets fewer components and is counted as not usable)")
 
 
 class DecomposeSection(_Section):
@@ -184,6 +188,13 @@ class PipelineConfig(_Section):
             if not name.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"corpus name {name!r} must be letters, digits, '-' or '_' (it names a store)")
         return value
+
+    def pack_to_tokens(self) -> int:
+        """Tokens a recorded sample packs texts up to (``record.pack_to_tokens`` with ``auto`` resolved; 0: off)."""
+        value = self.record.pack_to_tokens
+        if value == "auto":
+            return self.decompose.components + 1 + self.decompose.exclude_first_tokens
+        return int(value)
 
     def evaluation_corpora(self) -> tuple[str, ...]:
         """Corpora whose templates are evaluated one by one."""

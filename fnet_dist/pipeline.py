@@ -101,6 +101,7 @@ def _record(run: _Run) -> dict[str, Any]:
             run.model, entry.spec, run.layout.activations(corpus), group_samples=rec.group_samples,
             individual_samples=rec.individual_samples, max_tokens=rec.max_tokens, min_tokens=rec.min_tokens,
             batch_size=rec.batch_size, seed=rec.seed, store_dtype=rec.store_dtype, text_field=entry.text_field or rec.text_field,
+            pack_to_tokens=cfg.pack_to_tokens(),
             hook_module=cfg.model.hook_module, overwrite=True,
         )
     return {"stores": stores}

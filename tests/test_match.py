@@ -51,10 +51,15 @@ def test_counterparts_equal_the_planted_ones(stores, matched):
 
 
 def test_empty_template_and_skipped_sample_are_reported(matched):
-    results, _ = matched
+    results, out = matched
     news = results.corpora[0]
     assert news["empty_templates"] == [4]
-    assert news["skipped_samples"] == {"2": "too short"}
+    assert news["skipped_samples"] == {"2": "too short"} and news["skipped_reasons"] == {"too short": 1}
+    table = results.consistency.set_index(["dataset", "template"])
+    assert table.loc["news", "skipped_samples"].unique().tolist() == [1]
+    assert table.loc["code", "skipped_samples"].unique().tolist() == [0]
+    assert (table["counterparts_per_sample"] == table["counterparts"] / table["samples"]).all()
+    assert "news: 25 individual maps from 5 usable samples (1 not usable, left out)" in (out / "consistency.md").read_text()
     assert news["empty_individual_maps"] == 0
     assert not results.iou["news"][3].any()
 
