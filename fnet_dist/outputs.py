@@ -11,7 +11,8 @@ Every output carries a marker of its kind (``KINDS``): a Zarr store its ``schema
   output of ``kind`` unless ``overwrite`` or ``resume``. True when an output of ``kind`` is there.
 - ``open_output(url, kind) -> str``: a resumable output folder (evaluation results, a run folder): checked,
   created and marked when new.
-- ``replacing(url, kind, *, overwrite=False)``: a context manager yielding a staging URL beside ``url``;
+- ``replacing(url, kind, *, overwrite=False)``: a context manager yielding a staging URL beside ``url`` (an
+  empty folder for folder kinds);
   when the block ends without error the output is marked and swapped in, so a crash leaves the old output whole.
 - ``staging_url(url)``, ``swap_in(staged, url)``, ``mark(url, kind)``: the parts, for stages
   that fill a store incrementally (record, decompose) and swap it in when complete.
@@ -158,9 +159,14 @@ def prepare_output(url: str, kind: str, *, overwrite: bool = False, resume: bool
     return True
 
 
+def _is_folder(kind: str) -> bool:
+    """Whether outputs of ``kind`` are plain folders (marked by ``MARKER_FILE``), not stores or files."""
+    return _check_kind(kind) not in STORE_KINDS.values() and kind not in FILE_KINDS
+
+
 def mark(url: str, kind: str) -> None:
     """Mark the folder ``url`` as an output of ``kind`` (stores and pages carry their marker in their content)."""
-    if _check_kind(kind) in STORE_KINDS.values() or kind in FILE_KINDS:
+    if not _is_folder(kind):
         return
     fs, path = filesystem(url)
     fs.makedirs(path, exist_ok=True)
@@ -211,6 +217,9 @@ def replacing(url: str, kind: str, *, overwrite: bool = False) -> Iterator[str]:
     prepare_output(url, kind, overwrite=overwrite)
     staged = staging_url(url)
     remove_store(staged)
+    if _is_folder(kind):
+        fs, path = filesystem(staged)
+        fs.makedirs(path, exist_ok=True)
     try:
         yield staged
     except BaseException:
