@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 
 import torch
@@ -22,6 +21,8 @@ from fnet_dist.evaluate import NORMAL, Condition, evaluate_conditions, random_co
 from fnet_dist.evaluate.baselines import localize, localizer_stimuli
 from fnet_dist.evaluate.probing import labelled_texts, probe_conditions
 from fnet_dist.models import load_model
+from fnet_dist.outputs import prepare_output
+from fnet_dist.storage import remove_store
 
 
 def main() -> None:
@@ -32,7 +33,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
     parser.add_argument("--out", default="/tmp/fnet-bench-eval")
     args = parser.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
+    for part in ("warmup-sentiment_rt", "warmup-wiki_ppl", "rt", "ppl"):  # fresh results; nothing else is touched
+        if prepare_output(f"{args.out}/{part}", "evaluation", overwrite=True):
+            remove_store(f"{args.out}/{part}")
     torch.set_num_threads(args.threads)
 
     start = time.perf_counter()

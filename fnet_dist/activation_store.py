@@ -7,6 +7,8 @@
 - ``config_hash(config)``: a short digest of everything that determines a store's content.
 - ``prepare_store(url, selection, layout, attrs, shard=, overwrite=)``: shard 0 creates the store (or
   resumes one of the same config); other shards wait for it and check its config hash.
+- ``recording_target(url, digest, overwrite=, shard=) -> str``: ``url``, or (``overwrite`` of a store of another
+  config) the staging URL beside it where the new store is recorded, to be swapped in when complete.
 - ``SampleWriter``: writes finished samples (the sample's region of each array, from a background thread
   or in line), then their ``complete`` marker, so a killed run leaves no sample marked complete that is not written.
 - ``summarize_store(url) -> str``: a short human summary of a store.
@@ -29,6 +31,7 @@ from storage_schemas import ACTIVATIONS
 
 from .corpora import Selection
 from .errors import StoreError
+from .outputs import prepare_output, staging_url
 from .storage import filesystem, normalize_url, open_store, remove_store, store_exists
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "complete_mask",
     "config_hash",
     "prepare_store",
+    "recording_target",
     "summarize_store",
 ]
 
@@ -169,18 +173,6 @@ def _check_existing(url: str, found: Mapping[str, Any], config: Mapping[str, Any
         raise _mismatch(url, found, config)
 
 
-def _refuse_foreign(url: str, found: Mapping[str, Any] | None) -> None:
-    """Never replace what is not an activations store (a folder of other files, another kind of store)."""
-    fs, path = filesystem(url)
-    if found is None and fs.exists(path) and (not fs.isdir(path) or fs.ls(path)):
-        raise StoreError(f"{url!r} exists and is not a Zarr store; refusing to write there: choose another --out")
-    if found is not None and found.get("schema") != ACTIVATIONS.name:
-        raise StoreError(
-            f"{url!r} holds a store that is not an {ACTIVATIONS.name} store (schema attr {found.get('schema')!r}); "
-            f"--overwrite only replaces activations stores: choose another --out"
-        )
-
-
 def _verify_layout(ds: xr.Dataset, url: str, selection: Selection, layout: StoreLayout) -> None:
     expected = np.array([s.source_index for s in selection.samples])
     shape = tuple(ds["activation"].shape)
@@ -219,7 +211,7 @@ def prepare_store(
         if found is not None and not overwrite:
             _check_existing(url, found, config, digest)
         if shard[0] == 0 and not created:
-            _refuse_foreign(url, found)
+            prepare_output(url, "activations", resume=True)  # a user's files or another kind of store: refused
             _create(url, selection, layout, attrs)
             created = True
             continue
@@ -231,6 +223,25 @@ def prepare_store(
                 f"start shard 0 (it creates the store) with the same arguments, or check its log"
             )
         time.sleep(POLL_SECONDS)
+
+
+def recording_target(url: str, digest: str, *, overwrite: bool, shard: tuple[int, int] = (0, 1)) -> str:
+    """Where to record a store of config hash ``digest`` for ``url``: ``url`` itself, unless ``overwrite``
+    replaces a store of another config there; then the staging URL beside it (resumed when it holds this
+    config), so the old store stays whole until the new one is complete and swapped in."""
+    url = normalize_url(url)
+    found = _group_attrs(url)
+    if not overwrite or found is None or found.get("config_hash") in (digest, PENDING + digest):
+        return url
+    if shard[1] > 1:
+        raise StoreError(
+            f"the store at {url!r} holds another config; with --shard {shard[0]}/{shard[1]}, --overwrite cannot swap a "
+            f"new store in atomically: delete the old store yourself, or choose another --out"
+        )
+    staged = staging_url(url)
+    if (_group_attrs(staged) or {}).get("config_hash") != digest:
+        remove_store(staged)  # an earlier replacement of another config, never finished: ours to drop
+    return staged
 
 
 def complete_mask(url: str) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -43,13 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("fnet_dist").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
-    if not args.verbose:  # distributed configures its own loggers at INFO
+    if not args.verbose:  # distributed configures its own loggers at INFO; the hub client warns on each retry
         logging.getLogger("distributed").setLevel(logging.WARNING)
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub is imported (later, lazily)
     try:
         return int(args._run(args) or 0)
     except FnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        from .storage import access_error
+
+        error = access_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130

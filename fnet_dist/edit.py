@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,13 +205,6 @@ def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edi
                 _bake_module(module, arch.bake_kind, index, edit)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} is a file; give a folder for the checkpoint")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"--out {str(out)!r} already holds files; pass --overwrite to replace it, or choose another folder")
-
-
 def _provenance(loaded: Any, arch: Architecture, mask: NeuronMask, edit: Edit) -> dict:
     return {
         "format": "fnet-edit", "version": 1, "package_version": __version__,
@@ -247,30 +239,28 @@ def bake_checkpoint(
 ) -> str:
     """Load ``model_spec`` (``fnet_dist.models.load_model`` with ``load_kwargs``), bake, save to folder ``out``.
 
-    Written beside under a temporary name and moved into place when complete, so an interrupted bake
-    never leaves a checkpoint that looks finished. GGUF sources are saved as ordinary safetensors.
+    Written beside under a temporary name and swapped into place when complete (``fnet_dist.outputs``), so an
+    interrupted bake never leaves a checkpoint that looks finished and never harms the old one; ``out`` may
+    hold an earlier baked checkpoint (replaced only with ``overwrite``), never anything else. A mask made
+    from networks of another model than ``model_spec`` is refused. GGUF sources are saved as ordinary safetensors.
     """
     from .architectures import resolve_architecture
-    from .models import load_model
+    from .models import check_same_model, load_model
+    from .outputs import prepare_output, replacing
 
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
-    _check_out(out, overwrite)
+    prepare_output(str(out), "checkpoint", overwrite=overwrite)  # refused before the model is loaded
     loaded = load_model(model_spec, **load_kwargs)
+    if mask.meta.get("model_id"):
+        check_same_model(mask.meta, loaded.info, f"the mask {mask.name} (from {mask.meta.get('source', '?')})")
     arch = resolve_architecture(loaded.model)
     bake(loaded.model, arch, mask, edit)
     _drop_dequantized_gguf(loaded.model)
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with replacing(str(out), "checkpoint", overwrite=overwrite) as staged:
+        partial = Path(staged)
         loaded.model.save_pretrained(partial, safe_serialization=True)
         loaded.tokenizer.save_pretrained(partial)
         mask.save(str(partial / MASK_FILE))
         text = json.dumps(_provenance(loaded, arch, mask, edit), indent=2, default=str)
         (partial / EDIT_FILE).write_text(text + "\n")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
     return str(out)

@@ -70,6 +70,7 @@ class CorpusNetworks:
     samples: list
     n_components: int
     skipped: dict = field(default_factory=dict)
+    model_revision: str = ""
 
     @property
     def layout(self) -> tuple[int, int]:
@@ -99,6 +100,7 @@ def load_networks(url: str, config: MatchConfig) -> CorpusNetworks:
         n_layers=n_layers, d_model=d_model, templates=templates, individual=individual,
         samples=[labels[i] for i in ok], n_components=int(ds.sizes["individual_component"]),
         skipped={labels[i]: str(status[i]) for i in np.flatnonzero(status != "ok")},
+        model_revision=str(ds.attrs.get("model_revision", "") or ""),
     )
 
 
@@ -114,9 +116,12 @@ def _check_layouts(corpora: Sequence[CorpusNetworks]) -> None:
                 f"networks of different neuron layouts: {first.url} has (n_layers, d_model) = {first.layout} "
                 f"({first.model_id}), {other.url} has {other.layout} ({other.model_id}); match stores of one model"
             )
-        if other.model_id != first.model_id:
-            log.warning("stores of different models with one layout: %s (%s) and %s (%s)",
-                        first.url, first.model_id, other.url, other.model_id)
+        ours, theirs = (first.model_id, first.model_revision), (other.model_id, other.model_revision)
+        if ours[0] != theirs[0] or (ours[1] and theirs[1] and ours[1] != theirs[1]):
+            raise InputError(
+                f"networks of different models: {first.url} comes from {ours[0]!r} (revision {ours[1] or '?'}), "
+                f"{other.url} from {theirs[0]!r} (revision {theirs[1] or '?'}); match stores of one model"
+            )
 
 
 def _unique_names(corpora: Sequence[CorpusNetworks]) -> list[str]:
@@ -294,13 +299,21 @@ def match_networks(
     iou: float = 0.2,
     scheduler: str | None = None,
     similar_iou: float = 0.2,
+    overwrite: bool = False,
 ) -> MatchResults:
-    """Match the networks stores ``networks`` (one per corpus) and write the tables and figures under ``out``."""
+    """Match the networks stores ``networks`` (one per corpus) and write the tables and figures under ``out``.
+
+    ``out`` is written whole beside and swapped in (``fnet_dist.outputs.replacing``): earlier match results
+    there are replaced only with ``overwrite``, anything else never.
+    """
+    from .outputs import prepare_output, replacing
     from .storage import normalize_url
 
     config = MatchConfig(threshold, two_sided, iou, similar_iou).validated()
     if not networks:
         raise InputError("no networks store given: pass one or more stores written by fnet decompose")
+    out = normalize_url(out)
+    prepare_output(out, "match", overwrite=overwrite)  # refused before any work
     corpora = [load_networks(normalize_url(url), config) for url in networks]
     _check_layouts(corpora)
     names = _unique_names(corpora)
@@ -314,7 +327,9 @@ def match_networks(
     results = MatchResults(config, consistency, cross, sizes, summaries,
                            {n: i for n, (i, _) in zip(names, computed)}, {})
     results.markdown = consistency_markdown(consistency, config.iou)
-    write_results(results, normalize_url(out), {n: c.templates for n, c in zip(names, corpora)})
+    with replacing(out, "match", overwrite=overwrite) as staged:
+        write_results(results, staged, {n: c.templates for n, c in zip(names, corpora)})
+    results.files = {name: f"{out}/{name}" for name in results.files}
     return results
 
 
@@ -328,16 +343,6 @@ def write_file(out: str, name: str, data: str | bytes) -> str:
     with fs.open(target, "wb") as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return f"{out}/{name}"
-
-
-def _remove_stale(out: str, names: set[str]) -> None:
-    """Remove figures an earlier run into the same folder wrote and this run does not (a rerun is exact)."""
-    from .storage import filesystem
-
-    fs, folder = filesystem(out)
-    for name in names:
-        if fs.exists(f"{folder}/{name}"):
-            fs.rm(f"{folder}/{name}")
 
 
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
@@ -357,7 +362,6 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
     pngs = figures.match_figures(results.consistency, results.network_sizes, results.cross_corpus, templates)
     for name, png in pngs.items():
         results.files[name] = write_file(out, name, png)
-    _remove_stale(out, set(figures.FIGURE_NAMES) - set(pngs))
     index = {
         "package_version": __version__,
         "parameters": asdict(config),

@@ -24,6 +24,7 @@ import yaml
 from . import __version__
 from .config import STAGES, PipelineConfig, stage_hash
 from .errors import FnetError, InputError, StageError, one_line
+from .outputs import open_output
 
 __all__ = ["RunLayout", "run_pipeline"]
 
@@ -129,7 +130,7 @@ def _match(run: _Run) -> dict[str, Any]:
     m = run.config.match
     networks = [run.layout.networks(c) for c in run.config.corpora]
     match_networks(networks, str(run.layout.match), threshold=m.threshold, two_sided=m.two_sided, iou=m.iou,
-                   similar_iou=m.similar_iou, scheduler=run.scheduler)
+                   similar_iou=m.similar_iou, scheduler=run.scheduler, overwrite=True)
     _anatomy(run)
     _nulls(run)
     return {"folder": str(run.layout.match)}
@@ -230,7 +231,7 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
     if unknown:
         raise InputError(f"unknown stage(s) {unknown}; expected some of {', '.join(STAGES)}")
     layout = RunLayout(Path(config.out).expanduser().resolve())
-    layout.root.mkdir(parents=True, exist_ok=True)
+    open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
     (layout.root / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     record = _load_record(layout)
     record.update(name=config.name, package_version=__version__, config=config.model_dump(mode="json"))

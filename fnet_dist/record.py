@@ -18,7 +18,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import __version__
-from .activation_store import STORE_DTYPES, SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, summarize_store
+from .activation_store import (STORE_DTYPES, SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
+                               summarize_store)
 from .corpora import Sample, load_corpus, select_samples
 from .errors import InputError
 from .hooks import capture_block_outputs
@@ -256,19 +257,22 @@ def record_activations(
     """Record the MLP-block outputs of ``model`` on ``corpus`` into the activations store ``out``.
 
     Resumes a store of the same config (complete samples are skipped); a store of another config is
-    an error unless ``overwrite``. With ``shard=(I, N)`` this process writes the samples whose store
+    an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
+    (``fnet_dist.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes the samples whose store
     position p has ``p % N == I``; shard 0 creates the store, the others wait up to ``wait_timeout`` s
     for it. ``pack_to_tokens`` > 0 packs short texts with the ones after them into samples of at least that
     many tokens (``fnet_dist.corpora.select_samples``). Returns the store URL.
     """
     from .architectures import resolve_architecture
     from .models import load_model
+    from .outputs import prepare_output, swap_in
     from .storage import normalize_url
 
     config = RecordConfig(corpus, group_samples, individual_samples, max_tokens, min_tokens, batch_size, seed,
                           tuple(shard) if isinstance(shard, (list, tuple)) else shard, dtype, store_dtype, text_field,
                           pack_to_tokens).check()
     url = normalize_url(out)
+    prepare_output(url, "activations", resume=True)  # a user's files or another store: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     arch = resolve_architecture(loaded.model, hook_module)
@@ -279,8 +283,9 @@ def record_activations(
                                pack_to_tokens=config.pack_to_tokens)
     layout = StoreLayout(len(selection.samples), selection.max_tokens, n_layers, d_model, store_dtype)
     attrs = _attrs(loaded, arch, config, selection, n_layers)
-    prepare_store(url, selection, layout, attrs, shard=config.shard, overwrite=overwrite, wait_timeout=wait_timeout)
-    done = complete_mask(url)
+    target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=config.shard)
+    prepare_store(target, selection, layout, attrs, shard=config.shard, overwrite=overwrite, wait_timeout=wait_timeout)
+    done = complete_mask(target)
     index, count = config.shard
     mine = [s for s in selection.samples if s.position % count == index]
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
@@ -290,9 +295,11 @@ def record_activations(
              index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done), batch_size)
     # on a GPU a writer thread overlaps the writes with the forward passes; on the CPU the forward pass uses
     # every core, so a thread would only take cores from it (stalling torch's threads): write in between
-    writer = SampleWriter(url, layout, background=loaded.device.type != "cpu")
+    writer = SampleWriter(target, layout, background=loaded.device.type != "cpu")
     try:
         _record_samples(loaded, arch, batches, done, writer, config, progress)
     finally:
         writer.close()
+    if target != url:  # a replacement (one shard) is complete: swap it in for the store of another config
+        swap_in(target, url)
     return url

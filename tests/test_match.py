@@ -94,7 +94,8 @@ def test_cross_corpus_pairs(matched):
 def test_files(matched):
     results, out = matched
     expected = {"consistency.csv", "consistency.md", "cross_corpus.csv", "cross_corpus.md", "network_sizes.csv",
-                "networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png", "results.json"}
+                "networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png", "results.json",
+                "fnet-output.json"}
     assert {p.name for p in out.iterdir()} == expected
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -103,7 +104,7 @@ def test_files(matched):
     assert sizes.filter(like="layer_").sum(axis=1).tolist() == sizes["size"].tolist()
     index = json.loads((out / "results.json").read_text())
     assert index["parameters"] == {"threshold": 3.6, "two_sided": True, "iou": 0.2, "similar_iou": 0.2}
-    assert index["similar_pairs"] == 3 and set(index["files"]) == expected - {"results.json"}
+    assert index["similar_pairs"] == 3 and set(index["files"]) == expected - {"results.json", "fnet-output.json"}
     markdown = (out / "consistency.md").read_text()
     assert "| TEMPLATES | NEWS | CODE |" in markdown and "| 3 | 5 (3) | 0 (0) |" in markdown
     assert "| NEWS COMPONENT 1 | CODE COMPONENT 1 | 1.0000 |" in (out / "cross_corpus.md").read_text()
@@ -114,8 +115,10 @@ def test_one_sided_drops_negative_counterparts(stores, tmp_path, dask_cluster_ad
     url = write_networks(networks_dataset(planted.group_map, planted.individual_map), tmp_path / "neg")
     two = match_networks([url, stores[0]["code"]], str(tmp_path / "two"), scheduler=dask_cluster_address)
     assert (tmp_path / "two" / "cross_corpus.png").exists()
-    two = match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address)
-    assert not (tmp_path / "two" / "cross_corpus.png").exists()  # a rerun leaves no stale figure
+    with pytest.raises(StoreError, match=r"already holds match results \(fnet match\); pass --overwrite"):
+        match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address)
+    two = match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address, overwrite=True)
+    assert not (tmp_path / "two" / "cross_corpus.png").exists()  # a replacement leaves no stale figure
     one = match_networks([url], str(tmp_path / "one"), two_sided=False, scheduler=dask_cluster_address)
     assert two.consistency["counterparts"].tolist() == planted.counterparts.tolist()
     assert one.consistency["counterparts"].tolist() == [0, 0, 0, 0]

@@ -276,22 +276,40 @@ def test_a_folder_of_other_files_or_another_store_is_never_replaced(overwrite, l
     folder = tmp_path / "precious"
     folder.mkdir()
     (folder / "thesis.txt").write_text("years of work")
-    with pytest.raises(StoreError, match="exists and is not a Zarr store; refusing to write there"):
+    with pytest.raises(StoreError, match="holds a folder of files that fnet did not write, not an activations store"):
         record_activations(llama, corpus, str(folder), overwrite=overwrite, **ARGS)
     assert (folder / "thesis.txt").read_text() == "years of work"
     other = str(tmp_path / "networks.zarr")
     xr.Dataset({"x": ("a", np.arange(3))}, attrs={"schema": "fnet-networks", "schema_version": 1}).to_zarr(
         other, zarr_format=3, consolidated=False)
     before = _tree_digest(other)
-    with pytest.raises(StoreError, match="not an fnet-activations store"):
+    with pytest.raises(StoreError, match="holds a networks store .*, not an activations store"):
         record_activations(llama, corpus, other, overwrite=overwrite, **ARGS)
     assert _tree_digest(other) == before
 
 
-def test_overwrite_replaces_a_store_of_another_config(existing, llama, corpus):
-    record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})
+def test_overwrite_replaces_a_store_of_another_config(existing, llama, corpus, monkeypatch):
+    from fnet_dist import record
+
+    before = _tree_digest(existing)
+    real = record.SampleWriter.put
+    calls = []
+
+    def crash_midway(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("node lost")
+        real(self, *args)
+
+    monkeypatch.setattr(record.SampleWriter, "put", crash_midway)
+    with pytest.raises(OSError, match="node lost"):
+        record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})
+    assert _tree_digest(existing) == before  # the new store is recorded beside: the old one is whole
+    monkeypatch.undo()
+    record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})  # resumes the one beside
     ds = open_store(existing, ACTIVATIONS)
     assert ds.attrs["seed"] == 5 and ds["complete"].values.all()
+    assert [p.name for p in Path(existing).parent.iterdir() if p.name.startswith(".")] == []
 
 
 def _save_tiny(model, folder: Path) -> str:

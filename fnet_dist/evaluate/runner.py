@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..errors import InputError
+from ..outputs import open_output
 from .conditions import Condition, check_conditions
 from .tasks import prepare_tasks, resolve_tasks
 
@@ -219,7 +220,7 @@ class _VLLMRunner:
             args["pretrained"] = self.source.path
         else:
             checkpoint = self.out / "checkpoints" / condition.slug
-            args["pretrained"] = str(bake_checkpoint(self.spec, condition.mask, condition.edit, checkpoint))
+            args["pretrained"] = str(bake_checkpoint(self.spec, condition.mask, condition.edit, checkpoint, overwrite=True))
         try:
             return _simple_evaluate("vllm", tasks, manager, limit, seed, bootstrap_iters, model_args=args)
         finally:
@@ -259,7 +260,7 @@ def evaluate_conditions(
     limit = _check_limit(limit)
     conditions = check_conditions(conditions)
     tasks = resolve_tasks(tasks)
-    out = Path(out)
+    out = Path(open_output(out, "evaluation"))  # a folder of other files is refused; results resume
     (out / "conditions").mkdir(parents=True, exist_ok=True)
     manager = prepare_tasks(tasks, out / "tasks")
     if backend == "hf":
