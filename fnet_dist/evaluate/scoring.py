@@ -2,7 +2,7 @@
 
 - ``Scorer(lm, manager, tasks, *, limit, seed, bootstrap_iters)``: the tasks loaded by ``manager`` (a
   ``TaskManager``) once, their requests built once (``task.build_all_requests``), the run's environment
-  and tokenizer info gathered once.
+  info gathered once per process, tokenizer info once.
 - ``Scorer.score(context) -> dict``: every request scored by ``lm``'s ``loglikelihood`` /
   ``loglikelihood_rolling`` inside ``context`` (e.g. ``fnet_dist.edit.edited(...)``, or ``nullcontext()``
   for the normal model), then filtered, scored per document (``task.process_results``) and aggregated with
@@ -23,6 +23,7 @@ import json
 import random
 import time
 from collections import defaultdict
+from functools import lru_cache
 from contextlib import AbstractContextManager
 from typing import Any, Sequence
 
@@ -31,13 +32,23 @@ import numpy as np
 __all__ = ["Scorer"]
 
 
+@lru_cache(maxsize=1)
+def _environment() -> dict[str, Any]:
+    """lm-eval's environment info (torch's ``collect_env``: ``pip list``, ``git`` …) and git hash, once per process."""
+    from lm_eval.loggers.utils import add_env_info, get_git_commit_hash
+
+    info: dict[str, Any] = {"git_hash": get_git_commit_hash()}
+    add_env_info(info)
+    return info
+
+
 class Scorer:
     """lm-eval requests of ``tasks`` (at ``limit`` documents each) built once, scored under any edit."""
 
     def __init__(self, lm, manager, tasks: Sequence[str], *, limit: int | float | None, seed: int,
                  bootstrap_iters: int) -> None:
         from lm_eval.evaluator_utils import get_sample_size
-        from lm_eval.loggers.utils import add_env_info, add_tokenizer_info, get_git_commit_hash
+        from lm_eval.loggers.utils import add_tokenizer_info
         from lm_eval.utils import set_torch_seed
 
         self.lm, self.limit, self.seed, self.bootstrap_iters = lm, limit, int(seed), int(bootstrap_iters)
@@ -56,10 +67,8 @@ class Scorer:
         for task in self.tasks.values():
             for instance in task.instances:
                 self.requests[instance.request_type].append(instance)
-        self.environment: dict[str, Any] = {}
-        add_env_info(self.environment)
+        self.environment: dict[str, Any] = dict(_environment())
         add_tokenizer_info(self.environment, lm)
-        self.environment["git_hash"] = get_git_commit_hash()
         self.tokens = self._count_tokens()
 
     def _count_tokens(self) -> int:
