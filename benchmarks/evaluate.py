@@ -10,8 +10,8 @@ same tasks and documents (the default config's tasks and limits):
 (c) the per-condition ``lm_eval.simple_evaluate`` path that (b) replaced (one call per task-limit group per
     condition, under the same hooks).
 
-Prints tokens scored per second of each, and (b) / (a) (target ≥ 0.8) and (b) / (c) (target ≥ 3), seconds
-per condition of (b) and (c), and the bare forward's tokens per CPU-second at larger batches (several
+Prints tokens scored per second of each, and (b) / (a) (target ≥ 0.8) and (b) / (c) (target ≥ 3), in wall
+and in CPU seconds (with ``--threads 1`` these hold on a busy machine), seconds per condition, and the bare forward's tokens per CPU-second at larger batches (several
 conditions per batch, one mask per row, would pay only if these grew).
 
     python benchmarks/evaluate.py [--quick] [--conditions 4] [--batch-size 8] [--threads 2]
@@ -19,6 +19,7 @@ conditions per batch, one mask per row, would pay only if these grew).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -68,6 +69,12 @@ def bare_forward(model, rows: list[list[int]], batch_size: int) -> None:
             model(torch.tensor([row + [0] * (width - len(row)) for row in batch]))
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (lm-eval's environment probes run ``pip``, ``git``)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tiny random Llama and 8 + 1 documents")
@@ -102,29 +109,33 @@ def main() -> None:
     evaluate_conditions(loaded, [NORMAL], tasks, work / "warmup", limit={t: 1 for t in tasks}, progress=False)
     bare_forward(loaded.model, rows[:2], args.batch_size)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     for _ in conditions:
         bare_forward(loaded.model, rows, args.batch_size)
-    bare = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    bare, bare_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    t0, c0 = time.perf_counter(), cpu_seconds()
     evaluate_conditions(loaded, conditions, tasks, work / "engine", limit=limit, batch_size=args.batch_size,
                         progress=False)
-    engine = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    engine, engine_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    t0, c0 = time.perf_counter(), cpu_seconds()
     for context in contexts:
         for group_limit, group in groups:
             with context():
                 _simple_evaluate(lm, group, manager, group_limit, 0, 1000)
-    before = time.perf_counter() - t0
+    before, before_cpu = time.perf_counter() - t0, cpu_seconds() - c0
 
     n = len(conditions)
     print(f"model {spec}, torch threads {args.threads}, batch {args.batch_size}; tasks {limit}; "
           f"{n} conditions; {tokens} tokens per condition ({len(rows)} forward rows)")
-    for label, seconds in (("(a) bare batched forward", bare), ("(b) evaluate_conditions (engine)", engine),
-                           ("(c) simple_evaluate per condition", before)):
-        print(f"{label:36s} {seconds:8.1f} s  {seconds / n:6.2f} s/condition  {tokens * n / seconds:8.0f} tokens/s")
+    for label, seconds, cpu in (("(a) bare batched forward", bare, bare_cpu),
+                                ("(b) evaluate_conditions (engine)", engine, engine_cpu),
+                                ("(c) simple_evaluate per condition", before, before_cpu)):
+        print(f"{label:36s} {seconds:8.1f} s  {seconds / n:6.2f} s/condition  {tokens * n / seconds:8.0f} tokens/s  "
+              f"(CPU {cpu / n:6.2f} s/condition)")
     print(f"engine / bare forward: {bare / engine:.2f} x (target >= 0.8); "
           f"engine / simple_evaluate path: {before / engine:.2f} x (target >= 3)")
+    print(f"in CPU seconds (steadier on a busy machine): engine / bare {bare_cpu / engine_cpu:.2f} x, "
+          f"engine / simple_evaluate path {before_cpu / engine_cpu:.2f} x")
     for size in sorted({args.batch_size, 32, 64}):
         c0 = time.process_time()
         bare_forward(loaded.model, rows, size)

@@ -3,7 +3,8 @@
     python benchmarks/stages.py [RUN_FOLDER] [--budget-minutes 15]
 
 RUN_FOLDER defaults to ``runs/default`` (what ``make demo`` writes). Prints each stage's seconds and share of
-the budget, their total, and the evaluation's seconds per condition (from each condition's
+the budget, their total, the decompose stage's group / individual seconds per corpus (networks stores'
+attrs), and the evaluation's seconds per condition (from each condition's
 ``condition.json``) with how many conditions the time left under the budget would still pay for.
 """
 from __future__ import annotations
@@ -35,6 +36,10 @@ def main() -> int:
         print(f"{stage:10s} {info['seconds']:9.1f} {info['seconds'] / budget:9.0%}")
     verdict = "within" if total <= budget else "OVER"
     print(f"{'total':10s} {total:9.1f} {total / budget:9.0%}  ({verdict} the {args.budget_minutes:g}-minute budget)")
+    for store in sorted((Path(args.run) / "networks").glob("*.zarr")):
+        attrs = json.loads((store / "zarr.json").read_text()).get("attributes", {}) if (store / "zarr.json").is_file() else {}
+        parts = ", ".join(f"{level} {value:.1f} s" for level, value in attrs.get("seconds", {}).items())
+        print(f"  decompose {store.stem}: {parts or 'no timings recorded'}")
     records = [json.loads(p.read_text()) for p in sorted((Path(args.run) / "evaluate").rglob("condition.json"))]
     seconds = [r["seconds"] for r in records if "seconds" in r]
     if seconds:

@@ -5,13 +5,15 @@
 The store is created up front from the config (its hash in attrs), then filled: the group level
 (``GroupCanICA`` on the dask array of the group split) and one Dask task per individual sample that
 fits ``IndividualICA`` and writes its own region. A rerun with the same config skips what is done
-(``individual_done``, ``group_complete``); another config is refused unless ``overwrite``.
+(``individual_done``, ``group_complete``); another config is refused unless ``overwrite``. Attr ``seconds``:
+wall seconds of the group and individual levels in the run that completed the store (``benchmarks/stages.py``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -267,10 +269,15 @@ def decompose(activations: str, out: str, *, components: int = 64, group_compone
     if state.get("complete"):
         log.info("%s is complete for this config: nothing to do", url)
         return url
+    seconds: dict[str, float] = {}
     with dask_client(scheduler) as client:
         if "group" in levels and not state.get("group_complete"):
+            start = time.perf_counter()
             _run_group(url, acts, chosen, p)
+            seconds["group"] = round(time.perf_counter() - start, 2)
         if "individual" in levels:
+            start = time.perf_counter()
             _run_individual(url, acts, chosen, p, client)
-    _update_attrs(url, complete=True)
+            seconds["individual"] = round(time.perf_counter() - start, 2)
+    _update_attrs(url, complete=True, seconds=seconds)
     return url
