@@ -5,10 +5,12 @@ same tasks and documents (the default config's tasks and limits):
 
 (a) a bare batched forward pass over the texts lm-eval scores (each distinct forward row, sorted by length,
     ``--batch-size`` rows at a time, ``model(ids)`` and nothing else), once per condition;
-(b) ``evaluate_conditions`` (the ``hf`` backend: requests built once, scored per condition under the edit
-    hooks, metrics, samples and tables written);
+(b) the ``hf`` backend's engine, ``scoring.Scorer`` (requests built once — its setup is timed with it —
+    then per condition: scored under the edit hooks, per-document metrics, aggregation, logged samples);
 (c) the per-condition ``lm_eval.simple_evaluate`` path that (b) replaced (one call per task-limit group per
     condition, under the same hooks).
+
+The three run interleaved, condition by condition.
 
 Prints tokens scored per second of each, and (b) / (a) (target ≥ 0.8) and (b) / (c) (target ≥ 3), in wall
 and in CPU seconds (with ``--threads 1`` these hold on a busy machine), seconds per condition, and the bare forward's tokens per CPU-second at larger batches (several
@@ -37,7 +39,7 @@ from fnet_dist.config import load_config  # noqa: E402
 from fnet_dist.edit import edited, model_shape  # noqa: E402
 from fnet_dist.evaluate.conditions import NORMAL, random_condition  # noqa: E402
 from fnet_dist.evaluate.runner import _limit_groups, _simple_evaluate, evaluate_conditions  # noqa: E402
-from fnet_dist.evaluate.scoring import Scorer  # noqa: E402
+from fnet_dist.evaluate.scoring import Scorer, _environment  # noqa: E402
 from fnet_dist.evaluate.tasks import prepare_tasks  # noqa: E402
 from fnet_dist.models import load_model  # noqa: E402
 
@@ -109,26 +111,36 @@ def main() -> None:
     evaluate_conditions(loaded, [NORMAL], tasks, work / "warmup", limit={t: 1 for t in tasks}, progress=False)
     bare_forward(loaded.model, rows[:2], args.batch_size)
 
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    for _ in conditions:
-        bare_forward(loaded.model, rows, args.batch_size)
-    bare, bare_cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    evaluate_conditions(loaded, conditions, tasks, work / "engine", limit=limit, batch_size=args.batch_size,
-                        progress=False)
-    engine, engine_cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    for context in contexts:
+    spent = {part: [0.0, 0.0] for part in "abc"}  # wall, CPU seconds
+
+    def timed(part: str, work) -> None:
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        work()
+        spent[part][0] += time.perf_counter() - t0
+        spent[part][1] += cpu_seconds() - c0
+
+    def setup() -> None:  # (b)'s once-per-run cost: tasks loaded, requests built, environment probed
+        _environment.cache_clear()
+        scorers[:] = [Scorer(lm, manager, group, limit=group_limit, seed=0, bootstrap_iters=1000)
+                      for group_limit, group in groups]
+
+    def before(context) -> None:
         for group_limit, group in groups:
             with context():
                 _simple_evaluate(lm, group, manager, group_limit, 0, 1000)
-    before, before_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+
+    timed("b", setup)
+    for context in contexts:  # interleaved, so that a change of load on the machine touches all three alike
+        timed("a", lambda: bare_forward(loaded.model, rows, args.batch_size))
+        timed("b", lambda: [scorer.score(context()) for scorer in scorers])
+        timed("c", lambda: before(context))
+    (bare, bare_cpu), (engine, engine_cpu), (before, before_cpu) = spent["a"], spent["b"], spent["c"]
 
     n = len(conditions)
     print(f"model {spec}, torch threads {args.threads}, batch {args.batch_size}; tasks {limit}; "
           f"{n} conditions; {tokens} tokens per condition ({len(rows)} forward rows)")
     for label, seconds, cpu in (("(a) bare batched forward", bare, bare_cpu),
-                                ("(b) evaluate_conditions (engine)", engine, engine_cpu),
+                                ("(b) scoring engine (+ its setup)", engine, engine_cpu),
                                 ("(c) simple_evaluate per condition", before, before_cpu)):
         print(f"{label:36s} {seconds:8.1f} s  {seconds / n:6.2f} s/condition  {tokens * n / seconds:8.0f} tokens/s  "
               f"(CPU {cpu / n:6.2f} s/condition)")
