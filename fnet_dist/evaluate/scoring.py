@@ -15,7 +15,8 @@
 What ``simple_evaluate`` repeats on every call and this does once: task loading (dataset reads), request
 building, environment info (``pip list``, ``git``), tokenizer info. What stays per condition is the
 model's forward passes and the per-document metrics. Several conditions in one batch (one mask per row)
-does not pay on CPU: tokens per CPU-second fall from batch 8 to 32 to 64 rows (``benchmarks/evaluate.py``).
+does not pay on CPU: SmolLM2-135M's bare forward on the default's sentiment snippets ran ~350-400 tokens per
+CPU-second at 8 rows, ~300 at 32, ~210-240 at 64 (one thread; ``benchmarks/evaluate.py`` prints these).
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import json
 import random
 import time
 from collections import defaultdict
-from functools import lru_cache
 from contextlib import AbstractContextManager
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
