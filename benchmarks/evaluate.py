@@ -3,7 +3,8 @@
 On one loaded model, for the same conditions (the normal model and random 15 % masks inhibited) and the
 same tasks and documents (the default config's tasks and limits):
 
-(a) a bare batched forward pass over the texts lm-eval scores (each distinct forward row, sorted by length,
+(a) a bare batched forward pass over the texts lm-eval scores (each distinct forward row, per request type
+    as HFLM batches them, sorted by length,
     ``--batch-size`` rows at a time, ``model(ids)`` and nothing else), once per condition;
 (b) the ``hf`` backend's engine, ``scoring.Scorer`` (requests built once — its setup is timed with it —
     then per condition: scored under the edit hooks, per-document metrics, aggregation, logged samples);
@@ -44,11 +45,12 @@ from fnet_dist.evaluate.tasks import prepare_tasks  # noqa: E402
 from fnet_dist.models import load_model  # noqa: E402
 
 
-def forward_rows(scorer: Scorer) -> list[list[int]]:
-    """The token rows lm-eval's HFLM runs for ``scorer``'s requests (one per context, one per rolling text)."""
+def forward_rows(scorer: Scorer) -> list[list[list[int]]]:
+    """The token rows lm-eval's HFLM runs for ``scorer``'s requests, one list per request type as HFLM batches
+    them (one row per distinct context; one per rolling window)."""
     from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-    lm, rows = scorer.lm, {}
+    lm, rows, rolling = scorer.lm, {}, []
     for instance in scorer.requests.get("loglikelihood", []):
         context, continuation = lm._encode_pair(*instance.args)
         row = tuple(context + continuation[:-1])
@@ -57,8 +59,8 @@ def forward_rows(scorer: Scorer) -> list[list[int]]:
         windows = get_rolling_token_windows(token_list=lm.tok_encode(instance.args[0]), prefix_token=lm.prefix_token_id,
                                             max_seq_len=lm.max_length, context_len=1)
         for context, continuation in map(make_disjoint_window, windows):
-            rows[("rolling", len(rows))] = (context + continuation)[-(lm.max_length + 1):][:-1]
-    return list(rows.values())
+            rolling.append((context + continuation)[-(lm.max_length + 1):][:-1])
+    return [kind for kind in (list(rows.values()), rolling) if kind]
 
 
 def bare_forward(model, rows: list[list[int]], batch_size: int) -> None:
@@ -106,10 +108,14 @@ def main() -> None:
     lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.batch_size)
     groups = _limit_groups(tasks, limit)
     scorers = [Scorer(lm, manager, group, limit=group_limit, seed=0, bootstrap_iters=1000) for group_limit, group in groups]
-    rows = [row for scorer in scorers for row in forward_rows(scorer)]
+    row_sets = [rows for scorer in scorers for rows in forward_rows(scorer)]  # batched apart, as HFLM does
     tokens = sum(scorer.tokens for scorer in scorers)
     evaluate_conditions(loaded, [NORMAL], tasks, work / "warmup", limit={t: 1 for t in tasks}, progress=False)
-    bare_forward(loaded.model, rows[:2], args.batch_size)
+    bare_forward(loaded.model, row_sets[0][:2], args.batch_size)
+
+    def bare_pass(size: int) -> None:
+        for rows in row_sets:
+            bare_forward(loaded.model, rows, size)
 
     spent = {part: [0.0, 0.0] for part in "abc"}  # wall, CPU seconds
 
@@ -131,14 +137,14 @@ def main() -> None:
 
     timed("b", setup)
     for context in contexts:  # interleaved, so that a change of load on the machine touches all three alike
-        timed("a", lambda: bare_forward(loaded.model, rows, args.batch_size))
+        timed("a", lambda: bare_pass(args.batch_size))
         timed("b", lambda: [scorer.score(context()) for scorer in scorers])
         timed("c", lambda: before(context))
     (bare, bare_cpu), (engine, engine_cpu), (before, before_cpu) = spent["a"], spent["b"], spent["c"]
 
     n = len(conditions)
     print(f"model {spec}, torch threads {args.threads}, batch {args.batch_size}; tasks {limit}; "
-          f"{n} conditions; {tokens} tokens per condition ({len(rows)} forward rows)")
+          f"{n} conditions; {tokens} tokens per condition ({sum(map(len, row_sets))} forward rows)")
     for label, seconds, cpu in (("(a) bare batched forward", bare, bare_cpu),
                                 ("(b) scoring engine (+ its setup)", engine, engine_cpu),
                                 ("(c) simple_evaluate per condition", before, before_cpu)):
@@ -150,7 +156,7 @@ def main() -> None:
           f"engine / simple_evaluate path {before_cpu / engine_cpu:.2f} x")
     for size in sorted({args.batch_size, 32, 64}):
         c0 = time.process_time()
-        bare_forward(loaded.model, rows, size)
+        bare_pass(size)
         cpu = time.process_time() - c0
         print(f"bare forward, batch {size:3d}: {tokens / cpu:8.0f} tokens per CPU-second")
     shutil.rmtree(work, ignore_errors=True)
