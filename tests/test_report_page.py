@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from fnet_dist.report.page import Finding, Page
+from fnet_dist.report.page import Page, anchor_id
+from fnet_dist.stats import Finding
 
 from browser import inspect_page
 
@@ -27,14 +28,16 @@ def test_page_renders_with_images_tables_and_escaped_text(tmp_path, png):
     page = Page("Run <default>")
     page.section("Tables").table(pd.DataFrame({"task": ["a<b"], "acc": [0.5]}), caption="caption & more")
     page.section("Figures").image(png, caption="a line")
-    page.findings([Finding("claim <x>", "holds", "because 1 < 2"), Finding("other", "fails", "no")])
+    page.findings([Finding("a/b", "claim <x>", "holds", reason="because 1 < 2").to_dict(),
+                   Finding("other", "other", "not applicable", reason="no").to_dict()])
     out = tmp_path / "index.html"
     out.write_text(page.render())
     check = inspect_page(out)
     assert check.title == "Run <default>"
     assert check.images == 1 and check.images_loaded == 1
     assert check.console_errors == []
-    assert "a<b" in check.text and "claim <x>" in check.text and "HOLDS" in check.text
+    assert "a<b" in check.text and "claim <x>" in check.text and "HOLDS" in check.text and "NOT APPLICABLE" in check.text
+    assert 'id="finding-a-b"' in out.read_text() and anchor_id("finding-a/b") == "finding-a-b"
 
 
 def test_a_broken_image_is_seen_by_the_browser_check(tmp_path):
@@ -46,8 +49,10 @@ def test_a_broken_image_is_seen_by_the_browser_check(tmp_path):
 
 
 def test_finding_verdicts_are_checked():
-    with pytest.raises(ValueError, match="verdict 'maybe'"):
-        Finding("c", "maybe", "e")
+    from fnet_dist.errors import InputError
+
+    with pytest.raises(InputError, match="verdict 'maybe' must be one of"):
+        Finding.from_dict({"id": "c", "claim": "c", "verdict": "maybe"})
 
 
 def test_provenance_shows_each_stage_time_and_their_total():

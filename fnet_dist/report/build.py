@@ -19,7 +19,7 @@ import yaml
 
 from .. import __version__
 from ..errors import StageError, one_line
-from .findings import compute_findings
+from .findings import FindingSettings, compute_findings, write_findings
 from .page import Page
 
 __all__ = ["build_report"]
@@ -135,6 +135,11 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     pivot = consistency.pivot(index="template", columns="dataset", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
     page.table(consistency.set_index("dataset"), caption="Templates: size, share of neurons, counterparts, samples with one")
+    if (folder / "counterparts_null.csv").exists():
+        null = pd.read_csv(files.keep(folder / "counterparts_null.csv", "match_"))
+        page.table(null[["dataset", "template", "counterparts", "null_mean", "null_high", "permutations", "p_value"]].set_index("dataset"),
+                   caption="Counterparts against layer-matched random networks (mean and 97.5th percentile of theirs; "
+                           "Monte Carlo p-value, uncorrected)", anchor="table-counterparts_null")
     for name, caption in _MATCH_FIGURES.items():
         if (folder / name).exists():
             page.image(files.keep(folder / name, "match_"), caption)
@@ -148,6 +153,12 @@ def _match(page: Page, layout, files: _Files, config) -> None:
                            f"the closest pairs:")
             similar = cross.sort_values("iou", ascending=False).head(5)
         page.table(similar.drop(columns=["similar"]).set_index("dataset_1"), caption="Template pairs by IoU")
+    if (folder / "recurrence.csv").exists() and (folder / "recurrence.csv").stat().st_size > 1:
+        recurrence = pd.read_csv(files.keep(folder / "recurrence.csv", "match_"))
+        top = recurrence.sort_values("iou", ascending=False).head(10)
+        page.table(top.set_index("dataset_1"), anchor="table-recurrence",
+                   caption="Closest cross-corpus pairs against the exact layer-matched null, with and without "
+                           "massive-channel neurons; flags: massive channels, first-token-dominated templates")
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
@@ -174,7 +185,8 @@ def _evaluation(page: Page, layout, files: _Files) -> None:
     for stem, caption in _EVALUATE_TABLES.items():
         for path in sorted((folder / "tables").glob(f"{stem}*.csv")) + sorted((folder / "controls" / "tables").glob(f"{stem}*.csv")):
             suffix = path.stem[len(stem):].strip("_")
-            page.table(_markdown_free_csv(files.keep(path, "evaluate_")), caption=f"{caption}{f' ({suffix})' if suffix else ''}")
+            page.table(_markdown_free_csv(files.keep(path, "evaluate_")), caption=f"{caption}{f' ({suffix})' if suffix else ''}",
+                       anchor=f"table-{path.stem}")
     figures = sorted((folder / "figures").glob("*.png")) + sorted((folder / "controls" / "figures").glob("*.png"))
     if figures:
         page.section("Editing figures (Figures 2, 3, 5-8)", level=3)
@@ -264,11 +276,18 @@ def build_report(config, layout, model=None, failed: dict[str, str] | None = Non
 
 
 def _findings(summary: Page, config, layout, total: int | None) -> None:
-    e = config.evaluate
-    findings = compute_findings(layout.match, layout.evaluate, total_neurons=total, iou=config.match.iou,
-                                similar_iou=config.match.similar_iou,
-                                random_condition=f"random{100 * e.random_fraction:g}:seed{e.seed}",
-                                amplify_condition=f"top{e.top_percent:g}:multiply{e.amplify_factor:g}")
-    summary.section("Findings: the paper's claims on this model").findings(findings)
-    if not findings:
+    """Compute the findings, write ``findings.json`` beside the page and render exactly what it holds."""
+    e, r = config.evaluate, config.report
+    settings = FindingSettings(alpha=r.alpha, level=r.level, bootstrap=r.bootstrap, seed=e.seed,
+                               random_fraction=e.random_fraction, top_percent=e.top_percent, amplify_factor=e.amplify_factor)
+    findings = compute_findings(layout.match, layout.evaluate, settings, total_neurons=total)
+    selection_path = layout.evaluate / "controls" / "selection.json"
+    selection = json.loads(selection_path.read_text()) if selection_path.exists() else None
+    recorded = json.loads(write_findings(findings, layout.report / "findings.json", settings, selection).read_text())
+    summary.section("Findings: the paper's claims on this model")
+    summary.paragraph(f"{recorded['verdict_rule']} Alpha {recorded['alpha']}; intervals at {100 * recorded['level']:g} %; "
+                      f"correction: {recorded['correction']}. Networks tested against random controls: "
+                      f"{recorded['selection_rule']}. The same records: findings.json.", muted=True)
+    summary.findings(recorded["findings"])
+    if not recorded["findings"]:
         summary.paragraph("This run produced none of the results the checks need.", muted=True)

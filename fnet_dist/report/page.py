@@ -1,7 +1,9 @@
 """A self-contained HTML page: sections of text, tables and images (embedded as data URIs).
 
-- ``Page(title)``: ``.section(title)``, ``.paragraph(text)``, ``.warning(text)``, ``.table(frame, caption)``,
-  ``.image(path, caption)``, ``.raw(html)`` (trusted fragments only), ``.findings(list)``; ``.render() -> str``.
+- ``Page(title)``: ``.section(title)``, ``.paragraph(text)``, ``.warning(text)``, ``.table(frame, caption, anchor=None)``,
+  ``.image(path, caption)``, ``.raw(html)`` (trusted fragments only), ``.findings(records)`` (the dicts of
+  ``findings.json``, rendered field by field, each at its stable anchor ``finding-<id>``); ``.render() -> str``.
+- ``anchor_id(text)``: an HTML id from a finding id or table name (``small-networks/wiki_ppl`` → ``small-networks-wiki_ppl``).
 All text is HTML-escaped; images are embedded so the page opens on its own, and also kept beside it.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ import itertools
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["Finding", "Page"]
+__all__ = ["Page", "anchor_id"]
 
 _ANCHORS = itertools.count(1)
 
@@ -30,23 +32,13 @@ figcaption{font-size:.85rem;color:#555}
 nav a{margin-right:1em}
 .finding{padding:8px 12px;margin:6px 0;border-left:5px solid #999;background:#fff}
 .finding.holds{border-color:#2e8b57}.finding.fails{border-color:#c0392b}.finding.unclear{border-color:#d4a017}
+.finding.not-applicable{border-color:#bbb}.finding dl{display:grid;grid-template-columns:max-content auto;gap:0 .8em;margin:.3em 0 0;font-size:.85rem}
+.finding dt{color:#666}.finding dd{margin:0}
 .verdict{font-weight:700;margin-right:.5em}
 .muted{color:#666;font-size:.85rem}
 .warning{padding:8px 12px;margin:10px 0;border-left:5px solid #c0392b;background:#fdf0ee}
 .wide{overflow-x:auto}
 """
-
-
-class Finding:
-    """A claim of the paper checked on this run's numbers: ``verdict`` is holds / fails / unclear."""
-
-    def __init__(self, claim: str, verdict: str, evidence: str) -> None:
-        if verdict not in ("holds", "fails", "unclear"):
-            raise ValueError(f"verdict {verdict!r} must be holds, fails or unclear")
-        self.claim, self.verdict, self.evidence = claim, verdict, evidence
-
-    def __repr__(self) -> str:
-        return f"Finding({self.verdict}: {self.claim})"
 
 
 class Page:
@@ -69,9 +61,9 @@ class Page:
         self._parts.append(f"<p{cls}>{html.escape(text)}</p>")
         return self
 
-    def table(self, frame, caption: str | None = None, float_format: str = "{:.4g}") -> "Page":
-        """A pandas DataFrame as an HTML table (its index shown unless it is the default 0..n-1); ``inf`` and
-        ``nan`` cells are shown as they are, and the caption says what they mean."""
+    def table(self, frame, caption: str | None = None, float_format: str = "{:.4g}", anchor: str | None = None) -> "Page":
+        """A pandas DataFrame as an HTML table (its index shown unless it is the default 0..n-1), at ``anchor``;
+        ``inf`` and ``nan`` cells are shown as they are, and the caption says what they mean."""
         import pandas as pd
 
         from ..display import nonfinite_note
@@ -82,7 +74,8 @@ class Page:
         caption = " ".join(part for part in (caption, nonfinite_note(frame)) if part)
         if caption:
             body = body.replace(">\n  <thead>", f">\n  <caption>{html.escape(caption)}</caption>\n  <thead>", 1)
-        self._parts.append(f'<div class="wide">{body}</div>')
+        where = f' id="{anchor_id(anchor)}"' if anchor else ""
+        self._parts.append(f'<div class="wide"{where}>{body}</div>')
         return self
 
     def image(self, path: str | Path, caption: str | None = None) -> "Page":
@@ -103,12 +96,23 @@ class Page:
         self._parts.append(fragment)
         return self
 
-    def findings(self, items: Iterable[Finding]) -> "Page":
-        for item in items:
+    def findings(self, records: Iterable[dict]) -> "Page":
+        """Each finding of ``findings.json`` as it is: verdict, claim, and every field behind the verdict."""
+        for record in records:
+            verdict = record["verdict"]
+            rows = [("test", record.get("test") or "–"),
+                    ("effect", _number(record.get("effect")) + (f" ({record['units']})" if record.get("units") else "")),
+                    (f"{100 * record.get('level', 0.95):g} % interval", _interval(record.get("interval"))),
+                    ("p (corrected)", f"{_number(record.get('p_value'))} (uncorrected {_number(record.get('p_raw'))}; "
+                                      f"alpha {record.get('alpha')}; {record.get('correction')})"),
+                    ("n", _counts(record)), ("reason", record.get("reason") or "–"),
+                    ("conditions", ", ".join(record.get("conditions") or []) or "–"),
+                    ("tables", ", ".join(record.get("tables") or []) or "–")]
+            body = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows)
             self._parts.append(
-                f'<div class="finding {item.verdict}"><span class="verdict">{html.escape(item.verdict.upper())}</span>'
-                f"{html.escape(item.claim)}<br><span class=\"muted\">{html.escape(item.evidence)}</span></div>"
-            )
+                f'<div class="finding {verdict.replace(" ", "-")}" id="{anchor_id("finding-" + record["id"])}">'
+                f'<span class="verdict">{html.escape(verdict.upper())}</span>{html.escape(record["claim"])}'
+                f"<dl>{body}</dl></div>")
         return self
 
     def insert(self, position: int, other: "Page") -> "Page":
@@ -132,3 +136,21 @@ class Page:
             + "\n".join(self._parts)
             + "</main></body></html>\n"
         )
+
+
+def anchor_id(text: str) -> str:
+    """An HTML id: letters, digits, ``-``, ``_`` and ``.`` kept, anything else ``-``."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _interval(value) -> str:
+    return "–" if not value else f"[{_number(value[0])}, {_number(value[1])}]"
+
+
+def _counts(record: dict) -> str:
+    parts = [f"{record[k]} {k[2:]}" for k in ("n_draws", "n_examples") if record.get(k) is not None]
+    return ", ".join(parts) or "–"
