@@ -53,3 +53,17 @@ def test_finding_verdicts_are_checked():
 
     with pytest.raises(InputError, match="verdict 'maybe' must be one of"):
         Finding.from_dict({"id": "c", "claim": "c", "verdict": "maybe"})
+
+
+def test_provenance_shows_each_stage_time_and_their_total():
+    from fnet_dist.config import load_config
+    from fnet_dist.report.build import _provenance
+
+    page = Page("run")
+    record = {"stages": {"record": {"status": "done", "seconds": 100.0, "hash": "a"},
+                         "decompose": {"status": "done", "seconds": 50.5, "hash": "b"},
+                         "match": {"status": "running", "hash": "c"}}}
+    _provenance(page, load_config("pipeline/default.yaml"), None, record)
+    text = page.render()
+    assert "stage record" in text and "100.0 s" in text and "50.5 s" in text and "stage match" not in text
+    assert "150.5 s (2.5 min)" in text

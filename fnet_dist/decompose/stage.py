@@ -7,13 +7,15 @@ The store is created up front from the config (its hash in attrs), then filled: 
 fits ``IndividualICA`` and writes its own region. A rerun with the same config skips what is done
 (``individual_done``, ``group_complete``); another config is refused unless ``overwrite``, which builds the
 new store beside the old one and swaps it in when complete. Anything at ``out`` that is not a networks store
-is refused (``fnet_dist.outputs``).
+is refused (``fnet_dist.outputs``). Attr ``seconds``: wall seconds of the group and individual levels in the
+run that completed the store (``benchmarks/stages.py``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -296,12 +298,17 @@ def decompose(activations: str, out: str, *, components: int = 64, group_compone
     if state.get("complete"):
         log.info("%s is complete for this config: nothing to do", url)
         return url
+    seconds: dict[str, float] = {}
     with dask_client(scheduler) as client:
         if "group" in levels and not state.get("group_complete"):
+            start = time.perf_counter()
             _run_group(target, acts, chosen, p)
+            seconds["group"] = round(time.perf_counter() - start, 2)
         if "individual" in levels:
+            start = time.perf_counter()
             _run_individual(target, acts, chosen, p, client)
-    _update_attrs(target, complete=True)
+            seconds["individual"] = round(time.perf_counter() - start, 2)
+    _update_attrs(target, complete=True, seconds=seconds)
     if target != url:
         swap_in(target, url)
     return url

@@ -2,7 +2,8 @@
 
 - ``evaluate_conditions(model, conditions, tasks, out, *, limit, backend, batch_size, seed, ...) -> DataFrame``:
   tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons``.
-- ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``, each condition inside ``fnet_dist.edit.edited``) and
+- ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``; requests built once by ``scoring.Scorer``, scored for
+  each condition inside ``fnet_dist.edit.edited``) and
   ``vllm`` (each condition baked by ``fnet_dist.edit.bake_checkpoint``, run by lm-eval's ``vllm`` model;
   needs vLLM on a CUDA machine and is not tested on the project's CPU machines).
 - ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk.
@@ -33,6 +34,7 @@ import pandas as pd
 from ..errors import InputError
 from ..outputs import open_output
 from .conditions import Condition, check_conditions
+from .scoring import Scorer
 from .tasks import prepare_tasks, resolve_tasks
 
 __all__ = ["BACKENDS", "ROW_COLUMNS", "evaluate_conditions", "read_rows", "read_samples", "require_vllm", "tidy_rows"]
@@ -184,6 +186,7 @@ class _HFRunner:
         self.arch = resolve_architecture(loaded.model, hook_module)
         self.shape = model_shape(loaded.model, self.arch)
         self.lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
+        self.scorers: dict[tuple, Scorer] = {}  # requests built once per task group, scored per condition
 
     def check(self, condition: Condition) -> None:
         if condition.mask is not None:
@@ -192,9 +195,11 @@ class _HFRunner:
     def run(self, condition: Condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
         from ..edit import edited
 
+        key = (tuple(tasks), limit, seed, bootstrap_iters)
+        if key not in self.scorers:
+            self.scorers[key] = Scorer(self.lm, manager, tasks, limit=limit, seed=seed, bootstrap_iters=bootstrap_iters)
         context = nullcontext() if condition.mask is None else edited(self.loaded.model, self.arch, condition.mask, condition.edit)
-        with context:
-            return _simple_evaluate(self.lm, tasks, manager, limit, seed, bootstrap_iters)
+        return self.scorers[key].score(context)
 
 
 class _VLLMRunner:

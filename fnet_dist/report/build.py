@@ -65,11 +65,15 @@ def _provenance(page: Page, config, layout, run_record: dict) -> None:
             ("ICA", f"{config.decompose.components} individual components, {config.decompose.group_components} group "
                     f"templates, {config.decompose.n_init} restarts, seed {config.decompose.seed}"),
             ("networks", f"|z| > {config.match.threshold:g}" if config.match.two_sided else f"z > {config.match.threshold:g}")]
+    done = {stage: info for stage, info in run_record.get("stages", {}).items() if info.get("status") == "done"}
     for stage, info in run_record.get("stages", {}).items():
         if info.get("status") == "done":
             rows.append((f"stage {stage}", f"{info.get('seconds', 0):.1f} s, config hash {info.get('hash')}"))
         elif info.get("status") == "failed":
             rows.append((f"stage {stage}", f"failed: {info.get('error')}"))
+    if done:
+        total = sum(info.get("seconds", 0) for info in done.values())
+        rows.append(("stages done before this report", f"{total:.1f} s ({total / 60:.1f} min)"))
     page.table(pd.DataFrame(rows, columns=["", "value"]).set_index(""), caption="Provenance")
     page.raw("<details><summary>Config</summary><pre>"
              + html.escape(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)) + "</pre></details>")
