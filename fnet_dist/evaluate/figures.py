@@ -4,7 +4,9 @@
   the normal model as a line.
 - ``score_changes(rows, path, conditions)``: Figure 3, each task's score under each condition minus normal.
 - ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
-  per mask, one panel per edit kind (log scale for perplexity).
+  per mask, one panel per edit kind.
+Every value axis is chosen by ``fnet_dist.figures.value_axis`` (log when the values span more than two
+orders of magnitude) and names its unit; networks are named by ``fnet_dist.names.display_name``.
 - ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
   multiple-choice prediction changes between two conditions (text, label, both predictions, fixed or broken).
 - ``format_flip(row)``: one flip as the paper's Figure 8 box.
@@ -21,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..figures import value_axis
+from ..names import display_name
 from .runner import read_samples
 from .tables import primary_rows
-from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
+from .tasks import PERPLEXITY_METRICS, axis_label, primary_metric, task_label
 
 __all__ = ["control_plot", "format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
 
@@ -62,10 +66,11 @@ def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = 
         raise InputError(f"no {prefix}… conditions evaluated on {task!r}; add it with --tasks {task}")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(chosen)), 3.5))
-    ax.bar([c[len(prefix):] for c in chosen["condition"]], chosen["value"], color="#4c72b0")
-    ax.axhline(_value(primary, "normal", task), color="k", ls="--", label="normal")
-    ax.set_ylabel(task_label(task))
-    ax.set_xlabel("inhibited network")
+    normal = _value(primary, "normal", task)
+    ax.bar([display_name(c) for c in chosen["condition"]], chosen["value"], color="#4c72b0")
+    ax.axhline(normal, color="k", ls="--", label="normal")
+    value_axis(ax, [*chosen["value"], normal], "y", axis_label(task))
+    ax.set_xlabel("inhibited network (corpus/template)")
     ax.tick_params(axis="x", rotation=45)
     ax.legend()
     return _save(fig, path)
@@ -86,10 +91,11 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
     fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(tasks) * len(conditions) + 2), 3.5))
     width = 0.8 / len(conditions)
     for i, (condition, row) in enumerate(zip(conditions, deltas)):
-        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, row, width, label=condition)
+        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, row, width,
+               label=display_name(condition))
     ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_ylabel("score − normal")
+    value_axis(ax, deltas, "y", "score − normal (in each task's metric)")
     if len(conditions) <= 12:
         ax.legend(fontsize=7)
     return _save(fig, path)
@@ -114,9 +120,7 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
         if len(normal):
             ax.axhline(float(normal.iloc[0]), color="k", ls="--", label="normal")
         ax.set_xlabel("factor" if kind == "multiply" else "added value")
-        ax.set_ylabel(task_label(task))
-        if primary_metric(task) in PERPLEXITY_METRICS:
-            ax.set_yscale("log")
+        value_axis(ax, [*chosen[chosen["kind"] == kind]["value"], *normal], "y", axis_label(task))
         ax.set_title(kind)
         ax.legend(fontsize=7)
     return _save(fig, path)
@@ -181,18 +185,18 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
         observed = ctl.drop_duplicates("network").set_index("network").reindex(networks)
         left.scatter(observed["network_value"], np.arange(len(networks)), marker="x", color="k", zorder=3, label="network")
         left.axvline(ctl["normal"].iloc[0], color="grey", ls="--", lw=1, label="normal")
-        if primary_metric(task) in PERPLEXITY_METRICS:
-            left.set_xscale("log")
-    left.set_yticks(np.arange(len(networks)), networks)
-    left.set_xlabel(f"{task_label(task)}: random draws (mean, 95 % interval) vs the network")
+    left.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
+    value_axis(left, ctl[["mean", "low", "high", "network_value", "normal"]].to_numpy() if len(ctl) else [], "x",
+               f"{axis_label(task)}; random draws (mean, 95 % interval) vs the network")
     left.legend(fontsize=7)
-    width = 0.27
+    width, damages = 0.27, []
     for j, (column, label) in enumerate([("damage_whole", "whole network"), ("damage_minus_massive", "without massive channels"),
                                          ("damage_massive_only", "massive channels only")]):
         values = sep.set_index("network").reindex(networks)[column]
+        damages.extend(values)
         right.barh(np.arange(len(networks)) + (j - 1) * width, values, height=width, label=label)
-    right.set_yticks(np.arange(len(networks)), networks)
+    right.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
     right.axvline(0, color="grey", lw=1)
-    right.set_xlabel(f"{task_label(task)}: damage against normal (positive = worse)")
+    value_axis(right, damages, "x", f"{axis_label(task)}; damage against normal (positive = worse)")
     right.legend(fontsize=7)
     return _save(fig, path)

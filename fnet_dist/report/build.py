@@ -4,51 +4,134 @@
 (stores' attrs, match / evaluate tables and figures, anatomy) and lays it out as the paper's results for
 this model, with the paper's claims checked on the run's own numbers. Sections whose inputs a run did not
 produce (evaluation disabled, say) are left out and named as such.
+
+Order: provenance, then the Findings (``report/findings.json`` as one table, each claim linking to the
+tables and figures behind it), then the evidence. ``TABLES`` declares, once, every table the report shows:
+its caption, the columns the findings need (shown first; others fold away when the page is narrow) and the
+figures drawn from the same numbers. Networks are named by ``fnet_dist.names`` everywhere.
 """
 from __future__ import annotations
 
 import html
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from .. import __version__
+from ..names import display_name, network_name
 from .findings import compute_findings
+from .findings_view import findings_html, read_findings
 from .page import Page
 
-__all__ = ["build_report"]
+__all__ = ["TABLES", "TableSpec", "build_report"]
 
-_EVALUATE_TABLES = {
-    "table3_networks": "Table 3: accuracy and perplexity with each network inhibited",
-    "table10_masked": "Tables 10-11: normal vs a random 15 % mask vs all networks inhibited",
-    "table9_top_inhibit": "Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)",
-    "table4_top_amplify": "Table 4: top 5 % neurons amplified (ICA vs LLM Localization)",
-    "table5_iou": "Table 5: IoU between the ICA top 5 % and LLM Localization",
-    "table12_probing": "Tables 12-13: linear probing accuracy under each mask",
-    "controls": "Random controls as distributions (mean and 95 % interval of the draws; empirical p-values)",
-    "separated": "Each network with and without its massive-channel neurons",
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table of the report: ``caption``; ``key``, the columns the findings rest on (shown first, never
+    folded away); ``figures``, the file-name stems of the figures drawn from the same numbers."""
+
+    caption: str
+    key: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
+
+
+TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the report shows it
+    "consistency": TableSpec("Templates: size, share of neurons, counterparts, samples with one",
+                             ("template", "counterparts"), ("counterparts", "networks")),
+    "cross_corpus": TableSpec("Template pairs by IoU", ("template", "other template", "iou"), ("cross_corpus",)),
+    "massive_channels": TableSpec("Massive channels, strongest first (top 20)", ("neuron", "ratio")),
+    "network_anatomy": TableSpec("Each template: neurons on massive channels, layer spread, source concentration "
+                                 "on one token", ("template", "size", "on_massive", "massive_share")),
+    "table3_networks": TableSpec("Table 3: accuracy and perplexity with each network inhibited", (),
+                                 ("figure2_perplexity", "figure3_changes_inhibit")),
+    "table10_masked": TableSpec("Tables 10-11: normal vs a random 15 % mask vs all networks inhibited"),
+    "table9_top_inhibit": TableSpec("Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)"),
+    "table4_top_amplify": TableSpec("Table 4: top 5 % neurons amplified (ICA vs LLM Localization)", (),
+                                    ("figure3_changes_top_amplified",)),
+    "table5_iou": TableSpec("Table 5: IoU between the ICA top 5 % and LLM Localization"),
+    "table12_probing": TableSpec("Tables 12-13: linear probing accuracy under each mask"),
+    "controls": TableSpec("Random controls as distributions (mean and 95 % interval of the draws; empirical p-values)",
+                          ("network", "task", "control", "draws", "network_value", "low", "high", "p_value"),
+                          ("controls",)),
+    "separated": TableSpec("Each network with and without its massive-channel neurons",
+                           ("network", "task", "damage_whole", "damage_minus_massive", "damage_massive_only"),
+                           ("controls",)),
+    "flips": TableSpec("Figure 8: predictions that flip under an edit", ("condition", "task", "effect", "text")),
 }
+_EDITING_TABLES = ("table3_networks", "table10_masked", "table9_top_inhibit", "table4_top_amplify", "table5_iou",
+                   "table12_probing")
+_CONTROL_TABLES = ("controls", "separated")
 _MATCH_FIGURES = {
     "networks.png": "Figure 4: group templates as layer × neuron images",
     "counterparts.png": "Counterparts of each template among the individual maps",
     "layer_distribution.png": "Per-layer distribution of network neurons",
+    "cross_corpus.png": "IoU between templates of different corpora",
 }
 
 
 class _Files:
-    """Copies what the page shows into the report folder, so the page's files lie beside it."""
+    """Copies what the page shows into the report folder, so the page's files lie beside it, and shows
+    tables and figures under anchors (``table-<stem>``, ``figure-<stem>``) the findings link to."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        self.anchors: dict[str, str] = {}  # file stem -> element id, in page order
 
     def keep(self, path: Path, prefix: str) -> Path:
         target = self.folder / f"{prefix}{path.name}"
         shutil.copyfile(path, target)
         return target
+
+    def table(self, page: Page, frame: pd.DataFrame, name: str, stem: str | None = None, caption: str | None = None) -> None:
+        """Show ``frame`` as the table ``TABLES[name]`` (``stem``: its file's stem, when a suffix follows ``name``)."""
+        spec, stem = TABLES[name], stem or name
+        frame = _display_names(frame)
+        anchor = self.anchors.setdefault(f"table:{stem}", f"table-{stem}")
+        page.table(frame, caption or spec.caption, anchor=anchor, key=[k for k in spec.key if k in frame.columns])
+
+    def figure(self, page: Page, path: Path, prefix: str, caption: str) -> None:
+        anchor = self.anchors.setdefault(f"figure:{path.stem}", f"figure-{path.stem}")
+        page.image(self.keep(path, prefix), caption, anchor=anchor)
+
+    def links(self, finding: dict) -> list[tuple[str, str]]:
+        """(label, element id) of the tables a finding names and of the figures drawn from them."""
+        names = [Path(str(t)).stem for t in finding.get("tables") or []]
+        figures = [Path(str(f)).stem for f in finding.get("figures") or []]
+        figures += [f for n in names for f in TABLES.get(_spec_name(n), TableSpec("")).figures]
+        found: dict[str, str] = {}
+        for key, anchor in self.anchors.items():
+            kind, stem = key.split(":", 1)
+            wanted = names if kind == "table" else figures
+            if any(stem == w or stem.startswith(f"{w}_") for w in wanted):
+                found[anchor] = f"{kind} {stem}"
+        return [(label, anchor) for anchor, label in found.items()]
+
+
+def _spec_name(stem: str) -> str:
+    """The ``TABLES`` entry a file stem belongs to (``table3_networks_news`` -> ``table3_networks``)."""
+    return max((n for n in TABLES if stem == n or stem.startswith(f"{n}_")), key=len, default=stem)
+
+
+def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """Networks and conditions named as everywhere in the report (``news/5``), templates of two corpora
+    (``dataset_1``, ``template_1`` …) as one name each."""
+    frame = frame.copy()
+    for column in ("network", "condition"):
+        if column in frame.columns:
+            frame[column] = frame[column].map(display_name)
+    pairs = [("dataset_1", "template_1", "template"), ("dataset_2", "template_2", "other template")]
+    if all(c in frame.columns for d, t, _ in pairs for c in (d, t)):
+        named = {label: [network_name(a, b) for a, b in zip(frame[d], frame[t])] for d, t, label in pairs}
+        frame = frame.drop(columns=[c for d, t, _ in pairs for c in (d, t)])
+        for position, (label, values) in enumerate(named.items()):
+            frame.insert(position, label, values)
+    return frame
 
 
 def _provenance(page: Page, config, layout, run_record: dict) -> None:
@@ -119,58 +202,73 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     if not (folder / "consistency.csv").exists():
         page.section("Consistency").paragraph("No match results in this run.", muted=True)
         return
-    page.section("Consistency across individual analyses (Tables 1, 6-8)")
+    page.section("Consistency across individual analyses (Tables 1, 6-8)", anchor="consistency")
     consistency = pd.read_csv(files.keep(folder / "consistency.csv", "match_"))
     pivot = consistency.pivot(index="template", columns="dataset", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
-    page.table(consistency.set_index("dataset"), caption="Templates: size, share of neurons, counterparts, samples with one")
+    files.table(page, consistency.set_index("dataset"), "consistency")
     for name, caption in _MATCH_FIGURES.items():
-        if (folder / name).exists():
-            page.image(files.keep(folder / name, "match_"), caption)
+        if (folder / name).exists() and name != "cross_corpus.png":
+            files.figure(page, folder / name, "match_", caption)
     if (folder / "cross_corpus.csv").exists():
-        page.section("Templates across corpora (Table 2)")
+        page.section("Templates across corpora (Table 2)", anchor="cross-corpus")
         cross = pd.read_csv(files.keep(folder / "cross_corpus.csv", "match_"))
         similar = cross[cross["similar"]].sort_values("iou", ascending=False)
         if similar.empty:
             page.paragraph(f"No pair of templates from different corpora has IoU > {config.match.similar_iou:g}; "
                            f"the closest pairs:")
             similar = cross.sort_values("iou", ascending=False).head(5)
-        page.table(similar.drop(columns=["similar"]).set_index("dataset_1"), caption="Template pairs by IoU")
+        files.table(page, similar.drop(columns=["similar"]).reset_index(drop=True), "cross_corpus")
+        if (folder / "cross_corpus.png").exists():
+            files.figure(page, folder / "cross_corpus.png", "match_", _MATCH_FIGURES["cross_corpus.png"])
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
     massive, networks = layout.match / "massive_channels.csv", layout.match / "network_anatomy.csv"
     if not massive.exists():
         return
-    page.section("Anatomy: massive-activation channels")
+    page.section("Anatomy: massive-activation channels", anchor="anatomy")
     table = pd.read_csv(files.keep(massive, "match_"))
     page.paragraph(f"{len(table)} channels where the peak |activation| dwarfs its layer's median "
                    f"(rule in fnet_dist/anatomy.py). Masks that hit them can break the model whatever they mean.")
-    page.table(table.head(20).set_index("layer"), caption="Massive channels, strongest first (top 20)")
+    files.table(page, table.head(20).set_index("layer"), "massive_channels")
     if networks.exists():
-        page.table(_markdown_free_csv(files.keep(networks, "match_")),
-                   caption="Each template: neurons on massive channels, layer spread, source concentration on one token")
+        files.table(page, _markdown_free_csv(files.keep(networks, "match_")), "network_anatomy")
+
+
+def _tables(page: Page, files: _Files, names, folders) -> None:
+    """Every table file ``<name>*.csv`` of ``folders``, in the order of ``names``."""
+    for name in names:
+        for path in (p for folder in folders for p in sorted(folder.glob(f"{name}*.csv"))):
+            if _spec_name(path.stem) != name:
+                continue
+            suffix = path.stem[len(name):].strip("_")
+            caption = TABLES[name].caption + (f" ({suffix})" if suffix else "")
+            files.table(page, _markdown_free_csv(files.keep(path, "evaluate_")), name, path.stem, caption)
 
 
 def _evaluation(page: Page, layout, files: _Files) -> None:
     folder = layout.evaluate
     if not (folder / "results.csv").exists():
-        page.section("Editing").paragraph("No evaluation in this run.", muted=True)
+        page.section("Editing", anchor="editing").paragraph("No evaluation in this run.", muted=True)
         return
-    page.section("Editing networks (Tables 3-5, 9-13)")
+    page.section("Editing networks (Tables 3-5, 9-13)", anchor="editing")
     files.keep(folder / "results.csv", "evaluate_")
-    for stem, caption in _EVALUATE_TABLES.items():
-        for path in sorted((folder / "tables").glob(f"{stem}*.csv")) + sorted((folder / "controls" / "tables").glob(f"{stem}*.csv")):
-            suffix = path.stem[len(stem):].strip("_")
-            page.table(_markdown_free_csv(files.keep(path, "evaluate_")), caption=f"{caption}{f' ({suffix})' if suffix else ''}")
-    figures = sorted((folder / "figures").glob("*.png")) + sorted((folder / "controls" / "figures").glob("*.png"))
+    _tables(page, files, _EDITING_TABLES, [folder / "tables"])
+    figures = sorted((folder / "figures").glob("*.png"))
     if figures:
         page.section("Editing figures (Figures 2, 3, 5-8)", level=3)
         for path in figures:
-            page.image(files.keep(path, "evaluate_"), path.stem.replace("_", " "))
+            files.figure(page, path, "evaluate_", path.stem.replace("_", " "))
     flips = folder / "flips.csv"
     if flips.exists():
-        page.table(pd.read_csv(files.keep(flips, "evaluate_")).head(10), caption="Figure 8: predictions that flip under an edit")
+        files.table(page, pd.read_csv(files.keep(flips, "evaluate_")), "flips")
+    controls = folder / "controls"
+    if any((controls / "tables").glob("*.csv")):
+        page.section("Controls: random draws and massive channels", anchor="controls")
+        _tables(page, files, _CONTROL_TABLES, [controls / "tables"])
+        for path in sorted((controls / "figures").glob("*.png")):
+            files.figure(page, path, "evaluate_", path.stem.replace("_", " "))
 
 
 def _attribution(page: Page, config, layout, model) -> None:
@@ -192,6 +290,16 @@ def _attribution(page: Page, config, layout, model) -> None:
             page.section(f"{corpus}: {text[:60]}…", level=3).raw(attribution_fragment(attribution))
 
 
+def _findings(page: Page, files: _Files, folder: Path) -> None:
+    """The Findings section from ``folder / "findings.json"``: one row per claim, linked to its evidence."""
+    findings = read_findings(folder / "findings.json")
+    page.section("Findings: the paper's claims on this model", anchor="findings")
+    if findings:
+        page.raw(findings_html(findings, files.links))
+    else:
+        page.paragraph("This run produced none of the results the checks need.", muted=True)
+
+
 def build_report(config, layout, model=None) -> Path:
     """Write ``layout.report / "index.html"`` and the files it shows; return the page's path."""
     folder = layout.report
@@ -199,8 +307,8 @@ def build_report(config, layout, model=None) -> Path:
     record = json.loads(layout.record_file.read_text()) if layout.record_file.exists() else {}
     page = Page(config.report.title or f"Functional networks of {config.model.id}: run {config.name!r}")
     _provenance(page, config, layout, record)
-    total = _stores(page, config, layout)
     findings_at = page.size
+    total = _stores(page, config, layout)
     _match(page, layout, files, config)
     _anatomy(page, layout, files)
     _evaluation(page, layout, files)
@@ -210,10 +318,10 @@ def build_report(config, layout, model=None) -> Path:
                                 similar_iou=config.match.similar_iou,
                                 random_condition=f"random{100 * e.random_fraction:g}:seed{e.seed}",
                                 amplify_condition=f"top{e.top_percent:g}:multiply{e.amplify_factor:g}")
+    (folder / "findings.json").write_text(json.dumps([f.record(i) for i, f in enumerate(findings, 1)], indent=1),
+                                          encoding="utf-8")
     summary = Page("")
-    summary.section("Findings: the paper's claims on this model").findings(findings)
-    if not findings:
-        summary.paragraph("This run produced none of the results the checks need.", muted=True)
+    _findings(summary, files, folder)
     page.insert(findings_at, summary)
     out = folder / "index.html"
     out.write_text(page.render(), encoding="utf-8")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluate.controls import metric_direction
+from ..names import display_name, network_name
 from .page import Finding
 
 __all__ = ["amplification", "compute_findings", "counterparts", "cross_corpus", "network_controls", "small_networks_vs_random"]
@@ -29,7 +30,7 @@ def counterparts(consistency: pd.DataFrame, iou: float) -> Finding:
         "Most group-level templates have counterparts among the individual-level maps.", verdict,
         f"templates with ≥ 1 individual map at IoU > {iou:g}: {text}; most matched: {best['dataset']} "
         f"template {int(best['template'])} with {int(best['counterparts'])} counterparts in "
-        f"{int(best['samples_with_counterpart'])} samples.")
+        f"{int(best['samples_with_counterpart'])} samples.", ("consistency",))
 
 
 def cross_corpus(cross: pd.DataFrame, similar_iou: float) -> Finding | None:
@@ -43,13 +44,13 @@ def cross_corpus(cross: pd.DataFrame, similar_iou: float) -> Finding | None:
         best = cross.sort_values("iou", ascending=False).iloc[0]
         return Finding("Templates recur across corpora.", "fails",
                        f"no template pair of different corpora has IoU > {similar_iou:g}; the best is "
-                       f"{best['dataset_1']} {int(best['template_1'])} / {best['dataset_2']} {int(best['template_2'])} "
-                       f"at {best['iou']:.3f}.")
+                       f"{network_name(best['dataset_1'], int(best['template_1']))} / "
+                       f"{network_name(best['dataset_2'], int(best['template_2']))} at {best['iou']:.3f}.", ("cross_corpus",))
     top = similar.iloc[0]
     return Finding("Templates recur across corpora.", "holds",
                    f"{len(similar)} template pairs with IoU > {similar_iou:g}, in {len(found)} of {len(pairs)} corpus "
-                   f"pairs; the closest: {top['dataset_1']} {int(top['template_1'])} / {top['dataset_2']} "
-                   f"{int(top['template_2'])} at {top['iou']:.3f}.")
+                   f"pairs; the closest: {network_name(top['dataset_1'], int(top['template_1']))} / "
+                   f"{network_name(top['dataset_2'], int(top['template_2']))} at {top['iou']:.3f}.", ("cross_corpus",))
 
 
 def _delta(primary: pd.DataFrame, condition: str, task: str) -> float:
@@ -70,7 +71,7 @@ def small_networks_vs_random(primary: pd.DataFrame, total_neurons: int, random_c
     small = networks[networks["neurons"] < 0.02 * total_neurons]
     if small.empty:
         return Finding("Inhibiting a network of < 2 % of neurons hurts more than a random 15 % mask.", "unclear",
-                       "no evaluated network is smaller than 2 % of the neurons.")
+                       "no evaluated network is smaller than 2 % of the neurons.", ("table3_networks", "table10_masked"))
     per_task, parts = {}, []
     for task in sorted(set(small["task"])):
         random_damage = _delta(primary, random_condition, task)
@@ -80,7 +81,7 @@ def small_networks_vs_random(primary: pd.DataFrame, total_neurons: int, random_c
                      f"{random_condition} (its damage {random_damage:+.4g})")
     verdict = "holds" if all(per_task.values()) else "fails" if not any(per_task.values()) else "unclear"
     return Finding("Inhibiting a network of < 2 % of neurons hurts more than a random 15 % mask.", verdict,
-                   "; ".join(parts) + ".")
+                   "; ".join(parts) + ".", ("table3_networks", "table10_masked"))
 
 
 def amplification(primary: pd.DataFrame, condition: str) -> Finding | None:
@@ -93,7 +94,7 @@ def amplification(primary: pd.DataFrame, condition: str) -> Finding | None:
     verdict = "holds" if better else "fails"
     text = ", ".join(f"{t} {v:+.4g}" for t, v in changes.items())
     return Finding(f"Amplifying the top ICA neurons ({condition}) improves the model on some task.", verdict,
-                   f"change against normal (positive = better): {text}.")
+                   f"change against normal (positive = better): {text}.", ("table4_top_amplify",))
 
 
 def network_controls(controls: pd.DataFrame, separated: pd.DataFrame) -> list[Finding]:
@@ -109,8 +110,10 @@ def network_controls(controls: pd.DataFrame, separated: pd.DataFrame) -> list[Fi
         first = group.iloc[0]
         verdict = "holds" if len(beaten) == len(matched) else "fails" if not beaten else "unclear"
         found.append(Finding(
-            f"Inhibiting {network} ({int(first.neurons)} neurons) hurts {task} more than every matched random draw.", verdict,
-            f"{first.metric}: normal {first.normal:.4g}, network {first.network_value:.4g}; random draws: {text}."))
+            f"Inhibiting {display_name(network)} ({int(first.neurons)} neurons) hurts {task} more than every matched random "
+            f"draw.", verdict,
+            f"{first.metric}: normal {first.normal:.4g}, network {first.network_value:.4g}; random draws: {text}.",
+            ("controls",)))
         split = separated[(separated["network"] == network) & (separated["task"] == task)]
         avoid = group[group["control"] == "matched_avoid_massive"]
         if split.empty or avoid.empty:
@@ -120,11 +123,11 @@ def network_controls(controls: pd.DataFrame, separated: pd.DataFrame) -> list[Fi
         random_damage = (ref.normal - ref.low) if higher else (ref.high - ref.normal)  # the worst draws' damage
         survives = row.damage_minus_massive > random_damage
         found.append(Finding(
-            f"{network}'s effect on {task} survives without its massive-channel neurons.",
+            f"{display_name(network)}'s effect on {task} survives without its massive-channel neurons.",
             "holds" if survives else "fails",
             f"damage (positive = worse): whole {row.damage_whole:+.4g}, without massive channels "
             f"{row.damage_minus_massive:+.4g}, massive channels alone {row.damage_massive_only:+.4g}; the largest "
-            f"damage of random matched draws avoiding massive channels: {random_damage:.4g}."))
+            f"damage of random matched draws avoiding massive channels: {random_damage:.4g}.", ("separated", "controls")))
     return found
 
 
