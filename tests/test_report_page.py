@@ -1,16 +1,36 @@
-"""The report page renders in a real browser: images load, text is escaped, no console errors."""
+"""The report page: tables that fit 1,280 px, findings linked to their evidence, figure scales chosen from
+the data, one name per network; checked in a real browser on a synthetic run (tests/report_fixtures.py)."""
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
-from fnet_dist.report.page import Finding, Page
+from fnet_dist.errors import InputError
+from fnet_dist.figures import value_axis
+from fnet_dist.names import display_name, network_name
+from fnet_dist.report.build import build_report
+from fnet_dist.report.findings_view import findings_html, read_findings
+from fnet_dist.report.page import MAX_ROWS, Finding, Page, table_html
 
-from browser import inspect_page
+from browser import inspect_layout, inspect_page
+from report_fixtures import synthetic_run
+
+_FULL = {  # a finding with every field of findings.json (issue 13's schema)
+    "id": "controls-news-1", "claim": "Inhibiting news/1 hurts sentiment_rt more than matched random networks.",
+    "verdict": "holds", "test": "permutation test against 19 layer-matched random networks",
+    "effect": {"value": -0.18, "units": "accuracy"}, "interval": [-0.25, -0.11], "p_value": 0.004, "alpha": 0.05,
+    "n_draws": 19, "n_examples": 60, "correction": "Holm across the run's findings", "reason": "",
+    "conditions": ["inhibit:news/1"], "tables": ["controls.csv", "table3_networks"], "figures": ["controls_sentiment_rt"],
+}
 
 
 @pytest.fixture()
@@ -23,11 +43,64 @@ def png(tmp_path):
     return path
 
 
+def test_one_display_name_per_network():
+    assert network_name("news", 5) == display_name("inhibit:news/5") == "news/5"
+    assert display_name("inhibit:news/all") == "news/all"
+    assert display_name("multiply1.02:news/5") == "news/5 × 1.02" and display_name("add0.5:wiki/2") == "wiki/2 + 0.5"
+    assert display_name("minus-massive:news/5") == "news/5 without massive channels"
+    assert display_name("top5:multiply1.02@news") == "top5:multiply1.02@news" and display_name("normal") == "normal"
+
+
+def test_value_axis_goes_log_beyond_two_orders_of_magnitude():
+    fig, axes = plt.subplots(1, 4)
+    ppl = [73, 150, 1_400, 61_700, 2.1e8]  # issue 18's Figure 2: linear hid every single network
+    assert value_axis(axes[0], ppl, "y", "word perplexity") == "log"
+    low, high = axes[0].get_ylim()
+    assert low < 73 and high > 2.1e8 and axes[0].get_ylabel() == "word perplexity (log scale)"
+    assert value_axis(axes[1], [-3.0, 0.0, 0.01, 5.0], "x", "damage") == "symlog"
+    assert axes[1].get_xscale() == "symlog" and axes[1].get_xlabel() == "damage (symmetric log scale)"
+    assert value_axis(axes[2], [0.5, 0.7, 49.0, np.nan, np.inf], "y", "acc") == "linear" and axes[2].get_yscale() == "linear"
+    assert value_axis(axes[3], [], "y", "empty") == "linear"
+    plt.close(fig)
+
+
+def test_wide_tables_fold_their_less_needed_columns_and_long_ones_collapse():
+    wide = pd.DataFrame({f"column_{i:02d}": np.arange(30.0) * 1e6 + i for i in range(24)})
+    wide.insert(3, "p_value", 0.01)
+    text = table_html(wide, "wide", "t-wide", key=["p_value", "column_20"])
+    head = text[text.index("<thead>"):text.index("</thead>")]
+    assert head.index("p value") < head.index("column 20") < head.index("column 00")  # key columns first
+    assert "other columns" in head and "column 23" not in head  # the rest fold into a details cell
+    assert text.count("<details>") == 30 and "<dt>column 23</dt>" in text
+    assert text.count('<tr class=more>') == 30 - MAX_ROWS and 'Show all 30 rows' in text
+    short = table_html(wide.head(3).iloc[:, :4], None, "t-short")
+    assert "<details>" not in short and "<input" not in short
+    with pytest.raises(ValueError, match=r"key columns \['p'\] are not in the table 'wide'"):
+        table_html(wide, "wide", "t", key=["p"])
+
+
+def test_findings_json_is_read_and_rendered_with_links(tmp_path):
+    path = tmp_path / "findings.json"
+    path.write_text(json.dumps({"findings": [_FULL, {"claim": "Templates recur.", "verdict": "not_applicable"}]}))
+    findings = read_findings(path)
+    assert [f["id"] for f in findings] == ["controls-news-1", "2"] and findings[1]["verdict"] == "not applicable"
+    fragment = findings_html(findings, lambda f: [("controls", "table-controls")] if f.get("tables") else [])
+    assert '<tr id="finding-controls-news-1">' in fragment and '<a href="#table-controls">controls</a>' in fragment
+    assert "-0.18 [-0.25, -0.11] accuracy" in fragment and "0.004 (α 0.05)" in fragment
+    assert "19 draws, 60 examples" in fragment and "Holm across" in fragment
+    path.write_text(json.dumps([{"claim": "c", "verdict": "maybe"}]))
+    with pytest.raises(InputError, match="finding 1 of .* has verdict 'maybe'; expected one of holds, fails"):
+        read_findings(path)
+    path.write_text("{")
+    with pytest.raises(InputError, match="is not a readable findings JSON file"):
+        read_findings(path)
+
+
 def test_page_renders_with_images_tables_and_escaped_text(tmp_path, png):
     page = Page("Run <default>")
     page.section("Tables").table(pd.DataFrame({"task": ["a<b"], "acc": [0.5]}), caption="caption & more")
     page.section("Figures").image(png, caption="a line")
-    page.findings([Finding("claim <x>", "holds", "because 1 < 2"), Finding("other", "fails", "no")])
+    page.section("Findings", anchor="findings").raw(findings_html(read_findings_list(tmp_path), lambda f: []))
     out = tmp_path / "index.html"
     out.write_text(page.render())
     check = inspect_page(out)
@@ -35,6 +108,12 @@ def test_page_renders_with_images_tables_and_escaped_text(tmp_path, png):
     assert check.images == 1 and check.images_loaded == 1
     assert check.console_errors == []
     assert "a<b" in check.text and "claim <x>" in check.text and "HOLDS" in check.text
+
+
+def read_findings_list(folder: Path) -> list[dict]:
+    path = folder / "escaped.json"
+    path.write_text(json.dumps([{"claim": "claim <x>", "verdict": "holds", "reason": "because 1 < 2"}]))
+    return read_findings(path)
 
 
 def test_a_broken_image_is_seen_by_the_browser_check(tmp_path):
@@ -48,3 +127,29 @@ def test_a_broken_image_is_seen_by_the_browser_check(tmp_path):
 def test_finding_verdicts_are_checked():
     with pytest.raises(ValueError, match="verdict 'maybe'"):
         Finding("c", "maybe", "e")
+
+
+def test_report_fits_1280_px_and_links_its_findings(tmp_path):
+    """A synthetic run's report at 1,280 × 800: nothing in Findings, Editing and Controls is cut off (details
+    closed and open), every image loads, every finding links to an element, show-all controls work.
+    Screenshots of the three sections go to $FNET_TEST_ARTIFACTS (else the test's tmp folder)."""
+    config, layout = synthetic_run(tmp_path / "run")
+    index = build_report(config, layout)
+    page = Page("wide tables")  # a page of the tables the synthetic run does not have: very wide, very long
+    wide = pd.DataFrame({f"a_long_column_name_{i}": np.linspace(1, 2e7, 45) for i in range(20)})
+    page.section("Wide", anchor="wide").table(wide, "wide and long", anchor="table-wide", key=["a_long_column_name_19"])
+    (tmp_path / "wide.html").write_text(page.render())
+    shots = Path(os.environ.get("FNET_TEST_ARTIFACTS", tmp_path / "screenshots"))
+    check = inspect_layout(index, ["findings", "editing", "controls"], shots)
+    assert check.missing_sections == [] and check.overflows == [] and check.console_errors == []
+    assert check.broken_images == [] and check.broken_links == []
+    assert check.finding_links and all(n >= 1 for n in check.finding_links.values())
+    assert check.expanders and all(before == MAX_ROWS and after == total for before, after, total in check.expanders)
+    for section, path in check.screenshots.items():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        print(f"screenshot of {section}: {path}")
+    assert set(check.screenshots) == {"findings", "editing", "controls"}
+    html = index.read_text()
+    assert "inhibit:news/" not in html and "→" not in html  # one name per network: news/5
+    wide_check = inspect_layout(tmp_path / "wide.html", ["wide"], shots / "wide")
+    assert wide_check.overflows == [] and wide_check.expanders == [(MAX_ROWS, 45, 45)]

@@ -95,7 +95,7 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
                label=display_name(condition))
     ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
     ax.axhline(0, color="k", lw=0.8)
-    value_axis(ax, deltas, "y", "score − normal (in each task's metric)")
+    value_axis(ax, deltas, "y", "score − normal\n(accuracy, MCC or F1)")
     if len(conditions) <= 12:
         ax.legend(fontsize=7)
     return _save(fig, path)
@@ -187,7 +187,8 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
         left.axvline(ctl["normal"].iloc[0], color="grey", ls="--", lw=1, label="normal")
     left.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
     value_axis(left, ctl[["mean", "low", "high", "network_value", "normal"]].to_numpy() if len(ctl) else [], "x",
-               f"{axis_label(task)}; random draws (mean, 95 % interval) vs the network")
+               axis_label(task))
+    left.set_title("random draws (mean, 95 % interval) vs the network", fontsize=9)
     left.legend(fontsize=7)
     width, damages = 0.27, []
     for j, (column, label) in enumerate([("damage_whole", "whole network"), ("damage_minus_massive", "without massive channels"),
@@ -197,6 +198,7 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
         right.barh(np.arange(len(networks)) + (j - 1) * width, values, height=width, label=label)
     right.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
     right.axvline(0, color="grey", lw=1)
-    value_axis(right, damages, "x", f"{axis_label(task)}; damage against normal (positive = worse)")
+    value_axis(right, damages, "x", f"{axis_label(task)}, damage")
+    right.set_title("damage against normal (positive = worse)", fontsize=9)
     right.legend(fontsize=7)
     return _save(fig, path)

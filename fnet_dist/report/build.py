@@ -32,46 +32,55 @@ __all__ = ["TABLES", "TableSpec", "build_report"]
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table of the report: ``caption``; ``key``, the columns the findings rest on (shown first, never
-    folded away); ``figures``, the file-name stems of the figures drawn from the same numbers."""
+    """A table of the report: ``caption``; ``label``, its name in a finding's links; ``key``, the columns
+    the findings rest on (shown first, never folded away); ``figures``, the file-name stems (``FIGURES``) of
+    the figures drawn from the same numbers."""
 
     caption: str
+    label: str
     key: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()
 
 
 TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the report shows it
-    "consistency": TableSpec("Templates: size, share of neurons, counterparts, samples with one",
+    "consistency": TableSpec("Templates: size, share of neurons, counterparts, samples with one", "Table 1",
                              ("template", "counterparts"), ("counterparts", "networks")),
-    "cross_corpus": TableSpec("Template pairs by IoU", ("template", "other template", "iou"), ("cross_corpus",)),
-    "massive_channels": TableSpec("Massive channels, strongest first (top 20)", ("neuron", "ratio")),
+    "cross_corpus": TableSpec("Template pairs by IoU", "Table 2", ("template", "other template", "iou"),
+                              ("cross_corpus",)),
+    "massive_channels": TableSpec("Massive channels, strongest first (top 20)", "massive channels", ("neuron", "ratio")),
     "network_anatomy": TableSpec("Each template: neurons on massive channels, layer spread, source concentration "
-                                 "on one token", ("template", "size", "on_massive", "massive_share")),
-    "table3_networks": TableSpec("Table 3: accuracy and perplexity with each network inhibited", (),
+                                 "on one token", "anatomy", ("template", "size", "on_massive", "massive_share")),
+    "table3_networks": TableSpec("Table 3: accuracy and perplexity with each network inhibited", "Table 3", (),
                                  ("figure2_perplexity", "figure3_changes_inhibit")),
-    "table10_masked": TableSpec("Tables 10-11: normal vs a random 15 % mask vs all networks inhibited"),
-    "table9_top_inhibit": TableSpec("Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)"),
-    "table4_top_amplify": TableSpec("Table 4: top 5 % neurons amplified (ICA vs LLM Localization)", (),
+    "table10_masked": TableSpec("Tables 10-11: normal vs a random 15 % mask vs all networks inhibited", "Tables 10-11"),
+    "table9_top_inhibit": TableSpec("Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)", "Table 9"),
+    "table4_top_amplify": TableSpec("Table 4: top 5 % neurons amplified (ICA vs LLM Localization)", "Table 4", (),
                                     ("figure3_changes_top_amplified",)),
-    "table5_iou": TableSpec("Table 5: IoU between the ICA top 5 % and LLM Localization"),
-    "table12_probing": TableSpec("Tables 12-13: linear probing accuracy under each mask"),
+    "table5_iou": TableSpec("Table 5: IoU between the ICA top 5 % and LLM Localization", "Table 5"),
+    "table12_probing": TableSpec("Tables 12-13: linear probing accuracy under each mask", "Tables 12-13"),
     "controls": TableSpec("Random controls as distributions (mean and 95 % interval of the draws; empirical p-values)",
-                          ("network", "task", "control", "draws", "network_value", "low", "high", "p_value"),
+                          "controls", ("network", "task", "control", "draws", "network_value", "low", "high", "p_value"),
                           ("controls",)),
-    "separated": TableSpec("Each network with and without its massive-channel neurons",
+    "separated": TableSpec("Each network with and without its massive-channel neurons", "massive split",
                            ("network", "task", "damage_whole", "damage_minus_massive", "damage_massive_only"),
                            ("controls",)),
-    "flips": TableSpec("Figure 8: predictions that flip under an edit", ("condition", "task", "effect", "text")),
+    "flips": TableSpec("Figure 8: predictions that flip under an edit", "Figure 8", ("condition", "task", "effect", "text")),
 }
 _EDITING_TABLES = ("table3_networks", "table10_masked", "table9_top_inhibit", "table4_top_amplify", "table5_iou",
                    "table12_probing")
 _CONTROL_TABLES = ("controls", "separated")
-_MATCH_FIGURES = {
-    "networks.png": "Figure 4: group templates as layer × neuron images",
-    "counterparts.png": "Counterparts of each template among the individual maps",
-    "layer_distribution.png": "Per-layer distribution of network neurons",
-    "cross_corpus.png": "IoU between templates of different corpora",
+FIGURES = {  # file-name stem (a suffix may follow) -> (caption, name in a finding's links)
+    "networks": ("Figure 4: group templates as layer × neuron images", "Figure 4"),
+    "counterparts": ("Counterparts of each template among the individual maps", "counterparts figure"),
+    "layer_distribution": ("Per-layer distribution of network neurons", "layers figure"),
+    "cross_corpus": ("IoU between templates of different corpora", "IoU figure"),
+    "figure2_perplexity": ("Figure 2: perplexity with each network inhibited", "Figure 2"),
+    "figure3_changes": ("Figure 3: each task's score minus the normal model's", "Figure 3"),
+    "figure5_7_sweep": ("Figures 5-7: the metric against the edit's factor or added value", "Figures 5-7"),
+    "controls": ("Each network against its random draws (left) and split at the massive channels (right)",
+                 "controls figure"),
 }
+_MATCH_FIGURES = ("networks", "counterparts", "layer_distribution")
 
 
 class _Files:
@@ -81,41 +90,54 @@ class _Files:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.anchors: dict[str, str] = {}  # file stem -> element id, in page order
+        self.anchors: dict[str, tuple[str, str]] = {}  # "table:<stem>" -> (element id, link label), page order
 
     def keep(self, path: Path, prefix: str) -> Path:
         target = self.folder / f"{prefix}{path.name}"
         shutil.copyfile(path, target)
         return target
 
-    def table(self, page: Page, frame: pd.DataFrame, name: str, stem: str | None = None, caption: str | None = None) -> None:
+    def table(self, page: Page, frame: pd.DataFrame, name: str, stem: str | None = None) -> None:
         """Show ``frame`` as the table ``TABLES[name]`` (``stem``: its file's stem, when a suffix follows ``name``)."""
         spec, stem = TABLES[name], stem or name
+        suffix = _suffix(stem, name)
+        anchor = f"table-{stem}"
+        self.anchors[f"table:{stem}"] = (anchor, spec.label + suffix)
         frame = _display_names(frame)
-        anchor = self.anchors.setdefault(f"table:{stem}", f"table-{stem}")
-        page.table(frame, caption or spec.caption, anchor=anchor, key=[k for k in spec.key if k in frame.columns])
+        page.table(frame, spec.caption + suffix, anchor=anchor, key=[k for k in spec.key if k in frame.columns])
 
-    def figure(self, page: Page, path: Path, prefix: str, caption: str) -> None:
-        anchor = self.anchors.setdefault(f"figure:{path.stem}", f"figure-{path.stem}")
-        page.image(self.keep(path, prefix), caption, anchor=anchor)
+    def figure(self, page: Page, path: Path, prefix: str) -> None:
+        """Show the PNG ``path`` with its ``FIGURES`` caption (or its name), kept as ``<prefix><name>``."""
+        name = _entry(path.stem, FIGURES)
+        caption, label = FIGURES.get(name, (path.stem.replace("_", " "), path.stem))
+        suffix = _suffix(path.stem, name)
+        anchor = f"figure-{path.stem}"
+        self.anchors[f"figure:{path.stem}"] = (anchor, label + suffix)
+        page.image(self.keep(path, prefix), caption + suffix, anchor=anchor)
 
     def links(self, finding: dict) -> list[tuple[str, str]]:
-        """(label, element id) of the tables a finding names and of the figures drawn from them."""
-        names = [Path(str(t)).stem for t in finding.get("tables") or []]
+        """(label, element id) of the tables a finding names and of its figures (those it names, else
+        those drawn from its tables)."""
+        tables = [_entry(Path(str(t)).stem, TABLES) for t in finding.get("tables") or []]
         figures = [Path(str(f)).stem for f in finding.get("figures") or []]
-        figures += [f for n in names for f in TABLES.get(_spec_name(n), TableSpec("")).figures]
-        found: dict[str, str] = {}
-        for key, anchor in self.anchors.items():
+        figures = figures or [f for t in tables if t in TABLES for f in TABLES[t].figures]
+        found = []
+        for key, (anchor, label) in self.anchors.items():
             kind, stem = key.split(":", 1)
-            wanted = names if kind == "table" else figures
-            if any(stem == w or stem.startswith(f"{w}_") for w in wanted):
-                found[anchor] = f"{kind} {stem}"
-        return [(label, anchor) for anchor, label in found.items()]
+            if any(stem == w or stem.startswith(f"{w}_") for w in (tables if kind == "table" else figures)):
+                found.append((label, anchor))
+        return found
 
 
-def _spec_name(stem: str) -> str:
-    """The ``TABLES`` entry a file stem belongs to (``table3_networks_news`` -> ``table3_networks``)."""
-    return max((n for n in TABLES if stem == n or stem.startswith(f"{n}_")), key=len, default=stem)
+def _entry(stem: str, registry: dict) -> str:
+    """The registry entry a file stem belongs to (``table3_networks_news`` -> ``table3_networks``)."""
+    return max((n for n in registry if stem == n or stem.startswith(f"{n}_")), key=len, default=stem)
+
+
+def _suffix(stem: str, name: str) -> str:
+    """What follows the entry's name in a file stem, as a caption suffix: `` (news, wiki_ppl)``."""
+    rest = stem[len(name):].strip("_") if stem.startswith(name) else ""
+    return f" ({rest})" if rest else ""
 
 
 def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
@@ -207,9 +229,9 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     pivot = consistency.pivot(index="template", columns="dataset", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
     files.table(page, consistency.set_index("dataset"), "consistency")
-    for name, caption in _MATCH_FIGURES.items():
-        if (folder / name).exists() and name != "cross_corpus.png":
-            files.figure(page, folder / name, "match_", caption)
+    for name in _MATCH_FIGURES:
+        if (folder / f"{name}.png").exists():
+            files.figure(page, folder / f"{name}.png", "match_")
     if (folder / "cross_corpus.csv").exists():
         page.section("Templates across corpora (Table 2)", anchor="cross-corpus")
         cross = pd.read_csv(files.keep(folder / "cross_corpus.csv", "match_"))
@@ -220,7 +242,7 @@ def _match(page: Page, layout, files: _Files, config) -> None:
             similar = cross.sort_values("iou", ascending=False).head(5)
         files.table(page, similar.drop(columns=["similar"]).reset_index(drop=True), "cross_corpus")
         if (folder / "cross_corpus.png").exists():
-            files.figure(page, folder / "cross_corpus.png", "match_", _MATCH_FIGURES["cross_corpus.png"])
+            files.figure(page, folder / "cross_corpus.png", "match_")
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
@@ -240,11 +262,9 @@ def _tables(page: Page, files: _Files, names, folders) -> None:
     """Every table file ``<name>*.csv`` of ``folders``, in the order of ``names``."""
     for name in names:
         for path in (p for folder in folders for p in sorted(folder.glob(f"{name}*.csv"))):
-            if _spec_name(path.stem) != name:
+            if _entry(path.stem, TABLES) != name:
                 continue
-            suffix = path.stem[len(name):].strip("_")
-            caption = TABLES[name].caption + (f" ({suffix})" if suffix else "")
-            files.table(page, _markdown_free_csv(files.keep(path, "evaluate_")), name, path.stem, caption)
+            files.table(page, _markdown_free_csv(files.keep(path, "evaluate_")), name, path.stem)
 
 
 def _evaluation(page: Page, layout, files: _Files) -> None:
@@ -259,7 +279,7 @@ def _evaluation(page: Page, layout, files: _Files) -> None:
     if figures:
         page.section("Editing figures (Figures 2, 3, 5-8)", level=3)
         for path in figures:
-            files.figure(page, path, "evaluate_", path.stem.replace("_", " "))
+            files.figure(page, path, "evaluate_")
     flips = folder / "flips.csv"
     if flips.exists():
         files.table(page, pd.read_csv(files.keep(flips, "evaluate_")), "flips")
@@ -268,7 +288,7 @@ def _evaluation(page: Page, layout, files: _Files) -> None:
         page.section("Controls: random draws and massive channels", anchor="controls")
         _tables(page, files, _CONTROL_TABLES, [controls / "tables"])
         for path in sorted((controls / "figures").glob("*.png")):
-            files.figure(page, path, "evaluate_", path.stem.replace("_", " "))
+            files.figure(page, path, "evaluate_")
 
 
 def _attribution(page: Page, config, layout, model) -> None:

@@ -113,7 +113,7 @@ def network_controls(controls: pd.DataFrame, separated: pd.DataFrame) -> list[Fi
             f"Inhibiting {display_name(network)} ({int(first.neurons)} neurons) hurts {task} more than every matched random "
             f"draw.", verdict,
             f"{first.metric}: normal {first.normal:.4g}, network {first.network_value:.4g}; random draws: {text}.",
-            ("controls",)))
+            ("controls",), (f"controls_{task}",)))
         split = separated[(separated["network"] == network) & (separated["task"] == task)]
         avoid = group[group["control"] == "matched_avoid_massive"]
         if split.empty or avoid.empty:
@@ -127,7 +127,8 @@ def network_controls(controls: pd.DataFrame, separated: pd.DataFrame) -> list[Fi
             "holds" if survives else "fails",
             f"damage (positive = worse): whole {row.damage_whole:+.4g}, without massive channels "
             f"{row.damage_minus_massive:+.4g}, massive channels alone {row.damage_massive_only:+.4g}; the largest "
-            f"damage of random matched draws avoiding massive channels: {random_damage:.4g}.", ("separated", "controls")))
+            f"damage of random matched draws avoiding massive channels: {random_damage:.4g}.", ("separated", "controls"),
+            (f"controls_{task}",)))
     return found
 
 

@@ -1,8 +1,8 @@
 """A self-contained HTML page: sections of text, tables and images (embedded as data URIs).
 
 - ``Page(title)``: ``.section(title, anchor=)``, ``.paragraph(text)``, ``.table(frame, caption, anchor=, key=)``,
-  ``.image(path, caption, anchor=)``, ``.raw(html)`` (trusted fragments only), ``.findings(list)``;
-  ``.render() -> str``.
+  ``.image(path, caption, anchor=)``, ``.raw(html)`` (trusted fragments only);
+  ``.render() -> str``. ``Finding``: a checked claim, written to ``findings.json`` by ``.record(id)``.
 - ``table_html(frame, caption, anchor, key)``: a table that fits the page at 1,280 px: the ``key`` columns
   (those a finding needs) first, the columns that would not fit folded into a details cell per row, rows
   past ``MAX_ROWS`` hidden behind a show-all control (HTML and CSS only, no script).
@@ -32,23 +32,21 @@ h1{font-size:1.7rem;margin:.2em 0}h2{font-size:1.3rem;margin-top:2.2em;border-bo
 h3{font-size:1.05rem;margin-top:1.5em}
 table{border-collapse:collapse;margin:0;font-size:.88rem;background:#fff;max-width:100%}
 th,td{border:1px solid #dde2ea;padding:3px 8px;text-align:right;vertical-align:top}th{background:#eef1f6}
-td:first-child,th:first-child,td.t,th.t{text-align:left}td.t{overflow-wrap:anywhere}
+td:first-child,th:first-child,td.t,th.t{text-align:left}td.t{overflow-wrap:break-word}
 .tbl{margin:.8em 0}.tbl>input{display:none}
 .tbl>input:not(:checked)~.wide tr.more{display:none}
 .tbl>input:checked~label .show,.tbl>input:not(:checked)~label .hide{display:none}
 .tbl>label{display:inline-block;margin-top:4px;font-size:.85rem;color:#1f5fa8;cursor:pointer;text-decoration:underline}
 td details summary{cursor:pointer;color:#1f5fa8;white-space:nowrap}
 td dl{display:grid;grid-template-columns:auto auto;gap:0 .8em;margin:.3em 0;text-align:left}td dd{margin:0;text-align:right}
-table.findings{width:100%}table.findings td{text-align:left}
+table.findings{width:100%}table.findings td,table.findings th{text-align:left}
 .verdict{display:inline-block;font-weight:700;font-size:.8rem;padding:1px 6px;border-radius:3px;color:#fff;background:#777}
 .verdict.holds{background:#2e8b57}.verdict.fails{background:#c0392b}.verdict.unclear{background:#b8860b}
 tr:target{outline:2px solid #1f5fa8}.tbl:target,figure:target{outline:2px solid #1f5fa8;outline-offset:4px}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #dde2ea;background:#fff}
+figure{margin:1em 0}figure img{max-width:100%;box-sizing:border-box;border:1px solid #dde2ea;background:#fff}
 figcaption{font-size:.85rem;color:#555}
 nav a{margin-right:1em}
-.finding{padding:8px 12px;margin:6px 0;border-left:5px solid #999;background:#fff}
-.finding.holds{border-color:#2e8b57}.finding.fails{border-color:#c0392b}.finding.unclear{border-color:#d4a017}
 .muted{color:#666;font-size:.85rem}
 .wide{overflow-x:auto}
 """
@@ -56,17 +54,20 @@ nav a{margin-right:1em}
 
 class Finding:
     """A claim of the paper checked on this run's numbers: ``verdict`` is holds / fails / unclear;
-    ``tables``: the stems of the report tables it rests on (``controls``, ``table3_networks``)."""
+    ``tables`` and ``figures``: the file stems of the report tables it rests on (``controls``,
+    ``table3_networks``) and of the figures that show it (``controls_sentiment_rt``)."""
 
-    def __init__(self, claim: str, verdict: str, evidence: str, tables: Sequence[str] = ()) -> None:
+    def __init__(self, claim: str, verdict: str, evidence: str, tables: Sequence[str] = (),
+                 figures: Sequence[str] = ()) -> None:
         if verdict not in ("holds", "fails", "unclear"):
             raise ValueError(f"verdict {verdict!r} must be holds, fails or unclear")
-        self.claim, self.verdict, self.evidence, self.tables = claim, verdict, evidence, tuple(tables)
+        self.claim, self.verdict, self.evidence = claim, verdict, evidence
+        self.tables, self.figures = tuple(tables), tuple(figures)
 
     def record(self, ident: int | str) -> dict:
         """This finding as an entry of ``findings.json`` (the evidence text as its reason)."""
         return {"id": str(ident), "claim": self.claim, "verdict": self.verdict, "reason": self.evidence,
-                "tables": list(self.tables)}
+                "tables": list(self.tables), "figures": list(self.figures)}
 
     def __repr__(self) -> str:
         return f"Finding({self.verdict}: {self.claim})"
@@ -112,14 +113,6 @@ class Page:
         self._parts.append(fragment)
         return self
 
-    def findings(self, items: Iterable[Finding]) -> "Page":
-        for item in items:
-            self._parts.append(
-                f'<div class="finding {item.verdict}"><span class="verdict">{html.escape(item.verdict.upper())}</span>'
-                f"{html.escape(item.claim)}<br><span class=\"muted\">{html.escape(item.evidence)}</span></div>"
-            )
-        return self
-
     def insert(self, position: int, other: "Page") -> "Page":
         """Insert ``other``'s sections and parts at ``position`` (an index into this page's parts)."""
         self._parts[position:position] = other._parts
@@ -162,6 +155,24 @@ def _min_width(texts: Iterable[str], wraps: bool) -> float:
     return longest * _CHAR_PX + _CELL_PX
 
 
+def _fit(columns: list, widths: dict, key: Sequence[str], used: float, text: dict) -> tuple[list, list]:
+    """Split ``columns`` (priority order) into those shown and those folded into the details cell, so that
+    the shown ones plus the opened details cell fit ``_TABLE_PX``; key columns are never folded."""
+    shown, folded = list(columns), []
+    def details() -> float:  # an opened details cell: the longest folded name beside the longest value
+        if not folded:
+            return 0.0
+        return (_min_width([_header(c) for c in folded], True) + _min_width([t for c in folded for t in text[c]], False)
+                + _CELL_PX)
+    while used + sum(widths[c] for c in shown) + max(details(), _MORE_PX if folded else 0) > _TABLE_PX:
+        spare = [c for c in shown if c not in key]
+        if not spare:
+            break
+        folded.insert(0, spare[-1])
+        shown.remove(spare[-1])
+    return shown, folded
+
+
 def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (), float_format: str = "{:.4g}") -> str:
     """``frame`` as a table that fits ``_TABLE_PX``: its index (unless 0..n-1) first, then the ``key`` columns,
     then the others; those that would not fit go into a details cell at the end of each row. Rows past
@@ -178,14 +189,7 @@ def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (),
     widths = {c: max(_min_width(text[c], not numeric[c]), _min_width([_header(c)], True)) for c in columns}
     index_text = [str(v) for v in frame.index] if show_index else []
     used = _min_width(index_text + [_header(frame.index.name or "")], True) if show_index else 0
-    shown, folded = [], []
-    for c in columns:  # priority order: key columns first, then left to right
-        room = _TABLE_PX - used - (0 if c == columns[-1] and not folded else _MORE_PX)
-        if (c in key or not folded) and widths[c] <= room:
-            shown.append(c)
-            used += widths[c]
-        else:
-            folded.append(c)
+    shown, folded = _fit(columns, widths, key, used, text)
     head = ([f'<th class="t">{html.escape(_header(frame.index.name or ""))}</th>'] if show_index else [])
     head += [f'<th{"" if numeric[c] else " class=t"}>{html.escape(_header(c))}</th>' for c in shown]
     if folded:
