@@ -48,11 +48,11 @@ def _match(folder: Path, rng) -> None:
                   "layer_median": [0.6, 0.6, 0.7], "ratio": [4800.0, 1000.0, 2600.0],
                   "first_token_share": [0.99, 0.97, 1.0], "carrier_tokens": ["0:812", "0:812", "0:600"]}
                  ).to_csv(folder / "massive_channels.csv", index=False)
-    pd.concat([pd.DataFrame({"dataset": c, "component": np.arange(1, TEMPLATES + 1), "size": t.sum(axis=(1, 2)),
+    pd.concat([pd.DataFrame({"component": np.arange(TEMPLATES), "size": t.sum(axis=(1, 2)),
                              "share": t.sum(axis=(1, 2)) / (LAYERS * WIDTH), "on_massive": rng.integers(0, 3, TEMPLATES),
                              "massive_share": rng.random(TEMPLATES) / 10, "layers_spanned": LAYERS,
                              "top_layer": rng.integers(0, LAYERS, TEMPLATES), "top_layer_share": rng.random(TEMPLATES),
-                             "first_token_share": rng.random(TEMPLATES)})
+                             "first_token_share": rng.random(TEMPLATES), "corpus": c})
                for c, t in templates.items()], ignore_index=True).to_csv(folder / "network_anatomy.csv", index=False)
 
 

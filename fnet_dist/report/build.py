@@ -141,12 +141,18 @@ def _suffix(stem: str, name: str) -> str:
 
 
 def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
-    """Networks and conditions named as everywhere in the report (``news/5``), templates of two corpora
-    (``dataset_1``, ``template_1`` …) as one name each."""
+    """Networks, conditions and templates named as everywhere in the report (``news/5``): a ``network`` or
+    ``condition`` column by ``display_name``; ``dataset`` (or ``corpus``) with ``template``, and the pairs
+    ``dataset_1`` / ``template_1``, ``dataset_2`` / ``template_2``, as one name each."""
     frame = frame.copy()
     for column in ("network", "condition"):
         if column in frame.columns:
             frame[column] = frame[column].map(display_name)
+    for corpus in ("dataset", "corpus"):
+        if corpus in frame.columns and "template" in frame.columns:
+            named = [network_name(c, t) for c, t in zip(frame[corpus], frame["template"])]
+            frame = frame.drop(columns=[corpus, "template"])
+            frame.insert(0, "template", named)
     pairs = [("dataset_1", "template_1", "template"), ("dataset_2", "template_2", "other template")]
     if all(c in frame.columns for d, t, _ in pairs for c in (d, t)):
         named = {label: [network_name(a, b) for a, b in zip(frame[d], frame[t])] for d, t, label in pairs}
@@ -228,7 +234,7 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     consistency = pd.read_csv(files.keep(folder / "consistency.csv", "match_"))
     pivot = consistency.pivot(index="template", columns="dataset", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
-    files.table(page, consistency.set_index("dataset"), "consistency")
+    files.table(page, consistency, "consistency")
     for name in _MATCH_FIGURES:
         if (folder / f"{name}.png").exists():
             files.figure(page, folder / f"{name}.png", "match_")

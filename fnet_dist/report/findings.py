@@ -28,8 +28,8 @@ def counterparts(consistency: pd.DataFrame, iou: float) -> Finding:
     best = consistency.sort_values("counterparts", ascending=False).iloc[0]
     return Finding(
         "Most group-level templates have counterparts among the individual-level maps.", verdict,
-        f"templates with ≥ 1 individual map at IoU > {iou:g}: {text}; most matched: {best['dataset']} "
-        f"template {int(best['template'])} with {int(best['counterparts'])} counterparts in "
+        f"templates with ≥ 1 individual map at IoU > {iou:g}: {text}; most matched: "
+        f"{network_name(best['dataset'], int(best['template']))} with {int(best['counterparts'])} counterparts in "
         f"{int(best['samples_with_counterpart'])} samples.", ("consistency",))
 
 

@@ -39,7 +39,7 @@ td:first-child,th:first-child,td.t,th.t{text-align:left}td.t{overflow-wrap:break
 .tbl>label{display:inline-block;margin-top:4px;font-size:.85rem;color:#1f5fa8;cursor:pointer;text-decoration:underline}
 td details summary{cursor:pointer;color:#1f5fa8;white-space:nowrap}
 td dl{display:grid;grid-template-columns:auto auto;gap:0 .8em;margin:.3em 0;text-align:left}td dd{margin:0;text-align:right}
-table.findings{width:100%}table.findings td,table.findings th{text-align:left}
+table.findings{width:100%}table.findings td,table.findings th{text-align:left}table.findings th{white-space:nowrap}
 .verdict{display:inline-block;font-weight:700;font-size:.8rem;padding:1px 6px;border-radius:3px;color:#fff;background:#777}
 .verdict.holds{background:#2e8b57}.verdict.fails{background:#c0392b}.verdict.unclear{background:#b8860b}
 tr:target{outline:2px solid #1f5fa8}.tbl:target,figure:target{outline:2px solid #1f5fa8;outline-offset:4px}
