@@ -29,7 +29,8 @@ _FULL = {  # a finding with every field of findings.json (issue 13's schema)
     "verdict": "holds", "test": "permutation test against 19 layer-matched random networks",
     "effect": {"value": -0.18, "units": "accuracy"}, "interval": [-0.25, -0.11], "p_value": 0.004, "alpha": 0.05,
     "n_draws": 19, "n_examples": 60, "correction": "Holm across the run's findings", "reason": "",
-    "conditions": ["inhibit:news/1"], "tables": ["controls.csv", "table3_networks"], "figures": ["controls_sentiment_rt"],
+    "conditions": ["inhibit:news/1"], "tables": ["evaluate/controls/tables/controls.csv", "table3_networks"],
+    "figures": ["controls_sentiment_rt"], "anchors": ["finding-controls-news-1", "table-controls"],
 }
 
 
@@ -94,6 +95,27 @@ def test_findings_json_is_read_and_rendered_with_links(tmp_path):
     path.write_text("{")
     with pytest.raises(InputError, match="is not a readable findings JSON file"):
         read_findings(path)
+
+
+def test_findings_link_to_the_tables_and_figures_the_page_shows(tmp_path, png):
+    from fnet_dist.report.build import _Files
+
+    files, page = _Files(tmp_path / "report"), Page("links")
+    files.table(page, pd.DataFrame({"network": ["inhibit:news/1"], "task": ["sentiment_rt"], "p_value": [0.01]}), "controls")
+    files.table(page, pd.DataFrame({"network": ["inhibit:news/1"], "neurons": [10]}).set_index("network"),
+                "table3_networks", "table3_networks_news")
+    for stem in ("controls_sentiment_rt", "controls_wiki_ppl", "figure2_perplexity_news_wiki_ppl"):
+        files.figure(page, png.rename(tmp_path / f"{stem}.png"), "evaluate_")
+        png = tmp_path / f"{stem}.png"
+    assert files.links(_FULL) == [("controls", "table-controls"), ("Table 3 (news)", "table-table3_networks_news"),
+                                  ("controls figure (sentiment_rt)", "figure-controls_sentiment_rt")]
+    no_figures = {k: v for k, v in _FULL.items() if k not in ("figures", "anchors")}  # figures drawn from its tables
+    assert [label for label, _ in files.links(no_figures)] == [
+        "controls", "Table 3 (news)", "controls figure (sentiment_rt)", "controls figure (wiki_ppl)",
+        "Figure 2 (news_wiki_ppl)"]
+    html_text = page.render()
+    assert '<div class="tbl" id="table-controls">' in html_text and '<figure id="figure-controls_wiki_ppl">' in html_text
+    assert "<td class=t>news/1</td>" in html_text and "inhibit:news/1" not in html_text
 
 
 def test_page_renders_with_images_tables_and_escaped_text(tmp_path, png):

@@ -116,15 +116,17 @@ class _Files:
         page.image(self.keep(path, prefix), caption + suffix, anchor=anchor)
 
     def links(self, finding: dict) -> list[tuple[str, str]]:
-        """(label, element id) of the tables a finding names and of its figures (those it names, else
-        those drawn from its tables)."""
+        """(label, element id) of the tables and anchors a finding names and of its figures (those it names,
+        else those drawn from its tables), as far as the page shows them."""
         tables = [_entry(Path(str(t)).stem, TABLES) for t in finding.get("tables") or []]
         figures = [Path(str(f)).stem for f in finding.get("figures") or []]
         figures = figures or [f for t in tables if t in TABLES for f in TABLES[t].figures]
+        ids = set(finding.get("anchors") or [])
         found = []
         for key, (anchor, label) in self.anchors.items():
             kind, stem = key.split(":", 1)
-            if any(stem == w or stem.startswith(f"{w}_") for w in (tables if kind == "table" else figures)):
+            wanted = tables if kind == "table" else figures
+            if anchor in ids or any(stem == w or stem.startswith(f"{w}_") for w in wanted):
                 found.append((label, anchor))
         return found
 

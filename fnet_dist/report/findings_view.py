@@ -7,7 +7,7 @@
   ``n_examples``, ``correction``, ``reason``, ``conditions``, ``tables``, ``figures``).
 - ``findings_html(findings, links) -> str``: the table: verdict, claim (with its test and reason), effect
   with its interval, p-value against alpha, number of draws or examples, and links to the evidence
-  (``links(finding) -> [(label, element id)]``); each row has the id ``finding-<id>``.
+  (``links(finding) -> [(label, element id)]``); each row has the id ``anchor_id("finding-<id>")``.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import InputError
+from .page import anchor_id
 
 __all__ = ["FINDING_VERDICTS", "findings_html", "read_findings"]
 
@@ -88,7 +89,7 @@ def findings_html(findings: Sequence[dict], links: Callable[[dict], list[tuple[s
         evidence = ", ".join(f'<a href="#{html.escape(anchor)}">{html.escape(label)}</a>' for label, anchor in links(f))
         verdict = f["verdict"]
         rows.append(
-            f'<tr id="finding-{html.escape(f["id"])}"><td><span class="verdict {verdict.replace(" ", "-")}">'
+            f'<tr id="{anchor_id("finding-" + f["id"])}"><td><span class="verdict {verdict.replace(" ", "-")}">'
             f'{html.escape(verdict.upper())}</span></td>'
             f'<td>{html.escape(f["claim"])}{f"<br><span class=muted>{note}</span>" if note else ""}</td>'
             f"<td>{html.escape(_effect(f))}</td><td>{html.escape(_p_value(f))}</td><td>{html.escape(_draws(f))}</td>"

@@ -3,6 +3,7 @@
 - ``Page(title)``: ``.section(title, anchor=)``, ``.paragraph(text)``, ``.table(frame, caption, anchor=, key=)``,
   ``.image(path, caption, anchor=)``, ``.raw(html)`` (trusted fragments only);
   ``.render() -> str``. ``Finding``: a checked claim, written to ``findings.json`` by ``.record(id)``.
+- ``anchor_id(text)``: an HTML id from a finding id or table name (``small-networks/wiki_ppl`` → ``small-networks-wiki_ppl``).
 - ``table_html(frame, caption, anchor, key)``: a table that fits the page at 1,280 px: the ``key`` columns
   (those a finding needs) first, the columns that would not fit folded into a details cell per row, rows
   past ``MAX_ROWS`` hidden behind a show-all control (HTML and CSS only, no script).
@@ -18,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["MAX_ROWS", "Finding", "Page", "table_html"]
+__all__ = ["MAX_ROWS", "Finding", "Page", "anchor_id", "table_html"]
 
 _ANCHORS = itertools.count(1)
 MAX_ROWS = 20  # rows a table shows before its show-all control
@@ -134,6 +135,11 @@ class Page:
             + "\n".join(self._parts)
             + "</main></body></html>\n"
         )
+
+
+def anchor_id(text: str) -> str:
+    """An HTML id: letters, digits, ``-``, ``_`` and ``.`` kept, anything else ``-``."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
 def _cell(value, float_format: str) -> str:
