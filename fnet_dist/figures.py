@@ -50,7 +50,8 @@ def value_axis(ax, values, axis: str = "y", label: str = "") -> str:
 
     ``log`` when all finite values are positive and span more than ``_LOG_SPAN`` (limits from half the
     smallest to twice the largest, so every bar shows), ``symlog`` when they span as much but change sign
-    (linear within the smallest nonzero |value|), else ``linear``. The label says which.
+    (linear within the smallest nonzero |value|, at least ``_LOG_SPAN``⁻² of the largest, so rounding noise
+    such as 1e-16 does not stretch the axis), else ``linear``. The label says which.
     """
     data = np.asarray(values, dtype=float).ravel()
     data = data[np.isfinite(data)]
@@ -64,7 +65,7 @@ def value_axis(ax, values, axis: str = "y", label: str = "") -> str:
         set_scale("log")
         set_limits(size.min() / 2, size.max() * 2)
     elif scale == "symlog":
-        set_scale("symlog", linthresh=float(size.min()))
+        set_scale("symlog", linthresh=float(max(size.min(), size.max() / _LOG_SPAN ** 2)))
     suffix = {"log": " (log scale)", "symlog": " (symmetric log scale)"}.get(scale, "")
     set_label(f"{label}{suffix}")
     return scale
@@ -108,7 +109,7 @@ def plot_networks(templates: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
-def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits=(None, None)) -> None:
+def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits=(None, None), unit: str = "") -> None:
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=limits[0], vmax=limits[1])
     rotation = 90 if max((len(str(c)) for c in columns), default=0) > 6 else 0
     ax.set_xticks(range(len(columns)), [str(c) for c in columns], rotation=rotation, fontsize=7)
@@ -118,7 +119,7 @@ def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits
         for (i, j), value in np.ndenumerate(values):
             ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=6,
                     color="black" if top and value > 0.6 * top else "white")
-    ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8, label=unit)
 
 
 def plot_counterparts(consistency: pd.DataFrame) -> Figure:
@@ -127,7 +128,8 @@ def plot_counterparts(consistency: pd.DataFrame) -> Figure:
     wide = wide[list(dict.fromkeys(consistency["dataset"]))]
     fig = Figure(figsize=(1.2 * wide.shape[1] + 2.5, 0.4 * wide.shape[0] + 1.5), constrained_layout=True)
     ax = fig.subplots()
-    _heatmap(ax, wide.to_numpy(dtype=float), list(wide.index), list(wide.columns), "{:.0f}")
+    _heatmap(ax, wide.to_numpy(dtype=float), list(wide.index), list(wide.columns), "{:.0f}",
+             unit="counterparts (individual maps)")
     ax.set_xlabel("corpus")
     ax.set_ylabel("template")
     ax.set_title("Counterparts in the individual-level maps", fontsize=9)
@@ -164,7 +166,7 @@ def plot_cross_corpus(cross_corpus: pd.DataFrame) -> Figure:
     size = 0.22 * len(labels) + 2.5
     fig = Figure(figsize=(size, size), constrained_layout=True)
     ax = fig.subplots()
-    _heatmap(ax, values, labels, labels, "{:.2f}", limits=(0.0, 1.0))
+    _heatmap(ax, values, labels, labels, "{:.2f}", limits=(0.0, 1.0), unit="IoU (0 to 1)")
     ax.set_title("IoU between templates of different corpora", fontsize=9)
     return fig
 

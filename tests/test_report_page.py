@@ -60,9 +60,23 @@ def test_value_axis_goes_log_beyond_two_orders_of_magnitude():
     assert low < 73 and high > 2.1e8 and axes[0].get_ylabel() == "word perplexity (log scale)"
     assert value_axis(axes[1], [-3.0, 0.0, 0.01, 5.0], "x", "damage") == "symlog"
     assert axes[1].get_xscale() == "symlog" and axes[1].get_xlabel() == "damage (symmetric log scale)"
+    assert value_axis(axes[1], [-2e-16, 0.05, 0.2], "x", "d") == "symlog"
+    assert axes[1].xaxis.get_transform().linthresh == pytest.approx(0.2 / 1e4)  # rounding noise stays linear
     assert value_axis(axes[2], [0.5, 0.7, 49.0, np.nan, np.inf], "y", "acc") == "linear" and axes[2].get_yscale() == "linear"
     assert value_axis(axes[3], [], "y", "empty") == "linear"
     plt.close(fig)
+
+
+def test_every_bar_and_point_figure_chooses_its_scale_from_its_data(tmp_path, monkeypatch):
+    from fnet_dist.evaluate import figures
+    from report_fixtures import _rows
+
+    scales = []
+    monkeypatch.setattr(figures, "value_axis", lambda *a: scales.append((a[3], value_axis(*a))) or scales[-1][1])
+    rows = _rows(np.random.default_rng(0))
+    figures.perplexity_bars(rows, tmp_path / "f2.png", task="wiki_ppl", prefix="inhibit:news/")
+    figures.score_changes(rows, tmp_path / "f3.png", ["inhibit:news/1", "inhibit:news/10"])
+    assert scales == [("Wiki: word perplexity", "log"), ("score − normal\n(accuracy, MCC or F1)", "linear")]
 
 
 def test_wide_tables_fold_their_less_needed_columns_and_long_ones_collapse():
