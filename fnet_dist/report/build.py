@@ -150,6 +150,8 @@ def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("network", "condition"):
         if column in frame.columns:
             frame[column] = frame[column].map(display_name)
+    if frame.index.name in ("network", "condition"):
+        frame.index = frame.index.map(display_name).rename(frame.index.name)
     for corpus in ("dataset", "corpus"):
         if corpus in frame.columns and "template" in frame.columns:
             named = [network_name(c, t) for c, t in zip(frame[corpus], frame["template"])]
