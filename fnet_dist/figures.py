@@ -34,6 +34,7 @@ __all__ = [
 
 _MAX_COLUMNS = 512
 _LOG_SPAN = 100.0  # more than two orders of magnitude between the smallest and largest |value|: log axis
+_LOG_TOP = 1e240  # a log axis spans 1e-240 to 1e240 at most: matplotlib's decade ticks past 1e±300 overflow
 FIGURE_NAMES = ("networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png")
 
 
@@ -49,9 +50,10 @@ def value_axis(ax, values, axis: str = "y", label: str = "") -> str:
     """Choose ``axis`` ("x" or "y") of ``ax``'s scale from the plotted ``values`` and label it; returns the scale.
 
     ``log`` when all finite values are positive and span more than ``_LOG_SPAN`` (limits from half the
-    smallest to twice the largest, so every bar shows), ``symlog`` when they span as much but change sign
-    (linear within the smallest nonzero |value|, at least ``_LOG_SPAN``⁻² of the largest, so rounding noise
-    such as 1e-16 does not stretch the axis), else ``linear``. The label says which.
+    smallest to twice the largest, within 1e±240, so every bar shows); ``symlog`` when they span as
+    much but change sign (limits at twice the extremes; linear within the smallest nonzero |value|, at least
+    ``_LOG_SPAN``⁻² of the largest, so rounding noise such as 1e-16 does not stretch the axis); else
+    ``linear``. The label says which.
     """
     data = np.asarray(values, dtype=float).ravel()
     data = data[np.isfinite(data)]
@@ -63,9 +65,11 @@ def value_axis(ax, values, axis: str = "y", label: str = "") -> str:
                                         (ax.set_xscale, ax.set_xlim, ax.set_xlabel))
     if scale == "log":
         set_scale("log")
-        set_limits(size.min() / 2, size.max() * 2)
+        set_limits(max(size.min(), 1 / _LOG_TOP) / 2, min(size.max(), _LOG_TOP) * 2)
     elif scale == "symlog":
         set_scale("symlog", linthresh=float(max(size.min(), size.max() / _LOG_SPAN ** 2)))
+        low, high = (2 * float(np.clip(v, -_LOG_TOP, _LOG_TOP)) for v in (min(data.min(), 0), max(data.max(), 0)))
+        set_limits(low, high)
     suffix = {"log": " (log scale)", "symlog": " (symmetric log scale)"}.get(scale, "")
     set_label(f"{label}{suffix}")
     return scale

@@ -12,6 +12,8 @@ orders of magnitude) and names its unit; networks are named by ``fnet_dist.names
 - ``format_flip(row)``: one flip as the paper's Figure 8 box.
 - ``control_plot(controls, separated, path, task)``: each network's damage against the random draws'
   intervals, and split at the massive channels (issue 8's controls).
+
+Every figure draws the values it can and names, inside the panel, those it cannot (``fnet_dist.display``).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..display import drawable, note_undrawn, undrawn
 from ..errors import InputError
 from ..figures import value_axis
 from ..names import display_name
@@ -50,6 +53,12 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+def _legend(ax, **options) -> None:
+    """A legend when the axes has labelled artists (a panel whose values were all undrawable has none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _value(rows: pd.DataFrame, condition: str, task: str) -> float:
     hit = rows[(rows["condition"] == condition) & (rows["task"] == task)]
     if hit.empty:
@@ -64,15 +73,18 @@ def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = 
     chosen = primary[(primary["task"] == task) & primary["condition"].str.startswith(prefix)]
     if chosen.empty:
         raise InputError(f"no {prefix}… conditions evaluated on {task!r}; add it with --tasks {task}")
+    names = [c[len(prefix):] for c in chosen["condition"]]
+    values, normal = chosen["value"].to_numpy(dtype=float), _value(primary, "normal", task)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(chosen)), 3.5))
-    normal = _value(primary, "normal", task)
-    ax.bar([display_name(c) for c in chosen["condition"]], chosen["value"], color="#4c72b0")
-    ax.axhline(normal, color="k", ls="--", label="normal")
-    value_axis(ax, [*chosen["value"], normal], "y", axis_label(task))
+    ax.bar([display_name(c) for c in chosen["condition"]], np.where(drawable(values), values, np.nan), color="#4c72b0")
+    if drawable(normal):
+        ax.axhline(normal, color="k", ls="--", label="normal")
+    value_axis(ax, [*values, normal], "y", axis_label(task))
     ax.set_xlabel("inhibited network (corpus/template)")
+    note_undrawn(ax, undrawn(names, values) + undrawn(["normal"], [normal]))
     ax.tick_params(axis="x", rotation=45)
-    ax.legend()
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -90,14 +102,17 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(tasks) * len(conditions) + 2), 3.5))
     width = 0.8 / len(conditions)
+    missing = []
     for i, (condition, row) in enumerate(zip(conditions, deltas)):
-        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, row, width,
-               label=display_name(condition))
+        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, np.where(drawable(row), row, np.nan),
+               width, label=display_name(condition))
+        missing += undrawn([f"{display_name(condition)} on {task_label(t)}" for t in tasks], row)
     ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
     ax.axhline(0, color="k", lw=0.8)
     value_axis(ax, deltas, "y", "score − normal\n(accuracy, MCC or F1)")
+    note_undrawn(ax, missing)
     if len(conditions) <= 12:
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     return _save(fig, path)
 
 
@@ -112,17 +127,22 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
         raise InputError(f"no sweep results on task {task!r}")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.5), squeeze=False)
-    normal = chosen[chosen["kind"] == "normal"]["value"]
+    normal = chosen[chosen["kind"] == "normal"]["value"].to_numpy(dtype=float)[:1]
     for ax, kind in zip(axes[0], kinds):
+        missing = undrawn(["normal"], normal)
         for mask, group in chosen[chosen["kind"] == kind].groupby("mask", sort=False):
             group = group.sort_values("amount")
-            ax.plot(group["amount"], group["value"], marker="o", label=mask)
-        if len(normal):
-            ax.axhline(float(normal.iloc[0]), color="k", ls="--", label="normal")
+            amounts, values = group["amount"].to_numpy(dtype=float), group["value"].to_numpy(dtype=float)
+            keep = drawable(values)
+            ax.plot(amounts[keep], values[keep], marker="o", label=mask)
+            missing += undrawn([f"{mask} at {a:g}" for a in amounts], values)
+        if len(normal) and drawable(normal).all():
+            ax.axhline(float(normal[0]), color="k", ls="--", label="normal")
         ax.set_xlabel("factor" if kind == "multiply" else "added value")
         value_axis(ax, [*chosen[chosen["kind"] == kind]["value"], *normal], "y", axis_label(task))
+        note_undrawn(ax, missing)
         ax.set_title(kind)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     return _save(fig, path)
 
 
@@ -167,38 +187,59 @@ def format_flip(row: pd.Series, *, choices=("negative", "positive"), condition: 
 
 
 def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os.PathLike, task: str) -> Path:
-    """Left: each network's value with the 95 % interval of each kind of random draw; right: the damage of the
-    whole network, without its massive channels, and of those channels alone."""
+    """Left: each network's value against each kind of random draw (a segment from the interval's low to its
+    high, a dot at the draws' mean); right: the damage of the whole network, without its massive channels,
+    and of those channels alone. Values a panel cannot place (inf, nan) are named in it."""
     plt = _pyplot()
     ctl, sep = controls[controls["task"] == task], separated[separated["task"] == task]
     if ctl.empty and sep.empty:
         raise InputError(f"no control results for task {task!r}")
     networks = list(dict.fromkeys(list(ctl["network"]) + list(sep["network"])))
+    position = {n: i for i, n in enumerate(networks)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.6 * len(networks) + 2.2))
     kinds = list(dict.fromkeys(ctl["control"]))
+    missing = []
     for j, kind in enumerate(kinds):
-        part = ctl[ctl["control"] == kind].set_index("network").reindex(networks)
-        y = np.arange(len(networks)) + 0.15 * (j - len(kinds) / 2)
-        left.errorbar(part["mean"], y, xerr=[part["mean"] - part["low"], part["high"] - part["mean"]], fmt="o",
-                      ms=3, capsize=2, label=kind)
+        part = ctl[ctl["control"] == kind]
+        y = part["network"].map(position).to_numpy(dtype=float) + 0.15 * (j - len(kinds) / 2)
+        mean, low, high = (part[c].to_numpy(dtype=float) for c in ("mean", "low", "high"))
+        dots = drawable(mean)
+        line, = left.plot(mean[dots], y[dots], "o", ms=3, label=kind)
+        spans = drawable(low) & drawable(high)
+        left.hlines(y[spans], low[spans], high[spans], color=line.get_color(), lw=1.2)
+        missing += undrawn([f"{kind} mean ({display_name(n)})" for n in part["network"]], mean)
+        missing += [f"{kind} interval ({display_name(n)})" for n, ok in zip(part["network"], spans) if not ok]
     if not ctl.empty:
-        observed = ctl.drop_duplicates("network").set_index("network").reindex(networks)
-        left.scatter(observed["network_value"], np.arange(len(networks)), marker="x", color="k", zorder=3, label="network")
-        left.axvline(ctl["normal"].iloc[0], color="grey", ls="--", lw=1, label="normal")
+        observed = ctl.drop_duplicates("network")
+        values = observed["network_value"].to_numpy(dtype=float)
+        keep = drawable(values)
+        left.scatter(values[keep], observed["network"].map(position).to_numpy()[keep], marker="x", color="k",
+                     zorder=3, label="network")
+        missing += undrawn([display_name(n) for n in observed["network"]], values)
+        normal = float(ctl["normal"].iloc[0])
+        if drawable(normal):
+            left.axvline(normal, color="grey", ls="--", lw=1, label="normal")
+        missing += undrawn(["normal"], [normal])
     left.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
-    value_axis(left, ctl[["mean", "low", "high", "network_value", "normal"]].to_numpy() if len(ctl) else [], "x",
-               axis_label(task))
+    left.set_ylim(len(networks) - 0.5, -0.5)  # one band per network, the first on top
+    value_axis(left, ctl[["mean", "low", "high", "network_value", "normal"]].to_numpy(dtype=float) if len(ctl) else [],
+               "x", axis_label(task))
     left.set_title("random draws (mean, 95 % interval) vs the network", fontsize=9)
-    left.legend(fontsize=7)
-    width, damages = 0.27, []
+    note_undrawn(left, missing)
+    _legend(left, fontsize=7)
+    width, missing, damages = 0.27, [], []
     for j, (column, label) in enumerate([("damage_whole", "whole network"), ("damage_minus_massive", "without massive channels"),
                                          ("damage_massive_only", "massive channels only")]):
-        values = sep.set_index("network").reindex(networks)[column]
+        values = sep[column].to_numpy(dtype=float)
+        keep = drawable(values)
         damages.extend(values)
-        right.barh(np.arange(len(networks)) + (j - 1) * width, values, height=width, label=label)
+        right.barh(sep["network"].map(position).to_numpy()[keep] + (j - 1) * width, values[keep], height=width, label=label)
+        missing += undrawn([f"{label} ({display_name(n)})" for n in sep["network"]], values)
     right.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
+    right.set_ylim(len(networks) - 0.5, -0.5)
     right.axvline(0, color="grey", lw=1)
     value_axis(right, damages, "x", f"{axis_label(task)}, damage")
     right.set_title("damage against normal (positive = worse)", fontsize=9)
-    right.legend(fontsize=7)
+    note_undrawn(right, missing)
+    _legend(right, fontsize=7)
     return _save(fig, path)

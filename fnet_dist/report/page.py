@@ -1,12 +1,13 @@
 """A self-contained HTML page: sections of text, tables and images (embedded as data URIs).
 
-- ``Page(title)``: ``.section(title, anchor=)``, ``.paragraph(text)``, ``.table(frame, caption, anchor=, key=)``,
-  ``.image(path, caption, anchor=)``, ``.raw(html)`` (trusted fragments only);
-  ``.render() -> str``. ``Finding``: a checked claim, written to ``findings.json`` by ``.record(id)``.
+- ``Page(title)``: ``.section(title, anchor=)``, ``.paragraph(text)``, ``.warning(text)``,
+  ``.table(frame, caption, anchor=, key=)``, ``.image(path, caption, anchor=)``, ``.raw(html)`` (trusted
+  fragments only); ``.render() -> str``. ``Finding``: a checked claim, written to ``findings.json`` by ``.record(id)``.
 - ``anchor_id(text)``: an HTML id from a finding id or table name (``small-networks/wiki_ppl`` → ``small-networks-wiki_ppl``).
 - ``table_html(frame, caption, anchor, key)``: a table that fits the page at 1,280 px: the ``key`` columns
   (those a finding needs) first, the columns that would not fit folded into a details cell per row, rows
-  past ``MAX_ROWS`` hidden behind a show-all control (HTML and CSS only, no script).
+  past ``MAX_ROWS`` hidden behind a show-all control (HTML and CSS only, no script). ``inf`` and ``nan``
+  cells are shown as they are, and the caption says what they mean.
 All text is HTML-escaped; images are embedded so the page opens on its own, and also kept beside it.
 """
 from __future__ import annotations
@@ -49,6 +50,7 @@ figure{margin:1em 0}figure img{max-width:100%;box-sizing:border-box;border:1px s
 figcaption{font-size:.85rem;color:#555}
 nav a{margin-right:1em}
 .muted{color:#666;font-size:.85rem}
+.warning{padding:8px 12px;margin:10px 0;border-left:5px solid #c0392b;background:#fdf0ee}
 .wide{overflow-x:auto}
 """
 
@@ -109,6 +111,11 @@ class Page:
         self._parts.append(f'<figure{ident}><img alt="{alt}" src="data:image/png;base64,{data}">{cap}</figure>')
         return self
 
+    def warning(self, text: str) -> "Page":
+        """A paragraph set apart in red (an incomplete run, a section that could not be built)."""
+        self._parts.append(f'<p class="warning">{html.escape(text)}</p>')
+        return self
+
     def raw(self, fragment: str) -> "Page":
         """Append a trusted HTML fragment (built by fnet code with its own escaping)."""
         self._parts.append(fragment)
@@ -143,8 +150,8 @@ def anchor_id(text: str) -> str:
 
 
 def _cell(value, float_format: str) -> str:
-    """A value as table text: floats with ``float_format``, missing values as an en dash."""
-    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+    """A value as table text: floats with ``float_format`` (``inf``, ``nan`` as they are), None as an en dash."""
+    if value is None:
         return "–"
     if isinstance(value, (float, np.floating)):
         return float_format.format(float(value))
@@ -185,6 +192,8 @@ def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (),
     ``MAX_ROWS`` are hidden until the reader ticks the show-all control."""
     import pandas as pd
 
+    from ..display import nonfinite_note
+
     missing = [k for k in key if k not in frame.columns]
     if missing:
         raise ValueError(f"key columns {missing} are not in the table {caption!r}; its columns: {list(frame.columns)}")
@@ -208,6 +217,7 @@ def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (),
             items = "".join(f"<dt>{html.escape(_header(c))}</dt><dd>{html.escape(text[c][i])}</dd>" for c in folded)
             cells.append(f"<td class=\"t\"><details><summary>{len(folded)} more</summary><dl>{items}</dl></details></td>")
         rows.append(f'<tr{" class=more" if i >= MAX_ROWS else ""}>{"".join(cells)}</tr>')
+    caption = " ".join(part for part in (caption, nonfinite_note(frame)) if part)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     table = f'<div class="wide"><table>{cap}<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
     if len(frame) <= MAX_ROWS:
