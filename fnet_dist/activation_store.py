@@ -330,7 +330,8 @@ def summarize_store(url: str) -> str:
         f"hook: {a['hook_points'][0] if a['hook_points'] else '?'} …",
         f"  corpus: {a['corpus']}, seed {a['seed']}: {int((split == 'group').sum())} group + "
         f"{int((split == 'individual').sum())} individual samples; {a['n_skipped_short']} texts skipped "
-        f"(< {a['min_tokens']} tokens)",
+        f"(< {a['min_tokens']} tokens)" + (f"; {a.get('n_packed_samples', 0)} samples packed from consecutive texts "
+                                            f"to ≥ {a['pack_to_tokens']} tokens" if a.get("pack_to_tokens") else ""),
         f"  complete: {int(complete.sum())} of {len(complete)} samples, {total:,} tokens "
         f"(≤ {a['max_tokens']} per sample, token axis {t})",
         f"  neurons: {layers} layers × {neurons} = {layers * neurons:,}, stored as {ds['activation'].dtype}",

@@ -17,7 +17,7 @@ from .errors import FnetError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("record", "decompose", "match", "explain", "evaluate", "bake", "run")
+COMMANDS = ("record", "decompose", "match", "explain", "evaluate", "bake", "run", "compare-paper")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log other libraries too (-v), or debug output (-vv)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"fnet_dist.commands.{name}")
+        module = importlib.import_module(f"fnet_dist.commands.{name.replace('-', '_')}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)

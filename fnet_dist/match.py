@@ -147,6 +147,8 @@ def consistency_rows(name: str, corpus: CorpusNetworks, iou: np.ndarray, thresho
         "samples_with_counterpart": per_sample.sum(axis=1),
         "individual_maps": iou.shape[1],
         "samples": len(corpus.samples),
+        "skipped_samples": len(corpus.skipped),
+        "counterparts_per_sample": matched.sum(axis=1) / max(len(corpus.samples), 1),
         "best_iou": iou.max(axis=1, initial=0.0),
     })
 
@@ -189,8 +191,11 @@ def consistency_markdown(consistency: pd.DataFrame, iou: float) -> str:
     wide = cells.pivot(index="template", columns="dataset", values="cell").fillna("")
     wide = wide[list(dict.fromkeys(consistency["dataset"]))].reset_index()
     wide.columns = ["TEMPLATES", *[str(c).upper() for c in wide.columns[1:]]]
-    totals = consistency.groupby("dataset", sort=False)[["individual_maps", "samples"]].first()
-    note = "; ".join(f"{d}: {r.individual_maps} individual maps from {r.samples} samples" for d, r in totals.iterrows())
+    columns = ["individual_maps", "samples"] + (["skipped_samples"] if "skipped_samples" in consistency else [])
+    totals = consistency.groupby("dataset", sort=False)[columns].first()
+    note = "; ".join(f"{d}: {r.individual_maps} individual maps from {r.samples} usable samples"
+                     + (f" ({r.skipped_samples} not usable, left out)" if getattr(r, "skipped_samples", 0) else "")
+                     for d, r in totals.iterrows())
     return (f"Counterparts (individual maps with IoU > {iou:g}) of each group template; in brackets, the samples "
             f"with at least one counterpart. {note}.\n\n" + markdown_table(wide))
 
@@ -252,11 +257,26 @@ def _corpus_summary(name: str, corpus: CorpusNetworks, individual_sizes: np.ndar
         "individual_maps": int(len(individual_sizes)),
         "empty_individual_maps": int(np.count_nonzero(individual_sizes == 0)),
         "skipped_samples": {str(k): v for k, v in corpus.skipped.items()},
+        "skipped_reasons": skipped_reasons(corpus.skipped),
     }
+
+
+def skipped_reasons(skipped: dict) -> dict[str, int]:
+    """{reason kind ("reduced", "skipped", …): samples} of a store's samples whose individual ICA is not ``ok``."""
+    kinds: dict[str, int] = {}
+    for reason in skipped.values():
+        kind = str(reason).split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 def _report_empty(summaries: Sequence[dict], config: MatchConfig) -> None:
     for s in summaries:
+        if s["skipped_samples"]:
+            kinds = skipped_reasons(s["skipped_samples"])
+            log.warning("%s: %d of %d individual samples are not usable (%s) and are left out of the counts",
+                        s["dataset"], len(s["skipped_samples"]), s["samples"] + len(s["skipped_samples"]),
+                        ", ".join(f"{n} {k}" for k, n in kinds.items()))
         if s["empty_templates"]:
             log.warning("%s: template(s) %s have no neuron above the threshold %g (IoU 0 with everything)",
                         s["dataset"], s["empty_templates"], config.threshold)

@@ -101,6 +101,7 @@ def _record(run: _Run) -> dict[str, Any]:
             run.model, entry.spec, run.layout.activations(corpus), group_samples=rec.group_samples,
             individual_samples=rec.individual_samples, max_tokens=rec.max_tokens, min_tokens=rec.min_tokens,
             batch_size=rec.batch_size, seed=rec.seed, store_dtype=rec.store_dtype, text_field=entry.text_field or rec.text_field,
+            pack_to_tokens=cfg.pack_to_tokens(),
             hook_module=cfg.model.hook_module, overwrite=True,
         )
     return {"stores": stores}
@@ -130,7 +131,24 @@ def _match(run: _Run) -> dict[str, Any]:
     match_networks(networks, str(run.layout.match), threshold=m.threshold, two_sided=m.two_sided, iou=m.iou,
                    similar_iou=m.similar_iou, scheduler=run.scheduler)
     _anatomy(run)
+    _nulls(run)
     return {"folder": str(run.layout.match)}
+
+
+def _nulls(run: _Run) -> None:
+    """Layer-matched nulls of the counterparts and of cross-corpus recurrence (fnet_dist/nulls.py)."""
+    import numpy as np
+    import pandas as pd
+
+    from .nulls import match_nulls
+
+    m, folder = run.config.match, run.layout.match
+    match_nulls([run.layout.networks(c) for c in run.config.corpora], folder,
+                massive=np.load(folder / "massive_mask.npy", allow_pickle=False),
+                anatomy=pd.read_csv(folder / "network_anatomy.csv"), threshold=m.threshold, two_sided=m.two_sided,
+                iou=m.iou, permutations=m.permutations, seed=run.config.decompose.seed,
+                first_token_share=m.first_token_share)
+    _say(f"  nulls: {m.permutations} layer-matched random networks per template; exact nulls of cross-corpus IoU")
 
 
 def _anatomy(run: _Run) -> None:

@@ -61,6 +61,7 @@ class RecordConfig:
     dtype: str = "float32"
     store_dtype: str = "float16"
     text_field: str = "text"
+    pack_to_tokens: int = 0
 
     def check(self) -> "RecordConfig":
         for name in ("group_samples", "individual_samples", "max_tokens", "min_tokens", "batch_size", "seed"):
@@ -84,7 +85,10 @@ class RecordConfig:
     def content(self) -> dict[str, Any]:
         """The parameters that determine the store's content (not batch size or shard)."""
         keep = ("corpus", "group_samples", "individual_samples", "max_tokens", "min_tokens", "seed", "store_dtype", "text_field")
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        content = {k: v for k, v in asdict(self).items() if k in keep}
+        if self.pack_to_tokens:  # stores of one text per sample keep the hash they had before packing existed
+            content["pack_to_tokens"] = int(self.pack_to_tokens)
+        return content
 
 
 def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> list[Any]:
@@ -194,6 +198,8 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordConfig, selection: Any,
         "max_tokens": int(config.max_tokens),
         "min_tokens": int(config.min_tokens),
         "n_skipped_short": int(selection.n_skipped_short),
+        "pack_to_tokens": int(selection.pack_to_tokens),
+        "n_packed_samples": int(selection.n_packed),
         "n_corpus_texts": int(selection.n_corpus_texts),
         "group_samples": int(config.group_samples),
         "individual_samples": int(config.individual_samples),
@@ -243,6 +249,7 @@ def record_activations(
     hook_module: str | None = None,
     store_dtype: str = "float16",
     text_field: str = "text",
+    pack_to_tokens: int = 0,
     progress: bool = True,
     wait_timeout: float = 600.0,
 ) -> str:
@@ -251,14 +258,16 @@ def record_activations(
     Resumes a store of the same config (complete samples are skipped); a store of another config is
     an error unless ``overwrite``. With ``shard=(I, N)`` this process writes the samples whose store
     position p has ``p % N == I``; shard 0 creates the store, the others wait up to ``wait_timeout`` s
-    for it. Returns the store URL.
+    for it. ``pack_to_tokens`` > 0 packs short texts with the ones after them into samples of at least that
+    many tokens (``fnet_dist.corpora.select_samples``). Returns the store URL.
     """
     from .architectures import resolve_architecture
     from .models import load_model
     from .storage import normalize_url
 
     config = RecordConfig(corpus, group_samples, individual_samples, max_tokens, min_tokens, batch_size, seed,
-                          tuple(shard) if isinstance(shard, (list, tuple)) else shard, dtype, store_dtype, text_field).check()
+                          tuple(shard) if isinstance(shard, (list, tuple)) else shard, dtype, store_dtype, text_field,
+                          pack_to_tokens).check()
     url = normalize_url(out)
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
@@ -266,7 +275,8 @@ def record_activations(
     n_layers, d_model = _d_model(loaded, arch)
     texts = load_corpus(corpus, text_field)
     selection = select_samples(texts, loaded.tokenizer, group=group_samples, individual=individual_samples,
-                               max_tokens=max_tokens, min_tokens=min_tokens, seed=seed, corpus=corpus)
+                               max_tokens=max_tokens, min_tokens=min_tokens, seed=seed, corpus=corpus,
+                               pack_to_tokens=config.pack_to_tokens)
     layout = StoreLayout(len(selection.samples), selection.max_tokens, n_layers, d_model, store_dtype)
     attrs = _attrs(loaded, arch, config, selection, n_layers)
     prepare_store(url, selection, layout, attrs, shard=config.shard, overwrite=overwrite, wait_timeout=wait_timeout)

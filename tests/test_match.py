@@ -51,10 +51,15 @@ def test_counterparts_equal_the_planted_ones(stores, matched):
 
 
 def test_empty_template_and_skipped_sample_are_reported(matched):
-    results, _ = matched
+    results, out = matched
     news = results.corpora[0]
     assert news["empty_templates"] == [4]
-    assert news["skipped_samples"] == {"2": "too short"}
+    assert news["skipped_samples"] == {"2": "too short"} and news["skipped_reasons"] == {"too short": 1}
+    table = results.consistency.set_index(["dataset", "template"])
+    assert table.loc["news", "skipped_samples"].unique().tolist() == [1]
+    assert table.loc["code", "skipped_samples"].unique().tolist() == [0]
+    assert (table["counterparts_per_sample"] == table["counterparts"] / table["samples"]).all()
+    assert "news: 25 individual maps from 5 usable samples (1 not usable, left out)" in (out / "consistency.md").read_text()
     assert news["empty_individual_maps"] == 0
     assert not results.iou["news"][3].any()
 
@@ -224,3 +229,27 @@ def test_empty_individual_maps_are_counted(tmp_path, dask_cluster_address, monke
     assert "note: news: 2 of 30 individual maps are empty at threshold 3.6" in capsys.readouterr().out
     index = json.loads((tmp_path / "out" / "results.json").read_text())
     assert index["corpora"][0]["empty_individual_maps"] == 2
+
+
+def test_match_nulls_on_planted_stores(stores, matched):
+    """Planted counterparts beat layer-matched random networks; the shared supports recur across corpora."""
+    # (120 neurons: random networks of 8 match a map now and then, so only several planted copies are significant)
+    from fnet_dist.nulls import match_nulls
+
+    urls, planted = stores
+    _, out = matched
+    shape = planted["news"].group_map.shape[1:]
+    anatomy = pd.DataFrame({"corpus": ["news"] * 4 + ["code"] * 4, "template": [1, 2, 3, 4] * 2,
+                            "first_token_peak_share": [0.0, 0.9, 0.0, 0.0] + [0.0] * 4})
+    tables = match_nulls([urls["news"], urls["code"]], out, massive=np.zeros(shape, dtype=bool), anatomy=anatomy,
+                         threshold=3.6, two_sided=True, iou=0.2, permutations=99, seed=0, first_token_share=0.5)
+    null = tables["counterparts_null"].set_index(["dataset", "template"])
+    assert (null["permutations"] == 99).all()
+    for name, truth in planted.items():
+        p = null.loc[name, "p_value"].to_numpy()
+        assert (p[truth.counterparts >= 4] <= 0.05).all() and (p[truth.counterparts > 0] < 0.1).all()
+        assert (p[truth.counterparts == 0] == 1.0).all()
+    recurrence = tables["recurrence"].set_index(["template_1", "template_2"])
+    assert recurrence.loc[(1, 1), "p_value"] < 1e-6 and recurrence.loc[(1, 1), "eligible"]
+    assert not recurrence.loc[(2, 2), "eligible"]                            # news 2 is first-token-dominated
+    assert (out / "counterparts_null.csv").is_file() and (out / "recurrence.csv").is_file()

@@ -401,3 +401,16 @@ def test_samples_are_written_as_whole_chunks_and_chunks_past_them_never(backgrou
         assert chunk_files == [str(i) for i in range(-(-n // c))], (n, chunk_files)
     assert ds["complete"].values.all()
     assert ds["activation"].encoding.get("compressors") in (None, ())  # float16 activations barely compress
+
+
+def test_short_texts_are_packed_into_samples_of_enough_tokens(llama, corpus, tmp_path):
+    """Planted short lines ("ok", "Voters queued for hours.") are joined with the lines after them; the store says so."""
+    args = ARGS | {"group_samples": 2, "individual_samples": 2, "min_tokens": 1}
+    url = record_activations(llama, corpus, str(tmp_path / "packed.zarr"), pack_to_tokens=30, **args)
+    ds = open_store(url, ACTIVATIONS)
+    assert ds.attrs["pack_to_tokens"] == 30 and ds.attrs["record_config"]["pack_to_tokens"] == 30
+    assert (ds["n_tokens"].values >= 30).all() and ds.attrs["n_packed_samples"] >= 1
+    assert any("\n" in str(t) for t in ds["text"].values)
+    assert "packed from consecutive texts to ≥ 30 tokens" in summarize_store(url)
+    plain = open_store(record_activations(llama, corpus, str(tmp_path / "plain.zarr"), **args), ACTIVATIONS)
+    assert "pack_to_tokens" not in plain.attrs["record_config"] and plain.attrs["pack_to_tokens"] == 0

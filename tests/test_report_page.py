@@ -19,7 +19,8 @@ from fnet_dist.figures import value_axis
 from fnet_dist.names import display_name, network_name
 from fnet_dist.report.build import build_report
 from fnet_dist.report.findings_view import findings_html, read_findings
-from fnet_dist.report.page import MAX_ROWS, Finding, Page, table_html
+from fnet_dist.report.page import MAX_ROWS, Page, anchor_id, table_html
+from fnet_dist.stats import Finding
 
 from browser import inspect_layout, inspect_page
 from report_fixtures import synthetic_run
@@ -138,20 +139,18 @@ def test_page_renders_with_images_tables_and_escaped_text(tmp_path, png):
     page = Page("Run <default>")
     page.section("Tables").table(pd.DataFrame({"task": ["a<b"], "acc": [0.5]}), caption="caption & more")
     page.section("Figures").image(png, caption="a line")
-    page.section("Findings", anchor="findings").raw(findings_html(read_findings_list(tmp_path), lambda f: []))
+    records = [Finding("a/b", "claim <x>", "holds", reason="because 1 < 2").to_dict(),
+               Finding("other", "other", "not applicable", reason="no").to_dict()]
+    (tmp_path / "findings.json").write_text(json.dumps({"findings": records}))
+    page.section("Findings", anchor="findings").raw(findings_html(read_findings(tmp_path / "findings.json"), lambda f: []))
     out = tmp_path / "index.html"
     out.write_text(page.render())
     check = inspect_page(out)
     assert check.title == "Run <default>"
     assert check.images == 1 and check.images_loaded == 1
     assert check.console_errors == []
-    assert "a<b" in check.text and "claim <x>" in check.text and "HOLDS" in check.text
-
-
-def read_findings_list(folder: Path) -> list[dict]:
-    path = folder / "escaped.json"
-    path.write_text(json.dumps([{"claim": "claim <x>", "verdict": "holds", "reason": "because 1 < 2"}]))
-    return read_findings(path)
+    assert "a<b" in check.text and "claim <x>" in check.text and "HOLDS" in check.text and "NOT APPLICABLE" in check.text
+    assert 'id="finding-a-b"' in out.read_text() and anchor_id("finding-a/b") == "finding-a-b"
 
 
 def test_a_broken_image_is_seen_by_the_browser_check(tmp_path):
@@ -163,8 +162,8 @@ def test_a_broken_image_is_seen_by_the_browser_check(tmp_path):
 
 
 def test_finding_verdicts_are_checked():
-    with pytest.raises(ValueError, match="verdict 'maybe'"):
-        Finding("c", "maybe", "e")
+    with pytest.raises(InputError, match="verdict 'maybe' must be one of"):
+        Finding.from_dict({"id": "c", "claim": "c", "verdict": "maybe"})
 
 
 def test_report_fits_1280_px_and_links_its_findings(tmp_path):

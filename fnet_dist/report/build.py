@@ -26,7 +26,7 @@ import yaml
 from .. import __version__
 from ..errors import StageError, one_line
 from ..names import display_name, network_name
-from .findings import compute_findings
+from .findings import FindingSettings, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page
 
@@ -52,6 +52,13 @@ TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the rep
                              ("template", "counterparts"), ("counterparts", "networks")),
     "cross_corpus": TableSpec("Template pairs by IoU", "Table 2", ("template", "other template", "iou"),
                               ("cross_corpus",)),
+    "counterparts_null": TableSpec("Counterparts against layer-matched random networks (mean and 97.5th percentile of "
+                                   "theirs; Monte Carlo p-value, uncorrected)", "counterparts null",
+                                   ("template", "counterparts", "null_high", "p_value"), ("counterparts",)),
+    "recurrence": TableSpec("Closest cross-corpus pairs against the exact layer-matched null, with and without "
+                            "massive-channel neurons; flags: massive channels, first-token-dominated templates",
+                            "recurrence", ("template", "other template", "iou_without_massive", "p_without_massive"),
+                            ("cross_corpus",)),
     "massive_channels": TableSpec("Massive channels, strongest first (top 20)", "massive channels", ("neuron", "ratio")),
     "network_anatomy": TableSpec("Each template: neurons on massive channels, layer spread, source concentration "
                                  "on one token", "anatomy", ("template", "size", "on_massive", "massive_share")),
@@ -246,6 +253,10 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     pivot = consistency.pivot(index="template", columns="dataset", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
     files.table(page, consistency, "consistency")
+    if (folder / "counterparts_null.csv").exists():
+        null = pd.read_csv(files.keep(folder / "counterparts_null.csv", "match_"))
+        files.table(page, null[["dataset", "template", "counterparts", "null_mean", "null_high", "permutations",
+                                "p_value"]], "counterparts_null")
     for name in _MATCH_FIGURES:
         if (folder / f"{name}.png").exists():
             files.figure(page, folder / f"{name}.png", "match_")
@@ -261,6 +272,10 @@ def _match(page: Page, layout, files: _Files, config) -> None:
         files.table(page, similar.drop(columns=["similar"]).reset_index(drop=True), "cross_corpus")
         if (folder / "cross_corpus.png").exists():
             files.figure(page, folder / "cross_corpus.png", "match_")
+    if (folder / "recurrence.csv").exists() and (folder / "recurrence.csv").stat().st_size > 1:
+        recurrence = pd.read_csv(files.keep(folder / "recurrence.csv", "match_"))
+        top = recurrence.sort_values("iou", ascending=False).head(10).reset_index(drop=True)
+        files.table(page, top, "recurrence")
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
@@ -388,17 +403,21 @@ def build_report(config, layout, model=None, failed: dict[str, str] | None = Non
 
 
 def _findings(summary: Page, config, layout, files: _Files, total: int | None) -> None:
-    """The Findings section: the checks written to ``findings.json``, rendered from it as one table whose
-    rows link to the tables and figures the page shows."""
-    e = config.evaluate
-    findings = compute_findings(layout.match, layout.evaluate, total_neurons=total, iou=config.match.iou,
-                                similar_iou=config.match.similar_iou,
-                                random_condition=f"random{100 * e.random_fraction:g}:seed{e.seed}",
-                                amplify_condition=f"top{e.top_percent:g}:multiply{e.amplify_factor:g}")
-    (layout.report / "findings.json").write_text(
-        json.dumps([f.record(i) for i, f in enumerate(findings, 1)], indent=1), encoding="utf-8")
-    records = read_findings(layout.report / "findings.json")
+    """The Findings section: the checks written to ``findings.json`` (issue 13's records: verdict rule, alpha,
+    level, correction), rendered from that file as one table whose rows link to the tables and figures the
+    page shows."""
+    e, r = config.evaluate, config.report
+    settings = FindingSettings(alpha=r.alpha, level=r.level, bootstrap=r.bootstrap, seed=e.seed,
+                               random_fraction=e.random_fraction, top_percent=e.top_percent, amplify_factor=e.amplify_factor)
+    findings = compute_findings(layout.match, layout.evaluate, settings, total_neurons=total)
+    selection_path = layout.evaluate / "controls" / "selection.json"
+    selection = json.loads(selection_path.read_text()) if selection_path.exists() else None
+    path = write_findings(findings, layout.report / "findings.json", settings, selection)
+    recorded, records = json.loads(path.read_text(encoding="utf-8")), read_findings(path)
     summary.section("Findings: the paper's claims on this model", anchor="findings")
+    summary.paragraph(f"{recorded['verdict_rule']} Alpha {recorded['alpha']}; intervals at {100 * recorded['level']:g} %; "
+                      f"correction: {recorded['correction']}. Networks tested against random controls: "
+                      f"{recorded['selection_rule']}. The same records: findings.json.", muted=True)
     if records:
         summary.raw(findings_html(records, files.links))
     else:

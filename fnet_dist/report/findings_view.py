@@ -5,9 +5,11 @@
   per finding ``claim`` and ``verdict``, optionally ``id``, ``test``, ``effect`` (a number, or
   ``{"value", "units"}``), ``units``, ``interval`` ([low, high]), ``p_value``, ``alpha``, ``n_draws`` /
   ``n_examples``, ``correction``, ``reason``, ``conditions``, ``tables``, ``figures``).
-- ``findings_html(findings, links) -> str``: the table: verdict, claim (with its test and reason), effect
-  with its interval, p-value against alpha, number of draws or examples, and links to the evidence
-  (``links(finding) -> [(label, element id)]``); each row has the id ``anchor_id("finding-<id>")``.
+- ``findings_html(findings, links) -> str``: the table: verdict, claim (with its test, correction, reason
+  and the conditions it used, named by ``fnet_dist.names``), effect with its units and interval at its
+  level, p-value (corrected, the uncorrected one beside it) against alpha, number of draws or examples, and
+  links to the evidence (``links(finding) -> [(label, element id)]``); each row has the id
+  ``anchor_id("finding-<id>")``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import InputError
+from ..names import condition_names
 from .page import anchor_id
 
 __all__ = ["FINDING_VERDICTS", "findings_html", "read_findings"]
@@ -62,7 +65,9 @@ def _effect(finding: dict) -> str:
     text = _number(effect)
     interval = finding.get("interval")
     if isinstance(interval, (list, tuple)) and len(interval) == 2:
-        text += f" [{_number(interval[0])}, {_number(interval[1])}]"
+        level = finding.get("level")
+        at = f"{100 * level:g} %: " if isinstance(level, (int, float)) else ""
+        text += f" [{at}{_number(interval[0])}, {_number(interval[1])}]"
     return f"{text} {units}".strip() if text != "–" else "–"
 
 
@@ -73,9 +78,21 @@ def _draws(finding: dict) -> str:
 
 
 def _p_value(finding: dict) -> str:
-    p, alpha = finding.get("p_value"), finding.get("alpha")
-    text = _number(p, 2)
-    return f"{text} (α {_number(alpha, 2)})" if alpha is not None and text != "–" else text
+    p, raw, alpha = finding.get("p_value"), finding.get("p_raw"), finding.get("alpha")
+    text = _number(p)
+    notes = [f"uncorrected {_number(raw)}" if raw is not None and text != "–" else "",
+             f"α {_number(alpha, 2)}" if alpha is not None and text != "–" else ""]
+    notes = [n for n in notes if n]
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
+def _conditions(finding: dict) -> str:
+    """The conditions a finding used, as one folded list (draws counted, not listed)."""
+    names = condition_names(finding.get("conditions") or [])
+    if not names:
+        return ""
+    return (f"<details><summary>{len(names)} condition{'s' if len(names) > 1 else ''}</summary>"
+            f"{html.escape(', '.join(names))}</details>")
 
 
 def findings_html(findings: Sequence[dict], links: Callable[[dict], list[tuple[str, str]]]) -> str:
@@ -91,7 +108,8 @@ def findings_html(findings: Sequence[dict], links: Callable[[dict], list[tuple[s
         rows.append(
             f'<tr id="{anchor_id("finding-" + f["id"])}"><td><span class="verdict {verdict.replace(" ", "-")}">'
             f'{html.escape(verdict.upper())}</span></td>'
-            f'<td>{html.escape(f["claim"])}{f"<br><span class=muted>{note}</span>" if note else ""}</td>'
+            f'<td>{html.escape(f["claim"])}{f"<br><span class=muted>{note}</span>" if note else ""}'
+            f"{_conditions(f)}</td>"
             f"<td>{html.escape(_effect(f))}</td><td>{html.escape(_p_value(f))}</td><td>{html.escape(_draws(f))}</td>"
             f"<td>{evidence or '–'}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("verdict", "claim", "effect [interval]", "p-value", "n", "evidence"))

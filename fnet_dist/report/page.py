@@ -2,7 +2,7 @@
 
 - ``Page(title)``: ``.section(title, anchor=)``, ``.paragraph(text)``, ``.warning(text)``,
   ``.table(frame, caption, anchor=, key=)``, ``.image(path, caption, anchor=)``, ``.raw(html)`` (trusted
-  fragments only); ``.render() -> str``. ``Finding``: a checked claim, written to ``findings.json`` by ``.record(id)``.
+  fragments only); ``.render() -> str``. The findings (``findings.json``) are rendered by ``findings_view``.
 - ``anchor_id(text)``: an HTML id from a finding id or table name (``small-networks/wiki_ppl`` → ``small-networks-wiki_ppl``).
 - ``table_html(frame, caption, anchor, key)``: a table that fits the page at 1,280 px: the ``key`` columns
   (those a finding needs) first, the columns that would not fit folded into a details cell per row, rows
@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["MAX_ROWS", "Finding", "Page", "anchor_id", "table_html"]
+__all__ = ["MAX_ROWS", "Page", "anchor_id", "table_html"]
 
 _ANCHORS = itertools.count(1)
 MAX_ROWS = 20  # rows a table shows before its show-all control
@@ -44,6 +44,7 @@ td dl{display:grid;grid-template-columns:auto auto;gap:0 .8em;margin:.3em 0;text
 table.findings{width:100%}table.findings td,table.findings th{text-align:left}table.findings th{white-space:nowrap}
 .verdict{display:inline-block;font-weight:700;font-size:.8rem;padding:1px 6px;border-radius:3px;color:#fff;background:#777}
 .verdict.holds{background:#2e8b57}.verdict.fails{background:#c0392b}.verdict.unclear{background:#b8860b}
+.verdict.not-applicable{background:#999}
 tr:target{outline:2px solid #1f5fa8}.tbl:target,figure:target{outline:2px solid #1f5fa8;outline-offset:4px}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
 figure{margin:1em 0}figure img{max-width:100%;box-sizing:border-box;border:1px solid #dde2ea;background:#fff}
@@ -53,27 +54,6 @@ nav a{margin-right:1em}
 .warning{padding:8px 12px;margin:10px 0;border-left:5px solid #c0392b;background:#fdf0ee}
 .wide{overflow-x:auto}
 """
-
-
-class Finding:
-    """A claim of the paper checked on this run's numbers: ``verdict`` is holds / fails / unclear;
-    ``tables`` and ``figures``: the file stems of the report tables it rests on (``controls``,
-    ``table3_networks``) and of the figures that show it (``controls_sentiment_rt``)."""
-
-    def __init__(self, claim: str, verdict: str, evidence: str, tables: Sequence[str] = (),
-                 figures: Sequence[str] = ()) -> None:
-        if verdict not in ("holds", "fails", "unclear"):
-            raise ValueError(f"verdict {verdict!r} must be holds, fails or unclear")
-        self.claim, self.verdict, self.evidence = claim, verdict, evidence
-        self.tables, self.figures = tuple(tables), tuple(figures)
-
-    def record(self, ident: int | str) -> dict:
-        """This finding as an entry of ``findings.json`` (the evidence text as its reason)."""
-        return {"id": str(ident), "claim": self.claim, "verdict": self.verdict, "reason": self.evidence,
-                "tables": list(self.tables), "figures": list(self.figures)}
-
-    def __repr__(self) -> str:
-        return f"Finding({self.verdict}: {self.claim})"
 
 
 class Page:
