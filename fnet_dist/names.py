@@ -62,10 +62,10 @@ def _draw_set(condition: str) -> str | None:
 
 
 def condition_names(conditions) -> list[str]:
-    """Display names in first-seen order, each set of control draws once with its count."""
+    """Display names in first-seen order (repeats once), each set of control draws once with its count."""
     counts: dict[str, int] = {}
-    for condition in conditions:
-        draws = _draw_set(str(condition))
+    for condition in dict.fromkeys(str(c) for c in conditions):
+        draws = _draw_set(condition)
         key = f"\0{draws}" if draws else display_name(condition)
         counts[key] = counts.get(key, 0) + 1
     return [f"{k[1:]} draws ({n})" if k.startswith("\0") else k for k, n in counts.items()]

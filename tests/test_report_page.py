@@ -188,5 +188,15 @@ def test_report_fits_1280_px_and_links_its_findings(tmp_path):
     assert set(check.screenshots) == {"findings", "editing", "controls"}
     html = index.read_text()
     assert "inhibit:news/" not in html and "→" not in html  # one name per network: news/5
+    assert 'id="table-counterparts_null"' in html and 'id="table-recurrence"' in html
+    assert "<td class=t>news/1</td>" in html and "news/0" not in html  # anatomy numbers templates from 1, too
+    recorded = json.loads((layout.report / "findings.json").read_text())["findings"]
+    tested = [f for f in recorded if f["effect"] is not None and f["p_value"] is not None]
+    assert len(tested) >= 8 and {f["verdict"] for f in recorded} >= {"fails", "unclear"}
+    for f in tested:  # the effect, p-value and draws or examples of findings.json, in the finding's row
+        row = html.split(f'<tr id="{anchor_id("finding-" + f["id"])}">', 1)[1].split("</tr>", 1)[0]
+        assert f"{f['effect']:.3g} [95 %: {f['interval'][0]:.3g}, {f['interval'][1]:.3g}]" in row
+        assert f"<td>{f['p_value']:.3g} (uncorrected {f['p_raw']:.3g}; α 0.05)</td>" in row
+        assert f"{f['n_draws'] or f['n_examples']} {'draws' if f['n_draws'] else 'examples'}" in row
     wide_check = inspect_layout(tmp_path / "wide.html", ["wide"], shots / "wide")
     assert wide_check.overflows == [] and wide_check.expanders == [(MAX_ROWS, 45, 45)]

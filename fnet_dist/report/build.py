@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,9 +130,11 @@ class _Files:
 
     def links(self, finding: dict) -> list[tuple[str, str]]:
         """(label, element id) of the tables and anchors a finding names and of its figures (those it names,
-        else those drawn from its tables), as far as the page shows them."""
+        else those drawn from its tables: of those, only the ones of the finding's task or corpus when its id
+        names one, ``small-networks/wiki_ppl`` -> ``controls_wiki_ppl``), as far as the page shows them."""
         tables = [_entry(Path(str(t)).stem, TABLES) for t in finding.get("tables") or []]
         figures = [Path(str(f)).stem for f in finding.get("figures") or []]
+        named = bool(figures)
         figures = figures or [f for t in tables if t in TABLES for f in TABLES[t].figures]
         ids = set(finding.get("anchors") or [])
         found = []
@@ -139,8 +142,12 @@ class _Files:
             kind, stem = key.split(":", 1)
             wanted = tables if kind == "table" else figures
             if anchor in ids or any(stem == w or stem.startswith(f"{w}_") for w in wanted):
-                found.append((label, anchor))
-        return found
+                found.append((kind, stem, label, anchor))
+        parts = set(re.split(r"[/@]", str(finding.get("id", ""))))
+        own = {stem for kind, stem, _, _ in found if kind == "figure" and _rest(stem, _entry(stem, FIGURES)) in parts}
+        keep = named or not own
+        return [(label, anchor) for kind, stem, label, anchor in found
+                if keep or kind != "figure" or stem in own or not _rest(stem, _entry(stem, FIGURES))]
 
 
 def _entry(stem: str, registry: dict) -> str:
@@ -148,9 +155,14 @@ def _entry(stem: str, registry: dict) -> str:
     return max((n for n in registry if stem == n or stem.startswith(f"{n}_")), key=len, default=stem)
 
 
+def _rest(stem: str, name: str) -> str:
+    """What follows the entry's name in a file stem: ``controls_wiki_ppl`` -> ``wiki_ppl``."""
+    return stem[len(name):].strip("_") if stem.startswith(name) else ""
+
+
 def _suffix(stem: str, name: str) -> str:
-    """What follows the entry's name in a file stem, as a caption suffix: `` (news, wiki_ppl)``."""
-    rest = stem[len(name):].strip("_") if stem.startswith(name) else ""
+    """``_rest`` as a caption suffix: `` (wiki_ppl)``."""
+    rest = _rest(stem, name)
     return f" ({rest})" if rest else ""
 
 

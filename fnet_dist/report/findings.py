@@ -40,7 +40,7 @@ from ..stats import (
     overlap_test,
     paired_effect,
 )
-from ..names import network_name
+from ..names import display_name, network_name
 from .evidence import Evidence
 
 __all__ = ["FindingSettings", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
@@ -133,7 +133,7 @@ def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float) -> tu
     needed = draws_needed(alpha, factor) if deciding.unit == "draws" else examples_needed(alpha, factor)
     details = [{"unit": n, "effect": e.effect, "low": e.interval[0], "high": e.interval[1], "p": e.p,
                 "n_draws": e.n_draws, "n_examples": e.n_examples} for n, e in units]
-    test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {name}"
+    test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {display_name(name)}"
     return replace(deciding, p=most(p, share), needed=needed, test=test), details, name
 
 
