@@ -16,7 +16,7 @@ import pytest
 
 from fnet_dist.errors import InputError
 from fnet_dist.figures import value_axis
-from fnet_dist.names import display_name, network_name
+from fnet_dist.names import condition_names, display_name, network_name
 from fnet_dist.report.build import build_report
 from fnet_dist.report.findings_view import findings_html, read_findings
 from fnet_dist.report.page import MAX_ROWS, Page, anchor_id, table_html
@@ -51,6 +51,11 @@ def test_one_display_name_per_network():
     assert display_name("multiply1.02:news/5") == "news/5 × 1.02" and display_name("add0.5:wiki/2") == "wiki/2 + 0.5"
     assert display_name("minus-massive:news/5") == "news/5 without massive channels"
     assert display_name("top5:multiply1.02@news") == "top5:multiply1.02@news" and display_name("normal") == "normal"
+    assert display_name("ctl-matched_count:news/5/3") == "news/5 matched_count draw 3"
+    assert display_name("ctl-fraction15/3") == "random 15 % draw 3"
+    draws = [f"ctl-fraction15/{i}" for i in range(3)] * 2 + [f"ctl-matched_count:news/5/{i}" for i in range(2)]
+    assert condition_names(["inhibit:news/5", *draws, "minus-massive:news/5", "inhibit:news/5"]) == [
+        "news/5", "random 15 % draws (3)", "news/5 matched_count draws (2)", "news/5 without massive channels"]
 
 
 def test_value_axis_goes_log_beyond_two_orders_of_magnitude():
@@ -130,6 +135,8 @@ def test_findings_link_to_the_tables_and_figures_the_page_shows(tmp_path, png):
     assert [label for label, _ in files.links(no_figures)] == [
         "controls", "Table 3 (news)", "controls figure (sentiment_rt)", "controls figure (wiki_ppl)",
         "Figure 2 (news_wiki_ppl)"]
+    of_task = {"id": "small-networks/wiki_ppl", "tables": ["evaluate/controls/tables/controls.csv"]}  # issue 13's record
+    assert files.links(of_task) == [("controls", "table-controls"), ("controls figure (wiki_ppl)", "figure-controls_wiki_ppl")]
     html_text = page.render()
     assert '<div class="tbl" id="table-controls">' in html_text and '<figure id="figure-controls_wiki_ppl">' in html_text
     assert "<td class=t>news/1</td>" in html_text and "inhibit:news/1" not in html_text
