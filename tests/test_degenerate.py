@@ -366,7 +366,7 @@ def test_a_run_with_identical_draws_and_infinite_perplexities_ends_with_a_report
     page = (tmp_path / "report" / "index.html").read_text()
     assert "Incomplete" not in page and "Random controls" in page and "Findings" in page
     assert ">inf<" in page and "inf: the value overflowed" in page
-    assert "figure2 perplexity news wiki ppl" in page and "controls sentiment rt" in page
+    assert 'id="figure-figure2_perplexity_news_wiki_ppl"' in page and 'id="figure-controls_sentiment_rt"' in page
     assert (tmp_path / "report" / "evaluate_controls_wiki_ppl.png").is_file()
 
 

@@ -40,6 +40,7 @@ from ..stats import (
     overlap_test,
     paired_effect,
 )
+from ..names import display_name, network_name
 from .evidence import Evidence
 
 __all__ = ["FindingSettings", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
@@ -98,7 +99,7 @@ def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
     claim = "Templates recur across corpora (Table 2), beyond layer-matched chance and not through massive channels."
     tables, anchors = ["match/recurrence.csv"], ["finding-recurrence", "table-recurrence"]
     top = table.sort_values("iou", ascending=False).head(5)
-    details = [{"pair": f"{r.dataset_1} {r.template_1} / {r.dataset_2} {r.template_2}", "iou": float(r.iou),
+    details = [{"pair": f"{network_name(r.dataset_1, r.template_1)} / {network_name(r.dataset_2, r.template_2)}", "iou": float(r.iou),
                 "iou_without_massive": float(r.iou_without_massive), "p_without_massive": float(r.p_without_massive),
                 "massive": bool(r.massive_1 or r.massive_2), "first_token": bool(r.first_token_1 or r.first_token_2)}
                for r in top.itertuples()]
@@ -113,8 +114,8 @@ def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
                         most(eligible["p_without_massive"], share=0.0),
                         f"exact test of each pair's overlap against layer-matched random networks of the same sizes "
                         f"(hypergeometric per layer), massive-channel neurons removed; Bonferroni over {len(eligible)} "
-                        f"pairs without a first-token-dominated template; the closest such pair: {best.dataset_1} "
-                        f"{best.template_1} / {best.dataset_2} {best.template_2}",
+                        f"pairs without a first-token-dominated template; the closest such pair: "
+                        f"{network_name(best.dataset_1, best.template_1)} / {network_name(best.dataset_2, best.template_2)}",
                         n_examples=len(eligible), needed=1, unit="pairs")
     return Finding.of("recurrence", claim, estimate, "IoU above layer-matched chance (closest pair, without massive channels)",
                       tables=tables, anchors=anchors, details=details)
@@ -132,7 +133,7 @@ def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float) -> tu
     needed = draws_needed(alpha, factor) if deciding.unit == "draws" else examples_needed(alpha, factor)
     details = [{"unit": n, "effect": e.effect, "low": e.interval[0], "high": e.interval[1], "p": e.p,
                 "n_draws": e.n_draws, "n_examples": e.n_examples} for n, e in units]
-    test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {name}"
+    test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {display_name(name)}"
     return replace(deciding, p=most(p, share), needed=needed, test=test), details, name
 
 
@@ -221,6 +222,11 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
     return found
 
 
+def _of(suffix: str) -> str:
+    """A corpus suffix as claim text: ``@news`` → `` of news`` (``""`` for a single corpus)."""
+    return f" of {suffix[1:]}" if suffix else ""
+
+
 def _tail(suffix: str) -> str:
     """The table file suffix of a corpus suffix: ``@news`` → ``_news``."""
     return suffix.replace("@", "_")
@@ -236,7 +242,7 @@ def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
     for suffix, condition in ev.top(s.top_percent, f"multiply{s.amplify_factor:g}").items():
         units = [(task, _paired(ev, task, s, -ev.damage(condition, task))) for task in ev.tasks]
         estimate, details, task = _decide(units, 0.0, s.alpha)
-        found.append(Finding.of(f"amplification{suffix}", f"Amplifying the top {s.top_percent:g} % ICA neurons{suffix} "
+        found.append(Finding.of(f"amplification{suffix}", f"Amplifying the top {s.top_percent:g} % ICA neurons{_of(suffix)} "
                                 f"(× {s.amplify_factor:g}) improves the model on some task (Table 4).", estimate,
                                 "gain against normal: " + ev.units(task).replace(" lost ", " gained "),
                                 conditions=["normal", condition], details=details,
@@ -253,7 +259,7 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
             continue
         units = [(task, _paired(ev, task, s, (ev.damage(ica, task) - ev.damage(loc, task)).dropna())) for task in ev.tasks]
         estimate, details, task = _decide(units, 0.5, s.alpha)
-        found.append(Finding.of(f"ica-vs-localization{suffix}", f"Inhibiting the top {s.top_percent:g} % ICA neurons{suffix} "
+        found.append(Finding.of(f"ica-vs-localization{suffix}", f"Inhibiting the top {s.top_percent:g} % ICA neurons{_of(suffix)} "
                                 "hurts more than inhibiting as many LLM-Localization neurons, on most tasks (Table 9).",
                                 estimate, "extra damage of ICA over Localization: " + ev.units(task),
                                 conditions=["normal", ica, loc], details=details,
@@ -261,7 +267,7 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
         a, b = ev.mask(ica), ev.mask(loc)
         if a is not None and b is not None:
             overlap = int((a.values & b.values).sum())
-            found.append(Finding.of(f"ica-localization-overlap{suffix}", f"The top {s.top_percent:g} % ICA neurons{suffix} and "
+            found.append(Finding.of(f"ica-localization-overlap{suffix}", f"The top {s.top_percent:g} % ICA neurons{_of(suffix)} and "
                                     "LLM Localization's pick different neurons: their overlap is below chance (Table 5).",
                                     overlap_test(overlap, a.count, b.count, a.values.size, level=s.level),
                                     "neurons fewer in common than chance", conditions=[ica, loc],
