@@ -34,7 +34,7 @@ __all__ = [
 
 _MAX_COLUMNS = 512
 _LOG_SPAN = 100.0  # more than two orders of magnitude between the smallest and largest |value|: log axis
-_LOG_TOP = 1e240  # a log axis spans 1e-240 to 1e240 at most: matplotlib's decade ticks past 1e±300 overflow
+_LOG_TOP = 1e100  # matplotlib's log tick locator overflows on axes spanning several hundred decades
 FIGURE_NAMES = ("networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png")
 
 
@@ -50,7 +50,7 @@ def value_axis(ax, values, axis: str = "y", label: str = "") -> str:
     """Choose ``axis`` ("x" or "y") of ``ax``'s scale from the plotted ``values`` and label it; returns the scale.
 
     ``log`` when all finite values are positive and span more than ``_LOG_SPAN`` (limits from half the
-    smallest to twice the largest, within 1e±240, so every bar shows); ``symlog`` when they span as
+    smallest to twice the largest, within 1e±100, so every bar shows); ``symlog`` when they span as
     much but change sign (limits at twice the extremes; linear within the smallest nonzero |value|, at least
     ``_LOG_SPAN``⁻² of the largest, so rounding noise such as 1e-16 does not stretch the axis); else
     ``linear``. The label says which.
