@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
-# The image every pod of k8s/ runs: fnet-dist installed into Python slim, run as a non-root user.
-#   CPU (default):  docker build -t REGISTRY/fnet-dist:0.1.0 .
-#   GPU (vLLM):     docker build --build-arg VARIANT=gpu -t REGISTRY/fnet-dist:0.1.0-gpu .
+# The images the pods of k8s/ run: fnet-dist installed into Python slim, run as a non-root user. Every stage
+# runs `fnet run CONFIG --stages …`; Dask's scheduler and workers run the `dask` command of the same image.
+#   CPU (default; Dask pods, the report, and everything in the cpu overlay):
+#                   docker build -t REGISTRY/fnet-dist-cpu:0.1.0 .
+#   GPU (vLLM; record, evaluate, controls in the gpu overlay):
+#                   docker build --build-arg VARIANT=gpu -t REGISTRY/fnet-dist:0.1.0-gpu .
 # The GPU variant installs the `vllm` extra, whose torch wheel brings its own CUDA libraries; the node
 # supplies only the driver (NVIDIA container toolkit). The root filesystem may be mounted read-only:
 # caches and temporary files go to the volumes the manifests mount (see k8s/base/fnet.env).
@@ -39,7 +42,6 @@ RUN case "${VARIANT}" in \
  && fnet --version
 
 COPY pipeline ./pipeline
-COPY k8s/stage.py ./k8s/stage.py
 
 USER ${UID}:${UID}
 ENV HOME=/tmp/home

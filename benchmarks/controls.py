@@ -53,7 +53,7 @@ def main() -> None:
     network = NeuronMask.random(shape, count=min(40, shape[0] * shape[1] // 10), seed=1)
     massive = np.zeros(shape, dtype=bool)
     massive[network.indices()[0][0], network.indices()[0][1]] = True  # one of its neurons on a "massive" channel
-    networks = {"inhibit:bench/1": network}
+    networks = [Condition("network", network, Edit("inhibit"), corpus="bench", template=1)]
     kinds = ("fraction", "matched_avoid_massive")
     n_conditions = 1 + len(control_conditions(networks, massive, kinds=kinds, n_draws=args.draws))
     t0 = time.perf_counter()

@@ -16,6 +16,8 @@ its layer (median over real tokens and channels of a token subsample).
 - ``network_anatomy(networks, massive, activations=) -> DataFrame``: per template, its neurons on massive
   channels, layer spread and how concentrated its source signal is on one token.
 - ``peak_token_share(sources)``: how concentrated a source signal is on one token.
+- ``write_anatomy(networks, out, params)``: the match stage's anatomy files (massive channels of every corpus,
+  their union as one mask, each template against it).
 """
 from __future__ import annotations
 
@@ -26,9 +28,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .networks import DEFAULT_THRESHOLD
 
 __all__ = [
     "MassiveRule", "channel_peaks", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share",
+    "write_anatomy",
 ]
 
 
@@ -151,7 +155,7 @@ def peak_token_share(sources: np.ndarray) -> np.ndarray:
     return np.where(total > 0, energy.max(axis=1) / np.where(total > 0, total, 1.0), 0.0)
 
 
-def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshold: float = 3.6,
+def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshold: float = DEFAULT_THRESHOLD,
                     two_sided: bool = True, samples: int = 20) -> pd.DataFrame:
     """Per group template (``template``, numbered from 1 as in every other table): size, neurons on massive
     channels, layer spread, source concentration.
@@ -203,3 +207,37 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
         table["peak_token_share"] = np.mean(shares, axis=0) if shares else np.nan
         table["first_token_peak_share"] = np.mean(firsts, axis=0) if firsts else np.nan
     return table
+
+
+def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
+    """Massive channels over the activations stores behind ``networks`` (their union, one mask for all corpora)
+    and each corpus's templates against them; writes ``massive_channels.csv``, ``network_anatomy.csv`` and
+    ``massive_mask.npy`` under ``out`` (the match results folder). ``params``: the ``match`` config section.
+    Returns the mask, bool of shape (n_layers, d_model)."""
+    import io
+
+    from storage_schemas import NETWORKS
+
+    from .match import write_file
+    from .storage import open_store
+
+    stores = [open_store(url, NETWORKS) for url in networks]
+    sources = [str(ds.attrs["activations"]) for ds in stores]
+    channels = []
+    for ds, activations in zip(stores, sources):
+        seed = int(_open(activations).attrs.get("seed", 0))
+        rule = MassiveRule(ratio=params.massive_ratio, min_value=params.massive_min_value, seed=seed)
+        table = massive_channels(activations, rule)
+        channels.append(table.assign(corpus=str(ds.attrs["dataset"])))
+        shape = (table.attrs["n_layers"], table.attrs["d_model"])
+    merged = pd.concat(channels, ignore_index=True)
+    union = massive_mask(merged, shape)
+    anatomy = [network_anatomy(ds, union, activations=activations, threshold=params.threshold,
+                               two_sided=params.two_sided).assign(corpus=str(ds.attrs["dataset"]))
+               for ds, activations in zip(stores, sources)]
+    write_file(out, "massive_channels.csv", merged.to_csv(index=False))
+    write_file(out, "network_anatomy.csv", pd.concat(anatomy, ignore_index=True).to_csv(index=False))
+    buffer = io.BytesIO()
+    np.save(buffer, union, allow_pickle=False)
+    write_file(out, "massive_mask.npy", buffer.getvalue())
+    return union

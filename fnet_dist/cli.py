@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("fnet_dist").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
-    if not args.verbose:  # distributed configures its own loggers at INFO; the hub client warns on each retry
+    if not args.verbose:  # distributed sets its loggers to INFO from Dask's config when imported (here and in workers);
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the hub client warns on each retry
         logging.getLogger("distributed").setLevel(logging.WARNING)
         os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub is imported (later, lazily)
     try:

@@ -2,6 +2,7 @@
 
 ``dask_client(scheduler)`` is a context manager yielding a ``distributed.Client``; a LocalCluster it
 started is closed on exit, a remote scheduler is only disconnected; an unreachable one is an ``InputError``.
+``gather(client, collections, desc)``: compute them on the cluster with a progress bar over completed futures.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Iterator
 
 from .errors import InputError
 
-__all__ = ["SCHEDULER_ENV", "dask_client", "scheduler_address"]
+__all__ = ["SCHEDULER_ENV", "dask_client", "gather", "scheduler_address"]
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def dask_client(
 ) -> Iterator["distributed.Client"]:  # noqa: F821
     """Connect to ``scheduler`` (or the env var), else start a LocalCluster of worker processes.
 
-    The local cluster has ``n_workers`` processes (default: one per CPU core) of
+    The local cluster has ``n_workers`` processes (default: Dask's CPU count, which honours the cgroup CPU
+    limit of a container and the affinity mask, unlike ``os.cpu_count()``) of
     ``threads_per_worker`` threads each, so BLAS inside each task runs on one thread.
     """
     from distributed import Client, LocalCluster
@@ -53,7 +55,9 @@ def dask_client(
         finally:
             client.close()
         return
-    workers = n_workers or max(1, os.cpu_count() or 1)
+    from dask.system import CPU_COUNT
+
+    workers = n_workers or max(1, CPU_COUNT)
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=threads_per_worker,
@@ -68,3 +72,19 @@ def dask_client(
     finally:
         client.close()
         cluster.close()
+
+
+def gather(client, collections: list, desc: str) -> list:
+    """Compute ``collections`` on ``client``'s cluster; results in their order, with a progress bar (stderr) that
+    advances as each future completes."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = client.compute(list(collections))
+    position = {future.key: i for i, future in enumerate(futures)}
+    results: list = [None] * len(futures)
+    with tqdm(total=len(futures), desc=desc, unit="task", disable=not futures) as bar:
+        for future, result in as_completed(futures, with_results=True):
+            results[position[future.key]] = result
+            bar.update(1)
+    return results

@@ -3,119 +3,169 @@
 - ``PipelineConfig``: the whole run (model, corpora, one section per stage, dask, report).
 - ``load_config(path, overrides=None) -> PipelineConfig``: read YAML, apply ``key.sub=value`` overrides,
   validate (an unknown key or a wrong type is an ``InputError`` naming it).
-- ``stage_hash(config, stage)``: a stable hash of everything that determines a stage's output.
+- One section per stage (``RecordSection`` …): the only place a parameter, its default, bounds and help
+  text live; stage functions take their section, and the command-line flags are generated from it
+  (``fnet_dist.flags``).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
+from .networks import DEFAULT_THRESHOLD
 
 __all__ = [
     "CONFIG_VERSION",
+    "ControlsSection",
     "CorpusEntry",
+    "DaskSection",
+    "DecomposeSection",
+    "EvaluateSection",
+    "MatchSection",
+    "ModelSection",
+    "RecordSection",
+    "ReportSection",
     "PipelineConfig",
-    "STAGES",
     "load_config",
-    "stage_hash",
+    "with_overrides",
 ]
 
 CONFIG_VERSION = 1
-STAGES = ("record", "decompose", "match", "evaluate", "report")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _help(text: str, **bounds: Any) -> Any:
+    """A field's description (its help text on the command line) and bounds, in one place."""
+    return dict(description=text, **bounds)
 
 
 class ModelSection(_Section):
-    id: str = "smollm2-135m-instruct"
-    revision: str | None = None
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    device: str = "auto"
-    trust_remote_code: bool = False
-    hook_module: str | None = None
+    id: str = Field("smollm2-135m-instruct", description="hub id, local folder, .gguf file, or smollm2-135m-instruct")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="model dtype")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    trust_remote_code: bool = Field(False, description="allow a model's own modelling code (ChatGLM3 …)")
+    hook_module: str | None = Field(
+        None, description="module of each layer's MLP block for an unregistered family, e.g. 'model.layers.{i}.mlp'")
 
 
 class RecordSection(_Section):
-    group_samples: int = Field(100, ge=0)
-    individual_samples: int = Field(100, ge=0)
-    max_tokens: int = Field(256, ge=2)
-    min_tokens: int = Field(16, ge=1)
-    batch_size: int = Field(8, ge=1)
-    seed: int = 0
-    store_dtype: Literal["float16", "float32"] = "float16"
-    text_field: str = "text"
+    group_samples: int = Field(100, **_help("samples for the group level", ge=0))
+    individual_samples: int = Field(100, **_help("samples for the individual level", ge=0))
+    max_tokens: int = Field(256, **_help("cut texts to this many tokens", ge=2))
+    min_tokens: int = Field(16, **_help("skip texts shorter than this many tokens", ge=1))
+    batch_size: int = Field(8, **_help("texts per forward pass", ge=1))
+    seed: int = Field(0, **_help("seed of the sample choice", ge=0))
+    store_dtype: Literal["float16", "float32"] = Field(
+        "float16", description="dtype of the stored activations (float32 for activations beyond ±65504)")
+    text_field: str = Field("text", **_help("column holding the text in jsonl/csv/parquet/hf corpora", min_length=1))
     pack_to_tokens: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="pack consecutive texts of a corpus into samples of at least this many tokens; "
         "auto: decompose.components + 1 + decompose.exclude_first_tokens (what an individual ICA needs); "
         "0: one text per sample (a short sample gets fewer components and is counted as not usable)")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "RecordSection":
+        if self.group_samples + self.individual_samples == 0:
+            raise ValueError("group_samples and individual_samples are both 0: nothing to record; ask for at least one sample")
+        if self.max_tokens < self.min_tokens:
+            raise ValueError(f"max_tokens {self.max_tokens} < min_tokens {self.min_tokens}: raise max_tokens or lower min_tokens")
+        return self
+
+    def content(self) -> dict[str, Any]:
+        """The parameters that determine a store's content (not the batch size); ``pack_to_tokens`` only when
+        it packs, so stores of one text per sample keep the hash they had before packing existed."""
+        content = self.model_dump(exclude={"batch_size", "pack_to_tokens"})
+        if self.pack_to_tokens not in (0, "auto"):
+            content["pack_to_tokens"] = int(self.pack_to_tokens)
+        return content
+
 
 class DecomposeSection(_Section):
-    components: int = Field(64, ge=1)
-    group_components: int = Field(10, ge=1)
-    n_init: int = Field(10, ge=1)
-    seed: int = 0
-    stability_runs: int = Field(2, ge=1)
-    exclude_first_tokens: int = Field(0, ge=0)
-    levels: tuple[Literal["group", "individual"], ...] = ("group", "individual")
+    components: int = Field(64, **_help("individual-level components per sample", ge=1))
+    group_components: int = Field(10, **_help("group templates", ge=1))
+    n_init: int = Field(10, **_help("group FastICA restarts; the sparsest is kept", ge=1))
+    seed: int = Field(0, **_help("seed all restarts and stability runs are drawn from", ge=0))
+    stability_runs: int = Field(2, **_help("ICA seeds per sample to measure map stability", ge=1))
+    exclude_first_tokens: int = Field(
+        0, **_help("leave the first N tokens of each sample out (massive first-token activations; 0 = the paper's way)", ge=0))
+    levels: tuple[Literal["group", "individual"], ...] = Field(
+        ("group", "individual"), **_help("analysis levels to run", min_length=1))
+    max_iter: int = Field(200, **_help("FastICA iterations per individual run", ge=1))
+    group_max_iter: int = Field(1000, **_help("FastICA iterations per group restart", ge=1))
+    tol: float = Field(1e-4, **_help("FastICA tolerance", gt=0))
+    fun: Literal["logcosh", "cube", "exp"] = Field("logcosh", description="FastICA contrast function")
+    power_iter: int = Field(3, **_help("power iterations of the group's randomized PCA", ge=0))
+    single_token_share: float = Field(
+        0.5, **_help("flag components whose source puts more than this share of its energy on one token", gt=0, le=1))
 
 
 class MatchSection(_Section):
-    threshold: float = Field(3.6, gt=0)
-    two_sided: bool = True
-    iou: float = Field(0.2, gt=0, le=1)
-    similar_iou: float = Field(0.2, gt=0, le=1)
-    massive_ratio: float = Field(300.0, gt=0)
-    """A channel is massive when its peak |activation| ≥ massive_ratio × its layer's median |activation| …"""
-    massive_min_value: float = Field(100.0, gt=0)
-    """… and ≥ massive_min_value (fnet_dist/anatomy.py)."""
-    permutations: int = Field(2999, ge=99)
-    """Layer-matched random networks per template for the counterparts null (fnet_dist/nulls.py). "Most of m
-    templates" is significant at alpha after Holm over F findings only if ceil(m / 2) * F / (permutations + 1)
-    ≤ alpha: 2999 covers 40 templates and 7 findings at 0.05."""
-    first_token_share: float = Field(0.5, gt=0, le=1)
-    """A template whose source peaks at the first token in at least this share of samples is first-token-dominated
-    (flagged; never a recurrence on its own)."""
+    threshold: float = Field(DEFAULT_THRESHOLD, **_help("|z| (or z) above which a neuron belongs to a network", gt=0))
+    two_sided: bool = Field(True, description="networks are |z| > threshold (--no-two-sided: z > threshold)")
+    iou: float = Field(0.2, **_help("IoU above which an individual map is a counterpart of a template", ge=0, lt=1))
+    similar_iou: float = Field(0.2, **_help("IoU above which templates of two corpora are listed as similar", ge=0, lt=1))
+    massive_ratio: float = Field(300.0, **_help(
+        "a channel is massive when its peak |activation| ≥ this × its layer's median |activation| (fnet_dist/anatomy.py)",
+        gt=0))
+    massive_min_value: float = Field(100.0, **_help("… and its peak |activation| ≥ this", gt=0))
+    permutations: int = Field(2999, **_help(
+        "layer-matched random networks per template for the counterparts null (fnet_dist/nulls.py); 'most of m "
+        "templates' is significant at alpha after Holm over F findings only if ceil(m / 2) * F / (permutations + 1) "
+        "≤ alpha: 2999 covers 40 templates and 7 findings at 0.05", ge=99))
+    first_token_share: float = Field(0.5, **_help(
+        "a template whose source peaks at the first token in at least this share of samples is first-token-dominated "
+        "(flagged; never a recurrence on its own)", gt=0, le=1))
+
+
+ControlKind = Literal["fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"]
 
 
 class ControlsSection(_Section):
     """Random controls as distributions and network effects split at massive channels (fnet_dist/evaluate/controls.py)."""
 
-    draws: int = Field(19, ge=0)
-    """Random masks per kind (0 turns the controls off); 19 is the fewest whose Monte Carlo p can reach 0.05."""
-    kinds: tuple[Literal["fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"], ...] = (
-        "fraction", "matched_count", "matched_per_layer", "matched_avoid_massive")
-    networks: int = Field(3, ge=1)
-    """Matched controls for this many networks per evaluated corpus: the templates with the most counterparts in
-    the match stage (chosen without looking at any evaluation example)."""
+    draws: int = Field(19, **_help(
+        "random masks per kind (0 turns the controls off); 19 is the fewest whose Monte Carlo p can reach 0.05", ge=0))
+    kinds: tuple[ControlKind, ...] = Field(
+        ("fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"), description="kinds of random control")
+    networks: int = Field(3, **_help(
+        "matched controls for this many networks per evaluated corpus: the templates with the most counterparts in "
+        "the match stage (chosen without looking at any evaluation example)", ge=1))
 
 
 class EvaluateSection(_Section):
-    enabled: bool = True
-    tasks: tuple[str, ...] = ("sentiment_rt", "wiki_ppl")
-    limit: int | dict[str, int] | None = None
-    """Documents per task: one number for every task, or {task: number} (tasks left out: all documents)."""
-    backend: Literal["hf", "vllm"] = "hf"
-    networks_of: tuple[str, ...] = ()
-    """Corpora whose templates are each inhibited (default: the first corpus)."""
-    random_fraction: float = Field(0.15, gt=0, lt=1)
-    top_percent: float = Field(5.0, gt=0, lt=100)
-    amplify_factor: float = 1.02
-    localization: bool = True
-    localizer_stimuli: int = Field(240, ge=2)
-    probing: bool = True
-    probe_texts: int = Field(400, ge=10)
-    sweeps: bool = False
-    batch_size: int = Field(8, ge=1)
-    seed: int = 0
+    enabled: bool = Field(True, description="run the evaluate stage")
+    tasks: tuple[str, ...] = Field(
+        ("sentiment_rt", "wiki_ppl"),
+        **_help("lm-eval task names; the paper's: cola mnli mrpc qnli qqp rte sst2 wnli ag_news_fnet squad_fnet "
+                "wikitext (need the hub)", min_length=1))
+    limit: int | dict[str, int] | None = Field(
+        None, description="documents per task: one number for every task, or {task: number} (tasks left out: all)")
+    backend: Literal["hf", "vllm"] = Field(
+        "hf", description="hf: hooks on the loaded model; vllm: baked checkpoints (needs vLLM on a CUDA machine)")
+    networks_of: tuple[str, ...] = Field((), description="corpora whose templates are each inhibited (default: the first)")
+    conditions: tuple[str, ...] = Field(
+        (), description="keep only conditions whose names match these shell patterns, e.g. normal 'inhibit:*' (default all)")
+    random_fraction: float = Field(0.15, **_help("share of all neurons in the random mask (the paper's 15 %)", gt=0, lt=1))
+    top_percent: float = Field(5.0, **_help("percent of neurons with the largest |z| in the top mask", gt=0, le=100))
+    amplify_factor: float = Field(1.02, description="multiplication factor of the amplified conditions")
+    amplify_networks: bool = Field(False, description="also amplify each network by amplify_factor (the paper's Figure 3)")
+    localization: bool = Field(True, description="the LLM Localization baseline")
+    localizer_stimuli: int = Field(240, **_help("sentences (and as many non-word strings) of the localizer", ge=2))
+    probing: bool = Field(True, description="linear probes under the masks (Tables 12-13)")
+    probe_texts: int = Field(400, **_help("labelled texts of the probes", ge=10))
+    sweeps: bool = Field(False, description="sweep multiplicative / additive edits (Figures 5-7)")
+    sweep_factors: tuple[float, ...] = Field((0.5, 0.9, 1.02, 1.1, 1.5, 2.0, 3.0), description="factors of the sweeps")
+    sweep_values: tuple[float, ...] = Field((0.1, 0.5, 1.0, 1.5, 2.0, 3.0), description="added values of the sweeps")
+    batch_size: int = Field(8, **_help("documents per forward pass", ge=1))
+    seed: int = Field(0, **_help("seed of the random masks, localizer stimuli, probes and lm-eval", ge=0))
     controls: ControlsSection = ControlsSection()
 
     @field_validator("limit")
@@ -128,19 +178,18 @@ class EvaluateSection(_Section):
 
 
 class DaskSection(_Section):
-    scheduler: str | None = None
-    n_workers: int | None = Field(None, ge=1)
+    scheduler: str | None = Field(
+        None, description="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)")
+    n_workers: int | None = Field(None, **_help("workers of the local cluster (default: Dask's CPU count)", ge=1))
 
 
 class ReportSection(_Section):
-    explain_texts: int = Field(2, ge=0)
-    title: str | None = None
-    alpha: float = Field(0.05, gt=0, lt=1)
-    """Significance level of the findings (after Holm's correction across the run's findings)."""
-    level: float = Field(0.95, gt=0, lt=1)
-    """Confidence level of the findings' intervals."""
-    bootstrap: int = Field(2000, ge=100)
-    """Bootstrap resamples behind each interval over examples."""
+    explain_texts: int = Field(2, **_help("texts whose token attribution the report shows", ge=0))
+    title: str | None = Field(None, description="the report's title")
+    alpha: float = Field(0.05, **_help(
+        "significance level of the findings (after Holm's correction across the run's findings)", gt=0, lt=1))
+    level: float = Field(0.95, **_help("confidence level of the findings' intervals", gt=0, lt=1))
+    bootstrap: int = Field(2000, **_help("bootstrap resamples behind each interval over examples", ge=100))
 
 
 class CorpusEntry(_Section):
@@ -153,7 +202,10 @@ class CorpusEntry(_Section):
 class PipelineConfig(_Section):
     version: int = CONFIG_VERSION
     name: str = "default"
-    out: str = "runs/default"
+    out: str = Field("runs/default", description="the run folder: results, tables, report")
+    stores: str | None = Field(
+        None, description="where the activations and networks stores live, a path or URL such as s3://bucket/run "
+                          "(default: under out)")
     model: ModelSection = ModelSection()
     corpora: dict[str, CorpusEntry] = Field(
         default_factory=lambda: {d: CorpusEntry(spec=f"offline:{d}") for d in ("news", "wiki", "math", "code")}
@@ -218,12 +270,31 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
     target[parts[-1]] = yaml.safe_load(raw)
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def describe_error(error: ValidationError, source: str, flags: bool = False) -> str:
+    """The first validation error in one line; ``flags``: name the field as a command-line flag."""
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if flags and first["loc"]:
+        where = "--" + str(first["loc"][0]).replace("_", "-")
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key {where!r}; check its spelling against pipeline/default.yaml"
-    return f"{source}: {where}: {first['msg']} (got {first.get('input')!r})"
+    head = f"{source}: " if source else ""
+    if first["type"] == "value_error":  # a check of the section's own (it names the fields itself)
+        return head + first["msg"].removeprefix("Value error, ")
+    hint = "its help: fnet COMMAND --help" if flags else "its bounds and help text: fnet_dist/config.py"
+    return f"{head}{where} {first.get('input')!r}: {first['msg'].lower()}; see {hint}"
+
+
+def with_overrides(section: _Section, overrides: dict[str, Any]) -> Any:
+    """``section`` with some fields replaced, validated again; a bad value is an ``InputError`` naming the field."""
+    unknown = [k for k in overrides if k not in type(section).model_fields]
+    if unknown:
+        raise InputError(f"unknown parameter(s) {unknown} of {type(section).__name__}; "
+                         f"expected some of {', '.join(type(section).model_fields)}")
+    try:
+        return type(section).model_validate({**section.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise InputError(describe_error(exc, "")) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
@@ -242,18 +313,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise InputError(_describe(exc, str(path))) from None
-
-
-def stage_hash(config: PipelineConfig, stage: str) -> str:
-    """Hash of the config parts that determine ``stage``'s output (its section and everything upstream)."""
-    if stage not in STAGES:
-        raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-    upstream = STAGES[: STAGES.index(stage) + 1]
-    parts: dict[str, Any] = {"model": config.model.model_dump(), "corpora": {k: v.model_dump() for k, v in config.corpora.items()}}
-    for name in upstream:
-        if name != "report":
-            parts[name] = getattr(config, name).model_dump()
-    parts["report"] = config.report.model_dump() if stage == "report" else None
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+        raise InputError(describe_error(exc, str(path))) from None

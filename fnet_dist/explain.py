@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputError
+from .networks import DEFAULT_THRESHOLD
 from .names import network_name
 from .outputs import html_marker
 
@@ -191,7 +192,7 @@ def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> 
     for row, component in enumerate(attribution.components):
         weights = attribution.weights[row]
         size = attribution.template_sizes[row] if row < len(attribution.template_sizes) else None
-        about = f" ({size} neurons at |z| &gt; 3.6)" if size is not None else ""
+        about = f" ({size} neurons at |z| &gt; {DEFAULT_THRESHOLD:g})" if size is not None else ""
         sections.append(
             f"<section><{heading}>Template {esc(network_name(attribution.dataset, component))}{about}</{heading}>"
             f'<p class="meta">weights from {weights.min():+.3f} to {weights.max():+.3f}</p>'

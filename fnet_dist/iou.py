@@ -7,7 +7,7 @@
 - ``lazy_iou(a, b)``: the same on Dask, lazily, with both sides' network sizes: ``(iou, size_a, size_b)``.
 - ``template_table(a)``, ``sparse_counts(table, n_a, b)``: the sparse kernel (a neuron -> networks bit
   table of a few networks; their intersections with every CSR row of b, and b's sizes), one pass over
-  b's entries compiled with numba (a requirement of dask-ml), so the work grows with b's entries only.
+  b's entries compiled with numba, so the work grows with b's entries only.
 - ``pack_bits(mask)``: rows of booleans -> rows of uint64 words (zero padded).
 - ``reference_iou(a, b)``: the plain per-pair loop, for tests and benchmarks.
 

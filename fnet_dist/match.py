@@ -1,6 +1,7 @@
 """Consistency of functional networks: group templates against individual maps, and across corpora.
 
-- ``MatchConfig``: threshold, one- or two-sided, counterpart IoU, cross-corpus IoU (validated once).
+- Parameters: the ``match`` config section (``fnet_dist.config.MatchSection``): threshold, one- or two-sided,
+  counterpart IoU, cross-corpus IoU, the massive-channel rule.
 - ``CorpusNetworks`` / ``load_networks(url, config)``: one networks store as binary networks
   (templates in memory, individual maps lazy on Dask as sparse CSR row blocks, skipped samples left out).
 - ``match_networks(networks, out, ...) -> MatchResults``: the paper's Tables 1, 6-8 (counterparts per
@@ -14,7 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,31 +24,14 @@ import pandas as pd
 from storage_schemas import NETWORKS
 
 from . import __version__
+from .config import MatchSection, with_overrides
 from .display import nonfinite_note
 from .errors import InputError
-from .networks import DEFAULT_THRESHOLD, binarize, check_threshold, describe_networks, flatten_networks, sparse_networks
+from .networks import binarize, describe_networks, flatten_networks, sparse_networks
 
-__all__ = ["CorpusNetworks", "MatchConfig", "MatchResults", "load_networks", "markdown_table", "match_networks", "write_file"]
+__all__ = ["CorpusNetworks", "MatchResults", "load_networks", "markdown_table", "match_networks", "write_file"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MatchConfig:
-    """Parameters of a match; ``validated()`` is the one place they are checked."""
-
-    threshold: float = DEFAULT_THRESHOLD
-    two_sided: bool = True
-    iou: float = 0.2
-    similar_iou: float = 0.2
-
-    def validated(self) -> "MatchConfig":
-        check_threshold(self.threshold)
-        for name in ("iou", "similar_iou"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise InputError(f"{name} {value!r} must be in [0, 1): a network pair counts as similar when IoU > it (the paper uses 0.2)")
-        return MatchConfig(float(self.threshold), bool(self.two_sided), float(self.iou), float(self.similar_iou))
 
 
 @dataclass
@@ -77,7 +61,7 @@ class CorpusNetworks:
         return (self.n_layers, self.d_model)
 
 
-def load_networks(url: str, config: MatchConfig) -> CorpusNetworks:
+def load_networks(url: str, config: MatchSection) -> CorpusNetworks:
     """Open the networks store at ``url`` and threshold its maps (individual maps stay lazy)."""
     from .storage import open_store
 
@@ -222,7 +206,7 @@ def cross_corpus_markdown(cross: pd.DataFrame, similar_iou: float) -> str:
 class MatchResults:
     """Everything ``match_networks`` found; the tables are also files under ``out`` (see ``files``)."""
 
-    config: MatchConfig
+    config: MatchSection
     consistency: pd.DataFrame
     cross_corpus: pd.DataFrame
     network_sizes: pd.DataFrame
@@ -238,17 +222,16 @@ class MatchResults:
 
 def _compute_ious(corpora: Sequence[CorpusNetworks], scheduler: str | None):
     """All template × individual IoUs and individual sizes in one Dask computation."""
-    import dask
-
-    from .cluster import dask_client
+    from .cluster import dask_client, gather
     from .iou import lazy_iou
 
     lazy = []
     for corpus in corpora:
         iou, _, sizes = lazy_iou(flatten_networks(corpus.templates), corpus.individual)
-        lazy.append((iou, sizes))
-    with dask_client(scheduler):
-        return dask.compute(lazy)[0]
+        lazy += [iou, sizes]
+    with dask_client(scheduler) as client:
+        done = gather(client, lazy, "match: IoU per corpus")
+    return [(done[i], done[i + 1]) for i in range(0, len(done), 2)]
 
 
 def _corpus_summary(name: str, corpus: CorpusNetworks, individual_sizes: np.ndarray) -> dict:
@@ -275,7 +258,7 @@ def skipped_reasons(skipped: dict) -> dict[str, int]:
     return kinds
 
 
-def _report_empty(summaries: Sequence[dict], config: MatchConfig) -> None:
+def _report_empty(summaries: Sequence[dict], config: MatchSection) -> None:
     for s in summaries:
         if s["skipped_samples"]:
             kinds = skipped_reasons(s["skipped_samples"])
@@ -290,26 +273,22 @@ def _report_empty(summaries: Sequence[dict], config: MatchConfig) -> None:
                      s["dataset"], s["empty_individual_maps"], s["individual_maps"], config.threshold)
 
 
-def match_networks(
-    networks: Sequence[str],
-    out: str,
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    two_sided: bool = True,
-    iou: float = 0.2,
-    scheduler: str | None = None,
-    similar_iou: float = 0.2,
-    overwrite: bool = False,
-) -> MatchResults:
+def match_networks(networks: Sequence[str], out: str, params: MatchSection | None = None, *,
+                   scheduler: str | None = None, anatomy: bool = False, overwrite: bool = False,
+                   **overrides: Any) -> MatchResults:
     """Match the networks stores ``networks`` (one per corpus) and write the tables and figures under ``out``.
 
+    params : the ``match`` config section (default: its defaults); ``overrides`` replace some of its fields.
+    anatomy : also find the massive channels in the activations stores behind the networks and write the
+        anatomy files the controls read (``fnet_dist.anatomy.write_anatomy``) and the layer-matched nulls of
+        the counterparts and of cross-corpus recurrence (``fnet_dist.nulls.match_nulls``).
     ``out`` is written whole beside and swapped in (``fnet_dist.outputs.replacing``): earlier match results
     there are replaced only with ``overwrite``, anything else never.
     """
     from .outputs import prepare_output, replacing
     from .storage import normalize_url
 
-    config = MatchConfig(threshold, two_sided, iou, similar_iou).validated()
+    config = with_overrides(params or MatchSection(), overrides)
     if not networks:
         raise InputError("no networks store given: pass one or more stores written by fnet decompose")
     out = normalize_url(out)
@@ -329,6 +308,8 @@ def match_networks(
     results.markdown = consistency_markdown(consistency, config.iou)
     with replacing(out, "match", overwrite=overwrite) as staged:
         write_results(results, staged, {n: c.templates for n, c in zip(names, corpora)})
+        if anatomy:
+            _anatomy_and_nulls([c.url for c in corpora], staged, config)
     results.files = {name: f"{out}/{name}" for name in results.files}
     return results
 
@@ -343,6 +324,28 @@ def write_file(out: str, name: str, data: str | bytes) -> str:
     with fs.open(target, "wb") as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return f"{out}/{name}"
+
+
+def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
+    """Massive channels and network anatomy (``fnet_dist.anatomy``), then the nulls (``fnet_dist.nulls``), under ``out``."""
+    from .anatomy import write_anatomy
+    from .nulls import match_nulls
+
+    union = write_anatomy(urls, out, config)
+    log.info("anatomy: %d massive channels (peak ≥ %g × layer median and ≥ %g)", int(union.sum()),
+             config.massive_ratio, config.massive_min_value)
+    match_nulls(urls, out, massive=union, anatomy=network_anatomy_rows(out), threshold=config.threshold, two_sided=config.two_sided,
+                iou=config.iou, permutations=config.permutations, seed=0, first_token_share=config.first_token_share)
+    log.info("nulls: %d layer-matched random networks per template; exact nulls of cross-corpus IoU", config.permutations)
+
+
+def network_anatomy_rows(out: str) -> pd.DataFrame:
+    """``network_anatomy.csv`` under ``out`` (a folder or URL)."""
+    from .storage import filesystem
+
+    fs, folder = filesystem(out)
+    with fs.open(f"{folder}/network_anatomy.csv", "rb") as handle:
+        return pd.read_csv(handle)
 
 
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
@@ -364,7 +367,7 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
         results.files[name] = write_file(out, name, png)
     index = {
         "package_version": __version__,
-        "parameters": asdict(config),
+        "parameters": config.model_dump(),
         "corpora": results.corpora,
         "similar_pairs": int(results.cross_corpus["similar"].sum()),
         "files": {k: v.rsplit("/", 1)[-1] for k, v in results.files.items()},

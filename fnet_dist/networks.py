@@ -1,6 +1,7 @@
 """From z-maps to binary networks, and what a network is made of.
 
-- ``DEFAULT_THRESHOLD``: 3.6, the paper's |z| threshold.
+- ``DEFAULT_THRESHOLD``: the paper's |z| threshold (the one place it is written; the ``match`` config section
+  defaults to it).
 - ``binarize(maps, threshold, two_sided)``: boolean networks of the same shape as ``maps``.
 - ``sparse_networks(maps, threshold, two_sided)``: the same networks as rows of a scipy CSR array
   (numpy maps) or as CSR row blocks on Dask (dask maps), thresholded a few rows at a time: no dense
@@ -39,7 +40,7 @@ def check_threshold(threshold: float) -> float:
     """Return ``threshold`` as a float, or raise a clear error unless it is finite and positive."""
     value = float(threshold)
     if not np.isfinite(value) or value <= 0:
-        raise InputError(f"threshold {threshold!r} must be a positive finite z-value (the paper uses 3.6)")
+        raise InputError(f"threshold {threshold!r} must be a positive finite z-value (the paper uses {DEFAULT_THRESHOLD:g})")
     return value
 
 

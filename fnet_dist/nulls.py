@@ -172,21 +172,26 @@ def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive
 
 
 def match_nulls(urls: list[str], out, *, massive: np.ndarray, anatomy: pd.DataFrame, threshold: float,
-                two_sided: bool, iou: float, permutations: int, seed: int, first_token_share: float) -> dict:
+                two_sided: bool, iou: float, permutations: int, seed: int, first_token_share: float,
+                consistency: pd.DataFrame | None = None) -> dict:
     """Write ``counterparts_null.csv`` and ``recurrence.csv`` into ``out`` (the run's match folder).
 
     anatomy : ``network_anatomy`` rows with a ``corpus`` column (``first_token_peak_share`` ≥
-    ``first_token_share`` flags a template as first-token-dominated)."""
+    ``first_token_share`` flags a template as first-token-dominated); consistency: the match stage's
+    consistency rows (default: ``consistency.csv`` read from ``out``, a folder or URL)."""
     import dask
     import scipy.sparse as sp
 
-    from pathlib import Path
+    from .config import MatchSection
+    from .match import load_networks, write_file
+    from .storage import filesystem
 
-    from .match import MatchConfig, load_networks
-
-    config = MatchConfig(threshold, two_sided, iou).validated()
-    out = Path(out)
-    consistency = pd.read_csv(out / "consistency.csv")
+    config = MatchSection(threshold=threshold, two_sided=two_sided, iou=iou)
+    out = str(out)
+    if consistency is None:
+        fs, folder = filesystem(out)
+        with fs.open(f"{folder}/consistency.csv", "rb") as handle:
+            consistency = pd.read_csv(handle)
     corpora = {c.dataset: c for c in (load_networks(url, config) for url in urls)}
     null = {}
     for name, corpus in corpora.items():
@@ -194,11 +199,11 @@ def match_nulls(urls: list[str], out, *, massive: np.ndarray, anatomy: pd.DataFr
         maps = sp.vstack([sp.csr_array(b) for b in blocks], format="csr") if blocks else sp.csr_array((0, 1))
         null[name] = counterpart_null(corpus.templates, maps, config.iou, permutations, seed)
     counterparts = counterpart_table(consistency[consistency["dataset"].isin(list(null))], null, seed)
-    counterparts.to_csv(out / "counterparts_null.csv", index=False)
+    write_file(out, "counterparts_null.csv", counterparts.to_csv(index=False))
     share = anatomy.get("first_token_peak_share")
     first = {name: (anatomy[anatomy["corpus"] == name].sort_values("template")["first_token_peak_share"]
                     .fillna(0).to_numpy() >= first_token_share) if share is not None
              else np.zeros(len(c.templates), dtype=bool) for name, c in corpora.items()}
     recurrence = recurrence_table(list(corpora), {n: c.templates for n, c in corpora.items()}, massive, first)
-    recurrence.to_csv(out / "recurrence.csv", index=False)
+    write_file(out, "recurrence.csv", recurrence.to_csv(index=False))
     return {"counterparts_null": counterparts, "recurrence": recurrence}

@@ -2,7 +2,8 @@
 
 - ``record_activations(model, corpus, out, ...) -> str``: record (or resume, or one shard of) a store;
   returns its URL. ``model`` is a spec string (see ``fnet_dist.models``) or a ``LoadedModel``.
-- ``RecordConfig``: the validated parameters; ``RecordConfig.content()`` is what the config hash covers.
+- Parameters: the ``record`` config section (``fnet_dist.config.RecordSection``); ``content()`` is what the
+  store's config hash covers.
 - ``parse_shard("I/N") -> (I, N)``.
 - ``summarize_store(url) -> str`` (from ``fnet_dist.activation_store``).
 
@@ -12,20 +13,20 @@ only real tokens are written. Values that are not finite in the store dtype stop
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from . import __version__
-from .activation_store import (STORE_DTYPES, SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
+from .activation_store import (SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
                                summarize_store)
 from .corpora import Sample, load_corpus, select_samples
+from .config import RecordSection, with_overrides
 from .errors import InputError
 from .hooks import capture_block_outputs
 from .models import DTYPES, LoadedModel
 
-__all__ = ["RecordConfig", "parse_shard", "record_activations", "summarize_store"]
+__all__ = ["parse_shard", "record_activations", "summarize_store"]
 
 log = logging.getLogger(__name__)
 
@@ -45,51 +46,6 @@ def _check_shard(shard: Any) -> tuple[int, int]:
     if count < 1 or not 0 <= index < count:
         raise InputError(f"bad shard {index}/{count}: expected I/N with N ≥ 1 and 0 ≤ I < N (shards are numbered from 0)")
     return index, count
-
-
-@dataclass(frozen=True)
-class RecordConfig:
-    """Recording parameters; ``check()`` validates them all (the one place)."""
-
-    corpus: str
-    group_samples: int = 100
-    individual_samples: int = 100
-    max_tokens: int = 256
-    min_tokens: int = 16
-    batch_size: int = 8
-    seed: int = 0
-    shard: tuple[int, int] = (0, 1)
-    dtype: str = "float32"
-    store_dtype: str = "float16"
-    text_field: str = "text"
-    pack_to_tokens: int = 0
-
-    def check(self) -> "RecordConfig":
-        for name in ("group_samples", "individual_samples", "max_tokens", "min_tokens", "batch_size", "seed"):
-            value = getattr(self, name)
-            low = 0 if name in ("group_samples", "individual_samples", "seed") else 1
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise InputError(f"--{name.replace('_', '-')} {value!r}: expected a whole number ≥ {low}")
-        if self.group_samples + self.individual_samples == 0:
-            raise InputError("--group-samples and --individual-samples are both 0: nothing to record; ask for at least one sample")
-        if self.max_tokens < self.min_tokens:
-            raise InputError(f"--max-tokens {self.max_tokens} < --min-tokens {self.min_tokens}: raise --max-tokens or lower --min-tokens")
-        if self.dtype not in DTYPES:
-            raise InputError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
-        if self.store_dtype not in STORE_DTYPES:
-            raise InputError(f"unknown store dtype {self.store_dtype!r}; expected one of {', '.join(STORE_DTYPES)}")
-        if not self.text_field:
-            raise InputError("empty --text-field: name the column that holds the text (e.g. text)")
-        _check_shard(self.shard)
-        return self
-
-    def content(self) -> dict[str, Any]:
-        """The parameters that determine the store's content (not batch size or shard)."""
-        keep = ("corpus", "group_samples", "individual_samples", "max_tokens", "min_tokens", "seed", "store_dtype", "text_field")
-        content = {k: v for k, v in asdict(self).items() if k in keep}
-        if self.pack_to_tokens:  # stores of one text per sample keep the hash they had before packing existed
-            content["pack_to_tokens"] = int(self.pack_to_tokens)
-        return content
 
 
 def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> list[Any]:
@@ -179,9 +135,11 @@ def _d_model(loaded: LoadedModel, arch: Any) -> tuple[int, int]:
     return len(shapes), shapes[capture.layers[0]][2]
 
 
-def _attrs(loaded: LoadedModel, arch: Any, config: RecordConfig, selection: Any, n_layers: int) -> dict[str, Any]:
+def _attrs(loaded: LoadedModel, arch: Any, config: RecordSection, corpus: str, selection: Any,
+           n_layers: int) -> dict[str, Any]:
     hook_points = [arch.hook_pattern().replace("{i}", str(i)) for i in range(n_layers)]
     content = {
+        "corpus": corpus,
         **config.content(),
         "model_id": loaded.info["model_id"],
         "model_revision": loaded.info["model_revision"],
@@ -194,7 +152,7 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordConfig, selection: Any,
         "architecture": loaded.info["architecture"],
         "model_dtype": loaded.info["model_dtype"],
         "hook_points": hook_points,
-        "corpus": config.corpus,
+        "corpus": corpus,
         "seed": int(config.seed),
         "max_tokens": int(config.max_tokens),
         "min_tokens": int(config.min_tokens),
@@ -213,13 +171,13 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordConfig, selection: Any,
 
 
 def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]], done: np.ndarray, writer: SampleWriter,
-                    config: RecordConfig, progress: bool) -> None:
+                    config: RecordSection, shard: tuple[int, int], progress: bool) -> None:
     """Run ``batches`` and hand each sample not ``done`` to ``writer``."""
     from tqdm.auto import tqdm
 
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     total = sum(s.n_tokens for batch in batches for s in batch if not done[s.position])
-    shard = f"{config.shard[0]}/{config.shard[1]}"
+    shard = f"{shard[0]}/{shard[1]}"
     with tqdm(total=total, unit="tok", desc=f"record {shard}", disable=not progress) as bar:
         for batch in batches:
             ids, mask = _padded(batch, pad_id, loaded.device)
@@ -234,13 +192,8 @@ def record_activations(
     model: str | LoadedModel,
     corpus: str,
     out: str,
+    params: RecordSection | None = None,
     *,
-    group_samples: int = 100,
-    individual_samples: int = 100,
-    max_tokens: int = 256,
-    min_tokens: int = 16,
-    batch_size: int = 8,
-    seed: int = 0,
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
     dtype: str = "float32",
@@ -248,14 +201,14 @@ def record_activations(
     revision: str | None = None,
     trust_remote_code: bool = False,
     hook_module: str | None = None,
-    store_dtype: str = "float16",
-    text_field: str = "text",
-    pack_to_tokens: int = 0,
     progress: bool = True,
     wait_timeout: float = 600.0,
+    **overrides: Any,
 ) -> str:
     """Record the MLP-block outputs of ``model`` on ``corpus`` into the activations store ``out``.
 
+    params : the ``record`` config section (default: its defaults); ``overrides`` replace some of its fields
+        (``group_samples=20``) and the result is validated by the section.
     Resumes a store of the same config (complete samples are skipped); a store of another config is
     an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
     (``fnet_dist.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes the samples whose store
@@ -268,36 +221,39 @@ def record_activations(
     from .outputs import prepare_output, swap_in
     from .storage import normalize_url
 
-    config = RecordConfig(corpus, group_samples, individual_samples, max_tokens, min_tokens, batch_size, seed,
-                          tuple(shard) if isinstance(shard, (list, tuple)) else shard, dtype, store_dtype, text_field,
-                          pack_to_tokens).check()
+    config = with_overrides(params or RecordSection(), overrides)
+    shard = _check_shard(tuple(shard) if isinstance(shard, list) else shard)
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    if config.pack_to_tokens == "auto":  # resolved by the pipeline (PipelineConfig.pack_to_tokens); alone: no packing
+        config = config.model_copy(update={"pack_to_tokens": 0})
     url = normalize_url(out)
     prepare_output(url, "activations", resume=True)  # a user's files or another store: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     arch = resolve_architecture(loaded.model, hook_module)
     n_layers, d_model = _d_model(loaded, arch)
-    texts = load_corpus(corpus, text_field)
-    selection = select_samples(texts, loaded.tokenizer, group=group_samples, individual=individual_samples,
-                               max_tokens=max_tokens, min_tokens=min_tokens, seed=seed, corpus=corpus,
+    texts = load_corpus(corpus, config.text_field)
+    selection = select_samples(texts, loaded.tokenizer, group=config.group_samples, individual=config.individual_samples,
+                               max_tokens=config.max_tokens, min_tokens=config.min_tokens, seed=config.seed, corpus=corpus,
                                pack_to_tokens=config.pack_to_tokens)
-    layout = StoreLayout(len(selection.samples), selection.max_tokens, n_layers, d_model, store_dtype)
-    attrs = _attrs(loaded, arch, config, selection, n_layers)
-    target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=config.shard)
-    prepare_store(target, selection, layout, attrs, shard=config.shard, overwrite=overwrite, wait_timeout=wait_timeout)
+    layout = StoreLayout(len(selection.samples), selection.max_tokens, n_layers, d_model, config.store_dtype)
+    attrs = _attrs(loaded, arch, config, corpus, selection, n_layers)
+    target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=shard)
+    prepare_store(target, selection, layout, attrs, shard=shard, overwrite=overwrite, wait_timeout=wait_timeout)
     done = complete_mask(target)
-    index, count = config.shard
+    index, count = shard
     mine = [s for s in selection.samples if s.position % count == index]
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
     # uninterrupted run would (bitwise-equal results); batches whose samples are all complete are skipped
-    batches = [b for b in _batches(mine, batch_size) if not all(done[s.position] for s in b)]
+    batches = [b for b in _batches(mine, config.batch_size) if not all(done[s.position] for s in b)]
     log.info("shard %d/%d: %d of its %d samples to record (%d of %d in the store complete), batches of %d",
-             index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done), batch_size)
+             index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done), config.batch_size)
     # on a GPU a writer thread overlaps the writes with the forward passes; on the CPU the forward pass uses
     # every core, so a thread would only take cores from it (stalling torch's threads): write in between
     writer = SampleWriter(target, layout, background=loaded.device.type != "cpu")
     try:
-        _record_samples(loaded, arch, batches, done, writer, config, progress)
+        _record_samples(loaded, arch, batches, done, writer, config, shard, progress)
     finally:
         writer.close()
     if target != url:  # a replacement (one shard) is complete: swap it in for the store of another config

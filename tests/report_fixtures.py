@@ -21,7 +21,8 @@ import pandas as pd
 import xarray as xr
 
 from fnet_dist.config import CorpusEntry, PipelineConfig
-from fnet_dist.evaluate.conditions import Condition
+from fnet_dist.edit import Edit
+from fnet_dist.evaluate.conditions import NORMAL, Condition, slug_of
 from fnet_dist.evaluate.controls import CONTROL_KINDS
 from fnet_dist.evaluate.experiment import write_reports
 from fnet_dist.evaluate.figures import control_plot
@@ -81,17 +82,33 @@ def _match(folder: Path, rng) -> dict:
     return templates
 
 
+INHIBIT, AMPLIFY = Edit("inhibit"), Edit("multiply", 1.02)
+_PLACEHOLDER = NeuronMask(np.ones((1, 1), dtype=bool), name="placeholder")  # rows are chosen by fields, not masks
+
+
+def condition(kind: str, edit: Edit = INHIBIT, **fields) -> Condition:
+    """A condition of ``kind`` with ``fields`` (its mask a placeholder)."""
+    return NORMAL if kind == "normal" else Condition(kind, _PLACEHOLDER, edit, **fields)
+
+
+TOP = condition("top", percent=5.0, corpus="news")
+LOCALIZATION = condition("localization", corpus="news")
+
+
 def _rows(rng) -> pd.DataFrame:
-    values = {"normal": (0, 0.78, 0.74, 41.0), "random15:seed0": (1382, 0.62, 0.6, 5.2e3),
-              "top5:inhibit": (461, 0.5, 0.52, 900.0), "top5:multiply1.02": (461, 0.8, 0.74, 41.5),
-              "localization:inhibit": (461, 0.6, 0.66, 300.0), "localization:multiply1.02": (461, 0.77, 0.75, 41.2),
-              "inhibit:news/all": (1800, 0.5, 0.5, 2.1e8)}
+    values = [(NORMAL, (0, 0.78, 0.74, 41.0)), (condition("random", percent=15.0, seed=0), (1382, 0.62, 0.6, 5.2e3)),
+              (TOP, (461, 0.5, 0.52, 900.0)), (condition("top", AMPLIFY, percent=5.0, corpus="news"), (461, 0.8, 0.74, 41.5)),
+              (LOCALIZATION, (461, 0.6, 0.66, 300.0)),
+              (condition("localization", AMPLIFY, corpus="news"), (461, 0.77, 0.75, 41.2)),
+              (condition("network", corpus="news"), (1800, 0.5, 0.5, 2.1e8))]
     for k, ppl in enumerate(np.geomspace(73, 61_700, TEMPLATES), 1):
-        values[f"inhibit:news/{k}"] = (int(10 * k ** 1.5), 0.78 - 0.02 * k, 0.74 - 0.01 * k, float(ppl))
-        values[f"multiply1.02:news/{k}"] = (int(10 * k ** 1.5), 0.78 + 0.001 * k, 0.74, 41.0 + k / 10)
-    rows = [{"condition": c, "task": task, "metric": metric, "value": value, "stderr": 0.01, "filter": "none",
-             "n_samples": 60, "neurons": neurons}
-            for c, (neurons, *scores) in values.items() for (task, metric), value in zip(TASKS.items(), scores)]
+        values.append((condition("network", corpus="news", template=k),
+                       (int(10 * k ** 1.5), 0.78 - 0.02 * k, 0.74 - 0.01 * k, float(ppl))))
+        values.append((condition("network", AMPLIFY, corpus="news", template=k),
+                       (int(10 * k ** 1.5), 0.78 + 0.001 * k, 0.74, 41.0 + k / 10)))
+    rows = [{"condition": c.name, "task": task, "metric": metric, "value": value, "stderr": 0.01, "filter": "none",
+             "n_samples": 60, "neurons": neurons, **c.fields()}
+            for c, (neurons, *scores) in values for (task, metric), value in zip(TASKS.items(), scores)]
     return pd.DataFrame(rows)
 
 
@@ -99,7 +116,7 @@ def _samples(folder: Path, condition: str, value: float, task: str, metric: str,
     """lm-eval's samples file of ``condition`` on ``task`` whose mean is about ``value``: per document, 0/1
     accuracy ``u < value`` (one ``u`` per task, so conditions are paired as real ones are), or word perplexity
     as [log-likelihood, words]."""
-    path = folder / "conditions" / Condition(condition).slug / f"samples_{task}.jsonl"
+    path = folder / "conditions" / slug_of(condition) / f"samples_{task}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     if metric == "acc":
         items = [{"doc_id": i, "acc": float(x < value)} for i, x in enumerate(u)]
@@ -117,27 +134,28 @@ def _evidence(folder: Path, rows: pd.DataFrame, templates: dict, rng) -> dict:
         _samples(folder, row.condition, row.value, row.task, row.metric, u[row.task])
     masks = {f"inhibit:news/{k}": templates["news"][k - 1] for k in range(1, TEMPLATES + 1)}
     top = rng.random((LAYERS, WIDTH)) < 0.05
-    masks |= {"top5:inhibit": top, "localization:inhibit": top & (rng.random((LAYERS, WIDTH)) < 0.2)}
+    masks |= {TOP.name: top, LOCALIZATION.name: top & (rng.random((LAYERS, WIDTH)) < 0.2)}
     (folder / "masks").mkdir(parents=True, exist_ok=True)
     for name, values in masks.items():
-        NeuronMask(values, name=name).save(str(folder / "masks" / f"{Condition(name).slug}.npz"))
+        NeuronMask(values, name=name).save(str(folder / "masks" / f"{slug_of(name)}.npz"))
     normal = rows[rows.condition == "normal"].set_index("task")["value"]
     controls = folder / "controls"
     draws = []
     for task, metric in TASKS.items():
         worse = 0.98 if metric == "acc" else 1.02  # a network without its massive neurons: a little worse than normal
-        names = [f"ctl-fraction15/{i}" for i in range(DRAWS)]
-        names += [f"ctl-{kind}:news/{k}/{i}" for k in CONTROLLED for kind in CONTROL_KINDS[1:] for i in range(DRAWS)]
-        names += [f"minus-massive:news/{k}" for k in CONTROLLED]
-        for name in names:
-            value = normal[task] * (rng.uniform(0.98, 1.02) if name.startswith("ctl-") else worse)  # draws: either side
-            _samples(controls, name, value, task, metric, u[task])
-            draws.append({"condition": name, "task": task, "metric": metric, "value": value, "stderr": 0.01,
-                          "filter": "none", "n_samples": DOCS, "neurons": 0})
+        conditions = [condition("control", control="fraction", percent=15.0, draw=i) for i in range(DRAWS)]
+        conditions += [condition("control", control=kind, corpus="news", template=k, draw=i)
+                       for k in CONTROLLED for kind in CONTROL_KINDS[1:] for i in range(DRAWS)]
+        conditions += [condition("minus_massive", corpus="news", template=k) for k in CONTROLLED]
+        for c in conditions:
+            value = normal[task] * (rng.uniform(0.98, 1.02) if c.kind == "control" else worse)  # draws: either side
+            _samples(controls, c.name, value, task, metric, u[task])
+            draws.append({"condition": c.name, "task": task, "metric": metric, "value": value, "stderr": 0.01,
+                          "filter": "none", "n_samples": DOCS, "neurons": 0, **c.fields()})
     pd.DataFrame(draws).to_csv(controls / "results.csv", index=False)
     (controls / "selection.json").write_text(json.dumps({"rule": "the templates with the most counterparts",
                                                          "networks": [f"inhibit:news/{k}" for k in CONTROLLED]}))
-    ica, loc = masks["top5:inhibit"], masks["localization:inhibit"]
+    ica, loc = masks[TOP.name], masks[LOCALIZATION.name]
     return {"ICA vs LLM Localization": float((ica & loc).sum() / (ica | loc).sum())}
 
 

@@ -32,3 +32,18 @@ def test_a_user_error_is_one_line_with_exit_status_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: no pipeline config at") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stages", "decompose", "--index", "0", "--count", "2"], r"--index/--count run one stage that shards \(record, evaluate, controls\)"),
+    (["--stages", "record", "--index", "2", "--count", "2"], r"shard --index 2 --count 2: expected 0 ≤ index < count"),
+    (["--stages", "record", "--index", "0"], "--index and --count go together"),
+    (["--stages", "record,nope"], r"unknown stage\(s\) \['nope'\]"),
+])
+def test_fnet_run_refuses_bad_stages_and_shards_in_one_line(args, message, tmp_path, capsys):
+    import re
+
+    code = main(["run", str(ROOT / "pipeline" / "smoke.yaml"), "--out", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "run").exists()  # refused before anything was written

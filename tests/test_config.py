@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from fnet_dist.config import STAGES, PipelineConfig, load_config, stage_hash
+from fnet_dist.config import PipelineConfig, load_config
+from fnet_dist.stages import STAGES, stage_hash
 from fnet_dist.errors import InputError
 
 PIPELINES = sorted((Path(__file__).parents[1] / "pipeline").glob("*.yaml"))
@@ -33,7 +34,7 @@ def _write(tmp_path, text):
     "text, message",
     [
         ("version: 1\nrecord:\n  group_sample: 3\n", r"unknown key 'record.group_sample'"),
-        ("version: 1\nrecord:\n  batch_size: zero\n", r"record.batch_size: .*integer.*'zero'"),
+        ("version: 1\nrecord:\n  batch_size: zero\n", r"record.batch_size 'zero': .*integer"),
         ("version: 2\n", r"config version 2 is not supported"),
         ("version: 1\ncorpora: {}\n", r"at least one corpus"),
         ("version: 1\ncorpora: {'bad name': offline:news}\n", r"corpus name 'bad name'"),

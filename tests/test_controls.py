@@ -79,22 +79,44 @@ def test_separated_masks_split_a_network_at_massive_channels():
 
 
 def _frame(rows):
+    """Tidy rows of ``(Condition, value)`` pairs on one task, with the conditions' field columns."""
     import pandas as pd
 
-    return pd.DataFrame([{"condition": c, "task": "sentiment_rt", "metric": "acc", "value": v, "stderr": 0.0,
-                          "filter": "none", "n_samples": 10, "neurons": 0} for c, v in rows])
+    return pd.DataFrame([{"condition": c.name, "task": "sentiment_rt", "metric": "acc", "value": v, "stderr": 0.0,
+                          "filter": "none", "n_samples": 10, "neurons": 0, **c.fields()} for c, v in rows])
+
+
+def _news3(kind="network", **fields):
+    from fnet_dist.edit import Edit
+    from fnet_dist.evaluate.conditions import Condition
+
+    return Condition(kind, _network(), Edit("inhibit"), corpus="news", template=3, **fields)
 
 
 def test_control_tables_on_planted_rows():
     from fnet_dist.evaluate.controls import control_tables
 
-    network = _network()
+    from fnet_dist.edit import Edit
+    from fnet_dist.evaluate.conditions import NORMAL, Condition
+
+    inhibit, where = Edit("inhibit"), {"corpus": "news", "template": 3}
+    network = Condition("network", _network(), inhibit, **where)
+    other = Condition("network", _network(), inhibit, corpus="news", template=4)  # its draws must not count
+    rows = [(NORMAL, 0.80), (network, 0.40), (Condition("minus_massive", _network(), inhibit, **where), 0.75),
+            (Condition("massive_only", _network(), inhibit, **where), 0.45)]
+    rows += [(Condition("control", _network(), inhibit, control="fraction", percent=15.0, draw=i), 0.78 - 0.01 * i)
+             for i in range(5)]
+    rows += [(Condition("control", _network(), inhibit, control="matched_count", draw=i, **where), 0.79) for i in range(5)]
+    rows += [(Condition("control", _network(), inhibit, control="matched_count", draw=i, corpus="news", template=4), 0.1)
+             for i in range(5)]
+    assert [c.name for c, _ in rows[:5]] == ["normal", "inhibit:news/3", "minus-massive:news/3", "massive-only:news/3",
+                                             "ctl-fraction15/0"]
+    assert rows[-1][0].name == "ctl-matched_count:news/4/4"
+    frame = _frame(rows)
     massive = np.zeros(SHAPE, dtype=bool)
     massive[1, 3] = True
-    rows = [("normal", 0.80), ("inhibit:news/3", 0.40), ("minus-massive:news/3", 0.75), ("massive-only:news/3", 0.45)]
-    rows += [(f"ctl-fraction15/{i}", 0.78 - 0.01 * i) for i in range(5)]
-    rows += [(f"ctl-matched_count:news/3/{i}", 0.79) for i in range(5)]
-    controls, separated = control_tables(_frame(rows), {"inhibit:news/3": network}, massive)
+    controls, separated = control_tables(frame, [network], massive)
+    assert other.name not in set(controls["network"])
     by_kind = controls.set_index("control")
     assert set(by_kind.index) == {"fraction", "matched_count"}
     assert by_kind.loc["fraction", "mean"] == pytest.approx(0.76)
@@ -105,19 +127,20 @@ def test_control_tables_on_planted_rows():
 
 
 def test_control_tables_never_reward_a_missing_value():
+    from fnet_dist.evaluate.conditions import NORMAL
     from fnet_dist.evaluate.controls import control_tables
 
-    network = _network()
-    everywhere = network.values.copy()                       # every neuron of the network on a massive channel
-    rows = [("normal", 0.80), ("inhibit:news/3", float("nan")), ("massive-only:news/3", 0.40)]
-    rows += [(f"ctl-matched_count:news/3/{i}", 0.79) for i in range(5)]
-    controls, separated = control_tables(_frame(rows), {"inhibit:news/3": network}, everywhere)
+    network = _news3()
+    everywhere = network.mask.values.copy()                  # every neuron of the network on a massive channel
+    rows = [(NORMAL, 0.80), (network, float("nan")), (_news3("massive_only"), 0.40)]
+    rows += [(_news3("control", control="matched_count", draw=i), 0.79) for i in range(5)]
+    controls, separated = control_tables(_frame(rows), [network], everywhere)
     assert np.isnan(controls["p_value"].iloc[0])             # a NaN value was "worse than every draw": p = 1/6
     # nothing is left without the massive neurons: the normal model (the first version took the whole network's value)
     assert separated.iloc[0].damage_minus_massive == 0.0
     partly = everywhere.copy()
     partly[2] = False
-    _, separated = control_tables(_frame(rows), {"inhibit:news/3": network}, partly)
+    _, separated = control_tables(_frame(rows), [network], partly)
     assert np.isnan(separated.iloc[0].damage_minus_massive)  # a part that exists but was not evaluated is missing
 
 
@@ -126,21 +149,21 @@ def test_networks_for_controls_are_chosen_without_evaluation_examples():
 
     consistency = pd.DataFrame({"dataset": ["news"] * 4 + ["wiki"], "template": [1, 2, 3, 4, 1],
                                 "counterparts": [4, 9, 9, 0, 50], "size": [5, 5, 5, 0, 5]})
-    assert choose_networks(consistency, ["news"], 2) == ["inhibit:news/2", "inhibit:news/3"]
-    assert choose_networks(consistency.assign(counterparts=0), ["news"], 4) == [f"inhibit:news/{k}" for k in (1, 2, 3)]
-    assert choose_networks(consistency, ["news", "wiki"], 1) == ["inhibit:news/2", "inhibit:wiki/1"]
+    assert choose_networks(consistency, ["news"], 2) == [("news", 2), ("news", 3)]
+    assert choose_networks(consistency.assign(counterparts=0), ["news"], 4) == [("news", k) for k in (1, 2, 3)]
+    assert choose_networks(consistency, ["news", "wiki"], 1) == [("news", 2), ("wiki", 1)]
 
 
 def test_draws_avoiding_massive_channels_only_for_networks_that_have_some():
     from fnet_dist.evaluate.controls import control_conditions
 
-    network = _network()
+    network = _news3()
     none = np.zeros(SHAPE, dtype=bool)
-    names = [c.name for c in control_conditions({"inhibit:news/3": network}, none, kinds=("matched_count", "matched_avoid_massive"), n_draws=2)]
+    names = [c.name for c in control_conditions([network], none, kinds=("matched_count", "matched_avoid_massive"), n_draws=2)]
     assert names == ["ctl-matched_count:news/3/0", "ctl-matched_count:news/3/1"]
     some = none.copy()
     some[1, 3] = True
-    names = [c.name for c in control_conditions({"inhibit:news/3": network}, some, kinds=("matched_avoid_massive",), n_draws=2)]
+    names = [c.name for c in control_conditions([network], some, kinds=("matched_avoid_massive",), n_draws=2)]
     assert names == ["ctl-matched_avoid_massive:news/3/0", "ctl-matched_avoid_massive:news/3/1",
                      "minus-massive:news/3", "massive-only:news/3"]
 
@@ -154,7 +177,10 @@ def test_controls_evaluated_on_one_loaded_tiny_model(tiny_llama, tmp_path):
     values[0, [1, 2, 3]] = True
     massive = np.zeros((2, 32), dtype=bool)
     massive[0, 1] = True
-    networks = {"inhibit:toy/1": NeuronMask(values, name="template-1")}
+    from fnet_dist.edit import Edit
+    from fnet_dist.evaluate.conditions import Condition
+
+    networks = [Condition("network", NeuronMask(values, name="template-1"), Edit("inhibit"), corpus="toy", template=1)]
     controls, separated = evaluate_controls(loaded, networks, tmp_path / "ctl", tasks=["wiki_ppl"], massive=massive,
                                             kinds=("fraction", "matched_avoid_massive"), n_draws=2, limit=1,
                                             progress=False)

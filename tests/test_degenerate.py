@@ -18,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from fnet_dist.edit import Edit
+from fnet_dist.evaluate.conditions import NORMAL, Condition
 from fnet_dist.masks import NeuronMask
 
 # a value that reaches a matplotlib transform or a log axis it cannot take is a bug, not noise
@@ -32,9 +34,23 @@ TASKS = {"sentiment_rt": "acc", "wiki_ppl": "word_perplexity"}
 SHAPE = (2, 8)
 
 
+def _c(kind, edit=Edit("inhibit"), **fields):
+    """A condition of ``kind`` with ``fields`` (its mask is a placeholder: rows are chosen by fields)."""
+    return NORMAL if kind == "normal" else Condition(kind, _network(1), edit, **fields)
+
+
+NEWS1 = {"corpus": "news", "template": 1}
+AMPLIFY = Edit("multiply", 1.02)
+
+
 def _row(condition, task, value, neurons=0, n_samples=1):
-    return {"condition": condition, "task": task, "metric": TASKS[task], "value": value, "stderr": math.nan,
-            "filter": "none", "n_samples": n_samples, "neurons": neurons}
+    return {"condition": condition.name, "task": task, "metric": TASKS[task], "value": value, "stderr": math.nan,
+            "filter": "none", "n_samples": n_samples, "neurons": neurons, **condition.fields()}
+
+
+def _news1(count):
+    """The network the controls are drawn for, ``count`` neurons."""
+    return Condition("network", _network(count), Edit("inhibit"), **NEWS1)
 
 
 @st.composite
@@ -54,15 +70,16 @@ def values(draw, n: int):
 def evaluate_rows(draw):
     """Tidy rows of the paper's conditions (one to three networks, possibly empty ones)."""
     n_networks = draw(st.integers(1, 3))
-    conditions = ["normal", *(f"inhibit:news/{k}" for k in range(1, n_networks + 1)), "inhibit:news/all",
-                  "random15:seed0", "top5:inhibit", "localization:inhibit", "top5:multiply1.02",
-                  "localization:multiply1.02", "multiply1.02:news/1"]
+    conditions = [NORMAL, *(_c("network", corpus="news", template=k) for k in range(1, n_networks + 1)),
+                  _c("network", corpus="news"), _c("random", percent=15.0, seed=0), _c("top", percent=5.0, corpus="news"),
+                  _c("localization", corpus="news"), _c("top", AMPLIFY, percent=5.0, corpus="news"),
+                  _c("localization", AMPLIFY, corpus="news"), _c("network", AMPLIFY, **NEWS1)]
     chosen = draw(tasks())
     numbers = draw(values(len(conditions) * len(chosen)))
     neurons = draw(st.lists(st.integers(0, 16), min_size=len(conditions), max_size=len(conditions)))
     n_samples = draw(st.integers(1, 3))
     it = iter(numbers)
-    return pd.DataFrame([_row(c, t, next(it), 0 if c == "normal" else k, n_samples)
+    return pd.DataFrame([_row(c, t, next(it), 0 if c.kind == "normal" else k, n_samples)
                          for c, k in zip(conditions, neurons) for t in chosen])
 
 
@@ -73,12 +90,12 @@ def control_rows(draw):
     n_draws = draw(st.integers(1, 3))
     rows = []
     for task in chosen:
-        rows.append(_row("normal", task, draw(number)))
-        rows.append(_row("inhibit:news/1", task, draw(number), neurons=3))
-        for prefix in ("ctl-fraction15/", "ctl-matched_count:news/1/", "ctl-matched_avoid_massive:news/1/"):
-            rows += [_row(f"{prefix}{i}", task, v) for i, v in enumerate(draw(values(n_draws)))]
-        for part in draw(st.sets(st.sampled_from(["minus-massive:news/1", "massive-only:news/1"]))):
-            rows.append(_row(part, task, draw(number)))
+        rows.append(_row(NORMAL, task, draw(number)))
+        rows.append(_row(_c("network", **NEWS1), task, draw(number), neurons=3))
+        for kind, where in (("fraction", {"percent": 15.0}), ("matched_count", NEWS1), ("matched_avoid_massive", NEWS1)):
+            rows += [_row(_c("control", control=kind, draw=i, **where), task, v) for i, v in enumerate(draw(values(n_draws)))]
+        for part in sorted(draw(st.sets(st.sampled_from(["minus_massive", "massive_only"])))):
+            rows.append(_row(_c(part, **NEWS1), task, draw(number)))
     return pd.DataFrame(rows)
 
 
@@ -119,9 +136,9 @@ def test_evaluate_tables_and_figures_finish(rows):
         out = write_reports(rows, folder, iou={"ICA vs LLM Localization": math.nan})
         written = {p.name for p in Path(out).rglob("*") if p.is_file()}
         assert {"table3_networks_news.csv", "table3_networks_news.md", "table10_masked_news.csv",
-                "table9_top_inhibit.csv", "table4_top_amplify.csv", "table5_iou.md"} <= written
+                "table9_top_inhibit_news.csv", "table4_top_amplify_news.csv", "table5_iou.md"} <= written
         if "sentiment_rt" in set(rows["task"]):
-            assert {"figure3_changes_inhibit_news.png", "figure3_changes_top_amplified.png"} <= written
+            assert {"figure3_changes_inhibit_news.png", "figure3_changes_top_amplified_news.png"} <= written
         if "wiki_ppl" in set(rows["task"]):
             assert "figure2_perplexity_news_wiki_ppl.png" in written
         for md in Path(out).rglob("*.md"):
@@ -140,7 +157,7 @@ def test_sweep_plot_finishes(rows, factors):
             sweep_rows.append(dict(row, kind="normal", mask="", amount=math.nan))
         for kind in ("multiply", "add"):
             for amount in factors:
-                sweep_rows.append(dict(row, condition=f"net:{kind}{amount}", kind=kind, mask="net", amount=amount))
+                sweep_rows.append(dict(row, condition=f"net:{kind}{amount}", kind="network", edit=kind, mask="net", amount=amount))
     frame = pd.DataFrame(sweep_rows).drop_duplicates(["condition", "task", "metric"])
     with tempfile.TemporaryDirectory() as folder:
         for task in dict.fromkeys(frame["task"]):
@@ -154,7 +171,7 @@ def test_flips_finish_with_one_example_and_tied_or_infinite_scores(n_docs, score
     from fnet_dist.evaluate.figures import format_flip
 
     it = iter(scores)
-    rows = pd.DataFrame([_row(c, "sentiment_rt", 0.5) for c in ("normal", "inhibit:news/1")])
+    rows = pd.DataFrame([_row(c, "sentiment_rt", 0.5) for c in (NORMAL, _c("network", **NEWS1))])
     with tempfile.TemporaryDirectory() as folder:
         for slug in ("normal", "inhibit-news_1"):
             path = Path(folder) / "conditions" / slug / "samples_sentiment_rt.jsonl"
@@ -176,7 +193,7 @@ def test_control_tables_and_plots_finish(rows, count):
     from fnet_dist.evaluate.controls import write_control_reports
 
     with tempfile.TemporaryDirectory() as folder:
-        controls, separated = write_control_reports(rows, {"inhibit:news/1": _network(count)}, folder)
+        controls, separated = write_control_reports(rows, [_news1(count)], folder)
         assert (Path(folder) / "tables" / "controls.csv").is_file()
         assert (Path(folder) / "tables" / "separated.md").is_file()
         for task in dict.fromkeys(rows["task"]):
@@ -207,10 +224,11 @@ def test_interval_brackets_the_mean_of_identical_draws(draws, n, value):
 @st.composite
 def match_results(draw):
     """Match results of 1-2 corpora: templates possibly without a neuron, no samples or no counterparts."""
-    from fnet_dist.match import CorpusNetworks, MatchConfig, MatchResults, consistency_rows, cross_corpus_rows
+    from fnet_dist.config import MatchSection
+    from fnet_dist.match import CorpusNetworks, MatchResults, consistency_rows, cross_corpus_rows
     from fnet_dist.networks import describe_networks
 
-    config = MatchConfig()
+    config = MatchSection()
     corpora, names, consistency = [], [], []
     for name in draw(st.sampled_from([["news"], ["news", "code"]])):
         n_templates, n_samples, n_components = draw(st.integers(1, 3)), draw(st.integers(0, 2)), 2
@@ -259,7 +277,7 @@ def _write_outputs(root: Path, matched, rows: pd.DataFrame, controls: pd.DataFra
     write_reports(rows, evaluate)
     rows.to_csv(evaluate / "results.csv", index=False)
     write_control_reports(pd.concat([rows, controls]).drop_duplicates(["condition", "task"], keep="last"),
-                          {"inhibit:news/1": _network(count)}, evaluate / "controls")
+                          [_news1(count)], evaluate / "controls")
 
 
 def _config(out: Path):
@@ -297,7 +315,7 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
         match.mkdir()
         results.consistency.to_csv(match / "consistency.csv", index=False)
         results.cross_corpus.to_csv(match / "cross_corpus.csv", index=False)
-        tables = control_tables(pd.concat([rows, controls]), {"inhibit:news/1": _network(count)})
+        tables = control_tables(pd.concat([rows, controls]), [_news1(count)])
         for table, name in zip(tables, ("controls", "separated")):
             save_table(table, evaluate / "controls" / "tables", name)
         rows.to_csv(evaluate / "results.csv", index=False)
@@ -310,15 +328,18 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
 
 def _stages(monkeypatch, evaluate):
     """Replace record, decompose, match and evaluate with writers of fixed outputs; the report stage is real."""
-    from fnet_dist import pipeline
-    from fnet_dist.match import (CorpusNetworks, MatchConfig, MatchResults, consistency_markdown, consistency_rows,
+    import dataclasses
+
+    from fnet_dist import stages
+    from fnet_dist.config import MatchSection
+    from fnet_dist.match import (CorpusNetworks, MatchResults, consistency_markdown, consistency_rows,
                                  cross_corpus_rows, write_results)
     from fnet_dist.networks import describe_networks
 
     def match(run):
         templates = np.zeros((2, *SHAPE), dtype=bool)  # no neuron above threshold, no counterparts
         corpora = [CorpusNetworks(f"memory://{n}", n, "synthetic", *SHAPE, templates, None, [0], 2) for n in ("news", "code")]
-        results = MatchResults(MatchConfig(), pd.concat([consistency_rows(c.dataset, c, np.zeros((2, 2)), 0.2) for c in corpora]),
+        results = MatchResults(MatchSection(), pd.concat([consistency_rows(c.dataset, c, np.zeros((2, 2)), 0.2) for c in corpora]),
                                cross_corpus_rows(["news", "code"], corpora, 0.2),
                                pd.concat([describe_networks(templates, {"dataset": c.dataset}) for c in corpora]), [], {}, {})
         results.markdown = consistency_markdown(results.consistency, 0.2)
@@ -326,8 +347,9 @@ def _stages(monkeypatch, evaluate):
         return {"folder": str(run.layout.match)}
 
     for stage, function in (("record", lambda run: {}), ("decompose", lambda run: {}), ("match", match),
-                            ("evaluate", evaluate)):
-        monkeypatch.setitem(pipeline._STAGE_FUNCTIONS, stage, function)
+                            ("evaluate", evaluate), ("controls", lambda run: {})):
+        monkeypatch.setitem(stages.STAGES, stage,
+                            dataclasses.replace(stages.STAGES[stage], run=lambda run, shard, f=function: f(run)))
 
 
 def _degenerate_evaluation(run):
@@ -335,17 +357,18 @@ def _degenerate_evaluation(run):
     from fnet_dist.evaluate.controls import write_control_reports
     from fnet_dist.evaluate.experiment import write_reports
 
-    rows = [_row("normal", "sentiment_rt", 0.7), _row("normal", "wiki_ppl", 30.0),
-            _row("inhibit:news/1", "sentiment_rt", 0.7, 3), _row("inhibit:news/1", "wiki_ppl", math.inf, 3),
-            _row("inhibit:news/all", "sentiment_rt", 0.5, 5), _row("inhibit:news/all", "wiki_ppl", math.nan, 5),
-            _row("random15:seed0", "sentiment_rt", 0.7, 2), _row("random15:seed0", "wiki_ppl", math.inf, 2)]
+    network, union, random = _c("network", **NEWS1), _c("network", corpus="news"), _c("random", percent=15.0, seed=0)
+    rows = [_row(NORMAL, "sentiment_rt", 0.7), _row(NORMAL, "wiki_ppl", 30.0),
+            _row(network, "sentiment_rt", 0.7, 3), _row(network, "wiki_ppl", math.inf, 3),
+            _row(union, "sentiment_rt", 0.5, 5), _row(union, "wiki_ppl", math.nan, 5),
+            _row(random, "sentiment_rt", 0.7, 2), _row(random, "wiki_ppl", math.inf, 2)]
     evaluate = run.layout.evaluate
     write_reports(pd.DataFrame(rows), evaluate)
     pd.DataFrame(rows).to_csv(evaluate / "results.csv", index=False)
-    for prefix in ("ctl-fraction15/", "ctl-matched_avoid_massive:news/1/"):
-        rows += [_row(f"{prefix}{i}", "sentiment_rt", 0.7) for i in range(3)]
-        rows += [_row(f"{prefix}{i}", "wiki_ppl", math.inf) for i in range(3)]
-    controls, _ = write_control_reports(pd.DataFrame(rows), {"inhibit:news/1": _network(3)}, evaluate / "controls")
+    for kind, where in (("fraction", {"percent": 15.0}), ("matched_avoid_massive", NEWS1)):
+        rows += [_row(_c("control", control=kind, draw=i, **where), "sentiment_rt", 0.7) for i in range(3)]
+        rows += [_row(_c("control", control=kind, draw=i, **where), "wiki_ppl", math.inf) for i in range(3)]
+    controls, _ = write_control_reports(pd.DataFrame(rows), [_news1(3)], evaluate / "controls")
     finite = controls.dropna(subset=["mean"])  # the accuracies; every perplexity draw is inf
     assert len(finite) == 2 and (finite["low"] <= finite["mean"]).all() and (finite["mean"] <= finite["high"]).all()
     return {"folder": str(evaluate)}

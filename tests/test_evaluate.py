@@ -18,8 +18,10 @@ from fnet_dist import testing
 
 from fnet_dist.edit import Edit
 from fnet_dist.errors import InputError
-from fnet_dist.evaluate import (NORMAL, Condition, ExperimentSettings, evaluate_conditions, paper_conditions,
+from fnet_dist.config import EvaluateSection
+from fnet_dist.evaluate import (NORMAL, Condition, evaluate_conditions, paper_conditions,
                                 read_samples, select_conditions)
+from fnet_dist.evaluate.conditions import custom
 from fnet_dist.evaluate.figures import prediction_flips
 from fnet_dist.evaluate.tasks import prepare_tasks
 from fnet_dist.masks import NeuronMask
@@ -62,8 +64,7 @@ def half_mask():
 
 @pytest.fixture(scope="module")
 def conditions(half_mask):
-    return [NORMAL, Condition("inhibit:half", half_mask, Edit("inhibit")),
-            Condition("half:multiply3", half_mask, Edit("multiply", 3.0))]
+    return [NORMAL, custom("half", half_mask, Edit("inhibit")), custom("half", half_mask, Edit("multiply", 3.0))]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,8 @@ def _value(rows: pd.DataFrame, condition: str, task: str, metric: str) -> float:
 
 def test_condition_rows_are_tidy_and_complete(evaluated, half_mask):
     out, rows = evaluated
-    expected = {(c, "polarity_pl", "acc") for c in ("normal", "inhibit:half", "half:multiply3")}
-    expected |= {(c, "wiki_ppl", m) for c in ("normal", "inhibit:half", "half:multiply3")
+    expected = {(c, "polarity_pl", "acc") for c in ("normal", "inhibit:half", "multiply3:half")}
+    expected |= {(c, "wiki_ppl", m) for c in ("normal", "inhibit:half", "multiply3:half")
                  for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")}
     assert set(zip(rows.condition, rows.task, rows.metric)) == expected
     assert (rows.n_samples == LIMIT).all()
@@ -99,7 +100,7 @@ def test_condition_rows_are_tidy_and_complete(evaluated, half_mask):
 def test_edited_conditions_differ_from_normal(evaluated):
     _, rows = evaluated
     normal = _value(rows, "normal", "wiki_ppl", "word_perplexity")
-    for name in ("inhibit:half", "half:multiply3"):
+    for name in ("inhibit:half", "multiply3:half"):
         assert _value(rows, name, "wiki_ppl", "word_perplexity") != pytest.approx(normal, rel=1e-6)
 
 
@@ -118,9 +119,9 @@ def test_normal_condition_equals_a_plain_lm_eval_run(evaluated, tiny_llama, tmp_
 
 def test_flipped_predictions_are_the_documents_whose_correctness_changed(evaluated):
     out, _ = evaluated
-    flips = prediction_flips(out, "polarity_pl", "half:multiply3")
+    flips = prediction_flips(out, "polarity_pl", "multiply3:half")
     before = {s["doc_id"]: s["acc"] for s in read_samples(out, "normal", "polarity_pl")}
-    after = {s["doc_id"]: s["acc"] for s in read_samples(out, "half:multiply3", "polarity_pl")}
+    after = {s["doc_id"]: s["acc"] for s in read_samples(out, "multiply3:half", "polarity_pl")}
     assert set(flips.doc_id) == {d for d in before if before[d] != after[d]}  # two choices: a flip changes correctness
     assert set(flips.effect) <= {"fixed", "broken"}
 
@@ -150,34 +151,36 @@ def test_changed_config_reruns(evaluated, loaded, conditions, capsys, tmp_path):
 
 
 def test_paper_conditions_from_a_networks_store(loaded, networks_url):
-    chosen, extras = paper_conditions(loaded, [networks_url], ExperimentSettings(localizer_stimuli=8))
+    chosen, extras = paper_conditions(loaded, [networks_url], EvaluateSection(localizer_stimuli=8))
     names = [c.name for c in chosen]
     assert names == ["normal", "inhibit:toy/1", "inhibit:toy/2", "inhibit:toy/3", "inhibit:toy/all", "random15:seed0",
-                     "top5:inhibit", "top5:multiply1.02", "localization:inhibit", "localization:multiply1.02"]
+                     "top5:inhibit@toy", "top5:multiply1.02@toy", "localization:inhibit@toy",
+                     "localization:multiply1.02@toy"]
+    assert [(c.kind, c.corpus, c.template) for c in chosen[1:5]] == [("network", "toy", t) for t in (1, 2, 3, None)]
     by_name = {c.name: c for c in chosen}
     assert {tuple(i) for i in by_name["inhibit:toy/2"].mask.indices()} == set(PLANTED[1])
     assert by_name["inhibit:toy/all"].neurons == len({cell for cells in PLANTED.values() for cell in cells})
     assert by_name["random15:seed0"].neurons == round(0.15 * 64)
-    top = by_name["top5:inhibit"].mask
-    assert top.count == round(0.05 * 64) == by_name["localization:inhibit"].neurons
-    assert by_name["top5:multiply1.02"].edit == Edit("multiply", 1.02)
-    assert 0 <= extras["iou"]["ICA vs LLM Localization"] <= 1
-    kept, _ = paper_conditions(loaded, [networks_url], ExperimentSettings(), patterns=["normal", "inhibit:*/1"])
+    top = by_name["top5:inhibit@toy"].mask
+    assert top.count == round(0.05 * 64) == by_name["localization:inhibit@toy"].neurons
+    assert by_name["top5:multiply1.02@toy"].edit == Edit("multiply", 1.02)
+    assert 0 <= extras["iou"]["ICA vs LLM Localization@toy"] <= 1
+    kept, _ = paper_conditions(loaded, [networks_url], EvaluateSection(conditions=("normal", "inhibit:*/1")))
     assert [c.name for c in kept] == ["normal", "inhibit:toy/1"]
 
 
 def test_cli_evaluate_writes_tables_and_figures(tiny_llama, networks_url, tmp_path):
     out = tmp_path / "results"
     command = [sys.executable, "-m", "fnet_dist", "evaluate", "--model", tiny_llama, "--networks", networks_url,
-               "--out", str(out), "--tasks", "wiki_ppl", "--limit", "1", "--conditions", "normal",
-               "inhibit:toy/1", "top5:inhibit", "localization:inhibit"]
+               "--out", str(out), "--tasks", "wiki_ppl", "--limit", "1", "--no-probing", "--conditions", "normal",
+               "inhibit:toy/1", "top5:inhibit*", "localization:inhibit*"]
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "[4/4] localization:inhibit" in done.stderr
-    for name in ("table3_networks_toy", "table9_top_inhibit", "table5_iou"):
+    assert "[4/4] localization:inhibit@toy" in done.stderr
+    for name in ("table3_networks_toy", "table9_top_inhibit_toy", "table5_iou"):
         assert (out / "tables" / f"{name}.md").is_file() and (out / "tables" / f"{name}.csv").is_file()
-    table9 = pd.read_csv(out / "tables" / "table9_top_inhibit.csv", index_col=0)
+    table9 = pd.read_csv(out / "tables" / "table9_top_inhibit_toy.csv", index_col=0)
     assert list(table9.columns) == ["Normal", "ICA", "LLM Localization"] and "Wiki (PPL)" in table9.index
     assert (out / "figures" / "figure2_perplexity_toy_wiki_ppl.png").stat().st_size > 1000
     assert NeuronMask.load(str(out / "masks" / "inhibit-toy_1.npz")).count == len(PLANTED[0])
@@ -204,7 +207,8 @@ def test_vllm_backend_without_vllm_says_how_to_install(loaded, tmp_path):
 
 
 def test_bad_options_and_conditions(loaded, tmp_path):
-    other = Condition("other", NeuronMask.random((3, 32), count=2, seed=0), Edit("inhibit"))
+    half, inhibit = NeuronMask.random(SHAPE, count=4, seed=0), Edit("inhibit")
+    other = custom("other", NeuronMask.random((3, 32), count=2, seed=0), Edit("inhibit"))
     with pytest.raises(InputError, match=r"mask .* has shape \(3, 32\) .* model has \(2, 32\)"):
         evaluate_conditions(loaded, [NORMAL, other], ["polarity_pl"], tmp_path, limit=2)
     assert not (tmp_path / "conditions" / "normal").exists()  # nothing ran before the check
@@ -215,11 +219,15 @@ def test_bad_options_and_conditions(loaded, tmp_path):
     with pytest.raises(InputError, match="same name"):
         evaluate_conditions(loaded, [NORMAL, NORMAL], ["polarity_pl"], tmp_path)
     with pytest.raises(InputError, match="same slug"):
-        evaluate_conditions(loaded, [Condition("a:b"), Condition("a-b")], ["polarity_pl"], tmp_path)
+        evaluate_conditions(loaded, [custom("a:b", half, inhibit), custom("a-b", half, inhibit)], ["polarity_pl"], tmp_path)
     with pytest.raises(InputError, match="needs both a mask and an edit"):
-        Condition("x", NeuronMask.random(SHAPE, count=1, seed=0))
+        Condition("custom", NeuronMask.random(SHAPE, count=1, seed=0), label="x")
+    with pytest.raises(InputError, match="a network condition needs corpus"):
+        Condition("network", half, inhibit, template=1)
+    with pytest.raises(InputError, match="condition kind 'inhibit' is unknown"):
+        Condition("inhibit")
     with pytest.raises(InputError, match="condition name"):
-        Condition("has space")
+        custom("has space", half, inhibit)
     with pytest.raises(InputError, match=r"--conditions 'nothing\*' matches no condition; there are: normal"):
         select_conditions([NORMAL], ["nothing*"])
 
@@ -229,28 +237,32 @@ def test_cli_errors_are_one_line(tmp_path, networks_url, capsys):
 
     assert main(["evaluate", "--networks", networks_url, "--out", str(tmp_path), "--tasks", "wiki_pll"]) == 2
     assert "error: unknown task 'wiki_pll'" in capsys.readouterr().err
-    assert main(["evaluate", "--networks", networks_url, "--out", str(tmp_path), "--factor", "nan"]) == 2
-    assert "factor nan is not a finite number" in capsys.readouterr().err
+    assert main(["evaluate", "--networks", networks_url, "--out", str(tmp_path), "--amplify-factor", "nan"]) == 2
+    assert "error: --amplify-factor 'nan': input should be a finite number" in capsys.readouterr().err
+    assert main(["evaluate", "--networks", networks_url, "--out", str(tmp_path), "--random-fraction", "15"]) == 2
+    assert "error: --random-fraction 15: input should be less than 1" in capsys.readouterr().err
 
 
 def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_path):
     from fnet_dist.config import PipelineConfig
     from fnet_dist.evaluate import evaluate_pipeline
-    from fnet_dist.pipeline import RunLayout
+    from fnet_dist.stages import RunLayout
 
     layout = RunLayout(tmp_path)
     write_store(networks_dataset(planted={0: PLANTED[0]}, model_id=loaded.info["model_id"]), layout.networks("toy"), NETWORKS)
     config = PipelineConfig(corpora={"toy": "offline:news"}, evaluate={
         "tasks": ["polarity_pl"], "limit": 2, "localization": False, "probing": True, "seed": 3})
     rows = evaluate_pipeline(loaded, config, layout)
-    assert list(dict.fromkeys(rows.condition)) == ["normal", "inhibit:toy/1", "random15:seed3", "top5:inhibit",
-                                                   "top5:multiply1.02"]
+    assert list(dict.fromkeys(rows.condition)) == ["normal", "inhibit:toy/1", "random15:seed3", "top5:inhibit@toy",
+                                                   "top5:multiply1.02@toy"]
+    assert list(dict.fromkeys(rows.kind)) == ["normal", "network", "random", "top"]
+    assert set(rows.loc[rows.kind == "top", "factor"].dropna()) == {1.02}
     probes = pd.read_csv(layout.evaluate / "probing.csv")
     assert set(probes.condition) == {"normal", "random15:seed3", "inhibit:toy/1"}  # one template: no union
     assert probes.accuracy.between(0, 1).all()
     assert (layout.evaluate / "tables" / "table12_probing.md").is_file()
     assert (layout.evaluate / "tables" / "table3_networks_toy.csv").is_file()  # no localization: no Table 9
-    assert not (layout.evaluate / "tables" / "table9_top_inhibit.csv").exists()
+    assert not (layout.evaluate / "tables" / "table9_top_inhibit_toy.csv").exists()
     flips = pd.read_csv(layout.evaluate / "flips.csv")
     assert list(flips.columns[:4]) == ["condition", "task", "doc_id", "effect"]
     assert set(flips.task) <= {"polarity_pl"} and set(flips.effect) <= {"fixed", "broken"}
@@ -259,11 +271,11 @@ def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_p
 def test_sweeps_from_the_networks(loaded, networks_url, tmp_path):
     from fnet_dist.evaluate import evaluate_networks
 
-    settings = ExperimentSettings(localization=False, sweep_factors=(2.0,), sweep_values=(1.0,))
-    evaluate_networks(loaded, [networks_url], tmp_path, tasks=["wiki_ppl"], conditions=["normal", "inhibit:toy/all"],
-                      settings=settings, sweeps=True, limit=1, progress=False)
+    settings = EvaluateSection(localization=False, probing=False, sweeps=True, sweep_factors=(2.0,), sweep_values=(1.0,),
+                               tasks=("wiki_ppl",), conditions=("normal", "inhibit:toy/all"), limit=1)
+    evaluate_networks(loaded, [networks_url], tmp_path, settings, progress=False)
     swept = pd.read_csv(tmp_path / "sweeps" / "results.csv")
-    assert list(dict.fromkeys(swept.condition)) == ["normal", "toy/all:multiply2", "toy/all:add1"]
+    assert list(dict.fromkeys(swept.condition)) == ["normal", "multiply2:toy/all", "add1:toy/all"]
     assert (tmp_path / "figures" / "figure5_7_sweep_wiki_ppl.png").stat().st_size > 1000
 
 
@@ -271,7 +283,7 @@ def test_sweeps_from_the_networks(loaded, networks_url, tmp_path):
 def test_smollm2_end_to_end(tmp_path):
     """The packaged SmolLM2: zero-shot sentiment near its known ~0.65, and losing every MLP output hurts perplexity."""
     smollm = load_model("smollm2-135m-instruct")
-    everything = Condition("inhibit:every-mlp", NeuronMask(np.ones((30, 576), bool), "all"), Edit("inhibit"))
+    everything = custom("every-mlp", NeuronMask(np.ones((30, 576), bool), "all"), Edit("inhibit"))
     rows = evaluate_conditions(smollm, [NORMAL], ["sentiment_rt"], tmp_path / "rt", limit=100, progress=False)
     assert 0.55 < _value(rows, "normal", "sentiment_rt", "acc") < 0.85
     rows = evaluate_conditions(smollm, [NORMAL, everything], ["wiki_ppl"], tmp_path / "ppl", limit=3, progress=False)

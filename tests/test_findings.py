@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import hypergeom
 
-from fnet_dist.evaluate.conditions import Condition
+from fnet_dist.evaluate.conditions import FIELD_COLUMNS, slug_of
 from fnet_dist.masks import NeuronMask
 from fnet_dist.report.findings import (
     FindingSettings,
@@ -33,17 +33,18 @@ class FakeRun:
         self.root = root
         self.rows = {"": [], "controls": []}
 
-    def condition(self, name, accuracy_per_doc, *, where="", neurons=0, task="sentiment_rt", mask=None):
-        folder = self.root / where / "conditions" / Condition(name).slug
+    def condition(self, name, accuracy_per_doc, *, fields, where="", neurons=0, task="sentiment_rt", mask=None):
+        folder = self.root / where / "conditions" / slug_of(name)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / f"samples_{task}.jsonl", "a") as handle:
             for doc, value in enumerate(accuracy_per_doc):
                 handle.write(json.dumps({"doc_id": doc, "acc": float(value)}) + "\n")
         self.rows[where].append({"condition": name, "task": task, "metric": "acc", "value": float(np.mean(accuracy_per_doc)),
-                                 "stderr": 0.0, "filter": "none", "n_samples": len(accuracy_per_doc), "neurons": neurons})
+                                 "stderr": 0.0, "filter": "none", "n_samples": len(accuracy_per_doc), "neurons": neurons,
+                                 **{c: None for c in FIELD_COLUMNS}, **fields})
         if mask is not None:
             (self.root / "masks").mkdir(exist_ok=True)
-            NeuronMask(mask, name=name).save(str(self.root / "masks" / f"{Condition(name).slug}.npz"))
+            NeuronMask(mask, name=name).save(str(self.root / "masks" / f"{slug_of(name)}.npz"))
 
     def write(self, selection=None):
         for where, rows in self.rows.items():
@@ -53,6 +54,18 @@ class FakeRun:
         if selection:
             (self.root / "controls" / "selection.json").write_text(json.dumps({"rule": "test rule", "networks": selection}))
         return self.root
+
+
+NORMAL = {"kind": "normal"}
+NEWS1 = {"edit": "inhibit", "corpus": "news", "template": 1}
+
+
+def _control(kind, i, **where):
+    return {"kind": "control", "edit": "inhibit", "control": kind, "draw": i, **where}
+
+
+def _top(corpus, edit, factor=None):
+    return {"kind": "top", "edit": edit, "factor": factor, "percent": 5.0, "corpus": corpus}
 
 
 def _docs(rng, accuracy):
@@ -70,17 +83,21 @@ def _run(tmp_path, *, draws=19, network_accuracy=0.2, mask=None, minus_massive=N
     rng = np.random.default_rng(0)
     run = FakeRun(tmp_path / "evaluate")
     normal = _docs(rng, 0.8)
-    run.condition("normal", normal)
+    run.condition("normal", normal, fields=NORMAL)
     mask = _network_mask() if mask is None else mask
-    run.condition("inhibit:news/1", _docs(rng, network_accuracy), neurons=int(mask.sum()), mask=mask)
+    run.condition("inhibit:news/1", _docs(rng, network_accuracy), neurons=int(mask.sum()), mask=mask,
+                  fields={"kind": "network", **NEWS1})
     for i in range(draws):
-        run.condition(f"ctl-fraction15/{i}", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal), where="controls")
-        run.condition(f"ctl-matched_count:news/1/{i}", np.where(rng.uniform(size=N_DOCS) < 0.03, 1 - normal, normal), where="controls")
+        run.condition(f"ctl-fraction15/{i}", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal), where="controls",
+                      fields=_control("fraction", i, percent=15.0))
+        run.condition(f"ctl-matched_count:news/1/{i}", np.where(rng.uniform(size=N_DOCS) < 0.03, 1 - normal, normal), where="controls",
+                      fields=_control("matched_count", i, **NEWS1))
         if avoid:
             run.condition(f"ctl-matched_avoid_massive:news/1/{i}", np.where(rng.uniform(size=N_DOCS) < 0.03, 1 - normal, normal),
-                          where="controls")
+                          where="controls", fields=_control("matched_avoid_massive", i, **NEWS1))
     if minus_massive is not None:
-        run.condition("minus-massive:news/1", _docs(rng, minus_massive), where="controls")
+        run.condition("minus-massive:news/1", _docs(rng, minus_massive), where="controls",
+                      fields={**NEWS1, "kind": "minus_massive"})
     return run
 
 
@@ -134,10 +151,10 @@ def test_amplification_is_found_for_every_corpus_suffix(tmp_path):
     rng = np.random.default_rng(2)
     run = FakeRun(tmp_path / "evaluate")
     normal = _docs(rng, 0.5)
-    run.condition("normal", normal)
+    run.condition("normal", normal, fields=NORMAL)
     better = np.where(normal == 0, (rng.uniform(size=N_DOCS) < 0.6).astype(float), normal)
-    run.condition("top5:multiply1.02@news", better)
-    run.condition("top5:multiply1.02@wiki", normal)
+    run.condition("top5:multiply1.02@news", better, fields=_top("news", "multiply", 1.02))
+    run.condition("top5:multiply1.02@wiki", normal, fields=_top("wiki", "multiply", 1.02))
     found = _by_id(compute_findings(tmp_path / "match", run.write(), SETTINGS, total_neurons=1000))
     assert {"amplification@news", "amplification@wiki"} <= set(found)   # the first version looked for the bare name only
     assert found["amplification@news"].verdict == "holds" and found["amplification@news"].n_examples == N_DOCS
@@ -150,12 +167,12 @@ def test_ica_against_localization_and_their_overlap(tmp_path):
     normal = _docs(rng, 0.8)
     a, b = np.zeros(SHAPE, dtype=bool), np.zeros(SHAPE, dtype=bool)
     a.flat[:50], b.flat[950:] = True, True                                          # disjoint: below chance
-    run.condition("normal", normal)
-    run.condition("top5:inhibit", _docs(rng, 0.3), mask=a)
-    run.condition("localization:inhibit", normal, mask=b)
+    run.condition("normal", normal, fields=NORMAL)
+    run.condition("top5:inhibit@news", _docs(rng, 0.3), mask=a, fields=_top("news", "inhibit"))
+    run.condition("localization:inhibit@news", normal, mask=b, fields={"kind": "localization", "edit": "inhibit", "corpus": "news"})
     found = _by_id(compute_findings(tmp_path / "match", run.write(), SETTINGS, total_neurons=1000))
-    assert found["ica-vs-localization"].verdict == "holds"
-    overlap = found["ica-localization-overlap"]
+    assert found["ica-vs-localization@news"].verdict == "holds"
+    overlap = found["ica-localization-overlap@news"]
     assert overlap.effect == pytest.approx(2.5) and overlap.p_raw == pytest.approx(hypergeom(1000, 50, 50).cdf(0))
     assert overlap.verdict == "unclear"                    # 0 of 2.5 expected is not evidence of avoidance
 

@@ -1,7 +1,8 @@
 """Offline validation of ``k8s/``: render the kustomization (base, cpu, gpu), then check every resource
 against the Kubernetes JSON schemas (kubernetes-validate, strict) and the Dask operator's CRDs (shipped in
 the dask-kubernetes package), assert the pods' security and resource settings, the wiring between
-resources, the pipeline config → pod command mapping of ``k8s/stage.py``, and the Dockerfile."""
+resources, that every stage's pod runs ``fnet run CONFIG --stages …`` (the stage registry) and nothing else,
+and the Dockerfile."""
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,6 @@ import pytest
 import yaml
 
 from fnet_dist.config import load_config
-from fnet_dist.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
@@ -47,16 +47,6 @@ def render(folder: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict]]:
     return {"base": render(K8S / "base"), **{name: render(K8S / "overlays" / name) for name in OVERLAYS}}
-
-
-def _load_stage():
-    spec = importlib.util.spec_from_file_location("fnet_k8s_stage", K8S / "stage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-stage = _load_stage()
 
 
 # --- walking resources -----------------------------------------------------------------------------
@@ -184,7 +174,7 @@ def test_validation_catches_mistakes(rendered):
 @pytest.mark.parametrize("name", ["base", *OVERLAYS])
 def test_pods_are_locked_down(rendered, name):
     pods = all_pods(rendered[name])
-    assert len(pods) == 11  # prefetch, record, evaluate; 2 DaskJobs x (job, scheduler, worker); DaskCluster x 2
+    assert len(pods) == 12  # record, evaluate, controls, report; 2 DaskJobs x (job, scheduler, worker); DaskCluster x 2
     for where, pod in pods:
         ctx = pod["securityContext"]
         assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] >= 1000 and ctx["runAsGroup"] >= 1000, where
@@ -259,7 +249,7 @@ def test_references_resolve(rendered, name):
 
 @pytest.mark.parametrize("name", ["base", *OVERLAYS])
 def test_every_resource_belongs_to_a_stage(rendered, name):
-    stages = {"setup", "record", "decompose", "match", "evaluate", "interactive"}
+    stages = {"setup", "record", "decompose", "match", "evaluate", "controls", "report", "interactive"}
     for doc in rendered[name]:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "fnet-dist"
@@ -277,37 +267,77 @@ def test_pipeline_configmap_is_the_repository_config(rendered, name, tmp_path):
     env = env_config(rendered[name])
     assert env["FNET_CONFIG"] == "/etc/fnet/pipeline.yaml"
     for _, pod in all_pods(rendered[name]):
-        if any("stage.py" in " ".join(c.get("args", [])) for c in pod["containers"]):
+        if any(c.get("args", [])[:2] == ["fnet", "run"] for c in pod["containers"]):
             mounts = {m["mountPath"]: m["name"] for c in pod["containers"] for m in c["volumeMounts"]}
             volume = {v["name"]: v for v in pod["volumes"]}[mounts["/etc/fnet"]]
             assert volume["configMap"]["name"] == "fnet-pipeline"
 
 
+def _stage_containers(docs: list[dict]) -> dict[str, dict]:
+    """The container that runs each stage: every Job's, and each DaskJob's job pod's (not Dask's own)."""
+    found = {}
+    for doc in docs:
+        if doc["kind"] == "Job":
+            (container,) = doc["spec"]["template"]["spec"]["containers"]
+        elif doc["kind"] == "DaskJob":
+            (container,) = doc["spec"]["job"]["spec"]["containers"]
+        else:
+            continue
+        found[doc["metadata"]["labels"]["app.kubernetes.io/component"]] = container
+    return found
+
+
 @pytest.mark.parametrize("name", list(OVERLAYS))
-def test_indexed_jobs_match_the_config(rendered, name):
-    """completions = what stage.py computes from the mounted config and FNET_RECORD_SHARDS; each pod gets
-    its index from the Job controller's annotation."""
+def test_every_stage_runs_fnet_run_and_nothing_else(rendered, name):
+    """Each stage's pod runs `fnet run CONFIG --stages STAGE [--index I --count N]`, parsed by fnet's own CLI;
+    the sharded stages are Indexed Jobs whose --count is their completions."""
+    from fnet_dist import cli
+    from fnet_dist.stages import STAGES
+
     docs, env = rendered[name], env_config(rendered[name])
-    config = load_config(REPO / OVERLAYS[name])
+    containers = _stage_containers(docs)
+    assert set(containers) == set(STAGES)
     jobs = by_kind(docs, "Job")
-    for job_name, job_stage in (("fnet-record", "record"), ("fnet-evaluate", "evaluate")):
-        spec = jobs[job_name]["spec"]
-        assert spec["completionMode"] == "Indexed"
-        assert spec["completions"] == stage.completions(job_stage, config, env), job_name
-        assert 1 <= spec["parallelism"] <= spec["completions"]
-        (container,) = spec["template"]["spec"]["containers"]
-        assert container["args"] == ["python", "/app/k8s/stage.py", job_stage, "--index", "$(JOB_COMPLETION_INDEX)"]
+    for stage, container in containers.items():
+        args = container["args"]
+        assert args[:3] == ["fnet", "run", "$(FNET_CONFIG)"] and args[args.index("--stages") + 1] == stage, args
+        variables = {**env, **{e["name"]: e.get("value", "") for e in container.get("env", [])}, "JOB_COMPLETION_INDEX": "0"}
+        expanded = [re.sub(r"\$\((\w+)\)", lambda m: variables[m.group(1)], arg) for arg in args]
+        parsed = cli.build_parser().parse_args(expanded[1:])
+        assert parsed.config == "/etc/fnet/pipeline.yaml" and parsed.stages == stage
+        if STAGES[stage].shards is None:
+            assert parsed.index is None and parsed.count is None, stage
+            continue
+        spec = jobs[f"fnet-{stage}"]["spec"]
+        assert spec["completionMode"] == "Indexed" and 1 <= spec["parallelism"] <= spec["completions"]
+        assert parsed.index == 0 and parsed.count == spec["completions"], stage
         (index_env,) = [e for e in container["env"] if e["name"] == "JOB_COMPLETION_INDEX"]
         assert index_env["valueFrom"]["fieldRef"]["fieldPath"] == \
             "metadata.annotations['batch.kubernetes.io/job-completion-index']"
         (rule,) = spec["podFailurePolicy"]["rules"]
         assert rule["onExitCodes"] == {"containerName": container["name"], "operator": "In", "values": [2]}
+    assert not (K8S / "stage.py").exists()  # no second description of the stages
 
 
-def test_gpu_overlay_places_record_and_evaluate_on_gpus(rendered):
+@pytest.mark.parametrize("name", list(OVERLAYS))
+def test_only_the_runs_pods_reach_the_dask_scheduler(rendered, name):
+    docs = rendered[name]
+    (policy,) = by_kind(docs, "NetworkPolicy").values()
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"dask.org/component": "scheduler"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "fnet-dist"}}}]
+    assert {p["port"] for p in rule["ports"]} == {8786, 8787}
+    for doc in docs:  # every pod that talks to a scheduler carries the label the policy admits
+        if doc["kind"] in ("Job", "DaskJob"):
+            template = doc["spec"]["template"] if doc["kind"] == "Job" else doc["spec"]["job"]
+            assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "fnet-dist", doc["metadata"]["name"]
+
+
+def test_gpu_overlay_places_the_model_stages_on_gpus_and_dask_on_the_cpu_image(rendered):
     for name in ("cpu", "gpu"):
         jobs = by_kind(rendered[name], "Job")
-        for job in ("fnet-record", "fnet-evaluate"):
+        for job in ("fnet-record", "fnet-evaluate", "fnet-controls"):
             pod = jobs[job]["spec"]["template"]["spec"]
             limits = pod["containers"][0]["resources"]["limits"]
             if name == "cpu":
@@ -315,104 +345,14 @@ def test_gpu_overlay_places_record_and_evaluate_on_gpus(rendered):
                 continue
             assert limits["nvidia.com/gpu"] == "1" and pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
             assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
-        assert "nodeSelector" not in jobs["fnet-prefetch"]["spec"]["template"]["spec"]
-    gpu_images = {c["image"] for _, pod in all_pods(rendered["gpu"]) for c in pod["containers"]}
-    assert gpu_images == {"fnet-dist:0.1.0-gpu"}
-    assert env_config(rendered["gpu"])["FNET_STORES"].startswith("s3://")
-
-
-# --- stage.py: the config → each pod's command ------------------------------------------------------
-
-@pytest.fixture
-def paper():
-    return load_config(REPO / "pipeline/paper-qwen2.5-7b.yaml")
-
-
-def test_record_indexes_cover_every_corpus_shard_once(paper):
-    env = {"FNET_RECORD_SHARDS": "4", "FNET_STORES": "s3://runs/x", "FNET_OUT": "/data/runs/x"}
-    n = stage.completions("record", paper, env)
-    assert n == len(paper.corpora) * 4
-    seen = set()
-    for index in range(n):
-        (argv,) = stage.commands("record", paper, env, index)
-        options = dict(zip(argv[2::2], argv[3::2]))
-        corpus = next(c for c, e in paper.corpora.items() if e.spec == options["--corpus"])
-        assert options["--out"] == f"s3://runs/x/activations/{corpus}.zarr"
-        assert options["--shard"].endswith("/4") and options["--model"] == paper.model.id
-        assert options["--group-samples"] == "100" and options["--individual-samples"] == "100"
-        seen.add((corpus, options["--shard"]))
-    assert len(seen) == n
-
-
-def test_later_stages_read_what_earlier_ones_wrote(paper):
-    env = {"FNET_STORES": "s3://runs/x", "FNET_OUT": "/data/runs/x"}
-    decompose = stage.commands("decompose", paper, env)
-    assert [argv[2] for argv in decompose] == [f"s3://runs/x/activations/{c}.zarr" for c in paper.corpora]
-    networks = [argv[argv.index("--out") + 1] for argv in decompose]
-    (match,) = stage.commands("match", paper, env)
-    assert match[2:2 + len(networks)] == networks and match[match.index("--out") + 1] == "/data/runs/x/match"
-    (evaluate,) = stage.commands("evaluate", paper, env, 3)
-    assert evaluate[evaluate.index("--networks") + 1] == "s3://runs/x/networks/sst2.zarr"
-    assert evaluate[evaluate.index("--conditions") + 1] == "inhibit:sst2/3"  # index 3 = the third template (numbered from 1)
-    assert evaluate[evaluate.index("--backend") + 1] == "vllm"
-    assert evaluate[evaluate.index("--dtype") + 1] == "bfloat16"
-    assert evaluate[evaluate.index("--factor") + 1] == "1.02"
-    assert evaluate[evaluate.index("--random-percent") + 1] == "15"
-
-
-def test_conditions_are_the_papers(paper):
-    names = stage.conditions(paper)
-    assert names == ["normal", *(f"inhibit:sst2/{k}" for k in range(1, 11)), "inhibit:sst2/all", "random15:seed0",
-                     "top5:inhibit", "top5:multiply1.02", "localization:inhibit", "localization:multiply1.02"]
-    two = paper.model_copy(update={"evaluate": paper.evaluate.model_copy(
-        update={"networks_of": ("news", "sst2"), "localization": False})})
-    names = stage.conditions(two)
-    assert len(names) == 1 + 2 * 11 + 1 + 2 * 2 and len(set(names)) == len(names)
-    assert names[-4:] == ["top5:inhibit@news", "top5:multiply1.02@news", "top5:inhibit@sst2", "top5:multiply1.02@sst2"]
-
-
-def test_prefetch_downloads_hub_models_only(paper):
-    assert stage.commands("prefetch", paper, {}) == [["hf", "download", "Qwen/Qwen2.5-7B-Instruct"]]
-    assert stage.commands("prefetch", load_config(REPO / "pipeline/default.yaml"), {}) == []
-
-
-def test_stage_errors_are_one_line(paper):
-    with pytest.raises(InputError, match=r"record index 20 is out of range 0\.\.19; set the Job's completions"):
-        stage.commands("record", paper, {"FNET_RECORD_SHARDS": "4"}, 20)
-    with pytest.raises(InputError, match=r"evaluate needs --index \(set from \$JOB_COMPLETION_INDEX"):
-        stage.commands("evaluate", paper, {})
-    with pytest.raises(InputError, match=r"FNET_RECORD_SHARDS='0': expected a whole number ≥ 1"):
-        stage.completions("record", paper, {"FNET_RECORD_SHARDS": "0"})
-    with pytest.raises(InputError, match=r"unknown stage 'report'"):
-        stage.commands("report", paper, {})
-
-
-def test_stage_script_prints_and_fails_like_fnet():
-    args = [sys.executable, str(K8S / "stage.py")]
-    env = {"FNET_CONFIG": str(REPO / "pipeline/paper-qwen2.5-7b.yaml"), "FNET_RECORD_SHARDS": "4",
-           "FNET_STORES": "s3://runs/x", "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run([*args, "record", "--index", "5", "--print"], capture_output=True, text=True, env=env,
-                        cwd=REPO, timeout=60)
-    assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("+ fnet record --model Qwen/Qwen2.5-7B-Instruct") and "--shard 1/4" in ok.stdout
-    count = subprocess.run([*args, "completions", "record"], capture_output=True, text=True, env=env, cwd=REPO,
-                           timeout=60)
-    assert count.stdout.strip() == "20"
-    bad = subprocess.run([*args, "record", "--index", "99"], capture_output=True, text=True, env=env, cwd=REPO,
-                         timeout=60)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: record index 99 is out of range")
-
-
-@pytest.mark.parametrize("command", ["record", "decompose", "match", "evaluate"])
-def test_stage_commands_parse_with_fnets_own_cli(paper, command):
-    """Each built command line is accepted by that stage's ``fnet`` parser (once the stage has landed)."""
-    from fnet_dist import cli
-
-    if command not in cli.COMMANDS:
-        pytest.skip(f"`fnet {command}` is not in fnet_dist.cli.COMMANDS yet")
-    parser = cli.build_parser()
-    for argv in stage.commands(command, paper, {"FNET_RECORD_SHARDS": "4"}, 0):
-        parser.parse_args(argv[1:])
+            assert pod["containers"][0]["image"] == "fnet-dist:0.1.0-gpu"
+        assert "nodeSelector" not in jobs["fnet-report"]["spec"]["template"]["spec"]
+    gpu = rendered["gpu"]
+    dask_images = {c["image"] for doc in gpu if doc["kind"] in DASK_KINDS for _, pod in pod_specs(doc)
+                   for c in pod["containers"]}
+    assert dask_images == {"fnet-dist-cpu:0.1.0"}
+    assert {c["image"] for _, pod in all_pods(rendered["cpu"]) for c in pod["containers"]} == {"fnet-dist-cpu:0.1.0"}
+    assert env_config(gpu)["FNET_STORES"].startswith("s3://")
 
 
 # --- the image --------------------------------------------------------------------------------------
@@ -428,7 +368,6 @@ def test_dockerfile_builds_what_the_manifests_run(rendered):
     ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     copied = [src for line in re.findall(r"^COPY (.+)$", text, re.M) for src in line.split()[:-1]]
-    assert "k8s/stage.py" in copied
     for source in copied:
         assert (REPO / source).exists(), f"COPY {source}: no such file in the repository"
         assert _docker_admits(ignore, source), f"COPY {source}: excluded by .dockerignore"

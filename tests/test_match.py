@@ -9,7 +9,8 @@ import pytest
 
 from fnet_dist import cli
 from fnet_dist.errors import InputError, StoreError
-from fnet_dist.match import MatchConfig, markdown_table, match_networks
+from fnet_dist.config import MatchSection
+from fnet_dist.match import markdown_table, match_networks
 from networks_fixtures import networks_dataset, planted_networks, write_networks
 
 STATUS = ["ok", "ok", "too short", "ok", "ok", "ok"]
@@ -72,7 +73,7 @@ def test_individual_maps_are_loaded_as_sparse_blocks(stores):
     from fnet_dist.networks import binarize, flatten_networks
 
     urls, planted = stores
-    corpus = load_networks(urls["news"], MatchConfig())
+    corpus = load_networks(urls["news"], MatchSection())
     assert isinstance(corpus.individual._meta, sp.csr_array)
     assert corpus.individual.chunks == ((5,) * 5, (120,))  # one sample per block, as the store is chunked
     ok = [0, 1, 3, 4, 5]
@@ -103,7 +104,7 @@ def test_files(matched):
     sizes = pd.read_csv(out / "network_sizes.csv")
     assert sizes.filter(like="layer_").sum(axis=1).tolist() == sizes["size"].tolist()
     index = json.loads((out / "results.json").read_text())
-    assert index["parameters"] == {"threshold": 3.6, "two_sided": True, "iou": 0.2, "similar_iou": 0.2}
+    assert index["parameters"] == MatchSection().model_dump() and index["parameters"]["threshold"] == 3.6
     assert index["similar_pairs"] == 3 and set(index["files"]) == expected - {"results.json", "fnet-output.json"}
     markdown = (out / "consistency.md").read_text()
     assert "| TEMPLATES | NEWS | CODE |" in markdown and "| 3 | 5 (3) | 0 (0) |" in markdown
@@ -140,7 +141,7 @@ def test_stricter_iou_and_duplicate_dataset_names(stores, tmp_path, dask_cluster
 def test_cli(stores, tmp_path, dask_cluster_address, monkeypatch, capsys, caplog):
     urls, _ = stores
     monkeypatch.setattr(cli, "COMMANDS", ("match",))
-    code = cli.main(["match", urls["news"], urls["code"], "--out", str(tmp_path / "cli"), "--iou", "0.5",
+    code = cli.main(["match", urls["news"], urls["code"], "--out", str(tmp_path / "cli"), "--iou", "0.5", "--no-anatomy",
                      "--scheduler", dask_cluster_address])
     printed = capsys.readouterr().out
     assert code == 0
@@ -153,6 +154,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["match", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: no store at") and error.count("\n") == 1
+    assert cli.main(["match", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--iou", "1"]) == 2
+    error = capsys.readouterr().err  # the flag is generated from MatchSection and checked by its bounds
+    assert error.startswith("error: --iou 1: input should be less than 1") and error.count("\n") == 1
 
 
 def test_different_layouts_name_both_shapes(stores, tmp_path):
@@ -180,13 +184,15 @@ def test_missing_and_foreign_stores(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"iou": 1.5}, r"iou 1.5 must be in \[0, 1\)"),
-    ({"similar_iou": -0.1}, r"similar_iou -0.1 must be in \[0, 1\)"),
-    ({"threshold": 0}, "threshold 0 must be a positive finite z-value"),
+    ({"iou": 1.5}, r"iou 1.5: input should be less than 1"),
+    ({"iou": 1.0}, r"iou 1.0: input should be less than 1"),
+    ({"similar_iou": -0.1}, r"similar_iou -0.1: input should be greater than or equal to 0"),
+    ({"threshold": 0}, "threshold 0: input should be greater than 0"),
+    ({"threshold": float("nan")}, "threshold nan: input should be a finite number"),
 ])
-def test_bad_parameters(kwargs, message):
+def test_bad_parameters(kwargs, message, tmp_path):
     with pytest.raises(InputError, match=message):
-        MatchConfig(**kwargs).validated()
+        match_networks([str(tmp_path / "never-read")], str(tmp_path / "out"), **kwargs)
 
 
 def test_markdown_table_escapes_pipes():
@@ -228,7 +234,8 @@ def test_empty_individual_maps_are_counted(tmp_path, dask_cluster_address, monke
     planted.individual_map[4, 0] = 3.5
     url = write_networks(networks_dataset(planted.group_map, planted.individual_map), tmp_path / "empty")
     monkeypatch.setattr(cli, "COMMANDS", ("match",))
-    assert cli.main(["match", url, "--out", str(tmp_path / "out"), "--scheduler", dask_cluster_address]) == 0
+    assert cli.main(["match", url, "--out", str(tmp_path / "out"), "--scheduler", dask_cluster_address,
+                     "--no-anatomy"]) == 0
     assert "note: news: 2 of 30 individual maps are empty at threshold 3.6" in capsys.readouterr().out
     index = json.loads((tmp_path / "out" / "results.json").read_text())
     assert index["corpora"][0]["empty_individual_maps"] == 2

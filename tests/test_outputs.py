@@ -267,7 +267,8 @@ def test_zero_or_negative_max_tokens(argv, tmp_path, capsys):
 
 def test_networks_of_another_model_are_refused_by_match_evaluate_and_bake(tiny_llama, tmp_path):
     from fnet_dist.edit import Edit, bake_checkpoint
-    from fnet_dist.evaluate.experiment import ExperimentSettings, paper_conditions
+    from fnet_dist.config import EvaluateSection
+    from fnet_dist.evaluate.experiment import paper_conditions
     from fnet_dist.masks import NeuronMask
     from fnet_dist.match import match_networks
     from fnet_dist.models import load_model
@@ -284,7 +285,7 @@ def test_networks_of_another_model_are_refused_by_match_evaluate_and_bake(tiny_l
     planted = testing.networks_dataset(np.full((1, 2, 32), 5.0, np.float32), model_id="org/model")
     url = write_store(planted, str(tmp_path / "n"), NETWORKS)
     with pytest.raises(InputError, match=r"the networks store .* was made from model 'org/model'.*pass --model"):
-        paper_conditions(loaded, [url], ExperimentSettings(localization=False))
+        paper_conditions(loaded, [url], EvaluateSection(localization=False))
     mask = NeuronMask.from_networks(url, 0)
     with pytest.raises(InputError, match=r"the mask template-1 .* was made from model 'org/model'"):
         bake_checkpoint(tiny_llama, mask, Edit(), tmp_path / "ckpt")

@@ -171,7 +171,8 @@ def test_compare_paper_refuses_what_it_did_not_write(tmp_path, capsys):
 def test_paper_smollm2_config_is_the_papers_sizes(overrides):
     from pathlib import Path
 
-    from fnet_dist.config import load_config, stage_hash
+    from fnet_dist.config import load_config
+    from fnet_dist.stages import stage_hash
     from fnet_dist.evaluate.tasks import OFFLINE_TASKS
     from fnet_dist.offline import domain_texts
 

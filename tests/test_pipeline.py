@@ -1,37 +1,41 @@
-"""End to end: ``fnet run pipeline/default.yaml`` at a reduced size, on the real packaged SmolLM2 and text.
+"""End to end on ``pipeline/smoke.yaml`` (the packaged SmolLM2 and text at a toy size).
 
-The run goes record → decompose → match (+ anatomy) → evaluate (+ controls) → report; the report opens in
-a real headless browser with every image loaded and no console error; a second run is all cached; a
-changed match setting reruns only match and what follows.
+The run goes record → decompose → match (+ anatomy) → evaluate → controls → report; the report opens in a
+real headless browser; a second run is all cached; a changed match setting reruns only match and what
+follows. And the same config run stage by stage the way Kubernetes runs it — record, evaluate and controls
+as two concurrent shard processes, decompose and match on a cluster started with the ``dask scheduler`` /
+``dask worker`` command-line tools, the stores on a loopback S3 server, then the report stage — gives the
+same tables and findings as the single ``fnet run``.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from browser import inspect_page
+from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).parents[1]
-REDUCED = [
-    "corpora={news: offline:news, code: offline:code}",
-    "record.group_samples=5", "record.individual_samples=5", "record.max_tokens=48", "record.min_tokens=8",
-    "decompose.components=6", "decompose.group_components=4", "decompose.n_init=2",
-    "evaluate.tasks=[sentiment_rt, wiki_ppl]", "evaluate.limit=6", "evaluate.localizer_stimuli=16",
-    "evaluate.probe_texts=20", "evaluate.controls.draws=2", "evaluate.controls.networks=1",
-    "evaluate.controls.kinds=[fraction, matched_avoid_massive]", "report.explain_texts=1",
-]
+SMOKE = ROOT / "pipeline" / "smoke.yaml"
+STAGES = ["record", "decompose", "match", "evaluate", "controls", "report"]
+
+
+def _fnet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fnet_dist", *args]
 
 
 def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "fnet_dist", "run", str(ROOT / "pipeline" / "default.yaml"), "--out", str(out)]
-    for override in [*REDUCED, *extra]:
+    args = _fnet("run", str(SMOKE), "--out", str(out))
+    for override in extra:
         args += ["--set", override]
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +43,30 @@ def run_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     done = _run(out)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out, done.stdout
+    return out, done
 
 
 @pytest.mark.slow
 def test_every_stage_runs_and_the_report_renders(run_folder):
-    out, stdout = run_folder
+    out, done = run_folder
     record = json.loads((out / "run.json").read_text())
-    assert [s for s, v in record["stages"].items() if v["status"] == "done"] == ["record", "decompose", "match", "evaluate", "report"]
+    assert [s for s, v in record["stages"].items() if v["status"] == "done"] == STAGES
     consistency = pd.read_csv(out / "match" / "consistency.csv")
-    assert set(consistency["dataset"]) == {"news", "code"} and len(consistency) == 8
-    assert (out / "match" / "massive_channels.csv").is_file()
+    assert set(consistency["dataset"]) == {"news", "code"}
+    assert (out / "match" / "massive_mask.npy").is_file()  # anatomy is the match stage's
     results = pd.read_csv(out / "evaluate" / "results.csv")
-    assert {"normal", "inhibit:news/1", "random15:seed0", "top5:inhibit", "localization:inhibit"} <= set(results["condition"])
+    assert {"kind", "corpus", "template", "edit", "factor"} <= set(results.columns)
+    networks = results[results["kind"] == "network"]
+    assert set(networks["corpus"]) == {"news"} and set(networks["template"].dropna()) == {1.0, 2.0}
     assert (out / "evaluate" / "controls" / "tables" / "controls.csv").is_file()
+    assert "INFO distributed" not in done.stdout + done.stderr  # quiet unless -v
     page = inspect_page(out / "report" / "index.html")
     assert page.console_errors == []
     assert page.images >= 3 and page.images_loaded == page.images
-    for heading in ("Findings", "Consistency", "Anatomy", "Editing", "Token attribution"):
+    for heading in ("Findings", "Consistency", "Anatomy", "Editing"):
         assert heading in page.text, heading
     assert "HOLDS" in page.text or "FAILS" in page.text or "UNCLEAR" in page.text
-    assert "report:" in stdout
+    assert "report:" in done.stdout
     assert (out / "match" / "counterparts_null.csv").is_file() and (out / "match" / "recurrence.csv").is_file()
     assert json.loads((out / "evaluate" / "controls" / "selection.json").read_text())["networks"]
     recorded = json.loads((out / "report" / "findings.json").read_text())
@@ -72,12 +79,85 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
 
 
 @pytest.mark.slow
-def test_a_rerun_is_cached_and_a_change_reruns_only_downstream(run_folder):
-    out, _ = run_folder
+def test_a_rerun_is_cached_and_a_change_reruns_only_downstream(run_folder, tmp_path):
+    out = tmp_path / "copy"  # the shared run folder stays as the smoke config made it
+    shutil.copytree(run_folder[0], out)
     again = _run(out)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count(": cached") == 5
+    assert again.stdout.count(": cached") == len(STAGES)
     changed = _run(out, "match.iou=0.3", "evaluate.enabled=false")
     assert changed.returncode == 0, changed.stderr[-2000:]
     assert "record: cached" in changed.stdout and "decompose: cached" in changed.stdout
     assert "match: done" in changed.stdout and "report: done" in changed.stdout
+
+
+def _shards(stage: str, out: Path, stores: str, count: int = 2) -> None:
+    """``count`` concurrent shard processes of ``stage``, as an Indexed Job's pods run them."""
+    common = ["run", str(SMOKE), "--out", str(out), "--set", f"stores={stores}", "--stages", stage]
+    procs = [subprocess.Popen(_fnet(*common, "--index", str(i), "--count", str(count)), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(count)]
+    for proc in procs:
+        output, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"{stage} shard: {output[-3000:]}"
+
+
+def _stage(stage: str, out: Path, stores: str, *extra: str) -> None:
+    done = subprocess.run(_fnet("run", str(SMOKE), "--out", str(out), "--set", f"stores={stores}", "--stages", stage,
+                                *extra), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{stage}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+
+
+def _dask_cluster(folder: Path):
+    """A scheduler and one worker of two processes, started with Dask's own command-line tools."""
+    bin_dir = Path(sys.executable).parent
+    dask = str(bin_dir / "dask") if (bin_dir / "dask").exists() else "dask"
+    scheduler_file = folder / "scheduler.json"
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                                  "--scheduler-file", str(scheduler_file)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([dask, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "2",
+                               "--nthreads", "1", "--dashboard-address", ":0", "--local-directory", str(folder)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    address = json.loads(scheduler_file.read_text())["address"]
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(2, timeout=120)
+    return address, (worker, scheduler)
+
+
+def _results(out: Path) -> dict[str, object]:
+    """Every table the run wrote (CSV) and its findings."""
+    tables = {str(p.relative_to(out)): pd.read_csv(p) for folder in ("match", "evaluate")
+              for p in sorted((out / folder).rglob("*.csv")) if not {"conditions", "tasks"} & set(p.parts)}
+    return {**tables, "findings": json.loads((out / "report" / "findings.json").read_text())}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # a whole second run in seven steps: ~4 minutes on 2 idle cores
+def test_stage_by_stage_like_kubernetes_equals_one_fnet_run(run_folder, s3_endpoint, tmp_path):  # noqa: F811
+    single, _ = run_folder
+    out, stores = tmp_path / "k8s", s3_endpoint.url("run")
+    _shards("record", out, stores)
+    address, processes = _dask_cluster(tmp_path)
+    try:
+        for stage in ("decompose", "match"):  # two DaskJobs on the one cluster
+            _stage(stage, out, stores, "--scheduler", address)
+    finally:
+        for proc in processes:
+            proc.terminate()
+            proc.wait(timeout=60)
+    _shards("evaluate", out, stores)
+    _shards("controls", out, stores)
+    _stage("report", out, stores)
+    mine, theirs = _results(out), _results(single)
+    assert set(mine) == set(theirs) and len(mine) > 15
+    for name, table in theirs.items():
+        if name == "findings":
+            assert mine[name] == table
+        else:
+            pd.testing.assert_frame_equal(mine[name], table, check_exact=False, rtol=1e-6, obj=name)
+    assert not (out / "activations").exists() and not (out / "networks").exists()  # the stores went to S3

@@ -8,7 +8,8 @@ import torch
 from fnet_dist.architectures import resolve_architecture
 from fnet_dist.edit import Edit, edited
 from fnet_dist.errors import InputError
-from fnet_dist.evaluate import NORMAL, Condition
+from fnet_dist.evaluate import NORMAL
+from fnet_dist.evaluate.conditions import custom
 from fnet_dist.evaluate.features import final_features, pool
 from fnet_dist.evaluate.probing import labelled_texts, probe, probe_conditions
 from fnet_dist.masks import NeuronMask
@@ -54,7 +55,7 @@ def _texts(n: int, seed: int = 0):
 
 def test_probe_conditions_on_a_tiny_model(planted_model):
     texts, labels = _texts(60)
-    everything = Condition("inhibit:every", NeuronMask(np.ones((2, 32), bool), "all"), Edit("inhibit"))
+    everything = custom("every", NeuronMask(np.ones((2, 32), bool), "all"), Edit("inhibit"))
     rows = probe_conditions(planted_model, [NORMAL, everything], texts, labels, folds=3, seed=0, batch_size=16)
     assert list(zip(rows.condition, rows.pooling)) == [("normal", "last"), ("normal", "mean"),
                                                        ("inhibit:every", "last"), ("inhibit:every", "mean")]

@@ -230,13 +230,14 @@ def existing(llama, corpus, tmp_path) -> str:
         (dict(model="/no/such/model"), InputError, "no model at '/no/such/model'"),
         (dict(seed=1), StoreError, r"another config \(seed: 0 there, 1 here\).*--overwrite"),
         (dict(max_tokens=32), StoreError, r"another config \(max_tokens: 40 there, 32 here\)"),
-        (dict(max_tokens=4), InputError, "--max-tokens 4 < --min-tokens 8"),
+        (dict(max_tokens=4), InputError, "max_tokens 4 < min_tokens 8"),
         (dict(min_tokens=1000, max_tokens=1000), InputError, "every text of corpus .* shorter than --min-tokens 1000"),
         (dict(dtype="float8"), InputError, "unknown dtype 'float8'"),
-        (dict(store_dtype="int8"), InputError, "unknown store dtype 'int8'"),
+        (dict(store_dtype="int8"), InputError, "store_dtype 'int8': input should be 'float16' or 'float32'"),
         (dict(shard=(2, 2)), InputError, r"bad shard 2/2"),
         (dict(shard="0/2"), InputError, "malformed shard '0/2'"),
-        (dict(batch_size=0), InputError, "--batch-size 0: expected a whole number ≥ 1"),
+        (dict(batch_size=0), InputError, "batch_size 0: input should be greater than or equal to 1"),
+        (dict(batch_sizes=2), InputError, r"unknown parameter\(s\) \['batch_sizes'\] of RecordSection"),
         (dict(group_samples=0, individual_samples=0), InputError, "nothing to record"),
         (dict(hook_module="model.layers"), InputError, "must be a dotted module path with one"),
     ],
@@ -368,6 +369,9 @@ def test_cli_prints_the_summary_and_one_line_errors(tiny_llama, corpus, tmp_path
     assert main(_cli_argv(tiny_llama, corpus, str(tmp_path / "a.zarr"), "--shard", "1-2")) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: malformed --shard '1-2'") and "\n" not in err
+    assert main(_cli_argv(tiny_llama, corpus, str(tmp_path / "a.zarr"), "--max-tokens", "1")) == 2
+    err = capsys.readouterr().err.strip()  # the flag's bounds are RecordSection's
+    assert err.startswith("error: --max-tokens 1: input should be greater than or equal to 2") and "\n" not in err
 
 
 @pytest.mark.slow

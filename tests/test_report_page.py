@@ -58,6 +58,26 @@ def test_one_display_name_per_network():
         "news/5", "random 15 % draws (3)", "news/5 matched_count draws (2)", "news/5 without massive channels"]
 
 
+def test_display_names_come_from_the_conditions_fields():
+    """A Condition, or a result row of its fields, is named from the fields; its name read back agrees."""
+    from fnet_dist.edit import Edit
+    from fnet_dist.evaluate.conditions import NORMAL, Condition
+    from fnet_dist.masks import NeuronMask
+
+    mask, inhibit = NeuronMask(np.ones((1, 1), dtype=bool), name="m"), Edit("inhibit")
+    expected = [(NORMAL, "normal"), (Condition("network", mask, inhibit, corpus="news", template=5), "news/5"),
+                (Condition("network", mask, Edit("add", 0.5), corpus="wiki", template=2), "wiki/2 + 0.5"),
+                (Condition("massive_only", mask, inhibit, corpus="news", template=5), "news/5 massive channels only"),
+                (Condition("control", mask, inhibit, control="matched_per_layer", corpus="news", template=5, draw=0),
+                 "news/5 matched_per_layer draw 0"),
+                (Condition("control", mask, inhibit, control="fraction", percent=15.0, draw=7), "random 15 % draw 7")]
+    for condition, name in expected:
+        row = pd.Series({**condition.fields(), "condition": condition.name})
+        assert display_name(condition) == display_name(row) == display_name(condition.name) == name
+    # a row's fields decide, not its name (a custom label that looks like a network is shown as it is)
+    assert display_name({"condition": "inhibit:news/5", "kind": "custom", "corpus": "inhibit:news/5"}) == "inhibit:news/5"
+
+
 def test_value_axis_goes_log_beyond_two_orders_of_magnitude():
     fig, axes = plt.subplots(1, 4)
     ppl = [73, 150, 1_400, 61_700, 2.1e8]  # issue 18's Figure 2: linear hid every single network
@@ -82,7 +102,7 @@ def test_every_bar_and_point_figure_chooses_its_scale_from_its_data(tmp_path, mo
     scales = []
     monkeypatch.setattr(figures, "value_axis", lambda *a: scales.append((a[3], value_axis(*a))) or scales[-1][1])
     rows = _rows(np.random.default_rng(0))
-    figures.perplexity_bars(rows, tmp_path / "f2.png", task="wiki_ppl", prefix="inhibit:news/")
+    figures.perplexity_bars(rows, tmp_path / "f2.png", task="wiki_ppl", corpus="news")
     figures.score_changes(rows, tmp_path / "f3.png", ["inhibit:news/1", "inhibit:news/10"])
     assert scales == [("Wiki: word perplexity", "log"), ("score − normal\n(accuracy, MCC or F1)", "linear")]
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import MatchSection
+from ..flags import add_section, section_from
+
 HELP = "bake an edit of a neuron mask (inhibit, multiply, add) into the weights and save a safetensors checkpoint"
 
 
@@ -18,13 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inhibit (x 0, default), multiply by --factor, or add --factor")
     parser.add_argument("--factor", type=float, default=None, metavar="F",
                         help="factor for multiply (default 1.02) or value for add (required)")
-    parser.add_argument("--threshold", type=float, default=3.6, help="|z| threshold of the networks (default 3.6)")
-    parser.add_argument("--one-sided", action="store_true", help="take only z > threshold (default: |z| > threshold)")
     parser.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     parser.add_argument("--dtype", default="float32", help="model dtype: float32, float16 or bfloat16 (default float32)")
     parser.add_argument("--device", default="cpu", help="where to bake: cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own modelling code (ChatGLM3 …)")
+    add_section(parser, MatchSection, only=("threshold", "two_sided"))
 
 
 def edit_from_args(kind: str, factor: float | None):
@@ -61,8 +63,9 @@ def mask_from_args(args: argparse.Namespace):
     if bad:
         raise InputError(f"--template {bad[0]} is out of range: {args.networks} has templates 1..{count} "
                          f"(numbered as in the match tables)")
-    return NeuronMask.from_networks(args.networks, [k - 1 for k in args.template], threshold=args.threshold,
-                                    two_sided=not args.one_sided)
+    match = section_from(args, MatchSection)
+    return NeuronMask.from_networks(args.networks, [k - 1 for k in args.template], threshold=match.threshold,
+                                    two_sided=match.two_sided)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """The decomposition stage: an activations store in, a networks store out, all heavy work on Dask.
 
-- ``decompose(activations, out, *, components=64, group_components=10, n_init=10, seed=0, ...) -> str``.
+- ``decompose(activations, out, params=None, *, scheduler=None, overwrite=False, **overrides) -> str``; the
+  parameters are the ``decompose`` config section (``fnet_dist.config.DecomposeSection``).
 
 The store is created up front from the config (its hash in attrs), then filled: the group level
 (``GroupCanICA`` on the dask array of the group split) and one Dask task per individual sample that
@@ -21,6 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import __version__
+from ..config import DecomposeSection
 from ..errors import InputError, StoreError
 from .individual import IndividualICA, derive_seeds
 from .params import check_params, parse_levels
@@ -245,6 +247,8 @@ def _run_individual(url: str, acts, chosen, p: dict, client) -> list[str]:
     import dask
     import xarray as xr
 
+    from ..cluster import gather
+
     done = xr.open_zarr(url, consolidated=False)["individual_done"].values
     todo = [pos for pos in range(len(chosen["individual"])) if not done[pos]]
     if not todo:
@@ -257,30 +261,31 @@ def _run_individual(url: str, acts, chosen, p: dict, client) -> list[str]:
                                                        int(ids[chosen["individual"][pos]]), url, p)
              for pos in todo]
     log.info("individual level: %d samples as Dask tasks (%d already done)", len(todo), len(done) - len(todo))
-    return list(client.gather(client.compute(tasks)))
+    return gather(client, tasks, "decompose: individual ICAs")
 
 
-def decompose(activations: str, out: str, *, components: int = 64, group_components: int = 10, n_init: int = 10,
-              seed: int = 0, scheduler: str | None = None, exclude_first_tokens: int = 0, stability_runs: int = 2,
-              max_iter: int = 200, group_max_iter: int = 1000, tol: float = 1e-4, fun: str = "logcosh",
-              power_iter: int = 3, single_token_share: float = 0.5, overwrite: bool = False,
-              levels: Iterable[str] | str = ("group", "individual"), dataset: str | None = None) -> str:
+def decompose(activations: str, out: str, params: DecomposeSection | None = None, *, scheduler: str | None = None,
+              overwrite: bool = False, dataset: str | None = None, **overrides: Any) -> str:
     """Decompose the activations store at ``activations`` into a networks store at ``out``; returns its URL.
 
+    params : the ``decompose`` config section (default: its defaults); ``overrides`` replace some of its
+        fields (``components=8``) and the result is validated by the section.
     Runs on ``fnet_dist.cluster.dask_client(scheduler)``. Resumable: a rerun with the same config
     finishes what is missing (also with ``overwrite``); a store of another config is refused unless
     ``overwrite``, which replaces it. Inputs are checked before any existing store is touched.
     """
     import storage_schemas
     from ..cluster import dask_client
+    from ..config import with_overrides
     from ..outputs import prepare_output, swap_in
     from ..storage import normalize_url, open_store
 
-    levels = parse_levels(levels)
-    p = _parameters(components=components, group_components=group_components, n_init=n_init, seed=seed,
-                    exclude_first_tokens=exclude_first_tokens, stability_runs=stability_runs, max_iter=max_iter,
-                    group_max_iter=group_max_iter, tol=float(tol), fun=fun, power_iter=power_iter,
-                    single_token_share=float(single_token_share), blas_threads=1, levels=list(levels))
+    if isinstance(overrides.get("levels"), str):
+        overrides["levels"] = parse_levels(overrides["levels"])
+    section = with_overrides(params or DecomposeSection(), overrides)
+    levels, components, group_components = section.levels, section.components, section.group_components
+    exclude_first_tokens = section.exclude_first_tokens
+    p = _parameters(**section.model_dump(exclude={"levels"}), blas_threads=1, levels=list(parse_levels(levels)))
     src, url = normalize_url(activations), normalize_url(out)
     if src == url:
         raise InputError(f"--out {out!r} is the activations store itself: choose another path for the networks")

@@ -14,7 +14,8 @@ One random mask is not a control on a real model: a draw that hits a massive-act
 - ``metric_direction(metric)``: "higher" or "lower" is better.
 - ``choose_networks(consistency, corpora, count)``: the networks tested against controls, chosen by a rule
   that uses no evaluation example (the templates with the most counterparts in the match stage).
-- ``controls_pipeline(loaded, config, layout)``: the controls part of ``fnet run``'s evaluate stage.
+- ``controls_stage(loaded, config, layout, index, count)``: the ``controls`` stage of ``fnet run`` (or one shard),
+  per-condition results only; ``merge_controls(config, layout)``: the report stage's tables from them.
 - ``evaluate_controls(model, networks, out, *, tasks, massive, ...)``: evaluate all of the above for the
   given networks on one loaded model (hooks; cost = evaluation only) and write ``tables/controls.csv``
   (each network against each kind of random draw: mean, 95 % interval, empirical p-value) and
@@ -24,6 +25,7 @@ One random mask is not a control on a real model: a draw that hits a massive-act
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,10 +37,11 @@ __all__ = [
     "CONTROL_KINDS",
     "control_conditions",
     "control_tables",
-    "controls_pipeline",
     "choose_networks",
+    "controls_stage",
     "evaluate_controls",
     "interval",
+    "merge_controls",
     "metric_direction",
     "random_controls",
     "separated_masks",
@@ -118,14 +121,15 @@ def _damage(value: float, normal: float, metric: str) -> float:
     return normal - value if metric_direction(metric) == "higher" else value - normal
 
 
-def control_conditions(networks: dict[str, NeuronMask], massive: np.ndarray, *, kinds=CONTROL_KINDS,
-                       n_draws: int = 10, seed: int = 0, fraction: float = 0.15) -> list:
-    """Conditions for every control of ``networks`` (name → mask, named like ``inhibit:news/3``).
+def control_conditions(networks, massive: np.ndarray, *, kinds=CONTROL_KINDS, n_draws: int = 10, seed: int = 0,
+                       fraction: float = 0.15) -> list:
+    """Conditions for every control of ``networks`` (network ``Condition``s, kind ``network``).
 
-    ``ctl-fraction<p>/<i>`` are shared by all networks; ``ctl-<kind>:<network>/<i>`` are matched to one;
-    ``minus-massive:<network>`` and ``massive-only:<network>`` split it at the massive channels (an empty
-    part is left out: it would be the normal model; so is a part that is the whole network). ``matched_avoid_massive`` draws are made only for
-    networks with a neuron on a massive channel (the only ones asked whether their effect survives without).
+    ``fraction`` draws are shared by all networks; the matched kinds carry the corpus and template of the
+    network they are matched to; ``minus_massive`` / ``massive_only`` split each network at the massive
+    channels (an empty part is left out: it would be the normal model; so is a part that is the whole
+    network). ``matched_avoid_massive`` draws are made only for networks with a neuron on a massive channel
+    (the only ones asked whether their effect survives without).
     """
     from ..edit import Edit
     from .conditions import Condition
@@ -138,148 +142,219 @@ def control_conditions(networks: dict[str, NeuronMask], massive: np.ndarray, *, 
     conditions = []
     if "fraction" in kinds:
         for mask in random_controls("fraction", shape, n_draws, seed, fraction=fraction):
-            conditions.append(Condition(f"ctl-fraction{100 * fraction:g}/{mask.meta['draw']}", mask, inhibit))
-    for name, network in networks.items():
-        target = name.split(":", 1)[-1]
-        on_massive = bool((network.values & np.asarray(massive, dtype=bool)).any())
+            conditions.append(Condition("control", mask, inhibit, control="fraction", draw=mask.meta["draw"],
+                                        percent=round(100 * fraction, 9), seed=mask.meta["draw_seed"]))
+    for network in networks:
+        where = {"corpus": network.corpus, "template": network.template}
+        on_massive = bool((network.mask.values & np.asarray(massive, dtype=bool)).any())
         # draws avoiding massive channels are the null of a network's part without them: only asked of networks having some
         for kind in (k for k in kinds if k != "fraction" and (k != "matched_avoid_massive" or on_massive)):
-            for mask in random_controls(kind, shape, n_draws, seed, reference=network, massive=massive):
-                conditions.append(Condition(f"ctl-{kind}:{target}/{mask.meta['draw']}", mask, inhibit))
-        _, without, alone = separated_masks(network, massive)
-        for label, part in (("minus-massive", without), ("massive-only", alone)):
-            if 0 < part.count < network.count:  # an empty part is the normal model, a whole one the network itself
-                conditions.append(Condition(f"{label}:{target}", part, inhibit))
+            for mask in random_controls(kind, shape, n_draws, seed, reference=network.mask, massive=massive):
+                conditions.append(Condition("control", mask, inhibit, control=kind, draw=mask.meta["draw"],
+                                            seed=mask.meta["draw_seed"], **where))
+        _, without, alone = separated_masks(network.mask, massive)
+        for kind, part in (("minus_massive", without), ("massive_only", alone)):
+            if 0 < part.count < network.mask.count:  # an empty part is the normal model, a whole one the network itself
+                conditions.append(Condition(kind, part, inhibit, **where))
     return conditions
 
 
-def control_tables(rows, networks: dict[str, NeuronMask], massive: np.ndarray | None = None, *, fraction: float = 0.15,
-                   level: float = 0.95):
+def on_massive(network, massive: np.ndarray | None) -> int:
+    """Neurons of ``network`` (a ``Condition`` with a mask, or a ``NetworkRef``) on massive channels."""
+    if getattr(network, "on_massive", None) is not None:
+        return int(network.on_massive)
+    if massive is None or getattr(network, "mask", None) is None:
+        return 0
+    _, _, alone = separated_masks(network.mask, massive)
+    return int(alone.count)
+
+
+def control_tables(rows, networks, massive: np.ndarray | None = None, *, fraction: float = 0.15, level: float = 0.95):
     """From tidy rows (normal, the networks and their controls): the controls and separated tables.
 
-    A part of a network that is empty (no neuron on a massive channel, or none off them) is the normal model
-    (damage 0), a part that is all of it the network; a part that should have been evaluated and was not is
-    missing (NaN), never the whole network. ``massive`` None: no massive channels known (the whole network
-    is its part without them).
+    ``networks``: the network ``Condition``s (or ``NetworkRef``s) the controls were drawn for; rows are matched
+    by their fields. A part of a network that is empty (no neuron on a massive channel, or none off them) is
+    the normal model (damage 0), a part that is all of it the network; a part that should have been evaluated
+    and was not is missing (NaN), never the whole network. ``massive`` None (and no ``on_massive`` count): no
+    massive channels known (the whole network is its part without them).
     """
     import pandas as pd
 
     from ..stats import monte_carlo_p
+    from .conditions import matching
     from .tables import primary_rows
 
     primary = primary_rows(rows)
-    value = {(r.condition, r.task): (r.value, r.metric) for r in primary.itertuples()}
     controls, separated = [], []
     for task in dict.fromkeys(primary["task"]):
-        if ("normal", task) not in value:
+        here = primary[primary["task"] == task]
+        normal_rows = matching(here, kind="normal")
+        if normal_rows.empty:
             continue
-        normal, metric = value[("normal", task)]
+        normal, metric = float(normal_rows["value"].iloc[0]), normal_rows["metric"].iloc[0]
         worse = "less" if metric_direction(metric) == "higher" else "greater"
-        for name, network in networks.items():
-            if (name, task) not in value:
+        for network in networks:
+            where = {"corpus": network.corpus, "template": network.template}
+            own = matching(here, kind="network", edit="inhibit", **where)
+            if own.empty:
                 continue
-            target = name.split(":", 1)[-1]
-            observed = value[(name, task)][0]
+            observed = float(own["value"].iloc[0])
             for kind in CONTROL_KINDS:
-                prefix = f"ctl-fraction{100 * fraction:g}/" if kind == "fraction" else f"ctl-{kind}:{target}/"
-                draws = [v[0] for (c, t), v in value.items() if t == task and c.startswith(prefix)]
+                if kind == "fraction":
+                    draws = matching(here, kind="control", control=kind, percent=round(100 * fraction, 9))["value"].tolist()
+                else:
+                    draws = matching(here, kind="control", control=kind, **where)["value"].tolist()
                 if not draws:
                     continue
                 mean, low, high = interval(draws, level)
                 controls.append({
-                    "network": name, "neurons": network.count, "task": task, "metric": metric, "normal": normal,
+                    "network": network.name, "neurons": network.neurons, "task": task, "metric": metric, "normal": normal,
                     "network_value": observed, "control": kind, "draws": len(draws), "mean": mean, "low": low,
                     "high": high, "p_value": monte_carlo_p(observed, draws, worse),
                 })
-            _, without, alone = separated_masks(network, np.zeros(network.values.shape, bool) if massive is None else massive)
-            parts = {label: normal if not part.count else observed if part.count == network.count
-                     else value.get((f"{label}:{target}", task), (np.nan,))[0]
-                     for label, part in (("minus-massive", without), ("massive-only", alone))}
+            alone = on_massive(network, massive)
+            counts = {"minus_massive": network.neurons - alone, "massive_only": alone}
+            parts = {}
+            for kind in ("minus_massive", "massive_only"):
+                found = matching(here, kind=kind, **where)["value"]
+                parts[kind] = (normal if not counts[kind] else observed if counts[kind] == network.neurons
+                               else float(found.iloc[0]) if len(found) else np.nan)
             separated.append({
-                "network": name, "task": task, "metric": metric, "normal": normal, "whole": observed,
-                "on_massive": alone.count, "minus_massive": parts["minus-massive"], "massive_only": parts["massive-only"],
+                "network": network.name, "task": task, "metric": metric, "normal": normal, "whole": observed,
+                "on_massive": alone, "minus_massive": parts["minus_massive"], "massive_only": parts["massive_only"],
                 "damage_whole": _damage(observed, normal, metric),
-                "damage_minus_massive": _damage(parts["minus-massive"], normal, metric),
-                "damage_massive_only": _damage(parts["massive-only"], normal, metric),
+                "damage_minus_massive": _damage(parts["minus_massive"], normal, metric),
+                "damage_massive_only": _damage(parts["massive_only"], normal, metric),
             })
     return pd.DataFrame(controls), pd.DataFrame(separated)
 
 
-def evaluate_controls(model, networks: dict[str, NeuronMask], out, *, tasks, massive: np.ndarray,
+def evaluate_controls(model, networks, out, *, tasks, massive: np.ndarray,
                       kinds=CONTROL_KINDS, n_draws: int = 10, seed: int = 0, fraction: float = 0.15,
                       normal_rows=None, **options):
-    """Evaluate the controls of ``networks`` into ``out`` (resumable) and write the two tables there.
+    """Evaluate the controls of ``networks`` (network ``Condition``s) into ``out`` (resumable); write the two tables.
 
     ``normal_rows``: tidy rows that already hold ``normal`` and the networks (the paper's evaluation);
     without them, those conditions are evaluated here too. Returns (controls, separated) DataFrames.
     """
     import pandas as pd
 
-    from ..edit import Edit
-    from .conditions import NORMAL, Condition
+    from .conditions import NORMAL
     from .runner import evaluate_conditions
 
     conditions = control_conditions(networks, massive, kinds=kinds, n_draws=n_draws, seed=seed, fraction=fraction)
     if normal_rows is None:
-        conditions = [NORMAL, *(Condition(n, m, Edit("inhibit")) for n, m in networks.items()), *conditions]
+        conditions = [NORMAL, *networks, *conditions]
     rows = evaluate_conditions(model, conditions, tasks, out, seed=seed, **options)
     if normal_rows is not None:
         rows = pd.concat([normal_rows, rows], ignore_index=True)
     return write_control_reports(rows, networks, out, massive=massive, fraction=fraction)
 
 
-def write_control_reports(rows, networks: dict[str, NeuronMask], out, *, massive: np.ndarray | None = None,
-                          fraction: float = 0.15):
+def write_control_reports(rows, networks, out, *, massive: np.ndarray | None = None, fraction: float = 0.15):
     """``out/tables/controls`` and ``separated`` (CSV + Markdown) and a figure per task from tidy rows
     (normal, the networks and their controls); returns (controls, separated) DataFrames."""
     from .figures import control_plot
     from .tables import save_table
 
+    out = Path(out)
     controls, separated = control_tables(rows, networks, massive, fraction=fraction)
-    folder = Path(out) / "tables"
-    save_table(controls, folder, "controls")
-    save_table(separated, folder, "separated")
+    save_table(controls, out / "tables", "controls")
+    save_table(separated, out / "tables", "separated")
     for task in dict.fromkeys(separated["task"] if len(separated) else []):
-        control_plot(controls, separated, Path(out) / "figures" / f"controls_{task}.png", task)
+        control_plot(controls, separated, out / "figures" / f"controls_{task}.png", task)
     return controls, separated
+
+
 
 
 SELECTION_RULE = ("the templates with the most counterparts among the individual maps (match stage), per evaluated "
                   "corpus: a rule that uses no evaluation example")
 
 
-def choose_networks(consistency, corpora, count: int) -> list[str]:
-    """The ``count`` non-empty templates of each of ``corpora`` with the most counterparts (ties: the lower number),
-    as condition names ``inhibit:<corpus>/<k>``; ``consistency``: the match stage's ``consistency.csv``."""
-    from .conditions import network_condition_name
-
-    names = []
+def choose_networks(consistency, corpora, count: int) -> list[tuple[str, int]]:
+    """``(corpus, template)`` (1-based, as in ``consistency``) of the ``count`` non-empty templates of each of
+    ``corpora`` with the most counterparts (ties: the lower number); ``consistency``: the match stage's
+    ``consistency.csv``."""
+    chosen = []
     for corpus in corpora:
         rows = consistency[(consistency["dataset"] == corpus) & (consistency["size"] > 0)]  # an empty template edits nothing
         rows = rows.sort_values(["counterparts", "template"], ascending=[False, True])
-        names += [network_condition_name("inhibit", corpus, int(t) - 1) for t in rows["template"].head(count)]
-    return names
+        chosen += [(corpus, int(t)) for t in rows["template"].head(count)]
+    return chosen
 
 
-def controls_pipeline(loaded, config, layout):
-    """Controls of the networks ``choose_networks`` picks from ``config.evaluate.networks_of`` into ``evaluate/controls``."""
+PLAN = "plan.json"
+SELECTION = "selection.json"
+
+
+class NetworkRef(NamedTuple):
+    """A network the controls were drawn for, as the tables need it (a network ``Condition`` also fits)."""
+
+    name: str
+    neurons: int
+    corpus: str
+    template: int
+    on_massive: int | None = None
+
+
+def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> list[str]:
+    """The controls of the networks ``choose_networks`` picks (``config.evaluate.controls``), or shard ``index``
+    of ``count`` of them, into ``layout.evaluate / "controls"``: per-condition results only; shard 0 writes the
+    plan and ``selection.json`` (the rule and the networks). Reads the match stage's consistency table and
+    massive mask."""
     import json
 
     import pandas as pd
 
-    from .conditions import Condition
-    from .runner import read_rows
+    from .conditions import network_conditions
+    from .runner import evaluate_conditions
+    from .tasks import resolve_tasks
 
     e, c = config.evaluate, config.evaluate.controls
-    rows = read_rows(layout.evaluate)
-    names = choose_networks(pd.read_csv(layout.match / "consistency.csv"), config.evaluation_corpora(), c.networks)
-    networks = {n: NeuronMask.load(str(layout.evaluate / "masks" / f"{Condition(n).slug}.npz")) for n in names}
-    massive = np.load(layout.match / "massive_mask.npy", allow_pickle=False)
-    keep = rows[rows["condition"].isin(["normal", *names])]
-    folder = layout.evaluate / "controls"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "selection.json").write_text(json.dumps({"rule": SELECTION_RULE, "networks": names}, indent=2) + "\n")
-    return evaluate_controls(loaded, networks, folder, tasks=list(e.tasks), massive=massive,
-                             kinds=c.kinds, n_draws=c.draws, seed=e.seed, fraction=e.random_fraction,
-                             normal_rows=keep, limit=e.limit, batch_size=e.batch_size,
-                             hook_module=config.model.hook_module)
+    chosen = choose_networks(pd.read_csv(Path(layout.match) / "consistency.csv"), config.evaluation_corpora(), c.networks)
+    found = {(n.corpus, n.template): n for corpus in dict.fromkeys(corpus for corpus, _ in chosen)
+             for n in network_conditions(layout.networks(corpus), threshold=config.match.threshold,
+                                         two_sided=config.match.two_sided, union=False)}
+    networks = [found[key] for key in chosen if key in found]
+    massive = np.load(Path(layout.match) / "massive_mask.npy", allow_pickle=False)
+    conditions = control_conditions(networks, massive, kinds=c.kinds, n_draws=c.draws, seed=e.seed,
+                                    fraction=e.random_fraction)
+    out = Path(layout.evaluate) / "controls"
+    mine = conditions[index::count]
+    if mine:
+        evaluate_conditions(loaded, mine, resolve_tasks(list(e.tasks)), out, limit=e.limit, batch_size=e.batch_size,
+                            seed=e.seed, hook_module=config.model.hook_module, table=False)
+    if index == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        refs = [NetworkRef(n.name, n.neurons, n.corpus, n.template, on_massive(n, massive)) for n in networks]
+        (out / PLAN).write_text(json.dumps({
+            "networks": [r._asdict() for r in refs],
+            "conditions": [{"name": x.name, "slug": x.slug, **x.fields()} for x in conditions]}, indent=2, default=str))
+        (out / SELECTION).write_text(json.dumps({"rule": SELECTION_RULE, "networks": [n.name for n in networks]},
+                                                indent=2) + "\n")
+    return [x.name for x in mine]
+
+
+def merge_controls(config, layout):
+    """The report stage's controls tables and figures from the controls shards (with the evaluate stage's normal
+    and network rows); (controls, separated) DataFrames, or None when no controls were run."""
+    import json
+
+    import pandas as pd
+
+    from .experiment import PLAN as EVALUATE_PLAN
+    from .runner import condition_rows, write_rows
+
+    out = Path(layout.evaluate) / "controls"
+    if not (out / PLAN).is_file():
+        return None
+    plan = json.loads((out / PLAN).read_text())
+    networks = [NetworkRef(**n) for n in plan["networks"]]
+    evaluated = json.loads((Path(layout.evaluate) / EVALUATE_PLAN).read_text())["conditions"]
+    names = {n.name for n in networks}
+    keep = [p["slug"] for p in evaluated if p["kind"] == "normal" or p["name"] in names]
+    controls = condition_rows(out, [p["slug"] for p in plan["conditions"]])
+    write_rows(controls, out)  # the controls' rows beside their conditions (the findings read them)
+    rows = pd.concat([condition_rows(layout.evaluate, keep), controls], ignore_index=True)
+    return write_control_reports(rows, networks, out, fraction=config.evaluate.random_fraction)

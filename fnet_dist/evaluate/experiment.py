@@ -1,97 +1,64 @@
 """The paper's editing experiment from networks stores: conditions, lm-eval runs, tables and figures.
 
-- ``ExperimentSettings``: the knobs (seed, factor, random / top percent, threshold, localizer), validated once.
-- ``paper_conditions(loaded, networks_urls, settings, patterns=None) -> (conditions, extras)``: ``normal``;
-  each template inhibited and all of them (``inhibit:<dataset>/<k>``, ``inhibit:<dataset>/all``), with
-  ``amplify_networks`` each template amplified too (``multiply1.02:<dataset>/<k>``, Figure 3);
-  ``random15:seed<S>``; ``top5:inhibit`` / ``top5:multiply1.02``; ``localization:inhibit`` /
-  ``localization:multiply1.02`` with as many units as the top 5 %. ``extras``: masks by condition and
-  the IoU of ICA top 5 % vs Localization (Table 5).
-- ``evaluate_networks(model, networks_urls, out, *, tasks, conditions, probing, sweeps, ...) -> DataFrame``:
+Parameters: the ``evaluate`` and ``match`` config sections (``fnet_dist.config``).
+
+- ``paper_conditions(loaded, networks_urls, settings, match) -> (conditions, extras)``: ``normal``;
+  each template inhibited and all of them (``inhibit:<corpus>/<k>``, ``inhibit:<corpus>/all``), with
+  ``amplify_networks`` each template amplified too (``multiply1.02:<corpus>/<k>``, Figure 3);
+  ``random15:seed<S>``; ``top5:inhibit@<corpus>`` / ``top5:multiply1.02@<corpus>``;
+  ``localization:inhibit@<corpus>`` / ``localization:multiply1.02@<corpus>`` with as many units as the top
+  5 %. ``extras``: the IoU of ICA top 5 % vs Localization (Table 5).
+- ``evaluate_networks(model, networks_urls, out, settings, match, ...) -> DataFrame``:
   runs them with ``evaluate_conditions`` and writes ``tables/`` (Tables 3, 4, 5, 9, 10/11, and 12 with
   ``probing``, as CSV + Markdown), ``figures/`` (Figures 2, 3, and 5-7 with ``sweeps``), ``flips.csv``
   (Figure 8: multiple-choice predictions that change under each condition), ``masks/`` (each
   condition's mask, ``.npz``), ``probing.csv`` and ``sweeps/`` (its own results folder).
-- ``evaluate_pipeline(loaded, config, layout)``: the ``evaluate`` stage of ``fnet run``.
+- ``evaluate_stage(loaded, config, layout, index, count)``: the ``evaluate`` stage of ``fnet run`` (or one shard):
+  per-condition results only; ``merge_evaluation(config, layout)``: the report stage's tables from them;
+  ``evaluate_pipeline``: both in one process.
 """
 from __future__ import annotations
 
 import fnmatch
 import json
 import logging
-import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
+from ..config import EvaluateSection, MatchSection
 from ..errors import InputError
 from ..outputs import open_output, prepare_output
-from .conditions import NORMAL, Condition, network_conditions, random_condition, select_conditions, top_conditions
+from .conditions import NORMAL, Condition, network_conditions, pick, random_condition, select_conditions, top_conditions
 from .runner import evaluate_conditions
-from .sweeps import DEFAULT_FACTORS, DEFAULT_VALUES
 
-__all__ = ["ExperimentSettings", "evaluate_networks", "evaluate_pipeline", "paper_conditions", "write_flips", "write_reports"]
+__all__ = ["evaluate_networks", "evaluate_pipeline", "evaluate_stage", "merge_evaluation", "paper_conditions", "write_flips", "write_reports"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ExperimentSettings:
-    """Settings of the paper's experiment (defaults: the paper's)."""
-
-    seed: int = 0
-    factor: float = 1.02
-    random_percent: float = 15.0
-    top_percent: float = 5.0
-    threshold: float = 3.6
-    two_sided: bool = True
-    localization: bool = True
-    localizer_stimuli: int = 240
-    probe_texts: int = 400
-    amplify_networks: bool = False
-    sweep_factors: tuple[float, ...] = DEFAULT_FACTORS
-    sweep_values: tuple[float, ...] = DEFAULT_VALUES
-
-    def validated(self) -> "ExperimentSettings":
-        """Self, or a clear error naming the bad setting."""
-        for name in ("factor", "random_percent", "top_percent", "threshold"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InputError(f"{name} {value!r} is not a finite number")
-        if not 0 < self.random_percent < 100 or not 0 < self.top_percent <= 100:
-            raise InputError(f"percentages must lie in (0, 100); got random {self.random_percent}, top {self.top_percent}")
-        if self.localizer_stimuli < 2 or self.probe_texts < 10:
-            raise InputError(f"localizer_stimuli ({self.localizer_stimuli!r}) must be >= 2 and probe_texts "
-                             f"({self.probe_texts!r}) >= 10")
-        return self
-
-
-def _wanted(patterns: Sequence[str] | None, name: str) -> bool:
-    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def _localization(loaded, arch, count: int, settings: ExperimentSettings):
+def _localization(loaded, arch, count: int, settings: EvaluateSection):
     from .baselines import localize, localizer_stimuli
 
     sentences, nonwords = localizer_stimuli(settings.localizer_stimuli, seed=settings.seed)
     return localize(loaded.model, loaded.tokenizer, arch, sentences, nonwords, count=count)
 
 
-def paper_conditions(loaded, networks_urls: Sequence[str], settings: ExperimentSettings = ExperimentSettings(),
-                     patterns: Sequence[str] | None = None, hook_module: str | None = None):
-    """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring)."""
+def paper_conditions(loaded, networks_urls: Sequence[str], settings: EvaluateSection = EvaluateSection(),
+                     match: MatchSection = MatchSection(), hook_module: str | None = None):
+    """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring); networks are
+    thresholded as ``match`` says, and ``settings.conditions`` (shell patterns) keep some of them."""
     from ..architectures import resolve_architecture
     from ..edit import Edit, model_shape
     from ..models import check_same_model
     from ..storage import open_store
     from storage_schemas import NETWORKS
     from .baselines import mask_iou
-    from .conditions import edit_label
 
-    settings = settings.validated()
+    patterns = list(settings.conditions) or None
     if not networks_urls:
         raise InputError("no networks store given; pass --networks with the output of fnet decompose")
     arch = resolve_architecture(loaded.model, hook_module)
@@ -101,22 +68,26 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: ExperimentS
         check_same_model(ds.attrs, loaded.info, f"the networks store {url}")
     conditions, extras = [NORMAL], {"iou": {}}
     for ds in stores:
-        conditions += network_conditions(ds, threshold=settings.threshold, two_sided=settings.two_sided)
+        conditions += network_conditions(ds, threshold=match.threshold, two_sided=match.two_sided)
         if settings.amplify_networks:
-            conditions += network_conditions(ds, edit=Edit("multiply", settings.factor), threshold=settings.threshold,
-                                             two_sided=settings.two_sided, union=False)
-    conditions.append(random_condition(shape, percent=settings.random_percent, seed=settings.seed))
+            conditions += network_conditions(ds, edit=Edit("multiply", settings.amplify_factor), threshold=match.threshold,
+                                             two_sided=match.two_sided, union=False)
+    conditions.append(random_condition(shape, percent=100 * settings.random_fraction, seed=settings.seed))
     for ds in stores:
-        suffix = "" if len(stores) == 1 else f"@{ds.attrs.get('dataset', 'networks')}"
-        tops = top_conditions(ds, percent=settings.top_percent, factor=settings.factor, suffix=suffix)
+        tops = top_conditions(ds, percent=settings.top_percent, factor=settings.amplify_factor)
         conditions += tops
-        names = [(f"localization:{edit_label(c.edit)}{suffix}", c.edit) for c in tops]
-        if settings.localization and any(_wanted(patterns, n) for n, _ in names):
+        corpus = tops[0].corpus
+        wanted = [replace(c, kind="localization", percent=None) for c in tops]
+        if settings.localization and any(_matches(c, patterns) for c in wanted):
             found = _localization(loaded, arch, tops[0].neurons, settings)
-            conditions += [Condition(n, found.mask, e) for n, e in names]
-            extras["iou"][f"ICA vs LLM Localization{suffix}"] = mask_iou(tops[0].mask, found.mask)
-            extras.setdefault("localization", {})[suffix or "default"] = found.settings
+            conditions += [replace(c, mask=found.mask) for c in wanted]
+            extras["iou"][f"ICA vs LLM Localization@{corpus}"] = mask_iou(tops[0].mask, found.mask)
+            extras.setdefault("localization", {})[corpus] = found.settings
     return select_conditions(conditions, patterns), extras
+
+
+def _matches(condition: Condition, patterns: Sequence[str] | None) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(condition.name, p) for p in patterns)
 
 
 def _try_table(build, folder: Path, name: str) -> None:
@@ -135,44 +106,58 @@ def _try_figure(draw) -> None:
         log.info("figure not drawn: %s", exc)
 
 
-def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, settings: ExperimentSettings = ExperimentSettings(),
-                  iou: dict | None = None) -> Path:
-    """Tables 3, 4, 5, 9, 10 and Figures 2, 3 from ``rows``, as far as the evaluated conditions allow."""
+def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | None = None) -> Path:
+    """Tables 3, 4, 5, 9, 10 and Figures 2, 3 from ``rows``, as far as the evaluated conditions allow.
+
+    Conditions are chosen by their field columns (``conditions.FIELD_COLUMNS``), never by their names.
+    """
     from .figures import perplexity_bars, score_changes
-    from .tables import condition_table, iou_table, network_table, primary_rows
+    from .tables import condition_table, iou_table, network_rows, network_table, primary_rows
     from .tasks import PERPLEXITY_METRICS, primary_metric
 
     out = Path(out)
     tables, figures = out / "tables", out / "figures"
-    names = list(dict.fromkeys(rows["condition"]))
-    datasets = sorted({n.split(":", 1)[1].rsplit("/", 1)[0] for n in names if n.startswith("inhibit:")})
-    top, loc, mult = f"top{settings.top_percent:g}", "localization", f"multiply{settings.factor:g}"
-    for dataset in datasets:
-        prefix = f"inhibit:{dataset}/"
-        _try_table(lambda: network_table(rows, prefix), tables, f"table3_networks_{dataset}")
-        columns = {"Normal": "normal", f"Masked {settings.random_percent:g}%": f"random{settings.random_percent:g}:seed{settings.seed}",
-                   "Masked all networks": f"inhibit:{dataset}/all"}
-        _try_table(lambda: condition_table(rows, columns), tables, f"table10_masked_{dataset}")
-        for verb in ("inhibit", mult):
-            group = [n for n in names if n.startswith(f"{verb}:{dataset}/") and not n.endswith("/all")]
+    perplexity_tasks = [t for t in dict.fromkeys(primary_rows(rows)["task"]) if primary_metric(t) in PERPLEXITY_METRICS]
+    for corpus in dict.fromkeys(rows.loc[rows["kind"] == "network", "corpus"]):
+        _try_table(lambda: network_table(rows, corpus), tables, f"table3_networks_{corpus}")
+        columns = {"Normal": pick(rows, kind="normal")}
+        for random in pick(rows, kind="random"):
+            percent = rows.loc[rows["condition"] == random, "percent"].iloc[0]
+            columns[f"Masked {percent:g}%"] = [random]
+        columns["Masked all networks"] = pick(rows, kind="network", corpus=corpus, edit="inhibit", template=None)
+        if all(len(v) == 1 for v in columns.values()):
+            _try_table(lambda: condition_table(rows, {k: v[0] for k, v in columns.items()}), tables,
+                       f"table10_masked_{corpus}")
+        for edit in dict.fromkeys(rows.loc[(rows["kind"] == "network") & (rows["corpus"] == corpus), "edit"]):
+            group = list(dict.fromkeys(network_rows(rows, corpus, edit)["condition"]))
+            verb = edit_label_of(rows, group[0]) if group else edit
             if group:
-                _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_{verb}_{dataset}.png", group))
-        perplexity_tasks = [t for t in dict.fromkeys(primary_rows(rows)["task"]) if primary_metric(t) in PERPLEXITY_METRICS]
+                _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_{verb}_{corpus}.png", group))
         for task in perplexity_tasks:
-            _try_figure(lambda: perplexity_bars(rows, figures / f"figure2_perplexity_{dataset}_{task}.png", task=task,
-                                                prefix=prefix))
-    suffixes = sorted({n.split("@", 1)[1] for n in names if n.startswith(f"{top}:") and "@" in n})
-    for suffix in [""] + [f"@{s}" for s in suffixes]:
-        tail = suffix.replace("@", "_")
-        for verb, name in (("inhibit", "table9_top_inhibit"), (mult, "table4_top_amplify")):
-            columns = {"Normal": "normal", "ICA": f"{top}:{verb}{suffix}", "LLM Localization": f"{loc}:{verb}{suffix}"}
-            _try_table(lambda: condition_table(rows, columns), tables, f"{name}{tail}")
-        amplified = [n for n in (f"{top}:{mult}{suffix}", f"{loc}:{mult}{suffix}") if n in names]
+            _try_figure(lambda: perplexity_bars(rows, figures / f"figure2_perplexity_{corpus}_{task}.png", task=task,
+                                                corpus=corpus))
+    for corpus in dict.fromkeys(rows.loc[rows["kind"] == "top", "corpus"]):
+        amplified = []
+        for edit, name in (("inhibit", "table9_top_inhibit"), ("multiply", "table4_top_amplify")):
+            ica = pick(rows, kind="top", corpus=corpus, edit=edit)
+            loc = pick(rows, kind="localization", corpus=corpus, edit=edit)
+            columns = {"Normal": "normal", "ICA": ica[0] if ica else "top", "LLM Localization": loc[0] if loc else "localization"}
+            _try_table(lambda: condition_table(rows, columns), tables, f"{name}_{corpus}")
+            amplified += (ica + loc) if edit == "multiply" else []
         if amplified:
-            _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_top_amplified{tail}.png", amplified))
+            _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_top_amplified_{corpus}.png", amplified))
     if iou:
         _try_table(lambda: iou_table(iou), tables, "table5_iou")
     return out
+
+
+def edit_label_of(rows: pd.DataFrame, condition: str) -> str:
+    """The edit of ``condition``'s rows as a label (``inhibit``, ``multiply1.02``)."""
+    from ..edit import Edit
+    from .conditions import edit_label
+
+    row = rows.loc[rows["condition"] == condition].iloc[0]
+    return edit_label(Edit(row["edit"], 1.0 if pd.isna(row["factor"]) else float(row["factor"])))
 
 
 def write_flips(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
@@ -197,14 +182,14 @@ def write_flips(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
     return path
 
 
-def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: ExperimentSettings, hook_module) -> pd.DataFrame:
+def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: EvaluateSection, hook_module) -> pd.DataFrame:
     """Tables 12-13: probes under normal, random and all-networks-inhibited conditions."""
     from .probing import labelled_texts, probe_conditions
     from .tables import save_table
 
-    networks = [c for c in chosen if c.name.startswith("inhibit:")]
-    unions = [c for c in networks if c.name.endswith("/all")]
-    keep = [c for c in chosen if c.name == "normal" or c.name.startswith("random")] + (unions or networks)
+    networks = [c for c in chosen if c.kind == "network" and c.edit.kind == "inhibit"]
+    unions = [c for c in networks if c.template is None]
+    keep = [c for c in chosen if c.kind in ("normal", "random")] + (unions or networks)
     texts, labels = labelled_texts("sentiment_rt", settings.probe_texts, seed=settings.seed)
     rows = probe_conditions(loaded, keep, texts, labels, seed=settings.seed, hook_module=hook_module)
     rows.to_csv(out / "probing.csv", index=False)
@@ -214,72 +199,124 @@ def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: Experimen
     return rows
 
 
-def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str], settings: ExperimentSettings,
+def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str], settings: EvaluateSection,
             hook_module, options: dict) -> pd.DataFrame:
     """Figures 5-7: the top-percent mask and each union of networks at several factors and values."""
     from .figures import sweep_plot
     from .sweeps import sweep
     from .tasks import PERPLEXITY_METRICS, primary_metric
 
-    masks = {}
-    for c in chosen:
-        if c.mask is not None and (c.name.endswith("/all") or c.name.startswith(f"top{settings.top_percent:g}:inhibit")):
-            masks.setdefault(c.name.split(":", 1)[1] if c.name.endswith("/all") else c.name.split(":")[0], c.mask)
+    bases = [c for c in chosen if c.edit is not None and c.edit.kind == "inhibit"
+             and ((c.kind == "network" and c.template is None) or c.kind == "top")]
     ppl = [t for t in tasks if primary_metric(t) in PERPLEXITY_METRICS] or ["wiki_ppl"]
-    rows = sweep(loaded, masks, out / "sweeps", factors=settings.sweep_factors, values=settings.sweep_values, tasks=ppl,
+    rows = sweep(loaded, bases, out / "sweeps", factors=settings.sweep_factors, values=settings.sweep_values, tasks=ppl,
                  seed=settings.seed, hook_module=hook_module, **options)
     for task in ppl:
         sweep_plot(rows, out / "figures" / f"figure5_7_sweep_{task}.png", task=task)
     return rows
 
 
-def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLike, *, tasks: Sequence[str] | None = None,
-                      conditions: Sequence[str] | None = None, settings: ExperimentSettings = ExperimentSettings(),
-                      probing: bool = False, sweeps: bool = False, hook_module: str | None = None,
-                      **options: Any) -> pd.DataFrame:
+def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLike,
+                      settings: EvaluateSection = EvaluateSection(), match: MatchSection = MatchSection(), *,
+                      hook_module: str | None = None, **options: Any) -> pd.DataFrame:
     """Build the paper's conditions from ``networks_urls``, evaluate them, write tables, figures and masks.
 
-    ``conditions``: shell patterns of condition names to keep (default all); ``probing`` / ``sweeps`` add
-    Tables 12-13 / Figures 5-7 (HF backend); ``options`` go to ``evaluate_conditions`` (``limit``,
-    ``backend``, ``batch_size``, ``progress`` …).
+    settings : the ``evaluate`` config section (tasks, limit, backend, which conditions, probing, sweeps …).
+    match : the ``match`` config section (the networks' threshold).
+    options : go to ``evaluate_conditions`` (``progress`` …).
     """
     from ..models import LoadedModel, load_model
     from .runner import require_vllm
     from .tasks import resolve_tasks
 
-    if options.get("backend", "hf") == "vllm":
+    options = {"limit": settings.limit, "backend": settings.backend, "batch_size": settings.batch_size, **options}
+    if settings.backend == "vllm":
         require_vllm()
-    tasks = resolve_tasks(tasks)
+    tasks = resolve_tasks(list(settings.tasks))
     prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    chosen, extras = paper_conditions(loaded, networks_urls, settings, conditions, hook_module)
+    chosen, extras = paper_conditions(loaded, networks_urls, settings, match, hook_module)
     out = Path(open_output(out, "evaluation"))
-    (out / "masks").mkdir(parents=True, exist_ok=True)
-    for condition in chosen:
-        if condition.mask is not None:
-            condition.mask.save(str(out / "masks" / f"{condition.slug}.npz"))
+    _save_masks(chosen, out)
     (out / "experiment.json").write_text(json.dumps(
-        {"settings": asdict(settings), "networks": list(networks_urls), "conditions": [c.name for c in chosen],
+        {"settings": settings.model_dump(mode="json"), "match": match.model_dump(mode="json"),
+         "networks": list(networks_urls), "conditions": [c.fields() for c in chosen],
          "iou": extras["iou"], "localization": extras.get("localization")}, indent=2, default=str))
-    model_arg = loaded if options.get("backend", "hf") == "hf" else loaded.source.model_id
+    model_arg = loaded if settings.backend == "hf" else loaded.source.model_id
     rows = evaluate_conditions(model_arg, chosen, tasks, out, seed=settings.seed, hook_module=hook_module, **options)
-    write_reports(rows, out, settings=settings, iou=extras["iou"])
+    write_reports(rows, out, iou=extras["iou"])
     write_flips(rows, out)
-    if probing:
+    if settings.probing:
         _probing(loaded, chosen, out, settings, hook_module)
-    if sweeps:
+    if settings.sweeps:
         _sweeps(loaded, chosen, out, tasks, settings, hook_module, {**options, "backend": "hf"})
     return rows
 
 
-def evaluate_pipeline(loaded, config, layout) -> pd.DataFrame:
-    """The ``evaluate`` stage of ``fnet run``: ``config.evaluate`` on the networks of its corpora."""
-    e = config.evaluate
-    settings = ExperimentSettings(seed=e.seed, factor=e.amplify_factor, random_percent=100 * e.random_fraction,
-                                  top_percent=e.top_percent, threshold=config.match.threshold,
-                                  two_sided=config.match.two_sided, localization=e.localization,
-                                  localizer_stimuli=e.localizer_stimuli, probe_texts=e.probe_texts)
+PLAN = "plan.json"
+
+
+def _save_masks(conditions: Sequence[Condition], out: Path) -> None:
+    """Each masked condition's mask as ``out/masks/<slug>.npz``."""
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    for condition in conditions:
+        if condition.mask is not None:
+            condition.mask.save(str(out / "masks" / f"{condition.slug}.npz"))
+
+
+def _plan(chosen: Sequence[Condition], extras: dict) -> dict:
+    return {"conditions": [{"name": c.name, "slug": c.slug, **c.fields()} for c in chosen], "iou": extras["iou"],
+            "localization": extras.get("localization")}
+
+
+def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> list[str]:
+    """The ``evaluate`` stage, or its shard ``index`` of ``count``: the paper's conditions from the networks of
+    ``config.evaluation_corpora()``, those at positions ``index``, ``index + count`` … evaluated into
+    ``layout.evaluate`` (each condition's own folder and mask). Shard 0 also writes the plan (every
+    condition, in order) and runs the probes and sweeps. No shard writes another's files: ``merge_evaluation``
+    (the report stage) builds ``results.csv``, the tables and figures. Returns the names evaluated here."""
+    from .tasks import resolve_tasks
+
+    e, out = config.evaluate, Path(open_output(str(layout.evaluate), "evaluation"))  # refuses a folder of other files
     urls = [layout.networks(corpus) for corpus in config.evaluation_corpora()]
-    return evaluate_networks(loaded, urls, layout.evaluate, tasks=list(e.tasks), settings=settings,
-                             probing=e.probing, sweeps=e.sweeps, hook_module=config.model.hook_module,
-                             limit=e.limit, backend=e.backend, batch_size=e.batch_size)
+    chosen, extras = paper_conditions(loaded, urls, e, config.match, config.model.hook_module)
+    mine = list(chosen[index::count])
+    _save_masks(mine, out)
+    tasks = resolve_tasks(list(e.tasks))
+    options = {"limit": e.limit, "backend": e.backend, "batch_size": e.batch_size, "seed": e.seed,
+               "hook_module": config.model.hook_module}
+    if mine:
+        model_arg = loaded if e.backend == "hf" else loaded.source.model_id
+        evaluate_conditions(model_arg, mine, tasks, out, table=False, **options)
+    if index == 0:
+        (out / PLAN).write_text(json.dumps(_plan(chosen, extras), indent=2, default=str))
+        if e.probing:
+            _probing(loaded, chosen, out, e, config.model.hook_module)
+        if e.sweeps:
+            _sweeps(loaded, chosen, out, tasks, e, config.model.hook_module, {**options, "backend": "hf"})
+    return [c.name for c in mine]
+
+
+def merge_evaluation(config, layout) -> pd.DataFrame | None:
+    """What the report stage makes of the evaluate shards: ``results.csv`` in plan order, the paper's tables
+    and figures, ``flips.csv`` and ``experiment.json``; None when nothing was evaluated."""
+    from .runner import condition_rows, write_rows
+
+    out = Path(layout.evaluate)
+    if not (out / PLAN).is_file():
+        return None
+    plan = json.loads((out / PLAN).read_text())
+    rows = condition_rows(out, [c["slug"] for c in plan["conditions"]])
+    write_rows(rows, out)
+    write_reports(rows, out, iou=plan["iou"])
+    write_flips(rows, out)
+    (out / "experiment.json").write_text(json.dumps(
+        {"settings": config.evaluate.model_dump(mode="json"), "match": config.match.model_dump(mode="json"),
+         "networks": [layout.networks(c) for c in config.evaluation_corpora()], **plan}, indent=2, default=str))
+    return rows
+
+
+def evaluate_pipeline(loaded, config, layout) -> pd.DataFrame:
+    """The ``evaluate`` stage and its merge in one process (``fnet run`` without shards)."""
+    evaluate_stage(loaded, config, layout)
+    return merge_evaluation(config, layout)

@@ -1,6 +1,6 @@
 """Figures shaped like the paper's, from tidy rows and logged samples (matplotlib, no display needed).
 
-- ``perplexity_bars(rows, path, task="wiki_ppl")``: Figure 2, word perplexity per inhibited network,
+- ``perplexity_bars(rows, path, task="wiki_ppl", corpus=)``: Figure 2, word perplexity per inhibited network,
   the normal model as a line.
 - ``score_changes(rows, path, conditions)``: Figure 3, each task's score under each condition minus normal.
 - ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
@@ -27,9 +27,9 @@ import pandas as pd
 from ..display import drawable, note_undrawn, undrawn
 from ..errors import InputError
 from ..figures import value_axis
-from ..names import display_name
+from ..names import display_name, network_name
 from .runner import read_samples
-from .tables import primary_rows
+from .tables import network_rows, primary_rows
 from .tasks import PERPLEXITY_METRICS, axis_label, primary_metric, task_label
 
 __all__ = ["control_plot", "format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
@@ -66,22 +66,21 @@ def _value(rows: pd.DataFrame, condition: str, task: str) -> float:
     return float(hit["value"].iloc[0])
 
 
-def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki_ppl",
-                    prefix: str = "inhibit:") -> Path:
-    """Figure 2: a bar per ``prefix…`` condition (networks inhibited), a line for the normal model."""
-    primary = primary_rows(rows)
-    chosen = primary[(primary["task"] == task) & primary["condition"].str.startswith(prefix)]
+def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki_ppl", corpus: str) -> Path:
+    """Figure 2: a bar per template of ``corpus`` inhibited, a line for the normal model."""
+    primary = network_rows(primary_rows(rows), corpus)
+    chosen = primary[primary["task"] == task]
     if chosen.empty:
-        raise InputError(f"no {prefix}… conditions evaluated on {task!r}; add it with --tasks {task}")
-    names = [c[len(prefix):] for c in chosen["condition"]]
-    values, normal = chosen["value"].to_numpy(dtype=float), _value(primary, "normal", task)
+        raise InputError(f"no network of {corpus!r} inhibited and evaluated on {task!r}; add it with --tasks {task}")
+    names = [network_name(corpus, int(t)) for t in chosen["template"]]
+    values, normal = chosen["value"].to_numpy(dtype=float), _value(primary_rows(rows), "normal", task)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(chosen)), 3.5))
-    ax.bar([display_name(c) for c in chosen["condition"]], np.where(drawable(values), values, np.nan), color="#4c72b0")
+    ax.bar(names, np.where(drawable(values), values, np.nan), color="#4c72b0")
     if drawable(normal):
         ax.axhline(normal, color="k", ls="--", label="normal")
     value_axis(ax, [*values, normal], "y", axis_label(task))
-    ax.set_xlabel("inhibited network (corpus/template)")
+    ax.set_xlabel(f"inhibited network of {corpus} (corpus/template)")
     note_undrawn(ax, undrawn(names, values) + undrawn(["normal"], [normal]))
     ax.tick_params(axis="x", rotation=45)
     _legend(ax)
@@ -103,10 +102,12 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
     fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(tasks) * len(conditions) + 2), 3.5))
     width = 0.8 / len(conditions)
     missing = []
+    fields = chosen.drop_duplicates("condition").set_index("condition", drop=False)
     for i, (condition, row) in enumerate(zip(conditions, deltas)):
+        label = display_name(fields.loc[condition] if condition in fields.index else condition)
         ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, np.where(drawable(row), row, np.nan),
-               width, label=display_name(condition))
-        missing += undrawn([f"{display_name(condition)} on {task_label(t)}" for t in tasks], row)
+               width, label=label)
+        missing += undrawn([f"{label} on {task_label(t)}" for t in tasks], row)
     ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
     ax.axhline(0, color="k", lw=0.8)
     value_axis(ax, deltas, "y", "score − normal\n(accuracy, MCC or F1)")
@@ -118,11 +119,11 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
 
 def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki_ppl") -> Path:
     """Figures 5-7: metric against the edit amount (rows from ``sweeps.sweep``), a panel per edit kind."""
-    if "kind" not in rows:
+    if "amount" not in rows:
         raise InputError("sweep_plot needs the rows returned by fnet_dist.evaluate.sweeps.sweep")
     chosen = primary_rows(rows)
     chosen = chosen[chosen["task"] == task]
-    kinds = [k for k in ("multiply", "add") if k in set(chosen["kind"])]
+    kinds = [k for k in ("multiply", "add") if k in set(chosen["edit"])]
     if not kinds:
         raise InputError(f"no sweep results on task {task!r}")
     plt = _pyplot()
@@ -130,7 +131,7 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
     normal = chosen[chosen["kind"] == "normal"]["value"].to_numpy(dtype=float)[:1]
     for ax, kind in zip(axes[0], kinds):
         missing = undrawn(["normal"], normal)
-        for mask, group in chosen[chosen["kind"] == kind].groupby("mask", sort=False):
+        for mask, group in chosen[chosen["edit"] == kind].groupby("mask", sort=False):
             group = group.sort_values("amount")
             amounts, values = group["amount"].to_numpy(dtype=float), group["value"].to_numpy(dtype=float)
             keep = drawable(values)
@@ -139,7 +140,7 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
         if len(normal) and drawable(normal).all():
             ax.axhline(float(normal[0]), color="k", ls="--", label="normal")
         ax.set_xlabel("factor" if kind == "multiply" else "added value")
-        value_axis(ax, [*chosen[chosen["kind"] == kind]["value"], *normal], "y", axis_label(task))
+        value_axis(ax, [*chosen[chosen["edit"] == kind]["value"], *normal], "y", axis_label(task))
         note_undrawn(ax, missing)
         ax.set_title(kind)
         _legend(ax, fontsize=7)

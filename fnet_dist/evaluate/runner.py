@@ -1,12 +1,14 @@
 """Run lm-eval for each condition (normal model, networks inhibited, baselines) and keep a tidy table.
 
 - ``evaluate_conditions(model, conditions, tasks, out, *, limit, backend, batch_size, seed, ...) -> DataFrame``:
-  tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons``.
+  tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons`` and the
+  condition's fields (``conditions.FIELD_COLUMNS``: kind, edit, factor, corpus, template, …) to group by.
 - ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``; requests built once by ``scoring.Scorer``, scored for
   each condition inside ``fnet_dist.edit.edited``) and
   ``vllm`` (each condition baked by ``fnet_dist.edit.bake_checkpoint``, run by lm-eval's ``vllm`` model;
   needs vLLM on a CUDA machine and is not tested on the project's CPU machines).
-- ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk.
+- ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk;
+  ``condition_rows(out, slugs)``: the rows of some finished conditions (to merge shards); ``write_rows``.
 
 Layout of ``out``: ``tasks/`` (offline task data and YAMLs), ``conditions/<slug>/`` with ``results.json``
 (lm-eval's own JSON), ``samples_<task>.jsonl`` (its logged samples), ``rows.csv`` and ``condition.json``
@@ -33,14 +35,15 @@ import pandas as pd
 
 from ..errors import InputError
 from ..outputs import open_output
-from .conditions import Condition, check_conditions
+from .conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
 from .scoring import Scorer
 from .tasks import prepare_tasks, resolve_tasks
 
-__all__ = ["BACKENDS", "ROW_COLUMNS", "evaluate_conditions", "read_rows", "read_samples", "require_vllm", "tidy_rows"]
+__all__ = ["BACKENDS", "ROW_COLUMNS", "condition_rows", "evaluate_conditions", "read_rows", "read_samples", "require_vllm",
+           "tidy_rows", "write_rows"]
 
 BACKENDS = ("hf", "vllm")
-ROW_COLUMNS = ["condition", "task", "metric", "value", "stderr", "filter", "n_samples", "neurons"]
+ROW_COLUMNS = ["condition", "task", "metric", "value", "stderr", "filter", "n_samples", "neurons", *FIELD_COLUMNS]
 _SAMPLE_DROP = ("arguments", "resps")  # the prompts and raw responses: large, and kept by lm-eval's hashes
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ def tidy_rows(result: dict, condition: Condition) -> pd.DataFrame:
             rows.append({
                 "condition": condition.name, "task": task, "metric": metric, "value": float(value),
                 "stderr": float(stderr) if isinstance(stderr, (int, float)) else math.nan,
-                "filter": filter_name, "n_samples": n_samples, "neurons": condition.neurons,
+                "filter": filter_name, "n_samples": n_samples, "neurons": condition.neurons, **condition.fields(),
             })
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
@@ -252,12 +255,14 @@ def evaluate_conditions(
     bootstrap_iters: int = 1000,
     hook_module: str | None = None,
     keep_checkpoints: bool = False,
+    table: bool = True,
 ) -> pd.DataFrame:
     """Evaluate each condition on ``tasks`` with lm-eval; return (and write to ``out/results.csv``) tidy rows.
 
     model : a model spec (hub id, folder, ``.gguf``, ``smollm2-135m-instruct``) or a ``LoadedModel``.
     limit : documents per task (an int, or a fraction in (0, 1)), or a mapping task → limit; ``None`` for all.
-    Finished conditions with the same config are read back, not rerun.
+    Finished conditions with the same config are read back, not rerun. ``table=False``: write only each
+    condition's own folder, not ``results.csv`` (a shard of a stage; the report stage merges).
     """
     from ..models import LoadedModel, load_model
 
@@ -296,11 +301,28 @@ def evaluate_conditions(
             _write_condition(folder, result, rows, record)
             _say(progress, f"{head}: done in {record['seconds']:.1f} s")
         frames.append(rows)
-    table = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
-    partial = out / "results.csv.partial"
-    table.to_csv(partial, index=False)
-    os.replace(partial, out / "results.csv")
-    return table
+    rows = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
+    if not table:
+        return rows
+    write_rows(rows, out)
+    return read_rows(out)  # as read back: absent fields are NaN whether a condition ran now or earlier
+
+
+def write_rows(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
+    """``out/results.csv``, written atomically."""
+    partial = Path(out) / "results.csv.partial"
+    rows[ROW_COLUMNS].to_csv(partial, index=False)
+    os.replace(partial, Path(out) / "results.csv")
+    return Path(out) / "results.csv"
+
+
+def condition_rows(out: str | os.PathLike, slugs: Sequence[str]) -> pd.DataFrame:
+    """The rows of the finished conditions ``slugs`` under ``out``, in that order; a missing one is an error."""
+    missing = [s for s in slugs if not (Path(out) / "conditions" / s / "condition.json").is_file()]
+    if missing:
+        raise InputError(f"{len(missing)} conditions under {out} are not evaluated yet (e.g. {missing[0]}); "
+                         f"run every shard of the stage first")
+    return pd.concat([pd.read_csv(Path(out) / "conditions" / s / "rows.csv") for s in slugs], ignore_index=True)
 
 
 def read_rows(out: str | os.PathLike) -> pd.DataFrame:
@@ -312,8 +334,8 @@ def read_rows(out: str | os.PathLike) -> pd.DataFrame:
 
 
 def read_samples(out: str | os.PathLike, condition: Condition | str, task: str) -> list[dict]:
-    """lm-eval's logged samples of ``task`` under ``condition`` (by name or Condition)."""
-    slug = condition.slug if isinstance(condition, Condition) else Condition(condition).slug
+    """lm-eval's logged samples of ``task`` under ``condition`` (a Condition or its display name)."""
+    slug = condition.slug if isinstance(condition, Condition) else slug_of(condition)
     path = Path(out) / "conditions" / slug / f"samples_{task}.jsonl"
     if not path.is_file():
         raise InputError(f"no samples for task {task!r} under condition {condition!r} at {path}; was it evaluated?")

@@ -1,8 +1,9 @@
 """Tables shaped like the paper's, from the tidy rows of ``evaluate_conditions``.
 
 - ``primary_rows(rows)``: one row per condition × task, the task's reported metric only.
-- ``network_table(rows, prefix="inhibit:")``: Table 3, one row per inhibited network (named by
-  ``fnet_dist.names.display_name``, ``news/5``), its neuron count, then one column per task.
+- ``network_rows(rows, corpus, edit="inhibit")``: the rows of each single template of ``corpus`` (not their union).
+- ``network_table(rows, corpus)``: Table 3, one row per inhibited network (named by
+  ``fnet_dist.names.network_name``, ``news/5``), its neuron count, then one column per task.
 - ``condition_table(rows, columns)``: Tables 10 / 11 and 4 / 9, one row per task (``CoLA (MCC)``), one
   column per condition (``{"Normal": "normal", "ICA": "top5:inhibit", ...}``), with an ``Average`` row over
   the non-perplexity tasks, perplexity tasks last.
@@ -19,10 +20,10 @@ import pandas as pd
 
 from ..display import nonfinite_note
 from ..errors import InputError
-from ..names import display_name
+from ..names import display_name, network_name
 from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
 
-__all__ = ["condition_table", "iou_table", "network_table", "primary_rows", "save_table", "to_markdown"]
+__all__ = ["condition_table", "iou_table", "network_rows", "network_table", "primary_rows", "save_table", "to_markdown"]
 
 
 def primary_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -40,13 +41,18 @@ def _task_order(tasks: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(tasks), key=lambda t: (_is_perplexity(t), list(tasks).index(t)))
 
 
-def network_table(rows: pd.DataFrame, prefix: str = "inhibit:") -> pd.DataFrame:
-    """Table 3: the conditions named ``prefix…`` (not their union ``…/all``) × tasks."""
-    chosen = primary_rows(rows)
-    chosen = chosen[chosen["condition"].str.startswith(prefix) & ~chosen["condition"].str.endswith("/all")]
+def network_rows(rows: pd.DataFrame, corpus: str, edit: str = "inhibit") -> pd.DataFrame:
+    """The rows of each single template of ``corpus`` edited by ``edit`` (kind ``network``, not the union)."""
+    keep = (rows["kind"] == "network") & (rows["corpus"] == corpus) & (rows["edit"] == edit) & rows["template"].notna()
+    return rows[keep]
+
+
+def network_table(rows: pd.DataFrame, corpus: str) -> pd.DataFrame:
+    """Table 3: each template of ``corpus`` inhibited (not their union) × tasks."""
+    chosen = network_rows(primary_rows(rows), corpus)
     if chosen.empty:
-        raise InputError(f"no conditions named {prefix}… in the results; evaluate networks first")
-    chosen = chosen.assign(network=chosen["condition"].map(display_name))
+        raise InputError(f"no network of corpus {corpus!r} inhibited in the results; evaluate networks first")
+    chosen = chosen.assign(network=[network_name(corpus, int(t)) for t in chosen["template"]])
     table = chosen.pivot(index="network", columns="task", values="value")
     order = list(dict.fromkeys(chosen["network"]))
     tasks = _task_order(list(dict.fromkeys(chosen["task"])))

@@ -149,7 +149,8 @@ class RunInfo:
 
 
 def _run_info(root: Path, label: str) -> RunInfo:
-    from ..config import load_config, stage_hash
+    from ..config import load_config
+    from ..stages import stage_hash
 
     info = RunInfo(label=label, root=root)
     if (root / "config.yaml").is_file():

@@ -1,6 +1,7 @@
 """The run report: one self-contained HTML page (``report/index.html``) beside its PNG and CSV files.
 
-``build_report(config, layout, model=None) -> Path`` reads what the stages left in the run folder
+``build_report(config, layout, model=None) -> Path`` (and ``findings.json`` beside the page) reads what the
+stages left in the run folder
 (stores' attrs, match / evaluate tables and figures, anatomy) and lays it out as the paper's results for
 this model, with the paper's claims checked on the run's own numbers. Sections whose inputs a run did not
 produce (evaluation disabled, say) are left out and named as such. A run whose stage failed still gets a
@@ -171,8 +172,10 @@ def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
     ``condition`` column by ``display_name``; ``dataset`` (or ``corpus``) with ``template``, and the pairs
     ``dataset_1`` / ``template_1``, ``dataset_2`` / ``template_2``, as one name each."""
     frame = frame.copy()
+    if "condition" in frame.columns and "kind" in frame.columns:  # rows with the condition's fields: named from them
+        frame["condition"] = [display_name(row) for row in frame.to_dict("records")]
     for column in ("network", "condition"):
-        if column in frame.columns:
+        if column in frame.columns and not (column == "condition" and "kind" in frame.columns):
             frame[column] = frame[column].map(display_name)
     if frame.index.name in ("network", "condition"):
         frame.index = frame.index.map(display_name).rename(frame.index.name)
@@ -217,10 +220,12 @@ def _stores(page: Page, config, layout) -> int | None:
     """Recording and decomposition summaries; returns the number of neurons (n_layers × d_model)."""
     import xarray as xr
 
+    from ..storage import store_exists
+
     record_rows, decompose_rows, total = [], [], None
     for corpus in config.corpora:
-        act = Path(layout.activations(corpus))
-        if (act / "zarr.json").exists():
+        act = layout.activations(corpus)  # a path or a URL (stores may live in object storage)
+        if store_exists(act):
             ds = xr.open_zarr(act, consolidated=False)
             split = pd.Series(ds["split"].values).value_counts()
             total = int(ds.sizes["layer"] * ds.sizes["neuron"])
@@ -229,8 +234,8 @@ def _stores(page: Page, config, layout) -> int | None:
                                 "tokens": int(ds["n_tokens"].values.sum()),
                                 "skipped (too short)": int(ds.attrs.get("n_skipped_short", 0)),
                                 "peak |activation|": float(ds["peak"].values.max())})
-        net = Path(layout.networks(corpus))
-        if (net / "zarr.json").exists():
+        net = layout.networks(corpus)
+        if store_exists(net):
             ds = xr.open_zarr(net, consolidated=False)
             status = pd.Series(ds["individual_status"].values)
             decompose_rows.append({
@@ -346,11 +351,12 @@ def _attribution(page: Page, config, layout, model) -> None:
     import xarray as xr
 
     from ..explain import attribution_fragment, explain_text
+    from ..storage import store_exists
 
     page.section("Token attribution (Figures 9-18)")
     for corpus in config.corpora:
-        net, act = layout.networks(corpus), Path(layout.activations(corpus))
-        if not (Path(net) / "zarr.json").exists() or not (act / "zarr.json").exists():
+        net, act = layout.networks(corpus), layout.activations(corpus)
+        if not store_exists(net) or not store_exists(act):
             continue
         ds = xr.open_zarr(act, consolidated=False)
         texts = [str(t) for t, s in zip(ds["text"].values, ds["split"].values) if s == "individual"]

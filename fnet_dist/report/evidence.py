@@ -1,36 +1,34 @@
 """What the findings read from a run's evaluate folder: per-example damage of each condition, by role.
 
-The one place that knows how conditions are named (``inhibit:news/3``, ``ctl-matched_count:news/3/0``,
-``top5:multiply1.02@news`` …): the findings ask for roles (a network, its draws of one kind, its part without
-massive channels, the amplified top neurons) and get names and per-example values back.
+Conditions are found by their fields (``fnet_dist.evaluate.conditions.FIELD_COLUMNS``: kind, edit, factor,
+corpus, template, percent, control, draw), which every result row carries; no name is parsed. The findings
+ask for roles (a network, its draws of one kind, its part without massive channels, the amplified top
+neurons) and get condition names (to report and to find the samples by) and per-example values back.
 
 - ``Evidence(folder)``: ``.primary`` (one row per condition and task), ``.tasks``, ``.names``.
 - ``.damage(condition, task) -> pd.Series``: per-example damage against ``normal`` (positive = worse), indexed by
   ``doc_id``: accuracy lost per example (0/1 metrics), or nats per word lost per passage (word perplexity:
   (log-likelihood under normal - under the condition) / words). Empty when the samples are missing.
-- ``.units(task)``: the damage's units. ``.networks()``: single networks inhibited (``inhibit:<corpus>/<k>``).
-- ``.draws(kind, network, task) -> (names, DataFrame draws × examples)``; ``.part(label, network)``: the
-  condition of a network's part (``minus-massive`` / ``massive-only``).
-- ``.top(percent, verb)``: ``{suffix: condition}`` for the top-percent conditions of every corpus (``""``
-  for a single corpus, ``"@news"`` …), and ``.localization(verb, suffix)``.
+- ``.units(task)``: the damage's units. ``.networks()``: single networks inhibited (kind ``network``).
+- ``.draws(kind, network, task) -> (names, DataFrame draws × examples)``; ``.part(kind, network)``: the
+  condition of a network's part (``minus_massive`` / ``massive_only``), or None when it was not evaluated.
+- ``.top(percent, edit, factor=None)``: ``{suffix: condition}`` for the top-percent conditions of every corpus
+  (``"@news"`` …), and ``.localization(suffix, edit)``.
 - ``.mask(condition) -> NeuronMask | None`` (the evaluate stage's saved masks) and ``.selection`` (the rule
   that chose the networks evaluated against controls).
 """
 from __future__ import annotations
 
 import json
-import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..evaluate.conditions import Condition
+from ..evaluate.conditions import FIELD_COLUMNS, matching, slug_of
 
 __all__ = ["Evidence"]
-
-_NETWORK = re.compile(r"^inhibit:(?P<corpus>[^/]+)/(?P<template>\d+)$")
 
 
 class Evidence:
@@ -44,8 +42,18 @@ class Evidence:
         from ..evaluate.tables import primary_rows
 
         frames = [pd.read_csv(p) for p in (self.folder / "results.csv", self.folder / "controls" / "results.csv") if p.is_file()]
-        return primary_rows(pd.concat(frames, ignore_index=True)).drop_duplicates(["condition", "task"]) if frames else pd.DataFrame(
-            columns=["condition", "task", "metric", "value", "neurons"])
+        if not frames:
+            return pd.DataFrame(columns=["condition", "task", "metric", "value", "neurons", *FIELD_COLUMNS])
+        rows = pd.concat(frames, ignore_index=True)
+        for column in FIELD_COLUMNS:  # rows written without a field (an older run) have it absent
+            if column not in rows:
+                rows[column] = None
+        return primary_rows(rows).drop_duplicates(["condition", "task"])
+
+    @cached_property
+    def conditions(self) -> pd.DataFrame:
+        """One row per condition: its name and fields."""
+        return self.rows.drop_duplicates("condition")
 
     @property
     def primary(self) -> pd.DataFrame:
@@ -77,38 +85,51 @@ class Evidence:
         both = normal.index.intersection(edited.index)
         return (normal[both] - edited[both]).sort_index()
 
+    def _names(self, rows: pd.DataFrame) -> list[str]:
+        return list(dict.fromkeys(rows["condition"]))
+
     def networks(self) -> list[str]:
-        return [n for n in dict.fromkeys(self.rows["condition"]) if _NETWORK.match(n)]
+        rows = matching(self.conditions, kind="network", edit="inhibit")
+        return self._names(rows[rows["template"].notna()])
+
+    def where(self, network: str) -> dict:
+        """The corpus and template of the network condition named ``network``."""
+        row = self.conditions[self.conditions["condition"] == network].iloc[0]
+        return {"corpus": row["corpus"], "template": int(row["template"])}
 
     def neurons(self, condition: str) -> int:
         return int(self.rows.loc[self.rows["condition"] == condition, "neurons"].iloc[0])
 
     def draws(self, kind: str, network: str, task: str, fraction: float = 0.15) -> tuple[list[str], pd.DataFrame]:
         """The draws of one control ``kind`` for ``network``: their names and per-example damage (draws × examples)."""
-        target = network.split(":", 1)[-1]
-        prefix = f"ctl-fraction{100 * fraction:g}/" if kind == "fraction" else f"ctl-{kind}:{target}/"
-        names = sorted((n for n in self.names if n.startswith(prefix) and n[len(prefix):].isdigit()),
-                       key=lambda n: int(n[len(prefix):]))
+        if kind == "fraction":
+            chosen = matching(self.conditions, kind="control", control=kind, percent=round(100 * fraction, 9))
+        else:
+            chosen = matching(self.conditions, kind="control", control=kind, **self.where(network))
+        names = self._names(chosen.sort_values("draw"))
         rows = [self.damage(n, task).rename(n) for n in names]
         return names, (pd.DataFrame(rows) if rows else pd.DataFrame())
 
-    @staticmethod
-    def part(label: str, network: str) -> str:
-        """``minus-massive:<corpus>/<k>`` or ``massive-only:<corpus>/<k>``."""
-        return f"{label}:{network.split(':', 1)[-1]}"
+    def part(self, kind: str, network: str) -> str | None:
+        """The condition of ``network``'s part ``kind`` (``minus_massive`` / ``massive_only``), or None."""
+        names = self._names(matching(self.conditions, kind=kind, **self.where(network)))
+        return names[0] if names else None
 
-    def top(self, percent: float, verb: str) -> dict[str, str]:
-        base = f"top{percent:g}:{verb}"
-        return {n[len(base):]: n for n in sorted(self.names) if n == base or n.startswith(base + "@")}
+    def top(self, percent: float, edit: str, factor: float | None = None) -> dict[str, str]:
+        """``{"@<corpus>": condition}`` of the top-``percent`` conditions edited by ``edit`` (× ``factor``)."""
+        fields = {"kind": "top", "percent": float(percent), "edit": edit, **({"factor": factor} if factor is not None else {})}
+        chosen = matching(self.conditions, **fields)
+        return {f"@{r.corpus}": r.condition for r in chosen.sort_values("corpus").itertuples()}
 
-    @staticmethod
-    def localization(verb: str, suffix: str) -> str:
-        return f"localization:{verb}{suffix}"
+    def localization(self, suffix: str, edit: str) -> str | None:
+        """The LLM-Localization condition of the corpus of ``suffix`` (``@news``), or None."""
+        names = self._names(matching(self.conditions, kind="localization", edit=edit, corpus=suffix.removeprefix("@")))
+        return names[0] if names else None
 
     def mask(self, condition: str):
         from ..masks import NeuronMask
 
-        path = self.folder / "masks" / f"{Condition(condition).slug}.npz"
+        path = self.folder / "masks" / f"{slug_of(condition)}.npz"
         return NeuronMask.load(str(path)) if path.is_file() else None
 
     @cached_property
@@ -120,7 +141,7 @@ class Evidence:
 def _scores(folder: str, condition: str, task: str, metric: str) -> pd.Series:
     """Per-example score (higher = better) from ``conditions/<slug>/samples_<task>.jsonl`` under ``folder`` or
     its ``controls``: the 0/1 metric itself, or log-likelihood per word for word perplexity."""
-    slug = Condition(condition).slug
+    slug = slug_of(condition)
     for root in (Path(folder), Path(folder) / "controls"):
         path = root / "conditions" / slug / f"samples_{task}.jsonl"
         if path.is_file():

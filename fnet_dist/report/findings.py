@@ -41,6 +41,7 @@ from ..stats import (
     paired_effect,
 )
 from ..names import display_name, network_name
+from ..evaluate.conditions import matching
 from .evidence import Evidence
 
 __all__ = ["FindingSettings", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
@@ -197,9 +198,10 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
             if massive is None or mask is None or not (mask.values & massive).any():
                 continue
             having.append(network)
-            part = ev.part("minus-massive", network)
+            part = ev.part("minus_massive", network)
             rest = int((mask.values & ~massive).sum())  # an empty part is the normal model, a whole one the network
-            subject = ev.damage(part if rest < mask.count else network, task) if rest else ev.damage("normal", task)
+            subject = (ev.damage(network, task) if rest == mask.count else ev.damage(part, task) if part
+                       else pd.Series(dtype=float)) if rest else ev.damage("normal", task)
             names, frame = ev.draws("matched_avoid_massive", network, task)
             if frame.empty or subject.empty:
                 continue
@@ -207,7 +209,7 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
             units.append((network, against_draws(subject[common_ids].to_numpy(), frame[common_ids].to_numpy(), level=s.level,
                                                  n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha,
                                                  what="count-matched draws avoiding massive channels")))
-            conditions += [part, *names]
+            conditions += [*([part] if part else []), *names]
         if not having:
             found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", applicable=False,
                                     reason="no network evaluated against controls has a neuron on a massive channel", **common))
@@ -239,7 +241,7 @@ def _paired(ev: Evidence, task: str, s: FindingSettings, diff: pd.Series) -> Est
 def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
     """Amplifying the top neurons improves the model on some task (one finding per corpus's top neurons)."""
     found = []
-    for suffix, condition in ev.top(s.top_percent, f"multiply{s.amplify_factor:g}").items():
+    for suffix, condition in ev.top(s.top_percent, "multiply", s.amplify_factor).items():
         units = [(task, _paired(ev, task, s, -ev.damage(condition, task))) for task in ev.tasks]
         estimate, details, task = _decide(units, 0.0, s.alpha)
         found.append(Finding.of(f"amplification{suffix}", f"Amplifying the top {s.top_percent:g} % ICA neurons{_of(suffix)} "
@@ -254,8 +256,8 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
     """ICA's top neurons hurt more than LLM Localization's (Table 9) and overlap them less than chance (Table 5)."""
     found = []
     for suffix, ica in ev.top(s.top_percent, "inhibit").items():
-        loc = ev.localization("inhibit", suffix)
-        if loc not in ev.names:
+        loc = ev.localization(suffix, "inhibit")
+        if loc is None:
             continue
         units = [(task, _paired(ev, task, s, (ev.damage(ica, task) - ev.damage(loc, task)).dropna())) for task in ev.tasks]
         estimate, details, task = _decide(units, 0.5, s.alpha)
@@ -290,7 +292,7 @@ def compute_findings(match_folder: Path, evaluate_folder: Path, settings: Findin
         massive = np.load(massive_path, allow_pickle=False) if massive_path.exists() else None
         if total_neurons:
             found += small_networks(ev, total_neurons, settings)
-        found += survives(ev, massive, settings) if ev.selection or any(n.startswith("ctl-") for n in ev.names) else []
+        found += survives(ev, massive, settings) if ev.selection or not matching(ev.conditions, kind="control").empty else []
         found += amplification(ev, settings)
         found += localization(ev, settings)
     return conclude([f for f in found if f is not None], settings.alpha)

@@ -1,0 +1,95 @@
+"""Command-line flags generated from the config sections, so a parameter is declared once (``fnet_dist.config``).
+
+- ``add_section(parser, section, *, only=None, skip=(), rename=None)``: one flag per field of a section
+  class: ``--max-tokens`` for ``max_tokens``, its help text the field's description and default, booleans as
+  ``--x / --no-x``, tuples as several values, ``Literal`` fields with their choices.
+- ``section_from(args, section, base=None)``: the section from ``base`` (default: its defaults) with the
+  flags that were given, validated by the section itself; a bad value is an ``InputError`` naming the flag.
+"""
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import InputError
+
+__all__ = ["add_section", "section_from"]
+
+_PREFIX = "section__"
+
+
+def _value(text: str) -> Any:
+    """A flag's text as YAML (``3`` → 3, ``0.2`` → 0.2, ``{a: 1}`` → a mapping); left as text if it is not YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _options(annotation: Any) -> dict[str, Any]:
+    """argparse options for a field of type ``annotation`` (values are checked by the section, not argparse,
+    so that a bad one is a one-line error)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is Literal:
+        return {}
+    if origin is tuple:
+        item = args[0]
+        return {"nargs": "*", **({} if item is str or typing.get_origin(item) is Literal else {"type": _value})}
+    if annotation is str or (origin in (typing.Union, types.UnionType) and set(args) == {str, type(None)}):
+        return {}
+    return {"type": _value}
+
+
+def _choices(annotation: Any) -> str:
+    """``: one of a, b`` for a ``Literal`` field (or a tuple of them), else nothing."""
+    if typing.get_origin(annotation) is tuple:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is Literal:
+        return f"; one of {', '.join(map(str, typing.get_args(annotation)))}"
+    return ""
+
+
+def add_section(parser: argparse.ArgumentParser, section: type[BaseModel], *, only: tuple[str, ...] | None = None,
+                skip: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
+    """Add one flag per field of ``section`` (sub-sections are left out)."""
+    rename = rename or {}
+    group = parser.add_argument_group(f"{section.__name__.removesuffix('Section').lower()} parameters (config section)")
+    for name, field in section.model_fields.items():
+        annotation = field.annotation
+        if (only is not None and name not in only) or name in skip or (
+                isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            continue
+        default = field.default
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        choices = _choices(annotation)
+        group.add_argument(f"--{rename.get(name, name).replace('_', '-')}", dest=f"{_PREFIX}{section.__name__}.{name}",
+                           default=argparse.SUPPRESS, help=f"{field.description}{choices} (default: {shown})".replace("%", "%%"),
+                           **({} if annotation is bool else {"metavar": name.upper()}),
+                           **_options(annotation))
+
+
+def section_from(args: argparse.Namespace, section: type[BaseModel], base: BaseModel | None = None,
+                 rename: dict[str, str] | None = None) -> Any:
+    """``section`` from ``base`` (or its defaults) updated with the flags given in ``args``; validated."""
+    from .config import describe_error
+
+    prefix = f"{_PREFIX}{section.__name__}."
+    given = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    for name, value in given.items():  # "a,b" and "a b" both give several values
+        if isinstance(value, list):
+            given[name] = [p for v in value for p in (v.split(",") if isinstance(v, str) else [v]) if p != ""]
+    data = {**(base.model_dump() if base is not None else {}), **given}
+    try:
+        return section.model_validate(data)
+    except ValidationError as exc:
+        message = describe_error(exc, "", flags=True)
+        for field, flag in (rename or {}).items():
+            message = message.replace(f"--{field.replace('_', '-')}:", f"--{flag.replace('_', '-')}:")
+        raise InputError(message) from None

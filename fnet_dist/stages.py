@@ -1,0 +1,221 @@
+"""The stage registry: every stage of a run declared once; ``fnet run``, a Dask cluster and Kubernetes all use it.
+
+- ``RunLayout(root, stores=None)``: where each stage reads and writes (results under ``root``, stores under
+  ``stores``, a local path or a URL such as ``s3://bucket/run``).
+- ``Stage``: a stage's name, its config section, what it reads and writes, how it shards (``None``,
+  ``"samples"`` or ``"conditions"``), whether it needs the model or Dask, and its function.
+- ``STAGES``: the stages in run order (record → decompose → match → evaluate → controls → report).
+- ``Run``: what the stages of one process share (config, layout, the model and Dask client, loaded once).
+- ``stage_hash(config, stage)``: a stable hash of everything that determines a stage's output.
+
+A shard ``(index, count)`` of a sharded stage does the ``index``-th of every ``count`` units (record: the
+samples of every corpus, position % count == index; evaluate and controls: the conditions) and writes only
+its own files; the report stage merges the evaluation shards into tables, figures and findings.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import PipelineConfig
+from .errors import InputError
+
+__all__ = ["STAGES", "Run", "RunLayout", "Stage", "stage_hash"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run: results under ``root``; activations and networks stores under ``stores`` (default: root)."""
+
+    root: Path
+    stores: str | None = None
+
+    def _store(self, kind: str, corpus: str) -> str:
+        base = (self.stores or str(self.root)).rstrip("/")
+        return f"{base}/{kind}/{corpus}.zarr"
+
+    def activations(self, corpus: str) -> str:
+        return self._store("activations", corpus)
+
+    def networks(self, corpus: str) -> str:
+        return self._store("networks", corpus)
+
+    @property
+    def match(self) -> Path:
+        return self.root / "match"
+
+    @property
+    def evaluate(self) -> Path:
+        return self.root / "evaluate"
+
+    @property
+    def controls(self) -> Path:
+        return self.root / "evaluate" / "controls"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def record_file(self) -> Path:
+        return self.root / "run.json"
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> "RunLayout":
+        return cls(Path(config.out).expanduser().resolve(), config.stores)
+
+
+class Run:
+    """State shared by the stages of one process: config, layout, the loaded model and the Dask scheduler."""
+
+    def __init__(self, config: PipelineConfig, layout: RunLayout, stack: ExitStack, scheduler: str | None = None) -> None:
+        self.config, self.layout, self._stack = config, layout, stack
+        self._model = None
+        self._wanted_scheduler = scheduler or config.dask.scheduler
+        self._scheduler: str | None = None
+        self.failed: dict[str, str] = {}  # stage -> its error, for the report of an incomplete run
+
+    @property
+    def model(self):
+        if self._model is None:
+            from .models import load_model
+
+            m = self.config.model
+            self._model = load_model(m.id, revision=m.revision, dtype=m.dtype, device=m.device,
+                                     trust_remote_code=m.trust_remote_code)
+        return self._model
+
+    @property
+    def scheduler(self) -> str:
+        """The address of the Dask scheduler (given, ``$DASK_SCHEDULER_ADDRESS``, or a local cluster started once)."""
+        if self._scheduler is None:
+            from .cluster import dask_client
+
+            client = self._stack.enter_context(dask_client(self._wanted_scheduler, n_workers=self.config.dask.n_workers))
+            self._scheduler = client.scheduler.address
+        return self._scheduler
+
+
+Shard = tuple[int, int]
+
+
+def _record(run: Run, shard: Shard) -> dict[str, Any]:
+    from .record import record_activations
+
+    stores = {}
+    for corpus, entry in run.config.corpora.items():
+        print(f"  record {corpus} ({entry.spec}), shard {shard[0]}/{shard[1]}", flush=True)
+        params = run.config.record.model_copy(update={"text_field": entry.text_field or run.config.record.text_field,
+                                                        "pack_to_tokens": run.config.pack_to_tokens()})
+        stores[corpus] = record_activations(run.model, entry.spec, run.layout.activations(corpus), params, shard=shard,
+                                            hook_module=run.config.model.hook_module, overwrite=True)
+    return {"stores": stores}
+
+
+def _decompose(run: Run, shard: Shard) -> dict[str, Any]:
+    from .decompose import decompose
+
+    stores = {}
+    for corpus in run.config.corpora:
+        print(f"  decompose {corpus}", flush=True)
+        stores[corpus] = decompose(run.layout.activations(corpus), run.layout.networks(corpus), run.config.decompose,
+                                   scheduler=run.scheduler, dataset=corpus, overwrite=True)
+    return {"stores": stores}
+
+
+def _match(run: Run, shard: Shard) -> dict[str, Any]:
+    from .match import match_networks
+
+    networks = [run.layout.networks(c) for c in run.config.corpora]
+    match_networks(networks, str(run.layout.match), run.config.match, scheduler=run.scheduler, anatomy=True)
+    return {"folder": str(run.layout.match)}
+
+
+def _evaluate(run: Run, shard: Shard) -> dict[str, Any]:
+    from .evaluate.experiment import evaluate_stage
+
+    if not run.config.evaluate.enabled:
+        print("  evaluation disabled in the config", flush=True)
+        return {"conditions": []}
+    return {"conditions": evaluate_stage(run.model, run.config, run.layout, *shard)}
+
+
+def _controls(run: Run, shard: Shard) -> dict[str, Any]:
+    from .evaluate.controls import controls_stage
+
+    e = run.config.evaluate
+    if not e.enabled or not e.controls.draws:
+        print("  controls off (evaluate disabled or evaluate.controls.draws = 0)", flush=True)
+        return {"conditions": []}
+    return {"conditions": controls_stage(run.model, run.config, run.layout, *shard)}
+
+
+def _report(run: Run, shard: Shard) -> dict[str, Any]:
+    from .evaluate.controls import merge_controls
+    from .evaluate.experiment import merge_evaluation
+    from .report import build_report
+
+    if run.config.evaluate.enabled:
+        merge_evaluation(run.config, run.layout)
+        merge_controls(run.config, run.layout)
+    explain = run.config.report.explain_texts and not run.failed
+    page = build_report(run.config, run.layout, model=run.model if explain else None, failed=run.failed)
+    return {"page": str(page)}
+
+
+def _stores(kind: str) -> Callable[[PipelineConfig, RunLayout], list[str]]:
+    return lambda config, layout: [getattr(layout, kind)(c) for c in config.corpora]
+
+
+def _evaluated(config: PipelineConfig, layout: RunLayout) -> list[str]:
+    return [layout.networks(c) for c in config.evaluation_corpora()]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: its config section, inputs and outputs (from a ``RunLayout``), sharding and function."""
+
+    name: str
+    section: str
+    reads: Callable[[PipelineConfig, RunLayout], list[str]]
+    writes: Callable[[PipelineConfig, RunLayout], list[str]]
+    run: Callable[[Run, Shard], dict[str, Any]] = field(repr=False)
+    shards: str | None = None
+    uses_dask: bool = False
+    uses_model: bool = False
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("record", "record", lambda c, layout: [e.spec for e in c.corpora.values()], _stores("activations"), _record,
+          shards="samples", uses_model=True),
+    Stage("decompose", "decompose", _stores("activations"), _stores("networks"), _decompose, uses_dask=True),
+    Stage("match", "match", _stores("networks"), lambda c, layout: [str(layout.match)], _match, uses_dask=True),
+    Stage("evaluate", "evaluate", _evaluated, lambda c, layout: [str(layout.evaluate / "conditions")], _evaluate,
+          shards="conditions", uses_model=True),
+    Stage("controls", "evaluate", lambda c, layout: [str(layout.match / "consistency.csv"), str(layout.match / "massive_mask.npy"),
+                                                     *_evaluated(c, layout)],
+          lambda c, layout: [str(layout.controls / "conditions")], _controls, shards="conditions", uses_model=True),
+    Stage("report", "report", lambda c, layout: [str(layout.root)], lambda c, layout: [str(layout.report)], _report),
+)}
+
+
+def stage_hash(config: PipelineConfig, stage: str) -> str:
+    """Hash of the config parts that determine ``stage``'s output (its section and every upstream one)."""
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    names = list(STAGES)
+    parts: dict[str, Any] = {"model": config.model.model_dump(), "stores": config.stores,
+                             "corpora": {k: v.model_dump() for k, v in config.corpora.items()}}
+    for name in names[: names.index(stage) + 1]:
+        section = STAGES[name].section
+        if section != "report" or stage == "report":
+            parts[section] = getattr(config, section).model_dump()
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
