@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..masks import NeuronMask
+from ..outputs import open_output
 from .tasks import PERPLEXITY_METRICS
 
 __all__ = [
@@ -276,8 +277,7 @@ def controls_pipeline(loaded, config, layout):
     networks = {n: NeuronMask.load(str(layout.evaluate / "masks" / f"{Condition(n).slug}.npz")) for n in names}
     massive = np.load(layout.match / "massive_mask.npy", allow_pickle=False)
     keep = rows[rows["condition"].isin(["normal", *names])]
-    folder = layout.evaluate / "controls"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(open_output(str(layout.evaluate / "controls"), "evaluation"))  # evaluation results, marked as such
     (folder / "selection.json").write_text(json.dumps({"rule": SELECTION_RULE, "networks": names}, indent=2) + "\n")
     return evaluate_controls(loaded, networks, folder, tasks=list(e.tasks), massive=massive,
                              kinds=c.kinds, n_draws=c.draws, seed=e.seed, fraction=e.random_fraction,
