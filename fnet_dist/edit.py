@@ -76,29 +76,33 @@ def model_shape(model: torch.nn.Module, arch: Architecture) -> tuple[int, int]:
     return len(block_output_modules(model, arch)), d_model
 
 
-def _placement(module: torch.nn.Module, model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and dtype of ``module``'s parameters (the model's when it has none of its own)."""
+def _placement(module: torch.nn.Module, model: torch.nn.Module) -> torch.dtype:
+    """Dtype of ``module``'s parameters (the model's when it has none of its own)."""
     param = next(module.parameters(), None)
     if param is None:
         param = next(model.parameters())
-    return param.device, param.dtype
+    return param.dtype
 
 
-def _channel_hook(edit: Edit, row: np.ndarray, device: torch.device, dtype: torch.dtype) -> Callable:
+def _channel_hook(edit: Edit, row: np.ndarray, dtype: torch.dtype) -> Callable:
     """A forward hook applying ``edit`` to the channels where ``row`` (shape (d_model,)) is True.
 
     The edit runs in the model's dtype when its value is exact there (always for float32 and inhibit);
-    otherwise (1.02 in bfloat16 is 1.0234) in float32, rounded once back to the model's dtype.
+    otherwise (1.02 in bfloat16 is 1.0234) in float32, rounded once back to the model's dtype. The edit
+    vector follows the output to its device (a model split by ``device_map`` runs layers on several).
     """
     value = 0.0 if edit.kind == "inhibit" else edit.value
     exact = torch.tensor(value, dtype=dtype).item() == value
     work = dtype if exact else torch.float32
-    selected = torch.tensor(row, dtype=torch.bool, device=device)
+    selected = torch.tensor(row, dtype=torch.bool)
     base = torch.zeros if edit.kind == "add" else torch.ones
-    vector = base(row.shape, dtype=work, device=device).masked_fill_(selected, value)
+    vectors = {torch.device("cpu"): base(row.shape, dtype=work).masked_fill_(selected, value)}
     combine = torch.add if edit.kind == "add" else torch.mul
 
     def apply(tensor: torch.Tensor) -> torch.Tensor:
+        vector = vectors.get(tensor.device)
+        if vector is None:
+            vector = vectors[tensor.device] = vectors[torch.device("cpu")].to(tensor.device)
         if tensor.dtype == work:
             return combine(tensor, vector)
         return combine(tensor.to(work), vector).to(tensor.dtype)
@@ -126,7 +130,7 @@ def edited(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: E
     try:
         for layer, module in enumerate(modules):
             if mask.values[layer].any():
-                hook = _channel_hook(edit, mask.values[layer], *_placement(module, model))
+                hook = _channel_hook(edit, mask.values[layer], _placement(module, model))
                 handles.append(module.register_forward_hook(hook))
         yield
     finally:
@@ -158,6 +162,11 @@ def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: 
             raise InputError(
                 f"layer {index}: {arch.bake_module} of {arch.name!r} has no weight with {d_model} output channels "
                 f"along dim {dim}; cannot bake there"
+            )
+        if weight.device.type == "meta":
+            raise InputError(
+                f"layer {index}: {arch.bake_module} is offloaded (device_map), so its weights are not in memory to "
+                f"edit; bake the checkpoint file instead (fnet bake streams a safetensors checkpoint shard by shard)"
             )
         if edit.kind == "add" and mask.values[index].any() and getattr(module, "bias", None) is None:
             raise InputError(
