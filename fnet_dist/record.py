@@ -335,8 +335,9 @@ def record_activations(
 
     Resumes a store of the same config (complete samples are skipped); a store of another config is
     an error unless ``overwrite``. With ``shard=(I, N)`` this process writes the samples whose store
-    position p has ``p % N == I``; shard 0 creates the store, the others wait up to ``wait_timeout`` s
-    for it. Returns the store URL.
+    position p has ``p % N == I``; whichever shard comes first creates the store (shards do not wait for
+    each other); only replacing a store of another config is shard 0's, the others wait up to
+    ``wait_timeout`` s for it. Returns the store URL.
     """
     from .architectures import resolve_architecture
     from .models import load_model
