@@ -9,13 +9,16 @@
   ``conv1d_columns`` (GPT-2 ``Conv1D``: weight column j, bias j), ``norm_scale`` (norm weight j, bias j),
   ``norm_scale_plus_one`` (Gemma norms ``x·(1+w)``: ``w' = f·(1+w) − 1``, inhibit ``w' = −1``);
   ``add`` needs a bias (bias j += value) and is refused where there is none.
-- ``bake_checkpoint(spec, mask, edit, out)``: load, bake, save a standard HF checkpoint (safetensors +
-  tokenizer) with ``fnet_edit.json`` (provenance) and ``fnet_mask.npz``, so any engine (HF, vLLM, TGI)
-  serves the edited model with no hooks.
+- ``bake_checkpoint(spec, mask, edit, out)``: a standard HF checkpoint (safetensors + tokenizer) with the
+  edit baked in, ``fnet_edit.json`` (provenance) and ``fnet_mask.npz``, so any engine (HF, vLLM, TGI)
+  serves the edited model with no hooks: streamed shard by shard from a safetensors checkpoint
+  (``fnet_dist.bake_stream``), else loaded, baked and saved.
+- ``edit_weight`` / ``edit_bias``: the tensor edits both bake paths share.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -32,9 +35,11 @@ from .architectures import Architecture, block_output_modules, decoder_layers, g
 from .errors import InputError
 from .masks import NeuronMask
 
-__all__ = ["EDIT_FILE", "EDIT_KINDS", "MASK_FILE", "Edit", "bake", "bake_checkpoint", "edited", "model_shape"]
+__all__ = ["CHANNEL_DIM", "EDIT_FILE", "EDIT_KINDS", "MASK_FILE", "Edit", "bake", "bake_checkpoint", "edit_bias", "edit_weight",
+           "edited", "model_shape", "edit_provenance", "write_checkpoint_folder", "write_provenance"]
 
 EDIT_KINDS = ("inhibit", "multiply", "add")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -143,12 +148,12 @@ def edited(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: E
 EDIT_FILE = "fnet_edit.json"
 MASK_FILE = "fnet_mask.npz"
 # which weight dimension holds output channel j, per bake kind
-_CHANNEL_DIM = {"linear_rows": 0, "conv1d_columns": 1, "norm_scale": 0, "norm_scale_plus_one": 0}
+CHANNEL_DIM = {"linear_rows": 0, "conv1d_columns": 1, "norm_scale": 0, "norm_scale_plus_one": 0}
 
 
 def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: NeuronMask, d_model: int) -> list:
     """The module to edit in each layer, all checked before any weight changes."""
-    if arch.bake_kind not in _CHANNEL_DIM:
+    if arch.bake_kind not in CHANNEL_DIM:
         raise InputError(
             f"architecture {arch.name!r} (a --hook-module pattern) has no known place to bake an edit; "
             f"apply the edit with hooks (fnet evaluate --backend hf) or add the family to fnet_dist/architectures.py"
@@ -157,7 +162,7 @@ def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: 
     for index, layer in enumerate(decoder_layers(model, arch)):
         module = get_module(layer, arch.bake_module)
         weight = getattr(module, "weight", None)
-        dim = _CHANNEL_DIM[arch.bake_kind]
+        dim = CHANNEL_DIM[arch.bake_kind]
         if weight is None or weight.dim() <= dim or weight.shape[dim] != d_model:
             raise InputError(
                 f"layer {index}: {arch.bake_module} of {arch.name!r} has no weight with {d_model} output channels "
@@ -182,19 +187,30 @@ def _edit_channels(param: torch.Tensor, dim: int, index: torch.Tensor, update) -
     param.index_copy_(dim, index, update(param.index_select(dim, index)))
 
 
-def _bake_module(module: torch.nn.Module, kind: str, index: torch.Tensor, edit: Edit) -> None:
-    """Edit channels ``index`` of ``module``'s weight (and bias), computed in float32, rounded once."""
-    weight, bias, f = module.weight.data, getattr(module, "bias", None), edit.value
-    plus_one = kind == "norm_scale_plus_one"
+def edit_weight(weight: torch.Tensor, kind: str, index: torch.Tensor, edit: Edit) -> None:
+    """Edit output channels ``index`` of a bake-module weight (``kind`` as in ``Architecture.bake_kind``), in
+    place, computed in float32 and rounded once to the weight's dtype."""
+    f, plus_one = edit.value, kind == "norm_scale_plus_one"
     if edit.kind == "inhibit":
-        _edit_channels(weight, _CHANNEL_DIM[kind], index, lambda w: torch.full_like(w, -1.0 if plus_one else 0.0))
+        _edit_channels(weight, CHANNEL_DIM[kind], index, lambda w: torch.full_like(w, -1.0 if plus_one else 0.0))
     elif edit.kind == "multiply":
         scale = (lambda w: f * (1 + w.float()) - 1) if plus_one else (lambda w: w.float() * f)
-        _edit_channels(weight, _CHANNEL_DIM[kind], index, lambda w: scale(w).to(w.dtype))
-    if bias is not None:
-        update = {"inhibit": torch.zeros_like, "multiply": lambda b: (b.float() * f).to(b.dtype),
-                  "add": lambda b: (b.float() + f).to(b.dtype)}[edit.kind]
-        _edit_channels(bias.data, 0, index, update)
+        _edit_channels(weight, CHANNEL_DIM[kind], index, lambda w: scale(w).to(w.dtype))
+
+
+def edit_bias(bias: torch.Tensor, index: torch.Tensor, edit: Edit) -> None:
+    """Edit entries ``index`` of a bake-module bias, in place (float32, rounded once)."""
+    f = edit.value
+    update = {"inhibit": torch.zeros_like, "multiply": lambda b: (b.float() * f).to(b.dtype),
+              "add": lambda b: (b.float() + f).to(b.dtype)}[edit.kind]
+    _edit_channels(bias, 0, index, update)
+
+
+def _bake_module(module: torch.nn.Module, kind: str, index: torch.Tensor, edit: Edit) -> None:
+    """Edit channels ``index`` of ``module``'s weight (and bias)."""
+    edit_weight(module.weight.data, kind, index, edit)
+    if getattr(module, "bias", None) is not None:
+        edit_bias(module.bias.data, index, edit)
 
 
 def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edit = Edit()) -> None:
@@ -222,10 +238,10 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise InputError(f"--out {str(out)!r} already holds files; pass --overwrite to replace it, or choose another folder")
 
 
-def _provenance(loaded: Any, arch: Architecture, mask: NeuronMask, edit: Edit) -> dict:
+def edit_provenance(info: dict, arch: Architecture, mask: NeuronMask, edit: Edit, method: str = "loaded") -> dict:
     return {
-        "format": "fnet-edit", "version": 1, "package_version": __version__,
-        "source_model": loaded.info, "architecture": arch.name,
+        "format": "fnet-edit", "version": 1, "package_version": __version__, "bake_method": method,
+        "source_model": info, "architecture": arch.name,
         "bake_module": arch.bake_module, "bake_kind": arch.bake_kind, "edit": edit.to_dict(),
         "mask": {"name": mask.name, "shape": list(mask.values.shape), "count": mask.count, "meta": mask.meta,
                  "file": MASK_FILE},
@@ -251,31 +267,16 @@ def _drop_dequantized_gguf(model: torch.nn.Module) -> None:
     quantizer.remove_quantization_config(model)
 
 
-def bake_checkpoint(
-    model_spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False, **load_kwargs: Any
-) -> str:
-    """Load ``model_spec`` (``fnet_dist.models.load_model`` with ``load_kwargs``), bake, save to folder ``out``.
-
-    Written beside under a temporary name and moved into place when complete, so an interrupted bake
-    never leaves a checkpoint that looks finished. GGUF sources are saved as ordinary safetensors.
-    """
-    from .architectures import resolve_architecture
-    from .models import load_model
-
+def write_checkpoint_folder(out: str | os.PathLike, overwrite: bool, fill: Callable[[Path], None]) -> str:
+    """Run ``fill(folder)`` on a temporary folder beside ``out`` and move it into place when complete, so an
+    interrupted bake never leaves a checkpoint that looks finished."""
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
     _check_out(out, overwrite)
-    loaded = load_model(model_spec, **load_kwargs)
-    arch = resolve_architecture(loaded.model)
-    bake(loaded.model, arch, mask, edit)
-    _drop_dequantized_gguf(loaded.model)
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     try:
-        loaded.model.save_pretrained(partial, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(partial)
-        mask.save(str(partial / MASK_FILE))
-        text = json.dumps(_provenance(loaded, arch, mask, edit), indent=2, default=str)
-        (partial / EDIT_FILE).write_text(text + "\n")
+        fill(partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -283,3 +284,43 @@ def bake_checkpoint(
         shutil.rmtree(out)
     partial.rename(out)
     return str(out)
+
+
+def bake_checkpoint(
+    model_spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False, **load_kwargs: Any
+) -> str:
+    """Bake ``mask``'s edit into ``model_spec`` and save the checkpoint to folder ``out``.
+
+    A safetensors checkpoint (a local folder or a hub id) is edited shard by shard without loading the model
+    (``fnet_dist.bake_stream``: peak memory about one edited tensor, the checkpoint's dtype kept, every other
+    tensor bit-identical). Other sources (GGUF, ``.bin`` weights, quantized checkpoints, or a ``dtype`` other
+    than the checkpoint's) are loaded (``fnet_dist.models.load_model`` with ``load_kwargs``), baked and saved
+    as safetensors.
+    """
+    from .architectures import resolve_architecture
+    from .bake_stream import StreamedBakeUnsupported, bake_streamed
+    from .models import load_model
+
+    try:
+        return bake_streamed(model_spec, mask, edit, out, overwrite=overwrite, revision=load_kwargs.get("revision"),
+                             dtype=load_kwargs.get("dtype", "auto"))
+    except StreamedBakeUnsupported as exc:
+        log.info("baking %s through a loaded model: %s", model_spec, exc)
+    _check_out(Path(os.path.expanduser(os.fspath(out))).resolve(), overwrite)
+    loaded = load_model(model_spec, **load_kwargs)
+    arch = resolve_architecture(loaded.model)
+    bake(loaded.model, arch, mask, edit)
+    _drop_dequantized_gguf(loaded.model)
+
+    def fill(folder: Path) -> None:
+        loaded.model.save_pretrained(folder, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(folder)
+        write_provenance(folder, edit_provenance(loaded.info, arch, mask, edit), mask)
+
+    return write_checkpoint_folder(out, overwrite, fill)
+
+
+def write_provenance(folder: Path, provenance: dict, mask: NeuronMask) -> None:
+    """``fnet_mask.npz`` and ``fnet_edit.json`` into a baked checkpoint ``folder``."""
+    mask.save(str(folder / MASK_FILE))
+    (folder / EDIT_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
