@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.runner import require_vllm
     from ..evaluate.tables import condition_table, to_markdown
     from ..evaluate.tasks import resolve_tasks
+    from ..evaluate.vllm_backend import VLLMSettings
     from ..models import load_model
 
     if args.backend == "vllm":
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code, **placement(args))
     rows = evaluate_networks(loaded, args.networks, args.out, tasks=tasks, conditions=args.conditions, settings=settings,
                              probing=args.probe, sweeps=args.sweep, hook_module=args.hook_module, limit=args.limit,
-                             backend=args.backend, batch_size=args.batch_size, progress=not args.quiet)
+                             backend=args.backend, batch_size=args.batch_size, progress=not args.quiet,
+                             **({"vllm": VLLMSettings(trust_remote_code=args.trust_remote_code)} if args.backend == "vllm" else {}))
     print(to_markdown(condition_table(rows, list(dict.fromkeys(rows["condition"])))), end="")
     print(f"results: {args.out}/results.csv, tables in {args.out}/tables, figures in {args.out}/figures")
     return 0
