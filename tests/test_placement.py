@@ -80,3 +80,18 @@ def test_bad_max_memory(items, message):
 def test_bad_dtype(tiny_llama):
     with pytest.raises(InputError, match="unknown dtype 'float64'; expected one of auto, float32"):
         load_model(tiny_llama, dtype="float64")
+
+
+def test_gpu_check_says_in_one_line_that_there_is_no_gpu():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "gpu_check: no CUDA GPU is visible to torch on this machine; run this script on a GPU machine"]
