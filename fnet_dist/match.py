@@ -23,6 +23,7 @@ import pandas as pd
 from storage_schemas import NETWORKS
 
 from . import __version__
+from .display import nonfinite_note
 from .errors import InputError
 from .networks import DEFAULT_THRESHOLD, binarize, check_threshold, describe_networks, flatten_networks, sparse_networks
 
@@ -178,7 +179,8 @@ def markdown_table(frame: pd.DataFrame, floats: str = "{:.4f}") -> str:
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows]) + "\n"
+    note = nonfinite_note(frame)
+    return "\n".join([header, rule, *rows]) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def consistency_markdown(consistency: pd.DataFrame, iou: float) -> str:

@@ -4,6 +4,8 @@
 - ``run_pipeline(config, stages=None, force=False) -> dict``: run the stages in order. A stage whose
   outputs exist for the same config hash (``run.json``) is skipped; a crashed stage is rerun and, since
   every stage resumes its own partial work, finishes what is missing. Returns the run record.
+  A stage that raises is recorded as ``failed`` with its error; the stages after it do not run, except the
+  report, which shows what exists marked incomplete (status ``incomplete``); then ``StageError`` (exit 1).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import yaml
 
 from . import __version__
 from .config import STAGES, PipelineConfig, stage_hash
-from .errors import InputError
+from .errors import FnetError, InputError, StageError, one_line
 
 __all__ = ["RunLayout", "run_pipeline"]
 
@@ -66,6 +68,7 @@ class _Run:
         self._stack = stack
         self._model = None
         self._scheduler: str | None = None
+        self.failed: dict[str, str] = {}  # stage -> its error, for the report of an incomplete run
 
     @property
     def model(self):
@@ -171,7 +174,8 @@ def _evaluate(run: _Run) -> dict[str, Any]:
 def _report(run: _Run) -> dict[str, Any]:
     from .report import build_report
 
-    page = build_report(run.config, run.layout, model=run.model if run.config.report.explain_texts else None)
+    explain = run.config.report.explain_texts and not run.failed
+    page = build_report(run.config, run.layout, model=run.model if explain else None, failed=run.failed)
     return {"page": str(page)}
 
 
@@ -215,26 +219,44 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
     with ExitStack() as stack:
         run = _Run(config, layout, stack)
         for number, stage in enumerate(chosen, start=1):
+            step = f"[{number}/{len(chosen)}] {stage}"
+            if run.failed and stage != "report":
+                _say(f"{step}: not run ({', '.join(run.failed)} failed)")
+                continue
             digest = stage_hash(config, stage)
             done = record["stages"].get(stage, {})
-            if not force and done.get("hash") == digest and done.get("status") == "done":
-                _say(f"[{number}/{len(chosen)}] {stage}: cached (config hash {digest})")
+            if not force and not run.failed and done.get("hash") == digest and done.get("status") == "done":
+                _say(f"{step}: cached (config hash {digest})")
                 continue
-            _say(f"[{number}/{len(chosen)}] {stage} …")
+            _say(f"{step} …" if not run.failed else f"{step} of what exists (incomplete) …")
             record["stages"][stage] = {"hash": digest, "status": "running", "started": _now()}
             _save_record(layout, record)
             t0 = time.perf_counter()
-            outputs = _STAGE_FUNCTIONS[stage](run)
+            try:
+                outputs = _STAGE_FUNCTIONS[stage](run)
+            except Exception as exc:  # the report of what exists still gets written; the run ends non-zero
+                error = one_line(exc)
+                log.error("stage %s failed: %s", stage, error, exc_info=not isinstance(exc, FnetError))
+                run.failed[stage] = error
+                record["stages"][stage].update(status="failed", finished=_now(), error=error)
+                _save_record(layout, record)
+                _say(f"{step}: failed ({error})")
+                continue
             seconds = time.perf_counter() - t0
-            record["stages"][stage] = {"hash": digest, "status": "done", "started": record["stages"][stage]["started"],
-                                       "finished": _now(), "seconds": round(seconds, 2), "outputs": outputs}
+            record["stages"][stage] = {"hash": digest, "status": "incomplete" if run.failed else "done",
+                                       "started": record["stages"][stage]["started"], "finished": _now(),
+                                       "seconds": round(seconds, 2), "outputs": outputs}
             _save_record(layout, record)
-            _say(f"[{number}/{len(chosen)}] {stage}: done in {seconds:.1f} s")
+            _say(f"{step}: {record['stages'][stage]['status']} in {seconds:.1f} s")
     total = time.perf_counter() - started
     record["last_run_seconds"] = round(total, 2)
     _save_record(layout, record)
-    _say(f"run {config.name!r} finished in {total:.1f} s: {layout.root}")
     report = record["stages"].get("report", {}).get("outputs", {}).get("page")
+    if run.failed:
+        where = f"; the report of what exists (marked incomplete): {report}" if report else ""
+        raise StageError(f"run {config.name!r}: {'; '.join(f'stage {s} failed ({e})' for s, e in run.failed.items())}"
+                         f"{where}; fix the cause and rerun the same command to resume")
+    _say(f"run {config.name!r} finished in {total:.1f} s: {layout.root}")
     if report:
         _say(f"report: {report}")
     return record

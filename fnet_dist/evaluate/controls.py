@@ -17,6 +17,7 @@ One random mask is not a control on a real model: a draw that hits a massive-act
   given networks on one loaded model (hooks; cost = evaluation only) and write ``tables/controls.csv``
   (each network against each kind of random draw: mean, 95 % interval, empirical p-value) and
   ``tables/separated.csv`` (whole network, without its massive channels, those channels alone).
+- ``write_control_reports(rows, networks, out)``: those two tables and a figure per task from tidy rows.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ __all__ = [
     "metric_direction",
     "random_controls",
     "separated_masks",
+    "write_control_reports",
 ]
 
 CONTROL_KINDS = ("fraction", "matched_count", "matched_per_layer", "matched_avoid_massive")
@@ -81,14 +83,19 @@ def random_controls(kind: str, shape: tuple[int, int], n_draws: int = 10, seed: 
 
 
 def interval(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the central ``level`` interval (percentiles) of a set of random draws."""
+    """Mean and the central ``level`` interval (percentiles) of a set of random draws.
+
+    The mean is kept within the draws' range, where it lies mathematically: summing identical draws in
+    floating point can land one unit in the last place outside it (three draws of 0.7 -> 0.6999999999999998).
+    It need not lie inside the interval (a skewed set of draws).
+    """
     data = np.asarray(values, dtype=float)
     data = data[np.isfinite(data)]
     if data.size == 0:
         return (float("nan"),) * 3
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(data, [tail, 100 - tail])
-    return float(data.mean()), float(low), float(high)
+    return float(np.clip(data.mean(), data.min(), data.max())), float(low), float(high)
 
 
 def empirical_p_value(observed: float, draws, worse: str = "lower") -> float:
@@ -212,9 +219,7 @@ def evaluate_controls(model, networks: dict[str, NeuronMask], out, *, tasks, mas
 
     from ..edit import Edit
     from .conditions import NORMAL, Condition
-    from .figures import control_plot
     from .runner import evaluate_conditions
-    from .tables import save_table
 
     conditions = control_conditions(networks, massive, kinds=kinds, n_draws=n_draws, seed=seed, fraction=fraction)
     if normal_rows is None:
@@ -222,6 +227,15 @@ def evaluate_controls(model, networks: dict[str, NeuronMask], out, *, tasks, mas
     rows = evaluate_conditions(model, conditions, tasks, out, seed=seed, **options)
     if normal_rows is not None:
         rows = pd.concat([normal_rows, rows], ignore_index=True)
+    return write_control_reports(rows, networks, out, fraction=fraction)
+
+
+def write_control_reports(rows, networks: dict[str, NeuronMask], out, *, fraction: float = 0.15):
+    """``out/tables/controls`` and ``separated`` (CSV + Markdown) and a figure per task from tidy rows
+    (normal, the networks and their controls); returns (controls, separated) DataFrames."""
+    from .figures import control_plot
+    from .tables import save_table
+
     controls, separated = control_tables(rows, networks, fraction=fraction)
     folder = Path(out) / "tables"
     save_table(controls, folder, "controls")

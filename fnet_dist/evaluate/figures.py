@@ -10,6 +10,8 @@
 - ``format_flip(row)``: one flip as the paper's Figure 8 box.
 - ``control_plot(controls, separated, path, task)``: each network's damage against the random draws'
   intervals, and split at the massive channels (issue 8's controls).
+
+Every figure draws the values it can and names, inside the panel, those it cannot (``fnet_dist.display``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..display import drawable, note_undrawn, undrawn
 from ..errors import InputError
 from .runner import read_samples
 from .tables import primary_rows
@@ -46,6 +49,12 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+def _legend(ax, **options) -> None:
+    """A legend when the axes has labelled artists (a panel whose values were all undrawable has none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _value(rows: pd.DataFrame, condition: str, task: str) -> float:
     hit = rows[(rows["condition"] == condition) & (rows["task"] == task)]
     if hit.empty:
@@ -60,14 +69,18 @@ def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = 
     chosen = primary[(primary["task"] == task) & primary["condition"].str.startswith(prefix)]
     if chosen.empty:
         raise InputError(f"no {prefix}… conditions evaluated on {task!r}; add it with --tasks {task}")
+    names = [c[len(prefix):] for c in chosen["condition"]]
+    values, normal = chosen["value"].to_numpy(dtype=float), _value(primary, "normal", task)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(chosen)), 3.5))
-    ax.bar([c[len(prefix):] for c in chosen["condition"]], chosen["value"], color="#4c72b0")
-    ax.axhline(_value(primary, "normal", task), color="k", ls="--", label="normal")
+    ax.bar(names, np.where(drawable(values), values, np.nan), color="#4c72b0")
+    if drawable(normal):
+        ax.axhline(normal, color="k", ls="--", label="normal")
     ax.set_ylabel(task_label(task))
     ax.set_xlabel("inhibited network")
+    note_undrawn(ax, undrawn(names, values) + undrawn(["normal"], [normal]))
     ax.tick_params(axis="x", rotation=45)
-    ax.legend()
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -85,13 +98,17 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(tasks) * len(conditions) + 2), 3.5))
     width = 0.8 / len(conditions)
+    missing = []
     for i, (condition, row) in enumerate(zip(conditions, deltas)):
-        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, row, width, label=condition)
+        ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, np.where(drawable(row), row, np.nan),
+               width, label=condition)
+        missing += undrawn([f"{condition} on {task_label(t)}" for t in tasks], row)
     ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("score − normal")
+    note_undrawn(ax, missing)
     if len(conditions) <= 12:
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     return _save(fig, path)
 
 
@@ -106,19 +123,27 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
         raise InputError(f"no sweep results on task {task!r}")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.5), squeeze=False)
-    normal = chosen[chosen["kind"] == "normal"]["value"]
+    normal = chosen[chosen["kind"] == "normal"]["value"].to_numpy(dtype=float)[:1]
+    log = primary_metric(task) in PERPLEXITY_METRICS
     for ax, kind in zip(axes[0], kinds):
+        missing, drawn = undrawn(["normal"], normal, log), False
         for mask, group in chosen[chosen["kind"] == kind].groupby("mask", sort=False):
             group = group.sort_values("amount")
-            ax.plot(group["amount"], group["value"], marker="o", label=mask)
-        if len(normal):
-            ax.axhline(float(normal.iloc[0]), color="k", ls="--", label="normal")
+            amounts, values = group["amount"].to_numpy(dtype=float), group["value"].to_numpy(dtype=float)
+            keep = drawable(values, log)
+            ax.plot(amounts[keep], values[keep], marker="o", label=mask)
+            missing += undrawn([f"{mask} at {a:g}" for a in amounts], values, log)
+            drawn |= bool(keep.any())
+        if len(normal) and drawable(normal, log).all():
+            ax.axhline(float(normal[0]), color="k", ls="--", label="normal")
+            drawn = True
         ax.set_xlabel("factor" if kind == "multiply" else "added value")
         ax.set_ylabel(task_label(task))
-        if primary_metric(task) in PERPLEXITY_METRICS:
+        if log and drawn:
             ax.set_yscale("log")
+        note_undrawn(ax, missing, log)
         ax.set_title(kind)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     return _save(fig, path)
 
 
@@ -163,36 +188,60 @@ def format_flip(row: pd.Series, *, choices=("negative", "positive"), condition: 
 
 
 def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os.PathLike, task: str) -> Path:
-    """Left: each network's value with the 95 % interval of each kind of random draw; right: the damage of the
-    whole network, without its massive channels, and of those channels alone."""
+    """Left: each network's value against each kind of random draw (a segment from the interval's low to its
+    high, a dot at the draws' mean); right: the damage of the whole network, without its massive channels,
+    and of those channels alone. Values a panel cannot place (inf, nan; ≤ 0 on a log axis) are named in it."""
     plt = _pyplot()
     ctl, sep = controls[controls["task"] == task], separated[separated["task"] == task]
     if ctl.empty and sep.empty:
         raise InputError(f"no control results for task {task!r}")
     networks = list(dict.fromkeys(list(ctl["network"]) + list(sep["network"])))
+    position = {n: i for i, n in enumerate(networks)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.6 * len(networks) + 2.2))
+    log = primary_metric(task) in PERPLEXITY_METRICS
     kinds = list(dict.fromkeys(ctl["control"]))
+    missing, drawn = [], False
     for j, kind in enumerate(kinds):
-        part = ctl[ctl["control"] == kind].set_index("network").reindex(networks)
-        y = np.arange(len(networks)) + 0.15 * (j - len(kinds) / 2)
-        left.errorbar(part["mean"], y, xerr=[part["mean"] - part["low"], part["high"] - part["mean"]], fmt="o",
-                      ms=3, capsize=2, label=kind)
+        part = ctl[ctl["control"] == kind]
+        y = part["network"].map(position).to_numpy(dtype=float) + 0.15 * (j - len(kinds) / 2)
+        mean, low, high = (part[c].to_numpy(dtype=float) for c in ("mean", "low", "high"))
+        dots = drawable(mean, log)
+        line, = left.plot(mean[dots], y[dots], "o", ms=3, label=kind)
+        spans = drawable(low, log) & drawable(high, log)
+        left.hlines(y[spans], low[spans], high[spans], color=line.get_color(), lw=1.2)
+        missing += undrawn([f"{kind} mean ({n})" for n in part["network"]], mean, log)
+        missing += [f"{kind} interval ({n})" for n, ok in zip(part["network"], spans) if not ok]
+        drawn |= bool(dots.any() or spans.any())
     if not ctl.empty:
-        observed = ctl.drop_duplicates("network").set_index("network").reindex(networks)
-        left.scatter(observed["network_value"], np.arange(len(networks)), marker="x", color="k", zorder=3, label="network")
-        left.axvline(ctl["normal"].iloc[0], color="grey", ls="--", lw=1, label="normal")
-        if primary_metric(task) in PERPLEXITY_METRICS:
-            left.set_xscale("log")
+        observed = ctl.drop_duplicates("network")
+        values = observed["network_value"].to_numpy(dtype=float)
+        keep = drawable(values, log)
+        left.scatter(values[keep], observed["network"].map(position).to_numpy()[keep], marker="x", color="k",
+                     zorder=3, label="network")
+        missing += undrawn(list(observed["network"]), values, log)
+        normal = float(ctl["normal"].iloc[0])
+        if drawable(normal, log):
+            left.axvline(normal, color="grey", ls="--", lw=1, label="normal")
+        missing += undrawn(["normal"], [normal], log)
+        drawn |= bool(keep.any())
+    if log and drawn:
+        left.set_xscale("log")
     left.set_yticks(np.arange(len(networks)), networks)
+    left.set_ylim(len(networks) - 0.5, -0.5)  # one band per network, the first on top
     left.set_xlabel(f"{task_label(task)}: random draws (mean, 95 % interval) vs the network")
-    left.legend(fontsize=7)
-    width = 0.27
+    note_undrawn(left, missing, log)
+    _legend(left, fontsize=7)
+    width, missing = 0.27, []
     for j, (column, label) in enumerate([("damage_whole", "whole network"), ("damage_minus_massive", "without massive channels"),
                                          ("damage_massive_only", "massive channels only")]):
-        values = sep.set_index("network").reindex(networks)[column]
-        right.barh(np.arange(len(networks)) + (j - 1) * width, values, height=width, label=label)
+        values = sep[column].to_numpy(dtype=float)
+        keep = drawable(values)
+        right.barh(sep["network"].map(position).to_numpy()[keep] + (j - 1) * width, values[keep], height=width, label=label)
+        missing += undrawn([f"{label} ({n})" for n in sep["network"]], values)
     right.set_yticks(np.arange(len(networks)), networks)
+    right.set_ylim(len(networks) - 0.5, -0.5)
     right.axvline(0, color="grey", lw=1)
     right.set_xlabel(f"{task_label(task)}: damage against normal (positive = worse)")
-    right.legend(fontsize=7)
+    note_undrawn(right, missing)
+    _legend(right, fontsize=7)
     return _save(fig, path)

@@ -7,17 +7,17 @@
   column per condition (``{"Normal": "normal", "ICA": "top5:inhibit", ...}``), with an ``Average`` row over
   the non-perplexity tasks, perplexity tasks last.
 - ``iou_table(pairs)``: Table 5, the IoU between named masks.
-- ``to_markdown(table)``; ``save_table(table, folder, name) -> (csv_path, markdown_path)``.
+- ``to_markdown(table)`` (``inf`` / ``nan`` as they are, with a note); ``save_table(table, folder, name) -> (csv_path, markdown_path)``.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
 
+from ..display import nonfinite_note
 from ..errors import InputError
 from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
 
@@ -81,18 +81,18 @@ def iou_table(pairs: Mapping[str, float]) -> pd.DataFrame:
 
 
 def _cell(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table with the index as the first column and 4-decimal numbers."""
+    """A GitHub Markdown table with the index as the first column and 4-decimal numbers; ``inf`` / ``nan``
+    shown as they are, with a note under the table."""
     header = [str(table.index.name or "")] + [str(c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, row in table.iterrows():
         lines.append("| " + " | ".join([str(label)] + [_cell(v) for v in row]) + " |")
-    return "\n".join(lines) + "\n"
+    note = nonfinite_note(table)
+    return "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def save_table(table: pd.DataFrame, folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
@@ -100,6 +100,6 @@ def save_table(table: pd.DataFrame, folder: str | os.PathLike, name: str) -> tup
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
-    table.to_csv(csv_path)
+    table.to_csv(csv_path, na_rep="nan")
     md_path.write_text(to_markdown(table), encoding="utf-8")
     return csv_path, md_path

@@ -3,12 +3,14 @@
 ``build_report(config, layout, model=None) -> Path`` reads what the stages left in the run folder
 (stores' attrs, match / evaluate tables and figures, anatomy) and lays it out as the paper's results for
 this model, with the paper's claims checked on the run's own numbers. Sections whose inputs a run did not
-produce (evaluation disabled, say) are left out and named as such.
+produce (evaluation disabled, say) are left out and named as such. A run whose stage failed still gets a
+page of what exists, marked incomplete at the top with the failed stage and its error.
 """
 from __future__ import annotations
 
 import html
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -16,10 +18,13 @@ import pandas as pd
 import yaml
 
 from .. import __version__
+from ..errors import StageError, one_line
 from .findings import compute_findings
 from .page import Page
 
 __all__ = ["build_report"]
+
+log = logging.getLogger(__name__)
 
 _EVALUATE_TABLES = {
     "table3_networks": "Table 3: accuracy and perplexity with each network inhibited",
@@ -63,6 +68,8 @@ def _provenance(page: Page, config, layout, run_record: dict) -> None:
     for stage, info in run_record.get("stages", {}).items():
         if info.get("status") == "done":
             rows.append((f"stage {stage}", f"{info.get('seconds', 0):.1f} s, config hash {info.get('hash')}"))
+        elif info.get("status") == "failed":
+            rows.append((f"stage {stage}", f"failed: {info.get('error')}"))
     page.table(pd.DataFrame(rows, columns=["", "value"]).set_index(""), caption="Provenance")
     page.raw("<details><summary>Config</summary><pre>"
              + html.escape(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)) + "</pre></details>")
@@ -127,10 +134,11 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     for name, caption in _MATCH_FIGURES.items():
         if (folder / name).exists():
             page.image(files.keep(folder / name, "match_"), caption)
-    if (folder / "cross_corpus.csv").exists():
+    cross = pd.read_csv(folder / "cross_corpus.csv") if (folder / "cross_corpus.csv").exists() else pd.DataFrame()
+    if len(cross):  # one corpus has no pairs
         page.section("Templates across corpora (Table 2)")
-        cross = pd.read_csv(files.keep(folder / "cross_corpus.csv", "match_"))
-        similar = cross[cross["similar"]].sort_values("iou", ascending=False)
+        files.keep(folder / "cross_corpus.csv", "match_")
+        similar = cross[cross["similar"].astype(bool)].sort_values("iou", ascending=False)
         if similar.empty:
             page.paragraph(f"No pair of templates from different corpora has IoU > {config.match.similar_iou:g}; "
                            f"the closest pairs:")
@@ -192,29 +200,71 @@ def _attribution(page: Page, config, layout, model) -> None:
             page.section(f"{corpus}: {text[:60]}…", level=3).raw(attribution_fragment(attribution))
 
 
-def build_report(config, layout, model=None) -> Path:
-    """Write ``layout.report / "index.html"`` and the files it shows; return the page's path."""
+def _section(page: Page, title: str, build, problems: dict[str, str]) -> None:
+    """Run one section builder; if it raises, keep what it added, say so on the page and in ``problems``."""
+    try:
+        build()
+    except Exception as exc:  # one broken input must not cost the rest of the report
+        log.error("report section %s could not be built", title, exc_info=True)
+        problems[title] = one_line(exc)
+        page.warning(f"{title}: this section could not be built ({problems[title]}); what it shows above is partial.")
+
+
+def _incomplete(failed: dict[str, str], problems: dict[str, str]) -> Page:
+    notice = Page("")
+    if failed:
+        named = "; ".join(f"stage {stage} failed ({error})" for stage, error in failed.items())
+        notice.warning(f"Incomplete run: {named}. This report shows what the run folder holds; results of a stage "
+                       f"that did not finish may be partial or from an earlier run. Fix the cause and rerun the "
+                       f"same command to resume.")
+    if problems:
+        notice.warning("Incomplete report: " + "; ".join(f"{t} could not be built ({e})" for t, e in problems.items()) + ".")
+    return notice
+
+
+def build_report(config, layout, model=None, failed: dict[str, str] | None = None) -> Path:
+    """Write ``layout.report / "index.html"`` and the files it shows; return the page's path.
+
+    ``failed``: {stage: its error} of stages that did not finish; the page is then marked incomplete and
+    names them. A section whose inputs cannot be read is left partial and named at the top; the page is
+    still written, then ``StageError`` says which sections failed.
+    """
     folder = layout.report
     files = _Files(folder)
     record = json.loads(layout.record_file.read_text()) if layout.record_file.exists() else {}
+    failed, problems = dict(failed or {}), {}
     page = Page(config.report.title or f"Functional networks of {config.model.id}: run {config.name!r}")
-    _provenance(page, config, layout, record)
-    total = _stores(page, config, layout)
+    total = None
+
+    def stores():
+        nonlocal total
+        total = _stores(page, config, layout)
+
+    _section(page, "Run", lambda: _provenance(page, config, layout, record), problems)
+    _section(page, "Recording and decomposition", stores, problems)
     findings_at = page.size
-    _match(page, layout, files, config)
-    _anatomy(page, layout, files)
-    _evaluation(page, layout, files)
-    _attribution(page, config, layout, model)
+    _section(page, "Consistency", lambda: _match(page, layout, files, config), problems)
+    _section(page, "Anatomy", lambda: _anatomy(page, layout, files), problems)
+    _section(page, "Editing", lambda: _evaluation(page, layout, files), problems)
+    _section(page, "Token attribution", lambda: _attribution(page, config, layout, model), problems)
+    summary = Page("")
+    _section(summary, "Findings", lambda: _findings(summary, config, layout, total), problems)
+    page.insert(findings_at, summary)
+    page.insert(0, _incomplete(failed, problems))
+    out = folder / "index.html"
+    out.write_text(page.render(), encoding="utf-8")
+    if problems:
+        raise StageError(f"report sections {', '.join(problems)} could not be built ({'; '.join(problems.values())}); "
+                         f"the rest is at {out}")
+    return out
+
+
+def _findings(summary: Page, config, layout, total: int | None) -> None:
     e = config.evaluate
     findings = compute_findings(layout.match, layout.evaluate, total_neurons=total, iou=config.match.iou,
                                 similar_iou=config.match.similar_iou,
                                 random_condition=f"random{100 * e.random_fraction:g}:seed{e.seed}",
                                 amplify_condition=f"top{e.top_percent:g}:multiply{e.amplify_factor:g}")
-    summary = Page("")
     summary.section("Findings: the paper's claims on this model").findings(findings)
     if not findings:
         summary.paragraph("This run produced none of the results the checks need.", muted=True)
-    page.insert(findings_at, summary)
-    out = folder / "index.html"
-    out.write_text(page.render(), encoding="utf-8")
-    return out

@@ -1,6 +1,6 @@
 """A self-contained HTML page: sections of text, tables and images (embedded as data URIs).
 
-- ``Page(title)``: ``.section(title)``, ``.paragraph(text)``, ``.table(frame, caption)``,
+- ``Page(title)``: ``.section(title)``, ``.paragraph(text)``, ``.warning(text)``, ``.table(frame, caption)``,
   ``.image(path, caption)``, ``.raw(html)`` (trusted fragments only), ``.findings(list)``; ``.render() -> str``.
 All text is HTML-escaped; images are embedded so the page opens on its own, and also kept beside it.
 """
@@ -32,6 +32,7 @@ nav a{margin-right:1em}
 .finding.holds{border-color:#2e8b57}.finding.fails{border-color:#c0392b}.finding.unclear{border-color:#d4a017}
 .verdict{font-weight:700;margin-right:.5em}
 .muted{color:#666;font-size:.85rem}
+.warning{padding:8px 12px;margin:10px 0;border-left:5px solid #c0392b;background:#fdf0ee}
 .wide{overflow-x:auto}
 """
 
@@ -69,12 +70,16 @@ class Page:
         return self
 
     def table(self, frame, caption: str | None = None, float_format: str = "{:.4g}") -> "Page":
-        """A pandas DataFrame as an HTML table (its index shown unless it is the default 0..n-1)."""
+        """A pandas DataFrame as an HTML table (its index shown unless it is the default 0..n-1); ``inf`` and
+        ``nan`` cells are shown as they are, and the caption says what they mean."""
         import pandas as pd
 
+        from ..display import nonfinite_note
+
         body = frame.to_html(index=not isinstance(frame.index, pd.RangeIndex),
-                             border=0, escape=True, na_rep="–",
+                             border=0, escape=True, na_rep="nan",
                              float_format=lambda v: float_format.format(v))
+        caption = " ".join(part for part in (caption, nonfinite_note(frame)) if part)
         if caption:
             body = body.replace(">\n  <thead>", f">\n  <caption>{html.escape(caption)}</caption>\n  <thead>", 1)
         self._parts.append(f'<div class="wide">{body}</div>')
@@ -86,6 +91,11 @@ class Page:
         alt = html.escape(caption or Path(path).stem)
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         self._parts.append(f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">{cap}</figure>')
+        return self
+
+    def warning(self, text: str) -> "Page":
+        """A paragraph set apart in red (an incomplete run, a section that could not be built)."""
+        self._parts.append(f'<p class="warning">{html.escape(text)}</p>')
         return self
 
     def raw(self, fragment: str) -> "Page":
