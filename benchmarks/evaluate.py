@@ -1,78 +1,165 @@
-"""Benchmark of ``fnet_dist.evaluate`` on the packaged SmolLM2-135M-Instruct (CPU).
+"""Benchmark of evaluation throughput: tokens scored per second over many conditions, three ways, one run.
 
-Runs lm-eval through ``evaluate_conditions`` for: the normal model, a random 15 % mask inhibited,
-the LLM-Localization top 5 % inhibited and amplified ×1.02. Prints per condition its score and its
-wall time as a ratio to the normal condition measured in the same run (hook overhead + edit effect on
-lm-eval's work; after a warm-up run), the localizer's time, and probe accuracy under normal vs random 15 %.
+On one loaded model, for the same conditions (the normal model and random 15 % masks inhibited) and the
+same tasks and documents (the default config's tasks and limits):
 
-    python benchmarks/evaluate.py [--limit 40] [--ppl-limit 2] [--threads 1] [--out /tmp/fnet-bench-eval]
+(a) a bare batched forward pass over the texts lm-eval scores (each distinct forward row, per request type
+    as HFLM batches them, sorted by length,
+    ``--batch-size`` rows at a time, ``model(ids)`` and nothing else), once per condition;
+(b) the ``hf`` backend's engine, ``scoring.Scorer`` (requests built once — its setup is timed with it —
+    then per condition: scored under the edit hooks, per-document metrics, aggregation, logged samples);
+(c) the per-condition ``lm_eval.simple_evaluate`` path that (b) replaced (one call per task-limit group per
+    condition, under the same hooks).
+
+The three run interleaved, condition by condition.
+
+Prints tokens scored per second of each, and (b) / (a) (target ≥ 0.8) and (b) / (c) (target ≥ 3), in wall
+and in CPU seconds (with ``--threads 1`` these hold on a busy machine), seconds per condition, and the bare forward's tokens per CPU-second at larger batches (several
+conditions per batch, one mask per row, would pay only if these grew).
+
+    python benchmarks/evaluate.py [--quick] [--conditions 4] [--batch-size 8] [--threads 2]
 """
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
+import sys
+import tempfile
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from fnet_dist.architectures import resolve_architecture
-from fnet_dist.edit import Edit, model_shape
-from fnet_dist.evaluate import NORMAL, Condition, evaluate_conditions, random_condition
-from fnet_dist.evaluate.baselines import localize, localizer_stimuli
-from fnet_dist.evaluate.probing import labelled_texts, probe_conditions
-from fnet_dist.models import load_model
+import torch  # noqa: E402
+
+from fnet_dist.architectures import resolve_architecture  # noqa: E402
+from fnet_dist.config import load_config  # noqa: E402
+from fnet_dist.edit import edited, model_shape  # noqa: E402
+from fnet_dist.evaluate.conditions import NORMAL, random_condition  # noqa: E402
+from fnet_dist.evaluate.runner import _limit_groups, _simple_evaluate, evaluate_conditions  # noqa: E402
+from fnet_dist.evaluate.scoring import Scorer, _environment  # noqa: E402
+from fnet_dist.evaluate.tasks import prepare_tasks  # noqa: E402
+from fnet_dist.models import load_model  # noqa: E402
+
+
+def forward_rows(scorer: Scorer) -> list[list[list[int]]]:
+    """The token rows lm-eval's HFLM runs for ``scorer``'s requests, one list per request type as HFLM batches
+    them (one row per distinct context; one per rolling window)."""
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    lm, rows, rolling = scorer.lm, {}, []
+    for instance in scorer.requests.get("loglikelihood", []):
+        context, continuation = lm._encode_pair(*instance.args)
+        row = tuple(context + continuation[:-1])
+        rows[row] = list(row)
+    for instance in scorer.requests.get("loglikelihood_rolling", []):
+        windows = get_rolling_token_windows(token_list=lm.tok_encode(instance.args[0]), prefix_token=lm.prefix_token_id,
+                                            max_seq_len=lm.max_length, context_len=1)
+        for context, continuation in map(make_disjoint_window, windows):
+            rolling.append((context + continuation)[-(lm.max_length + 1):][:-1])
+    return [kind for kind in (list(rows.values()), rolling) if kind]
+
+
+def bare_forward(model, rows: list[list[int]], batch_size: int) -> None:
+    """``model(ids)`` on ``rows`` sorted by length, right-padded, ``batch_size`` at a time."""
+    ordered = sorted(rows, key=len, reverse=True)
+    with torch.no_grad():
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start:start + batch_size]
+            width = max(map(len, batch))
+            model(torch.tensor([row + [0] * (width - len(row)) for row in batch]))
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (lm-eval's environment probes run ``pip``, ``git``)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=40, help="Rotten Tomatoes snippets per condition")
-    parser.add_argument("--ppl-limit", type=int, default=2, help="wiki passages per condition")
-    parser.add_argument("--probe-texts", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared machine)")
-    parser.add_argument("--out", default="/tmp/fnet-bench-eval")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a tiny random Llama and 8 + 1 documents")
+    parser.add_argument("--conditions", type=int, default=4, help="normal + (N - 1) random masks")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
     torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="fnet-bench-eval-"))
+    settings = load_config(ROOT / "pipeline" / "default.yaml").evaluate
+    tasks, limit = list(settings.tasks), dict(settings.limit)
+    if args.quick:
+        from fnet_dist.testing import build_tiny_model
 
-    start = time.perf_counter()
-    loaded = load_model("smollm2-135m-instruct")
+        spec, limit = str(build_tiny_model("llama", work / "tiny")), {task: (8 if "ppl" not in task else 1) for task in tasks}
+    else:
+        spec = "smollm2-135m-instruct"
+    loaded = load_model(spec)
     arch = resolve_architecture(loaded.model)
-    print(f"model load: {time.perf_counter() - start:.1f} s")
-
-    start = time.perf_counter()
-    sentences, nonwords = localizer_stimuli(120, seed=0)
     shape = model_shape(loaded.model, arch)
-    found = localize(loaded.model, loaded.tokenizer, arch, sentences, nonwords, percent=5)
-    print(f"localizer (120 + 120 stimuli, {found.mask.count} units): {time.perf_counter() - start:.1f} s")
+    conditions = [NORMAL] + [random_condition(shape, percent=15, seed=s) for s in range(args.conditions - 1)]
+    contexts = [(lambda c=c: nullcontext() if c.mask is None else edited(loaded.model, arch, c.mask, c.edit))
+                for c in conditions]
+    manager = prepare_tasks(tasks, work / "tasks")
+    from lm_eval.models.huggingface import HFLM
 
-    conditions = [NORMAL, random_condition(shape, percent=15, seed=0),
-                  Condition("localization:inhibit", found.mask, Edit("inhibit")),
-                  Condition("localization:multiply1.02", found.mask, Edit("multiply", 1.02))]
-    seconds = {}
-    for task in ("sentiment_rt", "wiki_ppl"):  # warm-up: data materialised, first batches paid, before timing
-        evaluate_conditions(loaded, [NORMAL], [task], f"{args.out}/warmup-{task}", limit=1, progress=False)
-    rows = evaluate_conditions(loaded, conditions, ["sentiment_rt"], f"{args.out}/rt", limit=args.limit)
-    ppl = evaluate_conditions(loaded, conditions, ["wiki_ppl"], f"{args.out}/ppl", limit=args.ppl_limit)
-    for folder in ("rt", "ppl"):
-        for condition in conditions:
-            record = json.load(open(f"{args.out}/{folder}/conditions/{condition.slug}/condition.json"))
-            seconds[(folder, condition.name)] = record["seconds"]
-    print(f"\n{'condition':28s} {'neurons':>8s} {'RT acc':>8s} {'wiki word ppl':>14s} {'time RT / normal':>17s} {'time ppl / normal':>18s}")
-    for condition in conditions:
-        acc = rows[(rows.condition == condition.name) & (rows.metric == "acc")].value.item()
-        word = ppl[(ppl.condition == condition.name) & (ppl.metric == "word_perplexity")].value.item()
-        rt_ratio = seconds[("rt", condition.name)] / seconds[("rt", "normal")]
-        ppl_ratio = seconds[("ppl", condition.name)] / seconds[("ppl", "normal")]
-        print(f"{condition.name:28s} {condition.neurons:8d} {acc:8.3f} {word:14.2f} {rt_ratio:17.3f} {ppl_ratio:18.3f}")
-    print(f"normal condition wall time: RT {seconds[('rt', 'normal')]:.1f} s ({args.limit} snippets), "
-          f"ppl {seconds[('ppl', 'normal')]:.1f} s ({args.ppl_limit} passages)")
+    lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.batch_size)
+    groups = _limit_groups(tasks, limit)
+    scorers = [Scorer(lm, manager, group, limit=group_limit, seed=0, bootstrap_iters=1000) for group_limit, group in groups]
+    row_sets = [rows for scorer in scorers for rows in forward_rows(scorer)]  # batched apart, as HFLM does
+    tokens = sum(scorer.tokens for scorer in scorers)
+    evaluate_conditions(loaded, [NORMAL], tasks, work / "warmup", limit={t: 1 for t in tasks}, progress=False)
+    bare_forward(loaded.model, row_sets[0][:2], args.batch_size)
 
-    start = time.perf_counter()
-    texts, labels = labelled_texts("sentiment_rt", args.probe_texts, seed=0)
-    probes = probe_conditions(loaded, conditions[:2], texts, labels, poolings=("last", "mean"), folds=5, seed=0)
-    print(f"\nprobing ({args.probe_texts} snippets, 5-fold, {time.perf_counter() - start:.1f} s):")
-    print(probes[["condition", "pooling", "accuracy", "std"]].to_string(index=False))
+    def bare_pass(size: int) -> None:
+        for rows in row_sets:
+            bare_forward(loaded.model, rows, size)
+
+    spent = {part: [0.0, 0.0] for part in "abc"}  # wall, CPU seconds
+
+    def timed(part: str, work) -> None:
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        work()
+        spent[part][0] += time.perf_counter() - t0
+        spent[part][1] += cpu_seconds() - c0
+
+    def setup() -> None:  # (b)'s once-per-run cost: tasks loaded, requests built, environment probed
+        _environment.cache_clear()
+        scorers[:] = [Scorer(lm, manager, group, limit=group_limit, seed=0, bootstrap_iters=1000)
+                      for group_limit, group in groups]
+
+    def before(context) -> None:
+        for group_limit, group in groups:
+            with context():
+                _simple_evaluate(lm, group, manager, group_limit, 0, 1000)
+
+    timed("b", setup)
+    for context in contexts:  # interleaved, so that a change of load on the machine touches all three alike
+        timed("a", lambda: bare_pass(args.batch_size))
+        timed("b", lambda: [scorer.score(context()) for scorer in scorers])
+        timed("c", lambda: before(context))
+    (bare, bare_cpu), (engine, engine_cpu), (before, before_cpu) = spent["a"], spent["b"], spent["c"]
+
+    n = len(conditions)
+    print(f"model {spec}, torch threads {args.threads}, batch {args.batch_size}; tasks {limit}; "
+          f"{n} conditions; {tokens} tokens per condition ({sum(map(len, row_sets))} forward rows)")
+    for label, seconds, cpu in (("(a) bare batched forward", bare, bare_cpu),
+                                ("(b) scoring engine (+ its setup)", engine, engine_cpu),
+                                ("(c) simple_evaluate per condition", before, before_cpu)):
+        print(f"{label:36s} {seconds:8.1f} s  {seconds / n:6.2f} s/condition  {tokens * n / seconds:8.0f} tokens/s  "
+              f"(CPU {cpu / n:6.2f} s/condition)")
+    print(f"engine / bare forward: {bare / engine:.2f} x (target >= 0.8); "
+          f"engine / simple_evaluate path: {before / engine:.2f} x (target >= 3)")
+    print(f"in CPU seconds (steadier on a busy machine): engine / bare {bare_cpu / engine_cpu:.2f} x, "
+          f"engine / simple_evaluate path {before_cpu / engine_cpu:.2f} x")
+    for size in sorted({args.batch_size, 32, 64}):
+        c0 = time.process_time()
+        bare_pass(size)
+        cpu = time.process_time() - c0
+        print(f"bare forward, batch {size:3d}: {tokens / cpu:8.0f} tokens per CPU-second")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

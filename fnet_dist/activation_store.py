@@ -8,6 +8,9 @@
 - ``prepare_store(url, selection, layout, attrs, shard=, overwrite=)``: whichever shard comes first creates
   the store (or resumes one of the same config); creation is idempotent and never touches sample data, so
   shards need not wait for each other (only replacing a store of another config is left to shard 0).
+- ``recording_target(url, digest, overwrite=, shard=) -> str``: ``url``, or (``overwrite`` of a store of another
+  config) the staging URL beside it where the new store is recorded, to be swapped in when complete.
+- ``refuse_foreign(url)``: refuse (``StoreError``) what is not an activations store nor one under creation.
 - ``SampleWriter``: writes finished samples (the sample's region of each array, from a background thread
   or in line), then their ``complete`` marker, so a killed run leaves no sample marked complete that is not written.
 - ``summarize_store(url) -> str``: a short human summary of a store.
@@ -33,6 +36,7 @@ from storage_schemas import ACTIVATIONS
 
 from .corpora import Selection
 from .errors import StoreError
+from .outputs import prepare_output, staging_url
 from .storage import filesystem, normalize_url, open_store, remove_store, store_exists
 
 __all__ = [
@@ -46,6 +50,8 @@ __all__ = [
     "complete_mask",
     "config_hash",
     "prepare_store",
+    "recording_target",
+    "refuse_foreign",
     "summarize_store",
 ]
 
@@ -202,18 +208,16 @@ _STORE_ENTRIES = {"zarr.json", "activation", "n_tokens", "token_id", "text", "sp
                   "sample", "layer"}
 
 
-def _refuse_foreign(url: str, found: Mapping[str, Any] | None) -> None:
-    """Never write over what is not an activations store (a folder of other files, another kind of store);
-    a folder holding only this store's own entries is a creation under way (another shard's), not foreign."""
+def refuse_foreign(url: str) -> None:
+    """Never write over what is not an activations store (``outputs.prepare_output``: a user's files, another
+    kind of store); a folder holding only this store's own entries but no root metadata yet is a creation under
+    way (another shard's), not foreign."""
     fs, path = filesystem(url)
-    entries = {str(e).rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)} if found is None and fs.isdir(path) else set()
-    if found is None and fs.exists(path) and (not fs.isdir(path) or not entries <= _STORE_ENTRIES):
-        raise StoreError(f"{url!r} exists and is not a Zarr store; refusing to write there: choose another --out")
-    if found is not None and found.get("schema") != ACTIVATIONS.name:
-        raise StoreError(
-            f"{url!r} holds a store that is not an {ACTIVATIONS.name} store (schema attr {found.get('schema')!r}); "
-            f"--overwrite only replaces activations stores: choose another --out"
-        )
+    if _group_attrs(url) is None and fs.isdir(path):
+        entries = {str(e).rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)}
+        if entries and entries <= _STORE_ENTRIES and "zarr.json" not in entries:
+            return
+    prepare_output(url, "activations", resume=True)
 
 
 def _verify_layout(ds: xr.Dataset, url: str, selection: Selection, layout: StoreLayout) -> None:
@@ -256,7 +260,7 @@ def prepare_store(
             _check_existing(url, found, config, digest)
         ours = found is None or found.get("config_hash") == PENDING + digest
         if not created and (ours or shard[0] == 0):
-            _refuse_foreign(url, found)
+            refuse_foreign(url)  # a user's files or another kind of store: refused
             _create(url, selection, layout, attrs, replace=not ours)
             created = True
             continue
@@ -268,6 +272,25 @@ def prepare_store(
                 f"config at {url!r} (--overwrite); start shard 0 with the same arguments, or check its log"
             )
         time.sleep(POLL_SECONDS)
+
+
+def recording_target(url: str, digest: str, *, overwrite: bool, shard: tuple[int, int] = (0, 1)) -> str:
+    """Where to record a store of config hash ``digest`` for ``url``: ``url`` itself, unless ``overwrite``
+    replaces a store of another config there; then the staging URL beside it (resumed when it holds this
+    config), so the old store stays whole until the new one is complete and swapped in."""
+    url = normalize_url(url)
+    found = _group_attrs(url)
+    if not overwrite or found is None or found.get("config_hash") in (digest, PENDING + digest):
+        return url
+    if shard[1] > 1:
+        raise StoreError(
+            f"the store at {url!r} holds another config; with --shard {shard[0]}/{shard[1]}, --overwrite cannot swap a "
+            f"new store in atomically: delete the old store yourself, or choose another --out"
+        )
+    staged = staging_url(url)
+    if (_group_attrs(staged) or {}).get("config_hash") != digest:
+        remove_store(staged)  # an earlier replacement of another config, never finished: ours to drop
+    return staged
 
 
 def complete_mask(url: str) -> np.ndarray:
@@ -367,7 +390,8 @@ def summarize_store(url: str) -> str:
         f"hook: {a['hook_points'][0] if a['hook_points'] else '?'} …",
         f"  corpus: {a['corpus']}, seed {a['seed']}: {int((split == 'group').sum())} group + "
         f"{int((split == 'individual').sum())} individual samples; {a['n_skipped_short']} texts skipped "
-        f"(< {a['min_tokens']} tokens)",
+        f"(< {a['min_tokens']} tokens)" + (f"; {a.get('n_packed_samples', 0)} samples packed from consecutive texts "
+                                            f"to ≥ {a['pack_to_tokens']} tokens" if a.get("pack_to_tokens") else ""),
         f"  complete: {int(complete.sum())} of {len(complete)} samples, {total:,} tokens "
         f"(≤ {a['max_tokens']} per sample, token axis {t})",
         f"  neurons: {layers} layers × {neurons} = {layers * neurons:,}, stored as {ds['activation'].dtype}",

@@ -153,7 +153,8 @@ def peak_token_share(sources: np.ndarray) -> np.ndarray:
 
 def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshold: float = 3.6,
                     two_sided: bool = True, samples: int = 20) -> pd.DataFrame:
-    """Per group template: size, neurons on massive channels, layer spread, source concentration.
+    """Per group template (``template``, numbered from 1 as in every other table): size, neurons on massive
+    channels, layer spread, source concentration.
 
     networks : a networks store (URL or Dataset) with ``group_map(component, layer, neuron)``.
     massive : bool (n_layers, d_model) from ``massive_mask``.
@@ -179,7 +180,7 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
     per_layer = nets.sum(axis=2)
     on_massive = (nets & massive[None]).sum(axis=(1, 2))
     table = pd.DataFrame({
-        "component": np.arange(len(maps)),
+        "template": np.arange(1, len(maps) + 1),  # numbered from 1, as in the match tables and conditions
         "size": sizes,
         "share": sizes / nets[0].size,
         "on_massive": on_massive,

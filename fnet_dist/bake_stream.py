@@ -151,12 +151,19 @@ def _rewrite(copy: Path, source: Path, name: str, data_start: int, offsets: list
 
 def bake_streamed(spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False,
                   revision: str | None = None, dtype: str = "auto") -> str:
-    """Bake ``edit`` of ``mask`` into a copy of the safetensors checkpoint ``spec`` at folder ``out``."""
+    """Bake ``edit`` of ``mask`` into a copy of the safetensors checkpoint ``spec`` at folder ``out`` (written in
+    the staging folder of ``outputs.replacing`` and swapped in; a mask of another model is refused)."""
     if not isinstance(edit, Edit):
         raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
+    from .models import check_same_model, resolve_source
+
+    source = resolve_source(spec)
     folder = checkpoint_folder(spec, revision)
     arch, located, headers, info = _plan(folder, mask, edit, dtype)
-    info |= {"model_id": spec, "model_revision": revision or "local"}
+    # as load_model names it: the hub snapshot folder is the commit; a local folder has no revision
+    info |= {"model_id": source.model_id, "model_revision": revision or ("local" if source.local else folder.name)}
+    if mask.meta.get("model_id"):
+        check_same_model(mask.meta, info, f"the mask {mask.name} (from {mask.meta.get('source', '?')})")
 
     def fill(partial: Path) -> None:
         for path in sorted(folder.iterdir()):

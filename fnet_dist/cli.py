@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -17,7 +18,7 @@ from .errors import FnetError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("record", "decompose", "match", "explain", "evaluate", "bake", "run")
+COMMANDS = ("record", "decompose", "match", "explain", "evaluate", "bake", "run", "compare-paper")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log other libraries too (-v), or debug output (-vv)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"fnet_dist.commands.{name}")
+        module = importlib.import_module(f"fnet_dist.commands.{name.replace('-', '_')}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)
@@ -43,13 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("fnet_dist").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
-    if not args.verbose:  # distributed configures its own loggers at INFO
+    if not args.verbose:  # distributed configures its own loggers at INFO; the hub client warns on each retry
         logging.getLogger("distributed").setLevel(logging.WARNING)
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub is imported (later, lazily)
     try:
         return int(args._run(args) or 0)
     except FnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        from .storage import access_error
+
+        error = access_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -69,6 +69,10 @@ class RecordSection(_Section):
     seed: int = 0
     store_dtype: Literal["float16", "float32"] = "float16"
     text_field: str = "text"
+    pack_to_tokens: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="pack consecutive texts of a corpus into samples of at least this many tokens; "
+        "auto: decompose.components + 1 + decompose.exclude_first_tokens (what an individual ICA needs); "
+        "0: one text per sample (a short sample gets fewer components and is counted as not usable)")
 
 
 class DecomposeSection(_Section):
@@ -90,17 +94,25 @@ class MatchSection(_Section):
     """A channel is massive when its peak |activation| ≥ massive_ratio × its layer's median |activation| …"""
     massive_min_value: float = Field(100.0, gt=0)
     """… and ≥ massive_min_value (fnet_dist/anatomy.py)."""
+    permutations: int = Field(2999, ge=99)
+    """Layer-matched random networks per template for the counterparts null (fnet_dist/nulls.py). "Most of m
+    templates" is significant at alpha after Holm over F findings only if ceil(m / 2) * F / (permutations + 1)
+    ≤ alpha: 2999 covers 40 templates and 7 findings at 0.05."""
+    first_token_share: float = Field(0.5, gt=0, le=1)
+    """A template whose source peaks at the first token in at least this share of samples is first-token-dominated
+    (flagged; never a recurrence on its own)."""
 
 
 class ControlsSection(_Section):
     """Random controls as distributions and network effects split at massive channels (fnet_dist/evaluate/controls.py)."""
 
-    draws: int = Field(10, ge=0)
-    """Random masks per kind (0 turns the controls off)."""
+    draws: int = Field(19, ge=0)
+    """Random masks per kind (0 turns the controls off); 19 is the fewest whose Monte Carlo p can reach 0.05."""
     kinds: tuple[Literal["fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"], ...] = (
         "fraction", "matched_count", "matched_per_layer", "matched_avoid_massive")
     networks: int = Field(3, ge=1)
-    """Matched controls for this many networks: those whose inhibition hurts most on the first task."""
+    """Matched controls for this many networks per evaluated corpus: the templates with the most counterparts in
+    the match stage (chosen without looking at any evaluation example)."""
 
 
 class VLLMSection(_Section):
@@ -155,6 +167,12 @@ class DaskSection(_Section):
 class ReportSection(_Section):
     explain_texts: int = Field(2, ge=0)
     title: str | None = None
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Significance level of the findings (after Holm's correction across the run's findings)."""
+    level: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of the findings' intervals."""
+    bootstrap: int = Field(2000, ge=100)
+    """Bootstrap resamples behind each interval over examples."""
 
 
 class CorpusEntry(_Section):
@@ -202,6 +220,13 @@ class PipelineConfig(_Section):
             if not name.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"corpus name {name!r} must be letters, digits, '-' or '_' (it names a store)")
         return value
+
+    def pack_to_tokens(self) -> int:
+        """Tokens a recorded sample packs texts up to (``record.pack_to_tokens`` with ``auto`` resolved; 0: off)."""
+        value = self.record.pack_to_tokens
+        if value == "auto":
+            return self.decompose.components + 1 + self.decompose.exclude_first_tokens
+        return int(value)
 
     def evaluation_corpora(self) -> tuple[str, ...]:
         """Corpora whose templates are evaluated one by one."""

@@ -4,9 +4,12 @@
   (``datasets.load_dataset``; NAME may be a hub id or a local dataset folder), a local or fsspec
   ``.txt`` (one text per line), ``.jsonl``, ``.csv`` or ``.parquet`` file (``text_field`` names the
   column), or ``offline:news|wiki|math|code`` (``fnet_dist.offline``). Index i is the corpus row i.
-- ``select_samples(texts, tokenizer, group=, individual=, max_tokens=, min_tokens=, seed=) -> Selection``:
-  a seeded walk over the corpus that tokenizes texts, cuts them to ``max_tokens`` tokens, skips (and
-  counts) those under ``min_tokens``, and keeps disjoint group and individual sets, group first.
+- ``select_samples(texts, tokenizer, group=, individual=, max_tokens=, min_tokens=, seed=, pack_to_tokens=0)
+  -> Selection``: a seeded walk over the corpus that tokenizes texts, cuts them to ``max_tokens`` tokens, skips
+  (and counts) those under ``min_tokens``, and keeps disjoint group and individual sets, group first. With
+  ``pack_to_tokens`` N > 0, a text of fewer than N tokens is joined (by a newline) with the texts that follow
+  it in the corpus until the sample has N tokens; a pack that meets a text already used or the corpus end is
+  skipped and counted.
 """
 from __future__ import annotations
 
@@ -130,6 +133,7 @@ class Sample:
     split: str
     token_ids: np.ndarray  # shape (n_tokens,), int32
     text: str
+    n_texts: int = 1  # corpus texts source_index, source_index + 1, … packed into this sample
 
     @property
     def n_tokens(self) -> int:
@@ -143,6 +147,12 @@ class Selection:
     samples: tuple[Sample, ...]
     n_skipped_short: int
     n_corpus_texts: int
+    pack_to_tokens: int = 0
+
+    @property
+    def n_packed(self) -> int:
+        """Samples made of more than one text."""
+        return sum(s.n_texts > 1 for s in self.samples)
 
     @property
     def max_tokens(self) -> int:
@@ -193,12 +203,17 @@ def select_samples(
     min_tokens: int,
     seed: int,
     corpus: str = "corpus",
+    pack_to_tokens: int = 0,
 ) -> Selection:
     """Walk ``texts`` in a seeded random order; keep ``group`` then ``individual`` texts of ≥ ``min_tokens`` tokens.
 
     Texts are cut to ``max_tokens`` tokens (special tokens the tokenizer adds included). Texts met on
     the walk with fewer tokens are skipped and counted; the walk stops once both sets are full.
+    ``pack_to_tokens`` > 0 packs short texts with the ones after them (see the module docstring).
     """
+    if pack_to_tokens:
+        return _select_packed(texts, tokenizer, group=group, individual=individual, max_tokens=max_tokens,
+                              min_tokens=min_tokens, seed=seed, corpus=corpus, target=pack_to_tokens)
     wanted = group + individual
     order = np.random.default_rng(seed).permutation(len(texts))
     kept: list[tuple[int, list[int], str]] = []
@@ -224,7 +239,50 @@ def select_samples(
     return Selection(samples, skipped, len(texts))
 
 
-def _check_enough(kept: int, wanted: int, skipped: int, total: int, corpus: str, min_tokens: int) -> None:
+def _select_packed(texts: Sequence[str], tokenizer: Any, *, group: int, individual: int, max_tokens: int,
+                   min_tokens: int, seed: int, corpus: str, target: int) -> Selection:
+    """``select_samples`` with packing: each walk step starts a sample at an unused text (corpus order after it)."""
+    if not isinstance(target, (int, np.integer)) or target < 0 or target > max_tokens:
+        raise InputError(f"pack_to_tokens {target!r} must lie between 0 (off) and max_tokens {max_tokens}; "
+                         f"raise record.max_tokens or lower record.pack_to_tokens")
+    wanted, need = group + individual, max(int(target), min_tokens)
+    used = np.zeros(len(texts), dtype=bool)
+    kept: list[tuple[int, list[int], str, int]] = []
+    skipped = 0
+    for start in np.random.default_rng(seed).permutation(len(texts)):
+        if len(kept) == wanted:
+            break
+        start = int(start)
+        if used[start]:
+            continue
+        if not texts[start].strip():
+            skipped += 1
+            continue
+        end, joined = start + 1, texts[start]
+        ids, text = _tokenize_cut(tokenizer, [joined], max_tokens)[0]
+        while len(ids) < need and end < len(texts) and not used[end]:
+            joined, end = f"{joined}\n{texts[end]}" if texts[end].strip() else joined, end + 1
+            ids, text = _tokenize_cut(tokenizer, [joined], max_tokens)[0]
+        if len(ids) < need:
+            skipped += 1  # the corpus end or a used text came first: this start is counted, not kept
+            continue
+        used[start:end] = True
+        kept.append((start, ids, text, end - start))
+    _check_enough(len(kept), wanted, skipped, len(texts), corpus, need, packed=True)
+    samples = tuple(
+        Sample(position, index, "group" if position < group else "individual", np.asarray(ids, dtype=np.int32), text, n)
+        for position, (index, ids, text, n) in enumerate(kept)
+    )
+    return Selection(samples, skipped, len(texts), int(target))
+
+
+def _check_enough(kept: int, wanted: int, skipped: int, total: int, corpus: str, min_tokens: int, packed: bool = False) -> None:
+    if packed and kept < wanted:
+        raise InputError(
+            f"corpus {corpus!r} gives {kept} samples of ≥ {min_tokens} tokens when texts are packed ({skipped} starts "
+            f"too short, {total} texts), fewer than the {wanted} asked for; lower --group-samples / "
+            f"--individual-samples or record.pack_to_tokens"
+        )
     if kept == 0:
         raise InputError(
             f"every text of corpus {corpus!r} is shorter than --min-tokens {min_tokens} ({skipped} of {total} skipped); "

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,13 +230,6 @@ def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edi
                 _bake_module(module, arch.bake_kind, index, edit)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} is a file; give a folder for the checkpoint")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"--out {str(out)!r} already holds files; pass --overwrite to replace it, or choose another folder")
-
-
 def edit_provenance(info: dict, arch: Architecture, mask: NeuronMask, edit: Edit, method: str = "loaded") -> dict:
     return {
         "format": "fnet-edit", "version": 1, "package_version": __version__, "bake_method": method,
@@ -268,21 +260,14 @@ def _drop_dequantized_gguf(model: torch.nn.Module) -> None:
 
 
 def write_checkpoint_folder(out: str | os.PathLike, overwrite: bool, fill: Callable[[Path], None]) -> str:
-    """Run ``fill(folder)`` on a temporary folder beside ``out`` and move it into place when complete, so an
-    interrupted bake never leaves a checkpoint that looks finished."""
+    """Run ``fill(folder)`` on the staging folder ``outputs.replacing`` gives for ``out`` and swap it in when
+    complete: an interrupted bake never leaves a checkpoint that looks finished nor harms the old one, and
+    ``out`` may hold an earlier baked checkpoint (replaced only with ``overwrite``), never anything else."""
+    from .outputs import replacing
+
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
-    _check_out(out, overwrite)
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        fill(partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    with replacing(str(out), "checkpoint", overwrite=overwrite) as staged:
+        fill(Path(staged))
     return str(out)
 
 
@@ -295,19 +280,25 @@ def bake_checkpoint(
     (``fnet_dist.bake_stream``: peak memory about one edited tensor, the checkpoint's dtype kept, every other
     tensor bit-identical). Other sources (GGUF, ``.bin`` weights, quantized checkpoints, or a ``dtype`` other
     than the checkpoint's) are loaded (``fnet_dist.models.load_model`` with ``load_kwargs``), baked and saved
-    as safetensors.
+    as safetensors. Either way the checkpoint is written through ``write_checkpoint_folder`` (``out`` holding
+    anything but a baked checkpoint is refused before any work), and a mask made from networks of another
+    model than ``model_spec`` is refused.
     """
     from .architectures import resolve_architecture
     from .bake_stream import StreamedBakeUnsupported, bake_streamed
-    from .models import load_model
+    from .models import check_same_model, load_model
+    from .outputs import prepare_output
 
+    out = Path(os.path.expanduser(os.fspath(out))).resolve()
+    prepare_output(str(out), "checkpoint", overwrite=overwrite)  # refused before the model is read
     try:
         return bake_streamed(model_spec, mask, edit, out, overwrite=overwrite, revision=load_kwargs.get("revision"),
                              dtype=load_kwargs.get("dtype", "auto"))
     except StreamedBakeUnsupported as exc:
         log.info("baking %s through a loaded model: %s", model_spec, exc)
-    _check_out(Path(os.path.expanduser(os.fspath(out))).resolve(), overwrite)
     loaded = load_model(model_spec, **load_kwargs)
+    if mask.meta.get("model_id"):
+        check_same_model(mask.meta, loaded.info, f"the mask {mask.name} (from {mask.meta.get('source', '?')})")
     arch = resolve_architecture(loaded.model)
     bake(loaded.model, arch, mask, edit)
     _drop_dequantized_gguf(loaded.model)

@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputError
+from .names import network_name
+from .outputs import html_marker
 
 __all__ = [
     "TokenAttribution", "attribution_fragment", "explain_text", "render_attribution_html", "source_signals",
@@ -112,6 +114,7 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
     """
     from storage_schemas import NETWORKS
 
+    from .models import check_same_model
     from .networks import DEFAULT_THRESHOLD, binarize, network_sizes
     from .storage import normalize_url, open_store
 
@@ -130,6 +133,7 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
             f"model {loaded_model.info.get('model_id', '?')} has (n_layers, d_model) = {recorded.shape[1:]}, "
             f"but {url} holds networks of shape {maps.shape[1:]} ({ds.attrs['model_id']}); explain with the model that made them"
         )
+    check_same_model(ds.attrs, loaded_model.info, f"the networks store {url}")
     selected = maps[[c - 1 for c in chosen]].reshape(len(chosen), -1)
     x = standardize_tokens(recorded.reshape(len(ids), -1))
     weights = source_signals(x, maps.reshape(len(maps), -1))[:, [c - 1 for c in chosen]].T
@@ -186,9 +190,9 @@ def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> 
     for row, component in enumerate(attribution.components):
         weights = attribution.weights[row]
         size = attribution.template_sizes[row] if row < len(attribution.template_sizes) else None
-        about = f", {size} neurons at |z| &gt; 3.6" if size is not None else ""
+        about = f" ({size} neurons at |z| &gt; 3.6)" if size is not None else ""
         sections.append(
-            f"<section><{heading}>Template {component} ({esc(attribution.dataset)}{about})</{heading}>"
+            f"<section><{heading}>Template {esc(network_name(attribution.dataset, component))}{about}</{heading}>"
             f'<p class="meta">weights from {weights.min():+.3f} to {weights.max():+.3f}</p>'
             f'<div class="text">{_text_html(attribution, weights)}</div></section>'
         )
@@ -206,7 +210,7 @@ def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> 
 def render_attribution_html(attribution: TokenAttribution) -> str:
     """A self-contained HTML page: per template, the text's tokens shaded by its source signal."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">" + html_marker("explain") +
         f"<title>Token attribution: {html.escape(attribution.dataset)}</title>"
         "<style>body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 60em; }"
         "h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }</style></head><body>"

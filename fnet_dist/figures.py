@@ -5,6 +5,9 @@
 - ``plot_layer_distribution(network_sizes)``: network neurons per layer, one line per corpus.
 - ``plot_cross_corpus(cross_corpus)``: template × template IoU between corpora as a heat map.
 - ``figure_png(fig)``: a Figure as PNG bytes; ``match_figures(...)``: all of the above by file name.
+- ``value_axis(ax, values, axis, label)``: the scale every bar / point figure of the run uses: linear,
+  or logarithmic when the values span more than two orders of magnitude (symmetric-log when they change
+  sign), said in the axis label, with limits that keep the smallest bar in view.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .names import network_name
+
 __all__ = [
     "FIGURE_NAMES",
     "figure_png",
@@ -24,9 +29,12 @@ __all__ = [
     "plot_layer_distribution",
     "plot_networks",
     "pool_columns",
+    "value_axis",
 ]
 
 _MAX_COLUMNS = 512
+_LOG_SPAN = 100.0  # more than two orders of magnitude between the smallest and largest |value|: log axis
+_LOG_TOP = 1e100  # matplotlib's log tick locator overflows on axes spanning several hundred decades
 FIGURE_NAMES = ("networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png")
 
 
@@ -36,6 +44,35 @@ def figure_png(fig: Figure, dpi: int = 120) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def value_axis(ax, values, axis: str = "y", label: str = "") -> str:
+    """Choose ``axis`` ("x" or "y") of ``ax``'s scale from the plotted ``values`` and label it; returns the scale.
+
+    ``log`` when all finite values are positive and span more than ``_LOG_SPAN`` (limits from half the
+    smallest to twice the largest, within 1e±100, so every bar shows); ``symlog`` when they span as
+    much but change sign (limits at twice the extremes; linear within the smallest nonzero |value|, at least
+    ``_LOG_SPAN``⁻² of the largest, so rounding noise such as 1e-16 does not stretch the axis); else
+    ``linear``. The label says which.
+    """
+    data = np.asarray(values, dtype=float).ravel()
+    data = data[np.isfinite(data)]
+    size = np.abs(data[data != 0])
+    scale = "linear"
+    if size.size and size.max() > _LOG_SPAN * size.min():
+        scale = "log" if (data > 0).all() else "symlog"
+    set_scale, set_limits, set_label = ((ax.set_yscale, ax.set_ylim, ax.set_ylabel) if axis == "y" else
+                                        (ax.set_xscale, ax.set_xlim, ax.set_xlabel))
+    if scale == "log":
+        set_scale("log")
+        set_limits(max(size.min(), 1 / _LOG_TOP) / 2, min(size.max(), _LOG_TOP) * 2)
+    elif scale == "symlog":
+        set_scale("symlog", linthresh=float(max(size.min(), size.max() / _LOG_SPAN ** 2)))
+        low, high = (2 * float(np.clip(v, -_LOG_TOP, _LOG_TOP)) for v in (min(data.min(), 0), max(data.max(), 0)))
+        set_limits(low, high)
+    suffix = {"log": " (log scale)", "symlog": " (symmetric log scale)"}.get(scale, "")
+    set_label(f"{label}{suffix}")
+    return scale
 
 
 def pool_columns(image: np.ndarray, width: int = _MAX_COLUMNS) -> np.ndarray:
@@ -66,7 +103,7 @@ def plot_networks(templates: dict[str, np.ndarray]) -> Figure:
             network = templates[name][row]
             ax.imshow(pool_columns(network.astype(np.uint8)), aspect="auto", cmap="Greys", vmin=0, vmax=1,
                       interpolation="nearest")
-            ax.set_title(f"{name} {row + 1}: {int(network.sum())} neurons", fontsize=7)
+            ax.set_title(f"{network_name(name, row + 1)}: {int(network.sum())} neurons", fontsize=7)
             ax.set_yticks([0, len(network) - 1], ["0", str(len(network) - 1)], fontsize=6)
             if col == 0:
                 ax.set_ylabel("layer", fontsize=7)
@@ -76,7 +113,7 @@ def plot_networks(templates: dict[str, np.ndarray]) -> Figure:
     return fig
 
 
-def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits=(None, None)) -> None:
+def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits=(None, None), unit: str = "") -> None:
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=limits[0], vmax=limits[1])
     rotation = 90 if max((len(str(c)) for c in columns), default=0) > 6 else 0
     ax.set_xticks(range(len(columns)), [str(c) for c in columns], rotation=rotation, fontsize=7)
@@ -86,7 +123,7 @@ def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits
         for (i, j), value in np.ndenumerate(values):
             ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=6,
                     color="black" if top and value > 0.6 * top else "white")
-    ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8, label=unit)
 
 
 def plot_counterparts(consistency: pd.DataFrame) -> Figure:
@@ -95,7 +132,8 @@ def plot_counterparts(consistency: pd.DataFrame) -> Figure:
     wide = wide[list(dict.fromkeys(consistency["dataset"]))]
     fig = Figure(figsize=(1.2 * wide.shape[1] + 2.5, 0.4 * wide.shape[0] + 1.5), constrained_layout=True)
     ax = fig.subplots()
-    _heatmap(ax, wide.to_numpy(dtype=float), list(wide.index), list(wide.columns), "{:.0f}")
+    _heatmap(ax, wide.to_numpy(dtype=float), list(wide.index), list(wide.columns), "{:.0f}",
+             unit="counterparts (individual maps)")
     ax.set_xlabel("corpus")
     ax.set_ylabel("template")
     ax.set_title("Counterparts in the individual-level maps", fontsize=9)
@@ -107,11 +145,12 @@ def plot_layer_distribution(network_sizes: pd.DataFrame) -> Figure:
     layer_columns = [c for c in network_sizes.columns if c.startswith("layer_")]
     fig = Figure(figsize=(6.5, 3.2), constrained_layout=True)
     ax = fig.subplots()
+    counts = []
     for name, rows in network_sizes.groupby("dataset", sort=False):
-        ax.plot(range(len(layer_columns)), rows[layer_columns].sum(axis=0).to_numpy(), marker="o", markersize=3,
-                label=str(name))
+        counts.append(rows[layer_columns].sum(axis=0).to_numpy())
+        ax.plot(range(len(layer_columns)), counts[-1], marker="o", markersize=3, label=str(name))
     ax.set_xlabel("layer")
-    ax.set_ylabel("network neurons (all templates)")
+    value_axis(ax, counts, "y", "network neurons (all templates), count")
     ax.legend(fontsize=7)
     ax.set_title("Where the network neurons are", fontsize=9)
     return fig
@@ -120,18 +159,18 @@ def plot_layer_distribution(network_sizes: pd.DataFrame) -> Figure:
 def plot_cross_corpus(cross_corpus: pd.DataFrame) -> Figure:
     """Template × template IoU between corpora; each pair of corpora once (upper blocks)."""
     labels = list(dict.fromkeys(
-        [f"{d} {t}" for d, t in zip(cross_corpus["dataset_1"], cross_corpus["template_1"])]
-        + [f"{d} {t}" for d, t in zip(cross_corpus["dataset_2"], cross_corpus["template_2"])]
+        [network_name(d, t) for d, t in zip(cross_corpus["dataset_1"], cross_corpus["template_1"])]
+        + [network_name(d, t) for d, t in zip(cross_corpus["dataset_2"], cross_corpus["template_2"])]
     ))
     position = {label: i for i, label in enumerate(labels)}
     values = np.full((len(labels), len(labels)), np.nan)
     for row in cross_corpus.itertuples(index=False):
-        i, j = position[f"{row.dataset_1} {row.template_1}"], position[f"{row.dataset_2} {row.template_2}"]
+        i, j = position[network_name(row.dataset_1, row.template_1)], position[network_name(row.dataset_2, row.template_2)]
         values[i, j] = values[j, i] = row.iou
     size = 0.22 * len(labels) + 2.5
     fig = Figure(figsize=(size, size), constrained_layout=True)
     ax = fig.subplots()
-    _heatmap(ax, values, labels, labels, "{:.2f}", limits=(0.0, 1.0))
+    _heatmap(ax, values, labels, labels, "{:.2f}", limits=(0.0, 1.0), unit="IoU (0 to 1)")
     ax.set_title("IoU between templates of different corpora", fontsize=9)
     return fig
 

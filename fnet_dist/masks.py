@@ -40,18 +40,22 @@ def mask_shape(shape: Any) -> tuple[int, int]:
     return n_layers, d_model
 
 
-def _group_maps(networks: Any) -> tuple[np.ndarray, str]:
-    """``group_map`` of a networks store URL or opened Dataset, shape (n_components, n_layers, d_model)."""
+def _group_maps(networks: Any) -> tuple[np.ndarray, str, dict]:
+    """``group_map`` of a networks store URL or opened Dataset, shape (n_components, n_layers, d_model), its
+    URL, and the model it was made from (``{"model_id", "model_revision"}``, as recorded)."""
     if isinstance(networks, str) or hasattr(networks, "__fspath__"):
         from storage_schemas import NETWORKS
 
         from .storage import normalize_url, open_store
 
         url = normalize_url(networks)
-        return np.asarray(open_store(url, NETWORKS)["group_map"].values, dtype=np.float32), url
-    if not hasattr(networks, "variables") or "group_map" not in networks.variables:
+        networks = open_store(url, NETWORKS)
+    elif not hasattr(networks, "variables") or "group_map" not in networks.variables:
         raise InputError(f"{type(networks).__name__} is not a networks store: expected a URL or a Dataset with 'group_map'")
-    return np.asarray(networks["group_map"].values, dtype=np.float32), str(networks.attrs.get("source_url", "<dataset>"))
+    else:
+        url = str(networks.attrs.get("source_url", "<dataset>"))
+    model = {k: str(networks.attrs[k]) for k in ("model_id", "model_revision") if networks.attrs.get(k)}
+    return np.asarray(networks["group_map"].values, dtype=np.float32), url, model
 
 
 def _components(components: int | Iterable[int] | None, n_components: int) -> list[int]:
@@ -172,14 +176,14 @@ class NeuronMask:
         """
         if combine not in ("union", "intersection"):
             raise InputError(f"combine {combine!r} must be 'union' or 'intersection'")
-        maps, source = _group_maps(networks)
+        maps, source, model = _group_maps(networks)
         chosen = _components(components, maps.shape[0])
         nets = binarize(maps[chosen], threshold, two_sided)
         values = nets.any(axis=0) if combine == "union" else nets.all(axis=0)
         labels = [str(c + 1) for c in chosen]  # names show the paper's 1-based template numbers
         name = f"template-{('+' if combine == 'union' else '&').join(labels)}"
         meta = {"rule": "networks", "source": source, "components": chosen, "threshold": float(threshold),
-                "two_sided": bool(two_sided), "combine": combine}
+                "two_sided": bool(two_sided), "combine": combine, **model}
         return cls(values, name, meta)
 
     @classmethod
@@ -191,14 +195,15 @@ class NeuronMask:
         percent = float(percent)
         if not math.isfinite(percent) or not 0 < percent <= 100:
             raise InputError(f"percent {percent!r} must be in (0, 100], e.g. 5 for the top 5 % of neurons")
-        maps, source = _group_maps(networks)
+        maps, source, model = _group_maps(networks)
         chosen = _components(components, maps.shape[0])
         score = np.nan_to_num(np.abs(maps[chosen]).max(axis=0), nan=-np.inf)
         count = max(1, round(percent / 100 * score.size))
         order = np.argsort(-score.ravel(), kind="stable")[:count]
         values = np.zeros(score.size, dtype=bool)
         values[order] = True
-        meta = {"rule": "top_percent", "source": source, "components": chosen, "percent": percent, "count": int(count)}
+        meta = {"rule": "top_percent", "source": source, "components": chosen, "percent": percent, "count": int(count),
+                **model}
         return cls(values.reshape(score.shape), f"top-{percent:g}%", meta)
 
     @classmethod

@@ -70,6 +70,7 @@ class CorpusNetworks:
     samples: list
     n_components: int
     skipped: dict = field(default_factory=dict)
+    model_revision: str = ""
 
     @property
     def layout(self) -> tuple[int, int]:
@@ -99,6 +100,7 @@ def load_networks(url: str, config: MatchConfig) -> CorpusNetworks:
         n_layers=n_layers, d_model=d_model, templates=templates, individual=individual,
         samples=[labels[i] for i in ok], n_components=int(ds.sizes["individual_component"]),
         skipped={labels[i]: str(status[i]) for i in np.flatnonzero(status != "ok")},
+        model_revision=str(ds.attrs.get("model_revision", "") or ""),
     )
 
 
@@ -114,9 +116,12 @@ def _check_layouts(corpora: Sequence[CorpusNetworks]) -> None:
                 f"networks of different neuron layouts: {first.url} has (n_layers, d_model) = {first.layout} "
                 f"({first.model_id}), {other.url} has {other.layout} ({other.model_id}); match stores of one model"
             )
-        if other.model_id != first.model_id:
-            log.warning("stores of different models with one layout: %s (%s) and %s (%s)",
-                        first.url, first.model_id, other.url, other.model_id)
+        ours, theirs = (first.model_id, first.model_revision), (other.model_id, other.model_revision)
+        if ours[0] != theirs[0] or (ours[1] and theirs[1] and ours[1] != theirs[1]):
+            raise InputError(
+                f"networks of different models: {first.url} comes from {ours[0]!r} (revision {ours[1] or '?'}), "
+                f"{other.url} from {theirs[0]!r} (revision {theirs[1] or '?'}); match stores of one model"
+            )
 
 
 def _unique_names(corpora: Sequence[CorpusNetworks]) -> list[str]:
@@ -147,6 +152,8 @@ def consistency_rows(name: str, corpus: CorpusNetworks, iou: np.ndarray, thresho
         "samples_with_counterpart": per_sample.sum(axis=1),
         "individual_maps": iou.shape[1],
         "samples": len(corpus.samples),
+        "skipped_samples": len(corpus.skipped),
+        "counterparts_per_sample": matched.sum(axis=1) / max(len(corpus.samples), 1),
         "best_iou": iou.max(axis=1, initial=0.0),
     })
 
@@ -189,8 +196,11 @@ def consistency_markdown(consistency: pd.DataFrame, iou: float) -> str:
     wide = cells.pivot(index="template", columns="dataset", values="cell").fillna("")
     wide = wide[list(dict.fromkeys(consistency["dataset"]))].reset_index()
     wide.columns = ["TEMPLATES", *[str(c).upper() for c in wide.columns[1:]]]
-    totals = consistency.groupby("dataset", sort=False)[["individual_maps", "samples"]].first()
-    note = "; ".join(f"{d}: {r.individual_maps} individual maps from {r.samples} samples" for d, r in totals.iterrows())
+    columns = ["individual_maps", "samples"] + (["skipped_samples"] if "skipped_samples" in consistency else [])
+    totals = consistency.groupby("dataset", sort=False)[columns].first()
+    note = "; ".join(f"{d}: {r.individual_maps} individual maps from {r.samples} usable samples"
+                     + (f" ({r.skipped_samples} not usable, left out)" if getattr(r, "skipped_samples", 0) else "")
+                     for d, r in totals.iterrows())
     return (f"Counterparts (individual maps with IoU > {iou:g}) of each group template; in brackets, the samples "
             f"with at least one counterpart. {note}.\n\n" + markdown_table(wide))
 
@@ -252,11 +262,26 @@ def _corpus_summary(name: str, corpus: CorpusNetworks, individual_sizes: np.ndar
         "individual_maps": int(len(individual_sizes)),
         "empty_individual_maps": int(np.count_nonzero(individual_sizes == 0)),
         "skipped_samples": {str(k): v for k, v in corpus.skipped.items()},
+        "skipped_reasons": skipped_reasons(corpus.skipped),
     }
+
+
+def skipped_reasons(skipped: dict) -> dict[str, int]:
+    """{reason kind ("reduced", "skipped", …): samples} of a store's samples whose individual ICA is not ``ok``."""
+    kinds: dict[str, int] = {}
+    for reason in skipped.values():
+        kind = str(reason).split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 def _report_empty(summaries: Sequence[dict], config: MatchConfig) -> None:
     for s in summaries:
+        if s["skipped_samples"]:
+            kinds = skipped_reasons(s["skipped_samples"])
+            log.warning("%s: %d of %d individual samples are not usable (%s) and are left out of the counts",
+                        s["dataset"], len(s["skipped_samples"]), s["samples"] + len(s["skipped_samples"]),
+                        ", ".join(f"{n} {k}" for k, n in kinds.items()))
         if s["empty_templates"]:
             log.warning("%s: template(s) %s have no neuron above the threshold %g (IoU 0 with everything)",
                         s["dataset"], s["empty_templates"], config.threshold)
@@ -274,13 +299,21 @@ def match_networks(
     iou: float = 0.2,
     scheduler: str | None = None,
     similar_iou: float = 0.2,
+    overwrite: bool = False,
 ) -> MatchResults:
-    """Match the networks stores ``networks`` (one per corpus) and write the tables and figures under ``out``."""
+    """Match the networks stores ``networks`` (one per corpus) and write the tables and figures under ``out``.
+
+    ``out`` is written whole beside and swapped in (``fnet_dist.outputs.replacing``): earlier match results
+    there are replaced only with ``overwrite``, anything else never.
+    """
+    from .outputs import prepare_output, replacing
     from .storage import normalize_url
 
     config = MatchConfig(threshold, two_sided, iou, similar_iou).validated()
     if not networks:
         raise InputError("no networks store given: pass one or more stores written by fnet decompose")
+    out = normalize_url(out)
+    prepare_output(out, "match", overwrite=overwrite)  # refused before any work
     corpora = [load_networks(normalize_url(url), config) for url in networks]
     _check_layouts(corpora)
     names = _unique_names(corpora)
@@ -294,7 +327,9 @@ def match_networks(
     results = MatchResults(config, consistency, cross, sizes, summaries,
                            {n: i for n, (i, _) in zip(names, computed)}, {})
     results.markdown = consistency_markdown(consistency, config.iou)
-    write_results(results, normalize_url(out), {n: c.templates for n, c in zip(names, corpora)})
+    with replacing(out, "match", overwrite=overwrite) as staged:
+        write_results(results, staged, {n: c.templates for n, c in zip(names, corpora)})
+    results.files = {name: f"{out}/{name}" for name in results.files}
     return results
 
 
@@ -308,16 +343,6 @@ def write_file(out: str, name: str, data: str | bytes) -> str:
     with fs.open(target, "wb") as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return f"{out}/{name}"
-
-
-def _remove_stale(out: str, names: set[str]) -> None:
-    """Remove figures an earlier run into the same folder wrote and this run does not (a rerun is exact)."""
-    from .storage import filesystem
-
-    fs, folder = filesystem(out)
-    for name in names:
-        if fs.exists(f"{folder}/{name}"):
-            fs.rm(f"{folder}/{name}")
 
 
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
@@ -337,7 +362,6 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
     pngs = figures.match_figures(results.consistency, results.network_sizes, results.cross_corpus, templates)
     for name, png in pngs.items():
         results.files[name] = write_file(out, name, png)
-    _remove_stale(out, set(figures.FIGURE_NAMES) - set(pngs))
     index = {
         "package_version": __version__,
         "parameters": asdict(config),

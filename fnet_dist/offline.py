@@ -5,6 +5,8 @@ Stimulus domains (``offline:<name>`` corpora), each a list of documents in a fix
 - ``news``: 300 ABC news articles (gensim's ``lee_background.cor``).
 - ``wiki``: prose of real Wikipedia articles (gensim's shortened enwiki dump), articles whose
   index is not a multiple of ``WIKI_HELDOUT_EVERY``; the rest is ``wiki_heldout()`` for perplexity.
+  ``wiki-paragraphs``: the same articles, one text per paragraph (as WikiText's rows; enough texts for
+  the paper's 100 + 100 samples, packed to the tokens an individual ICA needs).
 - ``math``: GSM8K-style word problems with worked solutions (reasoning-gym ``gsm_symbolic``).
 - ``code``: the Python standard library's modules.
 
@@ -116,15 +118,17 @@ def _code() -> tuple[str, ...]:
 
 
 def domain_texts(name: str) -> list[str]:
-    """The documents of offline domain ``name`` (one of ``DOMAINS``), in a fixed order."""
+    """The documents of offline domain ``name`` (one of ``DOMAINS`` or ``wiki-paragraphs``), in a fixed order."""
     loaders = {
         "news": _news,
         "wiki": lambda: tuple(a for i, a in enumerate(_wiki_articles()) if i % WIKI_HELDOUT_EVERY),
+        "wiki-paragraphs": lambda: tuple(p for i, a in enumerate(_wiki_articles()) if i % WIKI_HELDOUT_EVERY
+                                         for p in a.split("\n") if p.strip()),
         "math": _math,
         "code": _code,
     }
     if name not in loaders:
-        raise InputError(f"unknown offline corpus {name!r}; expected one of offline:{', offline:'.join(DOMAINS)}")
+        raise InputError(f"unknown offline corpus {name!r}; expected one of offline:{', offline:'.join(loaders)}")
     return list(loaders[name]())
 
 

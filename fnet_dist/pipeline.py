@@ -24,6 +24,7 @@ import yaml
 from . import __version__
 from .config import STAGES, PipelineConfig, stage_hash
 from .errors import FnetError, InputError, StageError, one_line
+from .outputs import open_output
 
 __all__ = ["RunLayout", "run_pipeline"]
 
@@ -99,7 +100,8 @@ def _record(run: _Run) -> dict[str, Any]:
         stores[corpus] = record_activations(
             run.model, entry.spec, run.layout.activations(corpus), group_samples=rec.group_samples,
             individual_samples=rec.individual_samples, max_tokens=rec.max_tokens, min_tokens=rec.min_tokens,
-            batch_size=rec.batch_size, batch_tokens=rec.batch_tokens, seed=rec.seed, store_dtype=rec.store_dtype, text_field=entry.text_field or rec.text_field,
+            batch_size=rec.batch_size, batch_tokens=rec.batch_tokens, seed=rec.seed, store_dtype=rec.store_dtype,
+            text_field=entry.text_field or rec.text_field, pack_to_tokens=cfg.pack_to_tokens(),
             hook_module=cfg.model.hook_module, overwrite=True,
         )
     return {"stores": stores}
@@ -127,9 +129,26 @@ def _match(run: _Run) -> dict[str, Any]:
     m = run.config.match
     networks = [run.layout.networks(c) for c in run.config.corpora]
     match_networks(networks, str(run.layout.match), threshold=m.threshold, two_sided=m.two_sided, iou=m.iou,
-                   similar_iou=m.similar_iou, scheduler=run.scheduler)
+                   similar_iou=m.similar_iou, scheduler=run.scheduler, overwrite=True)
     _anatomy(run)
+    _nulls(run)
     return {"folder": str(run.layout.match)}
+
+
+def _nulls(run: _Run) -> None:
+    """Layer-matched nulls of the counterparts and of cross-corpus recurrence (fnet_dist/nulls.py)."""
+    import numpy as np
+    import pandas as pd
+
+    from .nulls import match_nulls
+
+    m, folder = run.config.match, run.layout.match
+    match_nulls([run.layout.networks(c) for c in run.config.corpora], folder,
+                massive=np.load(folder / "massive_mask.npy", allow_pickle=False),
+                anatomy=pd.read_csv(folder / "network_anatomy.csv"), threshold=m.threshold, two_sided=m.two_sided,
+                iou=m.iou, permutations=m.permutations, seed=run.config.decompose.seed,
+                first_token_share=m.first_token_share)
+    _say(f"  nulls: {m.permutations} layer-matched random networks per template; exact nulls of cross-corpus IoU")
 
 
 def _anatomy(run: _Run) -> None:
@@ -211,7 +230,7 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
     if unknown:
         raise InputError(f"unknown stage(s) {unknown}; expected some of {', '.join(STAGES)}")
     layout = RunLayout(Path(config.out).expanduser().resolve())
-    layout.root.mkdir(parents=True, exist_ok=True)
+    open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
     (layout.root / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     record = _load_record(layout)
     record.update(name=config.name, package_version=__version__, config=config.model_dump(mode="json"))

@@ -24,7 +24,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import __version__
-from .activation_store import STORE_DTYPES, SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, summarize_store
+from .activation_store import (STORE_DTYPES, SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
+                               refuse_foreign, summarize_store)
 from .corpora import Sample, load_corpus, select_samples
 from .errors import InputError
 from .hooks import capture_block_outputs
@@ -68,6 +69,7 @@ class RecordConfig:
     store_dtype: str = "float16"
     text_field: str = "text"
     batch_tokens: int = 0
+    pack_to_tokens: int = 0
 
     def check(self) -> "RecordConfig":
         for name in ("group_samples", "individual_samples", "max_tokens", "min_tokens", "batch_size", "seed", "batch_tokens"):
@@ -91,7 +93,10 @@ class RecordConfig:
     def content(self) -> dict[str, Any]:
         """The parameters that determine the store's content (not batch size or shard)."""
         keep = ("corpus", "group_samples", "individual_samples", "max_tokens", "min_tokens", "seed", "store_dtype", "text_field")
-        return {k: v for k, v in asdict(self).items() if k in keep}
+        content = {k: v for k, v in asdict(self).items() if k in keep}
+        if self.pack_to_tokens:  # stores of one text per sample keep the hash they had before packing existed
+            content["pack_to_tokens"] = int(self.pack_to_tokens)
+        return content
 
 
 def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> list[Any]:
@@ -263,6 +268,8 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordConfig, selection: Any,
         "max_tokens": int(config.max_tokens),
         "min_tokens": int(config.min_tokens),
         "n_skipped_short": int(selection.n_skipped_short),
+        "pack_to_tokens": int(selection.pack_to_tokens),
+        "n_packed_samples": int(selection.n_packed),
         "n_corpus_texts": int(selection.n_corpus_texts),
         "group_samples": int(config.group_samples),
         "individual_samples": int(config.individual_samples),
@@ -324,6 +331,7 @@ def record_activations(
     hook_module: str | None = None,
     store_dtype: str = "float16",
     text_field: str = "text",
+    pack_to_tokens: int = 0,
     progress: bool = True,
     wait_timeout: float = 600.0,
     batch_tokens: int = 0,
@@ -334,19 +342,23 @@ def record_activations(
     """Record the MLP-block outputs of ``model`` on ``corpus`` into the activations store ``out``.
 
     Resumes a store of the same config (complete samples are skipped); a store of another config is
-    an error unless ``overwrite``. With ``shard=(I, N)`` this process writes the samples whose store
-    position p has ``p % N == I``; whichever shard comes first creates the store (shards do not wait for
-    each other); only replacing a store of another config is shard 0's, the others wait up to
-    ``wait_timeout`` s for it. Returns the store URL.
+    an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
+    (``fnet_dist.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
+    the samples whose store position p has ``p % N == I``; whichever shard comes first creates the store
+    (shards do not wait for each other). ``pack_to_tokens`` > 0 packs short texts with the ones after them
+    into samples of at least that many tokens (``fnet_dist.corpora.select_samples``). ``batch_tokens`` > 0
+    caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
     from .architectures import resolve_architecture
     from .models import load_model
+    from .outputs import swap_in
     from .storage import normalize_url
 
     config = RecordConfig(corpus, group_samples, individual_samples, max_tokens, min_tokens, batch_size, seed,
                           tuple(shard) if isinstance(shard, (list, tuple)) else shard, dtype, store_dtype, text_field,
-                          batch_tokens).check()
+                          batch_tokens, pack_to_tokens).check()
     url = normalize_url(out)
+    refuse_foreign(url)  # a user's files or another store: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
         device_map=device_map, max_memory=max_memory, offload_folder=offload_folder)
@@ -354,11 +366,13 @@ def record_activations(
     n_layers, d_model = _d_model(loaded, arch)
     texts = load_corpus(corpus, text_field)
     selection = select_samples(texts, loaded.tokenizer, group=group_samples, individual=individual_samples,
-                               max_tokens=max_tokens, min_tokens=min_tokens, seed=seed, corpus=corpus)
+                               max_tokens=max_tokens, min_tokens=min_tokens, seed=seed, corpus=corpus,
+                               pack_to_tokens=config.pack_to_tokens)
     layout = StoreLayout(len(selection.samples), selection.max_tokens, n_layers, d_model, store_dtype)
     attrs = _attrs(loaded, arch, config, selection, n_layers)
-    prepare_store(url, selection, layout, attrs, shard=config.shard, overwrite=overwrite, wait_timeout=wait_timeout)
-    done = complete_mask(url)
+    target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=config.shard)
+    prepare_store(target, selection, layout, attrs, shard=config.shard, overwrite=overwrite, wait_timeout=wait_timeout)
+    done = complete_mask(target)
     index, count = config.shard
     mine = [s for s in selection.samples if s.position % count == index]
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
@@ -372,9 +386,11 @@ def record_activations(
     # the forward pass uses every core, so a thread would only take cores from it (stalling torch's threads)
     background = loaded.device.type != "cpu"
     widest = max((len(b) for b in batches), default=1)
-    writer = SampleWriter(url, layout, max_pending=max(4, 2 * widest), background=background)
+    writer = SampleWriter(target, layout, max_pending=max(4, 2 * widest), background=background)
     try:
         _record_samples(loaded, arch, batches, done, writer, config, progress)
     finally:
         writer.close()
+    if target != url:  # a replacement (one shard) is complete: swap it in for the store of another config
+        swap_in(target, url)
     return url

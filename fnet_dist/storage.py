@@ -3,9 +3,12 @@
 - ``normalize_url(url)``: absolute local paths, URLs unchanged.
 - ``store_exists(url)``: is there a Zarr group at ``url``.
 - ``open_store(url, schema)``: open with xarray and validate against a ``storage_schemas`` schema.
-- ``write_store(ds, url, schema)``: validate, then write a whole Dataset (an existing store is refused
-  unless ``overwrite``; the old store is only removed once the new one is valid).
+- ``write_store(ds, url, schema)``: validate, then write a whole Dataset (through ``fnet_dist.outputs``: an
+  existing store is refused unless ``overwrite``, anything else always; the old store is only replaced once
+  the new one is complete).
 - ``remove_store(url)``, ``filesystem(url)``.
+- ``access_error(exc) -> StoreError | None``: missing or rejected object-storage credentials (or an
+  unreachable endpoint) as one line; None for any other error.
 
 S3-compatible endpoints and credentials come from the environment as fsspec reads them
 (``AWS_ACCESS_KEY_ID`` …, ``FSSPEC_S3_ENDPOINT_URL`` for a non-AWS endpoint).
@@ -22,7 +25,7 @@ from storage_schemas import SchemaError, StoreSchema
 
 from .errors import StoreError
 
-__all__ = ["filesystem", "normalize_url", "open_store", "remove_store", "store_exists", "write_store"]
+__all__ = ["access_error", "filesystem", "normalize_url", "open_store", "remove_store", "store_exists", "write_store"]
 
 
 def normalize_url(url: str | os.PathLike) -> str:
@@ -63,44 +66,56 @@ def open_store(url: str, schema: StoreSchema, *, chunks: Any = None) -> xr.Datas
 def remove_store(url: str) -> None:
     """Delete the store at ``url`` (nothing if there is none)."""
     fs, path = filesystem(url)
+    fs.invalidate_cache(path)
     if fs.exists(path):
         fs.rm(path, recursive=True)
 
 
 def write_store(ds: xr.Dataset, url: str, schema: StoreSchema, *, overwrite: bool = False, encoding: dict | None = None) -> str:
-    """Validate ``ds`` against ``schema`` and write it as a new Zarr v3 store at ``url``.
+    """Validate ``ds`` against ``schema`` and write it as a whole Zarr v3 store at ``url``.
 
-    An existing store is refused unless ``overwrite``; then the new store is written beside it first
-    and swapped in only when complete, so a failure never leaves the old store damaged.
-    Returns the normalized URL.
+    Through ``fnet_dist.outputs.replacing``: anything at ``url`` that is not a store of this schema is refused,
+    one that is only with ``overwrite``; the new store is written beside and swapped in when complete, so a
+    failure never leaves the old store damaged. Returns the normalized URL.
     """
+    from .outputs import STORE_KINDS, replacing
+
     url = normalize_url(url)
     ds = ds.assign_attrs(schema.stamp() | dict(ds.attrs))
     try:
         schema.validate(ds, url)
     except SchemaError as exc:
         raise StoreError(f"refusing to write an invalid store: {exc}") from None
-    exists = store_exists(url)
-    if exists and not overwrite:
-        raise StoreError(f"a store already exists at {url!r}; pass --overwrite to replace it, or choose another --out")
-    target = f"{url}.partial" if exists else url
-    remove_store(target)
-    ds.to_zarr(target, mode="w", consolidated=False, zarr_format=3, encoding=encoding or {})
-    if exists:
-        fs, path = filesystem(url)
-        _, tmp = filesystem(target)
-        fs.rm(path, recursive=True)
-        _move_tree(fs, tmp, path)
+    with replacing(url, STORE_KINDS[schema.name], overwrite=overwrite) as staged:
+        ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3, encoding=encoding or {})
     return url
 
 
-def _move_tree(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
-    """Move folder ``src`` to ``dst``: a rename on a local disk; on object storage (no rename, no real
-    folders) a copy of each object, then the source deleted."""
-    fs.invalidate_cache()
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        fs.mv(src, dst, recursive=True)
-        return
-    files = fs.find(src)
-    fs.copy(files, [dst + name[len(src):] for name in files])
-    fs.rm(src, recursive=True)
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken",
+                     "403", "Forbidden", "AllAccessDisabled"}
+
+
+def access_error(exc: BaseException) -> StoreError | None:
+    """``exc`` as a one-line ``StoreError`` when object storage refused us or was unreachable, else None."""
+    chain = []
+    while exc is not None and len(chain) < 20:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    names = {type(e).__name__ for e in chain}
+    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}:
+        return StoreError(
+            "no object-storage credentials were found (botocore: Unable to locate credentials); set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and FSSPEC_S3_ENDPOINT_URL for a non-AWS endpoint"
+        )
+    codes = {str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) for e in chain if type(e).__name__ == "ClientError"}
+    if codes & _CREDENTIAL_CODES or (codes and "PermissionError" in names):
+        return StoreError(
+            f"object storage refused the credentials ({', '.join(sorted(c for c in codes if c))}); check "
+            f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that they may read and write the bucket"
+        )
+    if "EndpointConnectionError" in names:
+        return StoreError(
+            f"object storage could not be reached ({next(str(e) for e in chain if type(e).__name__ == 'EndpointConnectionError')}); "
+            f"check the network and FSSPEC_S3_ENDPOINT_URL"
+        )
+    return None

@@ -74,6 +74,7 @@ def test_network_anatomy_counts_neurons_on_massive_channels_and_layer_spread():
     massive = np.zeros((3, 40), dtype=bool)
     massive[1, 7] = True
     table = network_anatomy(_maps_dataset(maps), massive)
+    assert table["template"].tolist() == [1, 2]      # numbered as in consistency.csv (was 0, 1)
     assert table["size"].tolist() == [4, 3]
     assert table["on_massive"].tolist() == [1, 0]
     assert table["massive_share"].tolist() == [0.25, 0.0]

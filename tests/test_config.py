@@ -80,3 +80,16 @@ def test_evaluation_corpora_must_exist():
     config = PipelineConfig.model_validate({"evaluate": {"networks_of": ["nope"]}})
     with pytest.raises(InputError, match=r"networks_of names corpora \['nope'\]"):
         config.evaluation_corpora()
+
+
+def test_pack_to_tokens_auto_is_what_an_individual_ica_needs(tmp_path):
+    from fnet_dist.config import PipelineConfig
+
+    assert PipelineConfig().pack_to_tokens() == 65
+    assert PipelineConfig(decompose={"components": 8, "exclude_first_tokens": 1}).pack_to_tokens() == 10
+    assert PipelineConfig(record={"pack_to_tokens": 0}).pack_to_tokens() == 0
+    assert PipelineConfig(record={"pack_to_tokens": 90}).pack_to_tokens() == 90
+    path = tmp_path / "c.yaml"
+    path.write_text("version: 1\n")
+    with pytest.raises(InputError, match=r"record.pack_to_tokens"):
+        load_config(path, ["record.pack_to_tokens=-3"])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fnet_dist.evaluate.controls import (
-    empirical_p_value,
+    choose_networks,
     interval,
     metric_direction,
     random_controls,
@@ -55,15 +55,10 @@ def test_bad_control_requests(kwargs, message):
         random_controls(shape=SHAPE, **kwargs)
 
 
-def test_interval_and_p_value_on_known_draws():
+def test_interval_on_known_draws():
     draws = np.arange(1, 11, dtype=float)       # accuracies 1..10 of random masks
     mean, low, high = interval(draws)
     assert mean == 5.5 and low == pytest.approx(1.225) and high == pytest.approx(9.775)
-    assert empirical_p_value(0.5, draws, worse="lower") == pytest.approx(1 / 11)   # worse than every draw
-    assert empirical_p_value(5.0, draws, worse="lower") == pytest.approx(6 / 11)
-    assert empirical_p_value(100.0, draws, worse="higher") == pytest.approx(1 / 11)
-    with pytest.raises(InputError, match="worse='up'"):
-        empirical_p_value(1.0, draws, worse="up")
 
 
 def test_metric_direction():
@@ -83,25 +78,71 @@ def test_separated_masks_split_a_network_at_massive_channels():
         separated_masks(network, np.zeros((3, 50), dtype=bool))
 
 
-def test_control_tables_on_planted_rows():
+def _frame(rows):
     import pandas as pd
 
+    return pd.DataFrame([{"condition": c, "task": "sentiment_rt", "metric": "acc", "value": v, "stderr": 0.0,
+                          "filter": "none", "n_samples": 10, "neurons": 0} for c, v in rows])
+
+
+def test_control_tables_on_planted_rows():
     from fnet_dist.evaluate.controls import control_tables
 
     network = _network()
+    massive = np.zeros(SHAPE, dtype=bool)
+    massive[1, 3] = True
     rows = [("normal", 0.80), ("inhibit:news/3", 0.40), ("minus-massive:news/3", 0.75), ("massive-only:news/3", 0.45)]
     rows += [(f"ctl-fraction15/{i}", 0.78 - 0.01 * i) for i in range(5)]
     rows += [(f"ctl-matched_count:news/3/{i}", 0.79) for i in range(5)]
-    frame = pd.DataFrame([{"condition": c, "task": "sentiment_rt", "metric": "acc", "value": v, "stderr": 0.0,
-                           "filter": "none", "n_samples": 10, "neurons": 0} for c, v in rows])
-    controls, separated = control_tables(frame, {"inhibit:news/3": network})
+    controls, separated = control_tables(_frame(rows), {"inhibit:news/3": network}, massive)
     by_kind = controls.set_index("control")
     assert set(by_kind.index) == {"fraction", "matched_count"}
     assert by_kind.loc["fraction", "mean"] == pytest.approx(0.76)
     assert by_kind.loc["matched_count", "p_value"] == pytest.approx(1 / 6)   # worse than all 5 draws
     row = separated.iloc[0]
     assert row.damage_whole == pytest.approx(0.40) and row.damage_minus_massive == pytest.approx(0.05)
-    assert row.damage_massive_only == pytest.approx(0.35)
+    assert row.damage_massive_only == pytest.approx(0.35) and row.on_massive == 1
+
+
+def test_control_tables_never_reward_a_missing_value():
+    from fnet_dist.evaluate.controls import control_tables
+
+    network = _network()
+    everywhere = network.values.copy()                       # every neuron of the network on a massive channel
+    rows = [("normal", 0.80), ("inhibit:news/3", float("nan")), ("massive-only:news/3", 0.40)]
+    rows += [(f"ctl-matched_count:news/3/{i}", 0.79) for i in range(5)]
+    controls, separated = control_tables(_frame(rows), {"inhibit:news/3": network}, everywhere)
+    assert np.isnan(controls["p_value"].iloc[0])             # a NaN value was "worse than every draw": p = 1/6
+    # nothing is left without the massive neurons: the normal model (the first version took the whole network's value)
+    assert separated.iloc[0].damage_minus_massive == 0.0
+    partly = everywhere.copy()
+    partly[2] = False
+    _, separated = control_tables(_frame(rows), {"inhibit:news/3": network}, partly)
+    assert np.isnan(separated.iloc[0].damage_minus_massive)  # a part that exists but was not evaluated is missing
+
+
+def test_networks_for_controls_are_chosen_without_evaluation_examples():
+    import pandas as pd
+
+    consistency = pd.DataFrame({"dataset": ["news"] * 4 + ["wiki"], "template": [1, 2, 3, 4, 1],
+                                "counterparts": [4, 9, 9, 0, 50], "size": [5, 5, 5, 0, 5]})
+    assert choose_networks(consistency, ["news"], 2) == ["inhibit:news/2", "inhibit:news/3"]
+    assert choose_networks(consistency.assign(counterparts=0), ["news"], 4) == [f"inhibit:news/{k}" for k in (1, 2, 3)]
+    assert choose_networks(consistency, ["news", "wiki"], 1) == ["inhibit:news/2", "inhibit:wiki/1"]
+
+
+def test_draws_avoiding_massive_channels_only_for_networks_that_have_some():
+    from fnet_dist.evaluate.controls import control_conditions
+
+    network = _network()
+    none = np.zeros(SHAPE, dtype=bool)
+    names = [c.name for c in control_conditions({"inhibit:news/3": network}, none, kinds=("matched_count", "matched_avoid_massive"), n_draws=2)]
+    assert names == ["ctl-matched_count:news/3/0", "ctl-matched_count:news/3/1"]
+    some = none.copy()
+    some[1, 3] = True
+    names = [c.name for c in control_conditions({"inhibit:news/3": network}, some, kinds=("matched_avoid_massive",), n_draws=2)]
+    assert names == ["ctl-matched_avoid_massive:news/3/0", "ctl-matched_avoid_massive:news/3/1",
+                     "minus-massive:news/3", "massive-only:news/3"]
 
 
 def test_controls_evaluated_on_one_loaded_tiny_model(tiny_llama, tmp_path):

@@ -141,3 +141,32 @@ def test_every_text_too_short(tokenizer):
 def test_too_few_texts_for_the_samples_asked(tokenizer):
     with pytest.raises(InputError, match="has 3 texts of ≥ 3 tokens .* fewer than the 9 asked for"):
         _select(tokenizer, ["aaaa", "bbbb", "cccc", "d"], corpus="few")
+
+
+def test_short_texts_are_packed_with_the_texts_after_them(tokenizer):
+    """Planted short texts (5 bytes = 5 tokens) pack with their successors to ≥ 12 tokens; long ones stay alone."""
+    texts = [f"text{i % 10}" if i % 7 else f"a long text number {i} of over twelve bytes" for i in range(30)]
+    texts[5] = ""
+    chosen = _select(tokenizer, texts, group=2, individual=1, max_tokens=40, min_tokens=3, seed=0, pack_to_tokens=12)
+    assert chosen.pack_to_tokens == 12 and len(chosen.samples) == 3
+    covered = []
+    for s in chosen.samples:
+        assert s.n_tokens >= 12
+        parts = [t for t in texts[s.source_index:s.source_index + s.n_texts] if t.strip()]
+        assert s.text == "\n".join(parts)[:40] and s.token_ids.tolist() == tokenizer(s.text)["input_ids"]
+        assert (s.n_texts == 1) == (len(texts[s.source_index]) >= 12)
+        covered += range(s.source_index, s.source_index + s.n_texts)
+    assert len(covered) == len(set(covered))  # disjoint
+    assert chosen.n_packed == sum(s.n_texts > 1 for s in chosen.samples) >= 1
+    same = _select(tokenizer, texts, group=2, individual=1, max_tokens=40, min_tokens=3, seed=0, pack_to_tokens=12)
+    assert [(s.source_index, s.n_texts) for s in same.samples] == [(s.source_index, s.n_texts) for s in chosen.samples]
+
+
+def test_packing_that_cannot_fill_the_samples_says_so(tokenizer):
+    texts = ["ab", "cd", "ef"]  # 2 + 1 + 2 + 1 + 2 = 8 tokens at most: never 12
+    with pytest.raises(InputError, match=r"gives 0 samples of ≥ 12 tokens when texts are packed \(3 starts too short"):
+        _select(tokenizer, texts, group=1, individual=0, max_tokens=20, pack_to_tokens=12, corpus="tiny")
+    with pytest.raises(InputError, match=r"pack_to_tokens 30 must lie between 0 \(off\) and max_tokens 20"):
+        _select(tokenizer, texts, group=1, individual=0, max_tokens=20, pack_to_tokens=30)
+    off = _select(tokenizer, ["aaaaaaaaaaaaaaaa", "ab"], group=1, individual=0, max_tokens=20, pack_to_tokens=0)
+    assert off.pack_to_tokens == 0 and off.samples[0].n_texts == 1

@@ -11,7 +11,7 @@ import torch
 
 from fnet_dist.architectures import Architecture, block_output_modules, resolve_architecture
 from fnet_dist.edit import EDIT_FILE, MASK_FILE, Edit, bake, bake_checkpoint, edited, model_shape
-from fnet_dist.errors import InputError
+from fnet_dist.errors import InputError, StoreError
 from fnet_dist.hooks import capture_block_outputs
 from fnet_dist.masks import NeuronMask
 from fnet_dist.models import load_model
@@ -144,18 +144,26 @@ def test_baked_checkpoint_reloads_equal_to_hooked(family, tiny_model_factory, tm
     assert reloaded.model.config.tie_word_embeddings == tied
     if tied:
         assert reloaded.model.get_output_embeddings().weight.data_ptr() == reloaded.model.get_input_embeddings().weight.data_ptr()
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*.fnet-*"))  # no staging copy left beside
 
 
-def test_bake_checkpoint_refuses_to_overwrite(tiny_llama, tmp_path):
+def test_bake_checkpoint_never_replaces_a_users_folder_and_its_own_only_with_overwrite(tiny_llama, tmp_path):
     mask = NeuronMask.random((2, 32), count=4, seed=0)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
-    with pytest.raises(InputError, match="already holds files; pass --overwrite"):
-        bake_checkpoint(tiny_llama, mask, Edit(), tmp_path / "out")
-    assert (tmp_path / "out" / "keep.txt").exists()
-    bake_checkpoint(tiny_llama, mask, Edit(), tmp_path / "out", overwrite=True)
-    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / EDIT_FILE).exists()
+    for overwrite in (False, True):
+        with pytest.raises(StoreError, match="holds a folder of files that fnet did not write, not a baked checkpoint"):
+            bake_checkpoint(tiny_llama, mask, Edit(), tmp_path / "out", overwrite=overwrite)
+        assert (tmp_path / "out" / "keep.txt").read_text() == "x"
+    ckpt = tmp_path / "ckpt"
+    bake_checkpoint(tiny_llama, mask, Edit(), ckpt)
+    with pytest.raises(StoreError, match="already holds a baked checkpoint \\(fnet bake\\); pass --overwrite"):
+        bake_checkpoint(tiny_llama, NeuronMask.random((2, 32), count=6, seed=1), Edit(), ckpt)
+    assert NeuronMask.load(str(ckpt / MASK_FILE)) == mask
+    other = NeuronMask.random((2, 32), count=6, seed=1)
+    bake_checkpoint(tiny_llama, other, Edit(), ckpt, overwrite=True)
+    assert NeuronMask.load(str(ckpt / MASK_FILE)) == other and (ckpt / EDIT_FILE).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "out"]  # no staging copy left beside
 
 
 def test_bad_inputs(tiny_llama):
@@ -203,14 +211,16 @@ def fnet(monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def llama_networks(tmp_path_factory) -> str:
+def llama_networks(tmp_path_factory, tiny_llama) -> str:
     from storage_schemas import NETWORKS
+    from fnet_dist.models import resolve_source
     from fnet_dist.storage import write_store
     from test_masks import networks_dataset
 
     planted = {0: {(0, 1): 5.0, (1, 7): -4.0}, 1: {(1, 30): 4.5}}
     url = str(tmp_path_factory.mktemp("llama-nets") / "networks.zarr")
-    return write_store(networks_dataset(planted, shape=(2, 32)), url, NETWORKS)
+    ds = networks_dataset(planted, shape=(2, 32)).assign_attrs(model_id=resolve_source(tiny_llama).model_id)
+    return write_store(ds, url, NETWORKS)
 
 
 def test_cli_bakes_templates_of_a_networks_store(fnet, tiny_llama, llama_networks, tmp_path):

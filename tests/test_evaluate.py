@@ -34,19 +34,20 @@ LIMIT = 3
 PLANTED = {0: [(0, 1), (1, 2)], 1: [(1, 2), (1, 9), (0, 30)], 2: [(0, 7)]}
 
 
-def networks_dataset(planted=PLANTED, shape=SHAPE, seed=0) -> xr.Dataset:
+def networks_dataset(planted=PLANTED, shape=SHAPE, seed=0, model_id="tiny") -> xr.Dataset:
     """A networks store for the tiny llama: template c has z = 6 at its planted neurons, |z| < 1 elsewhere."""
     rng = np.random.default_rng(seed)
     maps = rng.uniform(-0.9, 0.9, (len(planted), *shape)).astype(np.float32)
     for c, cells in planted.items():
         for layer, neuron in cells:
             maps[c, layer, neuron] = 6.0 - 0.05 * neuron  # distinct values: a unique top-5 % order
-    return testing.networks_dataset(maps, dataset="toy", model_id="tiny", seed=seed)
+    return testing.networks_dataset(maps, dataset="toy", model_id=model_id, seed=seed)
 
 
 @pytest.fixture(scope="module")
-def networks_url(tmp_path_factory) -> str:
-    return write_store(networks_dataset(), str(tmp_path_factory.mktemp("nets") / "toy.zarr"), NETWORKS)
+def networks_url(tmp_path_factory, loaded) -> str:
+    return write_store(networks_dataset(model_id=loaded.info["model_id"]), str(tmp_path_factory.mktemp("nets") / "toy.zarr"),
+                       NETWORKS)
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +239,7 @@ def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_p
     from fnet_dist.pipeline import RunLayout
 
     layout = RunLayout(tmp_path)
-    write_store(networks_dataset(planted={0: PLANTED[0]}), layout.networks("toy"), NETWORKS)
+    write_store(networks_dataset(planted={0: PLANTED[0]}, model_id=loaded.info["model_id"]), layout.networks("toy"), NETWORKS)
     config = PipelineConfig(corpora={"toy": "offline:news"}, evaluate={
         "tasks": ["polarity_pl"], "limit": 2, "localization": False, "probing": True, "seed": 3})
     rows = evaluate_pipeline(loaded, config, layout)

@@ -42,9 +42,10 @@ def _rows() -> pd.DataFrame:
 
 def test_network_table_is_table_3():
     table = network_table(_rows(), "inhibit:sst2/")
-    assert list(table.index) == ["0 → 41", "1 → 336"]
-    assert list(table.columns) == ["CoLA (MCC)", "SST-2", "MRPC (F1)", "WikiText (PPL)"]
-    assert table.loc["0 → 41", "SST-2"] == 0.09 and table.loc["1 → 336", "WikiText (PPL)"] == 12.0
+    assert list(table.index) == ["sst2/0", "sst2/1"]
+    assert list(table.columns) == ["neurons", "CoLA (MCC)", "SST-2", "MRPC (F1)", "WikiText (PPL)"]
+    assert table.loc["sst2/0", "SST-2"] == 0.09 and table.loc["sst2/1", "WikiText (PPL)"] == 12.0
+    assert list(table["neurons"]) == [41, 336]
 
 
 def test_condition_table_is_tables_9_and_10_with_an_average():

@@ -44,7 +44,8 @@ def planted_store(loaded, tmp_path_factory):
     x = standardize_tokens(block_outputs(loaded, TEXT))
     maps = np.stack([x[3], x[7], np.random.default_rng(0).standard_normal(x.shape[1])]).astype(np.float32)
     filler = planted_networks(n_templates=3, copies=(1, 1, 1), n_layers=2, d_model=32, size=4)
-    url = write_networks(networks_dataset(maps.reshape(3, 2, 32), filler.individual_map, dataset="news"),
+    url = write_networks(networks_dataset(maps.reshape(3, 2, 32), filler.individual_map, dataset="news",
+                                          model_id=loaded.info["model_id"]),
                          tmp_path_factory.mktemp("explain") / "networks")
     return url, x, maps
 
@@ -103,6 +104,13 @@ def test_bad_input(loaded, planted_store, tmp_path):
     wrong = write_networks(networks_dataset(other.group_map, other.individual_map, model_id="big"), tmp_path / "w")
     with pytest.raises(InputError, match=r"has \(n_layers, d_model\) = \(2, 32\), but .* networks of shape \(3, 40\) \(big\)"):
         explain_text(loaded, wrong, TEXT)
+    filler = planted_networks(n_templates=3, copies=(1, 1, 1), n_layers=2, d_model=32, size=4)
+    same_shape = networks_dataset(filler.group_map, filler.individual_map, model_id=loaded.info["model_id"]
+                                  ).assign_attrs(model_revision="0123abc")  # the same id, another revision
+    for ds in (same_shape, same_shape.assign_attrs(model_id="other/model", model_revision="")):
+        url_other = write_networks(ds, tmp_path / f"other-{ds.attrs['model_id'].replace('/', '-')[-8:]}")
+        with pytest.raises(InputError, match=r"the networks store .* was made from model .*, not from the model loaded here"):
+            explain_text(loaded, url_other, TEXT)
     with pytest.raises(StoreError, match="no store at"):
         explain_text(loaded, str(tmp_path / "missing"), TEXT)
     with pytest.raises(InputError, match="--hook-module 'model.layers.mlp' must be a dotted module path"):
@@ -122,7 +130,7 @@ def test_smollm2_pieces_keep_the_text(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     filler = planted_networks(n_templates=2, copies=(1, 1), n_layers=30, d_model=576, size=20)
     maps = rng.standard_normal((2, 30, 576)).astype(np.float32)
-    url = write_networks(networks_dataset(maps, filler.individual_map), tmp_path / "networks")
+    url = write_networks(networks_dataset(maps, filler.individual_map, model_id="smollm2-135m-instruct"), tmp_path / "networks")
     text = "The naïve cat <sat>  on “the” mat.\n\nDone 😀!"
     monkeypatch.setattr(cli, "COMMANDS", ("explain",))
     source = tmp_path / "text.txt"

@@ -1,57 +1,208 @@
-"""Findings are computed from a run's own tables: each verdict follows the numbers, both ways."""
+"""Findings from a run's own tables and lm-eval's per-example samples: each verdict follows its test, both ways,
+and the bugs of the first version stay fixed."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import hypergeom
 
-from fnet_dist.report.findings import amplification, counterparts, cross_corpus, network_controls, small_networks_vs_random
+from fnet_dist.evaluate.conditions import Condition
+from fnet_dist.masks import NeuronMask
+from fnet_dist.report.findings import (
+    FindingSettings,
+    compute_findings,
+    counterparts,
+    recurrence,
+    write_findings,
+)
+from fnet_dist.report.findings_view import findings_html, read_findings
+from fnet_dist.stats import conclude
 
-
-def _consistency(counts):
-    return pd.DataFrame([{"dataset": d, "template": t + 1, "counterparts": c, "samples_with_counterpart": min(c, 3)}
-                         for d, cs in counts.items() for t, c in enumerate(cs)])
-
-
-def test_counterpart_verdicts_follow_the_counts():
-    assert counterparts(_consistency({"news": [3, 0, 5], "code": [1, 2, 0]}), 0.2).verdict == "holds"
-    assert counterparts(_consistency({"news": [0, 0, 5], "code": [0, 0, 0]}), 0.2).verdict == "fails"
-    mixed = counterparts(_consistency({"news": [3, 4, 0], "code": [0, 0, 1]}), 0.2)
-    assert mixed.verdict == "unclear" and "news: 2/3" in mixed.evidence and "code: 1/3" in mixed.evidence
-
-
-def test_cross_corpus_verdicts():
-    cross = pd.DataFrame({"dataset_1": ["news", "news"], "template_1": [1, 2], "dataset_2": ["code", "code"],
-                          "template_2": [1, 1], "iou": [0.05, 0.6]})
-    assert cross_corpus(cross, 0.2).verdict == "holds"
-    assert cross_corpus(cross.assign(iou=[0.05, 0.1]), 0.2).verdict == "fails"
+SHAPE = (4, 250)   # 1000 neurons: a 10-neuron network is 1 %
+SETTINGS = FindingSettings(bootstrap=300)
+N_DOCS = 60
 
 
-def _primary(rows):
-    return pd.DataFrame([{"condition": c, "task": t, "metric": m, "value": v, "neurons": n} for c, t, m, v, n in rows])
+class FakeRun:
+    """An evaluate folder as the runner leaves it: results.csv, per-condition samples, masks, controls."""
+
+    def __init__(self, root):
+        self.root = root
+        self.rows = {"": [], "controls": []}
+
+    def condition(self, name, accuracy_per_doc, *, where="", neurons=0, task="sentiment_rt", mask=None):
+        folder = self.root / where / "conditions" / Condition(name).slug
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"samples_{task}.jsonl", "a") as handle:
+            for doc, value in enumerate(accuracy_per_doc):
+                handle.write(json.dumps({"doc_id": doc, "acc": float(value)}) + "\n")
+        self.rows[where].append({"condition": name, "task": task, "metric": "acc", "value": float(np.mean(accuracy_per_doc)),
+                                 "stderr": 0.0, "filter": "none", "n_samples": len(accuracy_per_doc), "neurons": neurons})
+        if mask is not None:
+            (self.root / "masks").mkdir(exist_ok=True)
+            NeuronMask(mask, name=name).save(str(self.root / "masks" / f"{Condition(name).slug}.npz"))
+
+    def write(self, selection=None):
+        for where, rows in self.rows.items():
+            if rows:
+                (self.root / where).mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(rows).to_csv(self.root / where / "results.csv", index=False)
+        if selection:
+            (self.root / "controls" / "selection.json").write_text(json.dumps({"rule": "test rule", "networks": selection}))
+        return self.root
 
 
-def test_small_networks_against_random_and_amplification():
-    rows = [("normal", "rt", "acc", 0.8, 0), ("random15:seed0", "rt", "acc", 0.78, 150),
-            ("inhibit:news/1", "rt", "acc", 0.5, 10), ("inhibit:news/2", "rt", "acc", 0.79, 5),
-            ("top5:multiply1.02", "rt", "acc", 0.81, 50)]
-    finding = small_networks_vs_random(_primary(rows), 1000, "random15:seed0")
-    assert finding.verdict == "holds" and "1 of 2 small networks" in finding.evidence
-    rows[2] = ("inhibit:news/1", "rt", "acc", 0.79, 10)
-    assert small_networks_vs_random(_primary(rows), 1000, "random15:seed0").verdict == "fails"
-    assert amplification(_primary(rows), "top5:multiply1.02").verdict == "holds"
-    rows[-1] = ("top5:multiply1.02", "rt", "acc", 0.70, 50)
-    assert amplification(_primary(rows), "top5:multiply1.02").verdict == "fails"
+def _docs(rng, accuracy):
+    return (rng.uniform(size=N_DOCS) < accuracy).astype(float)
 
 
-@pytest.mark.parametrize("minus_massive, verdict", [(0.30, "holds"), (0.01, "fails")])
-def test_network_controls_verdicts(minus_massive, verdict):
-    controls = pd.DataFrame([{"network": "inhibit:news/1", "neurons": 10, "task": "rt", "metric": "acc", "normal": 0.8,
-                              "network_value": 0.4, "control": k, "draws": 10, "mean": 0.78, "low": 0.75, "high": 0.8,
-                              "p_value": 1 / 11} for k in ("matched_count", "matched_avoid_massive")])
-    separated = pd.DataFrame([{"network": "inhibit:news/1", "task": "rt", "metric": "acc", "damage_whole": 0.4,
-                               "damage_minus_massive": minus_massive, "damage_massive_only": 0.2}])
-    beats, survives = network_controls(controls, separated)
-    assert beats.verdict == "holds"
-    assert survives.verdict == verdict
-    weak = network_controls(controls.assign(p_value=0.5), separated)[0]
-    assert weak.verdict == "fails"
+def _network_mask(on_massive=0, off_massive=10):
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[0, :on_massive] = True
+    mask[1, :off_massive] = True
+    return mask
+
+
+def _run(tmp_path, *, draws=19, network_accuracy=0.2, mask=None, minus_massive=None, avoid=False):
+    rng = np.random.default_rng(0)
+    run = FakeRun(tmp_path / "evaluate")
+    normal = _docs(rng, 0.8)
+    run.condition("normal", normal)
+    mask = _network_mask() if mask is None else mask
+    run.condition("inhibit:news/1", _docs(rng, network_accuracy), neurons=int(mask.sum()), mask=mask)
+    for i in range(draws):
+        run.condition(f"ctl-fraction15/{i}", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal), where="controls")
+        run.condition(f"ctl-matched_count:news/1/{i}", np.where(rng.uniform(size=N_DOCS) < 0.03, 1 - normal, normal), where="controls")
+        if avoid:
+            run.condition(f"ctl-matched_avoid_massive:news/1/{i}", np.where(rng.uniform(size=N_DOCS) < 0.03, 1 - normal, normal),
+                          where="controls")
+    if minus_massive is not None:
+        run.condition("minus-massive:news/1", _docs(rng, minus_massive), where="controls")
+    return run
+
+
+def _by_id(findings):
+    return {f.id: f for f in findings}
+
+
+def test_a_network_far_beyond_19_draws_holds_and_4_draws_cannot_decide(tmp_path):
+    root = _run(tmp_path / "a").write(selection=["inhibit:news/1"])
+    small = _by_id(compute_findings(tmp_path / "a" / "match", root, SETTINGS, total_neurons=1000))["small-networks/sentiment_rt"]
+    assert small.verdict == "holds" and small.p_value <= 0.05 and small.n_draws == 19
+    assert small.interval[0] > 0 and "networks chosen by: test rule" in small.test
+    # the effect is the excess over the *mean* draw (the first version compared with a 2.5th percentile and
+    # called it "the largest damage of random draws")
+    assert small.effect == pytest.approx(small.details[0]["effect"]) and small.units.endswith("beyond the mean random draw")
+    root = _run(tmp_path / "b", draws=4).write(selection=["inhibit:news/1"])
+    few = _by_id(compute_findings(tmp_path / "b" / "match", root, SETTINGS, total_neurons=1000))["small-networks/sentiment_rt"]
+    assert few.verdict == "unclear" and few.reason == "4 draws cannot reach p ≤ 0.05: needs ≥ 19"
+
+
+def test_a_network_like_its_draws_never_holds(tmp_path):
+    root = _run(tmp_path, network_accuracy=0.79).write(selection=["inhibit:news/1"])
+    small = _by_id(compute_findings(tmp_path / "match", root, SETTINGS, total_neurons=1000))["small-networks/sentiment_rt"]
+    assert small.verdict in ("fails", "unclear")
+
+
+def test_survives_is_not_applicable_without_massive_neurons(tmp_path):
+    match = tmp_path / "match"
+    match.mkdir()
+    massive = np.zeros(SHAPE, dtype=bool)
+    massive[0, :5] = True
+    np.save(match / "massive_mask.npy", massive)
+    root = _run(tmp_path).write(selection=["inhibit:news/1"])     # the network has no neuron on row 0
+    survives = _by_id(compute_findings(match, root, SETTINGS, total_neurons=1000))["survives-without-massive/sentiment_rt"]
+    assert survives.verdict == "not applicable" and "no network" in survives.reason   # was "holds", trivially
+
+
+def test_a_network_wholly_on_massive_channels_does_not_survive_without_them(tmp_path):
+    match = tmp_path / "match"
+    match.mkdir()
+    massive = np.zeros(SHAPE, dtype=bool)
+    massive[:2, :10] = True
+    np.save(match / "massive_mask.npy", massive)
+    root = _run(tmp_path, mask=_network_mask(on_massive=3, off_massive=10), avoid=True).write(selection=["inhibit:news/1"])
+    survives = _by_id(compute_findings(match, root, SETTINGS, total_neurons=1000))["survives-without-massive/sentiment_rt"]
+    # nothing is left without its massive neurons: the normal model, no damage (the first version took the whole network's)
+    assert survives.verdict != "holds" and survives.effect < 0
+
+
+def test_amplification_is_found_for_every_corpus_suffix(tmp_path):
+    rng = np.random.default_rng(2)
+    run = FakeRun(tmp_path / "evaluate")
+    normal = _docs(rng, 0.5)
+    run.condition("normal", normal)
+    better = np.where(normal == 0, (rng.uniform(size=N_DOCS) < 0.6).astype(float), normal)
+    run.condition("top5:multiply1.02@news", better)
+    run.condition("top5:multiply1.02@wiki", normal)
+    found = _by_id(compute_findings(tmp_path / "match", run.write(), SETTINGS, total_neurons=1000))
+    assert {"amplification@news", "amplification@wiki"} <= set(found)   # the first version looked for the bare name only
+    assert found["amplification@news"].verdict == "holds" and found["amplification@news"].n_examples == N_DOCS
+    assert found["amplification@wiki"].verdict == "fails"                # no change at all: the interval is [0, 0]
+
+
+def test_ica_against_localization_and_their_overlap(tmp_path):
+    rng = np.random.default_rng(3)
+    run = FakeRun(tmp_path / "evaluate")
+    normal = _docs(rng, 0.8)
+    a, b = np.zeros(SHAPE, dtype=bool), np.zeros(SHAPE, dtype=bool)
+    a.flat[:50], b.flat[950:] = True, True                                          # disjoint: below chance
+    run.condition("normal", normal)
+    run.condition("top5:inhibit", _docs(rng, 0.3), mask=a)
+    run.condition("localization:inhibit", normal, mask=b)
+    found = _by_id(compute_findings(tmp_path / "match", run.write(), SETTINGS, total_neurons=1000))
+    assert found["ica-vs-localization"].verdict == "holds"
+    overlap = found["ica-localization-overlap"]
+    assert overlap.effect == pytest.approx(2.5) and overlap.p_raw == pytest.approx(hypergeom(1000, 50, 50).cdf(0))
+    assert overlap.verdict == "unclear"                    # 0 of 2.5 expected is not evidence of avoidance
+
+
+def _counterpart_table(p_values):
+    return pd.DataFrame({"dataset": "news", "template": np.arange(1, len(p_values) + 1), "counterparts": 5,
+                         "null_mean": 0.0, "null_high": 0.0, "permutations": 2999, "p_value": p_values})
+
+
+def test_counterparts_hold_when_more_than_half_of_the_templates_beat_random_networks():
+    strong = conclude([counterparts(_counterpart_table([1 / 3000] * 10), SETTINGS)])[0]
+    assert strong.verdict == "holds" and strong.effect == 1.0 and strong.interval[0] > 0.5
+    half = conclude([counterparts(_counterpart_table([1 / 3000] * 5 + [0.5] * 5), SETTINGS)])[0]
+    assert half.verdict == "unclear" and half.p_raw == pytest.approx(1.0)
+    none = conclude([counterparts(_counterpart_table([1.0] * 10), SETTINGS)])[0]
+    assert none.verdict == "fails"
+
+
+def _pairs(first_token=False):
+    return pd.DataFrame([
+        {"dataset_1": "news", "template_1": 1, "dataset_2": "wiki", "template_2": 1, "iou": 0.95, "chance_iou": 0.01,
+         "p_value": 1e-300, "iou_without_massive": 0.9, "chance_iou_without_massive": 0.01,
+         "chance_low_without_massive": 0.0, "chance_high_without_massive": 0.03, "p_without_massive": 1e-200,
+         "massive_1": True, "massive_2": True, "first_token_1": first_token, "first_token_2": first_token,
+         "eligible": not first_token},
+        {"dataset_1": "news", "template_1": 2, "dataset_2": "wiki", "template_2": 2, "iou": 0.02, "chance_iou": 0.01,
+         "p_value": 0.3, "iou_without_massive": 0.02, "chance_iou_without_massive": 0.01,
+         "chance_low_without_massive": 0.0, "chance_high_without_massive": 0.03, "p_without_massive": 0.3,
+         "massive_1": False, "massive_2": False, "first_token_1": False, "first_token_2": False, "eligible": True}])
+
+
+def test_a_first_token_template_never_counts_as_a_recurrence_alone():
+    real = conclude([recurrence(_pairs(), SETTINGS)])[0]
+    assert real.verdict == "holds" and real.effect == pytest.approx(0.89)
+    flagged = conclude([recurrence(_pairs(first_token=True), SETTINGS)])[0]   # the first version: "holds" at IoU 0.95
+    assert flagged.verdict != "holds" and flagged.details[0]["first_token"]
+
+
+def test_findings_json_is_what_the_page_shows(tmp_path):
+    found = conclude([counterparts(_counterpart_table([1 / 3000] * 10), SETTINGS),
+                      recurrence(_pairs(first_token=True), SETTINGS)])
+    path = write_findings(found, tmp_path / "findings.json", SETTINGS, {"rule": "most counterparts"})
+    recorded = json.loads(path.read_text())
+    assert recorded["selection_rule"] == "most counterparts" and "Holm" in recorded["correction"]
+    record = recorded["findings"][0]
+    assert {"claim", "verdict", "test", "effect", "units", "interval", "p_value", "alpha", "n_draws", "n_examples",
+            "correction", "reason", "conditions", "tables", "anchors"} <= set(record)
+    page = findings_html(read_findings(path), lambda f: [])
+    assert 'id="finding-counterparts"' in page and f"{record['p_value']:.3g}" in page and "NOT APPLICABLE" not in page
+    assert record["reason"] in page and recorded["findings"][1]["verdict"].upper() in page

@@ -51,10 +51,15 @@ def test_counterparts_equal_the_planted_ones(stores, matched):
 
 
 def test_empty_template_and_skipped_sample_are_reported(matched):
-    results, _ = matched
+    results, out = matched
     news = results.corpora[0]
     assert news["empty_templates"] == [4]
-    assert news["skipped_samples"] == {"2": "too short"}
+    assert news["skipped_samples"] == {"2": "too short"} and news["skipped_reasons"] == {"too short": 1}
+    table = results.consistency.set_index(["dataset", "template"])
+    assert table.loc["news", "skipped_samples"].unique().tolist() == [1]
+    assert table.loc["code", "skipped_samples"].unique().tolist() == [0]
+    assert (table["counterparts_per_sample"] == table["counterparts"] / table["samples"]).all()
+    assert "news: 25 individual maps from 5 usable samples (1 not usable, left out)" in (out / "consistency.md").read_text()
     assert news["empty_individual_maps"] == 0
     assert not results.iou["news"][3].any()
 
@@ -89,7 +94,8 @@ def test_cross_corpus_pairs(matched):
 def test_files(matched):
     results, out = matched
     expected = {"consistency.csv", "consistency.md", "cross_corpus.csv", "cross_corpus.md", "network_sizes.csv",
-                "networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png", "results.json"}
+                "networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png", "results.json",
+                "fnet-output.json"}
     assert {p.name for p in out.iterdir()} == expected
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -98,7 +104,7 @@ def test_files(matched):
     assert sizes.filter(like="layer_").sum(axis=1).tolist() == sizes["size"].tolist()
     index = json.loads((out / "results.json").read_text())
     assert index["parameters"] == {"threshold": 3.6, "two_sided": True, "iou": 0.2, "similar_iou": 0.2}
-    assert index["similar_pairs"] == 3 and set(index["files"]) == expected - {"results.json"}
+    assert index["similar_pairs"] == 3 and set(index["files"]) == expected - {"results.json", "fnet-output.json"}
     markdown = (out / "consistency.md").read_text()
     assert "| TEMPLATES | NEWS | CODE |" in markdown and "| 3 | 5 (3) | 0 (0) |" in markdown
     assert "| NEWS COMPONENT 1 | CODE COMPONENT 1 | 1.0000 |" in (out / "cross_corpus.md").read_text()
@@ -109,8 +115,10 @@ def test_one_sided_drops_negative_counterparts(stores, tmp_path, dask_cluster_ad
     url = write_networks(networks_dataset(planted.group_map, planted.individual_map), tmp_path / "neg")
     two = match_networks([url, stores[0]["code"]], str(tmp_path / "two"), scheduler=dask_cluster_address)
     assert (tmp_path / "two" / "cross_corpus.png").exists()
-    two = match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address)
-    assert not (tmp_path / "two" / "cross_corpus.png").exists()  # a rerun leaves no stale figure
+    with pytest.raises(StoreError, match=r"already holds match results \(fnet match\); pass --overwrite"):
+        match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address)
+    two = match_networks([url], str(tmp_path / "two"), scheduler=dask_cluster_address, overwrite=True)
+    assert not (tmp_path / "two" / "cross_corpus.png").exists()  # a replacement leaves no stale figure
     one = match_networks([url], str(tmp_path / "one"), two_sided=False, scheduler=dask_cluster_address)
     assert two.consistency["counterparts"].tolist() == planted.counterparts.tolist()
     assert one.consistency["counterparts"].tolist() == [0, 0, 0, 0]
@@ -224,3 +232,27 @@ def test_empty_individual_maps_are_counted(tmp_path, dask_cluster_address, monke
     assert "note: news: 2 of 30 individual maps are empty at threshold 3.6" in capsys.readouterr().out
     index = json.loads((tmp_path / "out" / "results.json").read_text())
     assert index["corpora"][0]["empty_individual_maps"] == 2
+
+
+def test_match_nulls_on_planted_stores(stores, matched):
+    """Planted counterparts beat layer-matched random networks; the shared supports recur across corpora."""
+    # (120 neurons: random networks of 8 match a map now and then, so only several planted copies are significant)
+    from fnet_dist.nulls import match_nulls
+
+    urls, planted = stores
+    _, out = matched
+    shape = planted["news"].group_map.shape[1:]
+    anatomy = pd.DataFrame({"corpus": ["news"] * 4 + ["code"] * 4, "template": [1, 2, 3, 4] * 2,
+                            "first_token_peak_share": [0.0, 0.9, 0.0, 0.0] + [0.0] * 4})
+    tables = match_nulls([urls["news"], urls["code"]], out, massive=np.zeros(shape, dtype=bool), anatomy=anatomy,
+                         threshold=3.6, two_sided=True, iou=0.2, permutations=99, seed=0, first_token_share=0.5)
+    null = tables["counterparts_null"].set_index(["dataset", "template"])
+    assert (null["permutations"] == 99).all()
+    for name, truth in planted.items():
+        p = null.loc[name, "p_value"].to_numpy()
+        assert (p[truth.counterparts >= 4] <= 0.05).all() and (p[truth.counterparts > 0] < 0.1).all()
+        assert (p[truth.counterparts == 0] == 1.0).all()
+    recurrence = tables["recurrence"].set_index(["template_1", "template_2"])
+    assert recurrence.loc[(1, 1), "p_value"] < 1e-6 and recurrence.loc[(1, 1), "eligible"]
+    assert not recurrence.loc[(2, 2), "eligible"]                            # news 2 is first-token-dominated
+    assert (out / "counterparts_null.csv").is_file() and (out / "recurrence.csv").is_file()

@@ -60,6 +60,15 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
         assert heading in page.text, heading
     assert "HOLDS" in page.text or "FAILS" in page.text or "UNCLEAR" in page.text
     assert "report:" in stdout
+    assert (out / "match" / "counterparts_null.csv").is_file() and (out / "match" / "recurrence.csv").is_file()
+    assert json.loads((out / "evaluate" / "controls" / "selection.json").read_text())["networks"]
+    recorded = json.loads((out / "report" / "findings.json").read_text())
+    html = (out / "report" / "index.html").read_text()
+    assert {"counterparts", "recurrence", "amplification"} <= {f["id"] for f in recorded["findings"]}
+    for finding in recorded["findings"]:
+        assert f'id="finding-{finding["id"].replace("/", "-")}"' in html and finding["claim"] in page.text
+        if finding["verdict"] == "holds":   # the rule, on the real run
+            assert finding["p_value"] <= finding["alpha"] and finding["interval"][0] > 0, finding
 
 
 @pytest.mark.slow

@@ -239,7 +239,7 @@ def test_a_foreign_folder_is_never_written_over(llama, corpus, tmp_path):
     out = tmp_path / "foreign"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(StoreError, match="exists and is not a Zarr store; refusing to write there"):
+    with pytest.raises(StoreError, match="holds a folder of files that fnet did not write, not an activations store"):
         record_activations(llama, corpus, str(out), shard=(1, 2), **ARGS)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
@@ -301,22 +301,40 @@ def test_a_folder_of_other_files_or_another_store_is_never_replaced(overwrite, l
     folder = tmp_path / "precious"
     folder.mkdir()
     (folder / "thesis.txt").write_text("years of work")
-    with pytest.raises(StoreError, match="exists and is not a Zarr store; refusing to write there"):
+    with pytest.raises(StoreError, match="holds a folder of files that fnet did not write, not an activations store"):
         record_activations(llama, corpus, str(folder), overwrite=overwrite, **ARGS)
     assert (folder / "thesis.txt").read_text() == "years of work"
     other = str(tmp_path / "networks.zarr")
     xr.Dataset({"x": ("a", np.arange(3))}, attrs={"schema": "fnet-networks", "schema_version": 1}).to_zarr(
         other, zarr_format=3, consolidated=False)
     before = _tree_digest(other)
-    with pytest.raises(StoreError, match="not an fnet-activations store"):
+    with pytest.raises(StoreError, match="holds a networks store .*, not an activations store"):
         record_activations(llama, corpus, other, overwrite=overwrite, **ARGS)
     assert _tree_digest(other) == before
 
 
-def test_overwrite_replaces_a_store_of_another_config(existing, llama, corpus):
-    record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})
+def test_overwrite_replaces_a_store_of_another_config(existing, llama, corpus, monkeypatch):
+    from fnet_dist import record
+
+    before = _tree_digest(existing)
+    real = record.SampleWriter.put
+    calls = []
+
+    def crash_midway(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("node lost")
+        real(self, *args)
+
+    monkeypatch.setattr(record.SampleWriter, "put", crash_midway)
+    with pytest.raises(OSError, match="node lost"):
+        record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})
+    assert _tree_digest(existing) == before  # the new store is recorded beside: the old one is whole
+    monkeypatch.undo()
+    record_activations(llama, corpus, existing, overwrite=True, **{**ARGS, "seed": 5})  # resumes the one beside
     ds = open_store(existing, ACTIVATIONS)
     assert ds.attrs["seed"] == 5 and ds["complete"].values.all()
+    assert [p.name for p in Path(existing).parent.iterdir() if p.name.startswith(".")] == []
 
 
 def _save_tiny(model, folder: Path) -> str:
@@ -426,3 +444,16 @@ def test_samples_are_written_as_whole_chunks_and_chunks_past_them_never(backgrou
         assert chunk_files == [str(i) for i in range(-(-n // c))], (n, chunk_files)
     assert ds["complete"].values.all()
     assert ds["activation"].encoding.get("compressors") in (None, ())  # float16 activations barely compress
+
+
+def test_short_texts_are_packed_into_samples_of_enough_tokens(llama, corpus, tmp_path):
+    """Planted short lines ("ok", "Voters queued for hours.") are joined with the lines after them; the store says so."""
+    args = ARGS | {"group_samples": 2, "individual_samples": 2, "min_tokens": 1}
+    url = record_activations(llama, corpus, str(tmp_path / "packed.zarr"), pack_to_tokens=30, **args)
+    ds = open_store(url, ACTIVATIONS)
+    assert ds.attrs["pack_to_tokens"] == 30 and ds.attrs["record_config"]["pack_to_tokens"] == 30
+    assert (ds["n_tokens"].values >= 30).all() and ds.attrs["n_packed_samples"] >= 1
+    assert any("\n" in str(t) for t in ds["text"].values)
+    assert "packed from consecutive texts to ≥ 30 tokens" in summarize_store(url)
+    plain = open_store(record_activations(llama, corpus, str(tmp_path / "plain.zarr"), **args), ACTIVATIONS)
+    assert "pack_to_tokens" not in plain.attrs["record_config"] and plain.attrs["pack_to_tokens"] == 0

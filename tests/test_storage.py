@@ -64,12 +64,12 @@ def test_s3_refuses_to_overwrite_and_replaces_only_when_asked(s3_endpoint):
     url = s3_endpoint.url("news.zarr")
     first, second = _dataset(seed=1), _dataset(seed=2)
     write_store(first, url, ACTIVATIONS)
-    with pytest.raises(StoreError, match=r"a store already exists at 's3://fnet-test/news.zarr'; pass --overwrite"):
+    with pytest.raises(StoreError, match=r"--out 's3://fnet-test/news.zarr' already holds an activations store \(fnet record\); pass --overwrite"):
         write_store(second, url, ACTIVATIONS)
     _assert_same_store(open_store(url, ACTIVATIONS), first)
     write_store(second, url, ACTIVATIONS, overwrite=True)
     _assert_same_store(open_store(url, ACTIVATIONS), second)
-    assert not any(k.startswith("news.zarr.partial") for k in _bucket_keys(s3_endpoint, ""))
+    assert not any(".fnet-" in k for k in _bucket_keys(s3_endpoint, ""))  # no staging copy left behind
 
 
 def test_s3_missing_and_foreign_stores_are_clear_errors(s3_endpoint):
@@ -96,7 +96,7 @@ def test_memory_url_round_trip_refusal_and_removal():
     try:
         write_store(ds, url, ACTIVATIONS)
         _assert_same_store(open_store(url, ACTIVATIONS), ds)
-        with pytest.raises(StoreError, match=r"a store already exists at 'memory://fnet-test/storage/acts.zarr'"):
+        with pytest.raises(StoreError, match=r"--out 'memory://fnet-test/storage/acts.zarr' already holds an activations store"):
             write_store(_dataset(seed=4), url, ACTIVATIONS)
         _assert_same_store(open_store(url, ACTIVATIONS), ds)
     finally:

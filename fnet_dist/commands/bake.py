@@ -69,7 +69,9 @@ def mask_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..edit import bake_checkpoint
+    from ..outputs import prepare_output
 
+    prepare_output(args.out, "checkpoint", overwrite=args.overwrite)  # a user's folder: refused before any work
     edit = edit_from_args(args.edit, args.factor)
     mask = mask_from_args(args)
     out = bake_checkpoint(args.model, mask, edit, args.out, overwrite=args.overwrite, revision=args.revision,

@@ -52,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.tasks import resolve_tasks
     from ..evaluate.vllm_backend import VLLMSettings
     from ..models import load_model
+    from ..outputs import prepare_output
 
     if args.backend == "vllm":
         require_vllm()
+    prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
     tasks = resolve_tasks(args.tasks)
     settings = ExperimentSettings(seed=args.seed, factor=args.factor, random_percent=args.random_percent,
                                   top_percent=args.top_percent, threshold=args.threshold, two_sided=not args.one_sided,

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--text", help="the text to explain")
     source.add_argument("--text-file", help="read the text from this file (UTF-8)")
     parser.add_argument("--out", required=True, metavar="PAGE.html", help="where to write the HTML page (path or URL)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an explain page already at --out")
     parser.add_argument("--components", type=int, nargs="+", default=None, metavar="K",
                         help="template numbers (1-based, as in the match tables; default: all)")
     parser.add_argument("--max-tokens", type=int, default=1024, help="truncate the text to this many tokens (default 1024)")
@@ -33,10 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from fnet_dist.errors import InputError
     from fnet_dist.explain import explain_text, render_attribution_html
     from fnet_dist.models import load_model
+    from fnet_dist.outputs import prepare_output, replacing
     from fnet_dist.storage import normalize_url
 
     if args.max_tokens < 2:
-        raise InputError(f"--max-tokens {args.max_tokens}: expected at least 2")
+        raise InputError(f"--max-tokens {args.max_tokens}: expected a whole number of tokens of at least 2 (default 1024)")
+    out = normalize_url(args.out)
+    prepare_output(out, "explain", overwrite=args.overwrite)  # refused before the model is loaded
     text = args.text
     if args.text_file is not None:
         try:
@@ -48,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
                         trust_remote_code=args.trust_remote_code, **placement(args))
     attribution = explain_text(loaded, args.networks, text, args.components, max_tokens=args.max_tokens,
                                hook_module=args.hook_module)
-    out = normalize_url(args.out)
-    with fsspec.open(out, "w", encoding="utf-8") as handle:
+    with replacing(out, "explain", overwrite=args.overwrite) as staged, fsspec.open(staged, "w", encoding="utf-8") as handle:
         handle.write(render_attribution_html(attribution))
     print(f"wrote {out}: {len(attribution.token_ids)} tokens, templates {attribution.components}")
     return 0

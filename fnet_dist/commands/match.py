@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iou", type=float, default=0.2, help="IoU above which an individual map is a counterpart (default 0.2)")
     parser.add_argument("--similar-iou", type=float, default=0.2,
                         help="IoU above which templates of two corpora are listed as similar (default 0.2)")
+    parser.add_argument("--overwrite", action="store_true", help="replace match results already at --out")
     parser.add_argument("--scheduler", metavar="ADDR", default=None,
                         help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)")
 
@@ -23,9 +24,14 @@ def run(args: argparse.Namespace) -> int:
 
     results = match_networks(
         args.networks, args.out, threshold=args.threshold, two_sided=not args.one_sided, iou=args.iou,
-        scheduler=args.scheduler, similar_iou=args.similar_iou,
+        scheduler=args.scheduler, similar_iou=args.similar_iou, overwrite=args.overwrite,
     )
     for corpus in results.corpora:  # empty templates are already logged as warnings by match_networks
+        if corpus["skipped_samples"]:
+            kinds = ", ".join(f"{n} {k}" for k, n in corpus["skipped_reasons"].items())
+            print(f"note: {corpus['dataset']}: {len(corpus['skipped_samples'])} of "
+                  f"{corpus['samples'] + len(corpus['skipped_samples'])} individual samples are not usable ({kinds}); "
+                  f"counts are over the {corpus['samples']} usable ones")
         if corpus["empty_individual_maps"]:
             print(f"note: {corpus['dataset']}: {corpus['empty_individual_maps']} of {corpus['individual_maps']} "
                   f"individual maps are empty at threshold {args.threshold:g}")

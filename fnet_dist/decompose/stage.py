@@ -5,13 +5,17 @@
 The store is created up front from the config (its hash in attrs), then filled: the group level
 (``GroupCanICA`` on the dask array of the group split) and one Dask task per individual sample that
 fits ``IndividualICA`` and writes its own region. A rerun with the same config skips what is done
-(``individual_done``, ``group_complete``); another config is refused unless ``overwrite``.
+(``individual_done``, ``group_complete``); another config is refused unless ``overwrite``, which builds the
+new store beside the old one and swaps it in when complete. Anything at ``out`` that is not a networks store
+is refused (``fnet_dist.outputs``). Attr ``seconds``: wall seconds of the group and individual levels in the
+run that completed the store (``benchmarks/stages.py``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import time
 from typing import Any, Iterable
 
 import numpy as np
@@ -113,25 +117,48 @@ def _sample_chunks(ds) -> dict:
             for name, var in ds.data_vars.items() if "sample" in var.dims}
 
 
-def _open_or_create(url: str, acts, chosen, parameters: dict, attrs: dict, overwrite: bool) -> dict:
+def _networks_attrs(url: str, overwrite: bool) -> dict | None:
+    """Attrs of the networks store at ``url`` (None when there is none); a store that does not open as one
+    (another schema version, damaged) is an error unless ``overwrite`` (then it counts as another config)."""
+    import storage_schemas
+    from ..storage import open_store, store_exists
+
+    if not store_exists(url):
+        return None
+    try:
+        return dict(open_store(url, storage_schemas.NETWORKS).attrs)
+    except StoreError:
+        if not overwrite:
+            raise
+        return {}
+
+
+def _target(url: str, attrs: dict, overwrite: bool) -> str:
+    """Where to write: ``url``, or with ``overwrite`` of a store of another config the staging URL beside it
+    (resumed when it holds this config), swapped in when complete so the old store stays whole until then."""
+    from ..outputs import staging_url
+    from ..storage import remove_store
+
+    found = _networks_attrs(url, overwrite)
+    if found is None or found.get("config_hash") == attrs["config_hash"]:
+        return url
+    if not overwrite:
+        raise StoreError(f"{url} holds networks of another config (hash {found.get('config_hash')!r}, this "
+                         f"run {attrs['config_hash']!r}); pass --overwrite to replace it, or choose another --out")
+    staged = staging_url(url)
+    if (_networks_attrs(staged, True) or {}).get("config_hash") != attrs["config_hash"]:
+        remove_store(staged)  # an unfinished replacement of another config: ours to drop
+    return staged
+
+
+def _open_or_create(url: str, acts, chosen, parameters: dict, attrs: dict) -> dict:
     """Attrs of the store at ``url``: the existing one of the same config, or a freshly created one."""
     import storage_schemas
-    from ..storage import open_store, remove_store, store_exists
 
-    if store_exists(url):
-        try:
-            found = open_store(url, storage_schemas.NETWORKS).attrs
-        except StoreError:
-            if not overwrite:
-                raise
-            found = {}
-        if found.get("config_hash") == attrs["config_hash"]:
-            log.info("resuming %s (same config %s)", url, attrs["config_hash"])
-            return dict(found)
-        if not overwrite:
-            raise StoreError(f"{url} holds networks of another config (hash {found.get('config_hash')!r}, this "
-                             f"run {attrs['config_hash']!r}); pass --overwrite to replace it, or choose another --out")
-        remove_store(url)
+    found = _networks_attrs(url, True)
+    if found and found.get("config_hash") == attrs["config_hash"]:
+        log.info("resuming %s (same config %s)", url, attrs["config_hash"])
+        return found
     ds = _template(acts, chosen, parameters, attrs)
     storage_schemas.NETWORKS.validate(ds.assign_attrs(storage_schemas.NETWORKS.stamp() | ds.attrs), url)
     ds.assign_attrs(storage_schemas.NETWORKS.stamp() | ds.attrs).to_zarr(
@@ -246,6 +273,7 @@ def decompose(activations: str, out: str, *, components: int = 64, group_compone
     """
     import storage_schemas
     from ..cluster import dask_client
+    from ..outputs import prepare_output, swap_in
     from ..storage import normalize_url, open_store
 
     levels = parse_levels(levels)
@@ -256,21 +284,31 @@ def decompose(activations: str, out: str, *, components: int = 64, group_compone
     src, url = normalize_url(activations), normalize_url(out)
     if src == url:
         raise InputError(f"--out {out!r} is the activations store itself: choose another path for the networks")
+    prepare_output(url, "networks", resume=True)  # a user's files or another kind of store: refused, untouched
     acts = open_store(src, storage_schemas.ACTIVATIONS)
     chosen = _select(acts, levels, components, group_components, exclude_first_tokens)
     attrs = {"dataset": dataset or str(acts.attrs.get("corpus", "unknown")), "activations": src,
-             "model_id": str(acts.attrs["model_id"]), "n_layers": int(acts.sizes["layer"]),
+             "model_id": str(acts.attrs["model_id"]), "model_revision": str(acts.attrs.get("model_revision", "")),
+             "n_layers": int(acts.sizes["layer"]),
              "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
              "levels": list(levels), "group_complete": False, "complete": False,
              "config_hash": _config_hash(p, str(acts.attrs.get("config_hash", "")), src)}
-    state = _open_or_create(url, acts, chosen, p, attrs, overwrite)
+    target = _target(url, attrs, overwrite)
+    state = _open_or_create(target, acts, chosen, p, attrs)
     if state.get("complete"):
         log.info("%s is complete for this config: nothing to do", url)
         return url
+    seconds: dict[str, float] = {}
     with dask_client(scheduler) as client:
         if "group" in levels and not state.get("group_complete"):
-            _run_group(url, acts, chosen, p)
+            start = time.perf_counter()
+            _run_group(target, acts, chosen, p)
+            seconds["group"] = round(time.perf_counter() - start, 2)
         if "individual" in levels:
-            _run_individual(url, acts, chosen, p, client)
-    _update_attrs(url, complete=True)
+            start = time.perf_counter()
+            _run_individual(target, acts, chosen, p, client)
+            seconds["individual"] = round(time.perf_counter() - start, 2)
+    _update_attrs(target, complete=True, seconds=seconds)
+    if target != url:
+        swap_in(target, url)
     return url

@@ -8,10 +8,12 @@ One random mask is not a control on a real model: a draw that hits a massive-act
   ``matched_avoid_massive`` (matched count, never on a massive channel).
 - ``random_controls(kind, shape, n_draws, seed, reference=, fraction=, massive=)`` → list of NeuronMask.
 - ``interval(values, level=0.95)`` → (mean, low, high) of a set of draws.
-- ``empirical_p_value(observed, draws, worse="lower")``: (1 + #draws at least as bad) / (1 + n).
+- p-values: ``fnet_dist.stats.monte_carlo_p`` (1 + #draws at least as bad) / (1 + n); none for a non-finite value.
 - ``separated_masks(network, massive)``: the network, the network minus massive channels, and its
   massive-channel neurons alone.
 - ``metric_direction(metric)``: "higher" or "lower" is better.
+- ``choose_networks(consistency, corpora, count)``: the networks tested against controls, chosen by a rule
+  that uses no evaluation example (the templates with the most counterparts in the match stage).
 - ``controls_pipeline(loaded, config, layout)``: the controls part of ``fnet run``'s evaluate stage.
 - ``evaluate_controls(model, networks, out, *, tasks, massive, ...)``: evaluate all of the above for the
   given networks on one loaded model (hooks; cost = evaluation only) and write ``tables/controls.csv``
@@ -34,8 +36,8 @@ __all__ = [
     "control_conditions",
     "control_tables",
     "controls_pipeline",
+    "choose_networks",
     "evaluate_controls",
-    "empirical_p_value",
     "interval",
     "metric_direction",
     "random_controls",
@@ -98,21 +100,6 @@ def interval(values, level: float = 0.95) -> tuple[float, float, float]:
     return float(np.clip(data.mean(), data.min(), data.max())), float(low), float(high)
 
 
-def empirical_p_value(observed: float, draws, worse: str = "lower") -> float:
-    """Chance that a random draw hurts at least as much as ``observed``: (1 + #as bad) / (1 + n).
-
-    ``worse="lower"`` for accuracies (lower is worse), ``"higher"`` for perplexities.
-    """
-    if worse not in ("lower", "higher"):
-        raise InputError(f"worse={worse!r} must be 'lower' or 'higher'")
-    data = np.asarray(draws, dtype=float)
-    data = data[np.isfinite(data) | np.isinf(data)]
-    if data.size == 0:
-        return float("nan")
-    as_bad = (data <= observed) if worse == "lower" else (data >= observed)
-    return float((1 + as_bad.sum()) / (1 + data.size))
-
-
 def separated_masks(network: NeuronMask, massive: np.ndarray) -> list[NeuronMask]:
     """The network, the network without its massive-channel neurons, and those neurons alone."""
     massive_mask = NeuronMask(np.asarray(massive, dtype=bool), name="massive")
@@ -137,7 +124,8 @@ def control_conditions(networks: dict[str, NeuronMask], massive: np.ndarray, *, 
 
     ``ctl-fraction<p>/<i>`` are shared by all networks; ``ctl-<kind>:<network>/<i>`` are matched to one;
     ``minus-massive:<network>`` and ``massive-only:<network>`` split it at the massive channels (an empty
-    part is left out: it would be the normal model).
+    part is left out: it would be the normal model; so is a part that is the whole network). ``matched_avoid_massive`` draws are made only for
+    networks with a neuron on a massive channel (the only ones asked whether their effect survives without).
     """
     from ..edit import Edit
     from .conditions import Condition
@@ -153,20 +141,30 @@ def control_conditions(networks: dict[str, NeuronMask], massive: np.ndarray, *, 
             conditions.append(Condition(f"ctl-fraction{100 * fraction:g}/{mask.meta['draw']}", mask, inhibit))
     for name, network in networks.items():
         target = name.split(":", 1)[-1]
-        for kind in (k for k in kinds if k != "fraction"):
+        on_massive = bool((network.values & np.asarray(massive, dtype=bool)).any())
+        # draws avoiding massive channels are the null of a network's part without them: only asked of networks having some
+        for kind in (k for k in kinds if k != "fraction" and (k != "matched_avoid_massive" or on_massive)):
             for mask in random_controls(kind, shape, n_draws, seed, reference=network, massive=massive):
                 conditions.append(Condition(f"ctl-{kind}:{target}/{mask.meta['draw']}", mask, inhibit))
         _, without, alone = separated_masks(network, massive)
         for label, part in (("minus-massive", without), ("massive-only", alone)):
-            if part.count:
+            if 0 < part.count < network.count:  # an empty part is the normal model, a whole one the network itself
                 conditions.append(Condition(f"{label}:{target}", part, inhibit))
     return conditions
 
 
-def control_tables(rows, networks: dict[str, NeuronMask], *, fraction: float = 0.15, level: float = 0.95):
-    """From tidy rows (normal, the networks and their controls): the controls and separated tables."""
+def control_tables(rows, networks: dict[str, NeuronMask], massive: np.ndarray | None = None, *, fraction: float = 0.15,
+                   level: float = 0.95):
+    """From tidy rows (normal, the networks and their controls): the controls and separated tables.
+
+    A part of a network that is empty (no neuron on a massive channel, or none off them) is the normal model
+    (damage 0), a part that is all of it the network; a part that should have been evaluated and was not is
+    missing (NaN), never the whole network. ``massive`` None: no massive channels known (the whole network
+    is its part without them).
+    """
     import pandas as pd
 
+    from ..stats import monte_carlo_p
     from .tables import primary_rows
 
     primary = primary_rows(rows)
@@ -176,7 +174,7 @@ def control_tables(rows, networks: dict[str, NeuronMask], *, fraction: float = 0
         if ("normal", task) not in value:
             continue
         normal, metric = value[("normal", task)]
-        worse = "lower" if metric_direction(metric) == "higher" else "higher"
+        worse = "less" if metric_direction(metric) == "higher" else "greater"
         for name, network in networks.items():
             if (name, task) not in value:
                 continue
@@ -191,15 +189,15 @@ def control_tables(rows, networks: dict[str, NeuronMask], *, fraction: float = 0
                 controls.append({
                     "network": name, "neurons": network.count, "task": task, "metric": metric, "normal": normal,
                     "network_value": observed, "control": kind, "draws": len(draws), "mean": mean, "low": low,
-                    "high": high, "p_value": empirical_p_value(observed, draws, worse),
+                    "high": high, "p_value": monte_carlo_p(observed, draws, worse),
                 })
-            # a part that was not evaluated is empty: without massive neurons the network is whole,
-            # and no massive neurons at all is the normal model
-            defaults = {"minus-massive": observed, "massive-only": normal}
-            parts = {label: value.get((f"{label}:{target}", task), (default, metric))[0] for label, default in defaults.items()}
+            _, without, alone = separated_masks(network, np.zeros(network.values.shape, bool) if massive is None else massive)
+            parts = {label: normal if not part.count else observed if part.count == network.count
+                     else value.get((f"{label}:{target}", task), (np.nan,))[0]
+                     for label, part in (("minus-massive", without), ("massive-only", alone))}
             separated.append({
                 "network": name, "task": task, "metric": metric, "normal": normal, "whole": observed,
-                "minus_massive": parts["minus-massive"], "massive_only": parts["massive-only"],
+                "on_massive": alone.count, "minus_massive": parts["minus-massive"], "massive_only": parts["massive-only"],
                 "damage_whole": _damage(observed, normal, metric),
                 "damage_minus_massive": _damage(parts["minus-massive"], normal, metric),
                 "damage_massive_only": _damage(parts["massive-only"], normal, metric),
@@ -227,16 +225,17 @@ def evaluate_controls(model, networks: dict[str, NeuronMask], out, *, tasks, mas
     rows = evaluate_conditions(model, conditions, tasks, out, seed=seed, **options)
     if normal_rows is not None:
         rows = pd.concat([normal_rows, rows], ignore_index=True)
-    return write_control_reports(rows, networks, out, fraction=fraction)
+    return write_control_reports(rows, networks, out, massive=massive, fraction=fraction)
 
 
-def write_control_reports(rows, networks: dict[str, NeuronMask], out, *, fraction: float = 0.15):
+def write_control_reports(rows, networks: dict[str, NeuronMask], out, *, massive: np.ndarray | None = None,
+                          fraction: float = 0.15):
     """``out/tables/controls`` and ``separated`` (CSV + Markdown) and a figure per task from tidy rows
     (normal, the networks and their controls); returns (controls, separated) DataFrames."""
     from .figures import control_plot
     from .tables import save_table
 
-    controls, separated = control_tables(rows, networks, fraction=fraction)
+    controls, separated = control_tables(rows, networks, massive, fraction=fraction)
     folder = Path(out) / "tables"
     save_table(controls, folder, "controls")
     save_table(separated, folder, "separated")
@@ -245,31 +244,42 @@ def write_control_reports(rows, networks: dict[str, NeuronMask], out, *, fractio
     return controls, separated
 
 
-def most_damaging(rows, prefixes, count: int) -> list[str]:
-    """Names of the ``count`` single-network conditions (``inhibit:<corpus>/<k>``) that hurt most on the
-    first task of ``rows``."""
-    from .tables import primary_rows
+SELECTION_RULE = ("the templates with the most counterparts among the individual maps (match stage), per evaluated "
+                  "corpus: a rule that uses no evaluation example")
 
-    primary = primary_rows(rows)
-    task = next(iter(dict.fromkeys(primary["task"])))
-    table = primary[primary["task"] == task].set_index("condition")
-    normal = table.loc["normal", "value"]
-    names = [c for c in table.index if c.startswith(tuple(prefixes)) and c.rsplit("/", 1)[-1].isdigit()]
-    return sorted(names, key=lambda c: -_damage(table.loc[c, "value"], normal, table.loc[c, "metric"]))[:count]
+
+def choose_networks(consistency, corpora, count: int) -> list[str]:
+    """The ``count`` non-empty templates of each of ``corpora`` with the most counterparts (ties: the lower number),
+    as condition names ``inhibit:<corpus>/<k>``; ``consistency``: the match stage's ``consistency.csv``."""
+    from .conditions import network_condition_name
+
+    names = []
+    for corpus in corpora:
+        rows = consistency[(consistency["dataset"] == corpus) & (consistency["size"] > 0)]  # an empty template edits nothing
+        rows = rows.sort_values(["counterparts", "template"], ascending=[False, True])
+        names += [network_condition_name("inhibit", corpus, int(t) - 1) for t in rows["template"].head(count)]
+    return names
 
 
 def controls_pipeline(loaded, config, layout):
-    """Controls of the most damaging networks of ``config.evaluate.networks_of`` into ``evaluate/controls``."""
+    """Controls of the networks ``choose_networks`` picks from ``config.evaluate.networks_of`` into ``evaluate/controls``."""
+    import json
+
+    import pandas as pd
+
     from .conditions import Condition
     from .runner import read_rows
 
     e, c = config.evaluate, config.evaluate.controls
     rows = read_rows(layout.evaluate)
-    names = most_damaging(rows, [f"inhibit:{corpus}/" for corpus in config.evaluation_corpora()], c.networks)
+    names = choose_networks(pd.read_csv(layout.match / "consistency.csv"), config.evaluation_corpora(), c.networks)
     networks = {n: NeuronMask.load(str(layout.evaluate / "masks" / f"{Condition(n).slug}.npz")) for n in names}
     massive = np.load(layout.match / "massive_mask.npy", allow_pickle=False)
     keep = rows[rows["condition"].isin(["normal", *names])]
-    return evaluate_controls(loaded, networks, layout.evaluate / "controls", tasks=list(e.tasks), massive=massive,
+    folder = layout.evaluate / "controls"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "selection.json").write_text(json.dumps({"rule": SELECTION_RULE, "networks": names}, indent=2) + "\n")
+    return evaluate_controls(loaded, networks, folder, tasks=list(e.tasks), massive=massive,
                              kinds=c.kinds, n_draws=c.draws, seed=e.seed, fraction=e.random_fraction,
                              normal_rows=keep, limit=e.limit, batch_size=e.batch_size,
                              hook_module=config.model.hook_module)

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..errors import InputError
+from ..outputs import open_output, prepare_output
 from .conditions import NORMAL, Condition, network_conditions, random_condition, select_conditions, top_conditions
 from .runner import evaluate_conditions
 from .sweeps import DEFAULT_FACTORS, DEFAULT_VALUES
@@ -84,6 +85,7 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: ExperimentS
     """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring)."""
     from ..architectures import resolve_architecture
     from ..edit import Edit, model_shape
+    from ..models import check_same_model
     from ..storage import open_store
     from storage_schemas import NETWORKS
     from .baselines import mask_iou
@@ -95,6 +97,8 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: ExperimentS
     arch = resolve_architecture(loaded.model, hook_module)
     shape = model_shape(loaded.model, arch)
     stores = [open_store(url, NETWORKS) for url in networks_urls]
+    for url, ds in zip(networks_urls, stores):
+        check_same_model(ds.attrs, loaded.info, f"the networks store {url}")
     conditions, extras = [NORMAL], {"iou": {}}
     for ds in stores:
         conditions += network_conditions(ds, threshold=settings.threshold, two_sided=settings.two_sided)
@@ -246,9 +250,10 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     if options.get("backend", "hf") == "vllm":
         require_vllm()
     tasks = resolve_tasks(tasks)
+    prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     chosen, extras = paper_conditions(loaded, networks_urls, settings, conditions, hook_module)
-    out = Path(out)
+    out = Path(open_output(out, "evaluation"))
     (out / "masks").mkdir(parents=True, exist_ok=True)
     for condition in chosen:
         if condition.mask is not None:

@@ -4,7 +4,9 @@
   the normal model as a line.
 - ``score_changes(rows, path, conditions)``: Figure 3, each task's score under each condition minus normal.
 - ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
-  per mask, one panel per edit kind (log scale for perplexity).
+  per mask, one panel per edit kind.
+Every value axis is chosen by ``fnet_dist.figures.value_axis`` (log when the values span more than two
+orders of magnitude) and names its unit; networks are named by ``fnet_dist.names.display_name``.
 - ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
   multiple-choice prediction changes between two conditions (text, label, both predictions, fixed or broken).
 - ``format_flip(row)``: one flip as the paper's Figure 8 box.
@@ -24,9 +26,11 @@ import pandas as pd
 
 from ..display import drawable, note_undrawn, undrawn
 from ..errors import InputError
+from ..figures import value_axis
+from ..names import display_name
 from .runner import read_samples
 from .tables import primary_rows
-from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
+from .tasks import PERPLEXITY_METRICS, axis_label, primary_metric, task_label
 
 __all__ = ["control_plot", "format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
 
@@ -73,11 +77,11 @@ def perplexity_bars(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = 
     values, normal = chosen["value"].to_numpy(dtype=float), _value(primary, "normal", task)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(chosen)), 3.5))
-    ax.bar(names, np.where(drawable(values), values, np.nan), color="#4c72b0")
+    ax.bar([display_name(c) for c in chosen["condition"]], np.where(drawable(values), values, np.nan), color="#4c72b0")
     if drawable(normal):
         ax.axhline(normal, color="k", ls="--", label="normal")
-    ax.set_ylabel(task_label(task))
-    ax.set_xlabel("inhibited network")
+    value_axis(ax, [*values, normal], "y", axis_label(task))
+    ax.set_xlabel("inhibited network (corpus/template)")
     note_undrawn(ax, undrawn(names, values) + undrawn(["normal"], [normal]))
     ax.tick_params(axis="x", rotation=45)
     _legend(ax)
@@ -101,11 +105,11 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
     missing = []
     for i, (condition, row) in enumerate(zip(conditions, deltas)):
         ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, np.where(drawable(row), row, np.nan),
-               width, label=condition)
-        missing += undrawn([f"{condition} on {task_label(t)}" for t in tasks], row)
+               width, label=display_name(condition))
+        missing += undrawn([f"{display_name(condition)} on {task_label(t)}" for t in tasks], row)
     ax.set_xticks(np.arange(len(tasks)), [task_label(t) for t in tasks], rotation=45)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_ylabel("score − normal")
+    value_axis(ax, deltas, "y", "score − normal\n(accuracy, MCC or F1)")
     note_undrawn(ax, missing)
     if len(conditions) <= 12:
         _legend(ax, fontsize=7)
@@ -124,24 +128,19 @@ def sweep_plot(rows: pd.DataFrame, path: str | os.PathLike, *, task: str = "wiki
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.5 * len(kinds), 3.5), squeeze=False)
     normal = chosen[chosen["kind"] == "normal"]["value"].to_numpy(dtype=float)[:1]
-    log = primary_metric(task) in PERPLEXITY_METRICS
     for ax, kind in zip(axes[0], kinds):
-        missing, drawn = undrawn(["normal"], normal, log), False
+        missing = undrawn(["normal"], normal)
         for mask, group in chosen[chosen["kind"] == kind].groupby("mask", sort=False):
             group = group.sort_values("amount")
             amounts, values = group["amount"].to_numpy(dtype=float), group["value"].to_numpy(dtype=float)
-            keep = drawable(values, log)
+            keep = drawable(values)
             ax.plot(amounts[keep], values[keep], marker="o", label=mask)
-            missing += undrawn([f"{mask} at {a:g}" for a in amounts], values, log)
-            drawn |= bool(keep.any())
-        if len(normal) and drawable(normal, log).all():
+            missing += undrawn([f"{mask} at {a:g}" for a in amounts], values)
+        if len(normal) and drawable(normal).all():
             ax.axhline(float(normal[0]), color="k", ls="--", label="normal")
-            drawn = True
         ax.set_xlabel("factor" if kind == "multiply" else "added value")
-        ax.set_ylabel(task_label(task))
-        if log and drawn:
-            ax.set_yscale("log")
-        note_undrawn(ax, missing, log)
+        value_axis(ax, [*chosen[chosen["kind"] == kind]["value"], *normal], "y", axis_label(task))
+        note_undrawn(ax, missing)
         ax.set_title(kind)
         _legend(ax, fontsize=7)
     return _save(fig, path)
@@ -190,7 +189,7 @@ def format_flip(row: pd.Series, *, choices=("negative", "positive"), condition: 
 def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os.PathLike, task: str) -> Path:
     """Left: each network's value against each kind of random draw (a segment from the interval's low to its
     high, a dot at the draws' mean); right: the damage of the whole network, without its massive channels,
-    and of those channels alone. Values a panel cannot place (inf, nan; ≤ 0 on a log axis) are named in it."""
+    and of those channels alone. Values a panel cannot place (inf, nan) are named in it."""
     plt = _pyplot()
     ctl, sep = controls[controls["task"] == task], separated[separated["task"] == task]
     if ctl.empty and sep.empty:
@@ -198,50 +197,49 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
     networks = list(dict.fromkeys(list(ctl["network"]) + list(sep["network"])))
     position = {n: i for i, n in enumerate(networks)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.6 * len(networks) + 2.2))
-    log = primary_metric(task) in PERPLEXITY_METRICS
     kinds = list(dict.fromkeys(ctl["control"]))
-    missing, drawn = [], False
+    missing = []
     for j, kind in enumerate(kinds):
         part = ctl[ctl["control"] == kind]
         y = part["network"].map(position).to_numpy(dtype=float) + 0.15 * (j - len(kinds) / 2)
         mean, low, high = (part[c].to_numpy(dtype=float) for c in ("mean", "low", "high"))
-        dots = drawable(mean, log)
+        dots = drawable(mean)
         line, = left.plot(mean[dots], y[dots], "o", ms=3, label=kind)
-        spans = drawable(low, log) & drawable(high, log)
+        spans = drawable(low) & drawable(high)
         left.hlines(y[spans], low[spans], high[spans], color=line.get_color(), lw=1.2)
-        missing += undrawn([f"{kind} mean ({n})" for n in part["network"]], mean, log)
-        missing += [f"{kind} interval ({n})" for n, ok in zip(part["network"], spans) if not ok]
-        drawn |= bool(dots.any() or spans.any())
+        missing += undrawn([f"{kind} mean ({display_name(n)})" for n in part["network"]], mean)
+        missing += [f"{kind} interval ({display_name(n)})" for n, ok in zip(part["network"], spans) if not ok]
     if not ctl.empty:
         observed = ctl.drop_duplicates("network")
         values = observed["network_value"].to_numpy(dtype=float)
-        keep = drawable(values, log)
+        keep = drawable(values)
         left.scatter(values[keep], observed["network"].map(position).to_numpy()[keep], marker="x", color="k",
                      zorder=3, label="network")
-        missing += undrawn(list(observed["network"]), values, log)
+        missing += undrawn([display_name(n) for n in observed["network"]], values)
         normal = float(ctl["normal"].iloc[0])
-        if drawable(normal, log):
+        if drawable(normal):
             left.axvline(normal, color="grey", ls="--", lw=1, label="normal")
-        missing += undrawn(["normal"], [normal], log)
-        drawn |= bool(keep.any())
-    if log and drawn:
-        left.set_xscale("log")
-    left.set_yticks(np.arange(len(networks)), networks)
+        missing += undrawn(["normal"], [normal])
+    left.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
     left.set_ylim(len(networks) - 0.5, -0.5)  # one band per network, the first on top
-    left.set_xlabel(f"{task_label(task)}: random draws (mean, 95 % interval) vs the network")
-    note_undrawn(left, missing, log)
+    value_axis(left, ctl[["mean", "low", "high", "network_value", "normal"]].to_numpy(dtype=float) if len(ctl) else [],
+               "x", axis_label(task))
+    left.set_title("random draws (mean, 95 % interval) vs the network", fontsize=9)
+    note_undrawn(left, missing)
     _legend(left, fontsize=7)
-    width, missing = 0.27, []
+    width, missing, damages = 0.27, [], []
     for j, (column, label) in enumerate([("damage_whole", "whole network"), ("damage_minus_massive", "without massive channels"),
                                          ("damage_massive_only", "massive channels only")]):
         values = sep[column].to_numpy(dtype=float)
         keep = drawable(values)
+        damages.extend(values)
         right.barh(sep["network"].map(position).to_numpy()[keep] + (j - 1) * width, values[keep], height=width, label=label)
-        missing += undrawn([f"{label} ({n})" for n in sep["network"]], values)
-    right.set_yticks(np.arange(len(networks)), networks)
+        missing += undrawn([f"{label} ({display_name(n)})" for n in sep["network"]], values)
+    right.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
     right.set_ylim(len(networks) - 0.5, -0.5)
     right.axvline(0, color="grey", lw=1)
-    right.set_xlabel(f"{task_label(task)}: damage against normal (positive = worse)")
+    value_axis(right, damages, "x", f"{axis_label(task)}, damage")
+    right.set_title("damage against normal (positive = worse)", fontsize=9)
     note_undrawn(right, missing)
     _legend(right, fontsize=7)
     return _save(fig, path)

@@ -2,9 +2,10 @@
 
 - ``evaluate_conditions(model, conditions, tasks, out, *, limit, backend, batch_size, seed, ...) -> DataFrame``:
   tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons``.
-- ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``, each condition inside ``fnet_dist.edit.edited``) and
-  ``vllm`` (``vllm_backend.VLLMRunner``: each condition baked, run by lm-eval's ``vllm`` model in a fresh
-  process; needs vLLM on a CUDA machine, which the project's CPU machines are not).
+- ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``; requests built once by ``scoring.Scorer``, scored for
+  each condition inside ``fnet_dist.edit.edited``) and ``vllm`` (``vllm_backend.VLLMRunner``: each condition
+  baked, run by lm-eval's ``vllm`` model in a fresh process; needs vLLM on a CUDA machine, which the
+  project's CPU machines are not).
 - ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk.
 
 Layout of ``out``: ``tasks/`` (offline task data and YAMLs), ``conditions/<slug>/`` with ``results.json``
@@ -31,7 +32,9 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..errors import InputError
+from ..outputs import open_output
 from .conditions import Condition, check_conditions
+from .scoring import Scorer
 from .tasks import prepare_tasks, resolve_tasks
 
 __all__ = ["BACKENDS", "ROW_COLUMNS", "evaluate_conditions", "read_rows", "read_samples", "require_vllm", "tidy_rows"]
@@ -183,6 +186,7 @@ class _HFRunner:
         self.arch = resolve_architecture(loaded.model, hook_module)
         self.shape = model_shape(loaded.model, self.arch)
         self.lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
+        self.scorers: dict[tuple, Scorer] = {}  # requests built once per task group, scored per condition
 
     def check(self, condition: Condition) -> None:
         if condition.mask is not None:
@@ -191,9 +195,11 @@ class _HFRunner:
     def run(self, condition: Condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
         from ..edit import edited
 
+        key = (tuple(tasks), limit, seed, bootstrap_iters)
+        if key not in self.scorers:
+            self.scorers[key] = Scorer(self.lm, manager, tasks, limit=limit, seed=seed, bootstrap_iters=bootstrap_iters)
         context = nullcontext() if condition.mask is None else edited(self.loaded.model, self.arch, condition.mask, condition.edit)
-        with context:
-            return _simple_evaluate(self.lm, tasks, manager, limit, seed, bootstrap_iters)
+        return self.scorers[key].score(context)
 
 
 def _say(progress: bool, text: str) -> None:
@@ -230,7 +236,7 @@ def evaluate_conditions(
     limit = _check_limit(limit)
     conditions = check_conditions(conditions)
     tasks = resolve_tasks(tasks)
-    out = Path(out)
+    out = Path(open_output(out, "evaluation"))  # a folder of other files is refused; results resume
     (out / "conditions").mkdir(parents=True, exist_ok=True)
     manager = prepare_tasks(tasks, out / "tasks")
     if backend == "hf":

@@ -1,8 +1,8 @@
 """Tables shaped like the paper's, from the tidy rows of ``evaluate_conditions``.
 
 - ``primary_rows(rows)``: one row per condition × task, the task's reported metric only.
-- ``network_table(rows, prefix="inhibit:")``: Table 3, one row per inhibited network (``name → neurons``),
-  one column per task.
+- ``network_table(rows, prefix="inhibit:")``: Table 3, one row per inhibited network (named by
+  ``fnet_dist.names.display_name``, ``news/5``), its neuron count, then one column per task.
 - ``condition_table(rows, columns)``: Tables 10 / 11 and 4 / 9, one row per task (``CoLA (MCC)``), one
   column per condition (``{"Normal": "normal", "ICA": "top5:inhibit", ...}``), with an ``Average`` row over
   the non-perplexity tasks, perplexity tasks last.
@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..display import nonfinite_note
 from ..errors import InputError
+from ..names import display_name
 from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
 
 __all__ = ["condition_table", "iou_table", "network_table", "primary_rows", "save_table", "to_markdown"]
@@ -45,12 +46,13 @@ def network_table(rows: pd.DataFrame, prefix: str = "inhibit:") -> pd.DataFrame:
     chosen = chosen[chosen["condition"].str.startswith(prefix) & ~chosen["condition"].str.endswith("/all")]
     if chosen.empty:
         raise InputError(f"no conditions named {prefix}… in the results; evaluate networks first")
-    chosen = chosen.assign(network=chosen["condition"].str[len(prefix):] + " → " + chosen["neurons"].astype(str))
+    chosen = chosen.assign(network=chosen["condition"].map(display_name))
     table = chosen.pivot(index="network", columns="task", values="value")
     order = list(dict.fromkeys(chosen["network"]))
     tasks = _task_order(list(dict.fromkeys(chosen["task"])))
     table = table.loc[order, tasks]
     table.columns = [task_label(t) for t in tasks]
+    table.insert(0, "neurons", chosen.drop_duplicates("network").set_index("network").loc[order, "neurons"].astype(int))
     return table
 
 

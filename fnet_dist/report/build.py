@@ -5,13 +5,20 @@
 this model, with the paper's claims checked on the run's own numbers. Sections whose inputs a run did not
 produce (evaluation disabled, say) are left out and named as such. A run whose stage failed still gets a
 page of what exists, marked incomplete at the top with the failed stage and its error.
+
+Order: provenance, then the Findings (``report/findings.json`` as one table, each claim linking to the
+tables and figures behind it), then the evidence. ``TABLES`` declares, once, every table the report shows:
+its caption, the columns the findings need (shown first; others fold away when the page is narrow) and the
+figures drawn from the same numbers. Networks are named by ``fnet_dist.names`` everywhere.
 """
 from __future__ import annotations
 
 import html
 import json
 import logging
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -19,41 +26,168 @@ import yaml
 
 from .. import __version__
 from ..errors import StageError, one_line
-from .findings import compute_findings
+from ..names import display_name, network_name
+from .findings import FindingSettings, compute_findings, write_findings
+from .findings_view import findings_html, read_findings
 from .page import Page
 
-__all__ = ["build_report"]
+__all__ = ["TABLES", "TableSpec", "build_report"]
 
 log = logging.getLogger(__name__)
 
-_EVALUATE_TABLES = {
-    "table3_networks": "Table 3: accuracy and perplexity with each network inhibited",
-    "table10_masked": "Tables 10-11: normal vs a random 15 % mask vs all networks inhibited",
-    "table9_top_inhibit": "Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)",
-    "table4_top_amplify": "Table 4: top 5 % neurons amplified (ICA vs LLM Localization)",
-    "table5_iou": "Table 5: IoU between the ICA top 5 % and LLM Localization",
-    "table12_probing": "Tables 12-13: linear probing accuracy under each mask",
-    "controls": "Random controls as distributions (mean and 95 % interval of the draws; empirical p-values)",
-    "separated": "Each network with and without its massive-channel neurons",
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table of the report: ``caption``; ``label``, its name in a finding's links; ``key``, the columns
+    the findings rest on (shown first, never folded away); ``figures``, the file-name stems (``FIGURES``) of
+    the figures drawn from the same numbers."""
+
+    caption: str
+    label: str
+    key: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
+
+
+TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the report shows it
+    "consistency": TableSpec("Templates: size, share of neurons, counterparts, samples with one", "Table 1",
+                             ("template", "counterparts"), ("counterparts", "networks")),
+    "cross_corpus": TableSpec("Template pairs by IoU", "Table 2", ("template", "other template", "iou"),
+                              ("cross_corpus",)),
+    "counterparts_null": TableSpec("Counterparts against layer-matched random networks (mean and 97.5th percentile of "
+                                   "theirs; Monte Carlo p-value, uncorrected)", "counterparts null",
+                                   ("template", "counterparts", "null_high", "p_value"), ("counterparts",)),
+    "recurrence": TableSpec("Closest cross-corpus pairs against the exact layer-matched null, with and without "
+                            "massive-channel neurons; flags: massive channels, first-token-dominated templates",
+                            "recurrence", ("template", "other template", "iou_without_massive", "p_without_massive"),
+                            ("cross_corpus",)),
+    "massive_channels": TableSpec("Massive channels, strongest first (top 20)", "massive channels", ("neuron", "ratio")),
+    "network_anatomy": TableSpec("Each template: neurons on massive channels, layer spread, source concentration "
+                                 "on one token", "anatomy", ("template", "size", "on_massive", "massive_share")),
+    "table3_networks": TableSpec("Table 3: accuracy and perplexity with each network inhibited", "Table 3", (),
+                                 ("figure2_perplexity", "figure3_changes_inhibit")),
+    "table10_masked": TableSpec("Tables 10-11: normal vs a random 15 % mask vs all networks inhibited", "Tables 10-11"),
+    "table9_top_inhibit": TableSpec("Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)", "Table 9"),
+    "table4_top_amplify": TableSpec("Table 4: top 5 % neurons amplified (ICA vs LLM Localization)", "Table 4", (),
+                                    ("figure3_changes_top_amplified",)),
+    "table5_iou": TableSpec("Table 5: IoU between the ICA top 5 % and LLM Localization", "Table 5"),
+    "table12_probing": TableSpec("Tables 12-13: linear probing accuracy under each mask", "Tables 12-13"),
+    "controls": TableSpec("Random controls as distributions (mean and 95 % interval of the draws; empirical p-values)",
+                          "controls", ("network", "task", "control", "draws", "network_value", "low", "high", "p_value"),
+                          ("controls",)),
+    "separated": TableSpec("Each network with and without its massive-channel neurons", "massive split",
+                           ("network", "task", "damage_whole", "damage_minus_massive", "damage_massive_only"),
+                           ("controls",)),
+    "flips": TableSpec("Figure 8: predictions that flip under an edit", "Figure 8", ("condition", "task", "effect", "text")),
 }
-_MATCH_FIGURES = {
-    "networks.png": "Figure 4: group templates as layer × neuron images",
-    "counterparts.png": "Counterparts of each template among the individual maps",
-    "layer_distribution.png": "Per-layer distribution of network neurons",
+_EDITING_TABLES = ("table3_networks", "table10_masked", "table9_top_inhibit", "table4_top_amplify", "table5_iou",
+                   "table12_probing")
+_CONTROL_TABLES = ("controls", "separated")
+FIGURES = {  # file-name stem (a suffix may follow) -> (caption, name in a finding's links)
+    "networks": ("Figure 4: group templates as layer × neuron images", "Figure 4"),
+    "counterparts": ("Counterparts of each template among the individual maps", "counterparts figure"),
+    "layer_distribution": ("Per-layer distribution of network neurons", "layers figure"),
+    "cross_corpus": ("IoU between templates of different corpora", "IoU figure"),
+    "figure2_perplexity": ("Figure 2: perplexity with each network inhibited", "Figure 2"),
+    "figure3_changes": ("Figure 3: each task's score minus the normal model's", "Figure 3"),
+    "figure5_7_sweep": ("Figures 5-7: the metric against the edit's factor or added value", "Figures 5-7"),
+    "controls": ("Each network against its random draws (left) and split at the massive channels (right)",
+                 "controls figure"),
 }
+_MATCH_FIGURES = ("networks", "counterparts", "layer_distribution")
 
 
 class _Files:
-    """Copies what the page shows into the report folder, so the page's files lie beside it."""
+    """Copies what the page shows into the report folder, so the page's files lie beside it, and shows
+    tables and figures under anchors (``table-<stem>``, ``figure-<stem>``) the findings link to."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        self.anchors: dict[str, tuple[str, str]] = {}  # "table:<stem>" -> (element id, link label), page order
 
     def keep(self, path: Path, prefix: str) -> Path:
         target = self.folder / f"{prefix}{path.name}"
         shutil.copyfile(path, target)
         return target
+
+    def table(self, page: Page, frame: pd.DataFrame, name: str, stem: str | None = None) -> None:
+        """Show ``frame`` as the table ``TABLES[name]`` (``stem``: its file's stem, when a suffix follows ``name``)."""
+        spec, stem = TABLES[name], stem or name
+        suffix = _suffix(stem, name)
+        anchor = f"table-{stem}"
+        self.anchors[f"table:{stem}"] = (anchor, spec.label + suffix)
+        frame = _display_names(frame)
+        page.table(frame, spec.caption + suffix, anchor=anchor, key=[k for k in spec.key if k in frame.columns])
+
+    def figure(self, page: Page, path: Path, prefix: str) -> None:
+        """Show the PNG ``path`` with its ``FIGURES`` caption (or its name), kept as ``<prefix><name>``."""
+        name = _entry(path.stem, FIGURES)
+        caption, label = FIGURES.get(name, (path.stem.replace("_", " "), path.stem))
+        suffix = _suffix(path.stem, name)
+        anchor = f"figure-{path.stem}"
+        self.anchors[f"figure:{path.stem}"] = (anchor, label + suffix)
+        page.image(self.keep(path, prefix), caption + suffix, anchor=anchor)
+
+    def links(self, finding: dict) -> list[tuple[str, str]]:
+        """(label, element id) of the tables and anchors a finding names and of its figures (those it names,
+        else those drawn from its tables: of those, only the ones of the finding's task or corpus when its id
+        names one, ``small-networks/wiki_ppl`` -> ``controls_wiki_ppl``), as far as the page shows them."""
+        tables = [_entry(Path(str(t)).stem, TABLES) for t in finding.get("tables") or []]
+        figures = [Path(str(f)).stem for f in finding.get("figures") or []]
+        named = bool(figures)
+        figures = figures or [f for t in tables if t in TABLES for f in TABLES[t].figures]
+        ids = set(finding.get("anchors") or [])
+        found = []
+        for key, (anchor, label) in self.anchors.items():
+            kind, stem = key.split(":", 1)
+            wanted = tables if kind == "table" else figures
+            if anchor in ids or any(stem == w or stem.startswith(f"{w}_") for w in wanted):
+                found.append((kind, stem, label, anchor))
+        parts = set(re.split(r"[/@]", str(finding.get("id", ""))))
+        own = {stem for kind, stem, _, _ in found if kind == "figure" and _rest(stem, _entry(stem, FIGURES)) in parts}
+        keep = named or not own
+        return [(label, anchor) for kind, stem, label, anchor in found
+                if keep or kind != "figure" or stem in own or not _rest(stem, _entry(stem, FIGURES))]
+
+
+def _entry(stem: str, registry: dict) -> str:
+    """The registry entry a file stem belongs to (``table3_networks_news`` -> ``table3_networks``)."""
+    return max((n for n in registry if stem == n or stem.startswith(f"{n}_")), key=len, default=stem)
+
+
+def _rest(stem: str, name: str) -> str:
+    """What follows the entry's name in a file stem: ``controls_wiki_ppl`` -> ``wiki_ppl``."""
+    return stem[len(name):].strip("_") if stem.startswith(name) else ""
+
+
+def _suffix(stem: str, name: str) -> str:
+    """``_rest`` as a caption suffix: `` (wiki_ppl)``."""
+    rest = _rest(stem, name)
+    return f" ({rest})" if rest else ""
+
+
+def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """Networks, conditions and templates named as everywhere in the report (``news/5``): a ``network`` or
+    ``condition`` column by ``display_name``; ``dataset`` (or ``corpus``) with ``template``, and the pairs
+    ``dataset_1`` / ``template_1``, ``dataset_2`` / ``template_2``, as one name each."""
+    frame = frame.copy()
+    for column in ("network", "condition"):
+        if column in frame.columns:
+            frame[column] = frame[column].map(display_name)
+    if frame.index.name in ("network", "condition"):
+        frame.index = frame.index.map(display_name).rename(frame.index.name)
+    for corpus in ("dataset", "corpus"):
+        if corpus in frame.columns and "template" in frame.columns:
+            named = [network_name(c, t) for c, t in zip(frame[corpus], frame["template"])]
+            frame = frame.drop(columns=[corpus, "template"])
+            frame.insert(0, "template", named)
+    pairs = [("dataset_1", "template_1", "template"), ("dataset_2", "template_2", "other template")]
+    if all(c in frame.columns for d, t, _ in pairs for c in (d, t)):
+        named = {label: [network_name(a, b) for a, b in zip(frame[d], frame[t])] for d, t, label in pairs}
+        frame = frame.drop(columns=[c for d, t, _ in pairs for c in (d, t)])
+        for position, (label, values) in enumerate(named.items()):
+            frame.insert(position, label, values)
+    return frame
 
 
 def _provenance(page: Page, config, layout, run_record: dict) -> None:
@@ -65,11 +199,15 @@ def _provenance(page: Page, config, layout, run_record: dict) -> None:
             ("ICA", f"{config.decompose.components} individual components, {config.decompose.group_components} group "
                     f"templates, {config.decompose.n_init} restarts, seed {config.decompose.seed}"),
             ("networks", f"|z| > {config.match.threshold:g}" if config.match.two_sided else f"z > {config.match.threshold:g}")]
+    done = {stage: info for stage, info in run_record.get("stages", {}).items() if info.get("status") == "done"}
     for stage, info in run_record.get("stages", {}).items():
         if info.get("status") == "done":
             rows.append((f"stage {stage}", f"{info.get('seconds', 0):.1f} s, config hash {info.get('hash')}"))
         elif info.get("status") == "failed":
             rows.append((f"stage {stage}", f"failed: {info.get('error')}"))
+    if done:
+        total = sum(info.get("seconds", 0) for info in done.values())
+        rows.append(("stages done before this report", f"{total:.1f} s ({total / 60:.1f} min)"))
     page.table(pd.DataFrame(rows, columns=["", "value"]).set_index(""), caption="Provenance")
     page.raw("<details><summary>Config</summary><pre>"
              + html.escape(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)) + "</pre></details>")
@@ -126,59 +264,80 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     if not (folder / "consistency.csv").exists():
         page.section("Consistency").paragraph("No match results in this run.", muted=True)
         return
-    page.section("Consistency across individual analyses (Tables 1, 6-8)")
+    page.section("Consistency across individual analyses (Tables 1, 6-8)", anchor="consistency")
     consistency = pd.read_csv(files.keep(folder / "consistency.csv", "match_"))
     pivot = consistency.pivot(index="template", columns="dataset", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
-    page.table(consistency.set_index("dataset"), caption="Templates: size, share of neurons, counterparts, samples with one")
-    for name, caption in _MATCH_FIGURES.items():
-        if (folder / name).exists():
-            page.image(files.keep(folder / name, "match_"), caption)
+    files.table(page, consistency, "consistency")
+    if (folder / "counterparts_null.csv").exists():
+        null = pd.read_csv(files.keep(folder / "counterparts_null.csv", "match_"))
+        files.table(page, null[["dataset", "template", "counterparts", "null_mean", "null_high", "permutations",
+                                "p_value"]], "counterparts_null")
+    for name in _MATCH_FIGURES:
+        if (folder / f"{name}.png").exists():
+            files.figure(page, folder / f"{name}.png", "match_")
     cross = pd.read_csv(folder / "cross_corpus.csv") if (folder / "cross_corpus.csv").exists() else pd.DataFrame()
     if len(cross):  # one corpus has no pairs
-        page.section("Templates across corpora (Table 2)")
+        page.section("Templates across corpora (Table 2)", anchor="cross-corpus")
         files.keep(folder / "cross_corpus.csv", "match_")
         similar = cross[cross["similar"].astype(bool)].sort_values("iou", ascending=False)
         if similar.empty:
             page.paragraph(f"No pair of templates from different corpora has IoU > {config.match.similar_iou:g}; "
                            f"the closest pairs:")
             similar = cross.sort_values("iou", ascending=False).head(5)
-        page.table(similar.drop(columns=["similar"]).set_index("dataset_1"), caption="Template pairs by IoU")
+        files.table(page, similar.drop(columns=["similar"]).reset_index(drop=True), "cross_corpus")
+        if (folder / "cross_corpus.png").exists():
+            files.figure(page, folder / "cross_corpus.png", "match_")
+    if (folder / "recurrence.csv").exists() and (folder / "recurrence.csv").stat().st_size > 1:
+        recurrence = pd.read_csv(files.keep(folder / "recurrence.csv", "match_"))
+        top = recurrence.sort_values("iou", ascending=False).head(10).reset_index(drop=True)
+        files.table(page, top, "recurrence")
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
     massive, networks = layout.match / "massive_channels.csv", layout.match / "network_anatomy.csv"
     if not massive.exists():
         return
-    page.section("Anatomy: massive-activation channels")
+    page.section("Anatomy: massive-activation channels", anchor="anatomy")
     table = pd.read_csv(files.keep(massive, "match_"))
     page.paragraph(f"{len(table)} channels where the peak |activation| dwarfs its layer's median "
                    f"(rule in fnet_dist/anatomy.py). Masks that hit them can break the model whatever they mean.")
-    page.table(table.head(20).set_index("layer"), caption="Massive channels, strongest first (top 20)")
+    files.table(page, table.head(20).set_index("layer"), "massive_channels")
     if networks.exists():
-        page.table(_markdown_free_csv(files.keep(networks, "match_")),
-                   caption="Each template: neurons on massive channels, layer spread, source concentration on one token")
+        files.table(page, _markdown_free_csv(files.keep(networks, "match_")), "network_anatomy")
+
+
+def _tables(page: Page, files: _Files, names, folders) -> None:
+    """Every table file ``<name>*.csv`` of ``folders``, in the order of ``names``."""
+    for name in names:
+        for path in (p for folder in folders for p in sorted(folder.glob(f"{name}*.csv"))):
+            if _entry(path.stem, TABLES) != name:
+                continue
+            files.table(page, _markdown_free_csv(files.keep(path, "evaluate_")), name, path.stem)
 
 
 def _evaluation(page: Page, layout, files: _Files) -> None:
     folder = layout.evaluate
     if not (folder / "results.csv").exists():
-        page.section("Editing").paragraph("No evaluation in this run.", muted=True)
+        page.section("Editing", anchor="editing").paragraph("No evaluation in this run.", muted=True)
         return
-    page.section("Editing networks (Tables 3-5, 9-13)")
+    page.section("Editing networks (Tables 3-5, 9-13)", anchor="editing")
     files.keep(folder / "results.csv", "evaluate_")
-    for stem, caption in _EVALUATE_TABLES.items():
-        for path in sorted((folder / "tables").glob(f"{stem}*.csv")) + sorted((folder / "controls" / "tables").glob(f"{stem}*.csv")):
-            suffix = path.stem[len(stem):].strip("_")
-            page.table(_markdown_free_csv(files.keep(path, "evaluate_")), caption=f"{caption}{f' ({suffix})' if suffix else ''}")
-    figures = sorted((folder / "figures").glob("*.png")) + sorted((folder / "controls" / "figures").glob("*.png"))
+    _tables(page, files, _EDITING_TABLES, [folder / "tables"])
+    figures = sorted((folder / "figures").glob("*.png"))
     if figures:
         page.section("Editing figures (Figures 2, 3, 5-8)", level=3)
         for path in figures:
-            page.image(files.keep(path, "evaluate_"), path.stem.replace("_", " "))
+            files.figure(page, path, "evaluate_")
     flips = folder / "flips.csv"
     if flips.exists():
-        page.table(pd.read_csv(files.keep(flips, "evaluate_")).head(10), caption="Figure 8: predictions that flip under an edit")
+        files.table(page, pd.read_csv(files.keep(flips, "evaluate_")), "flips")
+    controls = folder / "controls"
+    if any((controls / "tables").glob("*.csv")):
+        page.section("Controls: random draws and massive channels", anchor="controls")
+        _tables(page, files, _CONTROL_TABLES, [controls / "tables"])
+        for path in sorted((controls / "figures").glob("*.png")):
+            files.figure(page, path, "evaluate_")
 
 
 def _attribution(page: Page, config, layout, model) -> None:
@@ -241,14 +400,14 @@ def build_report(config, layout, model=None, failed: dict[str, str] | None = Non
         total = _stores(page, config, layout)
 
     _section(page, "Run", lambda: _provenance(page, config, layout, record), problems)
-    _section(page, "Recording and decomposition", stores, problems)
     findings_at = page.size
+    _section(page, "Recording and decomposition", stores, problems)
     _section(page, "Consistency", lambda: _match(page, layout, files, config), problems)
     _section(page, "Anatomy", lambda: _anatomy(page, layout, files), problems)
     _section(page, "Editing", lambda: _evaluation(page, layout, files), problems)
     _section(page, "Token attribution", lambda: _attribution(page, config, layout, model), problems)
     summary = Page("")
-    _section(summary, "Findings", lambda: _findings(summary, config, layout, total), problems)
+    _section(summary, "Findings", lambda: _findings(summary, config, layout, files, total), problems)
     page.insert(findings_at, summary)
     page.insert(0, _incomplete(failed, problems))
     out = folder / "index.html"
@@ -259,12 +418,23 @@ def build_report(config, layout, model=None, failed: dict[str, str] | None = Non
     return out
 
 
-def _findings(summary: Page, config, layout, total: int | None) -> None:
-    e = config.evaluate
-    findings = compute_findings(layout.match, layout.evaluate, total_neurons=total, iou=config.match.iou,
-                                similar_iou=config.match.similar_iou,
-                                random_condition=f"random{100 * e.random_fraction:g}:seed{e.seed}",
-                                amplify_condition=f"top{e.top_percent:g}:multiply{e.amplify_factor:g}")
-    summary.section("Findings: the paper's claims on this model").findings(findings)
-    if not findings:
+def _findings(summary: Page, config, layout, files: _Files, total: int | None) -> None:
+    """The Findings section: the checks written to ``findings.json`` (issue 13's records: verdict rule, alpha,
+    level, correction), rendered from that file as one table whose rows link to the tables and figures the
+    page shows."""
+    e, r = config.evaluate, config.report
+    settings = FindingSettings(alpha=r.alpha, level=r.level, bootstrap=r.bootstrap, seed=e.seed,
+                               random_fraction=e.random_fraction, top_percent=e.top_percent, amplify_factor=e.amplify_factor)
+    findings = compute_findings(layout.match, layout.evaluate, settings, total_neurons=total)
+    selection_path = layout.evaluate / "controls" / "selection.json"
+    selection = json.loads(selection_path.read_text()) if selection_path.exists() else None
+    path = write_findings(findings, layout.report / "findings.json", settings, selection)
+    recorded, records = json.loads(path.read_text(encoding="utf-8")), read_findings(path)
+    summary.section("Findings: the paper's claims on this model", anchor="findings")
+    summary.paragraph(f"{recorded['verdict_rule']} Alpha {recorded['alpha']}; intervals at {100 * recorded['level']:g} %; "
+                      f"correction: {recorded['correction']}. Networks tested against random controls: "
+                      f"{recorded['selection_rule']}. The same records: findings.json.", muted=True)
+    if records:
+        summary.raw(findings_html(records, files.links))
+    else:
         summary.paragraph("This run produced none of the results the checks need.", muted=True)

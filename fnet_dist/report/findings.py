@@ -1,149 +1,305 @@
-"""The paper's claims, checked on a run's own numbers (never written in advance).
+"""The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.stats``).
 
-``compute_findings(match_folder, evaluate_folder, total_neurons, ...) -> list[Finding]``; each check reads
-the stage's own tables and returns a ``Finding`` (holds / fails / unclear) with the numbers behind it, or
-nothing when the run did not produce what the check needs.
+``compute_findings(match_folder, evaluate_folder, settings) -> list[Finding]`` (Holm-corrected, with verdicts);
+``write_findings(findings, path, settings)`` writes ``findings.json``, which the report page renders as it is.
+
+Claims (ids are stable; ``<task>`` and ``<suffix>`` as in the run):
+- ``counterparts`` (Tables 1, 6-8): each template's counterparts against layer-matched random networks; holds
+  when more than half of the templates are significant.
+- ``recurrence`` (Table 2): cross-corpus template pairs against the exact layer-matched null, without
+  massive-channel neurons; pairs with a first-token-dominated template never count.
+- ``small-networks/<task>``: each network (< 2 % of neurons) evaluated against controls beats the random 15 %
+  draws and the count-matched draws; holds when most networks do.
+- ``survives-without-massive/<task>``: networks with massive-channel neurons, without them, against draws
+  avoiding massive channels; not applicable when no evaluated network has such neurons.
+- ``amplification<suffix>``: the amplified top neurons improve some task (paired over examples).
+- ``ica-vs-localization<suffix>``: inhibiting the ICA top neurons hurts more than as many LLM-Localization
+  neurons on most tasks (paired over examples; Table 9); ``ica-localization-overlap<suffix>``: the two sets
+  overlap less than chance (Table 5).
 """
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..evaluate.controls import metric_direction
-from .page import Finding
+from ..stats import (
+    CORRECTION,
+    VERDICT_RULE,
+    Estimate,
+    Finding,
+    against_draws,
+    conclude,
+    draws_needed,
+    examples_needed,
+    most,
+    overlap_test,
+    paired_effect,
+)
+from ..names import display_name, network_name
+from .evidence import Evidence
 
-__all__ = ["amplification", "compute_findings", "counterparts", "cross_corpus", "network_controls", "small_networks_vs_random"]
+__all__ = ["FindingSettings", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
+           "amplification", "localization", "write_findings"]
+
+SMALL_SHARE = 0.02  # the paper's "fewer than 2 % of the model's neurons"
+DRAW_KINDS = ("fraction", "matched_count", "matched_per_layer")  # nulls of "hurts more than random"
 
 
-def counterparts(consistency: pd.DataFrame, iou: float) -> Finding:
-    """Paper: most group templates have counterparts among the individual-level maps (Tables 1, 6-8)."""
-    per = consistency.groupby("dataset").apply(
-        lambda g: pd.Series({"with": int((g["counterparts"] > 0).sum()), "all": len(g)}), include_groups=False)
-    text = "; ".join(f"{d}: {int(r['with'])}/{int(r['all'])}" for d, r in per.iterrows())
-    shares = per["with"] / per["all"].clip(lower=1)
-    verdict = "holds" if (shares >= 0.5).all() else "fails" if (shares < 0.5).all() else "unclear"
-    best = consistency.sort_values("counterparts", ascending=False).iloc[0]
-    return Finding(
-        "Most group-level templates have counterparts among the individual-level maps.", verdict,
-        f"templates with ≥ 1 individual map at IoU > {iou:g}: {text}; most matched: {best['dataset']} "
-        f"template {int(best['template'])} with {int(best['counterparts'])} counterparts in "
-        f"{int(best['samples_with_counterpart'])} samples.")
+@dataclass(frozen=True)
+class FindingSettings:
+    """What the checks need from the config (report.alpha / level / bootstrap, evaluate's percentages)."""
+
+    alpha: float = 0.05
+    level: float = 0.95
+    bootstrap: int = 2000
+    seed: int = 0
+    random_fraction: float = 0.15
+    top_percent: float = 5.0
+    amplify_factor: float = 1.02
 
 
-def cross_corpus(cross: pd.DataFrame, similar_iou: float) -> Finding | None:
-    """Paper: some templates recur across corpora (Table 2)."""
-    if cross.empty:
+def _share_ci(k: int, m: int, level: float) -> tuple[float, float]:
+    from scipy import stats
+
+    ci = stats.binomtest(k, m).proportion_ci(level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def counterparts(table: pd.DataFrame, s: FindingSettings) -> Finding:
+    """Most group templates have counterparts among the individual maps (more than random networks do)."""
+    m = len(table)
+    u = m // 2 + 1
+    threshold = s.alpha / (m - u + 1)
+    significant = table["p_value"].to_numpy() <= threshold
+    permutations = int(table["permutations"].min())
+    estimate = Estimate(float(significant.mean()), _share_ci(int(significant.sum()), m, s.level),
+                        most(table["p_value"]),
+                        f"Monte Carlo test of each template's counterparts against {permutations} size- and "
+                        f"layer-matched random networks; 'more than half of {m}' by partial conjunction "
+                        f"(Bonferroni over {m - u + 1}); exact binomial interval of the share",
+                        n_draws=permutations, needed=draws_needed(s.alpha, m - u + 1))
+    details = [{"dataset": r.dataset, "template": int(r.template), "counterparts": int(r.counterparts),
+                "null_mean": float(r.null_mean), "null_high": float(r.null_high), "p_value": float(r.p_value),
+                "significant": bool(sig)} for r, sig in zip(table.itertuples(), significant)]
+    return Finding.of("counterparts", "Most group-level templates have counterparts among the individual-level maps "
+                      "(Tables 1, 6-8).", estimate, "share of templates with more counterparts than random networks",
+                      needed=0.5, tables=["match/consistency.csv", "match/counterparts_null.csv"],
+                      anchors=["finding-counterparts", "table-counterparts_null"], details=details)
+
+
+def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
+    """Some templates recur across corpora (Table 2), judged without massive channels and first-token templates."""
+    if table.empty:
         return None
-    similar = cross[cross["iou"] > similar_iou].sort_values("iou", ascending=False)
-    pairs = {tuple(sorted((a, b))) for a, b in zip(cross["dataset_1"], cross["dataset_2"])}
-    found = {tuple(sorted((a, b))) for a, b in zip(similar["dataset_1"], similar["dataset_2"])}
-    if similar.empty:
-        best = cross.sort_values("iou", ascending=False).iloc[0]
-        return Finding("Templates recur across corpora.", "fails",
-                       f"no template pair of different corpora has IoU > {similar_iou:g}; the best is "
-                       f"{best['dataset_1']} {int(best['template_1'])} / {best['dataset_2']} {int(best['template_2'])} "
-                       f"at {best['iou']:.3f}.")
-    top = similar.iloc[0]
-    return Finding("Templates recur across corpora.", "holds",
-                   f"{len(similar)} template pairs with IoU > {similar_iou:g}, in {len(found)} of {len(pairs)} corpus "
-                   f"pairs; the closest: {top['dataset_1']} {int(top['template_1'])} / {top['dataset_2']} "
-                   f"{int(top['template_2'])} at {top['iou']:.3f}.")
+    claim = "Templates recur across corpora (Table 2), beyond layer-matched chance and not through massive channels."
+    tables, anchors = ["match/recurrence.csv"], ["finding-recurrence", "table-recurrence"]
+    top = table.sort_values("iou", ascending=False).head(5)
+    details = [{"pair": f"{network_name(r.dataset_1, r.template_1)} / {network_name(r.dataset_2, r.template_2)}", "iou": float(r.iou),
+                "iou_without_massive": float(r.iou_without_massive), "p_without_massive": float(r.p_without_massive),
+                "massive": bool(r.massive_1 or r.massive_2), "first_token": bool(r.first_token_1 or r.first_token_2)}
+               for r in top.itertuples()]
+    eligible = table[table["eligible"]]
+    if eligible.empty:
+        return Finding.of("recurrence", claim, None, "IoU above chance", tables=tables, anchors=anchors, details=details,
+                          reason="every pair involves a first-token-dominated template, which never counts on its own")
+    best = eligible.sort_values(["p_without_massive", "iou_without_massive"], ascending=[True, False]).iloc[0]
+    iou = float(best.iou_without_massive)
+    estimate = Estimate(iou - float(best.chance_iou_without_massive),
+                        (iou - float(best.chance_high_without_massive), iou - float(best.chance_low_without_massive)),
+                        most(eligible["p_without_massive"], share=0.0),
+                        f"exact test of each pair's overlap against layer-matched random networks of the same sizes "
+                        f"(hypergeometric per layer), massive-channel neurons removed; Bonferroni over {len(eligible)} "
+                        f"pairs without a first-token-dominated template; the closest such pair: "
+                        f"{network_name(best.dataset_1, best.template_1)} / {network_name(best.dataset_2, best.template_2)}",
+                        n_examples=len(eligible), needed=1, unit="pairs")
+    return Finding.of("recurrence", claim, estimate, "IoU above layer-matched chance (closest pair, without massive channels)",
+                      tables=tables, anchors=anchors, details=details)
 
 
-def _delta(primary: pd.DataFrame, condition: str, task: str) -> float:
-    """Damage of ``condition`` on ``task`` relative to normal: positive = worse, in the metric's units."""
-    table = primary.set_index(["condition", "task"])
-    if (condition, task) not in table.index or ("normal", task) not in table.index:
-        return float("nan")
-    value, normal = table.loc[(condition, task), "value"], table.loc[("normal", task), "value"]
-    change = value - normal
-    return float(-change if metric_direction(table.loc[(condition, task), "metric"]) == "higher" else change)
+def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float) -> tuple[Estimate, list[dict], str]:
+    """The claim's estimate over per-unit tests: p by ``most``; effect and interval of the deciding unit (the
+    one at the rank the partial conjunction reads); ``needed`` for the Bonferroni factor."""
+    p = [e.p for _, e in units]
+    m = len(units)
+    u = int(math.floor(share * m)) + 1
+    order = np.argsort(np.nan_to_num(p, nan=1.0), kind="stable")
+    name, deciding = units[order[u - 1]]
+    factor = m - u + 1
+    needed = draws_needed(alpha, factor) if deciding.unit == "draws" else examples_needed(alpha, factor)
+    details = [{"unit": n, "effect": e.effect, "low": e.interval[0], "high": e.interval[1], "p": e.p,
+                "n_draws": e.n_draws, "n_examples": e.n_examples} for n, e in units]
+    test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {display_name(name)}"
+    return replace(deciding, p=most(p, share), needed=needed, test=test), details, name
 
 
-def small_networks_vs_random(primary: pd.DataFrame, total_neurons: int, random_condition: str) -> Finding | None:
-    """Paper: inhibiting a network of < 2 % of neurons hurts more than a random 15 % mask."""
-    networks = primary[primary["condition"].str.match(r"^inhibit:.*/\d+$")]
-    if networks.empty or random_condition not in set(primary["condition"]):
-        return None
-    small = networks[networks["neurons"] < 0.02 * total_neurons]
-    if small.empty:
-        return Finding("Inhibiting a network of < 2 % of neurons hurts more than a random 15 % mask.", "unclear",
-                       "no evaluated network is smaller than 2 % of the neurons.")
-    per_task, parts = {}, []
-    for task in sorted(set(small["task"])):
-        random_damage = _delta(primary, random_condition, task)
-        worse = [c for c in sorted(set(small["condition"])) if _delta(primary, c, task) > random_damage]
-        per_task[task] = worse
-        parts.append(f"{task}: {len(worse)} of {small['condition'].nunique()} small networks hurt more than "
-                     f"{random_condition} (its damage {random_damage:+.4g})")
-    verdict = "holds" if all(per_task.values()) else "fails" if not any(per_task.values()) else "unclear"
-    return Finding("Inhibiting a network of < 2 % of neurons hurts more than a random 15 % mask.", verdict,
-                   "; ".join(parts) + ".")
-
-
-def amplification(primary: pd.DataFrame, condition: str) -> Finding | None:
-    """Paper: amplifying key neurons (× 1.02) can improve the model."""
-    tasks = sorted(set(primary.loc[primary["condition"] == condition, "task"]))
-    if not tasks:
-        return None
-    changes = {t: -_delta(primary, condition, t) for t in tasks}
-    better = [t for t, v in changes.items() if v > 0]
-    verdict = "holds" if better else "fails"
-    text = ", ".join(f"{t} {v:+.4g}" for t, v in changes.items())
-    return Finding(f"Amplifying the top ICA neurons ({condition}) improves the model on some task.", verdict,
-                   f"change against normal (positive = better): {text}.")
-
-
-def network_controls(controls: pd.DataFrame, separated: pd.DataFrame) -> list[Finding]:
-    """Per network and task: does its effect exceed every random draw, and does it survive without its
-    massive-channel neurons (still worse than the random draws that avoid massive channels)?"""
-    found = []
-    for (network, task), group in controls.groupby(["network", "task"], sort=False):
-        matched = group[group["control"] != "fraction"]  # the share-of-all-neurons draws are the paper's control, not a matched one
-        matched = matched if len(matched) else group
-        beaten = [row.control for row in matched.itertuples() if row.p_value <= 1.0 / (row.draws + 1) + 1e-12]
-        text = ", ".join(f"{row.control} p={row.p_value:.2f} (mean {row.mean:.4g} [{row.low:.4g}, {row.high:.4g}])"
-                         for row in group.itertuples())
-        first = group.iloc[0]
-        verdict = "holds" if len(beaten) == len(matched) else "fails" if not beaten else "unclear"
-        found.append(Finding(
-            f"Inhibiting {network} ({int(first.neurons)} neurons) hurts {task} more than every matched random draw.", verdict,
-            f"{first.metric}: normal {first.normal:.4g}, network {first.network_value:.4g}; random draws: {text}."))
-        split = separated[(separated["network"] == network) & (separated["task"] == task)]
-        avoid = group[group["control"] == "matched_avoid_massive"]
-        if split.empty or avoid.empty:
+def _worst_kind(network: str, task: str, ev: Evidence, s: FindingSettings, kinds) -> tuple[Estimate | None, list[str]]:
+    """The network against each kind of draw; the intersection-union p is the largest (all kinds must be beaten)."""
+    subject = ev.damage(network, task)
+    found, names = [], []
+    for kind in kinds:
+        draw_names, frame = ev.draws(kind, network, task, s.random_fraction)
+        if frame.empty or subject.empty:
             continue
-        row, ref = split.iloc[0], avoid.iloc[0]
-        higher = metric_direction(ref.metric) == "higher"
-        random_damage = (ref.normal - ref.low) if higher else (ref.high - ref.normal)  # the worst draws' damage
-        survives = row.damage_minus_massive > random_damage
-        found.append(Finding(
-            f"{network}'s effect on {task} survives without its massive-channel neurons.",
-            "holds" if survives else "fails",
-            f"damage (positive = worse): whole {row.damage_whole:+.4g}, without massive channels "
-            f"{row.damage_minus_massive:+.4g}, massive channels alone {row.damage_massive_only:+.4g}; the largest "
-            f"damage of random matched draws avoiding massive channels: {random_damage:.4g}."))
+        common = subject.index.intersection(frame.columns)
+        found.append(against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
+                                   n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha, what=f"{kind} draws"))
+        names += draw_names
+    if not found:
+        return None, names
+    return max(found, key=lambda e: np.nan_to_num(e.p, nan=2.0)), names
+
+
+def _controlled(ev: Evidence) -> list[str]:
+    chosen = ev.selection.get("networks")
+    return [n for n in (chosen or ev.networks()) if n in ev.names]
+
+
+def small_networks(ev: Evidence, total_neurons: int, s: FindingSettings) -> list[Finding]:
+    """Per task: inhibiting a network of < 2 % of neurons hurts more than random 15 % and count-matched draws."""
+    found = []
+    rule = ev.selection.get("rule", "all evaluated networks")
+    for task in ev.tasks:
+        claim = f"Inhibiting a network of < {SMALL_SHARE:.0%} of neurons hurts {task} more than random draws (15 % of neurons, and as many neurons)."
+        units, conditions = [], []
+        for network in _controlled(ev):
+            if ev.neurons(network) >= SMALL_SHARE * total_neurons:
+                continue
+            estimate, names = _worst_kind(network, task, ev, s, DRAW_KINDS)
+            if estimate is not None:
+                units.append((network, estimate))
+                conditions += [network, *names]
+        common = dict(tables=["evaluate/controls/tables/controls.csv"], anchors=[f"finding-small-networks-{task}", "table-controls"])
+        if not units:
+            if any(ev.draws(k, n, task, s.random_fraction)[0] for n in _controlled(ev) for k in DRAW_KINDS):
+                found.append(Finding.of(f"small-networks/{task}", claim, None, "", applicable=False,
+                                        reason="no network evaluated against controls is that small", **common))
+            continue
+        estimate, details, _ = _decide(units, 0.5, s.alpha)
+        found.append(Finding.of(f"small-networks/{task}", claim, replace(estimate, test=f"{estimate.test}; networks chosen by: {rule}"),
+                                ev.units(task) + ", beyond the mean random draw", conditions=conditions, details=details, **common))
     return found
 
 
-def compute_findings(match_folder: Path, evaluate_folder: Path, *, total_neurons: int | None, iou: float,
-                     similar_iou: float, random_condition: str, amplify_condition: str) -> list[Finding]:
-    """Every check whose inputs the run produced."""
-    found: list[Finding | None] = []
-    if (match_folder / "consistency.csv").exists():
-        found.append(counterparts(pd.read_csv(match_folder / "consistency.csv"), iou))
-    if (match_folder / "cross_corpus.csv").exists():
-        found.append(cross_corpus(pd.read_csv(match_folder / "cross_corpus.csv"), similar_iou))
-    results = evaluate_folder / "results.csv"
-    if results.exists() and total_neurons:
-        from ..evaluate.tables import primary_rows
+def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> list[Finding]:
+    """Per task: a network's effect survives without its massive-channel neurons (asked only of networks that have some)."""
+    found = []
+    for task in ev.tasks:
+        claim = f"Networks' effects on {task} survive without their massive-channel neurons."
+        common = dict(tables=["evaluate/controls/tables/separated.csv"], anchors=[f"finding-survives-{task}", "table-separated"])
+        units, conditions, having = [], [], []
+        for network in _controlled(ev):
+            mask = ev.mask(network)
+            if massive is None or mask is None or not (mask.values & massive).any():
+                continue
+            having.append(network)
+            part = ev.part("minus-massive", network)
+            rest = int((mask.values & ~massive).sum())  # an empty part is the normal model, a whole one the network
+            subject = ev.damage(part if rest < mask.count else network, task) if rest else ev.damage("normal", task)
+            names, frame = ev.draws("matched_avoid_massive", network, task)
+            if frame.empty or subject.empty:
+                continue
+            common_ids = subject.index.intersection(frame.columns)
+            units.append((network, against_draws(subject[common_ids].to_numpy(), frame[common_ids].to_numpy(), level=s.level,
+                                                 n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha,
+                                                 what="count-matched draws avoiding massive channels")))
+            conditions += [part, *names]
+        if not having:
+            found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", applicable=False,
+                                    reason="no network evaluated against controls has a neuron on a massive channel", **common))
+        elif not units:
+            found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", reason=(
+                "no draws avoiding massive channels were evaluated (add matched_avoid_massive to evaluate.controls.kinds)"), **common))
+        else:
+            estimate, details, _ = _decide(units, 0.5, s.alpha)
+            found.append(Finding.of(f"survives-without-massive/{task}", claim, estimate,
+                                    ev.units(task) + " without massive channels, beyond the mean draw",
+                                    conditions=conditions, details=details, **common))
+    return found
 
-        primary = primary_rows(pd.read_csv(results))
-        found.append(small_networks_vs_random(primary, total_neurons, random_condition))
-        found.append(amplification(primary, amplify_condition))
-    tables = evaluate_folder / "controls" / "tables"
-    if (tables / "controls.csv").exists() and (tables / "separated.csv").exists():
-        found.extend(network_controls(pd.read_csv(tables / "controls.csv"), pd.read_csv(tables / "separated.csv")))
-    return [f for f in found if f is not None and not (isinstance(f, float) and np.isnan(f))]
+
+def _of(suffix: str) -> str:
+    """A corpus suffix as claim text: ``@news`` → `` of news`` (``""`` for a single corpus)."""
+    return f" of {suffix[1:]}" if suffix else ""
+
+
+def _tail(suffix: str) -> str:
+    """The table file suffix of a corpus suffix: ``@news`` → ``_news``."""
+    return suffix.replace("@", "_")
+
+
+def _paired(ev: Evidence, task: str, s: FindingSettings, diff: pd.Series) -> Estimate:
+    return paired_effect(diff.to_numpy(), level=s.level, n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha)
+
+
+def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
+    """Amplifying the top neurons improves the model on some task (one finding per corpus's top neurons)."""
+    found = []
+    for suffix, condition in ev.top(s.top_percent, f"multiply{s.amplify_factor:g}").items():
+        units = [(task, _paired(ev, task, s, -ev.damage(condition, task))) for task in ev.tasks]
+        estimate, details, task = _decide(units, 0.0, s.alpha)
+        found.append(Finding.of(f"amplification{suffix}", f"Amplifying the top {s.top_percent:g} % ICA neurons{_of(suffix)} "
+                                f"(× {s.amplify_factor:g}) improves the model on some task (Table 4).", estimate,
+                                "gain against normal: " + ev.units(task).replace(" lost ", " gained "),
+                                conditions=["normal", condition], details=details,
+                                tables=[f"evaluate/tables/table4_top_amplify{_tail(suffix)}.csv"], anchors=[f"finding-amplification{suffix}", f"table-table4_top_amplify{_tail(suffix)}"]))
+    return found
+
+
+def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
+    """ICA's top neurons hurt more than LLM Localization's (Table 9) and overlap them less than chance (Table 5)."""
+    found = []
+    for suffix, ica in ev.top(s.top_percent, "inhibit").items():
+        loc = ev.localization("inhibit", suffix)
+        if loc not in ev.names:
+            continue
+        units = [(task, _paired(ev, task, s, (ev.damage(ica, task) - ev.damage(loc, task)).dropna())) for task in ev.tasks]
+        estimate, details, task = _decide(units, 0.5, s.alpha)
+        found.append(Finding.of(f"ica-vs-localization{suffix}", f"Inhibiting the top {s.top_percent:g} % ICA neurons{_of(suffix)} "
+                                "hurts more than inhibiting as many LLM-Localization neurons, on most tasks (Table 9).",
+                                estimate, "extra damage of ICA over Localization: " + ev.units(task),
+                                conditions=["normal", ica, loc], details=details,
+                                tables=[f"evaluate/tables/table9_top_inhibit{_tail(suffix)}.csv"], anchors=[f"finding-ica-vs-localization{suffix}", f"table-table9_top_inhibit{_tail(suffix)}"]))
+        a, b = ev.mask(ica), ev.mask(loc)
+        if a is not None and b is not None:
+            overlap = int((a.values & b.values).sum())
+            found.append(Finding.of(f"ica-localization-overlap{suffix}", f"The top {s.top_percent:g} % ICA neurons{_of(suffix)} and "
+                                    "LLM Localization's pick different neurons: their overlap is below chance (Table 5).",
+                                    overlap_test(overlap, a.count, b.count, a.values.size, level=s.level),
+                                    "neurons fewer in common than chance", conditions=[ica, loc],
+                                    tables=["evaluate/tables/table5_iou.csv"], anchors=[f"finding-ica-localization-overlap{suffix}", "table-table5_iou"]))
+    return found
+
+
+def compute_findings(match_folder: Path, evaluate_folder: Path, settings: FindingSettings, *,
+                     total_neurons: int | None) -> list[Finding]:
+    """Every check whose inputs the run produced, Holm-corrected together, with verdicts."""
+    match_folder, evaluate_folder = Path(match_folder), Path(evaluate_folder)
+    found: list[Finding | None] = []
+    if (match_folder / "counterparts_null.csv").exists():
+        found.append(counterparts(pd.read_csv(match_folder / "counterparts_null.csv"), settings))
+    if (match_folder / "recurrence.csv").exists() and (match_folder / "recurrence.csv").stat().st_size > 1:
+        found.append(recurrence(pd.read_csv(match_folder / "recurrence.csv"), settings))
+    ev = Evidence(evaluate_folder)
+    if not ev.rows.empty:
+        massive_path = match_folder / "massive_mask.npy"
+        massive = np.load(massive_path, allow_pickle=False) if massive_path.exists() else None
+        if total_neurons:
+            found += small_networks(ev, total_neurons, settings)
+        found += survives(ev, massive, settings) if ev.selection or any(n.startswith("ctl-") for n in ev.names) else []
+        found += amplification(ev, settings)
+        found += localization(ev, settings)
+    return conclude([f for f in found if f is not None], settings.alpha)
+
+
+def write_findings(findings: list[Finding], path: Path, settings: FindingSettings, selection: dict | None = None) -> Path:
+    """``findings.json``: the rule, alpha, correction, how networks were chosen, and every finding."""
+    data = {"alpha": settings.alpha, "level": settings.level, "correction": CORRECTION, "verdict_rule": VERDICT_RULE,
+            "selection_rule": (selection or {}).get("rule", "all evaluated networks"),
+            "findings": [f.to_dict() for f in findings]}
+    Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return Path(path)

@@ -1,7 +1,13 @@
 """A self-contained HTML page: sections of text, tables and images (embedded as data URIs).
 
-- ``Page(title)``: ``.section(title)``, ``.paragraph(text)``, ``.warning(text)``, ``.table(frame, caption)``,
-  ``.image(path, caption)``, ``.raw(html)`` (trusted fragments only), ``.findings(list)``; ``.render() -> str``.
+- ``Page(title)``: ``.section(title, anchor=)``, ``.paragraph(text)``, ``.warning(text)``,
+  ``.table(frame, caption, anchor=, key=)``, ``.image(path, caption, anchor=)``, ``.raw(html)`` (trusted
+  fragments only); ``.render() -> str``. The findings (``findings.json``) are rendered by ``findings_view``.
+- ``anchor_id(text)``: an HTML id from a finding id or table name (``small-networks/wiki_ppl`` → ``small-networks-wiki_ppl``).
+- ``table_html(frame, caption, anchor, key)``: a table that fits the page at 1,280 px: the ``key`` columns
+  (those a finding needs) first, the columns that would not fit folded into a details cell per row, rows
+  past ``MAX_ROWS`` hidden behind a show-all control (HTML and CSS only, no script). ``inf`` and ``nan``
+  cells are shown as they are, and the caption says what they mean.
 All text is HTML-escaped; images are embedded so the page opens on its own, and also kept beside it.
 """
 from __future__ import annotations
@@ -10,43 +16,44 @@ import base64
 import html
 import itertools
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
-__all__ = ["Finding", "Page"]
+import numpy as np
+
+__all__ = ["MAX_ROWS", "Page", "anchor_id", "table_html"]
 
 _ANCHORS = itertools.count(1)
+MAX_ROWS = 20  # rows a table shows before its show-all control
+_TABLE_PX = 1036  # the text column: main's 1,100 px less its padding
+_CHAR_PX, _CELL_PX, _MORE_PX = 7.4, 20, 90  # one character at .88rem, a cell's padding and borders, the details cell
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
 main{max-width:1100px;margin:0 auto;padding:24px 32px 64px}
 h1{font-size:1.7rem;margin:.2em 0}h2{font-size:1.3rem;margin-top:2.2em;border-bottom:1px solid #dde2ea;padding-bottom:.2em}
 h3{font-size:1.05rem;margin-top:1.5em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.88rem;background:#fff}
-th,td{border:1px solid #dde2ea;padding:3px 8px;text-align:right}th{background:#eef1f6}
-td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;margin:0;font-size:.88rem;background:#fff;max-width:100%}
+th,td{border:1px solid #dde2ea;padding:3px 8px;text-align:right;vertical-align:top}th{background:#eef1f6}
+td:first-child,th:first-child,td.t,th.t{text-align:left}td.t{overflow-wrap:break-word}
+.tbl{margin:.8em 0}.tbl>input{display:none}
+.tbl>input:not(:checked)~.wide tr.more{display:none}
+.tbl>input:checked~label .show,.tbl>input:not(:checked)~label .hide{display:none}
+.tbl>label{display:inline-block;margin-top:4px;font-size:.85rem;color:#1f5fa8;cursor:pointer;text-decoration:underline}
+td details summary{cursor:pointer;color:#1f5fa8;white-space:nowrap}
+td dl{display:grid;grid-template-columns:auto auto;gap:0 .8em;margin:.3em 0;text-align:left}td dd{margin:0;text-align:right}
+table.findings{width:100%}table.findings td,table.findings th{text-align:left}table.findings th{white-space:nowrap}
+.verdict{display:inline-block;font-weight:700;font-size:.8rem;padding:1px 6px;border-radius:3px;color:#fff;background:#777}
+.verdict.holds{background:#2e8b57}.verdict.fails{background:#c0392b}.verdict.unclear{background:#b8860b}
+.verdict.not-applicable{background:#999}
+tr:target{outline:2px solid #1f5fa8}.tbl:target,figure:target{outline:2px solid #1f5fa8;outline-offset:4px}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #dde2ea;background:#fff}
+figure{margin:1em 0}figure img{max-width:100%;box-sizing:border-box;border:1px solid #dde2ea;background:#fff}
 figcaption{font-size:.85rem;color:#555}
 nav a{margin-right:1em}
-.finding{padding:8px 12px;margin:6px 0;border-left:5px solid #999;background:#fff}
-.finding.holds{border-color:#2e8b57}.finding.fails{border-color:#c0392b}.finding.unclear{border-color:#d4a017}
-.verdict{font-weight:700;margin-right:.5em}
 .muted{color:#666;font-size:.85rem}
 .warning{padding:8px 12px;margin:10px 0;border-left:5px solid #c0392b;background:#fdf0ee}
 .wide{overflow-x:auto}
 """
-
-
-class Finding:
-    """A claim of the paper checked on this run's numbers: ``verdict`` is holds / fails / unclear."""
-
-    def __init__(self, claim: str, verdict: str, evidence: str) -> None:
-        if verdict not in ("holds", "fails", "unclear"):
-            raise ValueError(f"verdict {verdict!r} must be holds, fails or unclear")
-        self.claim, self.verdict, self.evidence = claim, verdict, evidence
-
-    def __repr__(self) -> str:
-        return f"Finding({self.verdict}: {self.claim})"
 
 
 class Page:
@@ -57,8 +64,8 @@ class Page:
         self._parts: list[str] = []
         self._toc: list[tuple[str, str]] = []
 
-    def section(self, title: str, level: int = 2) -> "Page":
-        anchor = f"s{next(_ANCHORS)}"
+    def section(self, title: str, level: int = 2, anchor: str | None = None) -> "Page":
+        anchor = anchor or f"s{next(_ANCHORS)}"
         if level == 2:
             self._toc.append((anchor, title))
         self._parts.append(f'<h{level} id="{anchor}">{html.escape(title)}</h{level}>')
@@ -69,28 +76,19 @@ class Page:
         self._parts.append(f"<p{cls}>{html.escape(text)}</p>")
         return self
 
-    def table(self, frame, caption: str | None = None, float_format: str = "{:.4g}") -> "Page":
-        """A pandas DataFrame as an HTML table (its index shown unless it is the default 0..n-1); ``inf`` and
-        ``nan`` cells are shown as they are, and the caption says what they mean."""
-        import pandas as pd
-
-        from ..display import nonfinite_note
-
-        body = frame.to_html(index=not isinstance(frame.index, pd.RangeIndex),
-                             border=0, escape=True, na_rep="nan",
-                             float_format=lambda v: float_format.format(v))
-        caption = " ".join(part for part in (caption, nonfinite_note(frame)) if part)
-        if caption:
-            body = body.replace(">\n  <thead>", f">\n  <caption>{html.escape(caption)}</caption>\n  <thead>", 1)
-        self._parts.append(f'<div class="wide">{body}</div>')
+    def table(self, frame, caption: str | None = None, float_format: str = "{:.4g}", *, anchor: str | None = None,
+              key: Sequence[str] = ()) -> "Page":
+        """A pandas DataFrame as an HTML table that fits the page (see ``table_html``)."""
+        self._parts.append(table_html(frame, caption, anchor or f"t{next(_ANCHORS)}", key, float_format))
         return self
 
-    def image(self, path: str | Path, caption: str | None = None) -> "Page":
+    def image(self, path: str | Path, caption: str | None = None, *, anchor: str | None = None) -> "Page":
         """Embed a PNG file as a data URI (the file itself stays beside the page)."""
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         alt = html.escape(caption or Path(path).stem)
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self._parts.append(f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">{cap}</figure>')
+        ident = f' id="{html.escape(anchor)}"' if anchor else ""
+        self._parts.append(f'<figure{ident}><img alt="{alt}" src="data:image/png;base64,{data}">{cap}</figure>')
         return self
 
     def warning(self, text: str) -> "Page":
@@ -101,14 +99,6 @@ class Page:
     def raw(self, fragment: str) -> "Page":
         """Append a trusted HTML fragment (built by fnet code with its own escaping)."""
         self._parts.append(fragment)
-        return self
-
-    def findings(self, items: Iterable[Finding]) -> "Page":
-        for item in items:
-            self._parts.append(
-                f'<div class="finding {item.verdict}"><span class="verdict">{html.escape(item.verdict.upper())}</span>'
-                f"{html.escape(item.claim)}<br><span class=\"muted\">{html.escape(item.evidence)}</span></div>"
-            )
         return self
 
     def insert(self, position: int, other: "Page") -> "Page":
@@ -132,3 +122,87 @@ class Page:
             + "\n".join(self._parts)
             + "</main></body></html>\n"
         )
+
+
+def anchor_id(text: str) -> str:
+    """An HTML id: letters, digits, ``-``, ``_`` and ``.`` kept, anything else ``-``."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def _cell(value, float_format: str) -> str:
+    """A value as table text: floats with ``float_format`` (``inf``, ``nan`` as they are), None as an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return float_format.format(float(value))
+    return str(value)
+
+
+def _header(name) -> str:
+    return str(name).replace("_", " ")
+
+
+def _min_width(texts: Iterable[str], wraps: bool) -> float:
+    """Narrowest a column can get, in px: its longest word when it wraps, its longest text when not."""
+    longest = max((len(w) for t in texts for w in (t.split() if wraps else [t])), default=1)
+    return longest * _CHAR_PX + _CELL_PX
+
+
+def _fit(columns: list, widths: dict, key: Sequence[str], used: float, text: dict) -> tuple[list, list]:
+    """Split ``columns`` (priority order) into those shown and those folded into the details cell, so that
+    the shown ones plus the opened details cell fit ``_TABLE_PX``; key columns are never folded."""
+    shown, folded = list(columns), []
+    def details() -> float:  # an opened details cell: the longest folded name beside the longest value
+        if not folded:
+            return 0.0
+        return (_min_width([_header(c) for c in folded], True) + _min_width([t for c in folded for t in text[c]], False)
+                + _CELL_PX)
+    while used + sum(widths[c] for c in shown) + max(details(), _MORE_PX if folded else 0) > _TABLE_PX:
+        spare = [c for c in shown if c not in key]
+        if not spare:
+            break
+        folded.insert(0, spare[-1])
+        shown.remove(spare[-1])
+    return shown, folded
+
+
+def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (), float_format: str = "{:.4g}") -> str:
+    """``frame`` as a table that fits ``_TABLE_PX``: its index (unless 0..n-1) first, then the ``key`` columns,
+    then the others; those that would not fit go into a details cell at the end of each row. Rows past
+    ``MAX_ROWS`` are hidden until the reader ticks the show-all control."""
+    import pandas as pd
+
+    from ..display import nonfinite_note
+
+    missing = [k for k in key if k not in frame.columns]
+    if missing:
+        raise ValueError(f"key columns {missing} are not in the table {caption!r}; its columns: {list(frame.columns)}")
+    show_index = not isinstance(frame.index, pd.RangeIndex)
+    columns = list(key) + [c for c in frame.columns if c not in key]
+    text = {c: [_cell(v, float_format) for v in frame[c]] for c in columns}
+    numeric = {c: pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in columns}
+    widths = {c: max(_min_width(text[c], not numeric[c]), _min_width([_header(c)], True)) for c in columns}
+    index_text = [str(v) for v in frame.index] if show_index else []
+    used = _min_width(index_text + [_header(frame.index.name or "")], True) if show_index else 0
+    shown, folded = _fit(columns, widths, key, used, text)
+    head = ([f'<th class="t">{html.escape(_header(frame.index.name or ""))}</th>'] if show_index else [])
+    head += [f'<th{"" if numeric[c] else " class=t"}>{html.escape(_header(c))}</th>' for c in shown]
+    if folded:
+        head.append(f'<th class="t">other columns</th>')
+    rows = []
+    for i in range(len(frame)):
+        cells = [f'<th class="t" scope="row">{html.escape(index_text[i])}</th>'] if show_index else []
+        cells += [f'<td{"" if numeric[c] else " class=t"}>{html.escape(text[c][i])}</td>' for c in shown]
+        if folded:
+            items = "".join(f"<dt>{html.escape(_header(c))}</dt><dd>{html.escape(text[c][i])}</dd>" for c in folded)
+            cells.append(f"<td class=\"t\"><details><summary>{len(folded)} more</summary><dl>{items}</dl></details></td>")
+        rows.append(f'<tr{" class=more" if i >= MAX_ROWS else ""}>{"".join(cells)}</tr>')
+    caption = " ".join(part for part in (caption, nonfinite_note(frame)) if part)
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    table = f'<div class="wide"><table>{cap}<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    if len(frame) <= MAX_ROWS:
+        return f'<div class="tbl" id="{html.escape(anchor)}">{table}</div>'
+    toggle = f"{html.escape(anchor)}-all"
+    return (f'<div class="tbl" id="{html.escape(anchor)}"><input type="checkbox" id="{toggle}">{table}'
+            f'<label for="{toggle}"><span class="show">Show all {len(frame)} rows</span>'
+            f'<span class="hide">Show the first {MAX_ROWS} rows only</span></label></div>')

@@ -1,0 +1,315 @@
+"""The statistics behind the report's findings: tests, nulls, intervals, correction and the verdict rule.
+
+Pure functions on arrays; nothing here knows a run folder or a condition name.
+
+- ``monte_carlo_p(observed, null, alternative)``: rank p-value of an observed statistic among draws of its
+  null, (1 + #draws at least as extreme) / (1 + n), along the last axis; NaN where ``observed`` is not finite.
+- ``draws_needed(alpha, tests=1)``: draws a Monte Carlo test needs before its smallest p reaches alpha / tests.
+- ``examples_needed(alpha)``: paired examples a sign-flip test needs before its smallest p reaches alpha.
+- ``holm(p)``: Holm's step-down adjusted p-values (scipy.stats has BH / BY only); NaN kept as NaN.
+- ``most(p, share=0.5)``: p-value of "more than ``share`` of these hypotheses are false" (Benjamini & Heller's
+  partial conjunction with Bonferroni: (m - u + 1) * p_(u)).
+- ``paired_effect(diff, ...) -> Estimate``: mean of per-example paired differences, its bootstrap interval
+  (``scipy.stats.bootstrap``) and a sign-flip p-value (``scipy.stats.permutation_test``).
+- ``against_draws(subject, draws, ...) -> Estimate``: a subject's per-example effect against random draws'
+  per-example effects: Monte Carlo p over the draws, interval over the examples of subject - mean draw.
+- ``overlap_test(overlap, size_a, size_b, total) -> Estimate``: two neuron sets' overlap below chance
+  (``scipy.stats.hypergeom``), effect = chance overlap - observed overlap, in neurons.
+- ``judge(estimate, p_corrected, alpha, needed=0)``: the verdict and its one-sentence reason (``VERDICT_RULE``).
+- ``Finding``: one checked claim, ``to_dict()`` / ``from_dict()`` for ``findings.json``;
+  ``conclude(findings, alpha)``: Holm across the run's findings, then each verdict.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "CORRECTION",
+    "VERDICTS",
+    "VERDICT_RULE",
+    "Estimate",
+    "Finding",
+    "against_draws",
+    "conclude",
+    "draws_needed",
+    "examples_needed",
+    "holm",
+    "judge",
+    "monte_carlo_p",
+    "most",
+    "overlap_test",
+    "paired_effect",
+]
+
+VERDICTS = ("holds", "fails", "unclear", "not applicable")
+CORRECTION = "Holm across the run's findings"
+VERDICT_RULE = (
+    "A finding holds only when its p-value, corrected by Holm's method across all findings of the run, is at most "
+    "alpha and its interval excludes no effect (lies wholly on the side the claim needs); it fails only when its "
+    "interval excludes the effect the claim needs (lies wholly on the other side, from enough draws or examples to "
+    "have seen it); otherwise it is unclear, with the reason. No verdict is drawn from fewer draws or examples than "
+    "its p-value needs to reach alpha; a claim about something the run does not have is not applicable.")
+
+
+def _alternative(alternative: str) -> str:
+    if alternative not in ("greater", "less"):
+        raise InputError(f"alternative {alternative!r} must be 'greater' or 'less' (the direction the claim needs)")
+    return alternative
+
+
+def monte_carlo_p(observed, null, alternative: str = "greater"):
+    """Rank p-value of ``observed`` among ``null`` draws: (1 + #at least as extreme) / (1 + n).
+
+    observed : scalar or array of shape (...); null : array of shape (..., n_draws). Draws that are NaN are
+    left out (n counts the rest); a non-finite ``observed`` gives NaN (no test), never the smallest p.
+    """
+    alternative = _alternative(alternative)
+    observed = np.asarray(observed, dtype=float)
+    null = np.asarray(null, dtype=float)
+    valid = ~np.isnan(null)
+    extreme = (null >= observed[..., None]) if alternative == "greater" else (null <= observed[..., None])
+    n = valid.sum(axis=-1)
+    p = (1.0 + (extreme & valid).sum(axis=-1)) / (1.0 + n)
+    p = np.where(np.isfinite(observed) & (n > 0), p, np.nan)
+    return float(p) if p.ndim == 0 else p
+
+
+def draws_needed(alpha: float, tests: int = 1) -> int:
+    """Fewest draws whose smallest Monte Carlo p, 1 / (n + 1), is ≤ alpha / tests (19 for 0.05)."""
+    return max(1, math.ceil(tests / alpha - 1 - 1e-9))
+
+
+def examples_needed(alpha: float, tests: int = 1) -> int:
+    """Fewest paired examples whose smallest one-sided sign-flip p, 2^-n, is ≤ alpha / tests (5 for 0.05)."""
+    return max(1, math.ceil(math.log2(tests / alpha) - 1e-9))
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values of ``p`` (shape (m,)); NaN entries stay NaN and do not count in m."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    index = np.flatnonzero(~np.isnan(p))
+    m = len(index)
+    if m == 0:
+        return out
+    order = index[np.argsort(p[index], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out
+
+
+def most(p, share: float = 0.5) -> float:
+    """p-value of "more than ``share`` of the m hypotheses behind ``p`` are false": with u = floor(share m) + 1,
+    (m - u + 1) × the u-th smallest p (Benjamini & Heller 2008, Bonferroni combination). NaN counts as 1."""
+    p = np.sort(np.nan_to_num(np.asarray(p, dtype=float), nan=1.0))
+    m = len(p)
+    if m == 0:
+        return float("nan")
+    u = int(math.floor(share * m)) + 1
+    return float(min(1.0, (m - u + 1) * p[u - 1]))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A test's result: ``effect`` (positive = the claim's direction) with its ``interval`` at ``level``, the
+    uncorrected ``p``, the test's name, and the counts behind it (``n_draws`` / ``n_examples``) with the
+    smallest count at which p can reach alpha (``needed``, of the unit ``unit``: draws, examples …)."""
+
+    effect: float
+    interval: tuple[float, float]
+    p: float
+    test: str
+    n_draws: int | None = None
+    n_examples: int | None = None
+    needed: int = 1
+    unit: str = "draws"
+
+    @property
+    def n(self) -> int:
+        return int((self.n_draws if self.unit == "draws" else self.n_examples) or 0)
+
+
+def _bootstrap_mean(values: np.ndarray, level: float, n_resamples: int, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (shape (n,)); a constant sample gives [v, v]."""
+    from scipy import stats
+
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    if np.ptp(values) == 0:
+        return (float(values[0]), float(values[0]))
+    result = stats.bootstrap((values,), np.mean, confidence_level=level, n_resamples=n_resamples,
+                             method="percentile", vectorized=True, axis=-1, random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def paired_effect(diff, *, level: float = 0.95, n_resamples: int = 2000, n_permutations: int = 9999, seed: int = 0,
+                  alpha: float = 0.05, unit: str = "examples") -> Estimate:
+    """Mean of per-example paired differences ``diff`` (shape (n,), positive = the claim's direction) with a
+    bootstrap interval and a one-sided sign-flip permutation p-value (exact while 2^n ≤ ``n_permutations``)."""
+    from scipy import stats
+
+    diff = np.asarray(diff, dtype=float)
+    diff = diff[np.isfinite(diff)]
+    n = len(diff)
+    test = f"paired sign-flip permutation test over {n} {unit} (bootstrap interval)"
+    if n == 0:
+        return Estimate(float("nan"), (float("nan"), float("nan")), float("nan"), test, n_examples=0,
+                        needed=examples_needed(alpha), unit="examples")
+    if np.all(diff == 0):
+        p = 1.0
+    else:
+        p = float(stats.permutation_test((diff,), np.mean, permutation_type="samples", alternative="greater",
+                                         vectorized=True, n_resamples=n_permutations, random_state=np.random.default_rng(seed)).pvalue)
+    return Estimate(float(diff.mean()), _bootstrap_mean(diff, level, n_resamples, seed), p, test, n_examples=n,
+                    needed=examples_needed(alpha), unit="examples")
+
+
+def against_draws(subject, draws, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
+                  alpha: float = 0.05, what: str = "random draws") -> Estimate:
+    """A subject's effect against random draws of the same kind.
+
+    subject : per-example effects, shape (n_examples,); draws : shape (n_draws, n_examples); positive = the
+    claim's direction (more damage, say). Statistic: the mean over examples. p: Monte Carlo rank of the
+    subject's mean among the draws' means (the draws are the null). Effect: subject mean - mean of the draws'
+    means, with a bootstrap interval over the examples of (subject_i - mean over draws of draw_i).
+    """
+    subject = np.asarray(subject, dtype=float)
+    draws = np.atleast_2d(np.asarray(draws, dtype=float))
+    if draws.shape[-1] != subject.shape[-1]:
+        raise InputError(f"draws over {draws.shape[-1]} examples and a subject over {subject.shape[-1]} "
+                         f"cannot be compared: evaluate them on the same examples")
+    keep = np.isfinite(subject) & np.isfinite(draws).all(axis=0)
+    subject, draws = subject[keep], draws[:, keep]
+    n_draws = int(draws.shape[0]) if subject.size else 0
+    test = f"Monte Carlo test against {n_draws} {what} (rank of the mean effect); bootstrap interval over examples"
+    if subject.size == 0 or n_draws == 0:
+        return Estimate(float("nan"), (float("nan"), float("nan")), float("nan"), test, n_draws=n_draws,
+                        n_examples=int(subject.size), needed=draws_needed(alpha))
+    p = monte_carlo_p(subject.mean(), draws.mean(axis=1))
+    excess = subject - draws.mean(axis=0)
+    return Estimate(float(excess.mean()), _bootstrap_mean(excess, level, n_resamples, seed), float(p), test,
+                    n_draws=n_draws, n_examples=int(subject.size), needed=draws_needed(alpha))
+
+
+def overlap_test(overlap: int, size_a: int, size_b: int, total: int, *, level: float = 0.95) -> Estimate:
+    """Is the overlap of two neuron sets (sizes ``size_a``, ``size_b`` of ``total``) below chance?
+
+    Null: the second set drawn at random (hypergeometric). Effect: chance overlap - observed overlap, in
+    neurons (positive = below chance); interval: the observed overlap against the null's central ``level``
+    range; p = P(overlap ≤ observed).
+    """
+    from scipy import stats
+
+    null = stats.hypergeom(total, size_a, size_b)
+    low, high = null.interval(level)
+    chance = float(null.mean())
+    return Estimate(chance - overlap, (float(low) - overlap, float(high) - overlap), float(null.cdf(overlap)),
+                    f"hypergeometric test of the overlap against random sets of the same sizes in {total} neurons",
+                    n_examples=int(total), needed=1, unit="neurons")
+
+
+def judge(estimate: Estimate | None, p_corrected: float, alpha: float, needed: float = 0.0,
+          applicable: bool = True, why_not: str = "") -> tuple[str, str]:
+    """Verdict and reason by ``VERDICT_RULE``; ``needed``: the smallest effect the claim needs (0: any)."""
+    if not applicable:
+        return "not applicable", why_not
+    if estimate is None or np.isnan(estimate.p) or np.isnan(estimate.effect):
+        return "unclear", why_not or "the run has no finite value to test"
+    if estimate.n < estimate.needed:
+        return "unclear", (f"{estimate.n} {estimate.unit} cannot reach p ≤ {alpha:g}: needs ≥ {estimate.needed}")
+    low, high = estimate.interval
+    if p_corrected <= alpha and low > needed:
+        return "holds", f"corrected p {p_corrected:.3g} ≤ {alpha:g} and the interval lies above {needed:g}"
+    if high <= needed:
+        return "fails", f"the interval [{low:.4g}, {high:.4g}] excludes the effect the claim needs (> {needed:g})"
+    if p_corrected > alpha:
+        return "unclear", f"corrected p {p_corrected:.3g} > {alpha:g}"
+    if not np.isfinite(low):
+        return "unclear", "no interval: too few examples vary"
+    return "unclear", f"the interval [{low:.4g}, {high:.4g}] includes no effect"
+
+
+@dataclass
+class Finding:
+    """One claim of the paper checked on a run (the record ``findings.json`` holds).
+
+    ``id``: stable, e.g. ``counterparts`` or ``network-controls/inhibit:news/5/sentiment_rt``; ``effect``
+    in ``units``, ``interval`` [low, high] at ``level``; ``p_value`` after ``correction`` (``p_raw`` before);
+    ``conditions`` / ``tables`` / ``anchors``: the evaluated conditions, the result tables and the report's
+    anchors it used; ``details``: per-unit tests behind a claim (templates, networks, tasks)."""
+
+    id: str
+    claim: str
+    verdict: str = "unclear"
+    test: str = ""
+    effect: float | None = None
+    units: str = ""
+    interval: tuple[float, float] | None = None
+    level: float = 0.95
+    p_raw: float | None = None
+    p_value: float | None = None
+    alpha: float = 0.05
+    n_draws: int | None = None
+    n_examples: int | None = None
+    correction: str = CORRECTION
+    reason: str = ""
+    needed: float = 0.0
+    applicable: bool = True
+    conditions: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    anchors: list[str] = field(default_factory=list)
+    details: list[dict] = field(default_factory=list)
+    estimate: Estimate | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, id: str, claim: str, estimate: Estimate | None, units: str, **extra) -> "Finding":
+        """A finding from a test's ``Estimate`` (verdict decided later by ``conclude``)."""
+        if estimate is None:
+            return cls(id, claim, units=units, estimate=None, **extra)
+        return cls(id, claim, test=estimate.test, effect=estimate.effect, units=units, interval=estimate.interval,
+                   p_raw=estimate.p, n_draws=estimate.n_draws, n_examples=estimate.n_examples, estimate=estimate, **extra)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k not in ("estimate", "needed", "applicable")}
+        data["interval"] = None if self.interval is None else [_plain(v) for v in self.interval]
+        for key in ("effect", "p_raw", "p_value"):
+            data[key] = _plain(data[key])
+        data["details"] = [{k: _plain(v) for k, v in d.items()} for d in self.details]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Finding":
+        data = dict(data)
+        if data.get("verdict") not in VERDICTS:
+            raise InputError(f"finding verdict {data.get('verdict')!r} must be one of {', '.join(VERDICTS)}")
+        data["interval"] = None if data.get("interval") is None else tuple(
+            float("nan") if v is None else v for v in data["interval"])
+        return cls(**data)
+
+
+def _plain(value):
+    """JSON-safe: numpy scalars to Python, NaN and infinities to None."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def conclude(findings: list[Finding], alpha: float = 0.05) -> list[Finding]:
+    """Holm-correct the p-values of the testable findings together, then give each its verdict and reason."""
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha {alpha!r} must lie in (0, 1); 0.05 is usual")
+    raw = [f.p_raw if (f.applicable and f.p_raw is not None) else np.nan for f in findings]
+    corrected = holm(raw)
+    done = []
+    for finding, p in zip(findings, corrected):
+        verdict, reason = judge(finding.estimate, float(p), alpha, finding.needed, finding.applicable, finding.reason)
+        done.append(replace(finding, verdict=verdict, reason=reason, alpha=alpha,
+                            p_value=None if np.isnan(p) else float(p)))
+    return done

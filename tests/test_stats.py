@@ -1,0 +1,158 @@
+"""The findings' statistics: equal to scipy.stats on known cases, calibrated under the null, powerful on a
+planted effect, and the verdict rule branch by branch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from fnet_dist.errors import InputError
+from fnet_dist.stats import (
+    Estimate,
+    Finding,
+    against_draws,
+    conclude,
+    draws_needed,
+    examples_needed,
+    holm,
+    judge,
+    monte_carlo_p,
+    most,
+    overlap_test,
+    paired_effect,
+)
+
+SEEDS = 200
+ALPHA = 0.05
+# the share of 200 null seeds that may come out "holds" by chance: alpha plus a one-sided 99.9 % binomial margin
+SLACK = sps.binom.ppf(0.999, SEEDS, ALPHA) / SEEDS
+
+
+def test_monte_carlo_p_is_the_rank_of_the_observed_value_among_the_draws():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=9)
+    for observed in (-3.0, 0.1, draws[4], 5.0):
+        below = sps.percentileofscore(draws, observed, kind="strict") / 100 * len(draws)
+        assert monte_carlo_p(observed, draws) == pytest.approx((1 + len(draws) - below) / (1 + len(draws)))
+    assert monte_carlo_p(-3.0, draws, "less") == pytest.approx(0.1)
+    batch = monte_carlo_p(np.array([5.0, -5.0]), np.stack([draws, draws]))
+    assert batch.tolist() == pytest.approx([0.1, 1.0])
+
+
+def test_a_non_finite_observed_value_is_no_test_and_nan_draws_do_not_count():
+    draws = np.arange(10.0)
+    assert np.isnan(monte_carlo_p(np.nan, draws))        # was the smallest p, 1 / 11
+    assert np.isnan(monte_carlo_p(np.inf, draws))
+    assert monte_carlo_p(20.0, np.r_[draws, np.nan]) == pytest.approx(1 / 11)
+    with pytest.raises(InputError, match="alternative 'up' must be"):
+        monte_carlo_p(1.0, draws, "up")
+
+
+def test_draws_and_examples_needed():
+    assert draws_needed(0.05) == 19 and draws_needed(0.01) == 99 and draws_needed(0.05, tests=4) == 79
+    assert monte_carlo_p(1.0, np.zeros(draws_needed(0.05))) <= 0.05 < monte_carlo_p(1.0, np.zeros(18))
+    assert examples_needed(0.05) == 5 and 2.0 ** -examples_needed(0.05) <= 0.05 < 2.0 ** -4
+
+
+def test_holm_on_a_known_case_and_against_bonferroni_and_bh():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    assert holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.01, np.nan, 0.02]).tolist()[::2] == pytest.approx([0.02, 0.02]) and np.isnan(holm([np.nan])[0])
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        q = rng.uniform(size=8) ** 3
+        adjusted = holm(q)
+        assert (adjusted >= q).all() and (adjusted <= np.minimum(1, 8 * q) + 1e-12).all()
+        assert (sps.false_discovery_control(q) <= adjusted + 1e-12).all()
+
+
+def test_most_is_the_partial_conjunction_p_value():
+    assert most([0.01]) == pytest.approx(0.01)
+    assert most([0.01, 0.02, 0.5]) == pytest.approx(2 * 0.02)       # u = 2 of 3: (3 - 2 + 1) × p_(2)
+    assert most([0.001] * 4 + [0.9] * 4) == 1.0                     # half is not "more than half"
+
+
+def test_paired_effect_equals_the_sign_test_on_accuracy_differences():
+    diff = np.array([1, 1, 1, 1, 1, 1, 1, -1, 0, 0], dtype=float)   # 10 examples: exact enumeration
+    estimate = paired_effect(diff)
+    assert estimate.p == pytest.approx(sps.binomtest(7, 8, 0.5, alternative="greater").pvalue)
+    assert estimate.effect == pytest.approx(0.6) and estimate.n_examples == 10
+    assert estimate.interval[0] < 0.6 < estimate.interval[1]
+    flat = paired_effect(np.zeros(60))
+    assert flat.p == 1.0 and flat.interval == (0.0, 0.0)
+
+
+def test_overlap_test_against_the_hypergeometric_distribution():
+    estimate = overlap_test(0, 50, 50, 1000)
+    assert estimate.effect == pytest.approx(2.5)
+    assert estimate.p == pytest.approx(sps.hypergeom(1000, 50, 50).cdf(0))
+    assert overlap_test(25, 50, 50, 1000).interval[1] < 0          # far above chance: the interval says so
+
+
+def _estimate(p=0.01, interval=(0.1, 0.3), n=19, needed=19):
+    return Estimate(0.2, interval, p, "test", n_draws=n, needed=needed)
+
+
+@pytest.mark.parametrize("estimate, p, verdict, reason", [
+    (_estimate(), 0.01, "holds", "corrected p 0.01 ≤ 0.05"),
+    (_estimate(n=4), 0.01, "unclear", "4 draws cannot reach p ≤ 0.05: needs ≥ 19"),
+    (_estimate(interval=(-0.3, -0.1)), 0.9, "fails", "excludes the effect the claim needs"),
+    (_estimate(), 0.2, "unclear", "corrected p 0.2 > 0.05"),
+    (_estimate(interval=(-0.1, 0.3)), 0.01, "unclear", "includes no effect"),
+    (_estimate(p=np.nan), np.nan, "unclear", "no finite value"),
+])
+def test_verdict_rule(estimate, p, verdict, reason):
+    got, why = judge(estimate, p, ALPHA)
+    assert got == verdict and reason in why
+    assert judge(estimate, p, ALPHA, applicable=False, why_not="no massive neurons") == ("not applicable", "no massive neurons")
+
+
+def _null_world(rng, seeds, effect=0.0, draws=19, examples=60):
+    """Per-example damage of a 'network' and of random draws: each mask shifts all examples by a random
+    amount (masks differ), examples add noise; the network's shift is drawn like the draws' plus ``effect``."""
+    mask_shift = rng.normal(0.0, 0.05, size=(seeds, draws + 1, 1))
+    values = mask_shift + rng.normal(0.0, 0.2, size=(seeds, draws + 1, examples))
+    values[:, 0] += effect
+    return values[:, 0], values[:, 1:]
+
+
+def test_network_against_draws_is_calibrated_and_finds_a_planted_effect():
+    rng = np.random.default_rng(7)
+    null_subject, null_draws = _null_world(rng, SEEDS)
+    holds = [judge(e := against_draws(s, d, n_resamples=300, seed=i), e.p, ALPHA)[0] == "holds"
+             for i, (s, d) in enumerate(zip(null_subject, null_draws))]
+    assert np.mean(holds) <= SLACK
+    p = monte_carlo_p(null_subject.mean(axis=1), null_draws.mean(axis=2))   # the 200 seeds at once
+    assert abs(np.mean(p <= ALPHA) - ALPHA) <= SLACK - ALPHA               # p is uniform: calibrated, not timid
+    planted_subject, planted_draws = _null_world(rng, SEEDS // 4, effect=0.4)
+    found = [judge(e := against_draws(s, d, n_resamples=300, seed=i), e.p, ALPHA)[0] == "holds"
+             for i, (s, d) in enumerate(zip(planted_subject, planted_draws))]
+    assert np.mean(found) >= 0.9
+
+
+def test_paired_effect_is_calibrated_and_finds_a_planted_gain():
+    rng = np.random.default_rng(3)
+    null = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(SEEDS, 60))               # accuracy changes, no gain
+    holds = [judge(e := paired_effect(d, n_resamples=300, n_permutations=499, seed=i), e.p, ALPHA)[0] == "holds" for i, d in enumerate(null)]
+    assert np.mean(holds) <= SLACK
+    gain = rng.choice([-1.0, 0.0, 0.0, 1.0, 1.0, 1.0], size=(SEEDS // 4, 60))
+    assert np.mean([judge(e := paired_effect(d, n_resamples=300, n_permutations=499, seed=i), e.p, ALPHA)[0] == "holds"
+                    for i, d in enumerate(gain)]) >= 0.9
+
+
+def test_conclude_corrects_across_findings_and_keeps_the_family_wise_rate():
+    rng = np.random.default_rng(11)
+    subjects, draws = _null_world(rng, SEEDS * 3, draws=59, examples=20)
+    any_holds = []
+    for seed in range(SEEDS):
+        found = [Finding.of(f"f{k}", "claim", against_draws(subjects[3 * seed + k], draws[3 * seed + k],
+                                                            n_resamples=200, seed=seed), "units") for k in range(3)]
+        any_holds.append(any(f.verdict == "holds" for f in conclude(found, ALPHA)))
+    assert np.mean(any_holds) <= SLACK
+    strong = Finding.of("a", "claim", _estimate(p=0.001), "units")
+    weak = Finding.of("b", "claim", _estimate(p=0.04), "units")
+    a, b = conclude([strong, weak], ALPHA)
+    assert (a.verdict, a.p_value, b.p_value) == ("holds", pytest.approx(0.002), pytest.approx(0.04))
+    assert Finding.from_dict(a.to_dict()).to_dict() == a.to_dict()
+    with pytest.raises(InputError, match="alpha 2 must lie in"):
+        conclude([strong], 2)
