@@ -79,3 +79,28 @@ def test_sources_that_cannot_stream_fall_back_to_the_loaded_bake(tiny_llama, tmp
     with pytest.raises(Exception, match=r"mask of shape \(3, 32\)|shape"):
         bake_streamed(tiny_llama, NeuronMask.random((3, 32), count=4, seed=0), Edit(), tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_streamed_bake_keeps_the_output_rule_and_the_model_check(tiny_llama, tmp_path):
+    """Issue 12 on the streamed path: a mask of another model and an --out of other files are refused
+    before anything is written; a baked checkpoint is replaced only with overwrite."""
+    from fnet_dist.errors import InputError, StoreError
+    from fnet_dist.models import resolve_source
+
+    mask = NeuronMask.random((2, 32), count=4, seed=0)
+    foreign = NeuronMask(mask.values, meta={"model_id": "someone/else", "model_revision": "abc", "source": "nets.zarr"})
+    with pytest.raises(InputError, match=r"was made from model 'someone/else'.*not from the model loaded here"):
+        bake_checkpoint(tiny_llama, foreign, Edit(), tmp_path / "never")
+    assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never*"))
+    ours = NeuronMask(mask.values, meta={"model_id": resolve_source(tiny_llama).model_id, "model_revision": "local"})
+    out = Path(bake_checkpoint(tiny_llama, ours, Edit(), tmp_path / "baked"))
+    assert json.loads((out / EDIT_FILE).read_text())["bake_method"] == "streamed"
+    with pytest.raises(StoreError, match="already holds a baked checkpoint"):
+        bake_checkpoint(tiny_llama, ours, Edit(), out)
+    bake_checkpoint(tiny_llama, ours, Edit("multiply", 0.5), out, overwrite=True)
+    assert json.loads((out / EDIT_FILE).read_text())["edit"]["kind"] == "multiply"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="holds a folder of files that fnet did not write"):
+        bake_checkpoint(tiny_llama, ours, Edit(), tmp_path / "mine", overwrite=True)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
