@@ -37,10 +37,24 @@ class _Section(BaseModel):
 class ModelSection(_Section):
     id: str = "smollm2-135m-instruct"
     revision: str | None = None
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: the checkpoint's own dtype (bf16 for current models) on CUDA, float32 on the CPU")
     device: str = "auto"
+    device_map: str | None = Field(
+        None, description="auto, balanced or sequential: accelerate splits the layers over the GPUs (then the CPU, "
+                          "then disk) within max_memory, for models larger than one GPU; unset: the whole model on device")
+    max_memory: dict[str, str] | None = Field(
+        None, description="with device_map: the most memory per device, e.g. {'0': '70GiB', '1': '70GiB', 'cpu': '200GiB'}")
+    offload_folder: str | None = Field(
+        None, description="with device_map: where layers beyond max_memory are offloaded (default: a temporary folder)")
     trust_remote_code: bool = False
     hook_module: str | None = None
+
+    def placement(self) -> dict[str, Any]:
+        """The ``load_model`` keywords of this section (dtype, device, device_map, max_memory, ...)."""
+        return {"revision": self.revision, "dtype": self.dtype, "device": self.device, "device_map": self.device_map,
+                "max_memory": self.max_memory, "offload_folder": self.offload_folder,
+                "trust_remote_code": self.trust_remote_code}
 
 
 class RecordSection(_Section):
@@ -48,7 +62,10 @@ class RecordSection(_Section):
     individual_samples: int = Field(100, ge=0)
     max_tokens: int = Field(256, ge=2)
     min_tokens: int = Field(16, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="texts per forward pass when batch_tokens is 0 on the CPU")
+    batch_tokens: int = Field(
+        0, ge=0, description="padded tokens per forward pass; 0: batch_size texts on the CPU, sized to the free GPU "
+                             "memory on CUDA")
     seed: int = 0
     store_dtype: Literal["float16", "float32"] = "float16"
     text_field: str = "text"
@@ -98,6 +115,17 @@ class ControlsSection(_Section):
     the match stage (chosen without looking at any evaluation example)."""
 
 
+class VLLMSection(_Section):
+    """lm-eval's ``vllm`` model arguments (fnet_dist/evaluate/vllm_backend.py); batch size is vLLM's own (auto)."""
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spreads the model over (70B: 4-8)")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of each GPU vLLM may take")
+    max_model_len: int | None = Field(None, ge=16, description="longest prompt + continuation in tokens (default: the model's)")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="auto: the checkpoint's dtype (baked checkpoints keep the source's, so all conditions agree)")
+    enforce_eager: bool = Field(False, description="no CUDA graphs (slower; less memory)")
+
+
 class EvaluateSection(_Section):
     enabled: bool = True
     tasks: tuple[str, ...] = ("sentiment_rt", "wiki_ppl")
@@ -117,6 +145,10 @@ class EvaluateSection(_Section):
     batch_size: int = Field(8, ge=1)
     seed: int = 0
     controls: ControlsSection = ControlsSection()
+    scratch: str | None = Field(
+        None, description="folder for baked checkpoints of the vllm backend (an emptyDir in k8s; default: a "
+                          "temporary folder); each is removed once its condition is evaluated")
+    vllm: VLLMSection = VLLMSection()
 
     @field_validator("limit")
     @classmethod

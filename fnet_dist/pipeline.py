@@ -77,8 +77,7 @@ class _Run:
             from .models import load_model
 
             m = self.config.model
-            self._model = load_model(m.id, revision=m.revision, dtype=m.dtype, device=m.device,
-                                     trust_remote_code=m.trust_remote_code)
+            self._model = load_model(m.id, **m.placement())
         return self._model
 
     @property
@@ -101,8 +100,8 @@ def _record(run: _Run) -> dict[str, Any]:
         stores[corpus] = record_activations(
             run.model, entry.spec, run.layout.activations(corpus), group_samples=rec.group_samples,
             individual_samples=rec.individual_samples, max_tokens=rec.max_tokens, min_tokens=rec.min_tokens,
-            batch_size=rec.batch_size, seed=rec.seed, store_dtype=rec.store_dtype, text_field=entry.text_field or rec.text_field,
-            pack_to_tokens=cfg.pack_to_tokens(),
+            batch_size=rec.batch_size, batch_tokens=rec.batch_tokens, seed=rec.seed, store_dtype=rec.store_dtype,
+            text_field=entry.text_field or rec.text_field, pack_to_tokens=cfg.pack_to_tokens(),
             hook_module=cfg.model.hook_module, overwrite=True,
         )
     return {"stores": stores}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .placement import add_placement_arguments, placement
+
 HELP = "bake an edit of a neuron mask (inhibit, multiply, add) into the weights and save a safetensors checkpoint"
 
 
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--one-sided", action="store_true", help="take only z > threshold (default: |z| > threshold)")
     parser.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    parser.add_argument("--dtype", default="float32", help="model dtype: float32, float16 or bfloat16 (default float32)")
+    add_placement_arguments(parser)
     parser.add_argument("--device", default="cpu", help="where to bake: cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own modelling code (ChatGLM3 …)")
 
@@ -73,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
     edit = edit_from_args(args.edit, args.factor)
     mask = mask_from_args(args)
     out = bake_checkpoint(args.model, mask, edit, args.out, overwrite=args.overwrite, revision=args.revision,
-                          dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+                          device=args.device, trust_remote_code=args.trust_remote_code, **placement(args))
     print(f"baked {edit.describe()} of {mask.name} ({mask.count} neurons, {100 * mask.fraction:.2f} %) into {out}")
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .placement import add_placement_arguments, placement
+
 HELP = "evaluate the model with each network inhibited, and the random, top-percent and LLM-Localization baselines (lm-eval)"
 
 
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep-values", type=float, nargs="*", default=None, metavar="V",
                         help="additive values of --sweep (default 0.1 0.5 1 1.5 2 3)")
     parser.add_argument("--hook-module", default=None, help="MLP block path for an unregistered family, e.g. 'model.layers.{i}.mlp'")
-    parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
+    add_placement_arguments(parser)
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow models that ship their own code (ChatGLM3)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.runner import require_vllm
     from ..evaluate.tables import condition_table, to_markdown
     from ..evaluate.tasks import resolve_tasks
+    from ..evaluate.vllm_backend import VLLMSettings
     from ..models import load_model
     from ..outputs import prepare_output
 
@@ -62,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
                                   **({"sweep_factors": tuple(args.sweep_factors)} if args.sweep_factors else {}),
                                   **({"sweep_values": tuple(args.sweep_values)} if args.sweep_values is not None else {}),
                                   ).validated()
-    loaded = load_model(args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code, **placement(args))
     rows = evaluate_networks(loaded, args.networks, args.out, tasks=tasks, conditions=args.conditions, settings=settings,
                              probing=args.probe, sweeps=args.sweep, hook_module=args.hook_module, limit=args.limit,
-                             backend=args.backend, batch_size=args.batch_size, progress=not args.quiet)
+                             backend=args.backend, batch_size=args.batch_size, progress=not args.quiet,
+                             **({"vllm": VLLMSettings(trust_remote_code=args.trust_remote_code)} if args.backend == "vllm" else {}))
     print(to_markdown(condition_table(rows, list(dict.fromkeys(rows["condition"])))), end="")
     print(f"results: {args.out}/results.csv, tables in {args.out}/tables, figures in {args.out}/figures")
     return 0

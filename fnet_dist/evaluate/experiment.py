@@ -261,8 +261,7 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     (out / "experiment.json").write_text(json.dumps(
         {"settings": asdict(settings), "networks": list(networks_urls), "conditions": [c.name for c in chosen],
          "iou": extras["iou"], "localization": extras.get("localization")}, indent=2, default=str))
-    model_arg = loaded if options.get("backend", "hf") == "hf" else loaded.source.model_id
-    rows = evaluate_conditions(model_arg, chosen, tasks, out, seed=settings.seed, hook_module=hook_module, **options)
+    rows = evaluate_conditions(loaded, chosen, tasks, out, seed=settings.seed, hook_module=hook_module, **options)
     write_reports(rows, out, settings=settings, iou=extras["iou"])
     write_flips(rows, out)
     if probing:
@@ -274,6 +273,8 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
 
 def evaluate_pipeline(loaded, config, layout) -> pd.DataFrame:
     """The ``evaluate`` stage of ``fnet run``: ``config.evaluate`` on the networks of its corpora."""
+    from .vllm_backend import VLLMSettings
+
     e = config.evaluate
     settings = ExperimentSettings(seed=e.seed, factor=e.amplify_factor, random_percent=100 * e.random_fraction,
                                   top_percent=e.top_percent, threshold=config.match.threshold,
@@ -282,4 +283,5 @@ def evaluate_pipeline(loaded, config, layout) -> pd.DataFrame:
     urls = [layout.networks(corpus) for corpus in config.evaluation_corpora()]
     return evaluate_networks(loaded, urls, layout.evaluate, tasks=list(e.tasks), settings=settings,
                              probing=e.probing, sweeps=e.sweeps, hook_module=config.model.hook_module,
-                             limit=e.limit, backend=e.backend, batch_size=e.batch_size)
+                             limit=e.limit, backend=e.backend, batch_size=e.batch_size,
+                             **({"vllm": VLLMSettings.from_config(config)} if e.backend == "vllm" else {}))
