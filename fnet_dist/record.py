@@ -4,11 +4,17 @@
   returns its URL. ``model`` is a spec string (see ``fnet_dist.models``) or a ``LoadedModel``.
 - Parameters: the ``record`` config section (``fnet_dist.config.RecordSection``); ``content()`` is what the
   store's config hash covers.
-- ``parse_shard("I/N") -> (I, N)``.
+- ``parse_shard("I/N") -> (I, N)``; ``token_budget(loaded, n_layers, d_model, store_dtype)``: padded tokens
+  per batch that fit the free GPU memory.
 - ``summarize_store(url) -> str`` (from ``fnet_dist.activation_store``).
 
 Forward passes run the decoder only (no LM head), in batches of similar length with right padding;
 only real tokens are written. Values that are not finite in the store dtype stop the run.
+Batches hold ``batch_size`` texts, or as many as fit ``batch_tokens`` padded tokens (on CUDA by default
+sized to the free GPU memory). On CUDA each batch's activations are copied to pinned host memory on a
+side stream while the next batch runs, and a writer thread writes them meanwhile; on the CPU a batch is
+copied and written in between forward passes (a thread would only take cores from the forward pass).
+A model split by ``device_map`` records as the unsplit one: each layer's output is gathered from its device.
 """
 from __future__ import annotations
 
@@ -19,14 +25,14 @@ import numpy as np
 
 from . import __version__
 from .activation_store import (SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
-                               summarize_store)
+                               refuse_foreign, summarize_store)
 from .corpora import Sample, load_corpus, select_samples
 from .config import RecordSection, with_overrides
 from .errors import InputError
 from .hooks import capture_block_outputs
-from .models import DTYPES, LoadedModel
+from .models import DTYPE_CHOICES, LoadedModel
 
-__all__ = ["parse_shard", "record_activations", "summarize_store"]
+__all__ = ["parse_shard", "record_activations", "summarize_store", "token_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +64,32 @@ def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> list[
         return [capture.outputs[i] for i in capture.layers]
 
 
-def _batches(samples: Sequence[Sample], batch_size: int) -> Iterator[list[Sample]]:
-    """Samples sorted by length (longest first, then store position), cut into batches."""
+def _batches(samples: Sequence[Sample], batch_size: int, batch_tokens: int = 0) -> Iterator[list[Sample]]:
+    """Samples sorted by length (longest first, then store position), cut into batches of ``batch_size``
+    samples, or (``batch_tokens`` > 0) of as many as keep ``samples × longest ≤ batch_tokens`` (at least one)."""
     ordered = sorted(samples, key=lambda s: (-s.n_tokens, s.position))
-    for start in range(0, len(ordered), batch_size):
-        yield ordered[start:start + batch_size]
+    if batch_tokens <= 0:
+        for start in range(0, len(ordered), batch_size):
+            yield ordered[start:start + batch_size]
+        return
+    start = 0
+    while start < len(ordered):
+        rows = max(1, batch_tokens // ordered[start].n_tokens)  # sorted: the first sample is the widest
+        yield ordered[start:start + rows]
+        start += rows
+
+
+def token_budget(loaded: LoadedModel, n_layers: int, d_model: int, store_dtype: str, limit: int = 16384) -> int:
+    """Padded tokens per batch that fit half the free memory of the input GPU: per token, every layer's
+    output in the model's dtype plus the stacked copy in the store dtype, plus ~16 × d_model of forward
+    workspace; at most ``limit`` (one batch also lives in pinned host memory)."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(loaded.device)
+    model_bytes = next(loaded.model.parameters()).element_size()
+    store_bytes = np.dtype(store_dtype).itemsize
+    per_token = n_layers * d_model * (model_bytes + store_bytes) + 16 * d_model * model_bytes
+    return int(max(1, min(limit, free // 2 // per_token)))
 
 
 def _padded(batch: Sequence[Sample], pad_id: int, device: Any) -> tuple[Any, Any]:
@@ -74,32 +101,73 @@ def _padded(batch: Sequence[Sample], pad_id: int, device: Any) -> tuple[Any, Any
     for row, s in enumerate(batch):
         ids[row, : s.n_tokens] = torch.from_numpy(s.token_ids.astype(np.int64))
         mask[row, : s.n_tokens] = 1
+    if torch.device(device).type == "cuda":
+        return ids.pin_memory().to(device, non_blocking=True), mask.pin_memory().to(device, non_blocking=True)
     return ids.to(device), mask.to(device)
 
 
-def _stored_samples(outputs: list[Any], batch: Sequence[Sample], store_dtype: str) -> Iterator[tuple[Sample, np.ndarray, np.ndarray]]:
-    """Each sample of ``batch`` with its real tokens ``(n_tokens, n_layers, d_model)`` in ``store_dtype`` and its
-    ``(n_layers,)`` float32 peak |activation| (taken before the cast), from per-layer ``(batch, tokens, d_model)``
-    outputs. The whole batch is checked and cast in a few passes; the samples are views of one CPU tensor.
-    A value of a real token that is not finite once stored (NaN, or beyond the store dtype) is a clear error.
-    """
+def _stage(outputs: list[Any], batch: Sequence[Sample], store_dtype: str) -> tuple[Any, Any]:
+    """The batch as one ``(batch, tokens, n_layers, d_model)`` tensor in ``store_dtype`` and its
+    ``(batch, n_layers)`` float32 peak |activation| over real tokens (taken before the cast), from per-layer
+    ``(batch, tokens, d_model)`` outputs (on the first layer's device; nothing waits for the GPU here)."""
     import torch
 
     first = outputs[0]
     width, d_model = first.shape[1:]
     lengths = torch.tensor([s.n_tokens for s in batch], device=first.device)
     padding = torch.arange(width, device=first.device)[None, :] >= lengths[:, None]
-    per_token = torch.stack([torch.maximum(x.amax(dim=2), -x.amin(dim=2)) for x in outputs], dim=2)  # NaN propagates
-    peak = per_token.masked_fill_(padding[:, :, None], 0).amax(dim=1).float()  # (batch, n_layers)
-    target = getattr(torch, store_dtype)
-    bad = ~torch.isfinite(peak.to(target))  # casting is monotonic: the peak overflows first
-    if bad.any():
-        row, layer = (int(v) for v in bad.nonzero()[0])
-        raise _not_finite(batch[row], layer, float(peak[row, layer]), store_dtype)
-    stored = torch.empty((len(batch), width, len(outputs), d_model), dtype=target, device=first.device)
+    per_token = torch.stack([torch.maximum(x.amax(dim=2), -x.amin(dim=2)).to(first.device) for x in outputs], dim=2)
+    peak = per_token.masked_fill_(padding[:, :, None], 0).amax(dim=1).float()  # NaN propagates
+    stored = torch.empty((len(batch), width, len(outputs), d_model), dtype=getattr(torch, store_dtype), device=first.device)
     for index, x in enumerate(outputs):
         stored[:, :, index].copy_(x)  # one casting copy per layer, no float32 stack
-    stored, peak = stored.cpu().numpy(), peak.cpu().numpy()
+    return stored, peak
+
+
+class _HostCopy:
+    """A staged batch on its way to host memory: on CUDA copied into pinned memory on a side stream
+    (the next forward pass runs meanwhile), ``result()`` waits for that copy alone; elsewhere copied now."""
+
+    _streams: dict[Any, Any] = {}
+
+    def __init__(self, stored: Any, peak: Any) -> None:
+        import torch
+
+        if stored.device.type != "cuda":
+            self._arrays, self._done = (stored.cpu().numpy(), peak.cpu().numpy()), None
+            return
+        stream = self._streams.get(stored.device)
+        if stream is None:
+            stream = self._streams[stored.device] = torch.cuda.Stream(device=stored.device)
+        host = torch.empty(stored.shape, dtype=stored.dtype, pin_memory=True)
+        host_peak = torch.empty(peak.shape, dtype=peak.dtype, pin_memory=True)
+        stream.wait_stream(torch.cuda.current_stream(stored.device))
+        with torch.cuda.stream(stream):
+            host.copy_(stored, non_blocking=True)
+            host_peak.copy_(peak, non_blocking=True)
+            stored.record_stream(stream)  # the allocator keeps them until the copy is done
+            peak.record_stream(stream)
+            self._done = torch.cuda.Event()
+            self._done.record(stream)
+        self._arrays = (host.numpy(), host_peak.numpy())
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._done is not None:
+            self._done.synchronize()
+        return self._arrays
+
+
+def _stored_samples(copy: _HostCopy, batch: Sequence[Sample], store_dtype: str) -> Iterator[tuple[Sample, np.ndarray, np.ndarray]]:
+    """Each sample of ``batch`` with its real tokens ``(n_tokens, n_layers, d_model)`` in ``store_dtype`` and its
+    ``(n_layers,)`` float32 peak |activation|: views of the batch's host copy. A value of a real token that is not
+    finite once stored (NaN, or beyond the store dtype) is a clear error.
+    """
+    stored, peak = copy.result()
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(peak.astype(store_dtype))  # casting is monotonic: the peak overflows first
+    if bad.any():
+        row, layer = (int(v) for v in np.argwhere(bad)[0])
+        raise _not_finite(batch[row], layer, float(peak[row, layer]), store_dtype)
     for row, sample in enumerate(batch):
         yield sample, stored[row, : sample.n_tokens], peak[row]
 
@@ -172,20 +240,32 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordSection, corpus: str, s
 
 def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]], done: np.ndarray, writer: SampleWriter,
                     config: RecordSection, shard: tuple[int, int], progress: bool) -> None:
-    """Run ``batches`` and hand each sample not ``done`` to ``writer``."""
+    """Run ``batches`` and hand each sample not ``done`` to ``writer``; a batch is handed over while the
+    next one runs (on CUDA its host copy overlaps that forward pass)."""
     from tqdm.auto import tqdm
 
     pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     total = sum(s.n_tokens for batch in batches for s in batch if not done[s.position])
     shard = f"{shard[0]}/{shard[1]}"
     with tqdm(total=total, unit="tok", desc=f"record {shard}", disable=not progress) as bar:
-        for batch in batches:
-            ids, mask = _padded(batch, pad_id, loaded.device)
-            outputs = _layer_outputs(loaded, arch, ids, mask)
-            for sample, stored, peak in _stored_samples(outputs, batch, config.store_dtype):
+
+        def hand_over(batch: list[Sample], copy: _HostCopy) -> None:
+            for sample, stored, peak in _stored_samples(copy, batch, config.store_dtype):
                 if not done[sample.position]:
                     writer.put(sample.position, stored, peak)
                     bar.update(sample.n_tokens)
+
+        pending = None
+        for batch in batches:
+            ids, mask = _padded(batch, pad_id, loaded.device)
+            outputs = _layer_outputs(loaded, arch, ids, mask)
+            current = (batch, _HostCopy(*_stage(outputs, batch, config.store_dtype)))
+            del outputs
+            if pending is not None:
+                hand_over(*pending)
+            pending = current
+        if pending is not None:
+            hand_over(*pending)
 
 
 def record_activations(
@@ -196,13 +276,16 @@ def record_activations(
     *,
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
-    dtype: str = "float32",
+    dtype: str = "auto",
     device: str | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
     hook_module: str | None = None,
     progress: bool = True,
     wait_timeout: float = 600.0,
+    device_map: str | dict | None = None,
+    max_memory: Any = None,
+    offload_folder: str | None = None,
     **overrides: Any,
 ) -> str:
     """Record the MLP-block outputs of ``model`` on ``corpus`` into the activations store ``out``.
@@ -211,26 +294,28 @@ def record_activations(
         (``group_samples=20``) and the result is validated by the section.
     Resumes a store of the same config (complete samples are skipped); a store of another config is
     an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
-    (``fnet_dist.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes the samples whose store
-    position p has ``p % N == I``; shard 0 creates the store, the others wait up to ``wait_timeout`` s
-    for it. ``pack_to_tokens`` > 0 packs short texts with the ones after them into samples of at least that
-    many tokens (``fnet_dist.corpora.select_samples``). Returns the store URL.
+    (``fnet_dist.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
+    the samples whose store position p has ``p % N == I``; whichever shard comes first creates the store
+    (shards do not wait for each other). ``pack_to_tokens`` > 0 packs short texts with the ones after them
+    into samples of at least that many tokens (``fnet_dist.corpora.select_samples``). ``batch_tokens`` > 0
+    caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
     from .architectures import resolve_architecture
     from .models import load_model
-    from .outputs import prepare_output, swap_in
+    from .outputs import swap_in
     from .storage import normalize_url
 
     config = with_overrides(params or RecordSection(), overrides)
     shard = _check_shard(tuple(shard) if isinstance(shard, list) else shard)
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    if dtype not in DTYPE_CHOICES:
+        raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_CHOICES)}")
     if config.pack_to_tokens == "auto":  # resolved by the pipeline (PipelineConfig.pack_to_tokens); alone: no packing
         config = config.model_copy(update={"pack_to_tokens": 0})
     url = normalize_url(out)
-    prepare_output(url, "activations", resume=True)  # a user's files or another store: refused before any work
+    refuse_foreign(url)  # a user's files or another store: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(
-        model, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        model, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+        device_map=device_map, max_memory=max_memory, offload_folder=offload_folder)
     arch = resolve_architecture(loaded.model, hook_module)
     n_layers, d_model = _d_model(loaded, arch)
     texts = load_corpus(corpus, config.text_field)
@@ -246,12 +331,17 @@ def record_activations(
     mine = [s for s in selection.samples if s.position % count == index]
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
     # uninterrupted run would (bitwise-equal results); batches whose samples are all complete are skipped
-    batches = [b for b in _batches(mine, config.batch_size) if not all(done[s.position] for s in b)]
-    log.info("shard %d/%d: %d of its %d samples to record (%d of %d in the store complete), batches of %d",
-             index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done), config.batch_size)
-    # on a GPU a writer thread overlaps the writes with the forward passes; on the CPU the forward pass uses
-    # every core, so a thread would only take cores from it (stalling torch's threads): write in between
-    writer = SampleWriter(target, layout, background=loaded.device.type != "cpu")
+    budget = config.batch_tokens or (
+        token_budget(loaded, n_layers, d_model, config.store_dtype) if loaded.device.type == "cuda" else 0)
+    batches = [b for b in _batches(mine, config.batch_size, budget) if not all(done[s.position] for s in b)]
+    log.info("shard %d/%d: %d of its %d samples to record (%d of %d in the store complete), batches of %s",
+             index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done),
+             f"≤ {budget} padded tokens" if budget else f"{config.batch_size} texts")
+    # on a GPU a writer thread overlaps the writes with the forward passes (two batches may wait); on the CPU
+    # the forward pass uses every core, so a thread would only take cores from it (stalling torch's threads)
+    background = loaded.device.type != "cpu"
+    widest = max((len(b) for b in batches), default=1)
+    writer = SampleWriter(target, layout, max_pending=max(4, 2 * widest), background=background)
     try:
         _record_samples(loaded, arch, batches, done, writer, config, shard, progress)
     finally:

@@ -88,8 +88,7 @@ class Run:
             from .models import load_model
 
             m = self.config.model
-            self._model = load_model(m.id, revision=m.revision, dtype=m.dtype, device=m.device,
-                                     trust_remote_code=m.trust_remote_code)
+            self._model = load_model(m.id, **m.placement())
         return self._model
 
     @property

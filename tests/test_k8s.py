@@ -364,7 +364,10 @@ def test_dockerfile_builds_what_the_manifests_run(rendered):
     assert {pod["securityContext"]["runAsUser"] for _, pod in all_pods(rendered["gpu"])} == {int(uid)}
     assert 'ENTRYPOINT ["tini", "-g", "--"]' in text
     assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim", text, re.M)
-    assert 'gpu) pip install ".[s3,gcs,offline,vllm]"' in text
+    assert 'gpu) pip install --constraint gpu-constraints.txt ".[s3,gcs,offline,vllm]"' in text
+    assert "gcc" in text, "Triton compiles kernels with the system C compiler at run time"
+    pins = [line for line in (REPO / "gpu-constraints.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert all("==" in line for line in pins) and any(line.startswith(("vllm==", "torch==")) for line in pins)
     ignore = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
     copied = [src for line in re.findall(r"^COPY (.+)$", text, re.M) for src in line.split()[:-1]]

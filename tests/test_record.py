@@ -212,11 +212,36 @@ def test_two_concurrent_shards_equal_a_single_process_run(baseline, tiny_llama, 
         xr.testing.assert_identical(sharded[name], baseline[name])
 
 
-def test_a_shard_waits_for_shard_zero_then_gives_up_clearly(llama, corpus, tmp_path):
-    out = tmp_path / "never.zarr"
-    with pytest.raises(StoreError, match=r"shard 1/2 waited 1 s for shard 0 to create the store"):
-        record_activations(llama, corpus, str(out), shard=(1, 2), wait_timeout=1.0, **ARGS)
-    assert not out.exists()
+def test_any_shard_creates_the_store_and_a_late_creator_keeps_written_samples(baseline, llama, corpus, tmp_path,
+                                                                              monkeypatch):
+    """Shard 1 alone creates the store (no wait for shard 0); shard 0, made to believe there is no store yet,
+    creates it again over shard 1's samples: they stay complete, and the two shards give the baseline."""
+    from fnet_dist import activation_store
+
+    out = str(tmp_path / "independent.zarr")
+    record_activations(llama, corpus, out, batch_size=3, shard=(1, 2), wait_timeout=0.0, **ARGS)
+    assert xr.open_zarr(out, consolidated=False)["complete"].values.tolist() == [False, True] * 4
+    real, calls = activation_store._group_attrs, []
+
+    def first_sees_nothing(url):
+        calls.append(url)
+        return None if len(calls) == 1 else real(url)
+
+    monkeypatch.setattr(activation_store, "_group_attrs", first_sees_nothing)
+    record_activations(llama, corpus, out, batch_size=3, shard=(0, 2), wait_timeout=0.0, **ARGS)
+    assert len(calls) > 1, "shard 0 must have created the store again"
+    sharded = xr.open_zarr(out, consolidated=False).load()
+    xr.testing.assert_allclose(sharded, baseline, rtol=1e-3, atol=1e-7)
+    assert sharded.attrs == baseline.attrs
+
+
+def test_a_foreign_folder_is_never_written_over(llama, corpus, tmp_path):
+    out = tmp_path / "foreign"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="holds a folder of files that fnet did not write, not an activations store"):
+        record_activations(llama, corpus, str(out), shard=(1, 2), **ARGS)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@ import argparse
 
 from ..config import MatchSection
 from ..flags import add_section, section_from
+from .placement import add_placement_arguments, placement
 
 HELP = "bake an edit of a neuron mask (inhibit, multiply, add) into the weights and save a safetensors checkpoint"
 
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="factor for multiply (default 1.02) or value for add (required)")
     parser.add_argument("--overwrite", action="store_true", help="replace a checkpoint already at --out")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    parser.add_argument("--dtype", default="float32", help="model dtype: float32, float16 or bfloat16 (default float32)")
+    add_placement_arguments(parser)
     parser.add_argument("--device", default="cpu", help="where to bake: cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own modelling code (ChatGLM3 …)")
     add_section(parser, MatchSection, only=("threshold", "two_sided"))
@@ -72,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from ..edit import bake_checkpoint
     from ..outputs import prepare_output
 
+    placed = placement(args)  # a bad placement flag fails before any work
     prepare_output(args.out, "checkpoint", overwrite=args.overwrite)  # a user's folder: refused before any work
     edit = edit_from_args(args.edit, args.factor)
     mask = mask_from_args(args)
     out = bake_checkpoint(args.model, mask, edit, args.out, overwrite=args.overwrite, revision=args.revision,
-                          dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+                          device=args.device, trust_remote_code=args.trust_remote_code, **placed)
     print(f"baked {edit.describe()} of {mask.name} ({mask.count} neurons, {100 * mask.fraction:.2f} %) into {out}")
     return 0

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.runner import require_vllm
     from ..evaluate.tables import condition_table, to_markdown
     from ..evaluate.tasks import resolve_tasks
+    from ..evaluate.vllm_backend import vllm_options
     from ..models import load_model
     from ..outputs import prepare_output
 
@@ -35,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
         require_vllm()
     prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
     resolve_tasks(list(settings.tasks))  # an unknown task fails before the model loads
-    loaded = load_model(model.id, revision=model.revision, dtype=model.dtype, device=model.device,
-                        trust_remote_code=model.trust_remote_code)
+    loaded = load_model(model.id, **model.placement())
     rows = evaluate_networks(loaded, args.networks, args.out, settings, match, hook_module=model.hook_module,
-                             progress=not args.quiet)
+                             progress=not args.quiet, **vllm_options(settings, model))
     print(to_markdown(condition_table(rows, list(dict.fromkeys(rows["condition"])))), end="")
     print(f"results: {args.out}/results.csv, tables in {args.out}/tables, figures in {args.out}/figures")
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .placement import add_placement_arguments, placement
+
 HELP = "shade a text's tokens by each group template's source signal (paper Figures 9-18) into an HTML page"
 
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hook-module", default=None,
                         help="block output per layer for a family fnet does not know, e.g. 'model.layers.{i}.mlp'")
     parser.add_argument("--revision", default=None, help="model revision (hub models)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    add_placement_arguments(parser)
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own modelling code (ChatGLM3 …)")
 
@@ -46,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
                 text = handle.read()
         except OSError as exc:
             raise InputError(f"cannot read --text-file {args.text_file!r}: {exc.strerror}; check the path") from None
-    loaded = load_model(args.model, revision=args.revision, dtype=args.dtype, device=args.device,
-                        trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, revision=args.revision, device=args.device,
+                        trust_remote_code=args.trust_remote_code, **placement(args))
     attribution = explain_text(loaded, args.networks, text, args.components, max_tokens=args.max_tokens,
                                hook_module=args.hook_module)
     with replacing(out, "explain", overwrite=args.overwrite) as staged, fsspec.open(staged, "w", encoding="utf-8") as handle:

@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
     url = record_activations(
         model.id, args.corpus, args.out, section_from(args, RecordSection), shard=parse_shard(args.shard),
-        overwrite=args.overwrite, dtype=model.dtype, device=model.device, revision=model.revision,
-        trust_remote_code=model.trust_remote_code, hook_module=model.hook_module, progress=not args.no_progress,
+        overwrite=args.overwrite, hook_module=model.hook_module, progress=not args.no_progress,
+        **model.placement(),
     )
     print(summarize_store(url))
     return 0

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..masks import NeuronMask
+from ..outputs import open_output
 from .tasks import PERPLEXITY_METRICS
 
 __all__ = [
@@ -320,13 +321,12 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     massive = np.load(Path(layout.match) / "massive_mask.npy", allow_pickle=False)
     conditions = control_conditions(networks, massive, kinds=c.kinds, n_draws=c.draws, seed=e.seed,
                                     fraction=e.random_fraction)
-    out = Path(layout.evaluate) / "controls"
+    out = Path(open_output(str(Path(layout.evaluate) / "controls"), "evaluation"))  # marked as evaluation results
     mine = conditions[index::count]
     if mine:
         evaluate_conditions(loaded, mine, resolve_tasks(list(e.tasks)), out, limit=e.limit, batch_size=e.batch_size,
                             seed=e.seed, hook_module=config.model.hook_module, table=False)
     if index == 0:
-        out.mkdir(parents=True, exist_ok=True)
         refs = [NetworkRef(n.name, n.neurons, n.corpus, n.template, on_massive(n, massive)) for n in networks]
         (out / PLAN).write_text(json.dumps({
             "networks": [r._asdict() for r in refs],

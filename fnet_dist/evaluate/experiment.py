@@ -242,8 +242,7 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
         {"settings": settings.model_dump(mode="json"), "match": match.model_dump(mode="json"),
          "networks": list(networks_urls), "conditions": [c.fields() for c in chosen],
          "iou": extras["iou"], "localization": extras.get("localization")}, indent=2, default=str))
-    model_arg = loaded if settings.backend == "hf" else loaded.source.model_id
-    rows = evaluate_conditions(model_arg, chosen, tasks, out, seed=settings.seed, hook_module=hook_module, **options)
+    rows = evaluate_conditions(loaded, chosen, tasks, out, seed=settings.seed, hook_module=hook_module, **options)
     write_reports(rows, out, iou=extras["iou"])
     write_flips(rows, out)
     if settings.probing:
@@ -276,6 +275,7 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     condition, in order) and runs the probes and sweeps. No shard writes another's files: ``merge_evaluation``
     (the report stage) builds ``results.csv``, the tables and figures. Returns the names evaluated here."""
     from .tasks import resolve_tasks
+    from .vllm_backend import vllm_options
 
     e, out = config.evaluate, Path(open_output(str(layout.evaluate), "evaluation"))  # refuses a folder of other files
     urls = [layout.networks(corpus) for corpus in config.evaluation_corpora()]
@@ -286,8 +286,7 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     options = {"limit": e.limit, "backend": e.backend, "batch_size": e.batch_size, "seed": e.seed,
                "hook_module": config.model.hook_module}
     if mine:
-        model_arg = loaded if e.backend == "hf" else loaded.source.model_id
-        evaluate_conditions(model_arg, mine, tasks, out, table=False, **options)
+        evaluate_conditions(loaded, mine, tasks, out, table=False, **options, **vllm_options(e, config.model))
     if index == 0:
         (out / PLAN).write_text(json.dumps(_plan(chosen, extras), indent=2, default=str))
         if e.probing:

@@ -4,9 +4,9 @@
   tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons`` and the
   condition's fields (``conditions.FIELD_COLUMNS``: kind, edit, factor, corpus, template, …) to group by.
 - ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``; requests built once by ``scoring.Scorer``, scored for
-  each condition inside ``fnet_dist.edit.edited``) and
-  ``vllm`` (each condition baked by ``fnet_dist.edit.bake_checkpoint``, run by lm-eval's ``vllm`` model;
-  needs vLLM on a CUDA machine and is not tested on the project's CPU machines).
+  each condition inside ``fnet_dist.edit.edited``) and ``vllm`` (``vllm_backend.VLLMRunner``: each condition
+  baked, run by lm-eval's ``vllm`` model in a fresh process; needs vLLM on a CUDA machine, which the
+  project's CPU machines are not).
 - ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk;
   ``condition_rows(out, slugs)``: the rows of some finished conditions (to merge shards); ``write_rows``.
 
@@ -205,37 +205,6 @@ class _HFRunner:
         return self.scorers[key].score(context)
 
 
-class _VLLMRunner:
-    """Each masked condition baked into a checkpoint under ``out/checkpoints``, run by lm-eval's ``vllm``."""
-
-    def __init__(self, spec: str, out: Path, batch_size: int, keep_checkpoints: bool) -> None:
-        from ..models import resolve_source
-
-        self.spec, self.source, self.out = spec, resolve_source(spec), out
-        self.batch_size, self.keep = batch_size, keep_checkpoints
-
-    def check(self, condition: Condition) -> None:  # bake_checkpoint checks the mask against the model
-        return None
-
-    def run(self, condition: Condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
-        from ..edit import bake_checkpoint
-
-        args: dict[str, Any] = {"seed": seed, "batch_size": self.batch_size}
-        checkpoint = None
-        if condition.mask is None and self.source.gguf_file:
-            args |= {"pretrained": str(Path(self.source.path) / self.source.gguf_file), "tokenizer": self.source.path}
-        elif condition.mask is None:
-            args["pretrained"] = self.source.path
-        else:
-            checkpoint = self.out / "checkpoints" / condition.slug
-            args["pretrained"] = str(bake_checkpoint(self.spec, condition.mask, condition.edit, checkpoint, overwrite=True))
-        try:
-            return _simple_evaluate("vllm", tasks, manager, limit, seed, bootstrap_iters, model_args=args)
-        finally:
-            if checkpoint is not None and not self.keep:
-                shutil.rmtree(checkpoint, ignore_errors=True)
-
-
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(text, file=sys.stderr, flush=True)
@@ -255,12 +224,14 @@ def evaluate_conditions(
     bootstrap_iters: int = 1000,
     hook_module: str | None = None,
     keep_checkpoints: bool = False,
+    vllm: Any = None,
     table: bool = True,
 ) -> pd.DataFrame:
     """Evaluate each condition on ``tasks`` with lm-eval; return (and write to ``out/results.csv``) tidy rows.
 
     model : a model spec (hub id, folder, ``.gguf``, ``smollm2-135m-instruct``) or a ``LoadedModel``.
     limit : documents per task (an int, or a fraction in (0, 1)), or a mapping task → limit; ``None`` for all.
+    vllm : ``vllm_backend.VLLMSettings`` of the vllm backend (default: its defaults).
     Finished conditions with the same config are read back, not rerun. ``table=False``: write only each
     condition's own folder, not ``results.csv`` (a shard of a stage; the report stage merges).
     """
@@ -278,8 +249,10 @@ def evaluate_conditions(
         runner: Any = _HFRunner(loaded, batch_size, hook_module)
         spec = loaded.source.model_id
     else:
+        from .vllm_backend import VLLMRunner
+
         loaded, spec = (model, model.source.model_id) if isinstance(model, LoadedModel) else (None, str(model))
-        runner = _VLLMRunner(spec, out, batch_size, keep_checkpoints)
+        runner = VLLMRunner(spec, out, batch_size, keep_checkpoints, vllm, loaded)
     for condition in conditions:
         runner.check(condition)
     config = _run_config(loaded, spec, tasks, limit, backend, batch_size, seed, bootstrap_iters)
@@ -301,6 +274,8 @@ def evaluate_conditions(
             _write_condition(folder, result, rows, record)
             _say(progress, f"{head}: done in {record['seconds']:.1f} s")
         frames.append(rows)
+    if backend == "vllm":
+        runner.close()
     rows = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
     if not table:
         return rows

@@ -201,8 +201,12 @@ def prepare_tasks(names: Sequence[str], folder: str | os.PathLike, cache: str | 
     for task in names:
         if task in OFFLINE_TASKS:
             _materialize(task, folder, cache)
-    include_defaults = any(name not in OFFLINE_TASKS and name not in OUR_HUB_TASKS for name in names)
-    return TaskManager(include_path=[str(folder), str(HUB_DIR)], include_defaults=include_defaults)
+    return TaskManager(include_path=[str(folder), str(HUB_DIR)], include_defaults=needs_lm_eval_index(names))
+
+
+def needs_lm_eval_index(names: Sequence[str]) -> bool:
+    """Whether some of ``names`` are lm-eval's own tasks (its task index must then be built)."""
+    return any(name not in OFFLINE_TASKS and name not in OUR_HUB_TASKS for name in names)
 
 
 def _load_yaml(path: Path) -> dict:
