@@ -42,7 +42,8 @@ def _options(annotation: Any) -> dict[str, Any]:
     if origin is tuple:
         item = args[0]
         return {"nargs": "*", **({} if item is str or typing.get_origin(item) is Literal else {"type": _value})}
-    if dict in (origin, *map(typing.get_origin, args)):  # DEVICE=SIZE … pairs or a YAML mapping
+    if origin is dict or (args and all(typing.get_origin(a) is dict or a is type(None) for a in args)):
+        # a mapping alone (max_memory): KEY=VALUE pairs or one YAML mapping
         return {"nargs": "+", "type": _value}
     if annotation is str or (origin in (typing.Union, types.UnionType) and set(args) == {str, type(None)}):
         return {}
