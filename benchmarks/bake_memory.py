@@ -26,8 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fnet_dist.masks import NeuronMask  # noqa: E402
-from fnet_dist.testing import byte_tokenizer  # noqa: E402
+from fnet_dist.model.masks import NeuronMask  # noqa: E402
+from fnet_dist.model.testing import byte_tokenizer  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -149,7 +149,7 @@ def main() -> None:
               f"(hidden {args.hidden}, {args.layers} layers), built in {time.perf_counter() - start:.1f} s")
         mask = NeuronMask.random((args.layers, args.hidden), fraction=0.05, seed=0)
         mask.save(str(root / "mask.npz"))
-        base, _ = child_peak(["fnet_dist.bake_stream"])
+        base, _ = child_peak(["fnet_dist.model.bake_stream"])
         peak, seconds = child_peak(["fnet_dist", "bake", "--model", str(source), "--mask", str(root / "mask.npz"),
                                     "--out", str(out), "--overwrite"])
         print(f"fnet bake: peak RSS {peak:,.0f} MiB ({peak / (total / 2**20):.2f} × the checkpoint); "

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fnet_dist.evaluate.conditions import NORMAL  # noqa: E402
 from fnet_dist.evaluate.controls import control_conditions, evaluate_controls  # noqa: E402
 from fnet_dist.evaluate.runner import evaluate_conditions  # noqa: E402
-from fnet_dist.masks import NeuronMask  # noqa: E402
-from fnet_dist.models import load_model  # noqa: E402
+from fnet_dist.model.masks import NeuronMask  # noqa: E402
+from fnet_dist.model.loading import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fnet-bench-controls-"))
     if args.quick:
-        from fnet_dist.testing import build_tiny_model
+        from fnet_dist.model.testing import build_tiny_model
 
         spec = str(build_tiny_model("llama", work / "tiny"))
     else:

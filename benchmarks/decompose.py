@@ -35,8 +35,8 @@ def _planted_store(folder: Path, name: str, n_samples: int, n_tokens: int, n_lay
     """Write a planted float16 activations store (all samples in one split per half); returns (url, bytes)."""
     import storage_schemas
     from fnet_dist.decompose.synthetic import planted_networks
-    from fnet_dist.storage import write_store
-    from fnet_dist.testing import activation_dataset
+    from fnet_dist.store.storage import write_store
+    from fnet_dist.model.testing import activation_dataset
 
     data = planted_networks(n_samples=n_samples, n_tokens=n_tokens, n_layers=n_layers, d_model=d_model,
                             n_networks=8, network_size=max(20, d_model * n_layers // 400), seed=1, dtype=np.float16)
@@ -227,10 +227,10 @@ def _smollm2_samples(n: int) -> list[np.ndarray]:
     """``n`` news texts through SmolLM2-135M-Instruct: (tokens ≤ 256, 30 · 576) float16 MLP outputs each."""
     import torch
 
-    from fnet_dist.architectures import resolve_architecture
-    from fnet_dist.hooks import capture_block_outputs
-    from fnet_dist.models import load_model
-    from fnet_dist.offline import domain_texts
+    from fnet_dist.model.architectures import resolve_architecture
+    from fnet_dist.model.hooks import capture_block_outputs
+    from fnet_dist.model.loading import load_model
+    from fnet_dist.record.offline import domain_texts
 
     lm = load_model("smollm2-135m-instruct")
     arch = resolve_architecture(lm.model)

@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fnet_dist.architectures import resolve_architecture  # noqa: E402
-from fnet_dist.edit import Edit, bake, edited, model_shape  # noqa: E402
-from fnet_dist.masks import NeuronMask  # noqa: E402
-from fnet_dist.models import load_model  # noqa: E402
+from fnet_dist.model.architectures import resolve_architecture  # noqa: E402
+from fnet_dist.model.edit import Edit, bake, edited, model_shape  # noqa: E402
+from fnet_dist.model.masks import NeuronMask  # noqa: E402
+from fnet_dist.model.loading import load_model  # noqa: E402
 
 VARIANTS = ("unedited", "hooked", "baked")
 
@@ -54,7 +54,7 @@ def parse_args() -> argparse.Namespace:
 def load(args: argparse.Namespace):
     if not args.quick:
         return load_model(args.model, device=args.device), args.model
-    from fnet_dist.testing import build_tiny_model
+    from fnet_dist.model.testing import build_tiny_model
 
     folder = build_tiny_model("llama", Path(tempfile.mkdtemp(prefix="fnet-bench-")) / "tiny-llama")
     return load_model(str(folder), device=args.device), "tiny random llama"

@@ -35,14 +35,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from fnet_dist.architectures import resolve_architecture  # noqa: E402
+from fnet_dist.model.architectures import resolve_architecture  # noqa: E402
 from fnet_dist.config import load_config  # noqa: E402
-from fnet_dist.edit import edited, model_shape  # noqa: E402
+from fnet_dist.model.edit import edited, model_shape  # noqa: E402
 from fnet_dist.evaluate.conditions import NORMAL, random_condition  # noqa: E402
 from fnet_dist.evaluate.runner import _limit_groups, _simple_evaluate, evaluate_conditions  # noqa: E402
 from fnet_dist.evaluate.scoring import Scorer, _environment  # noqa: E402
 from fnet_dist.evaluate.tasks import prepare_tasks  # noqa: E402
-from fnet_dist.models import load_model  # noqa: E402
+from fnet_dist.model.loading import load_model  # noqa: E402
 
 
 def forward_rows(scorer: Scorer) -> list[list[list[int]]]:
@@ -91,7 +91,7 @@ def main() -> None:
     settings = load_config(ROOT / "pipeline" / "default.yaml").evaluate
     tasks, limit = list(settings.tasks), dict(settings.limit)
     if args.quick:
-        from fnet_dist.testing import build_tiny_model
+        from fnet_dist.model.testing import build_tiny_model
 
         spec, limit = str(build_tiny_model("llama", work / "tiny")), {task: (8 if "ppl" not in task else 1) for task in tasks}
     else:

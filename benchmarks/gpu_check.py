@@ -65,13 +65,13 @@ def main(argv=None) -> int:
     import numpy as np
     import xarray as xr
 
-    from fnet_dist.architectures import resolve_architecture
-    from fnet_dist.edit import Edit, bake_checkpoint, edited, model_shape
+    from fnet_dist.model.architectures import resolve_architecture
+    from fnet_dist.model.edit import Edit, bake_checkpoint, edited, model_shape
     from fnet_dist.evaluate.conditions import NORMAL, Condition
     from fnet_dist.evaluate.runner import evaluate_conditions
-    from fnet_dist.masks import NeuronMask
-    from fnet_dist.models import load_model
-    from fnet_dist.record import _batches, _padded, record_activations
+    from fnet_dist.model.masks import NeuronMask
+    from fnet_dist.model.loading import load_model
+    from fnet_dist.record.recording import _batches, _padded, record_activations
 
     table = Table()
     device = args.device
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     work = Path(args.out or tempfile.mkdtemp(prefix="fnet-gpu-check-"))
     source = work / "model-bf16"
     if not (source / "config.json").is_file():
-        from fnet_dist.edit import _drop_dequantized_gguf
+        from fnet_dist.model.edit import _drop_dequantized_gguf
 
         first = load_model(args.model, dtype="float32", device="cpu")
         _drop_dequantized_gguf(first.model)  # a GGUF source (the packaged SmolLM2) is saved as plain safetensors
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ds = xr.open_zarr(url, consolidated=False)
     tokens = int(ds["n_tokens"].values.sum())
     table.add("record: peak GPU memory (bf16, token budget)", peak_gib(torch))
-    from fnet_dist.corpora import Sample
+    from fnet_dist.record.corpora import Sample
 
     samples = [Sample(position=p, source_index=p, split="group", token_ids=ds["token_id"].values[p, :n], text="")
                for p, n in enumerate(ds["n_tokens"].values)]

@@ -79,7 +79,7 @@ def scipy_product_iou(a, b):
     """The earlier sparse path, kept as a baseline: one scipy sparse product ``b @ a.T`` on int64 data."""
     import scipy.sparse as sp
 
-    from fnet_dist.iou import iou_from_counts
+    from fnet_dist.match.iou import iou_from_counts
 
     a, b = sp.csr_matrix(a, dtype=bool).astype(np.int64), sp.csr_matrix(b, dtype=bool).astype(np.int64)
     return iou_from_counts((b @ a.T).T.toarray(), np.asarray(a.sum(axis=1)).ravel(), np.asarray(b.sum(axis=1)).ravel())
@@ -96,8 +96,8 @@ def persisted(collection):
 def sparse_path(client, templates, individual, subset, iou, loop_full: float, shape, seed: int) -> tuple[float, float]:
     """Threshold z-maps to dense masks and to CSR blocks (timed apart), then IoU on the CSR networks.
     Returns the seconds to dense masks, and to CSR plus the IoU on Dask."""
-    from fnet_dist.iou import lazy_iou, pairwise_iou
-    from fnet_dist.networks import binarize, flatten_networks, sparse_networks
+    from fnet_dist.match.iou import lazy_iou, pairwise_iou
+    from fnet_dist.match.networks import binarize, flatten_networks, sparse_networks
 
     zmaps = synthetic_zmaps(individual, *shape, seed)
     persisted(zmaps)
@@ -141,7 +141,7 @@ def main() -> None:
     from distributed import wait
 
     from fnet_dist.cluster import dask_client
-    from fnet_dist.iou import lazy_iou, pairwise_iou
+    from fnet_dist.match.iou import lazy_iou, pairwise_iou
 
     samples, shape = (20, (30, 576)) if args.quick else (100, (28, 3584))
     neurons = shape[0] * shape[1]
@@ -176,7 +176,7 @@ def main() -> None:
         local = individual.compute()
         numpy_s, _ = timed(pairwise_iou, templates, local, repeat=2)
         print(f"same product in one process (numpy, bit-packed): {numpy_s:.3f} s = {loop_full / numpy_s:.0f} x the loop")
-        from fnet_dist.networks import csr_networks
+        from fnet_dist.match.networks import csr_networks
 
         sparse_a, sparse_b = csr_networks(templates), csr_networks(local)
         del local

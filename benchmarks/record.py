@@ -49,7 +49,7 @@ def measured(results: dict, name: str, tokens: int):
 def bare_forward(loaded, batches) -> None:
     import torch
 
-    from fnet_dist.record import _padded
+    from fnet_dist.record.recording import _padded
 
     decoder = loaded.model.base_model
     with torch.inference_mode():
@@ -60,7 +60,7 @@ def bare_forward(loaded, batches) -> None:
 
 def hooks_and_copies(loaded, arch, batches) -> None:
     """The recording loop without a store: hooks, per-sample checks and float16 copies, then dropped."""
-    from fnet_dist.record import _layer_outputs, _padded, _stored_samples
+    from fnet_dist.record.recording import _layer_outputs, _padded, _stored_samples
 
     for batch in batches:
         ids, mask = _padded(batch, loaded.tokenizer.pad_token_id, loaded.device)
@@ -74,7 +74,7 @@ def paper_way(loaded, arch, samples) -> list:
     import numpy as np
     import torch
 
-    from fnet_dist.hooks import capture_block_outputs
+    from fnet_dist.model.hooks import capture_block_outputs
 
     kept = []
     with torch.inference_mode(), capture_block_outputs(loaded.model, arch) as capture:
@@ -98,12 +98,12 @@ def main() -> None:
 
     import torch
 
-    from fnet_dist.architectures import resolve_architecture
-    from fnet_dist.corpora import load_corpus, select_samples
-    from fnet_dist.models import load_model
-    from fnet_dist.record import _batches, record_activations
-    from fnet_dist.storage import filesystem
-    from fnet_dist.testing import build_tiny_model
+    from fnet_dist.model.architectures import resolve_architecture
+    from fnet_dist.record.corpora import load_corpus, select_samples
+    from fnet_dist.model.loading import load_model
+    from fnet_dist.record.recording import _batches, record_activations
+    from fnet_dist.store.storage import filesystem
+    from fnet_dist.model.testing import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="fnet-bench-record-"))
     try:

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
-        from .storage import access_error
+        from .store.storage import access_error
 
         error = access_error(exc)
         if error is None:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
-from .networks import DEFAULT_THRESHOLD
+from .match.networks import DEFAULT_THRESHOLD
 
 __all__ = [
     "CONFIG_VERSION",
@@ -147,11 +147,11 @@ class MatchSection(_Section):
     iou: float = Field(0.2, **_help("IoU above which an individual map is a counterpart of a template", ge=0, lt=1))
     similar_iou: float = Field(0.2, **_help("IoU above which templates of two corpora are listed as similar", ge=0, lt=1))
     massive_ratio: float = Field(300.0, **_help(
-        "a channel is massive when its peak |activation| ≥ this × its layer's median |activation| (fnet_dist/anatomy.py)",
+        "a channel is massive when its peak |activation| ≥ this × its layer's median |activation| (fnet_dist/match/anatomy.py)",
         gt=0))
     massive_min_value: float = Field(100.0, **_help("… and its peak |activation| ≥ this", gt=0))
     permutations: int = Field(2999, **_help(
-        "layer-matched random networks per template for the counterparts null (fnet_dist/nulls.py); 'most of m "
+        "layer-matched random networks per template for the counterparts null (fnet_dist/match/nulls.py); 'most of m "
         "templates' is significant at alpha after Holm over F findings only if ceil(m / 2) * F / (permutations + 1) "
         "≤ alpha: 2999 covers 40 templates and 7 findings at 0.05", ge=99))
     first_token_share: float = Field(0.5, **_help(

@@ -23,7 +23,7 @@ import yaml
 from . import __version__
 from .config import PipelineConfig
 from .errors import FnetError, InputError, StageError, one_line
-from .outputs import open_output
+from .store.outputs import open_output
 from .stages import STAGES, Run, RunLayout, stage_hash
 
 __all__ = ["RunLayout", "run_pipeline"]

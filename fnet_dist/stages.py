@@ -85,7 +85,7 @@ class Run:
     @property
     def model(self):
         if self._model is None:
-            from .models import load_model
+            from .model.loading import load_model
 
             m = self.config.model
             self._model = load_model(m.id, **m.placement())
@@ -106,7 +106,7 @@ Shard = tuple[int, int]
 
 
 def _record(run: Run, shard: Shard) -> dict[str, Any]:
-    from .record import record_activations
+    from .record.recording import record_activations
 
     stores = {}
     for corpus, entry in run.config.corpora.items():
@@ -130,7 +130,7 @@ def _decompose(run: Run, shard: Shard) -> dict[str, Any]:
 
 
 def _match(run: Run, shard: Shard) -> dict[str, Any]:
-    from .match import match_networks
+    from .match.matching import match_networks
 
     networks = [run.layout.networks(c) for c in run.config.corpora]
     match_networks(networks, str(run.layout.match), run.config.match, scheduler=run.scheduler, anatomy=True)

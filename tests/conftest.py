@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory):
     """``factory(family) -> folder`` of a saved tiny random model (built once per session)."""
-    from fnet_dist.testing import build_tiny_model
+    from fnet_dist.model.testing import build_tiny_model
 
     cache: dict[str, str] = {}
 

@@ -2,7 +2,7 @@
 
 ``planted_networks(...)`` draws z-maps whose noise stays below the threshold, plants template supports at
 |z| = 5, and copies each template (with a few neurons swapped) into chosen individual slots, so the
-number of counterparts of every template is known. ``networks_dataset(...)`` (from fnet_dist.testing) wraps arrays in the
+number of counterparts of every template is known. ``networks_dataset(...)`` (from fnet_dist.model.testing) wraps arrays in the
 networks schema; ``write_networks(ds, url)`` writes it.
 """
 from __future__ import annotations
@@ -12,15 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from fnet_dist.storage import write_store
-from fnet_dist import testing
+from fnet_dist.store.storage import write_store
+from fnet_dist.model import testing
 from storage_schemas import NETWORKS
 
 PLANT = 5.0
 
 
 def networks_dataset(group_map, individual_map, *, dataset="news", **kwargs) -> xr.Dataset:
-    """``fnet_dist.testing.networks_dataset`` with the match tests' default corpus name."""
+    """``fnet_dist.model.testing.networks_dataset`` with the match tests' default corpus name."""
     return testing.networks_dataset(group_map, individual_map, dataset=dataset, **kwargs)
 
 

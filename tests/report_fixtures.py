@@ -21,15 +21,15 @@ import pandas as pd
 import xarray as xr
 
 from fnet_dist.config import CorpusEntry, PipelineConfig
-from fnet_dist.edit import Edit
+from fnet_dist.model.edit import Edit
 from fnet_dist.evaluate.conditions import NORMAL, Condition, slug_of
 from fnet_dist.evaluate.controls import CONTROL_KINDS
 from fnet_dist.evaluate.experiment import write_reports
 from fnet_dist.evaluate.figures import control_plot
 from fnet_dist.evaluate.tables import save_table
-from fnet_dist.figures import match_figures
-from fnet_dist.masks import NeuronMask
-from fnet_dist.nulls import counterpart_table, recurrence_table
+from fnet_dist.match.figures import match_figures
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.match.nulls import counterpart_table, recurrence_table
 from fnet_dist.pipeline import RunLayout
 
 CORPORA, TEMPLATES, LAYERS, WIDTH = ("news", "wiki"), 10, 12, 768

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fnet_dist.anatomy import MassiveRule, massive_channels, massive_mask
+from fnet_dist.match.anatomy import MassiveRule, massive_channels, massive_mask
 from fnet_dist.errors import InputError
-from fnet_dist.testing import activation_dataset
+from fnet_dist.model.testing import activation_dataset
 
 
 def _planted(seed=0):
@@ -65,7 +65,7 @@ def _maps_dataset(maps):
 
 
 def test_network_anatomy_counts_neurons_on_massive_channels_and_layer_spread():
-    from fnet_dist.anatomy import network_anatomy
+    from fnet_dist.match.anatomy import network_anatomy
 
     maps = np.zeros((2, 3, 40), dtype=np.float32)
     maps[0, 1, [7, 8, 9, 10]] = 10.0      # 4 neurons in layer 1, one on the massive channel (1, 7)
@@ -83,8 +83,8 @@ def test_network_anatomy_counts_neurons_on_massive_channels_and_layer_spread():
 
 
 def test_a_template_driven_by_the_first_token_has_a_concentrated_source():
-    from fnet_dist.anatomy import network_anatomy, peak_token_share
-    from fnet_dist.explain import source_signals, standardize_tokens
+    from fnet_dist.match.anatomy import network_anatomy, peak_token_share
+    from fnet_dist.report.explain import source_signals, standardize_tokens
 
     rng = np.random.default_rng(1)
     n_tokens, n_layers, d_model = 30, 2, 50
@@ -109,7 +109,7 @@ def test_a_template_driven_by_the_first_token_has_a_concentrated_source():
 
 
 def test_network_anatomy_refuses_another_models_mask():
-    from fnet_dist.anatomy import network_anatomy
+    from fnet_dist.match.anatomy import network_anatomy
 
     with pytest.raises(InputError, match=r"networks of shape \(3, 40\) and a massive-channel mask of shape \(2, 40\)"):
         network_anatomy(_maps_dataset(np.zeros((1, 3, 40))), np.zeros((2, 40), bool))

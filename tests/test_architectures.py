@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fnet_dist.architectures import (
+from fnet_dist.model.architectures import (
     UnsupportedArchitectureError,
     block_output_modules,
     decoder_layers,
     resolve_architecture,
 )
-from fnet_dist.models import load_model
-from fnet_dist.testing import TINY_FAMILIES, ChatGLMStandIn
+from fnet_dist.model.loading import load_model
+from fnet_dist.model.testing import TINY_FAMILIES, ChatGLMStandIn
 
 
 def _first(output):

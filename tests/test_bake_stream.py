@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fnet_dist.architectures import resolve_architecture
-from fnet_dist.bake_stream import StreamedBakeUnsupported, bake_streamed
-from fnet_dist.edit import EDIT_FILE, Edit, bake, bake_checkpoint, model_shape
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
-from fnet_dist.testing import TINY_FAMILIES, byte_tokenizer
+from fnet_dist.model.architectures import resolve_architecture
+from fnet_dist.model.bake_stream import StreamedBakeUnsupported, bake_streamed
+from fnet_dist.model.edit import EDIT_FILE, Edit, bake, bake_checkpoint, model_shape
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
+from fnet_dist.model.testing import TINY_FAMILIES, byte_tokenizer
 
 
 def _sharded_bf16(folder: str, out: Path) -> Path:
@@ -85,7 +85,7 @@ def test_streamed_bake_keeps_the_output_rule_and_the_model_check(tiny_llama, tmp
     """Issue 12 on the streamed path: a mask of another model and an --out of other files are refused
     before anything is written; a baked checkpoint is replaced only with overwrite."""
     from fnet_dist.errors import InputError, StoreError
-    from fnet_dist.models import resolve_source
+    from fnet_dist.model.loading import resolve_source
 
     mask = NeuronMask.random((2, 32), count=4, seed=0)
     foreign = NeuronMask(mask.values, meta={"model_id": "someone/else", "model_revision": "abc", "source": "nets.zarr"})

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from fnet_dist.architectures import resolve_architecture
+from fnet_dist.model.architectures import resolve_architecture
 from fnet_dist.errors import InputError
 from fnet_dist.evaluate.baselines import localize, localizer_stimuli, mask_iou, pseudowords, top_units
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
 
 PLANTED_DIMS = (5, 17)
 

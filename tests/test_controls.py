@@ -12,7 +12,7 @@ from fnet_dist.evaluate.controls import (
     separated_masks,
 )
 from fnet_dist.errors import InputError
-from fnet_dist.masks import NeuronMask
+from fnet_dist.model.masks import NeuronMask
 
 SHAPE = (4, 50)
 
@@ -87,7 +87,7 @@ def _frame(rows):
 
 
 def _news3(kind="network", **fields):
-    from fnet_dist.edit import Edit
+    from fnet_dist.model.edit import Edit
     from fnet_dist.evaluate.conditions import Condition
 
     return Condition(kind, _network(), Edit("inhibit"), corpus="news", template=3, **fields)
@@ -96,7 +96,7 @@ def _news3(kind="network", **fields):
 def test_control_tables_on_planted_rows():
     from fnet_dist.evaluate.controls import control_tables
 
-    from fnet_dist.edit import Edit
+    from fnet_dist.model.edit import Edit
     from fnet_dist.evaluate.conditions import NORMAL, Condition
 
     inhibit, where = Edit("inhibit"), {"corpus": "news", "template": 3}
@@ -170,14 +170,14 @@ def test_draws_avoiding_massive_channels_only_for_networks_that_have_some():
 
 def test_controls_evaluated_on_one_loaded_tiny_model(tiny_llama, tmp_path):
     from fnet_dist.evaluate.controls import evaluate_controls
-    from fnet_dist.models import load_model
+    from fnet_dist.model.loading import load_model
 
     loaded = load_model(tiny_llama)
     values = np.zeros((2, 32), dtype=bool)
     values[0, [1, 2, 3]] = True
     massive = np.zeros((2, 32), dtype=bool)
     massive[0, 1] = True
-    from fnet_dist.edit import Edit
+    from fnet_dist.model.edit import Edit
     from fnet_dist.evaluate.conditions import Condition
 
     networks = [Condition("network", NeuronMask(values, name="template-1"), Edit("inhibit"), corpus="toy", template=1)]

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from fnet_dist.corpora import load_corpus, parse_hf_spec, select_samples
+from fnet_dist.record.corpora import load_corpus, parse_hf_spec, select_samples
 from fnet_dist.errors import InputError
-from fnet_dist.testing import byte_tokenizer
+from fnet_dist.model.testing import byte_tokenizer
 
 TEXTS = [f"text number {i} " + "word " * (i % 7) for i in range(30)]
 

@@ -9,7 +9,7 @@ from fnet_dist.decompose.ica import (best_match_correlation, fastica, flip_peak_
                                      spatial_ica, standardize, whiten, zscore_rows)
 from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
 from fnet_dist.errors import InputError
-from fnet_dist.networks import binarize
+from fnet_dist.match.networks import binarize
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from fnet_dist.decompose.ica import best_match_correlation
 from fnet_dist.decompose.individual import derive_seeds
 from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
 from fnet_dist.errors import InputError, StoreError
-from fnet_dist.networks import binarize
-from fnet_dist.storage import write_store
-from fnet_dist.testing import activation_dataset
+from fnet_dist.match.networks import binarize
+from fnet_dist.store.storage import write_store
+from fnet_dist.model.testing import activation_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(components=8, group_components=4, n_init=3, seed=0, max_iter=300)

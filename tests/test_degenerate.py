@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fnet_dist.edit import Edit
+from fnet_dist.model.edit import Edit
 from fnet_dist.evaluate.conditions import NORMAL, Condition
-from fnet_dist.masks import NeuronMask
+from fnet_dist.model.masks import NeuronMask
 
 # a value that reaches a matplotlib transform or a log axis it cannot take is a bug, not noise
 pytestmark = pytest.mark.filterwarnings("error:invalid value:RuntimeWarning:matplotlib",
@@ -108,7 +108,7 @@ def _network(count: int) -> NeuronMask:
 def test_what_a_figure_cannot_draw_is_named_and_a_table_says_what_inf_and_nan_mean():
     import matplotlib.pyplot as plt
 
-    from fnet_dist.display import drawable, nonfinite_note, note_undrawn, undrawn
+    from fnet_dist.report.display import drawable, nonfinite_note, note_undrawn, undrawn
 
     assert drawable([1.0, 0.0, -1.0, math.inf, math.nan], log=True).tolist() == [True, False, False, False, False]
     assert drawable([0.0, -1.0, math.inf]).tolist() == [True, True, False]
@@ -225,8 +225,8 @@ def test_interval_brackets_the_mean_of_identical_draws(draws, n, value):
 def match_results(draw):
     """Match results of 1-2 corpora: templates possibly without a neuron, no samples or no counterparts."""
     from fnet_dist.config import MatchSection
-    from fnet_dist.match import CorpusNetworks, MatchResults, consistency_rows, cross_corpus_rows
-    from fnet_dist.networks import describe_networks
+    from fnet_dist.match.matching import CorpusNetworks, MatchResults, consistency_rows, cross_corpus_rows
+    from fnet_dist.match.networks import describe_networks
 
     config = MatchSection()
     corpora, names, consistency = [], [], []
@@ -250,7 +250,7 @@ def match_results(draw):
 @FEW
 @given(drawn=match_results())
 def test_match_tables_and_figures_finish(drawn):
-    from fnet_dist.match import consistency_markdown, write_results
+    from fnet_dist.match.matching import consistency_markdown, write_results
 
     results, templates = drawn
     results.markdown = consistency_markdown(results.consistency, results.config.iou)
@@ -268,7 +268,7 @@ def _write_outputs(root: Path, matched, rows: pd.DataFrame, controls: pd.DataFra
     """A run folder's match and evaluate outputs, written by the stages' own table and figure functions."""
     from fnet_dist.evaluate.controls import write_control_reports
     from fnet_dist.evaluate.experiment import write_reports
-    from fnet_dist.match import consistency_markdown, write_results
+    from fnet_dist.match.matching import consistency_markdown, write_results
 
     results, templates = matched
     results.markdown = consistency_markdown(results.consistency, results.config.iou)
@@ -307,7 +307,7 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
     from fnet_dist.evaluate.controls import control_tables
     from fnet_dist.evaluate.tables import save_table
     from fnet_dist.report.findings import FindingSettings, compute_findings
-    from fnet_dist.stats import VERDICTS
+    from fnet_dist.report.stats import VERDICTS
 
     results, _ = drawn
     with tempfile.TemporaryDirectory() as folder:
@@ -332,9 +332,9 @@ def _stages(monkeypatch, evaluate):
 
     from fnet_dist import stages
     from fnet_dist.config import MatchSection
-    from fnet_dist.match import (CorpusNetworks, MatchResults, consistency_markdown, consistency_rows,
+    from fnet_dist.match.matching import (CorpusNetworks, MatchResults, consistency_markdown, consistency_rows,
                                  cross_corpus_rows, write_results)
-    from fnet_dist.networks import describe_networks
+    from fnet_dist.match.networks import describe_networks
 
     def match(run):
         templates = np.zeros((2, *SHAPE), dtype=bool)  # no neuron above threshold, no counterparts

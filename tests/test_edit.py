@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from fnet_dist.architectures import Architecture, block_output_modules, resolve_architecture
-from fnet_dist.edit import EDIT_FILE, MASK_FILE, Edit, bake, bake_checkpoint, edited, model_shape
+from fnet_dist.model.architectures import Architecture, block_output_modules, resolve_architecture
+from fnet_dist.model.edit import EDIT_FILE, MASK_FILE, Edit, bake, bake_checkpoint, edited, model_shape
 from fnet_dist.errors import InputError, StoreError
-from fnet_dist.hooks import capture_block_outputs
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
-from fnet_dist.testing import TINY_FAMILIES, ChatGLMStandIn
+from fnet_dist.model.hooks import capture_block_outputs
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
+from fnet_dist.model.testing import TINY_FAMILIES, ChatGLMStandIn
 
 WITH_BIAS = {"gpt2", "gpt_neox"}  # families whose MLP output projection has a bias: 'add' bakes exactly
 EDITS = [Edit("inhibit"), Edit("multiply", 1.5), Edit("add", 0.3)]
@@ -213,8 +213,8 @@ def fnet(monkeypatch, capsys):
 @pytest.fixture(scope="module")
 def llama_networks(tmp_path_factory, tiny_llama) -> str:
     from storage_schemas import NETWORKS
-    from fnet_dist.models import resolve_source
-    from fnet_dist.storage import write_store
+    from fnet_dist.model.loading import resolve_source
+    from fnet_dist.store.storage import write_store
     from test_masks import networks_dataset
 
     planted = {0: {(0, 1): 5.0, (1, 7): -4.0}, 1: {(1, 30): 4.5}}

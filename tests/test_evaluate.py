@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from fnet_dist import testing
+from fnet_dist.model import testing
 
-from fnet_dist.edit import Edit
+from fnet_dist.model.edit import Edit
 from fnet_dist.errors import InputError
 from fnet_dist.config import EvaluateSection
 from fnet_dist.evaluate import (NORMAL, Condition, evaluate_conditions, paper_conditions,
@@ -24,9 +24,9 @@ from fnet_dist.evaluate import (NORMAL, Condition, evaluate_conditions, paper_co
 from fnet_dist.evaluate.conditions import custom
 from fnet_dist.evaluate.figures import prediction_flips
 from fnet_dist.evaluate.tasks import prepare_tasks
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
-from fnet_dist.storage import write_store
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
+from fnet_dist.store.storage import write_store
 from storage_schemas import NETWORKS
 
 ROOT = Path(__file__).resolve().parents[1]

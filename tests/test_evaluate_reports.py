@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fnet_dist.edit import Edit
+from fnet_dist.model.edit import Edit
 from fnet_dist.errors import InputError
 from fnet_dist.evaluate.conditions import NORMAL, Condition, custom
 from fnet_dist.evaluate.experiment import write_reports
@@ -18,8 +18,8 @@ from fnet_dist.evaluate.sweeps import sweep, sweep_conditions
 from fnet_dist.evaluate.tables import condition_table, iou_table, network_table, save_table, to_markdown
 from fnet_dist.evaluate.tasks import (OFFLINE_DIR, OUR_HUB_TASKS, prepare_tasks, primary_metric, resolve_tasks,
                                       validate_hub_yamls)
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
 
 
 def _rows() -> pd.DataFrame:

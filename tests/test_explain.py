@@ -10,7 +10,7 @@ import torch
 
 from fnet_dist import cli
 from fnet_dist.errors import InputError, StoreError
-from fnet_dist.explain import explain_text, render_attribution_html, source_signals, standardize_tokens
+from fnet_dist.report.explain import explain_text, render_attribution_html, source_signals, standardize_tokens
 from networks_fixtures import networks_dataset, planted_networks, write_networks
 
 TEXT = "The cat <sat> on the mat & \"purred\"."
@@ -18,7 +18,7 @@ TEXT = "The cat <sat> on the mat & \"purred\"."
 
 @pytest.fixture(scope="module")
 def loaded(tiny_llama):
-    from fnet_dist.models import load_model
+    from fnet_dist.model.loading import load_model
 
     return load_model(tiny_llama, device="cpu")
 

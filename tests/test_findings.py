@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import hypergeom
 
 from fnet_dist.evaluate.conditions import FIELD_COLUMNS, slug_of
-from fnet_dist.masks import NeuronMask
+from fnet_dist.model.masks import NeuronMask
 from fnet_dist.report.findings import (
     FindingSettings,
     compute_findings,
@@ -19,7 +19,7 @@ from fnet_dist.report.findings import (
     write_findings,
 )
 from fnet_dist.report.findings_view import findings_html, read_findings
-from fnet_dist.stats import conclude
+from fnet_dist.report.stats import conclude
 
 SHAPE = (4, 250)   # 1000 neurons: a 10-neuron network is 1 %
 SETTINGS = FindingSettings(bootstrap=300)

@@ -6,9 +6,9 @@ import pytest
 import xarray as xr
 
 from fnet_dist.errors import InputError, StoreError
-from fnet_dist import testing
-from fnet_dist.masks import NeuronMask
-from fnet_dist.storage import write_store
+from fnet_dist.model import testing
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.store.storage import write_store
 from storage_schemas import NETWORKS
 
 SHAPE = (3, 16)

@@ -10,7 +10,7 @@ import pytest
 from fnet_dist import cli
 from fnet_dist.errors import InputError, StoreError
 from fnet_dist.config import MatchSection
-from fnet_dist.match import markdown_table, match_networks
+from fnet_dist.match.matching import markdown_table, match_networks
 from networks_fixtures import networks_dataset, planted_networks, write_networks
 
 STATUS = ["ok", "ok", "too short", "ok", "ok", "ok"]
@@ -69,8 +69,8 @@ def test_individual_maps_are_loaded_as_sparse_blocks(stores):
     """No dense mask in the matching path: the individual maps are CSR row blocks, thresholded in their tasks."""
     import scipy.sparse as sp
 
-    from fnet_dist.match import load_networks
-    from fnet_dist.networks import binarize, flatten_networks
+    from fnet_dist.match.matching import load_networks
+    from fnet_dist.match.networks import binarize, flatten_networks
 
     urls, planted = stores
     corpus = load_networks(urls["news"], MatchSection())
@@ -169,8 +169,8 @@ def test_different_layouts_name_both_shapes(stores, tmp_path):
 
 
 def test_missing_and_foreign_stores(tmp_path):
-    from fnet_dist.storage import write_store
-    from fnet_dist.testing import activation_dataset
+    from fnet_dist.store.storage import write_store
+    from fnet_dist.model.testing import activation_dataset
     from storage_schemas import ACTIVATIONS
 
     with pytest.raises(StoreError, match="no store at .*expected an fnet-networks store"):
@@ -201,7 +201,7 @@ def test_markdown_table_escapes_pipes():
 
 
 def test_pool_columns_keeps_a_lone_neuron_visible():
-    from fnet_dist.figures import pool_columns
+    from fnet_dist.match.figures import pool_columns
 
     image = np.zeros((3, 5000), dtype=np.uint8)
     image[1, 4321] = 1
@@ -244,7 +244,7 @@ def test_empty_individual_maps_are_counted(tmp_path, dask_cluster_address, monke
 def test_match_nulls_on_planted_stores(stores, matched):
     """Planted counterparts beat layer-matched random networks; the shared supports recur across corpora."""
     # (120 neurons: random networks of 8 match a map now and then, so only several planted copies are significant)
-    from fnet_dist.nulls import match_nulls
+    from fnet_dist.match.nulls import match_nulls
 
     urls, planted = stores
     _, out = matched

@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from scipy import stats
 
 from fnet_dist.errors import InputError
-from fnet_dist.iou import reference_iou
-from fnet_dist.nulls import counterpart_null, counterpart_table, layer_permutations, overlap_null, recurrence_table
+from fnet_dist.match.iou import reference_iou
+from fnet_dist.match.nulls import counterpart_null, counterpart_table, layer_permutations, overlap_null, recurrence_table
 
 SHAPE = (3, 40)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fnet_dist import cli, testing
+from fnet_dist import cli
+from fnet_dist.model import testing
 from fnet_dist.errors import InputError, StoreError
-from fnet_dist.outputs import MARKER_FILE, html_marker, output_kind, prepare_output, replacing, staging_url
-from fnet_dist.storage import open_store, write_store
+from fnet_dist.store.outputs import MARKER_FILE, html_marker, output_kind, prepare_output, replacing, staging_url
+from fnet_dist.store.storage import open_store, write_store
 from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 from storage_schemas import ACTIVATIONS, NETWORKS
 
@@ -137,7 +138,7 @@ def test_a_replace_that_fails_midway_leaves_the_old_store_whole(tmp_path, monkey
 _KILLED = """
 import os, signal, sys
 from pathlib import Path
-from fnet_dist.outputs import replacing
+from fnet_dist.store.outputs import replacing
 with replacing(sys.argv[1], "match", overwrite=True) as staged:
     Path(staged, "consistency.csv").write_text("new")
     os.kill(os.getpid(), signal.SIGKILL)
@@ -226,7 +227,7 @@ def test_a_hub_id_with_the_hub_offline_is_one_line(tmp_path, monkeypatch, capsys
 def test_an_unreachable_hub_is_told_apart(monkeypatch):
     from huggingface_hub import constants
 
-    from fnet_dist.models import load_error, resolve_source
+    from fnet_dist.model.loading import load_error, resolve_source
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -266,12 +267,12 @@ def test_zero_or_negative_max_tokens(argv, tmp_path, capsys):
 
 
 def test_networks_of_another_model_are_refused_by_match_evaluate_and_bake(tiny_llama, tmp_path):
-    from fnet_dist.edit import Edit, bake_checkpoint
+    from fnet_dist.model.edit import Edit, bake_checkpoint
     from fnet_dist.config import EvaluateSection
     from fnet_dist.evaluate.experiment import paper_conditions
-    from fnet_dist.masks import NeuronMask
-    from fnet_dist.match import match_networks
-    from fnet_dist.models import load_model
+    from fnet_dist.model.masks import NeuronMask
+    from fnet_dist.match.matching import match_networks
+    from fnet_dist.model.loading import load_model
 
     a, b = _networks(tmp_path / "a", "org/model"), _networks(tmp_path / "b", "org/other")
     with pytest.raises(InputError, match=r"networks of different models: .* 'org/model' .* 'org/other'"):

@@ -174,7 +174,7 @@ def test_paper_smollm2_config_is_the_papers_sizes(overrides):
     from fnet_dist.config import load_config
     from fnet_dist.stages import stage_hash
     from fnet_dist.evaluate.tasks import OFFLINE_TASKS
-    from fnet_dist.offline import domain_texts
+    from fnet_dist.record.offline import domain_texts
 
     config = load_config(Path(__file__).parents[1] / "pipeline" / "paper-smollm2.yaml", overrides)
     r, d, m, e = config.record, config.decompose, config.match, config.evaluate

@@ -6,12 +6,12 @@ import pytest
 import torch
 import xarray as xr
 
-from fnet_dist.architectures import resolve_architecture
-from fnet_dist.edit import Edit, bake, edited, model_shape
+from fnet_dist.model.architectures import resolve_architecture
+from fnet_dist.model.edit import Edit, bake, edited, model_shape
 from fnet_dist.errors import InputError
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model, parse_max_memory
-from fnet_dist.record import _batches, record_activations
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model, parse_max_memory
+from fnet_dist.record.recording import _batches, record_activations
 
 SPLIT = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
          "model.norm": "cpu", "lm_head": "cpu"}

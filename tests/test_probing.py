@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from fnet_dist.architectures import resolve_architecture
-from fnet_dist.edit import Edit, edited
+from fnet_dist.model.architectures import resolve_architecture
+from fnet_dist.model.edit import Edit, edited
 from fnet_dist.errors import InputError
 from fnet_dist.evaluate import NORMAL
 from fnet_dist.evaluate.conditions import custom
 from fnet_dist.evaluate.features import final_features, pool
 from fnet_dist.evaluate.probing import labelled_texts, probe, probe_conditions
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
 
 
 def test_probe_finds_a_planted_separable_feature():

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from fnet_dist.errors import InputError
-from fnet_dist.figures import value_axis
-from fnet_dist.names import condition_names, display_name, network_name
+from fnet_dist.match.figures import value_axis
+from fnet_dist.report.names import condition_names, display_name, network_name
 from fnet_dist.report.build import build_report
 from fnet_dist.report.findings_view import findings_html, read_findings
 from fnet_dist.report.page import MAX_ROWS, Page, anchor_id, table_html
-from fnet_dist.stats import Finding
+from fnet_dist.report.stats import Finding
 
 from browser import inspect_layout, inspect_page
 from report_fixtures import synthetic_run
@@ -60,9 +60,9 @@ def test_one_display_name_per_network():
 
 def test_display_names_come_from_the_conditions_fields():
     """A Condition, or a result row of its fields, is named from the fields; its name read back agrees."""
-    from fnet_dist.edit import Edit
+    from fnet_dist.model.edit import Edit
     from fnet_dist.evaluate.conditions import NORMAL, Condition
-    from fnet_dist.masks import NeuronMask
+    from fnet_dist.model.masks import NeuronMask
 
     mask, inhibit = NeuronMask(np.ones((1, 1), dtype=bool), name="m"), Edit("inhibit")
     expected = [(NORMAL, "normal"), (Condition("network", mask, inhibit, corpus="news", template=5), "news/5"),

@@ -6,12 +6,12 @@ from contextlib import nullcontext
 
 import pytest
 
-from fnet_dist.architectures import resolve_architecture
-from fnet_dist.edit import Edit, edited
+from fnet_dist.model.architectures import resolve_architecture
+from fnet_dist.model.edit import Edit, edited
 from fnet_dist.evaluate.scoring import Scorer
 from fnet_dist.evaluate.tasks import prepare_tasks
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
 
 TASKS = ["sentiment_rt", "wiki_ppl"]
 LIMIT = 4

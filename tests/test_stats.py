@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from fnet_dist.errors import InputError
-from fnet_dist.stats import (
+from fnet_dist.report.stats import (
     Estimate,
     Finding,
     against_draws,

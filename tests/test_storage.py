@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 
 from fnet_dist.errors import StoreError
-from fnet_dist.storage import open_store, remove_store, store_exists, write_store
-from fnet_dist.testing import activation_dataset
+from fnet_dist.store.storage import open_store, remove_store, store_exists, write_store
+from fnet_dist.model.testing import activation_dataset
 from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 from storage_schemas import ACTIVATIONS, NETWORKS
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from fnet_dist.config import load_config
-from fnet_dist.edit import Edit
+from fnet_dist.model.edit import Edit
 from fnet_dist.errors import InputError
 from fnet_dist.evaluate import runner, vllm_backend
 from fnet_dist.evaluate.conditions import NORMAL, Condition
 from fnet_dist.evaluate.vllm_backend import VLLMSettings, model_args
-from fnet_dist.masks import NeuronMask
-from fnet_dist.models import load_model
+from fnet_dist.model.masks import NeuronMask
+from fnet_dist.model.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

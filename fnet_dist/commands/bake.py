@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def edit_from_args(kind: str, factor: float | None):
     """The ``Edit`` of ``--edit`` / ``--factor``, with a clear error for a factor that does not fit."""
-    from ..edit import Edit
+    from ..model.edit import Edit
     from ..errors import InputError
 
     if kind == "inhibit":
@@ -47,7 +47,7 @@ def edit_from_args(kind: str, factor: float | None):
 def mask_from_args(args: argparse.Namespace):
     """The mask of ``--mask FILE`` or ``--networks NETWORKS --template K...``."""
     from ..errors import InputError
-    from ..masks import NeuronMask
+    from ..model.masks import NeuronMask
 
     if args.mask:
         if args.template:
@@ -57,7 +57,7 @@ def mask_from_args(args: argparse.Namespace):
         raise InputError("--networks needs --template K (one or more group template indices)")
     from storage_schemas import NETWORKS
 
-    from ..storage import open_store
+    from ..store.storage import open_store
 
     count = open_store(args.networks, NETWORKS).sizes["component"]
     bad = [k for k in args.template if not 1 <= k <= count]
@@ -70,8 +70,8 @@ def mask_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..edit import bake_checkpoint
-    from ..outputs import prepare_output
+    from ..model.edit import bake_checkpoint
+    from ..store.outputs import prepare_output
 
     placed = placement(args)  # a bad placement flag fails before any work
     prepare_output(args.out, "checkpoint", overwrite=args.overwrite)  # a user's folder: refused before any work

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fnet_dist.paper.compare import compare_paper
+    from ..paper.compare import compare_paper
 
     path = compare_paper(args.runs, args.out, labels=args.label)
     print(f"wrote {path} and {path.with_suffix('.csv')}")

@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.tables import condition_table, to_markdown
     from ..evaluate.tasks import resolve_tasks
     from ..evaluate.vllm_backend import vllm_options
-    from ..models import load_model
-    from ..outputs import prepare_output
+    from ..model.loading import load_model
+    from ..store.outputs import prepare_output
 
     settings = section_from(args, EvaluateSection)
     match = section_from(args, MatchSection)

@@ -31,11 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import fsspec
 
-    from fnet_dist.errors import InputError
-    from fnet_dist.explain import explain_text, render_attribution_html
-    from fnet_dist.models import load_model
-    from fnet_dist.outputs import prepare_output, replacing
-    from fnet_dist.storage import normalize_url
+    from ..errors import InputError
+    from ..report.explain import explain_text, render_attribution_html
+    from ..model.loading import load_model
+    from ..store.outputs import prepare_output, replacing
+    from ..store.storage import normalize_url
 
     if args.max_tokens < 2:
         raise InputError(f"--max-tokens {args.max_tokens}: expected a whole number of tokens of at least 2 (default 1024)")

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fnet_dist.match import match_networks
+    from ..match.matching import match_networks
 
     params = section_from(args, MatchSection)
     results = match_networks(args.networks, args.out, params, scheduler=section_from(args, DaskSection).scheduler,

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..record import parse_shard, record_activations, summarize_store
+    from ..record.recording import parse_shard, record_activations, summarize_store
 
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
     url = record_activations(

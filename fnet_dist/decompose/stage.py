@@ -8,7 +8,7 @@ The store is created up front from the config (its hash in attrs), then filled: 
 fits ``IndividualICA`` and writes its own region. A rerun with the same config skips what is done
 (``individual_done``, ``group_complete``); another config is refused unless ``overwrite``, which builds the
 new store beside the old one and swaps it in when complete. Anything at ``out`` that is not a networks store
-is refused (``fnet_dist.outputs``). Attr ``seconds``: wall seconds of the group and individual levels in the
+is refused (``fnet_dist.store.outputs``). Attr ``seconds``: wall seconds of the group and individual levels in the
 run that completed the store (``benchmarks/stages.py``).
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _networks_attrs(url: str, overwrite: bool) -> dict | None:
     """Attrs of the networks store at ``url`` (None when there is none); a store that does not open as one
     (another schema version, damaged) is an error unless ``overwrite`` (then it counts as another config)."""
     import storage_schemas
-    from ..storage import open_store, store_exists
+    from ..store.storage import open_store, store_exists
 
     if not store_exists(url):
         return None
@@ -138,8 +138,8 @@ def _networks_attrs(url: str, overwrite: bool) -> dict | None:
 def _target(url: str, attrs: dict, overwrite: bool) -> str:
     """Where to write: ``url``, or with ``overwrite`` of a store of another config the staging URL beside it
     (resumed when it holds this config), swapped in when complete so the old store stays whole until then."""
-    from ..outputs import staging_url
-    from ..storage import remove_store
+    from ..store.outputs import staging_url
+    from ..store.storage import remove_store
 
     found = _networks_attrs(url, overwrite)
     if found is None or found.get("config_hash") == attrs["config_hash"]:
@@ -277,8 +277,8 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
     import storage_schemas
     from ..cluster import dask_client
     from ..config import with_overrides
-    from ..outputs import prepare_output, swap_in
-    from ..storage import normalize_url, open_store
+    from ..store.outputs import prepare_output, swap_in
+    from ..store.storage import normalize_url, open_store
 
     if isinstance(overrides.get("levels"), str):
         overrides["levels"] = parse_levels(overrides["levels"])

@@ -49,7 +49,7 @@ def localizer_stimuli(n: int = 240, *, words: int = 12, seed: int = 0,
     if n < 2 or words < 1:
         raise InputError(f"localizer stimuli need n >= 2 and words >= 1; got n={n!r}, words={words!r}")
     if texts is None:
-        from ..offline import domain_texts
+        from ..record.offline import domain_texts
 
         texts = domain_texts("news")
     pool = _sentences(texts, words)
@@ -99,7 +99,7 @@ def localize(model, tokenizer, arch, sentences: Sequence[str], nonwords: Sequenc
     """
     from scipy.stats import ttest_ind
 
-    from ..masks import NeuronMask
+    from ..model.masks import NeuronMask
     from .features import residual_features
 
     if len(sentences) < 2 or len(nonwords) < 2:

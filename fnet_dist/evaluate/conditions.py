@@ -31,8 +31,8 @@ from ..errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..edit import Edit
-    from ..masks import NeuronMask
+    from ..model.edit import Edit
+    from ..model.masks import NeuronMask
 
 __all__ = [
     "CONDITION_KINDS",
@@ -188,9 +188,9 @@ def check_conditions(conditions: Sequence[Condition]) -> list[Condition]:
 def network_conditions(networks, *, threshold: float, two_sided: bool = True, edit: "Edit | None" = None,
                        union: bool = True) -> list[Condition]:
     """One condition per template of a networks store (URL or Dataset), plus their union when ``union``."""
-    from ..edit import Edit
-    from ..masks import NeuronMask
-    from ..storage import open_store
+    from ..model.edit import Edit
+    from ..model.masks import NeuronMask
+    from ..store.storage import open_store
     from storage_schemas import NETWORKS
 
     ds = open_store(networks, NETWORKS) if isinstance(networks, str) else networks
@@ -207,8 +207,8 @@ def network_conditions(networks, *, threshold: float, two_sided: bool = True, ed
 
 def random_condition(shape: tuple[int, int], *, percent: float, seed: int = 0) -> Condition:
     """That share of all neurons, drawn with ``seed``, inhibited."""
-    from ..edit import Edit
-    from ..masks import NeuronMask
+    from ..model.edit import Edit
+    from ..model.masks import NeuronMask
 
     if not 0 < percent < 100:
         raise InputError(f"random percent {percent!r} must lie between 0 and 100 (the paper uses 15)")
@@ -218,8 +218,8 @@ def random_condition(shape: tuple[int, int], *, percent: float, seed: int = 0) -
 
 def top_conditions(networks, *, percent: float, factor: float, corpus: str | None = None) -> list[Condition]:
     """The top ``percent`` % of neurons by |z| inhibited and multiplied by ``factor``."""
-    from ..edit import Edit
-    from ..masks import NeuronMask
+    from ..model.edit import Edit
+    from ..model.masks import NeuronMask
 
     corpus = corpus or str(getattr(networks, "attrs", {}).get("dataset", "networks"))
     mask = NeuronMask.top_percent(networks, percent)

@@ -1,14 +1,14 @@
 """Honest controls: random masks drawn many times, empirical p-values, effects without massive channels.
 
 One random mask is not a control on a real model: a draw that hits a massive-activation channel (see
-``fnet_dist.anatomy``) breaks the model whatever it means. So every random control is a distribution.
+``fnet_dist.match.anatomy``) breaks the model whatever it means. So every random control is a distribution.
 
 - ``CONTROL_KINDS``: ``fraction`` (a share of all neurons, the paper's 15 %), ``matched_count`` (as many
   neurons as the network), ``matched_per_layer`` (the network's count in every layer),
   ``matched_avoid_massive`` (matched count, never on a massive channel).
 - ``random_controls(kind, shape, n_draws, seed, reference=, fraction=, massive=)`` → list of NeuronMask.
 - ``interval(values, level=0.95)`` → (mean, low, high) of a set of draws.
-- p-values: ``fnet_dist.stats.monte_carlo_p`` (1 + #draws at least as bad) / (1 + n); none for a non-finite value.
+- p-values: ``fnet_dist.report.stats.monte_carlo_p`` (1 + #draws at least as bad) / (1 + n); none for a non-finite value.
 - ``separated_masks(network, massive)``: the network, the network minus massive channels, and its
   massive-channel neurons alone.
 - ``metric_direction(metric)``: "higher" or "lower" is better.
@@ -30,8 +30,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import InputError
-from ..masks import NeuronMask
-from ..outputs import open_output
+from ..model.masks import NeuronMask
+from ..store.outputs import open_output
 from .tasks import PERPLEXITY_METRICS
 
 __all__ = [
@@ -72,7 +72,7 @@ def random_controls(kind: str, shape: tuple[int, int], n_draws: int = 10, seed: 
     exclude = None
     if kind == "matched_avoid_massive":
         if massive is None:
-            raise InputError("matched_avoid_massive needs the massive-channel mask (fnet_dist.anatomy.massive_mask)")
+            raise InputError("matched_avoid_massive needs the massive-channel mask (fnet_dist.match.anatomy.massive_mask)")
         exclude = NeuronMask(np.asarray(massive, dtype=bool), name="massive")
     base = reference.name if reference is not None else f"{fraction:.0%}"
     masks = []
@@ -132,7 +132,7 @@ def control_conditions(networks, massive: np.ndarray, *, kinds=CONTROL_KINDS, n_
     network). ``matched_avoid_massive`` draws are made only for networks with a neuron on a massive channel
     (the only ones asked whether their effect survives without).
     """
-    from ..edit import Edit
+    from ..model.edit import Edit
     from .conditions import Condition
 
     inhibit = Edit("inhibit")
@@ -181,7 +181,7 @@ def control_tables(rows, networks, massive: np.ndarray | None = None, *, fractio
     """
     import pandas as pd
 
-    from ..stats import monte_carlo_p
+    from ..report.stats import monte_carlo_p
     from .conditions import matching
     from .tables import primary_rows
 

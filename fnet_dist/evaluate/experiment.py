@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..config import EvaluateSection, MatchSection
 from ..errors import InputError
-from ..outputs import open_output, prepare_output
+from ..store.outputs import open_output, prepare_output
 from .conditions import NORMAL, Condition, network_conditions, pick, random_condition, select_conditions, top_conditions
 from .runner import evaluate_conditions
 
@@ -51,10 +51,10 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: EvaluateSec
                      match: MatchSection = MatchSection(), hook_module: str | None = None):
     """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring); networks are
     thresholded as ``match`` says, and ``settings.conditions`` (shell patterns) keep some of them."""
-    from ..architectures import resolve_architecture
-    from ..edit import Edit, model_shape
-    from ..models import check_same_model
-    from ..storage import open_store
+    from ..model.architectures import resolve_architecture
+    from ..model.edit import Edit, model_shape
+    from ..model.loading import check_same_model
+    from ..store.storage import open_store
     from storage_schemas import NETWORKS
     from .baselines import mask_iou
 
@@ -153,7 +153,7 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
 
 def edit_label_of(rows: pd.DataFrame, condition: str) -> str:
     """The edit of ``condition``'s rows as a label (``inhibit``, ``multiply1.02``)."""
-    from ..edit import Edit
+    from ..model.edit import Edit
     from .conditions import edit_label
 
     row = rows.loc[rows["condition"] == condition].iloc[0]
@@ -225,7 +225,7 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     match : the ``match`` config section (the networks' threshold).
     options : go to ``evaluate_conditions`` (``progress`` …).
     """
-    from ..models import LoadedModel, load_model
+    from ..model.loading import LoadedModel, load_model
     from .runner import require_vllm
     from .tasks import resolve_tasks
 

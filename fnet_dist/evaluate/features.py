@@ -66,7 +66,7 @@ def _run(model, tokenizer, texts: Sequence[str], max_tokens: int, batch_size: in
 def residual_features(model, tokenizer, arch, texts: Sequence[str], *, pooling: str | Sequence[str] = "last",
                       max_tokens: int = 12, batch_size: int = 16):
     """Decoder-layer outputs pooled per text: ``(n_texts, n_layers, d_model)`` (a dict of them for several poolings)."""
-    from ..hooks import capture_block_outputs
+    from ..model.hooks import capture_block_outputs
 
     layers_arch = dataclasses.replace(arch, block_output="")  # the layer itself: its output is the residual stream
     with capture_block_outputs(model, layers_arch) as capture:

@@ -4,7 +4,7 @@
   accuracy of a standardised logistic regression; ``accuracy`` (mean), ``std``, ``fold_accuracy``.
 - ``probe_conditions(loaded, conditions, texts, labels, *, pooling, folds, seed, ...) -> DataFrame``:
   one row per condition × pooling (``condition, pooling, accuracy, std, folds, n_texts, neurons, seed``),
-  the model frozen and run inside ``fnet_dist.edit.edited`` for each masked condition.
+  the model frozen and run inside ``fnet_dist.model.edit.edited`` for each masked condition.
 - ``labelled_texts(task="sentiment_rt", n=400, seed=0)``: a balanced, seeded sample of the packaged
   labelled text (``sentiment_rt`` Rotten Tomatoes snippets, ``polarity_pl`` Pang & Lee sentences).
 """
@@ -68,8 +68,8 @@ def probe_conditions(loaded, conditions: Sequence[Condition], texts: Sequence[st
                      poolings: Sequence[str] = ("last", "mean"), folds: int = 5, seed: int = 0, C: float = 1.0,
                      max_tokens: int = 128, batch_size: int = 16, hook_module: str | None = None) -> pd.DataFrame:
     """Probe the final hidden state of ``loaded`` (a ``LoadedModel``) under each condition."""
-    from ..architectures import resolve_architecture
-    from ..edit import edited
+    from ..model.architectures import resolve_architecture
+    from ..model.edit import edited
     from .features import final_features
 
     conditions = check_conditions(conditions)

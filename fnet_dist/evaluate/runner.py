@@ -4,7 +4,7 @@
   tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons`` and the
   condition's fields (``conditions.FIELD_COLUMNS``: kind, edit, factor, corpus, template, …) to group by.
 - ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``; requests built once by ``scoring.Scorer``, scored for
-  each condition inside ``fnet_dist.edit.edited``) and ``vllm`` (``vllm_backend.VLLMRunner``: each condition
+  each condition inside ``fnet_dist.model.edit.edited``) and ``vllm`` (``vllm_backend.VLLMRunner``: each condition
   baked, run by lm-eval's ``vllm`` model in a fresh process; needs vLLM on a CUDA machine, which the
   project's CPU machines are not).
 - ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk;
@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..errors import InputError
-from ..outputs import open_output
+from ..store.outputs import open_output
 from .conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
 from .scoring import Scorer
 from .tasks import prepare_tasks, resolve_tasks
@@ -182,8 +182,8 @@ class _HFRunner:
     def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
         from lm_eval.models.huggingface import HFLM
 
-        from ..architectures import resolve_architecture
-        from ..edit import model_shape
+        from ..model.architectures import resolve_architecture
+        from ..model.edit import model_shape
 
         self.loaded = loaded
         self.arch = resolve_architecture(loaded.model, hook_module)
@@ -196,7 +196,7 @@ class _HFRunner:
             condition.mask.check_shape(*self.shape)
 
     def run(self, condition: Condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
-        from ..edit import edited
+        from ..model.edit import edited
 
         key = (tuple(tasks), limit, seed, bootstrap_iters)
         if key not in self.scorers:
@@ -235,7 +235,7 @@ def evaluate_conditions(
     Finished conditions with the same config are read back, not rerun. ``table=False``: write only each
     condition's own folder, not ``results.csv`` (a shard of a stage; the report stage merges).
     """
-    from ..models import LoadedModel, load_model
+    from ..model.loading import LoadedModel, load_model
 
     _check_options(backend, batch_size)
     limit = _check_limit(limit)

@@ -4,7 +4,7 @@
   ``TaskManager``) once, their requests built once (``task.build_all_requests``), the run's environment
   info gathered once per process, tokenizer info once.
 - ``Scorer.score(context) -> dict``: every request scored by ``lm``'s ``loglikelihood`` /
-  ``loglikelihood_rolling`` inside ``context`` (e.g. ``fnet_dist.edit.edited(...)``, or ``nullcontext()``
+  ``loglikelihood_rolling`` inside ``context`` (e.g. ``fnet_dist.model.edit.edited(...)``, or ``nullcontext()``
   for the normal model), then filtered, scored per document (``task.process_results``) and aggregated with
   the tasks' own metric functions and bootstrap stderrs. Returns what ``lm_eval.simple_evaluate`` returns
   for the same tasks, limit and seeds (``results``, ``n-samples``, ``configs``, ``samples`` with one

@@ -36,7 +36,7 @@ def _finite(name: str, amounts: Sequence[float]) -> list[float]:
 def sweep_conditions(bases: Sequence[Condition], *, factors: Sequence[float] = DEFAULT_FACTORS,
                      values: Sequence[float] = DEFAULT_VALUES) -> list[Condition]:
     """Each base condition's mask multiplied by each factor and shifted by each value."""
-    from ..edit import Edit
+    from ..model.edit import Edit
 
     bases = [b for b in bases if b.mask is not None]
     if not bases:

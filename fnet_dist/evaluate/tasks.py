@@ -131,25 +131,25 @@ def _passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
 
 
 def _rows_sentiment_rt() -> list[dict]:
-    from ..offline import rotten_tomatoes
+    from ..record.offline import rotten_tomatoes
 
     return _shuffled([{"text": text, "label": label} for text, label in rotten_tomatoes()])
 
 
 def _rows_polarity_pl() -> list[dict]:
-    from ..offline import pang_lee_polarity
+    from ..record.offline import pang_lee_polarity
 
     return _shuffled([{"text": text, "label": label} for text, label in pang_lee_polarity()])
 
 
 def _rows_wiki_ppl() -> list[dict]:
-    from ..offline import wiki_heldout
+    from ..record.offline import wiki_heldout
 
     return [{"page": passage} for article in wiki_heldout() for passage in _passages(article)]
 
 
 def _rows_news_ppl() -> list[dict]:
-    from ..offline import domain_texts
+    from ..record.offline import domain_texts
 
     return [{"page": article} for article in domain_texts("news")]
 

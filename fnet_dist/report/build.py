@@ -10,7 +10,7 @@ page of what exists, marked incomplete at the top with the failed stage and its 
 Order: provenance, then the Findings (``report/findings.json`` as one table, each claim linking to the
 tables and figures behind it), then the evidence. ``TABLES`` declares, once, every table the report shows:
 its caption, the columns the findings need (shown first; others fold away when the page is narrow) and the
-figures drawn from the same numbers. Networks are named by ``fnet_dist.names`` everywhere.
+figures drawn from the same numbers. Networks are named by ``fnet_dist.report.names`` everywhere.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import yaml
 
 from .. import __version__
 from ..errors import StageError, one_line
-from ..names import display_name, network_name
+from .names import display_name, network_name
 from .findings import FindingSettings, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page
@@ -220,7 +220,7 @@ def _stores(page: Page, config, layout) -> int | None:
     """Recording and decomposition summaries; returns the number of neurons (n_layers × d_model)."""
     import xarray as xr
 
-    from ..storage import store_exists
+    from ..store.storage import store_exists
 
     record_rows, decompose_rows, total = [], [], None
     for corpus in config.corpora:
@@ -306,7 +306,7 @@ def _anatomy(page: Page, layout, files: _Files) -> None:
     page.section("Anatomy: massive-activation channels", anchor="anatomy")
     table = pd.read_csv(files.keep(massive, "match_"))
     page.paragraph(f"{len(table)} channels where the peak |activation| dwarfs its layer's median "
-                   f"(rule in fnet_dist/anatomy.py). Masks that hit them can break the model whatever they mean.")
+                   f"(rule in fnet_dist/match/anatomy.py). Masks that hit them can break the model whatever they mean.")
     files.table(page, table.head(20).set_index("layer"), "massive_channels")
     if networks.exists():
         files.table(page, _markdown_free_csv(files.keep(networks, "match_")), "network_anatomy")
@@ -350,8 +350,8 @@ def _attribution(page: Page, config, layout, model) -> None:
         return
     import xarray as xr
 
-    from ..explain import attribution_fragment, explain_text
-    from ..storage import store_exists
+    from .explain import attribution_fragment, explain_text
+    from ..store.storage import store_exists
 
     page.section("Token attribution (Figures 9-18)")
     for corpus in config.corpora:

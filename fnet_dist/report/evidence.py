@@ -127,7 +127,7 @@ class Evidence:
         return names[0] if names else None
 
     def mask(self, condition: str):
-        from ..masks import NeuronMask
+        from ..model.masks import NeuronMask
 
         path = self.folder / "masks" / f"{slug_of(condition)}.npz"
         return NeuronMask.load(str(path)) if path.is_file() else None

@@ -1,4 +1,4 @@
-"""The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.stats``).
+"""The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.report.stats``).
 
 ``compute_findings(match_folder, evaluate_folder, settings) -> list[Finding]`` (Holm-corrected, with verdicts);
 ``write_findings(findings, path, settings)`` writes ``findings.json``, which the report page renders as it is.
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stats import (
+from .stats import (
     CORRECTION,
     VERDICT_RULE,
     Estimate,
@@ -40,7 +40,7 @@ from ..stats import (
     overlap_test,
     paired_effect,
 )
-from ..names import display_name, network_name
+from .names import display_name, network_name
 from ..evaluate.conditions import matching
 from .evidence import Evidence
 

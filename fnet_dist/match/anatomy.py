@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from ..errors import InputError
 from .networks import DEFAULT_THRESHOLD
 
 __all__ = [
@@ -59,7 +59,7 @@ def _open(activations):
     if isinstance(activations, str):
         from storage_schemas import ACTIVATIONS
 
-        from .storage import open_store
+        from ..store.storage import open_store
 
         return open_store(activations, ACTIVATIONS)
     return activations
@@ -166,13 +166,13 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
     ``samples`` group-split samples gives ``peak_token_share`` (mean share of energy on one token) and
     ``first_token_peak_share`` (share of samples whose source peaks at token 0).
     """
-    from .explain import source_signals, standardize_tokens
+    from ..report.explain import source_signals, standardize_tokens
     from .networks import binarize
 
     if isinstance(networks, str):
         from storage_schemas import NETWORKS
 
-        from .storage import open_store
+        from ..store.storage import open_store
 
         networks = open_store(networks, NETWORKS)
     maps = networks["group_map"].values  # (component, layer, neuron)
@@ -218,8 +218,8 @@ def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
 
     from storage_schemas import NETWORKS
 
-    from .match import write_file
-    from .storage import open_store
+    from .matching import write_file
+    from ..store.storage import open_store
 
     stores = [open_store(url, NETWORKS) for url in networks]
     sources = [str(ds.attrs["activations"]) for ds in stores]

@@ -2,7 +2,7 @@
 
 - ``TINY_FAMILIES``: the family names ``build_tiny_model`` accepts.
 - ``build_tiny_model(family, folder, seed=0)``: save a tiny model + byte-level tokenizer with
-  ``save_pretrained`` (so tests load it through ``fnet_dist.models.load_model``); returns the folder.
+  ``save_pretrained`` (so tests load it through ``fnet_dist.model.loading.load_model``); returns the folder.
 - ``ChatGLMStandIn``: a module tree shaped like ChatGLM3 (``transformer.encoder.layers[i].mlp``),
   whose real modelling code lives on the hub.
 """
@@ -135,12 +135,12 @@ def activation_dataset(
     activation : array of shape (n_samples, n_tokens_max, n_layers, d_model); fill past ``n_tokens``.
     n_tokens : array of shape (n_samples,).
     split : sequence of "group" / "individual" (default: first half group, second half individual).
-    Write it with ``fnet_dist.storage.write_store(ds, url, storage_schemas.ACTIVATIONS)``.
+    Write it with ``fnet_dist.store.storage.write_store(ds, url, storage_schemas.ACTIVATIONS)``.
     """
     import numpy as np
     import xarray as xr
 
-    from . import __version__
+    from .. import __version__
 
     activation = np.asarray(activation)
     n_samples, max_tokens, n_layers, _ = activation.shape
@@ -177,12 +177,12 @@ def networks_dataset(group_map, individual_map=None, *, status=None, dataset: st
 
     group_map : (n_templates, n_layers, d_model); individual_map : (n_samples, n_components, n_layers,
     d_model), default 2 samples × 2 components of noise. The bookkeeping variables (convergence, seeds,
-    stability …) get plausible constant values. Write it with ``fnet_dist.storage.write_store(ds, url, NETWORKS)``.
+    stability …) get plausible constant values. Write it with ``fnet_dist.store.storage.write_store(ds, url, NETWORKS)``.
     """
     import numpy as np
     import xarray as xr
 
-    from . import __version__
+    from .. import __version__
 
     group_map = np.asarray(group_map, dtype=np.float32)
     rng = np.random.default_rng(seed)

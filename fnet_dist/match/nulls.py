@@ -6,7 +6,7 @@ neurons uniformly at random within each layer (each layer's neuron indices permu
 - ``layer_permutations(shape, n_draws, seed, chunk)``: random within-layer permutations, chunk by chunk:
   arrays of shape (≤ chunk, n_layers, d_model); one draw serves every template.
 - ``counterpart_null(templates, maps, iou, n_draws, seed) -> (n_templates, n_draws)``: counterparts (maps with
-  IoU > ``iou``) of layer-matched random networks, counted with the sparse kernel of ``fnet_dist.iou``.
+  IoU > ``iou``) of layer-matched random networks, counted with the sparse kernel of ``fnet_dist.match.iou``.
 - ``counterpart_table(consistency, null, seed)``: each template's counterparts against its null (Tables 1, 6-8).
 - ``overlap_null(a, b) -> OverlapNull``: the exact null of |a ∩ b| when b's neurons are permuted within each
   layer (a sum over layers of hypergeometric counts), with the p-value of the observed overlap.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
            "overlap_null", "recurrence_table"]
@@ -65,7 +65,7 @@ def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int = 999
     """Counterparts of layer-matched random networks: (n_templates, n_draws) int64.
 
     templates : bool (n_templates, n_layers, d_model); maps : the individual networks, (n_maps, n_layers *
-    d_model) CSR (or anything ``fnet_dist.iou.sparse_counts`` takes); a counterpart is a map with IoU > ``iou``.
+    d_model) CSR (or anything ``fnet_dist.match.iou.sparse_counts`` takes); a counterpart is a map with IoU > ``iou``.
     """
     from .iou import iou_from_counts, sparse_counts, template_table
 
@@ -86,7 +86,7 @@ def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int = 999
 def counterpart_table(consistency: pd.DataFrame, null: dict[str, np.ndarray], seed: int) -> pd.DataFrame:
     """``consistency`` (one row per dataset and template) with each template's null: mean and 97.5th percentile
     of the random networks' counterparts, their number, and the Monte Carlo p-value of the observed count."""
-    from .stats import monte_carlo_p
+    from ..report.stats import monte_carlo_p
 
     frames = []
     for dataset, rows in consistency.groupby("dataset", sort=False):
@@ -182,9 +182,9 @@ def match_nulls(urls: list[str], out, *, massive: np.ndarray, anatomy: pd.DataFr
     import dask
     import scipy.sparse as sp
 
-    from .config import MatchSection
-    from .match import load_networks, write_file
-    from .storage import filesystem
+    from ..config import MatchSection
+    from .matching import load_networks, write_file
+    from ..store.storage import filesystem
 
     config = MatchSection(threshold=threshold, two_sided=two_sided, iou=iou)
     out = str(out)

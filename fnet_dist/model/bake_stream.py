@@ -4,7 +4,7 @@
   (a local folder, or a hub id resolved in the local Hugging Face cache) to ``out`` and rewrite, in the
   copies, only the bytes of the tensors the edit touches (each bake module's weight and bias).
 - ``StreamedBakeUnsupported``: the source cannot be streamed (no safetensors weights, quantized, a family
-  without a bake place, another dtype asked for); ``fnet_dist.edit.bake_checkpoint`` then loads the model.
+  without a bake place, another dtype asked for); ``fnet_dist.model.edit.bake_checkpoint`` then loads the model.
 
 Every shard file is copied whole (the kernel copies; nothing goes through Python memory), then each edited
 tensor is read alone (``safetensors.safe_open``), edited in float32, rounded once to its own dtype and
@@ -27,7 +27,7 @@ import torch
 
 from .architectures import Architecture, resolve_architecture
 from .edit import CHANNEL_DIM, Edit, edit_bias, edit_provenance, edit_weight, write_checkpoint_folder, write_provenance
-from .errors import InputError
+from ..errors import InputError
 from .masks import NeuronMask
 
 __all__ = ["StreamedBakeUnsupported", "bake_streamed", "checkpoint_folder"]
@@ -44,7 +44,7 @@ class StreamedBakeUnsupported(InputError):
 def checkpoint_folder(spec: str, revision: str | None = None) -> Path:
     """The folder holding ``spec``'s files: a local folder as is, a hub id from the Hugging Face cache
     (downloaded there when the hub is reachable)."""
-    from .models import resolve_source
+    from .loading import resolve_source
 
     source = resolve_source(spec)
     if source.gguf_file:
@@ -155,7 +155,7 @@ def bake_streamed(spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLik
     the staging folder of ``outputs.replacing`` and swapped in; a mask of another model is refused)."""
     if not isinstance(edit, Edit):
         raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
-    from .models import check_same_model, resolve_source
+    from .loading import check_same_model, resolve_source
 
     source = resolve_source(spec)
     folder = checkpoint_folder(spec, revision)

@@ -18,10 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .networks import DEFAULT_THRESHOLD
+from ..errors import InputError
+from ..match.networks import DEFAULT_THRESHOLD
 from .names import network_name
-from .outputs import html_marker
+from ..store.outputs import html_marker
 
 __all__ = [
     "TokenAttribution", "attribution_fragment", "explain_text", "render_attribution_html", "source_signals",
@@ -88,8 +88,8 @@ def _record(loaded_model, ids: list[int], hook_module: str | None = None) -> np.
     """Block outputs of one forward pass: ``(n_tokens, n_layers, d_model)`` float32."""
     import torch
 
-    from .architectures import resolve_architecture
-    from .hooks import capture_block_outputs
+    from ..model.architectures import resolve_architecture
+    from ..model.hooks import capture_block_outputs
 
     model = loaded_model.model
     arch = resolve_architecture(model, hook_module)
@@ -115,9 +115,9 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
     """
     from storage_schemas import NETWORKS
 
-    from .models import check_same_model
-    from .networks import DEFAULT_THRESHOLD, binarize, network_sizes
-    from .storage import normalize_url, open_store
+    from ..model.loading import check_same_model
+    from ..match.networks import DEFAULT_THRESHOLD, binarize, network_sizes
+    from ..store.storage import normalize_url, open_store
 
     url = normalize_url(networks_url)
     ds = open_store(url, NETWORKS)

@@ -1,12 +1,12 @@
 """The recording stage: every layer's MLP-block output, for every real token of a corpus sample, into a Zarr store.
 
 - ``record_activations(model, corpus, out, ...) -> str``: record (or resume, or one shard of) a store;
-  returns its URL. ``model`` is a spec string (see ``fnet_dist.models``) or a ``LoadedModel``.
+  returns its URL. ``model`` is a spec string (see ``fnet_dist.model.loading``) or a ``LoadedModel``.
 - Parameters: the ``record`` config section (``fnet_dist.config.RecordSection``); ``content()`` is what the
   store's config hash covers.
 - ``parse_shard("I/N") -> (I, N)``; ``token_budget(loaded, n_layers, d_model, store_dtype)``: padded tokens
   per batch that fit the free GPU memory.
-- ``summarize_store(url) -> str`` (from ``fnet_dist.activation_store``).
+- ``summarize_store(url) -> str`` (from ``fnet_dist.store.activations``).
 
 Forward passes run the decoder only (no LM head), in batches of similar length with right padding;
 only real tokens are written. Values that are not finite in the store dtype stop the run.
@@ -23,14 +23,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__
-from .activation_store import (SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
+from .. import __version__
+from ..store.activations import (SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
                                refuse_foreign, summarize_store)
 from .corpora import Sample, load_corpus, select_samples
-from .config import RecordSection, with_overrides
-from .errors import InputError
-from .hooks import capture_block_outputs
-from .models import DTYPE_CHOICES, LoadedModel
+from ..config import RecordSection, with_overrides
+from ..errors import InputError
+from ..model.hooks import capture_block_outputs
+from ..model.loading import DTYPE_CHOICES, LoadedModel
 
 __all__ = ["parse_shard", "record_activations", "summarize_store", "token_budget"]
 
@@ -294,16 +294,16 @@ def record_activations(
         (``group_samples=20``) and the result is validated by the section.
     Resumes a store of the same config (complete samples are skipped); a store of another config is
     an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
-    (``fnet_dist.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
+    (``fnet_dist.store.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
     the samples whose store position p has ``p % N == I``; whichever shard comes first creates the store
     (shards do not wait for each other). ``pack_to_tokens`` > 0 packs short texts with the ones after them
-    into samples of at least that many tokens (``fnet_dist.corpora.select_samples``). ``batch_tokens`` > 0
+    into samples of at least that many tokens (``fnet_dist.record.corpora.select_samples``). ``batch_tokens`` > 0
     caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
-    from .architectures import resolve_architecture
-    from .models import load_model
-    from .outputs import swap_in
-    from .storage import normalize_url
+    from ..model.architectures import resolve_architecture
+    from ..model.loading import load_model
+    from ..store.outputs import swap_in
+    from ..store.storage import normalize_url
 
     config = with_overrides(params or RecordSection(), overrides)
     shard = _check_shard(tuple(shard) if isinstance(shard, list) else shard)

@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou", "sparse_counts", "template_table"]
 

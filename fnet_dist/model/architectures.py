@@ -15,7 +15,7 @@ from typing import Iterable, Literal
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "Architecture",
@@ -130,7 +130,7 @@ def resolve_architecture(model: torch.nn.Module, hook_module: str | None = None)
     raise UnsupportedArchitectureError(
         f"architecture {model_type!r} is not in fnet's registry (known: {', '.join(sorted(REGISTRY))}); "
         f"pass --hook-module with the path of each layer's MLP block, e.g. 'model.layers.{{i}}.mlp', "
-        f"or add an Architecture to fnet_dist/architectures.py"
+        f"or add an Architecture to fnet_dist/model/architectures.py"
     )
 
 

@@ -23,10 +23,10 @@ import pandas as pd
 
 from storage_schemas import NETWORKS
 
-from . import __version__
-from .config import MatchSection, with_overrides
-from .display import nonfinite_note
-from .errors import InputError
+from .. import __version__
+from ..config import MatchSection, with_overrides
+from ..report.display import nonfinite_note
+from ..errors import InputError
 from .networks import binarize, describe_networks, flatten_networks, sparse_networks
 
 __all__ = ["CorpusNetworks", "MatchResults", "load_networks", "markdown_table", "match_networks", "write_file"]
@@ -63,7 +63,7 @@ class CorpusNetworks:
 
 def load_networks(url: str, config: MatchSection) -> CorpusNetworks:
     """Open the networks store at ``url`` and threshold its maps (individual maps stay lazy)."""
-    from .storage import open_store
+    from ..store.storage import open_store
 
     ds = open_store(url, NETWORKS)
     n_layers, d_model = int(ds.attrs["n_layers"]), int(ds.attrs["d_model"])
@@ -222,7 +222,7 @@ class MatchResults:
 
 def _compute_ious(corpora: Sequence[CorpusNetworks], scheduler: str | None):
     """All template × individual IoUs and individual sizes in one Dask computation."""
-    from .cluster import dask_client, gather
+    from ..cluster import dask_client, gather
     from .iou import lazy_iou
 
     lazy = []
@@ -280,13 +280,13 @@ def match_networks(networks: Sequence[str], out: str, params: MatchSection | Non
 
     params : the ``match`` config section (default: its defaults); ``overrides`` replace some of its fields.
     anatomy : also find the massive channels in the activations stores behind the networks and write the
-        anatomy files the controls read (``fnet_dist.anatomy.write_anatomy``) and the layer-matched nulls of
-        the counterparts and of cross-corpus recurrence (``fnet_dist.nulls.match_nulls``).
-    ``out`` is written whole beside and swapped in (``fnet_dist.outputs.replacing``): earlier match results
+        anatomy files the controls read (``fnet_dist.match.anatomy.write_anatomy``) and the layer-matched nulls of
+        the counterparts and of cross-corpus recurrence (``fnet_dist.match.nulls.match_nulls``).
+    ``out`` is written whole beside and swapped in (``fnet_dist.store.outputs.replacing``): earlier match results
     there are replaced only with ``overwrite``, anything else never.
     """
-    from .outputs import prepare_output, replacing
-    from .storage import normalize_url
+    from ..store.outputs import prepare_output, replacing
+    from ..store.storage import normalize_url
 
     config = with_overrides(params or MatchSection(), overrides)
     if not networks:
@@ -316,7 +316,7 @@ def match_networks(networks: Sequence[str], out: str, params: MatchSection | Non
 
 def write_file(out: str, name: str, data: str | bytes) -> str:
     """Write ``data`` to ``out/name`` through fsspec (``out`` a local folder or a URL); returns its URL."""
-    from .storage import filesystem
+    from ..store.storage import filesystem
 
     fs, folder = filesystem(out)
     fs.makedirs(folder, exist_ok=True)
@@ -327,7 +327,7 @@ def write_file(out: str, name: str, data: str | bytes) -> str:
 
 
 def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
-    """Massive channels and network anatomy (``fnet_dist.anatomy``), then the nulls (``fnet_dist.nulls``), under ``out``."""
+    """Massive channels and network anatomy (``fnet_dist.match.anatomy``), then the nulls (``fnet_dist.match.nulls``), under ``out``."""
     from .anatomy import write_anatomy
     from .nulls import match_nulls
 
@@ -341,7 +341,7 @@ def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
 
 def network_anatomy_rows(out: str) -> pd.DataFrame:
     """``network_anatomy.csv`` under ``out`` (a folder or URL)."""
-    from .storage import filesystem
+    from ..store.storage import filesystem
 
     fs, folder = filesystem(out)
     with fs.open(f"{folder}/network_anatomy.csv", "rb") as handle:
@@ -350,7 +350,7 @@ def network_anatomy_rows(out: str) -> pd.DataFrame:
 
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
     """Write tables (CSV + Markdown), figures (PNG) and ``results.json`` under ``out``; fills ``results.files``."""
-    from . import figures
+    from .. import figures
 
     config = results.config
     texts = {

@@ -3,7 +3,7 @@
 - ``normalize_url(url)``: absolute local paths, URLs unchanged.
 - ``store_exists(url)``: is there a Zarr group at ``url``.
 - ``open_store(url, schema)``: open with xarray and validate against a ``storage_schemas`` schema.
-- ``write_store(ds, url, schema)``: validate, then write a whole Dataset (through ``fnet_dist.outputs``: an
+- ``write_store(ds, url, schema)``: validate, then write a whole Dataset (through ``fnet_dist.store.outputs``: an
   existing store is refused unless ``overwrite``, anything else always; the old store is only replaced once
   the new one is complete).
 - ``remove_store(url)``, ``filesystem(url)``.
@@ -23,7 +23,7 @@ import xarray as xr
 
 from storage_schemas import SchemaError, StoreSchema
 
-from .errors import StoreError
+from ..errors import StoreError
 
 __all__ = ["access_error", "filesystem", "normalize_url", "open_store", "remove_store", "store_exists", "write_store"]
 
@@ -74,7 +74,7 @@ def remove_store(url: str) -> None:
 def write_store(ds: xr.Dataset, url: str, schema: StoreSchema, *, overwrite: bool = False, encoding: dict | None = None) -> str:
     """Validate ``ds`` against ``schema`` and write it as a whole Zarr v3 store at ``url``.
 
-    Through ``fnet_dist.outputs.replacing``: anything at ``url`` that is not a store of this schema is refused,
+    Through ``fnet_dist.store.outputs.replacing``: anything at ``url`` that is not a store of this schema is refused,
     one that is only with ``overwrite``; the new store is written beside and swapped in when complete, so a
     failure never leaves the old store damaged. Returns the normalized URL.
     """

@@ -12,7 +12,7 @@
 - ``bake_checkpoint(spec, mask, edit, out)``: a standard HF checkpoint (safetensors + tokenizer) with the
   edit baked in, ``fnet_edit.json`` (provenance) and ``fnet_mask.npz``, so any engine (HF, vLLM, TGI)
   serves the edited model with no hooks: streamed shard by shard from a safetensors checkpoint
-  (``fnet_dist.bake_stream``), else loaded, baked and saved.
+  (``fnet_dist.model.bake_stream``), else loaded, baked and saved.
 - ``edit_weight`` / ``edit_bias``: the tensor edits both bake paths share.
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterator, Literal
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
 from .architectures import Architecture, block_output_modules, decoder_layers, get_module
-from .errors import InputError
+from ..errors import InputError
 from .masks import NeuronMask
 
 __all__ = ["CHANNEL_DIM", "EDIT_FILE", "EDIT_KINDS", "MASK_FILE", "Edit", "bake", "bake_checkpoint", "edit_bias", "edit_weight",
@@ -155,7 +155,7 @@ def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: 
     if arch.bake_kind not in CHANNEL_DIM:
         raise InputError(
             f"architecture {arch.name!r} (a --hook-module pattern) has no known place to bake an edit; "
-            f"apply the edit with hooks (fnet evaluate --backend hf) or add the family to fnet_dist/architectures.py"
+            f"apply the edit with hooks (fnet evaluate --backend hf) or add the family to fnet_dist/model/architectures.py"
         )
     modules = []
     for index, layer in enumerate(decoder_layers(model, arch)):
@@ -263,7 +263,7 @@ def write_checkpoint_folder(out: str | os.PathLike, overwrite: bool, fill: Calla
     """Run ``fill(folder)`` on the staging folder ``outputs.replacing`` gives for ``out`` and swap it in when
     complete: an interrupted bake never leaves a checkpoint that looks finished nor harms the old one, and
     ``out`` may hold an earlier baked checkpoint (replaced only with ``overwrite``), never anything else."""
-    from .outputs import replacing
+    from ..store.outputs import replacing
 
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
     with replacing(str(out), "checkpoint", overwrite=overwrite) as staged:
@@ -277,17 +277,17 @@ def bake_checkpoint(
     """Bake ``mask``'s edit into ``model_spec`` and save the checkpoint to folder ``out``.
 
     A safetensors checkpoint (a local folder or a hub id) is edited shard by shard without loading the model
-    (``fnet_dist.bake_stream``: peak memory about one edited tensor, the checkpoint's dtype kept, every other
+    (``fnet_dist.model.bake_stream``: peak memory about one edited tensor, the checkpoint's dtype kept, every other
     tensor bit-identical). Other sources (GGUF, ``.bin`` weights, quantized checkpoints, or a ``dtype`` other
-    than the checkpoint's) are loaded (``fnet_dist.models.load_model`` with ``load_kwargs``), baked and saved
+    than the checkpoint's) are loaded (``fnet_dist.model.loading.load_model`` with ``load_kwargs``), baked and saved
     as safetensors. Either way the checkpoint is written through ``write_checkpoint_folder`` (``out`` holding
     anything but a baked checkpoint is refused before any work), and a mask made from networks of another
     model than ``model_spec`` is refused.
     """
     from .architectures import resolve_architecture
     from .bake_stream import StreamedBakeUnsupported, bake_streamed
-    from .models import check_same_model, load_model
-    from .outputs import prepare_output
+    from .loading import check_same_model, load_model
+    from ..store.outputs import prepare_output
 
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
     prepare_output(str(out), "checkpoint", overwrite=overwrite)  # refused before the model is read

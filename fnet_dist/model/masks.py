@@ -18,8 +18,8 @@ from typing import Any, Iterable, Sequence
 import fsspec
 import numpy as np
 
-from .errors import InputError
-from .networks import DEFAULT_THRESHOLD, binarize
+from ..errors import InputError
+from ..match.networks import DEFAULT_THRESHOLD, binarize
 
 __all__ = ["NeuronMask", "mask_shape"]
 
@@ -46,7 +46,7 @@ def _group_maps(networks: Any) -> tuple[np.ndarray, str, dict]:
     if isinstance(networks, str) or hasattr(networks, "__fspath__"):
         from storage_schemas import NETWORKS
 
-        from .storage import normalize_url, open_store
+        from ..store.storage import normalize_url, open_store
 
         url = normalize_url(networks)
         networks = open_store(url, NETWORKS)
