@@ -152,8 +152,8 @@ class MatchSection(_Section):
     massive_min_value: float = Field(100.0, **_help("… and its peak |activation| ≥ this", gt=0))
     permutations: int = Field(2999, **_help(
         "layer-matched random networks per template for the counterparts null (fnet_dist/match/nulls.py); 'most of m "
-        "templates' is significant at alpha after Holm over F findings only if ceil(m / 2) * F / (permutations + 1) "
-        "≤ alpha: 2999 covers 40 templates and 7 findings at 0.05", ge=99))
+        "templates' is significant at alpha only if ceil(m / 2) * F / (permutations + 1) ≤ alpha, with F = 1 (or the "
+        "number of findings with report.correction: run): 2999 covers 40 templates and 7 findings at 0.05", ge=99))
     first_token_share: float = Field(0.5, **_help(
         "a template whose source peaks at the first token in at least this share of samples is first-token-dominated "
         "(flagged; never a recurrence on its own)", gt=0, le=1))
@@ -235,8 +235,11 @@ class DaskSection(_Section):
 class ReportSection(_Section):
     explain_texts: int = Field(2, **_help("texts whose token attribution the report shows", ge=0))
     title: str | None = Field(None, description="the report's title")
-    alpha: float = Field(0.05, **_help(
-        "significance level of the findings (after Holm's correction across the run's findings)", gt=0, lt=1))
+    alpha: float = Field(0.05, **_help("significance level of each finding (after its correction)", gt=0, lt=1))
+    correction: Literal["finding", "run"] = Field(
+        "finding", description="finding: each finding at alpha, its own tests (templates, networks, tasks) corrected "
+                               "together; run: also Holm across the run's findings (family-wise over the report: the "
+                               "controls then need about F times the draws for F findings)")
     level: float = Field(0.95, **_help("confidence level of the findings' intervals", gt=0, lt=1))
     bootstrap: int = Field(2000, **_help("bootstrap resamples behind each interval over examples", ge=100))
 

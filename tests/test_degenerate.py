@@ -306,6 +306,7 @@ def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count)
 def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, total):
     from fnet_dist.evaluate.controls import control_tables
     from fnet_dist.evaluate.tables import save_table
+    from fnet_dist.config import ReportSection
     from fnet_dist.report.findings import FindingSettings, compute_findings
     from fnet_dist.report.stats import VERDICTS
 
@@ -319,7 +320,7 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
         for table, name in zip(tables, ("controls", "separated")):
             save_table(table, evaluate / "controls" / "tables", name)
         rows.to_csv(evaluate / "results.csv", index=False)
-        found = compute_findings(match, evaluate, FindingSettings(bootstrap=200), total_neurons=total)
+        found = compute_findings(match, evaluate, FindingSettings(ReportSection(bootstrap=200)), total_neurons=total)
         assert found and all(f.verdict in VERDICTS for f in found)
         assert all(f.verdict != "holds" for f in found)   # no per-example samples here: nothing to test
 

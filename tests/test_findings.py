@@ -19,10 +19,11 @@ from fnet_dist.report.findings import (
     write_findings,
 )
 from fnet_dist.report.findings_view import findings_html, read_findings
-from fnet_dist.report.stats import conclude
+from fnet_dist.config import ReportSection
+from fnet_dist.report.stats import CORRECTIONS, conclude
 
 SHAPE = (4, 250)   # 1000 neurons: a 10-neuron network is 1 %
-SETTINGS = FindingSettings(bootstrap=300)
+SETTINGS = FindingSettings(ReportSection(bootstrap=300))
 N_DOCS = 60
 
 
@@ -216,7 +217,7 @@ def test_findings_json_is_what_the_page_shows(tmp_path):
                       recurrence(_pairs(first_token=True), SETTINGS)])
     path = write_findings(found, tmp_path / "findings.json", SETTINGS, {"rule": "most counterparts"})
     recorded = json.loads(path.read_text())
-    assert recorded["selection_rule"] == "most counterparts" and "Holm" in recorded["correction"]
+    assert recorded["selection_rule"] == "most counterparts" and recorded["correction"] == CORRECTIONS["finding"]
     record = recorded["findings"][0]
     assert {"claim", "verdict", "test", "effect", "units", "interval", "p_value", "alpha", "n_draws", "n_examples",
             "correction", "reason", "conditions", "tables", "anchors"} <= set(record)

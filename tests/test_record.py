@@ -151,7 +151,7 @@ def test_rerun_of_a_complete_store_writes_nothing(llama, corpus, tmp_path):
 
 KILL_AFTER = """
     import os, signal, sys
-    from fnet_dist import activation_store
+    from fnet_dist.store import activations as activation_store
 
     class DieOnMarker:  # SIGKILL after K samples, between a sample's activation write and its marker
         def __init__(self, array):
@@ -216,7 +216,7 @@ def test_any_shard_creates_the_store_and_a_late_creator_keeps_written_samples(ba
                                                                               monkeypatch):
     """Shard 1 alone creates the store (no wait for shard 0); shard 0, made to believe there is no store yet,
     creates it again over shard 1's samples: they stay complete, and the two shards give the baseline."""
-    from fnet_dist import activation_store
+    from fnet_dist.store import activations as activation_store
 
     out = str(tmp_path / "independent.zarr")
     record_activations(llama, corpus, out, batch_size=3, shard=(1, 2), wait_timeout=0.0, **ARGS)
@@ -315,7 +315,7 @@ def test_a_folder_of_other_files_or_another_store_is_never_replaced(overwrite, l
 
 
 def test_overwrite_replaces_a_store_of_another_config(existing, llama, corpus, monkeypatch):
-    from fnet_dist import record
+    from fnet_dist.record import recording as record
 
     before = _tree_digest(existing)
     real = record.SampleWriter.put

@@ -143,16 +143,23 @@ def test_paired_effect_is_calibrated_and_finds_a_planted_gain():
 def test_conclude_corrects_across_findings_and_keeps_the_family_wise_rate():
     rng = np.random.default_rng(11)
     subjects, draws = _null_world(rng, SEEDS * 3, draws=59, examples=20)
-    any_holds = []
+    any_holds, each_holds = [], []
     for seed in range(SEEDS):
         found = [Finding.of(f"f{k}", "claim", against_draws(subjects[3 * seed + k], draws[3 * seed + k],
                                                             n_resamples=200, seed=seed), "units") for k in range(3)]
-        any_holds.append(any(f.verdict == "holds" for f in conclude(found, ALPHA)))
-    assert np.mean(any_holds) <= SLACK
+        any_holds.append(any(f.verdict == "holds" for f in conclude(found, ALPHA, "run")))
+        each_holds.append([f.verdict == "holds" for f in conclude(found, ALPHA, "finding")])
+    assert np.mean(any_holds) <= SLACK  # run: family-wise over the findings
+    assert (np.mean(each_holds, axis=0) <= SLACK).all()  # finding: each finding's own rate stays within alpha
     strong = Finding.of("a", "claim", _estimate(p=0.001), "units")
     weak = Finding.of("b", "claim", _estimate(p=0.04), "units")
-    a, b = conclude([strong, weak], ALPHA)
+    a, b = conclude([strong, weak], ALPHA, "run")
     assert (a.verdict, a.p_value, b.p_value) == ("holds", pytest.approx(0.002), pytest.approx(0.04))
+    assert "Holm across the run's findings" in a.correction
+    a, b = conclude([strong, weak], ALPHA, "finding")
+    assert (a.p_value, b.p_value) == (pytest.approx(0.001), pytest.approx(0.04)) and "separate claim" in b.correction
+    with pytest.raises(InputError, match="correction 'bonferroni' must be one of finding, run"):
+        conclude([strong], ALPHA, "bonferroni")
     assert Finding.from_dict(a.to_dict()).to_dict() == a.to_dict()
     with pytest.raises(InputError, match="alpha 2 must lie in"):
         conclude([strong], 2)

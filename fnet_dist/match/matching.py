@@ -350,7 +350,7 @@ def network_anatomy_rows(out: str) -> pd.DataFrame:
 
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
     """Write tables (CSV + Markdown), figures (PNG) and ``results.json`` under ``out``; fills ``results.files``."""
-    from .. import figures
+    from . import figures
 
     config = results.config
     texts = {

@@ -428,9 +428,7 @@ def _findings(summary: Page, config, layout, files: _Files, total: int | None) -
     """The Findings section: the checks written to ``findings.json`` (issue 13's records: verdict rule, alpha,
     level, correction), rendered from that file as one table whose rows link to the tables and figures the
     page shows."""
-    e, r = config.evaluate, config.report
-    settings = FindingSettings(alpha=r.alpha, level=r.level, bootstrap=r.bootstrap, seed=e.seed,
-                               random_fraction=e.random_fraction, top_percent=e.top_percent, amplify_factor=e.amplify_factor)
+    settings = FindingSettings(config.report, config.evaluate)
     findings = compute_findings(layout.match, layout.evaluate, settings, total_neurons=total)
     selection_path = layout.evaluate / "controls" / "selection.json"
     selection = json.loads(selection_path.read_text()) if selection_path.exists() else None

@@ -1,6 +1,6 @@
 """The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.report.stats``).
 
-``compute_findings(match_folder, evaluate_folder, settings) -> list[Finding]`` (Holm-corrected, with verdicts);
+``compute_findings(match_folder, evaluate_folder, settings) -> list[Finding]`` (corrected, with verdicts);
 ``write_findings(findings, path, settings)`` writes ``findings.json``, which the report page renders as it is.
 
 Claims (ids are stable; ``<task>`` and ``<suffix>`` as in the run):
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import EvaluateSection, ReportSection
 from .stats import (
-    CORRECTION,
+    CORRECTIONS,
     VERDICT_RULE,
     Estimate,
     Finding,
@@ -53,15 +54,20 @@ DRAW_KINDS = ("fraction", "matched_count", "matched_per_layer")  # nulls of "hur
 
 @dataclass(frozen=True)
 class FindingSettings:
-    """What the checks need from the config (report.alpha / level / bootstrap, evaluate's percentages)."""
+    """What the checks read from the config: the ``report`` section (alpha, level, bootstrap, correction) and the
+    ``evaluate`` section (seed, random_fraction, top_percent, amplify_factor)."""
 
-    alpha: float = 0.05
-    level: float = 0.95
-    bootstrap: int = 2000
-    seed: int = 0
-    random_fraction: float = 0.15
-    top_percent: float = 5.0
-    amplify_factor: float = 1.02
+    report: ReportSection = ReportSection()
+    evaluate: EvaluateSection = EvaluateSection()
+
+    alpha = property(lambda self: self.report.alpha)
+    level = property(lambda self: self.report.level)
+    bootstrap = property(lambda self: self.report.bootstrap)
+    correction = property(lambda self: self.report.correction)
+    seed = property(lambda self: self.evaluate.seed)
+    random_fraction = property(lambda self: self.evaluate.random_fraction)
+    top_percent = property(lambda self: self.evaluate.top_percent)
+    amplify_factor = property(lambda self: self.evaluate.amplify_factor)
 
 
 def _share_ci(k: int, m: int, level: float) -> tuple[float, float]:
@@ -279,7 +285,7 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
 
 def compute_findings(match_folder: Path, evaluate_folder: Path, settings: FindingSettings, *,
                      total_neurons: int | None) -> list[Finding]:
-    """Every check whose inputs the run produced, Holm-corrected together, with verdicts."""
+    """Every check whose inputs the run produced, corrected as ``settings.correction`` says, with verdicts."""
     match_folder, evaluate_folder = Path(match_folder), Path(evaluate_folder)
     found: list[Finding | None] = []
     if (match_folder / "counterparts_null.csv").exists():
@@ -295,12 +301,12 @@ def compute_findings(match_folder: Path, evaluate_folder: Path, settings: Findin
         found += survives(ev, massive, settings) if ev.selection or not matching(ev.conditions, kind="control").empty else []
         found += amplification(ev, settings)
         found += localization(ev, settings)
-    return conclude([f for f in found if f is not None], settings.alpha)
+    return conclude([f for f in found if f is not None], settings.alpha, settings.correction)
 
 
 def write_findings(findings: list[Finding], path: Path, settings: FindingSettings, selection: dict | None = None) -> Path:
     """``findings.json``: the rule, alpha, correction, how networks were chosen, and every finding."""
-    data = {"alpha": settings.alpha, "level": settings.level, "correction": CORRECTION, "verdict_rule": VERDICT_RULE,
+    data = {"alpha": settings.alpha, "level": settings.level, "correction": CORRECTIONS[settings.correction], "verdict_rule": VERDICT_RULE,
             "selection_rule": (selection or {}).get("rule", "all evaluated networks"),
             "findings": [f.to_dict() for f in findings]}
     Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -17,7 +17,8 @@ Pure functions on arrays; nothing here knows a run folder or a condition name.
   (``scipy.stats.hypergeom``), effect = chance overlap - observed overlap, in neurons.
 - ``judge(estimate, p_corrected, alpha, needed=0)``: the verdict and its one-sentence reason (``VERDICT_RULE``).
 - ``Finding``: one checked claim, ``to_dict()`` / ``from_dict()`` for ``findings.json``;
-  ``conclude(findings, alpha)``: Holm across the run's findings, then each verdict.
+  ``conclude(findings, alpha, correction)``: the run's correction (``CORRECTIONS``: ``finding`` or ``run``, Holm
+  across the findings), then each verdict.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from ..errors import InputError
 
 __all__ = [
     "CORRECTION",
+    "CORRECTIONS",
     "VERDICTS",
     "VERDICT_RULE",
     "Estimate",
@@ -47,9 +49,15 @@ __all__ = [
 ]
 
 VERDICTS = ("holds", "fails", "unclear", "not applicable")
-CORRECTION = "Holm across the run's findings"
+CORRECTIONS = {
+    "finding": "within each finding: its units (templates, pairs, networks, tasks) by partial conjunction with "
+               "Bonferroni; each finding is a separate claim of the paper, tested at alpha on its own (across the "
+               "report's F findings up to F × alpha of them may hold by chance when none is true)",
+    "run": "within each finding as above, then Holm across the run's findings (family-wise over the report)",
+}
+CORRECTION = CORRECTIONS["finding"]
 VERDICT_RULE = (
-    "A finding holds only when its p-value, corrected by Holm's method across all findings of the run, is at most "
+    "A finding holds only when its p-value, after the stated correction, is at most "
     "alpha and its interval excludes no effect (lies wholly on the side the claim needs); it fails only when its "
     "interval excludes the effect the claim needs (lies wholly on the other side, from enough draws or examples to "
     "have seen it); otherwise it is unclear, with the reason. No verdict is drawn from fewer draws or examples than "
@@ -301,15 +309,18 @@ def _plain(value):
     return value
 
 
-def conclude(findings: list[Finding], alpha: float = 0.05) -> list[Finding]:
-    """Holm-correct the p-values of the testable findings together, then give each its verdict and reason."""
+def conclude(findings: list[Finding], alpha: float = 0.05, correction: str = "finding") -> list[Finding]:
+    """Correct the testable findings' p-values as ``correction`` says (``finding``: as they are, each already
+    corrected over its own units; ``run``: Holm across them), then give each its verdict and reason."""
     if not 0 < alpha < 1:
         raise InputError(f"alpha {alpha!r} must lie in (0, 1); 0.05 is usual")
-    raw = [f.p_raw if (f.applicable and f.p_raw is not None) else np.nan for f in findings]
-    corrected = holm(raw)
+    if correction not in CORRECTIONS:
+        raise InputError(f"correction {correction!r} must be one of {', '.join(CORRECTIONS)}")
+    raw = np.array([f.p_raw if (f.applicable and f.p_raw is not None) else np.nan for f in findings], dtype=float)
+    corrected = holm(raw) if correction == "run" else raw
     done = []
     for finding, p in zip(findings, corrected):
         verdict, reason = judge(finding.estimate, float(p), alpha, finding.needed, finding.applicable, finding.reason)
-        done.append(replace(finding, verdict=verdict, reason=reason, alpha=alpha,
+        done.append(replace(finding, verdict=verdict, reason=reason, alpha=alpha, correction=CORRECTIONS[correction],
                             p_value=None if np.isnan(p) else float(p)))
     return done
