@@ -133,7 +133,8 @@ def _match(run: Run, shard: Shard) -> dict[str, Any]:
     from .match.matching import match_networks
 
     networks = [run.layout.networks(c) for c in run.config.corpora]
-    match_networks(networks, str(run.layout.match), run.config.match, scheduler=run.scheduler, anatomy=True)
+    match_networks(networks, str(run.layout.match), run.config.match, scheduler=run.scheduler, anatomy=True,
+                   overwrite=True)  # the run owns its match folder: a rerun replaces it
     return {"folder": str(run.layout.match)}
 
 

@@ -71,7 +71,7 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
     assert json.loads((out / "evaluate" / "controls" / "selection.json").read_text())["networks"]
     recorded = json.loads((out / "report" / "findings.json").read_text())
     html = (out / "report" / "index.html").read_text()
-    assert {"counterparts", "recurrence", "amplification"} <= {f["id"] for f in recorded["findings"]}
+    assert {"counterparts", "recurrence", "amplification@news"} <= {f["id"] for f in recorded["findings"]}
     for finding in recorded["findings"]:
         assert f'id="finding-{finding["id"].replace("/", "-")}"' in html and finding["claim"] in page.text
         if finding["verdict"] == "holds":   # the rule, on the real run

@@ -3,7 +3,7 @@
 ``compute_findings(match_folder, evaluate_folder, settings) -> list[Finding]`` (corrected, with verdicts);
 ``write_findings(findings, path, settings)`` writes ``findings.json``, which the report page renders as it is.
 
-Claims (ids are stable; ``<task>`` and ``<suffix>`` as in the run):
+Claims (ids are stable; ``<task>`` as in the run, ``<suffix>`` = ``@<corpus>`` of the top neurons, e.g. ``@news``):
 - ``counterparts`` (Tables 1, 6-8): each template's counterparts against layer-matched random networks; holds
   when more than half of the templates are significant.
 - ``recurrence`` (Table 2): cross-corpus template pairs against the exact layer-matched null, without
