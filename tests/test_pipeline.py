@@ -22,6 +22,8 @@ import pytest
 from browser import inspect_page
 from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 
+from fnet_dist.report.page import anchor_id
+
 ROOT = Path(__file__).parents[1]
 SMOKE = ROOT / "pipeline" / "smoke.yaml"
 STAGES = ["record", "decompose", "match", "evaluate", "controls", "report"]
@@ -73,7 +75,7 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
     html = (out / "report" / "index.html").read_text()
     assert {"counterparts", "recurrence", "amplification@news"} <= {f["id"] for f in recorded["findings"]}
     for finding in recorded["findings"]:
-        assert f'id="finding-{finding["id"].replace("/", "-")}"' in html and finding["claim"] in page.text
+        assert f'id="{anchor_id("finding-" + finding["id"])}"' in html and finding["claim"] in page.text
         if finding["verdict"] == "holds":   # the rule, on the real run
             assert finding["p_value"] <= finding["alpha"] and finding["interval"][0] > 0, finding
 
