@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from fnet_dist.evaluate.hflm import LeanHFLM
+from fnet_dist.evaluate.hflm import PADDING, LeanHFLM
 from fnet_dist.evaluate.scoring import Scorer
 from fnet_dist.evaluate.tasks import prepare_tasks
 from fnet_dist.model.architectures import resolve_architecture
@@ -142,21 +142,22 @@ def test_lean_hflm_answers_as_hflm_does(tiny_model_factory, family, whole):
     flags = [greedy for _, greedy in ours]
     assert flags[3] and flags[9] and not all(flags)  # the planted greedy continuations, and not every answer
     assert ran["rows"] == len(rows) < len(requests)
-    widths = sorted((len(r) for r in rows), reverse=True)
-    padded = sum(max(widths[i:i + 4]) * len(widths[i:i + 4]) for i in range(0, len(widths), 4))
-    assert (ran["head"] < padded) if not whole else (ran["head"] == padded)
+    assert ran["tokens"] - sum(map(len, rows)) <= PADDING * ran["tokens"]  # padding bounded
+    assert (ran["head"] < ran["tokens"]) if not whole else (ran["head"] == ran["tokens"])
     choices = [r for r in requests if len(r[1]) == 6 and len(r[2]) == 1]  # two contexts of 6 tokens, 3 choices each
-    assert len(choices) == 6 and _counted(lean, choices)[1] == {"rows": 2, "head": 2 if not whole else 12}
+    assert len(choices) == 6 and _counted(lean, choices)[1] == {"rows": 2, "tokens": 12, "head": 2 if not whole else 12}
 
 
 def _counted(lm, requests) -> tuple[list, dict]:
-    """``lm``'s answers to ``requests`` and the rows its model ran and positions its LM head saw."""
-    model, seen = lm.model, {"rows": 0, "head": 0}
+    """``lm``'s answers to ``requests``, the rows and tokens (padding included) its model ran, and the
+    positions its LM head saw."""
+    model, seen = lm.model, {"rows": 0, "tokens": 0, "head": 0}
 
     def count(key, size):
         return lambda module, args: seen.__setitem__(key, seen[key] + size(args[0]))
 
     counters = [model.register_forward_pre_hook(count("rows", len)),  # the input ids (rows, width)
+                model.register_forward_pre_hook(count("tokens", torch.numel)),
                 model.get_output_embeddings().register_forward_pre_hook(count("head", lambda x: x.shape[:-1].numel()))]
     try:
         return lm._loglikelihood_tokens(requests), seen

@@ -5,7 +5,9 @@
   ``_loglikelihood_tokens`` of a decoder-only model
   - runs each distinct forward row once (``(context + continuation)[:-1]``, left-truncated to ``max_length``;
     the choices of a multiple-choice question whose continuations end one token apart share it);
-  - sorts the rows by length and right-pads ``batch_size`` rows at a time, as ``HFLM`` does;
+  - sorts the rows by length and right-pads up to ``batch_size`` rows at a time, as ``HFLM`` does, but starts
+    a new batch rather than pad a row by more than ``PADDING`` of the batch's width (a few long documents
+    of different lengths each run alone: right-padding was ~20 % of the default's encyclopedia passages);
   - asks the model for logits only at the positions some continuation scores (``logits_to_keep``, which
     every ``*ForCausalLM`` of transformers takes: the LM head and any final soft-capping or scaling run there
     only; a model without it runs whole and is sliced);
@@ -25,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
 
-__all__ = ["LeanHFLM"]
+__all__ = ["LeanHFLM", "PADDING"]
+
+PADDING = 1 / 8  # the most of a batch's width a row may be padded by (CPU: rows of 4-16 run alike per token)
 
 Request = tuple[tuple[str, str] | None, list[int], list[int]]  # (strings, context tokens, continuation tokens)
 
@@ -64,8 +68,7 @@ class LeanHFLM(HFLM):
             rows.setdefault(tuple((context + continuation)[-(self.max_length + 1):][:-1]), []).append(index)
         answers: list[tuple[float, bool] | None] = [None] * len(requests)
         ordered = sorted(rows, key=lambda row: (-len(row), row))
-        for start in range(0, len(ordered), self.batch_size):
-            batch = ordered[start:start + self.batch_size]
+        for batch in _batches(ordered, self.batch_size):
             width = len(batch[0])
             ids = torch.tensor([list(row) + [0] * (width - len(row)) for row in batch], dtype=torch.long,
                                device=self.device)
@@ -83,3 +86,14 @@ class LeanHFLM(HFLM):
                     picked = torch.gather(logprobs[d - k:], 1, tokens[:, None]).squeeze(-1)
                     answers[index] = (float(picked.sum()), bool((greedy[d - k:] == tokens).all()))
         return answers
+
+
+def _batches(rows: list[tuple[int, ...]], size: int) -> list[list[tuple[int, ...]]]:
+    """``rows`` (longest first) cut into batches of at most ``size``, none padding a row by more than ``PADDING``."""
+    batches: list[list[tuple[int, ...]]] = []
+    for row in rows:
+        if batches and len(batches[-1]) < size and len(row) >= (1 - PADDING) * len(batches[-1][0]):
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    return batches
