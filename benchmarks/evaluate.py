@@ -6,16 +6,20 @@ same tasks and documents (the default config's tasks and limits):
 (a) a bare batched forward pass over the texts lm-eval scores (each distinct forward row, per request type
     as HFLM batches them, sorted by length,
     ``--batch-size`` rows at a time, ``model(ids)`` and nothing else), once per condition;
-(b) the ``hf`` backend's engine, ``scoring.Scorer`` (requests built once — its setup is timed with it —
-    then per condition: scored under the edit hooks, per-document metrics, aggregation, logged samples);
-(c) the per-condition ``lm_eval.simple_evaluate`` path that (b) replaced (one call per task-limit group per
-    condition, under the same hooks).
+(b) the ``hf`` backend's engine: ``scoring.Scorer`` on ``hflm.LeanHFLM`` (requests built once — its setup is
+    timed with it — then per condition: scored under the edit hooks, per-document metrics, aggregation,
+    logged samples);
+(b0) the same ``Scorer`` on lm-eval's stock ``HFLM`` (the engine before ``LeanHFLM``: the LM head and the
+    log-softmax at every position, long documents padded to the longest in their batch);
+(c) the per-condition ``lm_eval.simple_evaluate`` path on the stock ``HFLM`` that the engine replaced (one
+    call per task-limit group per condition, under the same hooks).
 
-The three run interleaved, condition by condition.
+All run interleaved, condition by condition, so that a change of load touches them alike.
 
-Prints tokens scored per second of each, and (b) / (a) (target ≥ 0.8) and (b) / (c) (target ≥ 3), in wall
-and in CPU seconds (with ``--threads 1`` these hold on a busy machine), seconds per condition, and the bare forward's tokens per CPU-second at larger batches (several
-conditions per batch, one mask per row, would pay only if these grew).
+Prints tokens scored per second of each, (b) / (a) (target ≥ 0.8) and (b) / (c) (target ≥ 3), in wall and in
+CPU seconds (with ``--threads 1`` these hold on a busy machine), seconds per condition before / after
+``LeanHFLM``, and the bare forward's tokens per CPU-second at larger batches (several conditions per batch,
+one mask per row, would pay only if these grew).
 
     python benchmarks/evaluate.py [--quick] [--conditions 4] [--batch-size 8] [--threads 2]
 """
@@ -39,6 +43,7 @@ from fnet_dist.model.architectures import resolve_architecture  # noqa: E402
 from fnet_dist.config import load_config  # noqa: E402
 from fnet_dist.model.edit import edited, model_shape  # noqa: E402
 from fnet_dist.evaluate.conditions import NORMAL, random_condition  # noqa: E402
+from fnet_dist.evaluate.hflm import LeanHFLM, _batches  # noqa: E402
 from fnet_dist.evaluate.runner import _limit_groups, _simple_evaluate, evaluate_conditions  # noqa: E402
 from fnet_dist.evaluate.scoring import Scorer, _environment  # noqa: E402
 from fnet_dist.evaluate.tasks import prepare_tasks  # noqa: E402
@@ -105,9 +110,12 @@ def main() -> None:
     manager = prepare_tasks(tasks, work / "tasks")
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.batch_size)
+    stock = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.batch_size)
+    lm = LeanHFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=args.batch_size)
     groups = _limit_groups(tasks, limit)
     scorers = [Scorer(lm, manager, group, limit=group_limit, seed=0, bootstrap_iters=1000) for group_limit, group in groups]
+    stock_scorers = [Scorer(stock, manager, group, limit=group_limit, seed=0, bootstrap_iters=1000)
+                     for group_limit, group in groups]
     row_sets = [rows for scorer in scorers for rows in forward_rows(scorer)]  # batched apart, as HFLM does
     tokens = sum(scorer.tokens for scorer in scorers)
     evaluate_conditions(loaded, [NORMAL], tasks, work / "warmup", limit={t: 1 for t in tasks}, progress=False)
@@ -117,7 +125,7 @@ def main() -> None:
         for rows in row_sets:
             bare_forward(loaded.model, rows, size)
 
-    spent = {part: [0.0, 0.0] for part in "abc"}  # wall, CPU seconds
+    spent = {part: [0.0, 0.0] for part in ("a", "b", "b0", "c", "setup")}  # wall, CPU seconds
 
     def timed(part: str, work) -> None:
         t0, c0 = time.perf_counter(), cpu_seconds()
@@ -133,20 +141,40 @@ def main() -> None:
     def before(context) -> None:
         for group_limit, group in groups:
             with context():
-                _simple_evaluate(lm, group, manager, group_limit, 0, 1000)
+                _simple_evaluate(stock, group, manager, group_limit, 0, 1000)
 
-    timed("b", setup)
-    for context in contexts:  # interleaved, so that a change of load on the machine touches all three alike
+    def body_pass() -> None:  # the decoder body alone (no LM head), batched as LeanHFLM batches
+        with torch.no_grad():
+            for rows in row_sets:
+                for batch in _batches(sorted(map(tuple, rows), key=lambda row: (-len(row), row)), args.batch_size):
+                    width = len(batch[0])
+                    loaded.model.base_model(torch.tensor([list(row) + [0] * (width - len(row)) for row in batch]))
+
+    def differences(ours: list[dict], theirs: list[dict]) -> float:
+        """Largest relative difference between the numbers of two runs' ``results``."""
+        pairs = [(a[task][key], b[task][key]) for a, b in zip([r["results"] for r in ours], [r["results"] for r in theirs])
+                 for task in b for key in b[task] if isinstance(b[task][key], float)]
+        return max(abs(x - y) / max(abs(y), 1e-12) for x, y in pairs)
+
+    timed("setup", setup)
+    worst = 0.0
+    for context in contexts:  # interleaved, so that a change of load on the machine touches all alike
         timed("a", lambda: bare_pass(args.batch_size))
-        timed("b", lambda: [scorer.score(context()) for scorer in scorers])
+        outcome: dict[str, list] = {}
+        timed("b", lambda: outcome.__setitem__("b", [scorer.score(context()) for scorer in scorers]))
+        timed("b0", lambda: outcome.__setitem__("b0", [scorer.score(context()) for scorer in stock_scorers]))
         timed("c", lambda: before(context))
-    (bare, bare_cpu), (engine, engine_cpu), (before, before_cpu) = spent["a"], spent["b"], spent["c"]
+        worst = max(worst, differences(outcome["b"], outcome["b0"]))
+    (bare, bare_cpu), (before, before_cpu), (stock_engine, stock_cpu) = spent["a"], spent["c"], spent["b0"]
+    (scoring, scoring_cpu), (setup_wall, setup_cpu) = spent["b"], spent["setup"]
+    engine, engine_cpu = scoring + setup_wall, scoring_cpu + setup_cpu
 
     n = len(conditions)
     print(f"model {spec}, torch threads {args.threads}, batch {args.batch_size}; tasks {limit}; "
           f"{n} conditions; {tokens} tokens per condition ({sum(map(len, row_sets))} forward rows)")
     for label, seconds, cpu in (("(a) bare batched forward", bare, bare_cpu),
                                 ("(b) scoring engine (+ its setup)", engine, engine_cpu),
+                                ("(b0) engine on the stock HFLM", stock_engine, stock_cpu),
                                 ("(c) simple_evaluate per condition", before, before_cpu)):
         print(f"{label:36s} {seconds:8.1f} s  {seconds / n:6.2f} s/condition  {tokens * n / seconds:8.0f} tokens/s  "
               f"(CPU {cpu / n:6.2f} s/condition)")
@@ -154,6 +182,14 @@ def main() -> None:
           f"engine / simple_evaluate path: {before / engine:.2f} x (target >= 3)")
     print(f"in CPU seconds (steadier on a busy machine): engine / bare {bare_cpu / engine_cpu:.2f} x, "
           f"engine / simple_evaluate path {before_cpu / engine_cpu:.2f} x")
+    print(f"CPU seconds per condition (setup apart) before / after LeanHFLM: {stock_cpu / n:.2f} / "
+          f"{scoring_cpu / n:.2f} ({stock_cpu / scoring_cpu:.2f} x; wall {stock_engine / scoring:.2f} x); results equal within "
+          f"{worst:.1e} (largest relative difference)")
+    c0 = time.process_time()
+    body_pass()
+    body_cpu = time.process_time() - c0
+    print(f"decoder body alone (no LM head), batched as LeanHFLM: {body_cpu:.2f} CPU-s per condition; "
+          f"engine (setup apart) / body: {body_cpu / (scoring_cpu / n):.2f} x; the engine's setup: {setup_cpu:.1f} CPU-s")
     for size in sorted({args.batch_size, 32, 64}):
         c0 = time.process_time()
         bare_pass(size)

@@ -3,8 +3,9 @@
 - ``evaluate_conditions(model, conditions, tasks, out, *, limit, backend, batch_size, seed, ...) -> DataFrame``:
   tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons`` and the
   condition's fields (``conditions.FIELD_COLUMNS``: kind, edit, factor, corpus, template, …) to group by.
-- ``BACKENDS``: ``hf`` (one loaded model, one ``HFLM``; requests built once by ``scoring.Scorer``, scored for
-  each condition inside ``fnet_dist.model.edit.edited``) and ``vllm`` (``vllm_backend.VLLMRunner``: each condition
+- ``BACKENDS``: ``hf`` (one loaded model, one ``hflm.LeanHFLM``: lm-eval's ``HFLM`` with the LM head only at
+  scored positions; requests built once by ``scoring.Scorer``, scored for each condition inside
+  ``fnet_dist.model.edit.edited``) and ``vllm`` (``vllm_backend.VLLMRunner``: each condition
   baked, run by lm-eval's ``vllm`` model in a fresh process; needs vLLM on a CUDA machine, which the
   project's CPU machines are not).
 - ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk;
@@ -177,18 +178,17 @@ def _simple_evaluate(lm, tasks, manager, limit, seed, bootstrap_iters, model_arg
 
 
 class _HFRunner:
-    """One ``HFLM`` around the loaded model; each condition runs inside ``edited(...)``."""
+    """One ``LeanHFLM`` around the loaded model; each condition runs inside ``edited(...)``."""
 
     def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
-        from lm_eval.models.huggingface import HFLM
-
+        from .hflm import LeanHFLM  # lm-eval's HF model: imported when a run needs it
         from ..model.architectures import resolve_architecture
         from ..model.edit import model_shape
 
         self.loaded = loaded
         self.arch = resolve_architecture(loaded.model, hook_module)
         self.shape = model_shape(loaded.model, self.arch)
-        self.lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
+        self.lm = LeanHFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
         self.scorers: dict[tuple, Scorer] = {}  # requests built once per task group, scored per condition
 
     def check(self, condition: Condition) -> None:
