@@ -258,13 +258,19 @@ def _line_search(Z, W, loss, direction, signs, G, tries: int):
 def picard_o(Z, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 500, tol: float = 1e-4,
              w_init: np.ndarray | None = None, memory: int = 7, ls_tries: int = 10, lambda_min: float = 0.01,
              extended: bool = False) -> ICAResult:
-    """Picard-O (Ablin, Cardoso & Gramfort 2018, python-picard's ``picard(ortho=True, extended=True)``) on whitened
-    data ``Z`` (k, n): L-BFGS over rotations, preconditioned by a diagonal Hessian approximation, with a sign per
-    component for sub- and super-Gaussian sources. Its stationary points are symmetric FastICA's fixed points; it
-    stops when FastICA's own criterion (max |1 − |w_new · w|| of one fixed-point step, ``fastica``'s) is below ``tol``,
-    measured on the returned W, so ``converged`` means the same for both algorithms. Float32 data, float64 k × k
-    algebra; ``w_init`` (k, k) defaults to the same draw from ``seed`` as ``fastica``'s. ``n_iter``: rotations made.
-    Unlike python-picard, a memory pair with non-positive curvature (s · y ≤ 0) is not stored.
+    """Picard-O (Ablin, Cardoso & Gramfort 2018; python-picard's ``picard(ortho=True)``) on whitened data ``Z``
+    (k, n): L-BFGS over rotations, preconditioned by a diagonal Hessian approximation, with backtracking.
+
+    Sources are modelled super-Gaussian (sparse maps: logcosh and exp lowered, cube's kurtosis raised); ``extended``
+    gives each component the sign of its own non-Gaussianity instead (python-picard's default, sub-Gaussian sources
+    too; on LLM activations it settles on near-Gaussian components, see benchmarks/convergence.py). Its stationary
+    points are symmetric FastICA's fixed points, and it stops when FastICA's own criterion (max |1 − |w_new · w||
+    of one fixed-point step, ``fastica``'s) is below ``tol``, measured on the returned W: ``converged`` means the
+    same for both algorithms. Float32 data, float64 k × k algebra; ``w_init`` (k, k) defaults to the same draw from
+    ``seed`` as ``fastica``'s. ``n_iter``: gradient evaluations. Unlike python-picard: a memory pair with
+    non-positive curvature (s · y ≤ 0) is not stored; when no rotation lowers the loss (stalled), components that
+    are sub-Gaussian there take their own sign and the search goes on, and with none it stops (not converged: a
+    stationary point of the super-Gaussian model that is no FastICA fixed point, e.g. a saddle).
     """
     Z = np.asarray(Z, dtype=np.float32)
     k, n = Z.shape
@@ -275,14 +281,17 @@ def picard_o(Z, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 500, tol
     Y = W.astype(np.float32) @ Z
     signs, loss, pairs = np.full(k, -1.0 if fun == "cube" else 1.0), None, []  # super-Gaussian for each contrast
     step = previous = None
+    stalled = False
     for it in range(max_iter + 1):
         psi, g_mean = g(Y)
         grad = (psi @ Y.T).astype(np.float64) / n
         g_mean = np.asarray(g_mean, dtype=np.float64)
         rows = _fixed_point_change(grad, g_mean)
-        if rows.max() < tol or it == max_iter:
+        # each component's own sign, that of E[g'(y)] − E[g(y) y]: + super-, − sub-Gaussian (logcosh; cube reversed)
+        own = np.where(g_mean - np.diag(grad) >= 0, 1.0, -1.0)
+        if rows.max() < tol or it == max_iter or (stalled and np.array_equal(own, signs)):
             return ICAResult(W.astype(np.float32), it, float(rows.max()), bool(rows.max() < tol), rows)
-        new_signs = np.where(g_mean - np.diag(grad) >= 0, 1.0, -1.0) if extended else signs  # E[g'] − E[g(y) y]: + super-, − sub-Gaussian
+        new_signs = own if extended or stalled else signs  # stalled: give a sub-Gaussian component its own sign
         flipped = it > 0 and bool(np.any(new_signs != signs))
         signs = new_signs
         grad *= signs[:, None]
@@ -300,11 +309,14 @@ def picard_o(Z, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 500, tol
         if flipped or loss is None:  # a new sign pattern is a new loss: forget the curvature pairs
             pairs = [] if flipped else pairs
             loss = float(signs @ G(Y))
-        found, W_new, Y_new, new_loss, step = _line_search(Z, W, loss, _lbfgs_direction(skew, h, pairs), signs, G, ls_tries)
+        direction = _lbfgs_direction(skew, h, pairs)
+        found, W_new, Y_new, new_loss, step = _line_search(Z, W, loss, direction, signs, G, ls_tries)
         if not found:  # fall back on the plain gradient, forgetting the curvature pairs (as python-picard)
             pairs = []
-            _, W_new, Y_new, new_loss, step = _line_search(Z, W, loss, -skew, signs, G, 10)
-        W, Y, loss = W_new, Y_new, new_loss
+            found, W_new, Y_new, new_loss, step = _line_search(Z, W, loss, -skew, signs, G, 10)
+        stalled = not found  # no rotation lowers the loss (float32's floor): stay, and stop unless a sign changes
+        if found:
+            W, Y, loss = W_new, Y_new, new_loss
     raise AssertionError("unreachable")  # the loop returns at it == max_iter
 
 
