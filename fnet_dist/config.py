@@ -132,10 +132,20 @@ class DecomposeSection(_Section):
         0, **_help("leave the first N tokens of each sample out (massive first-token activations; 0 = the paper's way)", ge=0))
     levels: tuple[Literal["group", "individual"], ...] = Field(
         ("group", "individual"), **_help("analysis levels to run", min_length=1))
-    max_iter: int = Field(200, **_help("FastICA iterations per individual run", ge=1))
+    individual_method: Literal["spatial", "temporal_raw"] = Field(
+        "spatial", description="spatial: ICA over the neurons of each sample's standardised tokens x neurons matrix "
+                               "(independent maps); temporal_raw: the paper code's first version, ICA over the tokens "
+                               "of the raw matrix, maps = the mixing matrix's columns")
+    algorithm: Literal["picard", "fastica"] = Field(
+        "picard", description="individual-level ICA solver: picard (Picard-O for super-Gaussian sources, stopped at "
+                              "FastICA's own fixed-point criterion) or fastica (symmetric FastICA)")
+    max_iter: int = Field(500, **_help("ICA iterations per individual run", ge=1))
     group_max_iter: int = Field(1000, **_help("FastICA iterations per group restart", ge=1))
-    tol: float = Field(1e-4, **_help("FastICA tolerance", gt=0))
-    fun: Literal["logcosh", "cube", "exp"] = Field("logcosh", description="FastICA contrast function")
+    tol: float = Field(1e-4, **_help("tolerance on FastICA's criterion (max |1 - |w_new . w||), both levels and solvers", gt=0))
+    fun: Literal["logcosh", "cube", "exp"] = Field(
+        "cube", description="individual-level ICA contrast (cube: the most stable maps across seeds on SmolLM2, benchmarks/convergence.py)")
+    group_fun: Literal["logcosh", "cube", "exp"] = Field(
+        "cube", description="group-level FastICA contrast (cube: nilearn CanICA's and the paper's later code's)")
     power_iter: int = Field(3, **_help("power iterations of the group's randomized PCA", ge=0))
     single_token_share: float = Field(
         0.5, **_help("flag components whose source puts more than this share of its energy on one token", gt=0, le=1))

@@ -1,4 +1,5 @@
-"""The ICA kernels and the two estimators on plain arrays: planted ground truth, seeds, edge cases, errors."""
+"""The ICA kernels and the two estimators on plain arrays: planted ground truth, seeds, edge cases, errors; Picard-O
+against python-picard and FastICA's criterion; temporal ICA against scikit-learn's FastICA."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from fnet_dist.decompose import GroupCanICA, IndividualICA
 from fnet_dist.decompose.ica import (best_match_correlation, fastica, flip_peak_positive, pca, peak_token_share,
-                                     spatial_ica, standardize, whiten, zscore_rows)
+                                     picard_o, spatial_ica, standardize, temporal_ica, whiten, zscore_rows)
 from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
 from fnet_dist.errors import InputError
 from fnet_dist.match.networks import binarize
@@ -48,6 +49,64 @@ def test_fastica_unmixes_planted_laplace_sources(fun):
     assert np.all(best_match_correlation(S, res.W @ Z) > 0.99)
 
 
+def _laplace_mixture(seed: int = 4, n: int = 5000, k: int = 4):
+    rng = np.random.default_rng(seed)
+    S = rng.laplace(size=(k, n))
+    Z, _, _ = whiten(rng.standard_normal((k, k)) @ S)
+    return S, Z
+
+
+@pytest.mark.parametrize("fun, extended", [("logcosh", False), ("logcosh", True), ("cube", True)])
+def test_picard_o_equals_python_picard(fun, extended):
+    """Same data, same start: our float32 Picard-O and python-picard's ``picard(ortho=True)`` reach the same unmixing."""
+    from picard import picard
+
+    from fnet_dist.decompose.ica import _sym_decorrelation
+
+    S, Z = _laplace_mixture()
+    w_init = _sym_decorrelation(np.random.default_rng(0).standard_normal((4, 4)))
+    ours = picard_o(Z, fun=fun, extended=extended, w_init=w_init, max_iter=200, tol=1e-7)
+    _, W, _ = picard(Z.astype(np.float64), fun={"logcosh": "tanh", "cube": "cube"}[fun], ortho=True,
+                     extended=extended, whiten=False, centering=False, w_init=w_init, max_iter=500, tol=1e-9)
+    assert ours.converged and ours.n_iter < 200
+    np.testing.assert_allclose(np.abs(ours.W @ W.T), np.eye(4), atol=2e-3)  # the same rows, in the same order
+    assert np.all(best_match_correlation(S, ours.W @ Z) > 0.99)
+
+
+@pytest.mark.parametrize("fun", ["logcosh", "cube", "exp"])
+def test_picard_o_stops_on_fastica_criterion(fun):
+    """``change`` is FastICA's own criterion on the returned W: one FastICA step from it moves each row that much."""
+    _, Z = _laplace_mixture(seed=5)
+    for max_iter in (2, 200):
+        res = picard_o(Z, seed=1, fun=fun, max_iter=max_iter, tol=1e-6)
+        step = fastica(Z, fun=fun, max_iter=1, tol=0.0, w_init=res.W)
+        np.testing.assert_allclose(res.row_change, step.row_change, rtol=1e-2, atol=1e-6)
+        assert res.converged == (res.change < 1e-6)
+    assert res.converged and not picard_o(Z, seed=1, fun=fun, max_iter=2, tol=1e-6).converged
+
+
+def test_picard_converges_where_fastica_does_not():
+    """A sample with more components than networks (near-Gaussian noise components): FastICA keeps rotating them
+    for 200 iterations, Picard-O reaches FastICA's fixed point, and both recover the planted networks."""
+    data = planted_networks(n_samples=1, n_tokens=100, n_layers=4, d_model=500, n_networks=6, noise=1.0, seed=1)
+    X = data.activations[0].reshape(100, -1)
+    kw = dict(seed=1, max_iter=200, tol=1e-4, fun="logcosh")
+    slow, fast = spatial_ica(X, 24, algorithm="fastica", **kw), spatial_ica(X, 24, algorithm="picard", **kw)
+    assert not slow.converged and fast.converged and fast.n_iter < 100
+    for res in (slow, fast):
+        assert best_match_iou(data.networks, binarize(res.maps.reshape(24, 4, 500))).min() >= 0.9
+
+
+def test_fastica_cube_stays_finite_on_near_gaussian_components():
+    """Under cube, a near-Gaussian row makes W Wᵀ near singular; the decorrelation in float64 keeps W orthogonal."""
+    data = planted_networks(n_samples=1, n_tokens=128, n_layers=8, d_model=500, n_networks=2, noise=1.0, seed=0)
+    pcs = pca(standardize(data.activations[0].reshape(128, -1)), 64)  # 62 noise components (float32 decorrelation: NaN)
+    Z, _, _ = whiten(pcs.vt)
+    res = fastica(Z, seed=0, fun="cube", max_iter=200, tol=1e-12)
+    assert np.isfinite(res.W).all()
+    np.testing.assert_allclose(res.W @ res.W.T, np.eye(len(res.W)), atol=1e-4)
+
+
 def test_fastica_reports_non_convergence():
     Z, _, _ = whiten(np.random.default_rng(0).laplace(size=(4, 2000)))
     res = fastica(Z, seed=0, max_iter=1, tol=1e-12)
@@ -64,13 +123,50 @@ def test_map_helpers():
     np.testing.assert_allclose(best_match_correlation(maps[:1], -maps[::-1]), [1.0], rtol=1e-5)
 
 
-def test_spatial_ica_recovers_planted_networks_and_time_courses(planted):
+@pytest.mark.parametrize("algorithm", ["picard", "fastica"])
+@pytest.mark.parametrize("fun", ["logcosh", "cube"])
+def test_spatial_ica_recovers_planted_networks_and_time_courses(planted, algorithm, fun):
     X = planted.activations[0].reshape(80, -1)
-    res = spatial_ica(X, 8, seed=0)
+    res = spatial_ica(X, 8, algorithm=algorithm, seed=0, fun=fun, max_iter=500, tol=1e-4)
+    assert res.converged
     assert best_match_iou(planted.networks, binarize(res.maps)).min() >= 0.9
     corr = np.abs(np.corrcoef(planted.time_courses[0].T, res.sources)[:4, 4:]).max(axis=1)
     assert corr.min() > 0.95
     assert np.all(res.maps.max(axis=1) >= -res.maps.min(axis=1))  # peak positive
+
+
+@pytest.mark.parametrize("algorithm", ["picard", "fastica"])
+def test_temporal_ica_recovers_planted_mixing_columns(algorithm):
+    """Super-Gaussian time courses: temporal ICA of the raw matrix finds them, and its maps (mixing columns) are
+    the planted networks."""
+    data = planted_networks(n_samples=1, n_tokens=200, n_networks=4, noise=0.3, seed=3, courses="laplace")
+    res = temporal_ica(data.activations[0].reshape(200, -1), 6, algorithm=algorithm, seed=0, fun="logcosh",
+                       max_iter=500, tol=1e-4)
+    assert res.converged and res.maps.shape == (6, 800) and res.sources.shape == (6, 200)
+    assert best_match_iou(data.networks, binarize(res.maps.reshape(6, 2, 400))).min() >= 0.9
+    assert best_match_correlation(data.time_courses[0].T, res.sources).min() > 0.9
+    assert np.all(res.maps.max(axis=1) >= -res.maps.min(axis=1))  # peak positive
+
+
+@pytest.mark.parametrize("algorithm", ["fastica", "picard"])
+def test_temporal_raw_equals_sklearn_fastica_on_raw_data(algorithm):
+    """The paper code's first version: ``FastICA(k).fit(X).mixing_.T`` on the raw matrix, each map z-scored. Neurons
+    of very different scales make the raw and the standardised analyses disagree, so only the raw one matches."""
+    from sklearn.decomposition import FastICA
+
+    data = planted_networks(n_samples=1, n_tokens=200, n_networks=4, noise=0.3, seed=3, courses="laplace")
+    X = data.activations[0].reshape(200, -1) * np.random.default_rng(0).lognormal(0, 1, 800).astype(np.float32)
+    ref = FastICA(4, fun="logcosh", whiten="unit-variance", tol=1e-8, max_iter=2000, random_state=0).fit(X.astype(np.float64))
+    ref = zscore_rows(ref.mixing_.T * flip_peak_positive(ref.mixing_.T)[:, None])
+    kw = dict(algorithm=algorithm, fun="logcosh", tol=1e-6, max_iter=2000, stability_runs=1, random_state=0)
+    ours = IndividualICA(4, method="temporal_raw", **kw).fit(X)
+    assert ours.converged_ and ours.status_ == "ok"
+    maps = ours.components_.reshape(4, -1)
+    match = (np.abs(maps @ ref.T) / 800).argmax(axis=1)
+    assert sorted(match) == [0, 1, 2, 3]
+    np.testing.assert_allclose(maps, ref[match], atol=2e-2)  # z-maps (std 1): float32 at FastICA criterion 1e-6
+    spatial = IndividualICA(4, method="spatial", **kw).fit(X).components_.reshape(4, -1)
+    assert best_match_correlation(spatial, ref).max() < 0.9
 
 
 def test_individual_ica_on_planted_sample(planted):
@@ -160,6 +256,23 @@ def test_group_canica_planted_and_dask_matches_numpy(planted):
         lazy = GroupCanICA(4, n_init=3, random_state=0).fit(da.from_array(planted.activations, chunks=(2, 80, 2, 400)))
     assert lazy.components_.shape == (4, 2, 400)
     assert np.all(best_match_correlation(lazy.components_.reshape(4, -1), ref.components_) >= 0.99)
+
+
+def test_group_canica_defaults_equal_nilearn_recipe_with_cube(planted):
+    """CanICA's steps as nilearn takes them (per-sample standardise + SVD, stacked unit rows, randomized group SVD,
+    scikit-learn FastICA ``fun="cube"`` restarts, the sparsest kept) give the default GroupCanICA's templates."""
+    from sklearn.decomposition import FastICA
+    from sklearn.utils.extmath import randomized_svd
+
+    X = planted.activations.reshape(6, 80, -1).astype(np.float64)
+    stack = np.vstack([np.linalg.svd((x - x.mean(0)) / x.std(0), full_matrices=False)[2][:4] for x in X])
+    _, _, vt = randomized_svd(stack, 4, n_iter=3, random_state=0)
+    runs = [FastICA(4, fun="cube", whiten="arbitrary-variance", max_iter=1000, random_state=s).fit_transform(vt.T).T
+            for s in range(3)]
+    ref = min((zscore_rows(r) for r in runs), key=lambda m: np.abs(m).sum(axis=1).max())
+    ours = GroupCanICA(4, n_init=3).fit(list(X.astype(np.float32)))
+    assert ours.fun == "cube"
+    assert np.all(best_match_correlation(ours.components_.reshape(4, -1), ref) > 0.99)
 
 
 def test_group_canica_skips_short_samples_and_rejects_impossible_k(planted):

@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(components=8, group_components=4, n_init=3, seed=0, max_iter=300)
 
 
-def _write_planted(folder: Path, n_samples: int = 12, n_tokens: int = 80, d_model: int = 400, short=(), seed: int = 0):
+def _write_planted(folder: Path, n_samples: int = 12, n_tokens: int = 80, d_model: int = 400, short=(), seed: int = 0,
+                   courses: str = "normal"):
     """A planted activations store: first half group split, second half individual; ``short`` = {index: n_tokens}."""
-    data = planted_networks(n_samples=n_samples, n_tokens=n_tokens, d_model=d_model, n_networks=4, seed=seed)
+    data = planted_networks(n_samples=n_samples, n_tokens=n_tokens, d_model=d_model, n_networks=4, seed=seed,
+                            courses=courses)
     acts = data.activations.copy()
     n_tok = np.full(n_samples, n_tokens)
     for index, n in dict(short).items():
@@ -74,6 +76,13 @@ def test_planted_networks_recovered_at_both_levels(planted_store, networks):
     planted_maps = best_match_iou(binarize(maps[0]), data.networks) >= 0.9
     assert np.all(ds["individual_stability"].values[0][planted_maps] > 0.99)
     assert ds["individual_component_change"].values[0][planted_maps].max() < 1e-4  # planted maps settle
+    assert ds.attrs["ica"] == {"individual": {"method": "spatial", "algorithm": "picard", "fun": "cube"},
+                               "group": {"method": "canica", "algorithm": "fastica", "fun": "cube"}}
+    assert ds.attrs["parameters"]["group_fun"] == "cube" and ds.attrs["parameters"]["individual_method"] == "spatial"
+    ran = ds["individual_n_components"].values > 0
+    assert ds.attrs["individual_analysed"] == 5 == ran.sum()
+    assert ds.attrs["individual_converged_share"] == pytest.approx(ds["individual_converged"].values[ran].mean(), abs=1e-4)
+    assert ds.attrs["individual_converged_share"] == 1.0  # Picard-O converges on every analysed planted sample
 
 
 @pytest.mark.filterwarnings("ignore:sample skipped")
@@ -88,6 +97,28 @@ def test_dask_path_equals_in_memory_path(planted_store, networks):
     group = GroupCanICA(4, n_init=3, random_state=0).fit([a[:n] for a, n in zip(acts[:6], n_tok[:6])])
     got = ds["group_map"].values.reshape(4, -1)
     assert np.all(best_match_correlation(got, group.components_.reshape(4, -1)) >= 0.99)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_temporal_raw_on_dask_same_store_schema_and_config_rule(dask_cluster_address, tmp_path):
+    """temporal_raw: the same Dask tasks and store schema; maps recover planted networks driven by super-Gaussian
+    time courses and equal the in-memory estimator; asking the same store for the other method is another config."""
+    url, data, acts, n_tok = _write_planted(tmp_path, n_samples=8, n_tokens=300, seed=2, courses="laplace")
+    out = str(tmp_path / "net.zarr")
+    config = {**CONFIG, "levels": "individual", "individual_method": "temporal_raw"}
+    decompose(url, out, scheduler=dask_cluster_address, **config)
+    ds = xr.open_zarr(out, consolidated=False)
+    storage_schemas.NETWORKS.validate(ds, out)
+    assert ds.attrs["ica"]["individual"]["method"] == "temporal_raw" and ds.attrs["complete"]
+    for pos, sample in enumerate(range(4, 8)):
+        assert best_match_iou(data.networks, binarize(ds["individual_map"].values[pos])).min() >= 0.9, pos
+        est = IndividualICA(8, method="temporal_raw", max_iter=300, random_state=int(derive_seeds(0, 1, sample)[0]))
+        est.fit(acts[sample], n_tokens=n_tok[sample])
+        np.testing.assert_allclose(ds["individual_map"].values[pos], est.components_, atol=1e-4)
+    with pytest.raises(StoreError, match="holds networks of another config"):
+        decompose(url, out, scheduler=dask_cluster_address, **{**config, "individual_method": "spatial"})
+    decompose(url, out, scheduler=dask_cluster_address, overwrite=True, **{**config, "individual_method": "spatial"})
+    assert xr.open_zarr(out, consolidated=False).attrs["ica"]["individual"]["method"] == "spatial"
 
 
 def test_rerun_resumes_only_unfinished_samples(planted_store, networks, dask_cluster_address, tmp_path):
@@ -195,11 +226,15 @@ def test_cli_decompose(planted_store, dask_cluster_address, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = str(tmp_path / "cli.zarr")
     cmd = [sys.executable, "-m", "fnet_dist", "decompose", planted_store[0], "--out", out, "--components", "6",
-           "--group-components", "4", "--n-init", "2", "--scheduler", dask_cluster_address, "--levels", "group,individual"]
+           "--group-components", "4", "--n-init", "2", "--individual-method", "temporal_raw", "--algorithm", "fastica",
+           "--group-fun", "logcosh", "--scheduler", dask_cluster_address, "--levels", "group,individual"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "group: 4 templates" in done.stdout and "individual: 5/6 samples ok" in done.stdout
-    assert xr.open_zarr(out, consolidated=False).attrs["complete"]
+    ds = xr.open_zarr(out, consolidated=False)
+    assert ds.attrs["complete"] and ds.attrs["ica"] == {
+        "individual": {"method": "temporal_raw", "algorithm": "fastica", "fun": "logcosh"},
+        "group": {"method": "canica", "algorithm": "fastica", "fun": "logcosh"}}
     bad = subprocess.run(cmd[:-2] + ["--levels", "everything"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --levels 'everything': input should be 'group' or")
     assert len(bad.stderr.strip().splitlines()) == 1

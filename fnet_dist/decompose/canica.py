@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from .ica import PCAResult, best_match_correlation, pca, standardize, sum_of_squares, unmix
-from .individual import _blas_limit, blas_thread_count, derive_seeds
+from .individual import _D, _blas_limit, blas_thread_count, derive_seeds
 from .params import check_params
 
 __all__ = ["GroupCanICA", "reduce_sample"]
@@ -52,7 +52,7 @@ def reduce_sample(X, k: int, *, first: int, n_tokens: int, do_cca: bool, seed: i
 
 def _restart(pcs: PCAResult, seed: int, fun: str, max_iter: int, tol: float, blas_threads: int | None):
     with _blas_limit(blas_threads):
-        return unmix(pcs, seed=seed, fun=fun, max_iter=max_iter, tol=tol)
+        return unmix(pcs, algorithm="fastica", seed=seed, fun=fun, max_iter=max_iter, tol=tol)
 
 
 class GroupCanICA:
@@ -61,9 +61,10 @@ class GroupCanICA:
     Each sample: rows ``exclude_first_tokens:n_tokens`` standardised per neuron and reduced to
     ``sample_components`` (default ``n_components``); a sample with too few tokens is skipped (see
     ``sample_status_``). Group PCA to ``n_components`` (randomized, ``power_iter`` power iterations);
-    ``n_init`` FastICA restarts with seeds drawn from ``random_state``; the sparsest (lowest largest
-    L1 norm of its z-maps) is kept and each of its maps' stability is its mean best-match |correlation|
-    with the other restarts.
+    ``n_init`` FastICA restarts (contrast ``fun``, nilearn's cube by default) with seeds drawn from
+    ``random_state``; the sparsest (lowest largest L1 norm of its z-maps) is kept and each of its maps' stability
+    is its mean best-match |correlation| with the other restarts. Defaults: the ``decompose`` config section's
+    group fields (``group_components``, ``group_fun``, ``group_max_iter`` …).
 
     Fitted: components_ (n_components, *feature_shape) z-maps, peak positive; explained_variance_ratio_,
     stability_ (n_components,); seeds_, n_iter_, converged_ (n_init,); best_restart_; sample_status_
@@ -73,10 +74,11 @@ class GroupCanICA:
     restarts and per-sample reductions are Dask tasks when ``X`` is a dask array.
     """
 
-    def __init__(self, n_components: int = 10, *, sample_components: int | None = None, n_init: int = 10,
-                 fun: str = "logcosh", max_iter: int = 1000, tol: float = 1e-4, power_iter: int = 3,
-                 do_cca: bool = True, exclude_first_tokens: int = 0, svd_solver: str = "auto", pca_iter: int = 4,
-                 random_state: int = 0, blas_threads: int | None = 1):
+    def __init__(self, n_components: int = _D.group_components, *, sample_components: int | None = None,
+                 n_init: int = _D.n_init, fun: str = _D.group_fun, max_iter: int = _D.group_max_iter,
+                 tol: float = _D.tol, power_iter: int = _D.power_iter, do_cca: bool = True,
+                 exclude_first_tokens: int = _D.exclude_first_tokens, svd_solver: str = "auto", pca_iter: int = 4,
+                 random_state: int = _D.seed, blas_threads: int | None = 1):
         self.n_components = n_components
         self.sample_components = sample_components
         self.n_init = n_init

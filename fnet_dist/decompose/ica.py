@@ -5,7 +5,12 @@
 - ``pca(X, k, seed=, solver=, n_iter=)``: ``PCAResult(u, s, vt, explained_variance_ratio)``.
 - ``whiten(P)``: centre the rows of a ``(k, n)`` array over its columns and whiten them.
 - ``fastica(Z, seed=, fun=, max_iter=, tol=)``: symmetric FastICA on whitened ``(k, n)`` data.
-- ``unmix(pcs, seed=, ...)`` / ``spatial_ica(X, k, seed=, ...)``: PCA'd or raw tokens × neurons → ``SpatialICA``.
+- ``picard_o(Z, seed=, fun=, max_iter=, tol=)``: Picard-O (preconditioned L-BFGS under orthogonality) on the same
+  data; it reaches FastICA's fixed points and stops on FastICA's own criterion. ``ica(Z, algorithm=, ...)`` picks one.
+- ``unmix(pcs, seed=, ...)`` / ``spatial_ica(X, k, seed=, ...)``: PCA'd or standardised tokens × neurons → ``Unmixed``
+  (spatial ICA: independent maps over neurons).
+- ``unmix_temporal(pcs, ...)`` / ``temporal_ica(X, k, ...)``: PCA'd or raw tokens × neurons → ``Unmixed`` (temporal
+  ICA: independent sources over tokens, maps = the mixing matrix's columns; the paper code's first version).
 - ``zscore_rows``, ``flip_peak_positive``, ``best_match_correlation``, ``peak_token_share``.
 """
 from __future__ import annotations
@@ -15,14 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "FUNCTIONS", "SOLVERS", "ICAResult", "PCAResult", "SpatialICA", "best_match_correlation", "fastica",
-    "flip_peak_positive", "ica_maps", "pca", "peak_token_share", "spatial_ica", "standardize", "sum_of_squares",
-    "unmix", "whiten",
-    "zscore_rows",
+    "ALGORITHMS", "FUNCTIONS", "METHODS", "SOLVERS", "ICAResult", "PCAResult", "Unmixed", "best_match_correlation",
+    "centre", "fastica", "flip_peak_positive", "ica", "ica_maps", "pca", "peak_token_share", "picard_o",
+    "spatial_ica", "standardize", "sum_of_squares", "temporal_ica", "unmix", "unmix_temporal", "whiten", "zscore_rows",
 ]
 
 FUNCTIONS = ("cube", "logcosh", "exp")
 SOLVERS = ("auto", "full", "randomized")
+ALGORITHMS = ("picard", "fastica")
 _EPS = np.float32(1e-12)
 
 
@@ -37,6 +42,12 @@ def standardize(X) -> np.ndarray:
     scale = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-6 * max(float(std.max(initial=0.0)), 1e-30))
     out *= scale
     return out
+
+
+def centre(X) -> np.ndarray:
+    """Centre each column of ``X`` (n_rows, n_cols) over rows, no scaling (float32): raw data for temporal ICA."""
+    X = np.asarray(X, dtype=np.float32)
+    return X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 def sum_of_squares(X) -> float:
@@ -111,7 +122,8 @@ def whiten(P) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _contrast(fun: str):
-    """``(g(u), mean g'(u) per row)`` for a FastICA contrast, written with multiplications only."""
+    """``g(u) -> (g(u), mean g'(u) per row)`` for a contrast G with g = G' (cube: u⁴/4, logcosh: log cosh u,
+    exp: −exp(−u²/2); FastICA's and Picard's, α = 1), written with multiplications only."""
     if fun == "cube":
         def g(u):
             u2 = u * u
@@ -130,11 +142,38 @@ def _contrast(fun: str):
     return g
 
 
+def _contrast_mean(fun: str):
+    """``G(u)`` averaged over each row of ``u`` (k, n) in float64 (up to a constant): the loss Picard-O lowers."""
+    if fun == "cube":
+        def G(u):
+            u2 = u * u
+            return np.mean(u2 * u2, axis=1, dtype=np.float64) / 4.0
+    elif fun == "logcosh":
+        def G(u):  # log cosh u + log 2 = |u| + log(1 + exp(−2|u|)), never overflowing; log, not log1p: 2x faster
+            a = np.abs(u)
+            e = np.exp(-2.0 * a)
+            e += 1.0
+            np.log(e, out=e)
+            e += a
+            return np.mean(e, axis=1, dtype=np.float64)
+    elif fun == "exp":
+        def G(u):
+            return -np.mean(np.exp(-0.5 * (u * u)), axis=1, dtype=np.float64)
+    else:
+        raise ValueError(f"unknown contrast {fun!r}; expected one of {FUNCTIONS}")
+    return G
+
+
 def _sym_decorrelation(W: np.ndarray) -> np.ndarray:
-    """``(W W^T)^{-1/2} W``: the nearest orthogonal matrix (paper eq. 10)."""
-    values, vectors = np.linalg.eigh((W @ W.T).astype(np.float64))
+    """``(W W^T)^{-1/2} W``: the nearest orthogonal matrix (paper eq. 10), in float64 (returned in W's dtype).
+
+    float64 because a near-singular ``W W^T`` (a near-Gaussian row under the cube contrast) in float32 gives a
+    matrix that is not orthogonal, and FastICA then diverges to NaN.
+    """
+    W64 = np.asarray(W, dtype=np.float64)
+    values, vectors = np.linalg.eigh(W64 @ W64.T)
     values = np.clip(values, 1e-30, None)
-    return ((vectors / np.sqrt(values)) @ vectors.T).astype(W.dtype) @ W
+    return (((vectors / np.sqrt(values)) @ vectors.T) @ W64).astype(np.asarray(W).dtype)
 
 
 @dataclass(frozen=True)
@@ -174,6 +213,122 @@ def fastica(Z, *, seed: int = 0, fun: str = "cube", max_iter: int = 1000, tol: f
     return ICAResult(W, max_iter, float(rows.max()), False, rows)
 
 
+def _fixed_point_change(grad: np.ndarray, g_mean: np.ndarray) -> np.ndarray:
+    """Each row's |1 − |w_new · w|| for one FastICA step from an orthogonal W, from ``grad`` = E[g(WZ) (WZ)ᵀ] (k, k)
+    and ``g_mean`` = E[g'(WZ)] (k,): W_new Wᵀ = (M Mᵀ)^{-1/2} M with M = grad − diag(g_mean) (no pass over Z)."""
+    step = _sym_decorrelation(grad - np.diag(g_mean))
+    return np.abs(np.abs(np.diag(step)) - 1.0)
+
+
+def _lbfgs_direction(grad, h, memory) -> np.ndarray:
+    """Picard-O's search direction (k, k), skew-symmetric: L-BFGS two-loop recursion on the skew gradient with the
+    diagonal Hessian approximation ``h`` as the initial inverse; ``memory`` holds (step, gradient change, 1/(s·y))."""
+    q, alphas = grad.copy(), []
+    for s, y, r in reversed(memory):
+        alphas.append(r * np.sum(s * q))
+        q -= alphas[-1] * y
+    z = q / h
+    z = (z - z.T) / 2.0
+    for (s, y, r), alpha in zip(memory, reversed(alphas)):
+        z += (alpha - r * np.sum(y * z)) * s
+    return -z
+
+
+def _line_search(Z, W, loss, direction, signs, G, tries: int):
+    """Backtracking along ``expm(α · direction) W`` from α = 1, halving ``tries`` times: the first rotation that lowers
+    Σ signs · E[G(WZ)] wins. Returns (found, W (float64), sources (k, n) float32, loss, the step α · direction).
+
+    ``direction`` is skew-symmetric, so ``1j · direction`` = V Λ Vᴴ is Hermitian and expm(α · direction) =
+    V exp(−iαΛ) Vᴴ: one eigendecomposition per search, not one matrix exponential per try (scipy's expm slows
+    down on the long steps Picard-O tries first).
+    """
+    lam, V = np.linalg.eigh(1j * direction)
+    Vh = V.conj().T
+    alpha = 1.0
+    for _ in range(tries):
+        W_new = ((V * np.exp(-1j * alpha * lam)) @ Vh).real @ W
+        Y_new = W_new.astype(np.float32) @ Z
+        new_loss = float(signs @ G(Y_new))
+        if np.isfinite(new_loss) and new_loss < loss:
+            return True, W_new, Y_new, new_loss, alpha * direction
+        alpha /= 2.0
+    return False, W_new, Y_new, new_loss, alpha * direction
+
+
+def picard_o(Z, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 500, tol: float = 1e-4,
+             w_init: np.ndarray | None = None, memory: int = 7, ls_tries: int = 10, lambda_min: float = 0.01,
+             extended: bool = False) -> ICAResult:
+    """Picard-O (Ablin, Cardoso & Gramfort 2018; python-picard's ``picard(ortho=True)``) on whitened data ``Z``
+    (k, n): L-BFGS over rotations, preconditioned by a diagonal Hessian approximation, with backtracking.
+
+    Sources are modelled super-Gaussian (sparse maps: logcosh and exp lowered, cube's kurtosis raised); ``extended``
+    gives each component the sign of its own non-Gaussianity instead (python-picard's default, sub-Gaussian sources
+    too; on LLM activations it settles on near-Gaussian components, see benchmarks/convergence.py). Its stationary
+    points are symmetric FastICA's fixed points, and it stops when FastICA's own criterion (max |1 − |w_new · w||
+    of one fixed-point step, ``fastica``'s) is below ``tol``, measured on the returned W: ``converged`` means the
+    same for both algorithms. Float32 data, float64 k × k algebra; ``w_init`` (k, k) defaults to the same draw from
+    ``seed`` as ``fastica``'s. ``n_iter``: gradient evaluations. Unlike python-picard: a memory pair with
+    non-positive curvature (s · y ≤ 0) is not stored; when no rotation lowers the loss (stalled), components that
+    are sub-Gaussian there take their own sign and the search goes on, and with none it stops (not converged: a
+    stationary point of the super-Gaussian model that is no FastICA fixed point, e.g. a saddle).
+    """
+    Z = np.asarray(Z, dtype=np.float32)
+    k, n = Z.shape
+    g, G = _contrast(fun), _contrast_mean(fun)
+    if w_init is None:
+        w_init = np.random.default_rng(seed).standard_normal((k, k))
+    W = _sym_decorrelation(np.asarray(w_init, dtype=np.float64))
+    Y = W.astype(np.float32) @ Z
+    signs, loss, pairs = np.full(k, -1.0 if fun == "cube" else 1.0), None, []  # super-Gaussian for each contrast
+    step = previous = None
+    stalled = False
+    for it in range(max_iter + 1):
+        psi, g_mean = g(Y)
+        grad = (psi @ Y.T).astype(np.float64) / n
+        g_mean = np.asarray(g_mean, dtype=np.float64)
+        rows = _fixed_point_change(grad, g_mean)
+        # each component's own sign, that of E[g'(y)] − E[g(y) y]: + super-, − sub-Gaussian (logcosh; cube reversed)
+        own = np.where(g_mean - np.diag(grad) >= 0, 1.0, -1.0)
+        if rows.max() < tol or it == max_iter or (stalled and np.array_equal(own, signs)):
+            return ICAResult(W.astype(np.float32), it, float(rows.max()), bool(rows.max() < tol), rows)
+        new_signs = own if extended or stalled else signs  # stalled: give a sub-Gaussian component its own sign
+        flipped = it > 0 and bool(np.any(new_signs != signs))
+        signs = new_signs
+        grad *= signs[:, None]
+        g_mean = g_mean * signs
+        h_off = np.diag(grad).copy()
+        h = 0.5 * (g_mean[:, None] + g_mean[None, :] - h_off[:, None] - h_off[None, :])
+        h[h < lambda_min] = lambda_min
+        skew = (grad - grad.T) / 2.0
+        if step is not None:
+            change = skew - previous
+            curvature = float(np.sum(step * change))
+            if curvature > 0:
+                pairs = (pairs + [(step, change, 1.0 / curvature)])[-memory:]
+        previous = skew
+        if flipped or loss is None:  # a new sign pattern is a new loss: forget the curvature pairs
+            pairs = [] if flipped else pairs
+            loss = float(signs @ G(Y))
+        direction = _lbfgs_direction(skew, h, pairs)
+        found, W_new, Y_new, new_loss, step = _line_search(Z, W, loss, direction, signs, G, ls_tries)
+        if not found:  # fall back on the plain gradient, forgetting the curvature pairs (as python-picard)
+            pairs = []
+            found, W_new, Y_new, new_loss, step = _line_search(Z, W, loss, -skew, signs, G, 10)
+        stalled = not found  # no rotation lowers the loss (float32's floor): stay, and stop unless a sign changes
+        if found:
+            W, Y, loss = W_new, Y_new, new_loss
+    raise AssertionError("unreachable")  # the loop returns at it == max_iter
+
+
+def ica(Z, *, algorithm: str, seed: int, fun: str, max_iter: int, tol: float) -> ICAResult:
+    """ICA of whitened ``Z`` (k, n) with ``algorithm`` ("picard": ``picard_o``, "fastica": ``fastica``)."""
+    if algorithm == "picard":
+        return picard_o(Z, seed=seed, fun=fun, max_iter=max_iter, tol=tol)
+    if algorithm == "fastica":
+        return fastica(Z, seed=seed, fun=fun, max_iter=max_iter, tol=tol)
+    raise ValueError(f"unknown ICA algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+
+
 def zscore_rows(maps) -> np.ndarray:
     """Each row of ``maps`` (k, n) z-scored across its n columns; a constant row becomes 0."""
     maps = np.asarray(maps, dtype=np.float32)
@@ -203,10 +358,11 @@ def peak_token_share(sources) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SpatialICA:
-    """One spatial ICA: maps (k, n_neurons) z-scored and peak positive, sources (k, n_tokens) with
-    X ≈ sources.T @ maps (+ mean), the PCA's explained variance ratio (k,), and convergence (overall and
-    each component's last change: near-Gaussian components keep rotating when the rest have settled)."""
+class Unmixed:
+    """One ICA of a tokens × neurons matrix: maps (k', n_neurons) z-scored and peak positive, sources (k', n_tokens)
+    with X ≈ sources.T @ maps (each map before its z-score, plus the mean), ordered by the variance they carry; the
+    PCA's explained variance ratio (k,), and convergence (overall and each component's last change: near-Gaussian
+    components keep rotating when the rest have settled)."""
 
     maps: np.ndarray
     sources: np.ndarray
@@ -217,32 +373,62 @@ class SpatialICA:
     component_change: np.ndarray
 
 
-def ica_maps(P, *, seed: int, fun: str, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, ICAResult]:
-    """FastICA over the columns of ``P`` (k, n): returns raw maps (k', n), the ``K⁺ Wᵀ`` matrix (k, k')
-    with P ≈ K⁺ Wᵀ maps + mean, and the ICA result. k' < k when P is rank deficient."""
+def ica_maps(P, *, algorithm: str, seed: int, fun: str, max_iter: int, tol: float
+             ) -> tuple[np.ndarray, np.ndarray, ICAResult]:
+    """ICA over the columns of ``P`` (k, n): returns raw independent rows (k', n), the ``K⁺ Wᵀ`` matrix (k, k')
+    with P ≈ K⁺ Wᵀ rows + mean, and the ICA result. k' < k when P is rank deficient."""
     Z, K, _ = whiten(P)
-    res = fastica(Z, seed=seed, fun=fun, max_iter=max_iter, tol=tol)
+    res = ica(Z, algorithm=algorithm, seed=seed, fun=fun, max_iter=max_iter, tol=tol)
     return res.W @ Z, np.linalg.pinv(K) @ res.W.T, res
 
 
-def unmix(pcs: PCAResult, *, seed: int, fun: str, max_iter: int, tol: float) -> SpatialICA:
-    """FastICA of the spatial principal components ``pcs.vt`` (k, n): independent maps over columns.
-
-    Maps are ordered by the energy of their sources (largest first), z-scored and peak positive;
-    sources (k', n_rows) satisfy ``u diag(s) vt ≈ sources.T @ maps + const``.
-    """
-    maps, back, res = ica_maps(pcs.vt, seed=seed, fun=fun, max_iter=max_iter, tol=tol)
-    mixing = (pcs.u * pcs.s[None, :]) @ back
+def _ordered(side, other, **ica_kw) -> tuple[np.ndarray, np.ndarray, ICAResult, np.ndarray]:
+    """ICA over the columns of ``side`` (k, n) for data ``other @ side`` (m, n): independent rows (k', n) and their
+    mixing (m, k'), ordered by the mixing's energy (largest first), the ICA result and that order."""
+    rows, back, res = ica_maps(side, **ica_kw)
+    mixing = other @ back
     order = np.argsort(-np.sum(mixing.astype(np.float64) ** 2, axis=0), kind="stable")
-    maps, mixing = maps[order], mixing[:, order]
+    return rows[order], mixing[:, order], res, order
+
+
+def _result(maps, sources, pcs: PCAResult, res: ICAResult, order) -> Unmixed:
+    """Maps (k', n) peak positive and z-scored, sources (k', n_tokens) with the same signs."""
     signs = flip_peak_positive(maps)
-    return SpatialICA(zscore_rows(maps * signs[:, None]), (mixing * signs[None, :]).T.astype(np.float32),
-                      pcs.explained_variance_ratio, res.n_iter, res.change, res.converged, res.row_change[order])
+    return Unmixed(zscore_rows(maps * signs[:, None]), (sources * signs[:, None]).astype(np.float32),
+                   pcs.explained_variance_ratio, res.n_iter, res.change, res.converged, res.row_change[order])
 
 
-def spatial_ica(X, k: int, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 200, tol: float = 1e-4,
-                solver: str = "auto", pca_iter: int = 4) -> SpatialICA:
+def unmix(pcs: PCAResult, *, algorithm: str, seed: int, fun: str, max_iter: int, tol: float) -> Unmixed:
+    """Spatial ICA of the principal components ``pcs.vt`` (k, n_neurons): independent maps over neurons;
+    sources (k', n_tokens) satisfy ``u diag(s) vt ≈ sources.T @ maps + const``."""
+    maps, mixing, res, order = _ordered(pcs.vt, pcs.u * pcs.s[None, :], algorithm=algorithm, seed=seed, fun=fun,
+                                        max_iter=max_iter, tol=tol)
+    return _result(maps, mixing.T, pcs, res, order)
+
+
+def unmix_temporal(pcs: PCAResult, *, algorithm: str, seed: int, fun: str, max_iter: int, tol: float) -> Unmixed:
+    """Temporal ICA of the token scores ``pcs.u.T`` (k, n_tokens): independent unit-variance sources over tokens;
+    maps are the mixing matrix's columns (one value per neuron, ``vt.T diag(s)`` unmixed), as scikit-learn's
+    ``FastICA(k).fit(X).mixing_.T`` on the raw tokens × neurons matrix."""
+    sources, mixing, res, order = _ordered(pcs.u.T, pcs.vt.T * pcs.s[None, :], algorithm=algorithm, seed=seed,
+                                           fun=fun, max_iter=max_iter, tol=tol)
+    return _result(mixing.T, sources, pcs, res, order)
+
+
+METHODS = {"spatial": (standardize, unmix), "temporal_raw": (centre, unmix_temporal)}
+
+
+def spatial_ica(X, k: int, *, algorithm: str, seed: int, fun: str, max_iter: int, tol: float,
+                solver: str = "auto", pca_iter: int = 4) -> Unmixed:
     """Spatial ICA of one tokens × neurons matrix ``X`` (n_tokens, n_neurons): standardise each neuron over
-    tokens, PCA to ``k``, FastICA over neurons. The caller checks that ``k`` < n_tokens."""
+    tokens, PCA to ``k``, ICA over neurons. The caller checks that ``k`` < n_tokens."""
     return unmix(pca(standardize(X), k, seed=seed, solver=solver, n_iter=pca_iter),
-                 seed=seed, fun=fun, max_iter=max_iter, tol=tol)
+                 algorithm=algorithm, seed=seed, fun=fun, max_iter=max_iter, tol=tol)
+
+
+def temporal_ica(X, k: int, *, algorithm: str, seed: int, fun: str, max_iter: int, tol: float,
+                 solver: str = "auto", pca_iter: int = 4) -> Unmixed:
+    """Temporal ICA of one raw tokens × neurons matrix ``X`` (n_tokens, n_neurons): centre each neuron over tokens
+    (no scaling), PCA to ``k``, ICA over tokens; maps are the mixing columns. The caller checks ``k`` < n_tokens."""
+    return unmix_temporal(pca(centre(X), k, seed=seed, solver=solver, n_iter=pca_iter),
+                          algorithm=algorithm, seed=seed, fun=fun, max_iter=max_iter, tol=tol)

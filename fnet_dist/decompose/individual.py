@@ -1,8 +1,9 @@
-"""Individual-level spatial ICA of one sample (tokens × neurons), scikit-learn style.
+"""Individual-level ICA of one sample (tokens × neurons), scikit-learn style: spatial, or temporal on raw data.
 
 - ``IndividualICA(n_components=64, ...)``: ``fit(X, n_tokens=None)`` on a numpy, dask or xarray array of
   shape (n_tokens, n_neurons) or (n_tokens, n_layers, d_model); fitted ``components_``, ``sources_``,
   ``stability_``, convergence and seeds. Too few tokens reduce or skip the analysis (``status_``), never raise.
+  Defaults are the ``decompose`` config section's (``fnet_dist.config.DecomposeSection``).
 """
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import warnings
 
 import numpy as np
 
-from .ica import best_match_correlation, pca, peak_token_share, standardize, unmix
+from ..config import DecomposeSection
+from .ica import METHODS, best_match_correlation, pca, peak_token_share
 from .params import check_params
 
 __all__ = ["IndividualICA", "blas_thread_count", "derive_seeds"]
 
 _MIN_TOKENS = 3
+_D = DecomposeSection()
 
 
 def derive_seeds(random_state: int, n: int, *key: int) -> np.ndarray:
@@ -40,28 +43,35 @@ def _blas_limit(threads: int | None):
 
 
 class IndividualICA:
-    """Spatial ICA of one sample: tokens are time points, neurons voxels.
+    """ICA of one sample: tokens are time points, neurons voxels.
 
-    Per-neuron standardisation over tokens, PCA to ``n_components``, symmetric FastICA (float32) from
-    ``stability_runs`` seeds; maps of run 0 are kept, z-scored across neurons and peak positive, and each
-    map's stability is its best-match |correlation| with the other runs (mean over them).
+    ``method`` "spatial": per-neuron standardisation over tokens, PCA to ``n_components``, ICA over neurons
+    (independent maps). "temporal_raw" (the paper code's first version): the raw matrix centred per neuron, PCA,
+    ICA over tokens (independent time courses); maps are the mixing matrix's columns. ``algorithm`` "picard"
+    (Picard-O) or "fastica", float32, from ``stability_runs`` seeds; maps of run 0 are kept, z-scored across
+    neurons and peak positive, and each map's stability is its best-match |correlation| with the other runs
+    (mean over them).
 
-    Parameters: n_components, fun ("logcosh", "cube", "exp"), max_iter, tol, stability_runs,
-    exclude_first_tokens, single_token_share (flag components whose source puts more than this share of
-    its energy on one token), svd_solver ("auto", "full", "randomized"), pca_iter, random_state,
-    blas_threads (BLAS threads during fit; None leaves them alone).
+    Parameters: n_components, method, algorithm, fun ("logcosh", "cube", "exp"), max_iter, tol (on FastICA's
+    criterion for either algorithm), stability_runs, exclude_first_tokens, single_token_share (flag components
+    whose source puts more than this share of its energy on one token), svd_solver ("auto", "full", "randomized"),
+    pca_iter, random_state, blas_threads (BLAS threads during fit; None leaves them alone).
 
     Fitted: components_ (n_components, *feature_shape) NaN rows past n_components_; sources_
     (n_components, n_rows) NaN outside the analysed tokens; explained_variance_ratio_, stability_,
     peak_token_share_, single_token_, component_change_ (run 0's last FastICA change per map) (n_components,);
-    n_iter_, change_ (the largest over runs), converged_ (all runs); seeds_ (stability_runs,);
-    n_components_; status_ ("ok" or the reason for reduction / skipping); blas_threads_.
+    n_iter_, change_ (the largest over runs), converged_ (all runs);
+    seeds_ (stability_runs,); n_components_; status_ ("ok" or the reason for reduction / skipping); blas_threads_.
     """
 
-    def __init__(self, n_components: int = 64, *, fun: str = "logcosh", max_iter: int = 200, tol: float = 1e-4,
-                 stability_runs: int = 2, exclude_first_tokens: int = 0, single_token_share: float = 0.5,
-                 svd_solver: str = "auto", pca_iter: int = 4, random_state: int = 0, blas_threads: int | None = 1):
+    def __init__(self, n_components: int = _D.components, *, method: str = _D.individual_method,
+                 algorithm: str = _D.algorithm, fun: str = _D.fun, max_iter: int = _D.max_iter, tol: float = _D.tol,
+                 stability_runs: int = _D.stability_runs, exclude_first_tokens: int = _D.exclude_first_tokens,
+                 single_token_share: float = _D.single_token_share, svd_solver: str = "auto", pca_iter: int = 4,
+                 random_state: int = _D.seed, blas_threads: int | None = 1):
         self.n_components = n_components
+        self.method = method
+        self.algorithm = algorithm
         self.fun = fun
         self.max_iter = max_iter
         self.tol = tol
@@ -74,9 +84,9 @@ class IndividualICA:
         self.blas_threads = blas_threads
 
     def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("n_components", "fun", "max_iter", "tol", "stability_runs",
-                                               "exclude_first_tokens", "single_token_share", "svd_solver",
-                                               "pca_iter", "random_state", "blas_threads")}
+        return {k: getattr(self, k) for k in ("n_components", "method", "algorithm", "fun", "max_iter", "tol",
+                                               "stability_runs", "exclude_first_tokens", "single_token_share",
+                                               "svd_solver", "pca_iter", "random_state", "blas_threads")}
 
     def _plan(self, n_rows: int, n_tokens: int | None) -> tuple[slice, int, str]:
         """Rows to analyse, the number of components and the status for a sample of ``n_tokens``."""
@@ -125,8 +135,10 @@ class IndividualICA:
     def _fit_rows(self, X: np.ndarray, k: int, rows: slice, feature_shape: tuple) -> None:
         from sklearn.exceptions import ConvergenceWarning
 
-        pcs = pca(standardize(X), k, seed=int(self.seeds_[0]), solver=self.svd_solver, n_iter=self.pca_iter)
-        runs = [unmix(pcs, seed=int(s), fun=self.fun, max_iter=self.max_iter, tol=self.tol) for s in self.seeds_]
+        prepare, unmix = METHODS[self.method]
+        pcs = pca(prepare(X), k, seed=int(self.seeds_[0]), solver=self.svd_solver, n_iter=self.pca_iter)
+        runs = [unmix(pcs, algorithm=self.algorithm, seed=int(s), fun=self.fun, max_iter=self.max_iter, tol=self.tol)
+                for s in self.seeds_]
         best = runs[0]
         got = best.maps.shape[0]
         if got < k:
@@ -144,11 +156,12 @@ class IndividualICA:
         self.change_ = max(r.change for r in runs)
         self.converged_ = all(r.converged for r in runs)
         if not self.converged_:
-            warnings.warn(f"FastICA did not converge in {self.max_iter} iterations (last change {self.change_:.2e},"
-                          f" tol {self.tol:g}); raise max_iter or tol", ConvergenceWarning, stacklevel=3)
+            warnings.warn(f"{self.algorithm} did not converge in {self.max_iter} iterations (last change "
+                          f"{self.change_:.2e}, tol {self.tol:g}); raise max_iter or tol", ConvergenceWarning, stacklevel=3)
 
     def transform(self, X) -> np.ndarray:
-        """Least-squares sources (n_rows, n_components_) of new standardised rows ``X`` on the fitted maps."""
+        """Least-squares sources (n_rows, n_components_) of new rows ``X`` (prepared as in fit: standardised for
+        "spatial", centred for "temporal_raw") on the fitted maps."""
         X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
         maps = self.components_[: self.n_components_].reshape(self.n_components_, -1)
-        return np.linalg.lstsq(maps.T, standardize(X).T, rcond=None)[0].T
+        return np.linalg.lstsq(maps.T, METHODS[self.method][0](X).T, rcond=None)[0].T

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import InputError
-from .ica import FUNCTIONS, SOLVERS
+from .ica import ALGORITHMS, FUNCTIONS, METHODS, SOLVERS
 
 __all__ = ["CONSTRAINTS", "LEVELS", "Constraint", "check_params", "parse_levels"]
 
@@ -51,6 +51,10 @@ CONSTRAINTS: dict[str, Constraint] = {
     "single_token_share": Constraint(lambda v: _positive_float(v) and float(v) <= 1, "a share in (0, 1]",
                                      "--single-token-share"),
     "fun": Constraint(lambda v: v in FUNCTIONS, f"one of {', '.join(FUNCTIONS)}", "--fun"),
+    "group_fun": Constraint(lambda v: v in FUNCTIONS, f"one of {', '.join(FUNCTIONS)}", "--group-fun"),
+    "algorithm": Constraint(lambda v: v in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}", "--algorithm"),
+    "method": Constraint(lambda v: v in METHODS, f"one of {', '.join(METHODS)}", "--individual-method"),
+    "individual_method": Constraint(lambda v: v in METHODS, f"one of {', '.join(METHODS)}", "--individual-method"),
     "svd_solver": Constraint(lambda v: v in SOLVERS, f"one of {', '.join(SOLVERS)}"),
     "pca_iter": Constraint(_int(0), "a non-negative integer"),
     "power_iter": Constraint(_int(0), "a non-negative integer"),

@@ -9,7 +9,9 @@ fits ``IndividualICA`` and writes its own region. A rerun with the same config s
 (``individual_done``, ``group_complete``); another config is refused unless ``overwrite``, which builds the
 new store beside the old one and swaps it in when complete. Anything at ``out`` that is not a networks store
 is refused (``fnet_dist.store.outputs``). Attr ``seconds``: wall seconds of the group and individual levels in the
-run that completed the store (``benchmarks/stages.py``).
+run that completed the store (``benchmarks/stages.py``). Attr ``ica``: method, algorithm and contrast per level
+(also in ``parameters``). Attrs ``individual_analysed`` / ``individual_converged_share``: samples whose ICA ran
+(not skipped) and the share of them whose every stability run converged (None when none ran).
 """
 from __future__ import annotations
 
@@ -181,7 +183,7 @@ def _run_group(url: str, acts, chosen, p: dict) -> None:
     from .canica import GroupCanICA
 
     idx = chosen["group"]
-    est = GroupCanICA(p["group_components"], n_init=p["n_init"], fun=p["fun"], max_iter=p["group_max_iter"],
+    est = GroupCanICA(p["group_components"], n_init=p["n_init"], fun=p["group_fun"], max_iter=p["group_max_iter"],
                       tol=p["tol"], power_iter=p["power_iter"], exclude_first_tokens=p["exclude_first_tokens"],
                       random_state=p["seed"], blas_threads=p["blas_threads"])
     est.fit(acts["activation"].data[idx], n_tokens=acts["n_tokens"].values[idx])
@@ -211,7 +213,8 @@ def _individual_task(block, n_tokens: int, position: int, sample_id: int, url: s
 
     import xarray as xr
 
-    est = IndividualICA(p["components"], fun=p["fun"], max_iter=p["max_iter"], tol=p["tol"],
+    est = IndividualICA(p["components"], method=p["individual_method"], algorithm=p["algorithm"], fun=p["fun"],
+                        max_iter=p["max_iter"], tol=p["tol"],
                         stability_runs=p["stability_runs"], exclude_first_tokens=p["exclude_first_tokens"],
                         single_token_share=p["single_token_share"], random_state=int(derive_seeds(p["seed"], 1, sample_id)[0]),
                         blas_threads=p["blas_threads"])
@@ -264,6 +267,17 @@ def _run_individual(url: str, acts, chosen, p: dict, client) -> list[str]:
     return gather(client, tasks, "decompose: individual ICAs")
 
 
+def _convergence(url: str) -> dict[str, Any]:
+    """Samples whose individual ICA ran, and the share of them that converged (every stability run)."""
+    import xarray as xr
+
+    ds = xr.open_zarr(url, consolidated=False)
+    ran = ds["individual_n_components"].values > 0
+    converged = ds["individual_converged"].values[ran]
+    return {"individual_analysed": int(ran.sum()),
+            "individual_converged_share": round(float(converged.mean()), 4) if ran.any() else None}
+
+
 def decompose(activations: str, out: str, params: DecomposeSection | None = None, *, scheduler: str | None = None,
               overwrite: bool = False, dataset: str | None = None, **overrides: Any) -> str:
     """Decompose the activations store at ``activations`` into a networks store at ``out``; returns its URL.
@@ -297,6 +311,9 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
              "n_layers": int(acts.sizes["layer"]),
              "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
              "levels": list(levels), "group_complete": False, "complete": False,
+             "ica": {"individual": {"method": section.individual_method, "algorithm": section.algorithm,
+                                    "fun": section.fun},
+                     "group": {"method": "canica", "algorithm": "fastica", "fun": section.group_fun}},
              "config_hash": _config_hash(p, str(acts.attrs.get("config_hash", "")), src)}
     target = _target(url, attrs, overwrite)
     state = _open_or_create(target, acts, chosen, p, attrs)
@@ -313,7 +330,7 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
             start = time.perf_counter()
             _run_individual(target, acts, chosen, p, client)
             seconds["individual"] = round(time.perf_counter() - start, 2)
-    _update_attrs(target, complete=True, seconds=seconds)
+    _update_attrs(target, complete=True, seconds=seconds, **_convergence(target))
     if target != url:
         swap_in(target, url)
     return url

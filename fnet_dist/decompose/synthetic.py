@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Planted", "best_match_iou", "planted_networks"]
+__all__ = ["COURSES", "Planted", "best_match_iou", "planted_networks"]
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,21 @@ class Planted:
     time_courses: np.ndarray
 
 
+COURSES = ("normal", "laplace")
+
+
 def planted_networks(n_samples: int = 6, n_tokens: int = 80, n_layers: int = 2, d_model: int = 400,
                      n_networks: int = 4, network_size: int = 20, noise: float = 0.5, seed: int = 0,
-                     first_token_spike: float = 0.0, dtype=np.float32) -> Planted:
+                     first_token_spike: float = 0.0, courses: str = "normal", dtype=np.float32) -> Planted:
     """Disjoint networks of ``network_size`` random neurons, each neuron loading 1 + 0.5|N(0,1)|, driven by a
-    standard normal time course per sample, plus N(0, noise²) everywhere. ``first_token_spike`` > 0 adds
+    unit-variance time course per sample, plus N(0, noise²) everywhere. ``courses`` "normal" (Gaussian time
+    courses: only spatial ICA can separate the networks, by their sparse maps) or "laplace" (super-Gaussian time
+    courses: temporal ICA recovers them too, with the networks as mixing columns). ``first_token_spike`` > 0 adds
     that value at token 0 to a further ``network_size`` neurons (a massive-activation artefact).
     ``dtype`` is the activations' dtype (float16 for store-sized benchmark data).
     """
+    if courses not in COURSES:
+        raise ValueError(f"courses {courses!r}: expected one of {COURSES}")
     rng = np.random.default_rng(seed)
     n = n_layers * d_model
     order = rng.permutation(n)
@@ -37,15 +44,16 @@ def planted_networks(n_samples: int = 6, n_tokens: int = 80, n_layers: int = 2, 
     for j in range(n_networks):
         truth[j, order[j * network_size:(j + 1) * network_size]] = True
     loading = truth * (1.0 + 0.5 * np.abs(rng.standard_normal((n_networks, n))))
-    courses = rng.standard_normal((n_samples, n_tokens, n_networks))
+    shape = (n_samples, n_tokens, n_networks)
+    time_courses = rng.standard_normal(shape) if courses == "normal" else rng.laplace(scale=2 ** -0.5, size=shape)
     X = np.empty((n_samples, n_tokens, n), dtype=dtype)
     for i in range(n_samples):  # one sample at a time: peak memory stays one sample in float64
-        X[i] = courses[i] @ loading + noise * rng.standard_normal((n_tokens, n))
+        X[i] = time_courses[i] @ loading + noise * rng.standard_normal((n_tokens, n))
     if first_token_spike:
         spike = order[n_networks * network_size:(n_networks + 1) * network_size]
         X[:, 0, spike] += np.asarray(first_token_spike, dtype=dtype)
     shape = (n_networks, n_layers, d_model)
-    return Planted(X.reshape(n_samples, n_tokens, n_layers, d_model), truth.reshape(shape), courses)
+    return Planted(X.reshape(n_samples, n_tokens, n_layers, d_model), truth.reshape(shape), time_courses)
 
 
 def best_match_iou(truth, found) -> np.ndarray:

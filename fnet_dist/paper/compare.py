@@ -160,7 +160,7 @@ def _run_info(root: Path, label: str) -> RunInfo:
         info.settings = (f"{r.group_samples} + {r.individual_samples} samples, ≤ {r.max_tokens} tokens, "
                          f"{d.components} components, {d.group_components} templates, "
                          f"first tokens excluded: {d.exclude_first_tokens}"
-                         + "".join(f", {k}: {getattr(d, k)}" for k in ("individual_method", "fun") if hasattr(d, k)))
+                         + "".join(f", {k}: {getattr(d, k)}" for k in ("individual_method", "algorithm", "fun", "group_fun") if hasattr(d, k)))
     if (root / "run.json").is_file():
         record = json.loads((root / "run.json").read_text())
         times = [s.get("finished") for s in record.get("stages", {}).values() if s.get("finished")]

@@ -201,6 +201,8 @@ def _provenance(page: Page, config, layout, run_record: dict) -> None:
                                    f"≤ {config.record.max_tokens} tokens"),
             ("ICA", f"{config.decompose.components} individual components, {config.decompose.group_components} group "
                     f"templates, {config.decompose.n_init} restarts, seed {config.decompose.seed}"),
+            ("ICA method", f"individual: {config.decompose.individual_method}, {config.decompose.algorithm}, "
+                           f"{config.decompose.fun}; group: CanICA, fastica, {config.decompose.group_fun}"),
             ("networks", f"|z| > {config.match.threshold:g}" if config.match.two_sided else f"z > {config.match.threshold:g}")]
     done = {stage: info for stage, info in run_record.get("stages", {}).items() if info.get("status") == "done"}
     for stage, info in run_record.get("stages", {}).items():
@@ -241,7 +243,7 @@ def _stores(page: Page, config, layout) -> int | None:
             decompose_rows.append({
                 "corpus": corpus, "templates": int(ds.sizes["component"]),
                 "individual samples": int((status == "ok").sum()),
-                "converged": float(ds["individual_converged"].values.mean()),
+                "converged": ds.attrs.get("individual_converged_share", float(ds["individual_converged"].values.mean())),
                 "mean stability": float(ds["individual_stability"].mean().values),
                 "group variance explained": float(ds["group_explained_variance"].values.sum()),
             })
