@@ -226,7 +226,7 @@ def test_cli_decompose(planted_store, dask_cluster_address, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = str(tmp_path / "cli.zarr")
     cmd = [sys.executable, "-m", "fnet_dist", "decompose", planted_store[0], "--out", out, "--components", "6",
-           "--group-components", "4", "--n-init", "2", "--individual-method", "temporal_raw", "--algorithm", "fastica",
+           "--group-components", "4", "--n-init", "2", "--individual-method", "temporal_raw", "--algorithm", "fastica", "--fun", "logcosh",
            "--group-fun", "logcosh", "--scheduler", dask_cluster_address, "--levels", "group,individual"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
