@@ -115,7 +115,7 @@ def part_real(store: str, n: int, sizes: list[tuple[int, int]], method: str = "s
             if length - 1 < k:
                 continue
             lengths.append(length)
-            X = ds["activation"].values[i, :length].reshape(length, -1)
+            X = ds["activation"][i, :length].values.reshape(length, -1)  # this sample only
             for name, setting in settings.items():
                 seconds, maps, converged, iters = _fit_two_seeds(X, k, int(i), method, setting)
                 rows[name].append((seconds, converged, iters, *_agreement(maps)))

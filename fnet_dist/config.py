@@ -143,7 +143,8 @@ class DecomposeSection(_Section):
     group_max_iter: int = Field(1000, **_help("FastICA iterations per group restart", ge=1))
     tol: float = Field(1e-4, **_help("tolerance on FastICA's criterion (max |1 - |w_new . w||), both levels and solvers", gt=0))
     fun: Literal["logcosh", "cube", "exp"] = Field(
-        "cube", description="individual-level ICA contrast (cube: the most stable maps across seeds on SmolLM2, benchmarks/convergence.py)")
+        "logcosh", description="individual-level ICA contrast (logcosh: converged on every SmolLM2 sample measured; cube "
+                               "gives more reproducible maps but fails to converge on some, benchmarks/convergence.py)")
     group_fun: Literal["logcosh", "cube", "exp"] = Field(
         "cube", description="group-level FastICA contrast (cube: nilearn CanICA's and the paper's later code's)")
     power_iter: int = Field(3, **_help("power iterations of the group's randomized PCA", ge=0))

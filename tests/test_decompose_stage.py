@@ -76,7 +76,7 @@ def test_planted_networks_recovered_at_both_levels(planted_store, networks):
     planted_maps = best_match_iou(binarize(maps[0]), data.networks) >= 0.9
     assert np.all(ds["individual_stability"].values[0][planted_maps] > 0.99)
     assert ds["individual_component_change"].values[0][planted_maps].max() < 1e-4  # planted maps settle
-    assert ds.attrs["ica"] == {"individual": {"method": "spatial", "algorithm": "picard", "fun": "cube"},
+    assert ds.attrs["ica"] == {"individual": {"method": "spatial", "algorithm": "picard", "fun": "logcosh"},
                                "group": {"method": "canica", "algorithm": "fastica", "fun": "cube"}}
     assert ds.attrs["parameters"]["group_fun"] == "cube" and ds.attrs["parameters"]["individual_method"] == "spatial"
     ran = ds["individual_n_components"].values > 0

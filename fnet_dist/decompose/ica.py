@@ -263,10 +263,10 @@ def picard_o(Z, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 500, tol
 
     Sources are modelled super-Gaussian (sparse maps: logcosh and exp lowered, cube's kurtosis raised); ``extended``
     gives each component the sign of its own non-Gaussianity instead (python-picard's default, sub-Gaussian sources
-    too; on LLM activations it settles on near-Gaussian components, see benchmarks/convergence.py). Its stationary
-    points are symmetric FastICA's fixed points, and it stops when FastICA's own criterion (max |1 − |w_new · w||
-    of one fixed-point step, ``fastica``'s) is below ``tol``, measured on the returned W: ``converged`` means the
-    same for both algorithms. Float32 data, float64 k × k algebra; ``w_init`` (k, k) defaults to the same draw from
+    too; on LLM activations it settles on near-Gaussian components, see benchmarks/convergence.py). It stops when
+    FastICA's own criterion (max |1 − |w_new · w|| of one fixed-point step, ``fastica``'s) is below ``tol``,
+    measured on the returned W, i.e. at a fixed point of symmetric FastICA: ``converged`` means the same for both
+    algorithms. Float32 data, float64 k × k algebra; ``w_init`` (k, k) defaults to the same draw from
     ``seed`` as ``fastica``'s. ``n_iter``: gradient evaluations. Unlike python-picard: a memory pair with
     non-positive curvature (s · y ≤ 0) is not stored; when no rotation lowers the loss (stalled), components that
     are sub-Gaussian there take their own sign and the search goes on, and with none it stops (not converged: a
