@@ -183,6 +183,9 @@ class ControlsSection(_Section):
     networks: int = Field(3, **_help(
         "matched controls for this many networks per evaluated corpus: the templates with the most counterparts in "
         "the match stage (chosen without looking at any evaluation example)", ge=1))
+    tasks: tuple[str, ...] = Field(
+        (), description="evaluate tasks the draws are scored on (default: every one); the draws are most of a run's "
+                        "evaluation, so a run sized for time scores them on the tasks its claims are about")
 
 
 class VLLMSection(_Section):
@@ -227,6 +230,18 @@ class EvaluateSection(_Section):
         None, description="folder for baked checkpoints of the vllm backend (an emptyDir in k8s; default: a "
                           "temporary folder); each is removed once its condition is evaluated")
     vllm: VLLMSection = VLLMSection()
+
+    @model_validator(mode="after")
+    def _control_tasks(self) -> "EvaluateSection":
+        unknown = [t for t in self.controls.tasks if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"evaluate.controls.tasks {list(unknown)} are not among evaluate.tasks {list(self.tasks)}; "
+                             "name some of those (or none: every task)")
+        return self
+
+    def control_tasks(self) -> tuple[str, ...]:
+        """Tasks the random draws are scored on: ``controls.tasks``, or every task."""
+        return self.controls.tasks or self.tasks
 
     @field_validator("limit")
     @classmethod

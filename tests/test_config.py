@@ -39,6 +39,8 @@ def _write(tmp_path, text):
         ("version: 1\ncorpora: {}\n", r"at least one corpus"),
         ("version: 1\ncorpora: {'bad name': offline:news}\n", r"corpus name 'bad name'"),
         ("version: 1\nmatch:\n  threshold: -1\n", r"match.threshold"),
+        ("version: 1\nevaluate:\n  tasks: [sentiment_rt]\n  controls: {tasks: [wiki_ppl]}\n",
+         r"evaluate.controls.tasks \['wiki_ppl'\] are not among evaluate.tasks \['sentiment_rt'\]"),
         ("- a list\n", r"a mapping of sections"),
         ("version: [1\n", r"not valid YAML"),
     ],

@@ -154,6 +154,19 @@ def test_networks_for_controls_are_chosen_without_evaluation_examples():
     assert choose_networks(consistency, ["news", "wiki"], 1) == [("news", 2), ("wiki", 1)]
 
 
+def test_controls_go_first_to_the_small_networks_the_claims_are_about():
+    """The first-token template has counterparts in every sample: by counterparts alone it is chosen, and the claim
+    about networks of < 2 % of neurons is then never tested (the default run said "not applicable")."""
+    import pandas as pd
+
+    consistency = pd.DataFrame({"dataset": ["news"] * 4, "template": [1, 2, 3, 4], "counterparts": [30, 3, 9, 5],
+                                "size": [475, 38, 600, 20], "share": [0.027, 0.002, 0.035, 0.001]})
+    anatomy = pd.DataFrame({"corpus": ["news"] * 4, "template": [1, 2, 3, 4], "first_token_peak_share": [1.0, 0.0, 0.1, 0.9]})
+    assert choose_networks(consistency, ["news"], 1) == [("news", 4)]             # 1 and 3 are not small
+    assert choose_networks(consistency, ["news"], 2, anatomy) == [("news", 2), ("news", 1)]  # 4: first token
+    assert choose_networks(consistency, ["news"], 1, anatomy, first_token_share=0.95) == [("news", 4)]
+
+
 def test_draws_avoiding_massive_channels_only_for_networks_that_have_some():
     from fnet_dist.evaluate.controls import control_conditions
 

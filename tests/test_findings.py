@@ -125,6 +125,23 @@ def test_a_network_like_its_draws_never_holds(tmp_path):
     assert small.verdict in ("fails", "unclear")
 
 
+def test_a_task_the_draws_were_not_scored_on_is_unclear_and_says_why(tmp_path):
+    """``evaluate.controls.tasks`` may leave a task out: its claims are unclear for that reason, not missing and not
+    'not applicable' (the first form said no network was small enough)."""
+    rng = np.random.default_rng(1)
+    run = _run(tmp_path, avoid=True, mask=_network_mask(on_massive=2))
+    run.condition("normal", _docs(rng, 0.8), fields=NORMAL, task="polarity_pl")
+    run.condition("inhibit:news/1", _docs(rng, 0.2), neurons=12, fields={"kind": "network", **NEWS1}, task="polarity_pl")
+    root = run.write(selection=["inhibit:news/1"])
+    (tmp_path / "match").mkdir()
+    np.save(tmp_path / "match" / "massive_mask.npy", _network_mask(on_massive=2, off_massive=0))
+    found = _by_id(compute_findings(tmp_path / "match", root, SETTINGS, total_neurons=1000))
+    assert found["small-networks/sentiment_rt"].verdict == "holds"
+    for key in ("small-networks/polarity_pl", "survives-without-massive/polarity_pl"):
+        assert found[key].verdict == "unclear"
+        assert found[key].reason.startswith("the random draws were not scored on polarity_pl (evaluate.controls.tasks)")
+
+
 def test_survives_is_not_applicable_without_massive_neurons(tmp_path):
     match = tmp_path / "match"
     match.mkdir()

@@ -12,8 +12,9 @@ One random mask is not a control on a real model: a draw that hits a massive-act
 - ``separated_masks(network, massive)``: the network, the network minus massive channels, and its
   massive-channel neurons alone.
 - ``metric_direction(metric)``: "higher" or "lower" is better.
-- ``choose_networks(consistency, corpora, count)``: the networks tested against controls, chosen by a rule
-  that uses no evaluation example (the templates with the most counterparts in the match stage).
+- ``choose_networks(consistency, corpora, count, anatomy)``: the networks tested against controls, chosen by a
+  rule that uses no evaluation example (the templates with the most counterparts in the match stage, small ones
+  that are not first-token artefacts first).
 - ``controls_stage(loaded, config, layout, index, count)``: the ``controls`` stage of ``fnet run`` (or one shard),
   per-condition results only; ``merge_controls(config, layout)``: the report stage's tables from them.
 - ``evaluate_controls(model, networks, out, *, tasks, massive, ...)``: evaluate all of the above for the
@@ -269,18 +270,28 @@ def write_control_reports(rows, networks, out, *, massive: np.ndarray | None = N
 
 
 
-SELECTION_RULE = ("the templates with the most counterparts among the individual maps (match stage), per evaluated "
-                  "corpus: a rule that uses no evaluation example")
+SMALL_SHARE = 0.02  # the paper's "fewer than 2 % of the model's neurons": the networks its claims are about
+SELECTION_RULE = (f"per evaluated corpus, the templates with the most counterparts among the individual maps (match "
+                  f"stage), first those of < {SMALL_SHARE:.0%} of neurons that are not first-token artefacts (the "
+                  "networks the claims are about): a rule that uses no evaluation example")
 
 
-def choose_networks(consistency, corpora, count: int) -> list[tuple[str, int]]:
+def choose_networks(consistency, corpora, count: int, anatomy=None, first_token_share: float = 0.5) -> list[tuple[str, int]]:
     """``(corpus, template)`` (1-based, as in ``consistency``) of the ``count`` non-empty templates of each of
-    ``corpora`` with the most counterparts (ties: the lower number); ``consistency``: the match stage's
-    ``consistency.csv``."""
+    ``corpora`` with the most counterparts (ties: the lower number), those the claims are about first: under
+    ``SMALL_SHARE`` of all neurons (``share``) and not first-token dominated (``anatomy``'s
+    ``first_token_peak_share`` below ``first_token_share``; the first-token template has counterparts in every
+    sample, so by counterparts alone it is always chosen, and it is neither small nor a network).
+    ``consistency`` / ``anatomy``: the match stage's ``consistency.csv`` / ``network_anatomy.csv``."""
     chosen = []
     for corpus in corpora:
         rows = consistency[(consistency["dataset"] == corpus) & (consistency["size"] > 0)]  # an empty template edits nothing
-        rows = rows.sort_values(["counterparts", "template"], ascending=[False, True])
+        eligible = rows["share"] < SMALL_SHARE if "share" in rows else np.ones(len(rows), dtype=bool)
+        if anatomy is not None and "first_token_peak_share" in anatomy:
+            mine = anatomy[anatomy["corpus"] == corpus].set_index("template")["first_token_peak_share"]
+            eligible &= ~(rows["template"].map(mine).fillna(0.0) >= first_token_share).to_numpy()
+        rows = rows.assign(_eligible=eligible).sort_values(["_eligible", "counterparts", "template"],
+                                                           ascending=[False, False, True])
         chosen += [(corpus, int(t)) for t in rows["template"].head(count)]
     return chosen
 
@@ -313,7 +324,9 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     from .tasks import resolve_tasks
 
     e, c = config.evaluate, config.evaluate.controls
-    chosen = choose_networks(pd.read_csv(Path(layout.match) / "consistency.csv"), config.evaluation_corpora(), c.networks)
+    anatomy = Path(layout.match) / "network_anatomy.csv"
+    chosen = choose_networks(pd.read_csv(Path(layout.match) / "consistency.csv"), config.evaluation_corpora(), c.networks,
+                             pd.read_csv(anatomy) if anatomy.exists() else None, config.match.first_token_share)
     found = {(n.corpus, n.template): n for corpus in dict.fromkeys(corpus for corpus, _ in chosen)
              for n in network_conditions(layout.networks(corpus), threshold=config.match.threshold,
                                          two_sided=config.match.two_sided, union=False)}
@@ -324,7 +337,7 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     out = Path(open_output(str(Path(layout.evaluate) / "controls"), "evaluation"))  # marked as evaluation results
     mine = conditions[index::count]
     if mine:
-        evaluate_conditions(loaded, mine, resolve_tasks(list(e.tasks)), out, limit=e.limit, batch_size=e.batch_size,
+        evaluate_conditions(loaded, mine, resolve_tasks(list(e.control_tasks())), out, limit=e.limit, batch_size=e.batch_size,
                             seed=e.seed, hook_module=config.model.hook_module, table=False)
     if index == 0:
         refs = [NetworkRef(n.name, n.neurons, n.corpus, n.template, on_massive(n, massive)) for n in networks]

@@ -43,12 +43,12 @@ from .stats import (
 )
 from .names import display_name, network_name
 from ..evaluate.conditions import matching
+from ..evaluate.controls import SMALL_SHARE
 from .evidence import Evidence
 
 __all__ = ["FindingSettings", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
            "amplification", "localization", "write_findings"]
 
-SMALL_SHARE = 0.02  # the paper's "fewer than 2 % of the model's neurons"
 DRAW_KINDS = ("fraction", "matched_count", "matched_per_layer")  # nulls of "hurts more than random"
 
 
@@ -166,6 +166,16 @@ def _controlled(ev: Evidence) -> list[str]:
     return [n for n in (chosen or ev.networks()) if n in ev.names]
 
 
+def _unscored(ev: Evidence, task: str, s: FindingSettings) -> bool:
+    """Draws were run but none scored on ``task`` (``evaluate.controls.tasks`` left it out)."""
+    drawn = [ev.draws(k, n, task, s.random_fraction)[1] for n in _controlled(ev) for k in (*DRAW_KINDS, "matched_avoid_massive")]
+    return any(len(frame) for frame in drawn) and all(frame.empty for frame in drawn)
+
+
+def _unscored_reason(task: str) -> str:
+    return f"the random draws were not scored on {task} (evaluate.controls.tasks): no null to test against"
+
+
 def small_networks(ev: Evidence, total_neurons: int, s: FindingSettings) -> list[Finding]:
     """Per task: inhibiting a network of < 2 % of neurons hurts more than random 15 % and count-matched draws."""
     found = []
@@ -182,7 +192,9 @@ def small_networks(ev: Evidence, total_neurons: int, s: FindingSettings) -> list
                 conditions += [network, *names]
         common = dict(tables=["evaluate/controls/tables/controls.csv"], anchors=[f"finding-small-networks-{task}", "table-controls"])
         if not units:
-            if any(ev.draws(k, n, task, s.random_fraction)[0] for n in _controlled(ev) for k in DRAW_KINDS):
+            if _unscored(ev, task, s):
+                found.append(Finding.of(f"small-networks/{task}", claim, None, "", reason=_unscored_reason(task), **common))
+            elif any(ev.draws(k, n, task, s.random_fraction)[0] for n in _controlled(ev) for k in DRAW_KINDS):
                 found.append(Finding.of(f"small-networks/{task}", claim, None, "", applicable=False,
                                         reason="no network evaluated against controls is that small", **common))
             continue
@@ -220,7 +232,7 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
             found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", applicable=False,
                                     reason="no network evaluated against controls has a neuron on a massive channel", **common))
         elif not units:
-            found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", reason=(
+            found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", reason=_unscored_reason(task) if _unscored(ev, task, s) else (
                 "no draws avoiding massive channels were evaluated (add matched_avoid_massive to evaluate.controls.kinds)"), **common))
         else:
             estimate, details, _ = _decide(units, 0.5, s.alpha)
