@@ -130,6 +130,15 @@ def test_network_against_draws_is_calibrated_and_finds_a_planted_effect():
     assert np.mean(found) >= 0.9
 
 
+def test_one_example_gives_the_exact_sign_flip_p_and_an_unclear_verdict():
+    """A task limited to one document (the default run's wiki passage) once stopped the report: scipy's
+    permutation test needs two observations."""
+    up, down = paired_effect(np.array([0.3])), paired_effect(np.array([-0.3]))
+    assert (up.p, down.p) == (0.5, 1.0) and up.interval == (0.3, 0.3) and up.n_examples == 1
+    verdict, reason = judge(up, up.p, ALPHA)
+    assert verdict == "unclear" and reason == "1 example cannot reach p ≤ 0.05: needs ≥ 5"
+
+
 def test_paired_effect_is_calibrated_and_finds_a_planted_gain():
     rng = np.random.default_rng(3)
     null = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(SEEDS, 60))               # accuracy changes, no gain

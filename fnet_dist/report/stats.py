@@ -170,6 +170,8 @@ def paired_effect(diff, *, level: float = 0.95, n_resamples: int = 2000, n_permu
                         needed=examples_needed(alpha), unit="examples")
     if np.all(diff == 0):
         p = 1.0
+    elif n == 1:  # scipy needs two observations; the exact sign-flip null of one is {d, -d}
+        p = 0.5 if diff[0] > 0 else 1.0
     else:
         p = float(stats.permutation_test((diff,), np.mean, permutation_type="samples", alternative="greater",
                                          vectorized=True, n_resamples=n_permutations, random_state=np.random.default_rng(seed)).pvalue)
@@ -229,7 +231,8 @@ def judge(estimate: Estimate | None, p_corrected: float, alpha: float, needed: f
     if estimate is None or np.isnan(estimate.p) or np.isnan(estimate.effect):
         return "unclear", why_not or "the run has no finite value to test"
     if estimate.n < estimate.needed:
-        return "unclear", (f"{estimate.n} {estimate.unit} cannot reach p ≤ {alpha:g}: needs ≥ {estimate.needed}")
+        unit = estimate.unit[:-1] if estimate.n == 1 and estimate.unit.endswith("s") else estimate.unit
+        return "unclear", (f"{estimate.n} {unit} cannot reach p ≤ {alpha:g}: needs ≥ {estimate.needed}")
     low, high = estimate.interval
     if p_corrected <= alpha and low > needed:
         return "holds", f"corrected p {p_corrected:.3g} ≤ {alpha:g} and the interval lies above {needed:g}"
