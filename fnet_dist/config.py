@@ -182,7 +182,8 @@ class ControlsSection(_Section):
         ("fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"), description="kinds of random control")
     networks: int = Field(3, **_help(
         "matched controls for this many networks per evaluated corpus: the templates with the most counterparts in "
-        "the match stage (chosen without looking at any evaluation example)", ge=1))
+        "the match stage, small ones that are not first-token artefacts first (chosen without looking at any "
+        "evaluation example)", ge=1))
     tasks: tuple[str, ...] = Field(
         (), description="evaluate tasks the draws are scored on (default: every one); the draws are most of a run's "
                         "evaluation, so a run sized for time scores them on the tasks its claims are about")
