@@ -85,11 +85,18 @@ def _run_folder(root, *, name="run", exclude_first=0, findings=True):
               "inhibit:news/3": (0.7, 0.6), "inhibit:news/all": (0.2, 0.3), "random15:seed0": (0.7, 0.6),
               "top5:inhibit": (0.5, 0.5), "localization:inhibit": (0.7, 0.6),
               "top5:multiply1.02": (0.82, 0.6), "localization:multiply1.02": (0.8, 0.58)}
-    rows = [{"condition": c, "task": t, "metric": "acc", "value": v, "filter": "none", "neurons": 1}
-            for c, vs in values.items() for t, v in zip(("sst2", "rte"), vs)]
-    rows += [{"condition": c, "task": "wikitext", "metric": "word_perplexity", "value": 99.0, "filter": "none", "neurons": 1}
-             for c in values]
+    rows = [{"condition": c, "task": t, "metric": "acc", "value": v, "filter": "none", "n_samples": n, "neurons": 1}
+            for c, vs in values.items() for t, v, n in zip(("sst2", "rte"), vs, (5, 4))]
+    rows += [{"condition": c, "task": "wikitext", "metric": "word_perplexity", "value": 99.0, "filter": "none",
+              "n_samples": 1, "neurons": 1} for c in values]
     pd.DataFrame(rows).to_csv(root / "evaluate" / "results.csv", index=False)
+    (root / "evaluate" / "controls").mkdir()
+    pd.DataFrame({"condition": ["ctl-fraction15/0", "ctl-fraction15/1", "ctl-matched_count:news/1/0", "massive-only:news/1"],
+                  "task": "sst2", "metric": "acc", "value": [0.7, 0.8, 0.7, 0.6],
+                  "kind": ["control", "control", "control", "massive_only"],
+                  "control": ["fraction", "fraction", "matched_count", None], "corpus": [None, None, "news", "news"],
+                  "template": [None, None, 1, 1], "draw": [0, 1, 0, None]}).to_csv(
+        root / "evaluate" / "controls" / "results.csv", index=False)
     pd.DataFrame({"ICA vs LLM Localization": [0.125]}, index=["Spatial Similarity (IoU)"]).to_csv(
         root / "evaluate" / "tables" / "table5_iou.csv")
     pd.DataFrame({"condition": ["normal", "random15:seed0", "inhibit:news/all"] * 2,
@@ -119,6 +126,8 @@ def test_compare_paper_figures_from_a_synthetic_run(tmp_path):
     assert got["overlap"] == 0.125
     assert (got["probe_normal"], got["probe_random"], got["probe_networks"]) == (0.9, 0.85, 0.6)
     assert info.samples.set_index("corpus").loc["news"].tolist() == [4, 5, 2.75]
+    assert info.evaluation == ("10 conditions on sst2 5, rte 4, wikitext 1 examples; 3 random control draws "
+                               "(fraction 2, matched_count 1) scored on sst2")
     paper = paper_figures().set_index(["figure", "source"])["value"]
     assert paper[("largest", "GPT-2 (Table 1)")] == 1848 and paper[("best_iou", "Qwen2.5-7B-Instruct (Table 2)")] == 0.9302
     assert paper[("halving", "Qwen2.5-7B-Instruct (Table 3)")] == 0.4
@@ -140,6 +149,7 @@ def test_compare_paper_page_with_several_runs(tmp_path):
             "different corpora listed as similar.") in page
     assert "- no-first: produced none of the tables these figures come from." in page
     assert "first tokens excluded: 1" in page and "Run no-first has no evaluate/results.csv" in page
+    assert "cube | none |" in page and "scored on sst2 |" in page  # the runs table's evaluation column
     assert "- spatial, finding `counterparts`: **fails** — Most templates have counterparts." in page
     assert "- no-first: no report/findings.json" in page
     assert "| news | 4 | 5 | 2.75 |" in page

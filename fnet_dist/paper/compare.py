@@ -143,6 +143,7 @@ class RunInfo:
     config_hash: str = "?"
     finished: str = "?"
     settings: str = ""
+    evaluation: str = "none"
     samples: pd.DataFrame = field(default_factory=pd.DataFrame)
     findings: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -161,6 +162,7 @@ def _run_info(root: Path, label: str) -> RunInfo:
                          f"{d.components} components, {d.group_components} templates, "
                          f"first tokens excluded: {d.exclude_first_tokens}"
                          + "".join(f", {k}: {getattr(d, k)}" for k in ("individual_method", "algorithm", "fun", "group_fun") if hasattr(d, k)))
+    info.evaluation = _evaluation_info(root / "evaluate")
     if (root / "run.json").is_file():
         record = json.loads((root / "run.json").read_text())
         times = [s.get("finished") for s in record.get("stages", {}).values() if s.get("finished")]
@@ -170,6 +172,27 @@ def _run_info(root: Path, label: str) -> RunInfo:
         data = json.loads(findings.read_text())
         info.findings = [f for f in (data.get("findings", []) if isinstance(data, dict) else data) if isinstance(f, dict)]
     return info
+
+
+def _evaluation_info(folder: Path) -> str:
+    """What the run's evaluation rests on: conditions, examples per task, random control draws (and their tasks)."""
+    results = folder / "results.csv"
+    if not results.is_file():
+        return "none"
+    rows = pd.read_csv(results)
+    text = f"{rows['condition'].nunique()} conditions"
+    if "n_samples" in rows:
+        sizes = rows[rows["condition"] == "normal"].drop_duplicates("task").set_index("task")["n_samples"]
+        text += " on " + ", ".join(f"{task} {int(n)}" for task, n in sizes.items() if pd.notna(n)) + " examples"
+    controls = folder / "controls" / "results.csv"
+    if controls.is_file():
+        draws = pd.read_csv(controls)
+        draws = draws[draws["kind"] == "control"]
+        masks = draws.drop_duplicates(["control", "corpus", "template", "draw"])
+        kinds = masks.groupby("control", sort=False).size()
+        text += (f"; {len(masks)} random control draws ({', '.join(f'{k} {n}' for k, n in kinds.items())}) "
+                 f"scored on {', '.join(dict.fromkeys(draws['task']))}")
+    return text
 
 
 def _first(names: Sequence[str], pattern: str) -> str | None:
@@ -304,8 +327,9 @@ def render(paper: pd.DataFrame, runs: list[tuple[pd.DataFrame, RunInfo]], when: 
              "a run's figure is then placed below, within or above the range of the paper's models. "
              "Score changes average the tasks with a higher-is-better metric (perplexities left out), "
              "as the paper's Average rows do.", "", "## Runs", ""]
-    lines += _markdown_table(["run", "model", "config hash", "finished", "settings"],
-                             [[i.label, f"`{i.model}`", f"`{i.config_hash}`", i.finished, i.settings] for _, i in runs])
+    lines += _markdown_table(["run", "model", "config hash", "finished", "settings", "evaluation"],
+                             [[i.label, f"`{i.model}`", f"`{i.config_hash}`", i.finished, i.settings, i.evaluation]
+                              for _, i in runs])
     for _, info in runs:
         if info.missing:
             lines += ["", f"Run {info.label} has no {', '.join(info.missing)}: its figures from there are left out."]
