@@ -78,6 +78,18 @@ def _run_folder(root, *, name="run", exclude_first=0, findings=True):
     (root / "match" / "results.json").write_text(json.dumps({"corpora": [
         {"dataset": "news", "samples": 4, "skipped_samples": {"7": "reduced"}},
         {"dataset": "wiki", "samples": 2, "skipped_samples": {}}]}))
+    # news's networks store: 4 usable samples of 5, 3 of them converged, sample 0's 2 maps of 8 on one token
+    import numpy as np
+
+    from fnet_dist.model.testing import networks_dataset
+    from fnet_dist.store.storage import write_store
+    from storage_schemas import NETWORKS
+
+    ds = networks_dataset(np.zeros((4, 2, 3)), np.zeros((5, 2, 2, 3)), status=["ok"] * 4 + ["reduced: 1 token"],
+                          dataset="news")
+    ds["individual_converged"][:] = [True, False, True, True, False]
+    ds["individual_single_token"][0] = True
+    write_store(ds, str(root / "networks" / "news.zarr"), NETWORKS)
     pd.DataFrame({"dataset_1": ["news", "news"], "template_1": [1, 2], "dataset_2": ["wiki", "wiki"],
                   "template_2": [1, 1], "iou": [0.05, 0.31], "similar": [False, True]}).to_csv(
         root / "match" / "cross_corpus.csv", index=False)
@@ -125,7 +137,8 @@ def test_compare_paper_figures_from_a_synthetic_run(tmp_path):
     assert got["ica_gain"] == pytest.approx(0.01) and got["loc_gain"] == pytest.approx(-0.01)
     assert got["overlap"] == 0.125
     assert (got["probe_normal"], got["probe_random"], got["probe_networks"]) == (0.9, 0.85, 0.6)
-    assert info.samples.set_index("corpus").loc["news"].tolist() == [4, 5, 2.75]
+    assert info.samples.set_index("corpus").loc["news"].tolist() == [4, 5, 2.75, "75%", "25%"]
+    assert info.samples.set_index("corpus").loc["wiki"].tolist()[3:] == ["—", "—"]  # its store is gone
     assert info.evaluation == ("10 conditions on sst2 5, rte 4, wikitext 1 examples; 3 random control draws "
                                "(fraction 2, matched_count 1) scored on sst2")
     paper = paper_figures().set_index(["figure", "source"])["value"]
@@ -152,7 +165,7 @@ def test_compare_paper_page_with_several_runs(tmp_path):
     assert "cube | none |" in page and "scored on sst2 |" in page  # the runs table's evaluation column
     assert "- spatial, finding `counterparts`: **fails** — Most templates have counterparts." in page
     assert "- no-first: no report/findings.json" in page
-    assert "| news | 4 | 5 | 2.75 |" in page
+    assert "| news | 4 | 5 | 2.75 | 75% | 25% |" in page
     numbers = out.with_suffix(".csv").read_text()
     assert numbers.startswith("section,figure,source,value\n") and "no-first" in numbers
     assert main(["compare-paper", str(a), "--out", str(out)]) == 0  # its own output is replaced

@@ -2,7 +2,8 @@
 
 - ``paper_figures() -> DataFrame``: the summary figures (``FIGURES``) of each paper model, from ``tables.csv``.
 - ``run_figures(root) -> (DataFrame, RunInfo)``: the same figures from one run folder (its ``match/`` and
-  ``evaluate/`` tables; a figure the run did not produce is left out).
+  ``evaluate/`` tables; a figure the run did not produce is left out), and in ``RunInfo`` what the run rests on:
+  usable samples, converged ICAs and single-token maps per corpus, the evaluation's examples and draws.
 - ``compare_paper(runs, out) -> Path``: write the page (and its numbers as ``<out stem>.csv`` beside it). The
   page is generated, never hand-written: its first line marks it, and an ``--out`` without that mark is refused.
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import FnetError, InputError
 from . import paper_tables
 
 __all__ = ["FIGURES", "MARK", "RunInfo", "compare_paper", "paper_figures", "run_figures"]
@@ -144,6 +145,7 @@ class RunInfo:
     finished: str = "?"
     settings: str = ""
     evaluation: str = "none"
+    stores: str | None = None
     samples: pd.DataFrame = field(default_factory=pd.DataFrame)
     findings: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -157,6 +159,7 @@ def _run_info(root: Path, label: str) -> RunInfo:
     if (root / "config.yaml").is_file():
         config = load_config(root / "config.yaml")
         info.model, info.config_hash = config.model.id, stage_hash(config, "report")
+        info.stores = config.stores
         r, d = config.record, config.decompose
         info.settings = (f"{r.group_samples} + {r.individual_samples} samples, ≤ {r.max_tokens} tokens, "
                          f"{d.components} components, {d.group_components} templates, "
@@ -255,8 +258,8 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"no run folder at {str(root)!r}; pass the out folder of fnet run (e.g. runs/paper-smollm2)")
-    layout = RunLayout(root)
     info = _run_info(root, label or root.name)
+    layout = RunLayout(root, stores=info.stores)
     values: dict[str, float] = {}
     consistency = layout.match / "consistency.csv"
     if consistency.is_file():
@@ -271,6 +274,7 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
                                      "samples": [total.get(d, int(s)) for d, s in samples.items()],
                                      "counterparts per usable sample": (table.groupby("dataset")["counterparts"].sum()
                                                                         / samples.replace(0, np.nan)).round(2).values})
+        info.samples = info.samples.merge(_individual_shares(layout, per.index), on="corpus", how="left")
     else:
         info.missing.append("match/consistency.csv")
     cross = layout.match / "cross_corpus.csv"
@@ -285,6 +289,32 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
     section_of = {k: s for s, (_, figures) in FIGURES.items() for k, _ in figures}
     rows = [{"section": section_of[k], "figure": k, "source": info.label, "value": v} for k, v in values.items()]
     return pd.DataFrame(rows, columns=CSV_COLUMNS), info
+
+
+def _individual_shares(layout, corpora) -> pd.DataFrame:
+    """Per corpus: the share of individual ICAs that converged and of individual maps peaking on one token
+    (from the networks stores; a corpus whose store is gone shows "—")."""
+    import warnings
+
+    from storage_schemas import NETWORKS
+
+    from ..store.storage import open_store
+
+    rows = []
+    for corpus in corpora:
+        url = layout.networks(corpus)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = open_store(url, NETWORKS)
+            ok = np.asarray(ds["individual_status"].values).astype(object) == "ok"
+            converged = float(np.asarray(ds["individual_converged"].values)[ok].mean()) if ok.any() else np.nan
+            single = float(np.asarray(ds["individual_single_token"].values)[ok].mean()) if ok.any() else np.nan
+        except (FnetError, KeyError, OSError):
+            converged = single = np.nan
+        rows.append({"corpus": corpus, "converged ICAs": "—" if np.isnan(converged) else f"{converged:.0%}",
+                     "single-token maps": "—" if np.isnan(single) else f"{single:.0%}"})
+    return pd.DataFrame(rows, columns=["corpus", "converged ICAs", "single-token maps"])
 
 
 def _total_samples(results_json: Path, datasets) -> dict[str, int]:
@@ -358,7 +388,8 @@ def render(paper: pd.DataFrame, runs: list[tuple[pd.DataFrame, RunInfo]], when: 
             for _, info in runs:
                 if len(info.samples):
                     lines += ["", f"Usable samples per corpus in {info.label} (a sample is usable when its individual "
-                              "ICA finished with status ok; the others are counted, never dropped silently):", ""]
+                              "ICA finished with status ok; the others are counted, never dropped silently), and of "
+                              "those the share whose ICA converged and of maps peaking on one token:", ""]
                     lines += _markdown_table(list(info.samples.columns), [[str(v) for v in r] for r in info.samples.itertuples(index=False)])
         prefixes = _FINDINGS.get(section.split(":")[0], ())
         hits = [(info, f) for _, info in runs for f in info.findings if str(f.get("id", "")).startswith(prefixes)]
