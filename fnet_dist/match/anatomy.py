@@ -9,7 +9,8 @@ at least ``min_value`` (default 100) and at least ``ratio`` (default 300) times 
 its layer (median over real tokens and channels of a token subsample).
 
 - ``MassiveRule(ratio, min_value, median_tokens, seed)``: the rule's parameters.
-- ``channel_peaks(ds) -> (peak (n_layers, d_model), layer_median (n_layers,))``: from an activations store.
+- ``scan_channels(ds, rule) -> ChannelScan``: one read of each sample's real tokens gives every channel's peak
+  |activation|, the layer medians, where the channels peak and the tokens that carry them.
 - ``massive_channels(activations, rule) -> DataFrame``: one row per massive channel, with where it peaks
   (share of samples peaking at token 0, the token ids that carry it).
 - ``massive_mask(table, shape) -> ndarray bool (n_layers, d_model)``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,8 +33,8 @@ from ..errors import InputError
 from .networks import DEFAULT_THRESHOLD
 
 __all__ = [
-    "MassiveRule", "channel_peaks", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share",
-    "write_anatomy",
+    "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share",
+    "scan_channels", "write_anatomy",
 ]
 
 
@@ -65,51 +67,49 @@ def _open(activations):
     return activations
 
 
-def _real_token_sample(ds, n_tokens_wanted: int, seed: int) -> np.ndarray:
-    """|activation| of up to ``n_tokens_wanted`` random real tokens: array (tokens, n_layers, d_model) float32."""
-    n_tokens = ds["n_tokens"].values
+class ChannelScan(NamedTuple):
+    """What one pass over an activations store's real tokens gives (see ``scan_channels``)."""
+
+    peak: np.ndarray               # (n_layers, d_model) float32: peak |activation| over every real token
+    layer_median: np.ndarray       # (n_layers,) float32: median |activation| of a token subsample
+    first_token_share: np.ndarray  # (n_layers, d_model): share of samples whose peak |activation| is at token 0
+    hits: tuple[np.ndarray, np.ndarray, np.ndarray]  # layer, neuron, token id of every |activation| ≥ min_value
+
+
+def _median_tokens(n_tokens: np.ndarray, n_tokens_wanted: int, seed: int) -> dict[int, np.ndarray]:
+    """Up to ``n_tokens_wanted`` random real tokens for the layer medians: {sample: token positions}."""
     pairs = np.array([(s, t) for s in range(len(n_tokens)) for t in range(int(n_tokens[s]))])
     if len(pairs) == 0:
         raise InputError("the activations store has no real tokens; record a corpus first")
     rng = np.random.default_rng(seed)
     chosen = pairs[np.sort(rng.choice(len(pairs), size=min(n_tokens_wanted, len(pairs)), replace=False))]
-    rows = []
-    for sample in np.unique(chosen[:, 0]):
-        tokens = chosen[chosen[:, 0] == sample, 1]
-        rows.append(np.abs(ds["activation"][int(sample)].values[tokens].astype(np.float32)))
-    return np.concatenate(rows, axis=0)
+    return {int(sample): chosen[chosen[:, 0] == sample, 1] for sample in np.unique(chosen[:, 0])}
 
 
-def channel_peaks(ds, rule: MassiveRule = MassiveRule()):
-    """Peak |activation| per (layer, neuron) over the whole store, and each layer's median |activation|.
-
-    Returns ``peak`` of shape (n_layers, d_model) and ``layer_median`` of shape (n_layers,), float32.
-    Padding is fill 0 and cannot raise a peak.
-    """
-    activation = ds["activation"].data
-    peak = abs(activation).max(axis=(0, 1))
-    peak = np.asarray(peak.compute() if hasattr(peak, "compute") else peak, dtype=np.float32)
-    sample = _real_token_sample(ds, rule.median_tokens, rule.seed)
-    return peak, np.median(sample, axis=(0, 2)).astype(np.float32)
-
-
-def _where_they_peak(ds, layers: np.ndarray, neurons: np.ndarray, min_value: float):
-    """One pass over the samples: per channel, the share of samples peaking at token 0 and a Counter of the
-    token ids where |activation| ≥ ``min_value``."""
-    first = np.zeros(len(layers))
-    carriers = [Counter() for _ in layers]
-    n_tokens, token_ids = ds["n_tokens"].values, ds["token_id"].values
-    if len(layers) == 0 or len(n_tokens) == 0:
-        return first, carriers
+def scan_channels(ds, rule: MassiveRule = MassiveRule()) -> ChannelScan:
+    """One pass over the real tokens of every sample (padding is never read): each sample's (tokens, n_layers,
+    d_model) block is read once and gives its peaks, its argmax-at-token-0 flags, its share of the median's
+    token subsample and its entries ≥ ``rule.min_value``."""
+    n_tokens, token_ids = ds["n_tokens"].values.astype(int), ds["token_id"].values
+    wanted = _median_tokens(n_tokens, rule.median_tokens, rule.seed)
+    shape = (ds.sizes["layer"], ds.sizes["neuron"])
+    peak, first = np.zeros(shape, np.float32), np.zeros(shape, np.int64)
+    subsample, layers, neurons, tokens = [], [], [], []
     for sample, n in enumerate(n_tokens.tolist()):
         if n == 0:
             continue
-        trace = np.abs(ds["activation"][sample, :n].values[:, layers, neurons].astype(np.float32))  # (n, channels)
-        first += trace.argmax(axis=0) == 0
-        rows, channels = np.nonzero(trace >= min_value)
-        for row, channel in zip(rows.tolist(), channels.tolist()):
-            carriers[channel][int(token_ids[sample, row])] += 1
-    return first / len(n_tokens), carriers
+        block = np.abs(ds["activation"][sample, :n].values.astype(np.float32))  # (n, n_layers, d_model)
+        top = block.max(axis=0)
+        np.maximum(peak, top, out=peak)
+        first += block.argmax(axis=0) == 0
+        if sample in wanted:
+            subsample.append(block[wanted[sample]])
+        layer, neuron = np.nonzero(top >= rule.min_value)  # the few channels that reach min_value at all
+        row, channel = np.nonzero(block[:, layer, neuron] >= rule.min_value)  # in token, then channel order
+        layers.append(layer[channel]), neurons.append(neuron[channel]), tokens.append(token_ids[sample, row])
+    median = np.median(np.concatenate(subsample, axis=0), axis=(0, 2)).astype(np.float32)
+    hits = tuple(np.concatenate(part).astype(np.int64) for part in (layers, neurons, tokens))
+    return ChannelScan(peak, median, first / max(len(n_tokens), 1), hits)
 
 
 def massive_channels(activations, rule: MassiveRule = MassiveRule(), top_tokens: int = 5) -> pd.DataFrame:
@@ -120,15 +120,19 @@ def massive_channels(activations, rule: MassiveRule = MassiveRule(), top_tokens:
     "id:count" text), plus the rule's parameters in ``DataFrame.attrs``.
     """
     rule.check()
-    ds = _open(activations)
-    peak, median = channel_peaks(ds, rule)
+    scan = scan_channels(_open(activations), rule)
+    peak, median = scan.peak, scan.layer_median
     ratio = peak / np.maximum(median[:, None], np.finfo(np.float32).tiny)
     layers, neurons = np.nonzero((peak >= rule.min_value) & (ratio >= rule.ratio))
-    first, carriers = _where_they_peak(ds, layers, neurons, rule.min_value)
+    index = {(int(layer), int(neuron)): i for i, (layer, neuron) in enumerate(zip(layers, neurons))}
+    carriers = [Counter() for _ in index]
+    for layer, neuron, token in zip(*(part.tolist() for part in scan.hits)):  # in sample, then token order
+        if (i := index.get((layer, neuron))) is not None:
+            carriers[i][token] += 1
     rows = [{
         "layer": int(layer), "neuron": int(neuron), "peak": float(peak[layer, neuron]),
         "layer_median": float(median[layer]), "ratio": float(ratio[layer, neuron]),
-        "first_token_share": float(first[i]),
+        "first_token_share": float(scan.first_token_share[layer, neuron]),
         "carrier_tokens": " ".join(f"{tid}:{count}" for tid, count in carriers[i].most_common(top_tokens)),
     } for i, (layer, neuron) in enumerate(zip(layers, neurons))]
     table = pd.DataFrame(rows, columns=["layer", "neuron", "peak", "layer_median", "ratio", "first_token_share", "carrier_tokens"])
