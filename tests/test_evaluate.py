@@ -150,6 +150,20 @@ def test_changed_config_reruns(evaluated, loaded, conditions, capsys, tmp_path):
     assert "finished earlier" not in capsys.readouterr().err and (rows.n_samples == 2).all()
 
 
+def test_a_limit_of_a_task_not_evaluated_keeps_the_results(evaluated, loaded, conditions, capsys, tmp_path):
+    """The random draws are scored on some tasks (evaluate.controls.tasks): changing another task's limit in
+    the config must not throw their finished results away; changing an evaluated task's limit must."""
+    out, rows = evaluated
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    capsys.readouterr()
+    again = evaluate_conditions(loaded, conditions, TASKS, copy, limit={t: LIMIT for t in TASKS} | {"news_ppl": 8})
+    assert capsys.readouterr().err.count("finished earlier, kept") == 3
+    pd.testing.assert_frame_equal(again, rows)
+    evaluate_conditions(loaded, conditions[:1], TASKS, copy, limit={"polarity_pl": LIMIT, "wiki_ppl": 1})
+    assert "finished earlier" not in capsys.readouterr().err
+
+
 def test_paper_conditions_from_a_networks_store(loaded, networks_url):
     chosen, extras = paper_conditions(loaded, [networks_url], EvaluateSection(localizer_stimuli=8))
     names = [c.name for c in chosen]

@@ -72,11 +72,16 @@ def _check_limit(limit):
     raise InputError(f"--limit {limit!r} must be a whole number of documents (>= 1) or a fraction in (0, 1)")
 
 
+def _task_limits(tasks: list[str], limit) -> dict[str, object]:
+    """Each task's own limit (``None``: all documents), whether ``limit`` is one value or a mapping."""
+    return {task: limit.get(task) if isinstance(limit, dict) else limit for task in tasks}
+
+
 def _limit_groups(tasks: list[str], limit) -> list[tuple[object, list[str]]]:
     """Tasks grouped by their limit, in task order: one lm-eval call per group."""
     groups: dict[object, list[str]] = {}
-    for task in tasks:
-        groups.setdefault(limit.get(task) if isinstance(limit, dict) else limit, []).append(task)
+    for task, task_limit in _task_limits(tasks, limit).items():
+        groups.setdefault(task_limit, []).append(task)
     return list(groups.items())
 
 
@@ -157,7 +162,8 @@ def _run_config(loaded: Any, spec: str, tasks: list[str], limit, backend: str, b
     from .. import __version__
 
     model_info = dict(loaded.info) if loaded is not None else {"model_id": spec}
-    return {"model": model_info, "tasks": tasks, "limit": limit, "backend": backend, "batch_size": int(batch_size),
+    # each evaluated task's own limit: another task's limit, or writing 3 as {task: 3}, changes no result here
+    return {"model": model_info, "tasks": tasks, "limit": _task_limits(list(tasks), limit), "backend": backend, "batch_size": int(batch_size),
             "seed": int(seed), "bootstrap_iters": int(bootstrap_iters), "lm_eval_version": lm_eval.__version__,
             "fnet_version": __version__}
 
