@@ -163,7 +163,8 @@ def _run_config(loaded: Any, spec: str, tasks: list[str], limit, backend: str, b
 
     model_info = dict(loaded.info) if loaded is not None else {"model_id": spec}
     # each evaluated task's own limit: another task's limit, or writing 3 as {task: 3}, changes no result here
-    return {"model": model_info, "tasks": tasks, "limit": _task_limits(list(tasks), limit), "backend": backend, "batch_size": int(batch_size),
+    return {"model": model_info, "tasks": tasks, "limit": _task_limits(list(tasks), limit), "backend": backend,
+            "batch_size": int(batch_size),
             "seed": int(seed), "bootstrap_iters": int(bootstrap_iters), "lm_eval_version": lm_eval.__version__,
             "fnet_version": __version__}
 

@@ -294,8 +294,6 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
 def _individual_shares(layout, corpora) -> pd.DataFrame:
     """Per corpus: the share of individual ICAs that converged and of individual maps peaking on one token
     (from the networks stores; a corpus whose store is gone shows "—")."""
-    import warnings
-
     from storage_schemas import NETWORKS
 
     from ..store.storage import open_store
@@ -304,9 +302,7 @@ def _individual_shares(layout, corpora) -> pd.DataFrame:
     for corpus in corpora:
         url = layout.networks(corpus)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = open_store(url, NETWORKS)
+            ds = open_store(url, NETWORKS)
             ok = np.asarray(ds["individual_status"].values).astype(object) == "ok"
             converged = float(np.asarray(ds["individual_converged"].values)[ok].mean()) if ok.any() else np.nan
             single = float(np.asarray(ds["individual_single_token"].values)[ok].mean()) if ok.any() else np.nan
