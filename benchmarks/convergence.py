@@ -35,7 +35,7 @@ TODAY = dict(algorithm="fastica", fun="logcosh", max_iter=200)
 
 
 def _settings() -> dict[str, dict]:
-    from fnet_dist.config import DecomposeSection
+    from fnet_dist.core.config import DecomposeSection
 
     d = DecomposeSection()
     new = dict(algorithm=d.algorithm, fun=d.fun, max_iter=d.max_iter)
@@ -80,7 +80,7 @@ def _agreement(maps: np.ndarray) -> tuple[float, float]:
     networks with an IoU > 0.2 partner among seed 1's."""
     from fnet_dist.decompose.ica import best_match_correlation
     from fnet_dist.decompose.synthetic import best_match_iou
-    from fnet_dist.match.networks import binarize
+    from fnet_dist.core.networks import binarize
 
     a, b = binarize(maps[0]), binarize(maps[1])
     used = a.sum(axis=1) > 0
@@ -127,7 +127,7 @@ def part_real(store: str, n: int, sizes: list[tuple[int, int]], method: str = "s
 
 def part_planted(n: int, k: int) -> None:
     from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
-    from fnet_dist.match.networks import binarize
+    from fnet_dist.core.networks import binarize
 
     configs = {"200 tokens, 16 networks, noise 1": dict(n_tokens=200, n_networks=16, noise=1.0),
                "200 tokens, 16 networks, noise 2": dict(n_tokens=200, n_networks=16, noise=2.0),

@@ -230,7 +230,7 @@ def _smollm2_samples(n: int) -> list[np.ndarray]:
     from fnet_dist.model.architectures import resolve_architecture
     from fnet_dist.model.hooks import capture_block_outputs
     from fnet_dist.model.loading import load_model
-    from fnet_dist.record.offline import domain_texts
+    from fnet_dist.core.offline import domain_texts
 
     lm = load_model("smollm2-135m-instruct")
     arch = resolve_architecture(lm.model)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from fnet_dist.model.architectures import resolve_architecture  # noqa: E402
-from fnet_dist.config import load_config  # noqa: E402
+from fnet_dist.core.config import load_config  # noqa: E402
 from fnet_dist.model.edit import edited, model_shape  # noqa: E402
 from fnet_dist.evaluate.conditions import NORMAL, random_condition  # noqa: E402
 from fnet_dist.evaluate.hflm import LeanHFLM, _batches  # noqa: E402

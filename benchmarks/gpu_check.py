@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ds = xr.open_zarr(url, consolidated=False)
     tokens = int(ds["n_tokens"].values.sum())
     table.add("record: peak GPU memory (bf16, token budget)", peak_gib(torch))
-    from fnet_dist.record.corpora import Sample
+    from fnet_dist.core.corpora import Sample
 
     samples = [Sample(position=p, source_index=p, split="group", token_ids=ds["token_id"].values[p, :n], text="")
                for p, n in enumerate(ds["n_tokens"].values)]

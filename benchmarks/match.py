@@ -97,7 +97,7 @@ def sparse_path(client, templates, individual, subset, iou, loop_full: float, sh
     """Threshold z-maps to dense masks and to CSR blocks (timed apart), then IoU on the CSR networks.
     Returns the seconds to dense masks, and to CSR plus the IoU on Dask."""
     from fnet_dist.match.iou import lazy_iou, pairwise_iou
-    from fnet_dist.match.networks import binarize, flatten_networks, sparse_networks
+    from fnet_dist.core.networks import binarize, flatten_networks, sparse_networks
 
     zmaps = synthetic_zmaps(individual, *shape, seed)
     persisted(zmaps)
@@ -140,7 +140,7 @@ def main() -> None:
 
     from distributed import wait
 
-    from fnet_dist.cluster import dask_client
+    from fnet_dist.core.cluster import dask_client
     from fnet_dist.match.iou import lazy_iou, pairwise_iou
 
     samples, shape = (20, (30, 576)) if args.quick else (100, (28, 3584))
@@ -176,7 +176,7 @@ def main() -> None:
         local = individual.compute()
         numpy_s, _ = timed(pairwise_iou, templates, local, repeat=2)
         print(f"same product in one process (numpy, bit-packed): {numpy_s:.3f} s = {loop_full / numpy_s:.0f} x the loop")
-        from fnet_dist.match.networks import csr_networks
+        from fnet_dist.core.networks import csr_networks
 
         sparse_a, sparse_b = csr_networks(templates), csr_networks(local)
         del local

@@ -99,7 +99,7 @@ def main() -> None:
     import torch
 
     from fnet_dist.model.architectures import resolve_architecture
-    from fnet_dist.record.corpora import load_corpus, select_samples
+    from fnet_dist.core.corpora import load_corpus, select_samples
     from fnet_dist.model.loading import load_model
     from fnet_dist.record.recording import _batches, record_activations
     from fnet_dist.store.storage import filesystem

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import FnetError
+from .core.errors import FnetError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 

@@ -1,4 +1,4 @@
-"""Command-line flags generated from the config sections, so a parameter is declared once (``fnet_dist.config``).
+"""Command-line flags generated from the config sections, so a parameter is declared once (``fnet_dist.core.config``).
 
 - ``add_section(parser, section, *, only=None, skip=(), rename=None)``: one flag per field of a section
   class: ``--max-tokens`` for ``max_tokens``, its help text the field's description and default, booleans as
@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import InputError
+from .core.errors import InputError
 
 __all__ = ["add_section", "section_from"]
 
@@ -81,7 +81,7 @@ def add_section(parser: argparse.ArgumentParser, section: type[BaseModel], *, on
 def section_from(args: argparse.Namespace, section: type[BaseModel], base: BaseModel | None = None,
                  rename: dict[str, str] | None = None) -> Any:
     """``section`` from ``base`` (or its defaults) updated with the flags given in ``args``; validated."""
-    from .config import describe_error
+    from .core.config import describe_error
 
     prefix = f"{_PREFIX}{section.__name__}."
     given = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .config import PipelineConfig
-from .errors import FnetError, InputError, StageError, one_line
+from .core.config import PipelineConfig
+from .core.errors import FnetError, InputError, StageError, one_line
 from .store.outputs import open_output
 from .stages import STAGES, Run, RunLayout, stage_hash
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import PipelineConfig
-from .errors import InputError
+from .core.config import PipelineConfig
+from .core.errors import InputError
 
 __all__ = ["STAGES", "Run", "RunLayout", "Stage", "stage_hash"]
 
@@ -95,7 +95,7 @@ class Run:
     def scheduler(self) -> str:
         """The address of the Dask scheduler (given, ``$DASK_SCHEDULER_ADDRESS``, or a local cluster started once)."""
         if self._scheduler is None:
-            from .cluster import dask_client
+            from .core.cluster import dask_client
 
             client = self._stack.enter_context(dask_client(self._wanted_scheduler, n_workers=self.config.dask.n_workers))
             self._scheduler = client.scheduler.address

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fnet_dist.config import CorpusEntry, PipelineConfig
+from fnet_dist.core.config import CorpusEntry, PipelineConfig
 from fnet_dist.model.edit import Edit
 from fnet_dist.evaluate.conditions import NORMAL, Condition, slug_of
 from fnet_dist.evaluate.controls import CONTROL_KINDS

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fnet_dist.match.anatomy import MassiveRule, massive_channels, massive_mask
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.model.testing import activation_dataset
 
 

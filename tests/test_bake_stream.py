@@ -84,7 +84,7 @@ def test_sources_that_cannot_stream_fall_back_to_the_loaded_bake(tiny_llama, tmp
 def test_streamed_bake_keeps_the_output_rule_and_the_model_check(tiny_llama, tmp_path):
     """Issue 12 on the streamed path: a mask of another model and an --out of other files are refused
     before anything is written; a baked checkpoint is replaced only with overwrite."""
-    from fnet_dist.errors import InputError, StoreError
+    from fnet_dist.core.errors import InputError, StoreError
     from fnet_dist.model.loading import resolve_source
 
     mask = NeuronMask.random((2, 32), count=4, seed=0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fnet_dist.model.architectures import resolve_architecture
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate.baselines import localize, localizer_stimuli, mask_iou, pseudowords, top_units
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model

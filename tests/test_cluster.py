@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from fnet_dist.errors import InputError
-from fnet_dist.cluster import SCHEDULER_ENV, dask_client, scheduler_address
+from fnet_dist.core.errors import InputError
+from fnet_dist.core.cluster import SCHEDULER_ENV, dask_client, scheduler_address
 
 
 def test_scheduler_address_precedence(monkeypatch):
@@ -22,7 +22,7 @@ def test_scheduler_address_precedence(monkeypatch):
 
 def test_env_scheduler_is_used_and_left_running(monkeypatch, dask_cluster_address, caplog):
     monkeypatch.setenv(SCHEDULER_ENV, dask_cluster_address)
-    with caplog.at_level(logging.INFO, logger="fnet_dist.cluster"):
+    with caplog.at_level(logging.INFO, logger="fnet_dist.core.cluster"):
         with dask_client() as client:
             assert client.scheduler.address == dask_cluster_address
             assert len(client.scheduler_info()["workers"]) == 2
@@ -35,7 +35,7 @@ def test_env_scheduler_is_used_and_left_running(monkeypatch, dask_cluster_addres
 
 def test_without_address_a_local_cluster_of_processes_is_started_and_closed(monkeypatch, caplog):
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
-    with caplog.at_level(logging.INFO, logger="fnet_dist.cluster"):
+    with caplog.at_level(logging.INFO, logger="fnet_dist.core.cluster"):
         with dask_client(n_workers=2) as client:
             cluster = client.cluster
             pids = set(client.run(os.getpid).values())

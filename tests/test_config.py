@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fnet_dist.config import PipelineConfig, load_config
+from fnet_dist.core.config import PipelineConfig, load_config
 from fnet_dist.stages import STAGES, stage_hash
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 
 PIPELINES = sorted((Path(__file__).parents[1] / "pipeline").glob("*.yaml"))
 
@@ -86,7 +86,7 @@ def test_evaluation_corpora_must_exist():
 
 
 def test_pack_to_tokens_auto_is_what_an_individual_ica_needs(tmp_path):
-    from fnet_dist.config import PipelineConfig
+    from fnet_dist.core.config import PipelineConfig
 
     assert PipelineConfig().pack_to_tokens() == 65
     assert PipelineConfig(decompose={"components": 8, "exclude_first_tokens": 1}).pack_to_tokens() == 10

@@ -11,7 +11,7 @@ from fnet_dist.evaluate.controls import (
     random_controls,
     separated_masks,
 )
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.model.masks import NeuronMask
 
 SHAPE = (4, 50)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from fnet_dist.record.corpora import load_corpus, parse_hf_spec, select_samples
-from fnet_dist.errors import InputError
+from fnet_dist.core.corpora import load_corpus, parse_hf_spec, select_samples
+from fnet_dist.core.errors import InputError
 from fnet_dist.model.testing import byte_tokenizer
 
 TEXTS = [f"text number {i} " + "word " * (i % 7) for i in range(30)]

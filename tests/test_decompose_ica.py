@@ -9,8 +9,8 @@ from fnet_dist.decompose import GroupCanICA, IndividualICA
 from fnet_dist.decompose.ica import (best_match_correlation, fastica, flip_peak_positive, pca, peak_token_share,
                                      picard_o, spatial_ica, standardize, temporal_ica, whiten, zscore_rows)
 from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
-from fnet_dist.errors import InputError
-from fnet_dist.match.networks import binarize
+from fnet_dist.core.errors import InputError
+from fnet_dist.core.networks import binarize
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def _network(count: int) -> NeuronMask:
 def test_what_a_figure_cannot_draw_is_named_and_a_table_says_what_inf_and_nan_mean():
     import matplotlib.pyplot as plt
 
-    from fnet_dist.report.display import drawable, nonfinite_note, note_undrawn, undrawn
+    from fnet_dist.core.display import drawable, nonfinite_note, note_undrawn, undrawn
 
     assert drawable([1.0, 0.0, -1.0, math.inf, math.nan], log=True).tolist() == [True, False, False, False, False]
     assert drawable([0.0, -1.0, math.inf]).tolist() == [True, True, False]
@@ -224,9 +224,9 @@ def test_interval_brackets_the_mean_of_identical_draws(draws, n, value):
 @st.composite
 def match_results(draw):
     """Match results of 1-2 corpora: templates possibly without a neuron, no samples or no counterparts."""
-    from fnet_dist.config import MatchSection
+    from fnet_dist.core.config import MatchSection
     from fnet_dist.match.matching import CorpusNetworks, MatchResults, consistency_rows, cross_corpus_rows
-    from fnet_dist.match.networks import describe_networks
+    from fnet_dist.core.networks import describe_networks
 
     config = MatchSection()
     corpora, names, consistency = [], [], []
@@ -281,7 +281,7 @@ def _write_outputs(root: Path, matched, rows: pd.DataFrame, controls: pd.DataFra
 
 
 def _config(out: Path):
-    from fnet_dist.config import load_config
+    from fnet_dist.core.config import load_config
 
     return load_config(Path(__file__).parents[1] / "pipeline" / "default.yaml",
                        [f"out={out}", "corpora={news: offline:news, code: offline:code}", "report.explain_texts=0"])
@@ -306,9 +306,9 @@ def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count)
 def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, total):
     from fnet_dist.evaluate.controls import control_tables
     from fnet_dist.evaluate.tables import save_table
-    from fnet_dist.config import ReportSection
+    from fnet_dist.core.config import ReportSection
     from fnet_dist.report.findings import FindingSettings, compute_findings
-    from fnet_dist.report.stats import VERDICTS
+    from fnet_dist.core.stats import VERDICTS
 
     results, _ = drawn
     with tempfile.TemporaryDirectory() as folder:
@@ -332,10 +332,10 @@ def _stages(monkeypatch, evaluate):
     import dataclasses
 
     from fnet_dist import stages
-    from fnet_dist.config import MatchSection
+    from fnet_dist.core.config import MatchSection
     from fnet_dist.match.matching import (CorpusNetworks, MatchResults, consistency_markdown, consistency_rows,
                                  cross_corpus_rows, write_results)
-    from fnet_dist.match.networks import describe_networks
+    from fnet_dist.core.networks import describe_networks
 
     def match(run):
         templates = np.zeros((2, *SHAPE), dtype=bool)  # no neuron above threshold, no counterparts

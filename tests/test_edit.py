@@ -11,7 +11,7 @@ import torch
 
 from fnet_dist.model.architectures import Architecture, block_output_modules, resolve_architecture
 from fnet_dist.model.edit import EDIT_FILE, MASK_FILE, Edit, bake, bake_checkpoint, edited, model_shape
-from fnet_dist.errors import InputError, StoreError
+from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.model.hooks import capture_block_outputs
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model

@@ -17,8 +17,8 @@ import xarray as xr
 from fnet_dist.model import testing
 
 from fnet_dist.model.edit import Edit
-from fnet_dist.errors import InputError
-from fnet_dist.config import EvaluateSection
+from fnet_dist.core.errors import InputError
+from fnet_dist.core.config import EvaluateSection
 from fnet_dist.evaluate import (NORMAL, Condition, evaluate_conditions, paper_conditions,
                                 read_samples, select_conditions)
 from fnet_dist.evaluate.conditions import custom
@@ -258,7 +258,7 @@ def test_cli_errors_are_one_line(tmp_path, networks_url, capsys):
 
 
 def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_path):
-    from fnet_dist.config import PipelineConfig
+    from fnet_dist.core.config import PipelineConfig
     from fnet_dist.evaluate import evaluate_pipeline
     from fnet_dist.stages import RunLayout
 

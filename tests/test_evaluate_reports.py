@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from fnet_dist.model.edit import Edit
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate.conditions import NORMAL, Condition, custom
 from fnet_dist.evaluate.experiment import write_reports
 from fnet_dist.evaluate.figures import format_flip, perplexity_bars, score_changes, sweep_plot

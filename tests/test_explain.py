@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fnet_dist import cli
-from fnet_dist.errors import InputError, StoreError
+from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.report.explain import explain_text, render_attribution_html, source_signals, standardize_tokens
 from networks_fixtures import networks_dataset, planted_networks, write_networks
 

@@ -19,8 +19,8 @@ from fnet_dist.report.findings import (
     write_findings,
 )
 from fnet_dist.report.findings_view import findings_html, read_findings
-from fnet_dist.config import ReportSection
-from fnet_dist.report.stats import CORRECTIONS, conclude
+from fnet_dist.core.config import ReportSection
+from fnet_dist.core.stats import CORRECTIONS, conclude
 
 SHAPE = (4, 250)   # 1000 neurons: a 10-neuron network is 1 %
 SETTINGS = FindingSettings(ReportSection(bootstrap=300))

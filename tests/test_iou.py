@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.match.iou import (iou_from_counts, lazy_iou, pack_bits, pairwise_iou, reference_iou, sparse_counts,
                             template_table)
 
@@ -176,7 +176,7 @@ def test_dask_sparse_blocks_equal_numpy_and_reference(two_sided, dask_cluster_ad
     dense numpy and in-memory sparse paths and to the per-pair definition."""
     from distributed import Client
 
-    from fnet_dist.match.networks import binarize, flatten_networks, sparse_networks
+    from fnet_dist.core.networks import binarize, flatten_networks, sparse_networks
 
     rng = np.random.default_rng(11)
     maps = rng.normal(0, 1.3, (12, 5, 3, 37)).astype(np.float32)      # 60 networks over 111 neurons

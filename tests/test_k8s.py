@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fnet_dist.config import load_config
+from fnet_dist.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"

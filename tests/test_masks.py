@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from fnet_dist.errors import InputError, StoreError
+from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.model import testing
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.store.storage import write_store

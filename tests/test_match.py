@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from fnet_dist import cli
-from fnet_dist.errors import InputError, StoreError
-from fnet_dist.config import MatchSection
+from fnet_dist.core.errors import InputError, StoreError
+from fnet_dist.core.config import MatchSection
 from fnet_dist.match.matching import markdown_table, match_networks
 from networks_fixtures import networks_dataset, planted_networks, write_networks
 
@@ -70,7 +70,7 @@ def test_individual_maps_are_loaded_as_sparse_blocks(stores):
     import scipy.sparse as sp
 
     from fnet_dist.match.matching import load_networks
-    from fnet_dist.match.networks import binarize, flatten_networks
+    from fnet_dist.core.networks import binarize, flatten_networks
 
     urls, planted = stores
     corpus = load_networks(urls["news"], MatchSection())

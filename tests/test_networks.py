@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fnet_dist.errors import InputError
-from fnet_dist.match.networks import (binarize, csr_networks, describe_networks, empty_networks, flatten_networks,
+from fnet_dist.core.errors import InputError
+from fnet_dist.core.networks import (binarize, csr_networks, describe_networks, empty_networks, flatten_networks,
                                 layer_counts, network_shares, network_sizes, sparse_networks)
 
 
@@ -89,7 +89,7 @@ def assert_csr_equal(csr, dense):
 @pytest.mark.parametrize("two_sided", [True, False])
 @pytest.mark.parametrize("step_bytes", [1 << 20, 100, 1])  # all rows in one step, 2 rows, 1 row per step
 def test_sparse_networks_equal_binarize(two_sided, step_bytes, monkeypatch):
-    import fnet_dist.match.networks as networks
+    import fnet_dist.core.networks as networks
 
     monkeypatch.setattr(networks, "_STEP_BYTES", step_bytes)
     maps = random_maps(1)

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats
 
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.match.iou import reference_iou
 from fnet_dist.match.nulls import counterpart_null, counterpart_table, layer_permutations, overlap_null, recurrence_table
 

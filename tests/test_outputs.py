@@ -17,7 +17,7 @@ import pytest
 
 from fnet_dist import cli
 from fnet_dist.model import testing
-from fnet_dist.errors import InputError, StoreError
+from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.store.outputs import MARKER_FILE, html_marker, output_kind, prepare_output, replacing, staging_url
 from fnet_dist.store.storage import open_store, write_store
 from s3_server import s3_endpoint  # noqa: F401  (the fixture)
@@ -268,7 +268,7 @@ def test_zero_or_negative_max_tokens(argv, tmp_path, capsys):
 
 def test_networks_of_another_model_are_refused_by_match_evaluate_and_bake(tiny_llama, tmp_path):
     from fnet_dist.model.edit import Edit, bake_checkpoint
-    from fnet_dist.config import EvaluateSection
+    from fnet_dist.core.config import EvaluateSection
     from fnet_dist.evaluate.experiment import paper_conditions
     from fnet_dist.model.masks import NeuronMask
     from fnet_dist.match.matching import match_networks

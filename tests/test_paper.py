@@ -63,7 +63,7 @@ def _run_folder(root, *, name="run", exclude_first=0, findings=True):
     import pandas as pd
     import yaml
 
-    from fnet_dist.config import PipelineConfig
+    from fnet_dist.core.config import PipelineConfig
 
     (root / "match").mkdir(parents=True)
     (root / "evaluate" / "tables").mkdir(parents=True)
@@ -194,10 +194,10 @@ def test_compare_paper_refuses_what_it_did_not_write(tmp_path, capsys):
 def test_paper_smollm2_config_is_the_papers_sizes(overrides):
     from pathlib import Path
 
-    from fnet_dist.config import load_config
+    from fnet_dist.core.config import load_config
     from fnet_dist.stages import stage_hash
     from fnet_dist.evaluate.tasks import OFFLINE_TASKS
-    from fnet_dist.record.offline import domain_texts
+    from fnet_dist.core.offline import domain_texts
 
     config = load_config(Path(__file__).parents[1] / "pipeline" / "paper-smollm2.yaml", overrides)
     r, d, m, e = config.record, config.decompose, config.match, config.evaluate

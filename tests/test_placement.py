@@ -8,7 +8,7 @@ import xarray as xr
 
 from fnet_dist.model.architectures import resolve_architecture
 from fnet_dist.model.edit import Edit, bake, edited, model_shape
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model, parse_max_memory
 from fnet_dist.record.recording import _batches, record_activations
@@ -104,7 +104,7 @@ def test_max_memory_flag_forms_agree_with_the_config(flags, tmp_path):
     import argparse
 
     from fnet_dist.commands.placement import add_placement_arguments, placement
-    from fnet_dist.config import load_config
+    from fnet_dist.core.config import load_config
 
     parser = argparse.ArgumentParser()
     add_placement_arguments(parser)

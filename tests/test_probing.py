@@ -7,7 +7,7 @@ import torch
 
 from fnet_dist.model.architectures import resolve_architecture
 from fnet_dist.model.edit import Edit, edited
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate import NORMAL
 from fnet_dist.evaluate.conditions import custom
 from fnet_dist.evaluate.features import final_features, pool

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from fnet_dist.model.architectures import resolve_architecture
-from fnet_dist.errors import InputError, StoreError
+from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.model.hooks import capture_block_outputs
 from fnet_dist.model.loading import load_model
 from fnet_dist.record.recording import parse_shard, record_activations, summarize_store
@@ -422,7 +422,7 @@ def test_samples_are_written_as_whole_chunks_and_chunks_past_them_never(backgrou
     """Token chunks of c tokens: a sample fills ceil(n / c) chunk files (the last padded with zeros), no more;
     the same from the writer thread (GPU recording) and in line (CPU recording)."""
     from fnet_dist.store.activations import MAX_TOKEN_CHUNK, SampleWriter, StoreLayout, config_hash, prepare_store
-    from fnet_dist.record.corpora import Sample, Selection
+    from fnet_dist.core.corpora import Sample, Selection
 
     c = MAX_TOKEN_CHUNK
     lengths = [c // 3, c, 2 * c + 6, 2 * c + 11]

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.match.figures import value_axis
-from fnet_dist.report.names import condition_names, display_name, network_name
+from fnet_dist.core.names import condition_names, display_name, network_name
 from fnet_dist.report.build import build_report
 from fnet_dist.report.findings_view import findings_html, read_findings
 from fnet_dist.report.page import MAX_ROWS, Page, anchor_id, table_html
-from fnet_dist.report.stats import Finding
+from fnet_dist.core.stats import Finding
 
 from browser import inspect_layout, inspect_page
 from report_fixtures import synthetic_run
@@ -194,7 +194,7 @@ def test_finding_verdicts_are_checked():
 
 
 def test_provenance_shows_each_stage_time_and_their_total():
-    from fnet_dist.config import load_config
+    from fnet_dist.core.config import load_config
     from fnet_dist.report.build import _provenance
 
     page = Page("run")

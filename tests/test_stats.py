@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fnet_dist.errors import InputError
-from fnet_dist.report.stats import (
+from fnet_dist.core.errors import InputError
+from fnet_dist.core.stats import (
     Estimate,
     Finding,
     against_draws,

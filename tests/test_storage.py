@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from fnet_dist.errors import StoreError
+from fnet_dist.core.errors import StoreError
 from fnet_dist.store.storage import open_store, remove_store, store_exists, write_store
 from fnet_dist.model.testing import activation_dataset
 from s3_server import s3_endpoint  # noqa: F401  (the fixture)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fnet_dist.config import load_config
+from fnet_dist.core.config import load_config
 from fnet_dist.model.edit import Edit
-from fnet_dist.errors import InputError
+from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate import runner, vllm_backend
 from fnet_dist.evaluate.conditions import NORMAL, Condition
 from fnet_dist.evaluate.vllm_backend import VLLMSettings, model_args

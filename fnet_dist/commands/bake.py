@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import MatchSection
+from ..core.config import MatchSection
 from ..flags import add_section, section_from
 from .placement import add_placement_arguments, placement
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def edit_from_args(kind: str, factor: float | None):
     """The ``Edit`` of ``--edit`` / ``--factor``, with a clear error for a factor that does not fit."""
     from ..model.edit import Edit
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     if kind == "inhibit":
         if factor is not None:
@@ -46,7 +46,7 @@ def edit_from_args(kind: str, factor: float | None):
 
 def mask_from_args(args: argparse.Namespace):
     """The mask of ``--mask FILE`` or ``--networks NETWORKS --template K...``."""
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..model.masks import NeuronMask
 
     if args.mask:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import DaskSection, DecomposeSection
+from ..core.config import DaskSection, DecomposeSection
 from ..flags import add_section, section_from
 
 HELP = "spatial ICA of an activations store (individual maps per sample + group CanICA templates) on Dask"

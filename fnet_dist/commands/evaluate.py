@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import EvaluateSection, MatchSection, ModelSection
+from ..core.config import EvaluateSection, MatchSection, ModelSection
 from ..flags import add_section, section_from
 
 HELP = "evaluate the model with each network inhibited, and the random, top-percent and LLM-Localization baselines (lm-eval)"

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import fsspec
 
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..report.explain import explain_text, render_attribution_html
     from ..model.loading import load_model
     from ..store.outputs import prepare_output, replacing

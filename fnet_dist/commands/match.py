@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import DaskSection, MatchSection
+from ..core.config import DaskSection, MatchSection
 from ..flags import add_section, section_from
 
 HELP = "match group templates with individual maps and across corpora (paper Tables 1, 2, 6-8; Figure 4)"

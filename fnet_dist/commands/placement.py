@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..config import ModelSection
+from ..core.config import ModelSection
 from ..flags import add_section, section_from
 
 PLACEMENT_FIELDS = ("dtype", "device_map", "max_memory", "offload_folder")

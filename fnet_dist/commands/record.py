@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import ModelSection, RecordSection
+from ..core.config import ModelSection, RecordSection
 from ..flags import add_section, section_from
 
 HELP = "record every layer's MLP-block output for the tokens of corpus samples into a Zarr activations store"

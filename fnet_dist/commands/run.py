@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..errors import InputError
+    from ..core.config import load_config
+    from ..core.errors import InputError
     from ..pipeline import run_pipeline
 
     overrides = list(args.overrides)

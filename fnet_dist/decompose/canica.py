@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .ica import PCAResult, best_match_correlation, pca, standardize, sum_of_squares, unmix
 from .individual import _D, _blas_limit, blas_thread_count, derive_seeds
 from .params import check_params

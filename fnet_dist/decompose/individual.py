@@ -3,7 +3,7 @@
 - ``IndividualICA(n_components=64, ...)``: ``fit(X, n_tokens=None)`` on a numpy, dask or xarray array of
   shape (n_tokens, n_neurons) or (n_tokens, n_layers, d_model); fitted ``components_``, ``sources_``,
   ``stability_``, convergence and seeds. Too few tokens reduce or skip the analysis (``status_``), never raise.
-  Defaults are the ``decompose`` config section's (``fnet_dist.config.DecomposeSection``).
+  Defaults are the ``decompose`` config section's (``fnet_dist.core.config.DecomposeSection``).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ..config import DecomposeSection
+from ..core.config import DecomposeSection
 from .ica import METHODS, best_match_correlation, pca, peak_token_share
 from .params import check_params
 
@@ -106,7 +106,7 @@ class IndividualICA:
         check_params(self.get_params())
         X = np.asarray(X)
         if X.ndim < 2:
-            from ..errors import InputError
+            from ..core.errors import InputError
             raise InputError(f"X has shape {X.shape}: expected (n_tokens, n_neurons) or (n_tokens, n_layers, d_model)")
         feature_shape, n_rows = X.shape[1:], X.shape[0]
         rows, k, status = self._plan(n_rows, n_tokens)

@@ -10,7 +10,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .ica import ALGORITHMS, FUNCTIONS, METHODS, SOLVERS
 
 __all__ = ["CONSTRAINTS", "LEVELS", "Constraint", "check_params", "parse_levels"]

@@ -1,7 +1,7 @@
 """The decomposition stage: an activations store in, a networks store out, all heavy work on Dask.
 
 - ``decompose(activations, out, params=None, *, scheduler=None, overwrite=False, **overrides) -> str``; the
-  parameters are the ``decompose`` config section (``fnet_dist.config.DecomposeSection``).
+  parameters are the ``decompose`` config section (``fnet_dist.core.config.DecomposeSection``).
 
 The store is created up front from the config (its hash in attrs), then filled: the group level
 (``GroupCanICA`` on the dask array of the group split) and one Dask task per individual sample that
@@ -24,8 +24,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import __version__
-from ..config import DecomposeSection
-from ..errors import InputError, StoreError
+from ..core.config import DecomposeSection
+from ..core.errors import InputError, StoreError
 from .individual import IndividualICA, derive_seeds
 from .params import check_params, parse_levels
 
@@ -250,7 +250,7 @@ def _run_individual(url: str, acts, chosen, p: dict, client) -> list[str]:
     import dask
     import xarray as xr
 
-    from ..cluster import gather
+    from ..core.cluster import gather
 
     done = xr.open_zarr(url, consolidated=False)["individual_done"].values
     todo = [pos for pos in range(len(chosen["individual"])) if not done[pos]]
@@ -284,13 +284,13 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
 
     params : the ``decompose`` config section (default: its defaults); ``overrides`` replace some of its
         fields (``components=8``) and the result is validated by the section.
-    Runs on ``fnet_dist.cluster.dask_client(scheduler)``. Resumable: a rerun with the same config
+    Runs on ``fnet_dist.core.cluster.dask_client(scheduler)``. Resumable: a rerun with the same config
     finishes what is missing (also with ``overwrite``); a store of another config is refused unless
     ``overwrite``, which replaces it. Inputs are checked before any existing store is touched.
     """
     import storage_schemas
-    from ..cluster import dask_client
-    from ..config import with_overrides
+    from ..core.cluster import dask_client
+    from ..core.config import with_overrides
     from ..store.outputs import prepare_output, swap_in
     from ..store.storage import normalize_url, open_store
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = ["Localization", "localize", "localizer_stimuli", "mask_iou", "pseudowords", "top_units"]
 
@@ -49,7 +49,7 @@ def localizer_stimuli(n: int = 240, *, words: int = 12, seed: int = 0,
     if n < 2 or words < 1:
         raise InputError(f"localizer stimuli need n >= 2 and words >= 1; got n={n!r}, words={words!r}")
     if texts is None:
-        from ..record.offline import domain_texts
+        from ..core.offline import domain_texts
 
         texts = domain_texts("news")
     pool = _sentences(texts, words)

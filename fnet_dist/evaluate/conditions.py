@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd

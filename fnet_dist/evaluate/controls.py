@@ -8,7 +8,7 @@ One random mask is not a control on a real model: a draw that hits a massive-act
   ``matched_avoid_massive`` (matched count, never on a massive channel).
 - ``random_controls(kind, shape, n_draws, seed, reference=, fraction=, massive=)`` → list of NeuronMask.
 - ``interval(values, level=0.95)`` → (mean, low, high) of a set of draws.
-- p-values: ``fnet_dist.report.stats.monte_carlo_p`` (1 + #draws at least as bad) / (1 + n); none for a non-finite value.
+- p-values: ``fnet_dist.core.stats.monte_carlo_p`` (1 + #draws at least as bad) / (1 + n); none for a non-finite value.
 - ``separated_masks(network, massive)``: the network, the network minus massive channels, and its
   massive-channel neurons alone.
 - ``metric_direction(metric)``: "higher" or "lower" is better.
@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..model.masks import NeuronMask
 from ..store.outputs import open_output
 from .tasks import PERPLEXITY_METRICS
@@ -182,7 +182,7 @@ def control_tables(rows, networks, massive: np.ndarray | None = None, *, fractio
     """
     import pandas as pd
 
-    from ..report.stats import monte_carlo_p
+    from ..core.stats import monte_carlo_p
     from .conditions import matching
     from .tables import primary_rows
 

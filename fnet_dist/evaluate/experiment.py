@@ -1,6 +1,6 @@
 """The paper's editing experiment from networks stores: conditions, lm-eval runs, tables and figures.
 
-Parameters: the ``evaluate`` and ``match`` config sections (``fnet_dist.config``).
+Parameters: the ``evaluate`` and ``match`` config sections (``fnet_dist.core.config``).
 
 - ``paper_conditions(loaded, networks_urls, settings, match) -> (conditions, extras)``: ``normal``;
   each template inhibited and all of them (``inhibit:<corpus>/<k>``, ``inhibit:<corpus>/all``), with
@@ -29,8 +29,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..config import EvaluateSection, MatchSection
-from ..errors import InputError
+from ..core.config import EvaluateSection, MatchSection
+from ..core.errors import InputError
 from ..store.outputs import open_output, prepare_output
 from .conditions import NORMAL, Condition, network_conditions, pick, random_condition, select_conditions, top_conditions
 from .runner import evaluate_conditions

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = ["POOLINGS", "final_features", "pool", "residual_features"]
 

@@ -6,14 +6,14 @@
 - ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
   per mask, one panel per edit kind.
 Every value axis is chosen by ``fnet_dist.match.figures.value_axis`` (log when the values span more than two
-orders of magnitude) and names its unit; networks are named by ``fnet_dist.report.names.display_name``.
+orders of magnitude) and names its unit; networks are named by ``fnet_dist.core.names.display_name``.
 - ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
   multiple-choice prediction changes between two conditions (text, label, both predictions, fixed or broken).
 - ``format_flip(row)``: one flip as the paper's Figure 8 box.
 - ``control_plot(controls, separated, path, task)``: each network's damage against the random draws'
   intervals, and split at the massive channels (issue 8's controls).
 
-Every figure draws the values it can and names, inside the panel, those it cannot (``fnet_dist.report.display``).
+Every figure draws the values it can and names, inside the panel, those it cannot (``fnet_dist.core.display``).
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..report.display import drawable, note_undrawn, undrawn
-from ..errors import InputError
+from ..core.display import drawable, note_undrawn, undrawn
+from ..core.errors import InputError
 from ..match.figures import value_axis
-from ..report.names import display_name, network_name
+from ..core.names import display_name, network_name
 from .runner import read_samples
 from .tables import network_rows, primary_rows
 from .tasks import PERPLEXITY_METRICS, axis_label, primary_metric, task_label

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .conditions import Condition, check_conditions
 
 __all__ = ["LABELLED_TASKS", "labelled_texts", "probe", "probe_conditions"]
@@ -26,7 +26,7 @@ LABELLED_TASKS = ("sentiment_rt", "polarity_pl")
 
 def labelled_texts(task: str = "sentiment_rt", n: int = 400, *, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """``n`` texts (half of each label, drawn with ``seed``) and their 0/1 labels."""
-    from ..record import offline
+    from ..core import offline
 
     sources = {"sentiment_rt": offline.rotten_tomatoes, "polarity_pl": offline.pang_lee_polarity}
     if task not in sources:

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..store.outputs import open_output
 from .conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
 from .scoring import Scorer

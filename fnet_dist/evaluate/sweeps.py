@@ -15,7 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .conditions import NORMAL, Condition
 from .runner import evaluate_conditions
 

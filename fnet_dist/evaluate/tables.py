@@ -3,7 +3,7 @@
 - ``primary_rows(rows)``: one row per condition × task, the task's reported metric only.
 - ``network_rows(rows, corpus, edit="inhibit")``: the rows of each single template of ``corpus`` (not their union).
 - ``network_table(rows, corpus)``: Table 3, one row per inhibited network (named by
-  ``fnet_dist.report.names.network_name``, ``news/5``), its neuron count, then one column per task.
+  ``fnet_dist.core.names.network_name``, ``news/5``), its neuron count, then one column per task.
 - ``condition_table(rows, columns)``: Tables 10 / 11 and 4 / 9, one row per task (``CoLA (MCC)``), one
   column per condition (``{"Normal": "normal", "ICA": "top5:inhibit", ...}``), with an ``Average`` row over
   the non-perplexity tasks, perplexity tasks last.
@@ -18,9 +18,9 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from ..report.display import nonfinite_note
-from ..errors import InputError
-from ..report.names import display_name, network_name
+from ..core.display import nonfinite_note
+from ..core.errors import InputError
+from ..core.names import display_name, network_name
 from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
 
 __all__ = ["condition_table", "iou_table", "network_rows", "network_table", "primary_rows", "save_table", "to_markdown"]

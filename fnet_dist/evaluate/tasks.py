@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import yaml
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -131,25 +131,25 @@ def _passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
 
 
 def _rows_sentiment_rt() -> list[dict]:
-    from ..record.offline import rotten_tomatoes
+    from ..core.offline import rotten_tomatoes
 
     return _shuffled([{"text": text, "label": label} for text, label in rotten_tomatoes()])
 
 
 def _rows_polarity_pl() -> list[dict]:
-    from ..record.offline import pang_lee_polarity
+    from ..core.offline import pang_lee_polarity
 
     return _shuffled([{"text": text, "label": label} for text, label in pang_lee_polarity()])
 
 
 def _rows_wiki_ppl() -> list[dict]:
-    from ..record.offline import wiki_heldout
+    from ..core.offline import wiki_heldout
 
     return [{"page": passage} for article in wiki_heldout() for passage in _passages(article)]
 
 
 def _rows_news_ppl() -> list[dict]:
-    from ..record.offline import domain_texts
+    from ..core.offline import domain_texts
 
     return [{"page": article} for article in domain_texts("news")]
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = ["VLLMRunner", "VLLMSettings", "model_args", "vllm_options", "release_gpu", "restore_gpu", "run_in_process"]
 

@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from .networks import DEFAULT_THRESHOLD
+from ..core.errors import InputError
+from ..core.networks import DEFAULT_THRESHOLD
 
 __all__ = [
     "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share",
@@ -171,7 +171,7 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
     ``first_token_peak_share`` (share of samples whose source peaks at token 0).
     """
     from ..report.explain import source_signals, standardize_tokens
-    from .networks import binarize
+    from ..core.networks import binarize
 
     if isinstance(networks, str):
         from storage_schemas import NETWORKS

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..report.names import network_name
+from ..core.names import network_name
 
 __all__ = [
     "FIGURE_NAMES",

@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou", "sparse_counts", "template_table"]
 
@@ -228,7 +228,7 @@ def _as_csr(mask):
     CSR input is returned as it is."""
     import scipy.sparse as sp
 
-    from .networks import csr_networks
+    from ..core.networks import csr_networks
 
     if not sp.issparse(mask):
         return csr_networks(mask)

@@ -1,6 +1,6 @@
 """Consistency of functional networks: group templates against individual maps, and across corpora.
 
-- Parameters: the ``match`` config section (``fnet_dist.config.MatchSection``): threshold, one- or two-sided,
+- Parameters: the ``match`` config section (``fnet_dist.core.config.MatchSection``): threshold, one- or two-sided,
   counterpart IoU, cross-corpus IoU, the massive-channel rule.
 - ``CorpusNetworks`` / ``load_networks(url, config)``: one networks store as binary networks
   (templates in memory, individual maps lazy on Dask as sparse CSR row blocks, skipped samples left out).
@@ -24,10 +24,10 @@ import pandas as pd
 from storage_schemas import NETWORKS
 
 from .. import __version__
-from ..config import MatchSection, with_overrides
-from ..report.display import nonfinite_note
-from ..errors import InputError
-from .networks import binarize, describe_networks, flatten_networks, sparse_networks
+from ..core.config import MatchSection, with_overrides
+from ..core.display import nonfinite_note
+from ..core.errors import InputError
+from ..core.networks import binarize, describe_networks, flatten_networks, sparse_networks
 
 __all__ = ["CorpusNetworks", "MatchResults", "load_networks", "markdown_table", "match_networks", "write_file"]
 
@@ -222,7 +222,7 @@ class MatchResults:
 
 def _compute_ious(corpora: Sequence[CorpusNetworks], scheduler: str | None):
     """All template × individual IoUs and individual sizes in one Dask computation."""
-    from ..cluster import dask_client, gather
+    from ..core.cluster import dask_client, gather
     from .iou import lazy_iou
 
     lazy = []

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
            "overlap_null", "recurrence_table"]
@@ -86,7 +86,7 @@ def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int = 999
 def counterpart_table(consistency: pd.DataFrame, null: dict[str, np.ndarray], seed: int) -> pd.DataFrame:
     """``consistency`` (one row per dataset and template) with each template's null: mean and 97.5th percentile
     of the random networks' counterparts, their number, and the Monte Carlo p-value of the observed count."""
-    from ..report.stats import monte_carlo_p
+    from ..core.stats import monte_carlo_p
 
     frames = []
     for dataset, rows in consistency.groupby("dataset", sort=False):
@@ -182,7 +182,7 @@ def match_nulls(urls: list[str], out, *, massive: np.ndarray, anatomy: pd.DataFr
     import dask
     import scipy.sparse as sp
 
-    from ..config import MatchSection
+    from ..core.config import MatchSection
     from .matching import load_networks, write_file
     from ..store.storage import filesystem
 

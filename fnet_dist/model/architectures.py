@@ -15,7 +15,7 @@ from typing import Iterable, Literal
 
 import torch
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 __all__ = [
     "Architecture",

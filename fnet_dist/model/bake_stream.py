@@ -27,7 +27,7 @@ import torch
 
 from .architectures import Architecture, resolve_architecture
 from .edit import CHANNEL_DIM, Edit, edit_bias, edit_provenance, edit_weight, write_checkpoint_folder, write_provenance
-from ..errors import InputError
+from ..core.errors import InputError
 from .masks import NeuronMask
 
 __all__ = ["StreamedBakeUnsupported", "bake_streamed", "checkpoint_folder"]

@@ -31,7 +31,7 @@ import torch
 
 from .. import __version__
 from .architectures import Architecture, block_output_modules, decoder_layers, get_module
-from ..errors import InputError
+from ..core.errors import InputError
 from .masks import NeuronMask
 
 __all__ = ["CHANNEL_DIM", "EDIT_FILE", "EDIT_KINDS", "MASK_FILE", "Edit", "bake", "bake_checkpoint", "edit_bias", "edit_weight",

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
-from ..record.offline import smollm2_gguf
+from ..core.errors import InputError
+from ..core.offline import smollm2_gguf
 
 __all__ = ["DEFAULT_MODEL", "DTYPES", "DTYPE_CHOICES", "LoadedModel", "ModelSource", "check_same_model", "input_device",
            "load_error", "load_model", "parse_dtype", "parse_max_memory", "resolve_device", "resolve_source"]

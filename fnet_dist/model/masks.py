@@ -18,8 +18,8 @@ from typing import Any, Iterable, Sequence
 import fsspec
 import numpy as np
 
-from ..errors import InputError
-from ..match.networks import DEFAULT_THRESHOLD, binarize
+from ..core.errors import InputError
+from ..core.networks import DEFAULT_THRESHOLD, binarize
 
 __all__ = ["NeuronMask", "mask_shape"]
 

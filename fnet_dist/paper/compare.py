@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import FnetError, InputError
+from ..core.errors import FnetError, InputError
 from . import paper_tables
 
 __all__ = ["FIGURES", "MARK", "RunInfo", "compare_paper", "paper_figures", "run_figures"]
@@ -152,7 +152,7 @@ class RunInfo:
 
 
 def _run_info(root: Path, label: str) -> RunInfo:
-    from ..config import load_config
+    from ..core.config import load_config
     from ..stages import stage_hash
 
     info = RunInfo(label=label, root=root)

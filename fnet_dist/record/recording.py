@@ -2,7 +2,7 @@
 
 - ``record_activations(model, corpus, out, ...) -> str``: record (or resume, or one shard of) a store;
   returns its URL. ``model`` is a spec string (see ``fnet_dist.model.loading``) or a ``LoadedModel``.
-- Parameters: the ``record`` config section (``fnet_dist.config.RecordSection``); ``content()`` is what the
+- Parameters: the ``record`` config section (``fnet_dist.core.config.RecordSection``); ``content()`` is what the
   store's config hash covers.
 - ``parse_shard("I/N") -> (I, N)``; ``token_budget(loaded, n_layers, d_model, store_dtype)``: padded tokens
   per batch that fit the free GPU memory.
@@ -26,9 +26,9 @@ import numpy as np
 from .. import __version__
 from ..store.activations import (SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
                                refuse_foreign, summarize_store)
-from .corpora import Sample, load_corpus, select_samples
-from ..config import RecordSection, with_overrides
-from ..errors import InputError
+from ..core.corpora import Sample, load_corpus, select_samples
+from ..core.config import RecordSection, with_overrides
+from ..core.errors import InputError
 from ..model.hooks import capture_block_outputs
 from ..model.loading import DTYPE_CHOICES, LoadedModel
 
@@ -297,7 +297,7 @@ def record_activations(
     (``fnet_dist.store.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
     the samples whose store position p has ``p % N == I``; whichever shard comes first creates the store
     (shards do not wait for each other). ``pack_to_tokens`` > 0 packs short texts with the ones after them
-    into samples of at least that many tokens (``fnet_dist.record.corpora.select_samples``). ``batch_tokens`` > 0
+    into samples of at least that many tokens (``fnet_dist.core.corpora.select_samples``). ``batch_tokens`` > 0
     caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
     from ..model.architectures import resolve_architecture

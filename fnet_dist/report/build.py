@@ -10,7 +10,7 @@ page of what exists, marked incomplete at the top with the failed stage and its 
 Order: provenance, then the Findings (``report/findings.json`` as one table, each claim linking to the
 tables and figures behind it), then the evidence. ``TABLES`` declares, once, every table the report shows:
 its caption, the columns the findings need (shown first; others fold away when the page is narrow) and the
-figures drawn from the same numbers. Networks are named by ``fnet_dist.report.names`` everywhere.
+figures drawn from the same numbers. Networks are named by ``fnet_dist.core.names`` everywhere.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ import pandas as pd
 import yaml
 
 from .. import __version__
-from ..errors import StageError, one_line
-from .names import display_name, network_name
+from ..core.errors import StageError, one_line
+from ..core.names import display_name, network_name
 from .findings import FindingSettings, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page

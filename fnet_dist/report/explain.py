@@ -18,9 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..match.networks import DEFAULT_THRESHOLD
-from .names import network_name
+from ..core.errors import InputError
+from ..core.networks import DEFAULT_THRESHOLD
+from ..core.names import network_name
 from ..store.outputs import html_marker
 
 __all__ = [
@@ -116,7 +116,7 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
     from storage_schemas import NETWORKS
 
     from ..model.loading import check_same_model
-    from ..match.networks import DEFAULT_THRESHOLD, binarize, network_sizes
+    from ..core.networks import DEFAULT_THRESHOLD, binarize, network_sizes
     from ..store.storage import normalize_url, open_store
 
     url = normalize_url(networks_url)

@@ -1,4 +1,4 @@
-"""The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.report.stats``).
+"""The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.core.stats``).
 
 ``compute_findings(match_folder, evaluate_folder, settings) -> list[Finding]`` (corrected, with verdicts);
 ``write_findings(findings, path, settings)`` writes ``findings.json``, which the report page renders as it is.
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import EvaluateSection, ReportSection
-from .stats import (
+from ..core.config import EvaluateSection, ReportSection
+from ..core.stats import (
     CORRECTIONS,
     VERDICT_RULE,
     Estimate,
@@ -41,7 +41,7 @@ from .stats import (
     overlap_test,
     paired_effect,
 )
-from .names import display_name, network_name
+from ..core.names import display_name, network_name
 from ..evaluate.conditions import matching
 from ..evaluate.controls import SMALL_SHARE
 from .evidence import Evidence

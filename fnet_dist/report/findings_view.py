@@ -6,7 +6,7 @@
   ``{"value", "units"}``), ``units``, ``interval`` ([low, high]), ``p_value``, ``alpha``, ``n_draws`` /
   ``n_examples``, ``correction``, ``reason``, ``conditions``, ``tables``, ``figures``).
 - ``findings_html(findings, links) -> str``: the table: verdict, claim (with its test, correction, reason
-  and the conditions it used, named by ``fnet_dist.report.names``), effect with its units and interval at its
+  and the conditions it used, named by ``fnet_dist.core.names``), effect with its units and interval at its
   level, p-value (corrected, the uncorrected one beside it) against alpha, number of draws or examples, and
   links to the evidence (``links(finding) -> [(label, element id)]``); each row has the id
   ``anchor_id("finding-<id>")``.
@@ -19,8 +19,8 @@ import math
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import InputError
-from .names import condition_names
+from ..core.errors import InputError
+from ..core.names import condition_names
 from .page import anchor_id
 
 __all__ = ["FINDING_VERDICTS", "findings_html", "read_findings"]

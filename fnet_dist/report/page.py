@@ -172,7 +172,7 @@ def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (),
     ``MAX_ROWS`` are hidden until the reader ticks the show-all control."""
     import pandas as pd
 
-    from .display import nonfinite_note
+    from ..core.display import nonfinite_note
 
     missing = [k for k in key if k not in frame.columns]
     if missing:

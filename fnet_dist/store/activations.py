@@ -34,8 +34,8 @@ import xarray as xr
 
 from storage_schemas import ACTIVATIONS
 
-from ..record.corpora import Selection
-from ..errors import StoreError
+from ..core.corpora import Selection
+from ..core.errors import StoreError
 from .outputs import prepare_output, staging_url
 from .storage import filesystem, normalize_url, open_store, remove_store, store_exists
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from .. import __version__
-from ..errors import StoreError
+from ..core.errors import StoreError
 from .storage import filesystem, normalize_url, remove_store
 
 __all__ = ["FOREIGN", "KINDS", "MARKER_FILE", "html_marker", "mark", "open_output", "output_kind", "prepare_output",

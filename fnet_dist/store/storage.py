@@ -23,7 +23,7 @@ import xarray as xr
 
 from storage_schemas import SchemaError, StoreSchema
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 
 __all__ = ["access_error", "filesystem", "normalize_url", "open_store", "remove_store", "store_exists", "write_store"]
 

@@ -22,7 +22,7 @@ import sysconfig
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = [
     "DOMAINS",

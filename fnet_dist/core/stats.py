@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = [
     "CORRECTION",

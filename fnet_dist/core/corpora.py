@@ -3,7 +3,7 @@
 - ``load_corpus(spec, text_field="text") -> list[str]``: the texts of ``hf:NAME[:CONFIG][@SPLIT]``
   (``datasets.load_dataset``; NAME may be a hub id or a local dataset folder), a local or fsspec
   ``.txt`` (one text per line), ``.jsonl``, ``.csv`` or ``.parquet`` file (``text_field`` names the
-  column), or ``offline:news|wiki|math|code`` (``fnet_dist.record.offline``). Index i is the corpus row i.
+  column), or ``offline:news|wiki|math|code`` (``fnet_dist.core.offline``). Index i is the corpus row i.
 - ``select_samples(texts, tokenizer, group=, individual=, max_tokens=, min_tokens=, seed=, pack_to_tokens=0)
   -> Selection``: a seeded walk over the corpus that tokenizes texts, cuts them to ``max_tokens`` tokens, skips
   (and counts) those under ``min_tokens``, and keeps disjoint group and individual sets, group first. With
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = ["FILE_SUFFIXES", "Sample", "Selection", "load_corpus", "parse_hf_spec", "select_samples"]
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
-from .match.networks import DEFAULT_THRESHOLD
+from .networks import DEFAULT_THRESHOLD
 
 __all__ = [
     "CONFIG_VERSION",

@@ -1,0 +1,1 @@
+"""The foundation below every stage."""
