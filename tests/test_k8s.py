@@ -270,6 +270,17 @@ def mounted_config(overlay: str) -> str:
     return f"/etc/fnet/{Path(OVERLAYS[overlay]).name}"
 
 
+def test_the_renderer_refuses_files_outside_the_root(tmp_path):
+    """Rendering as the runbook does is not vacuous: a kustomization that reads a file beside its folder (as the
+    overlays once read ../../../pipeline/*.yaml) fails without --load-restrictor LoadRestrictionsNone."""
+    (tmp_path / "outside.yaml").write_text("version: 1\n")
+    (tmp_path / "overlay").mkdir()
+    (tmp_path / "overlay" / "kustomization.yaml").write_text(
+        "configMapGenerator:\n- name: fnet-pipeline\n  files:\n  - pipeline.yaml=../outside.yaml\n")
+    out = kustomize(tmp_path / "overlay")
+    assert out.returncode != 0 and "is not in or below" in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("name", list(OVERLAYS))
 def test_pipeline_configmap_is_the_repository_config(rendered, name):
     """ConfigMap fnet-pipeline holds every pipeline/*.yaml as it is, so the overlay's FNET_CONFIG may name any."""
