@@ -36,10 +36,15 @@ def _kustomize_command() -> list[str]:
     pytest.skip("needs a kustomize renderer: `kubectl` (has kustomize built in) or `kustomize` on PATH")
 
 
+def kustomize(folder: Path) -> subprocess.CompletedProcess:
+    """``kustomize build folder`` as the runbook runs it: no flags, so kustomize's default load restrictor
+    (LoadRestrictionsRootOnly) refuses any file outside the folder of the kustomization that names it."""
+    return subprocess.run([*_kustomize_command(), str(folder)], capture_output=True, text=True, timeout=120)
+
+
 def render(folder: Path) -> list[dict]:
-    """The resources ``kustomize build`` makes of ``folder`` (pipeline configs live outside k8s/)."""
-    out = subprocess.run([*_kustomize_command(), "--load-restrictor", "LoadRestrictionsNone", str(folder)],
-                         capture_output=True, text=True, timeout=120)
+    """The resources ``kustomize build`` makes of ``folder``."""
+    out = kustomize(folder)
     assert out.returncode == 0, out.stderr
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
@@ -260,12 +265,32 @@ def test_every_resource_belongs_to_a_stage(rendered, name):
             assert cluster["scheduler"]["service"]["selector"]["dask.org/cluster-name"] == doc["metadata"]["name"]
 
 
+def mounted_config(overlay: str) -> str:
+    """Where the pods read the overlay's pipeline config: ConfigMap fnet-pipeline is mounted at /etc/fnet."""
+    return f"/etc/fnet/{Path(OVERLAYS[overlay]).name}"
+
+
+def test_the_renderer_refuses_files_outside_the_root(tmp_path):
+    """Rendering as the runbook does is not vacuous: a kustomization that reads a file beside its folder (as the
+    overlays once read ../../../pipeline/*.yaml) fails without --load-restrictor LoadRestrictionsNone."""
+    (tmp_path / "outside.yaml").write_text("version: 1\n")
+    (tmp_path / "overlay").mkdir()
+    (tmp_path / "overlay" / "kustomization.yaml").write_text(
+        "configMapGenerator:\n- name: fnet-pipeline\n  files:\n  - pipeline.yaml=../outside.yaml\n")
+    out = kustomize(tmp_path / "overlay")
+    assert out.returncode != 0 and "is not in or below" in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("name", list(OVERLAYS))
-def test_pipeline_configmap_is_the_repository_config(rendered, name, tmp_path):
+def test_pipeline_configmap_is_the_repository_config(rendered, name):
+    """ConfigMap fnet-pipeline holds every pipeline/*.yaml as it is, so the overlay's FNET_CONFIG may name any."""
     (config_map,) = [d for d in rendered[name] if d["metadata"]["name"] == "fnet-pipeline"]
-    assert config_map["data"]["pipeline.yaml"] == (REPO / OVERLAYS[name]).read_text()
+    configs = {path.name: path.read_text() for path in sorted((REPO / "pipeline").glob("*.yaml"))}
+    assert config_map["data"] == configs, "list every pipeline/*.yaml in pipeline/Kustomization"
+    assert config_map["metadata"]["labels"]["app.kubernetes.io/component"] == "setup"
     env = env_config(rendered[name])
-    assert env["FNET_CONFIG"] == "/etc/fnet/pipeline.yaml"
+    assert env["FNET_CONFIG"] == mounted_config(name)
+    assert "FNET_CONFIG" not in env_config(rendered["base"]), "each overlay names its run, the base none"
     for _, pod in all_pods(rendered[name]):
         if any(c.get("args", [])[:2] == ["fnet", "run"] for c in pod["containers"]):
             mounts = {m["mountPath"]: m["name"] for c in pod["containers"] for m in c["volumeMounts"]}
@@ -304,7 +329,7 @@ def test_every_stage_runs_fnet_run_and_nothing_else(rendered, name):
         variables = {**env, **{e["name"]: e.get("value", "") for e in container.get("env", [])}, "JOB_COMPLETION_INDEX": "0"}
         expanded = [re.sub(r"\$\((\w+)\)", lambda m: variables[m.group(1)], arg) for arg in args]
         parsed = cli.build_parser().parse_args(expanded[1:])
-        assert parsed.config == "/etc/fnet/pipeline.yaml" and parsed.stages == stage
+        assert parsed.config == mounted_config(name) and parsed.stages == stage
         if STAGES[stage].shards is None:
             assert parsed.index is None and parsed.count is None, stage
             continue
