@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fnet_dist.evaluate.conditions import NORMAL  # noqa: E402
+from fnet_dist.core.conditions import NORMAL  # noqa: E402
 from fnet_dist.evaluate.controls import control_conditions, evaluate_controls  # noqa: E402
 from fnet_dist.evaluate.runner import evaluate_conditions  # noqa: E402
 from fnet_dist.model.masks import NeuronMask  # noqa: E402

@@ -42,7 +42,8 @@ import torch  # noqa: E402
 from fnet_dist.model.architectures import resolve_architecture  # noqa: E402
 from fnet_dist.core.config import load_config  # noqa: E402
 from fnet_dist.model.edit import edited, model_shape  # noqa: E402
-from fnet_dist.evaluate.conditions import NORMAL, random_condition  # noqa: E402
+from fnet_dist.evaluate.conditions import random_condition
+from fnet_dist.core.conditions import NORMAL  # noqa: E402
 from fnet_dist.evaluate.hflm import LeanHFLM, _batches  # noqa: E402
 from fnet_dist.evaluate.runner import _limit_groups, _simple_evaluate, evaluate_conditions  # noqa: E402
 from fnet_dist.evaluate.scoring import Scorer, _environment  # noqa: E402

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
 
     from fnet_dist.model.architectures import resolve_architecture
     from fnet_dist.model.edit import Edit, bake_checkpoint, edited, model_shape
-    from fnet_dist.evaluate.conditions import NORMAL, Condition
+    from fnet_dist.core.conditions import NORMAL, Condition
     from fnet_dist.evaluate.runner import evaluate_conditions
     from fnet_dist.model.masks import NeuronMask
     from fnet_dist.model.loading import load_model

@@ -88,7 +88,7 @@ def _frame(rows):
 
 def _news3(kind="network", **fields):
     from fnet_dist.model.edit import Edit
-    from fnet_dist.evaluate.conditions import Condition
+    from fnet_dist.core.conditions import Condition
 
     return Condition(kind, _network(), Edit("inhibit"), corpus="news", template=3, **fields)
 
@@ -97,7 +97,7 @@ def test_control_tables_on_planted_rows():
     from fnet_dist.evaluate.controls import control_tables
 
     from fnet_dist.model.edit import Edit
-    from fnet_dist.evaluate.conditions import NORMAL, Condition
+    from fnet_dist.core.conditions import NORMAL, Condition
 
     inhibit, where = Edit("inhibit"), {"corpus": "news", "template": 3}
     network = Condition("network", _network(), inhibit, **where)
@@ -127,7 +127,7 @@ def test_control_tables_on_planted_rows():
 
 
 def test_control_tables_never_reward_a_missing_value():
-    from fnet_dist.evaluate.conditions import NORMAL
+    from fnet_dist.core.conditions import NORMAL
     from fnet_dist.evaluate.controls import control_tables
 
     network = _news3()
@@ -191,7 +191,7 @@ def test_controls_evaluated_on_one_loaded_tiny_model(tiny_llama, tmp_path):
     massive = np.zeros((2, 32), dtype=bool)
     massive[0, 1] = True
     from fnet_dist.model.edit import Edit
-    from fnet_dist.evaluate.conditions import Condition
+    from fnet_dist.core.conditions import Condition
 
     networks = [Condition("network", NeuronMask(values, name="template-1"), Edit("inhibit"), corpus="toy", template=1)]
     controls, separated = evaluate_controls(loaded, networks, tmp_path / "ctl", tasks=["wiki_ppl"], massive=massive,

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fnet_dist.model.edit import Edit
-from fnet_dist.evaluate.conditions import NORMAL, Condition
+from fnet_dist.core.conditions import NORMAL, Condition
 from fnet_dist.model.masks import NeuronMask
 
 # a value that reaches a matplotlib transform or a log axis it cannot take is a bug, not noise

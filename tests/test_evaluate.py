@@ -21,7 +21,7 @@ from fnet_dist.core.errors import InputError
 from fnet_dist.core.config import EvaluateSection
 from fnet_dist.evaluate import (NORMAL, Condition, evaluate_conditions, paper_conditions,
                                 read_samples, select_conditions)
-from fnet_dist.evaluate.conditions import custom
+from fnet_dist.core.conditions import custom
 from fnet_dist.evaluate.figures import prediction_flips
 from fnet_dist.evaluate.tasks import prepare_tasks
 from fnet_dist.model.masks import NeuronMask
@@ -307,7 +307,7 @@ def test_smollm2_end_to_end(tmp_path):
 
 
 def test_limits_per_task_run_each_task_at_its_own_size(tiny_llama, tmp_path):
-    from fnet_dist.evaluate.conditions import NORMAL
+    from fnet_dist.core.conditions import NORMAL
     from fnet_dist.evaluate.runner import evaluate_conditions
 
     rows = evaluate_conditions(tiny_llama, [NORMAL], TASKS, tmp_path / "out", limit={"polarity_pl": 4, "wiki_ppl": 1},

@@ -11,13 +11,13 @@ import yaml
 
 from fnet_dist.model.edit import Edit
 from fnet_dist.core.errors import InputError
-from fnet_dist.evaluate.conditions import NORMAL, Condition, custom
+from fnet_dist.core.conditions import NORMAL, Condition, custom
 from fnet_dist.evaluate.experiment import write_reports
 from fnet_dist.evaluate.figures import format_flip, perplexity_bars, score_changes, sweep_plot
 from fnet_dist.evaluate.sweeps import sweep, sweep_conditions
 from fnet_dist.evaluate.tables import condition_table, iou_table, network_table, save_table, to_markdown
-from fnet_dist.evaluate.tasks import (OFFLINE_DIR, OUR_HUB_TASKS, prepare_tasks, primary_metric, resolve_tasks,
-                                      validate_hub_yamls)
+from fnet_dist.evaluate.tasks import OFFLINE_DIR, OUR_HUB_TASKS, prepare_tasks, resolve_tasks, validate_hub_yamls
+from fnet_dist.core.metrics import primary_metric
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import hypergeom
 
-from fnet_dist.evaluate.conditions import FIELD_COLUMNS, slug_of
+from fnet_dist.core.conditions import FIELD_COLUMNS, slug_of
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.report.findings import (
     FindingSettings,

@@ -201,7 +201,7 @@ def test_markdown_table_escapes_pipes():
 
 
 def test_pool_columns_keeps_a_lone_neuron_visible():
-    from fnet_dist.match.figures import pool_columns
+    from fnet_dist.core.display import pool_columns
 
     image = np.zeros((3, 5000), dtype=np.uint8)
     image[1, 4321] = 1

@@ -9,7 +9,7 @@ from fnet_dist.model.architectures import resolve_architecture
 from fnet_dist.model.edit import Edit, edited
 from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate import NORMAL
-from fnet_dist.evaluate.conditions import custom
+from fnet_dist.core.conditions import custom
 from fnet_dist.evaluate.features import final_features, pool
 from fnet_dist.evaluate.probing import labelled_texts, probe, probe_conditions
 from fnet_dist.model.masks import NeuronMask

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from fnet_dist.core.errors import InputError
-from fnet_dist.match.figures import value_axis
+from fnet_dist.core.display import value_axis
 from fnet_dist.core.names import condition_names, display_name, network_name
 from fnet_dist.report.build import build_report
 from fnet_dist.report.findings_view import findings_html, read_findings
@@ -61,7 +61,7 @@ def test_one_display_name_per_network():
 def test_display_names_come_from_the_conditions_fields():
     """A Condition, or a result row of its fields, is named from the fields; its name read back agrees."""
     from fnet_dist.model.edit import Edit
-    from fnet_dist.evaluate.conditions import NORMAL, Condition
+    from fnet_dist.core.conditions import NORMAL, Condition
     from fnet_dist.model.masks import NeuronMask
 
     mask, inhibit = NeuronMask(np.ones((1, 1), dtype=bool), name="m"), Edit("inhibit")

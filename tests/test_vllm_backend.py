@@ -13,7 +13,7 @@ from fnet_dist.core.config import load_config
 from fnet_dist.model.edit import Edit
 from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate import runner, vllm_backend
-from fnet_dist.evaluate.conditions import NORMAL, Condition
+from fnet_dist.core.conditions import NORMAL, Condition
 from fnet_dist.evaluate.vllm_backend import VLLMSettings, model_args
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model

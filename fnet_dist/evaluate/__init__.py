@@ -11,7 +11,8 @@
   figures in ``tables`` and ``figures``.
 """
 from .baselines import Localization, localize, localizer_stimuli, mask_iou
-from .conditions import NORMAL, Condition, network_conditions, random_condition, select_conditions, top_conditions
+from .conditions import network_conditions, random_condition, top_conditions
+from ..core.conditions import NORMAL, Condition, select_conditions
 from .experiment import evaluate_networks, evaluate_pipeline, paper_conditions, write_reports
 from .probing import labelled_texts, probe, probe_conditions
 from .runner import BACKENDS, evaluate_conditions, read_rows, read_samples

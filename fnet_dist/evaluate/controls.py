@@ -33,7 +33,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..model.masks import NeuronMask
 from ..store.outputs import open_output
-from .tasks import PERPLEXITY_METRICS
+from ..core.metrics import PERPLEXITY_METRICS
 
 __all__ = [
     "CONTROL_KINDS",
@@ -134,7 +134,7 @@ def control_conditions(networks, massive: np.ndarray, *, kinds=CONTROL_KINDS, n_
     (the only ones asked whether their effect survives without).
     """
     from ..model.edit import Edit
-    from .conditions import Condition
+    from ..core.conditions import Condition
 
     inhibit = Edit("inhibit")
     unknown = [k for k in kinds if k not in CONTROL_KINDS]
@@ -183,8 +183,8 @@ def control_tables(rows, networks, massive: np.ndarray | None = None, *, fractio
     import pandas as pd
 
     from ..core.stats import monte_carlo_p
-    from .conditions import matching
-    from .tables import primary_rows
+    from ..core.conditions import matching
+    from ..core.metrics import primary_rows
 
     primary = primary_rows(rows)
     controls, separated = [], []
@@ -241,7 +241,7 @@ def evaluate_controls(model, networks, out, *, tasks, massive: np.ndarray,
     """
     import pandas as pd
 
-    from .conditions import NORMAL
+    from ..core.conditions import NORMAL
     from .runner import evaluate_conditions
 
     conditions = control_conditions(networks, massive, kinds=kinds, n_draws=n_draws, seed=seed, fraction=fraction)

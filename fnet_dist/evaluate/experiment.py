@@ -32,7 +32,8 @@ import pandas as pd
 from ..core.config import EvaluateSection, MatchSection
 from ..core.errors import InputError
 from ..store.outputs import open_output, prepare_output
-from .conditions import NORMAL, Condition, network_conditions, pick, random_condition, select_conditions, top_conditions
+from .conditions import network_conditions, random_condition, top_conditions
+from ..core.conditions import NORMAL, Condition, pick, select_conditions
 from .runner import evaluate_conditions
 
 __all__ = ["evaluate_networks", "evaluate_pipeline", "evaluate_stage", "merge_evaluation", "paper_conditions", "write_flips", "write_reports"]
@@ -112,8 +113,9 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
     Conditions are chosen by their field columns (``conditions.FIELD_COLUMNS``), never by their names.
     """
     from .figures import perplexity_bars, score_changes
-    from .tables import condition_table, iou_table, network_rows, network_table, primary_rows
-    from .tasks import PERPLEXITY_METRICS, primary_metric
+    from .tables import condition_table, iou_table, network_rows, network_table
+    from ..core.metrics import primary_rows
+    from ..core.metrics import PERPLEXITY_METRICS, primary_metric
 
     out = Path(out)
     tables, figures = out / "tables", out / "figures"
@@ -154,7 +156,7 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
 def edit_label_of(rows: pd.DataFrame, condition: str) -> str:
     """The edit of ``condition``'s rows as a label (``inhibit``, ``multiply1.02``)."""
     from ..model.edit import Edit
-    from .conditions import edit_label
+    from ..core.conditions import edit_label
 
     row = rows.loc[rows["condition"] == condition].iloc[0]
     return edit_label(Edit(row["edit"], 1.0 if pd.isna(row["factor"]) else float(row["factor"])))
@@ -204,7 +206,7 @@ def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str]
     """Figures 5-7: the top-percent mask and each union of networks at several factors and values."""
     from .figures import sweep_plot
     from .sweeps import sweep
-    from .tasks import PERPLEXITY_METRICS, primary_metric
+    from ..core.metrics import PERPLEXITY_METRICS, primary_metric
 
     bases = [c for c in chosen if c.edit is not None and c.edit.kind == "inhibit"
              and ((c.kind == "network" and c.template is None) or c.kind == "top")]

@@ -5,7 +5,7 @@
 - ``score_changes(rows, path, conditions)``: Figure 3, each task's score under each condition minus normal.
 - ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
   per mask, one panel per edit kind.
-Every value axis is chosen by ``fnet_dist.match.figures.value_axis`` (log when the values span more than two
+Every value axis is chosen by ``fnet_dist.core.display.value_axis`` (log when the values span more than two
 orders of magnitude) and names its unit; networks are named by ``fnet_dist.core.names.display_name``.
 - ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
   multiple-choice prediction changes between two conditions (text, label, both predictions, fixed or broken).
@@ -26,11 +26,12 @@ import pandas as pd
 
 from ..core.display import drawable, note_undrawn, undrawn
 from ..core.errors import InputError
-from ..match.figures import value_axis
+from ..core.display import value_axis
 from ..core.names import display_name, network_name
 from .runner import read_samples
-from .tables import network_rows, primary_rows
-from .tasks import PERPLEXITY_METRICS, axis_label, primary_metric, task_label
+from .tables import network_rows
+from ..core.metrics import primary_rows
+from ..core.metrics import PERPLEXITY_METRICS, axis_label, primary_metric, task_label
 
 __all__ = ["control_plot", "format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import InputError
-from .conditions import Condition, check_conditions
+from ..core.conditions import Condition, check_conditions
 
 __all__ = ["LABELLED_TASKS", "labelled_texts", "probe", "probe_conditions"]
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..core.errors import InputError
 from ..store.outputs import open_output
-from .conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
+from ..core.conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
 from .scoring import Scorer
 from .tasks import prepare_tasks, resolve_tasks
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..core.errors import InputError
-from .conditions import NORMAL, Condition
+from ..core.conditions import NORMAL, Condition
 from .runner import evaluate_conditions
 
 __all__ = ["DEFAULT_FACTORS", "DEFAULT_VALUES", "sweep", "sweep_conditions"]

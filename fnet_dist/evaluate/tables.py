@@ -1,6 +1,6 @@
 """Tables shaped like the paper's, from the tidy rows of ``evaluate_conditions``.
 
-- ``primary_rows(rows)``: one row per condition × task, the task's reported metric only.
+- (``fnet_dist.core.metrics.primary_rows``: one row per condition × task, the task's reported metric.)
 - ``network_rows(rows, corpus, edit="inhibit")``: the rows of each single template of ``corpus`` (not their union).
 - ``network_table(rows, corpus)``: Table 3, one row per inhibited network (named by
   ``fnet_dist.core.names.network_name``, ``news/5``), its neuron count, then one column per task.
@@ -21,16 +21,9 @@ import pandas as pd
 from ..core.display import nonfinite_note
 from ..core.errors import InputError
 from ..core.names import display_name, network_name
-from .tasks import PERPLEXITY_METRICS, primary_metric, task_label
+from ..core.metrics import PERPLEXITY_METRICS, primary_metric, primary_rows, task_label
 
-__all__ = ["condition_table", "iou_table", "network_rows", "network_table", "primary_rows", "save_table", "to_markdown"]
-
-
-def primary_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each task's reported metric (``primary_metric``), filter ``none`` preferred."""
-    keep = rows[rows["metric"] == rows["task"].map(primary_metric)]
-    keep = keep.sort_values("filter", key=lambda s: s != "none", kind="stable").drop_duplicates(["condition", "task"])
-    return keep.reset_index(drop=True)
+__all__ = ["condition_table", "iou_table", "network_rows", "network_table", "save_table", "to_markdown"]
 
 
 def _is_perplexity(task: str) -> bool:

@@ -7,9 +7,7 @@
 - ``prepare_tasks(names, folder, cache=None) -> TaskManager``: offline data written once as JSONL into
   the cache folder (``cache``, else ``$FNET_CACHE/tasks``, else ``~/.cache/fnet-dist/tasks``), copies of
   the YAMLs in ``folder`` with their ``data_files`` made absolute; hub YAMLs included as they are.
-- ``primary_metric(task)``: the metric the paper reports for a task (MCC for CoLA, F1 for MRPC / QQP …).
-- ``task_label(task)``: a table label (``CoLA (MCC)``); ``axis_label(task)``: a figure axis with the metric's
-  unit (``Wiki: word perplexity``, ``Rotten Tomatoes: accuracy (share correct)``).
+Each task's reported metric and labels: ``fnet_dist.core.metrics``.
 - ``validate_hub_yamls()``: load our hub YAMLs through lm-eval's TaskManager (no data is fetched).
 """
 from __future__ import annotations
@@ -33,14 +31,10 @@ __all__ = [
     "OFFLINE_TASKS",
     "OUR_HUB_TASKS",
     "PAPER_TASKS",
-    "PERPLEXITY_METRICS",
     "SHUFFLE_SEED",
-    "axis_label",
     "default_cache",
     "prepare_tasks",
-    "primary_metric",
     "resolve_tasks",
-    "task_label",
     "validate_hub_yamls",
 ]
 
@@ -54,36 +48,6 @@ OFFLINE_TASKS = ("sentiment_rt", "polarity_pl", "wiki_ppl", "news_ppl")
 DEFAULT_TASKS = ("sentiment_rt", "polarity_pl", "wiki_ppl")
 OUR_HUB_TASKS = ("ag_news_fnet", "squad_fnet")
 PAPER_TASKS = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "wnli", "ag_news_fnet", "squad_fnet", "wikitext")
-PERPLEXITY_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
-_PRIMARY = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "squad_fnet": "f1",
-            "wikitext": "word_perplexity", "wiki_ppl": "word_perplexity", "news_ppl": "word_perplexity"}
-_LABELS = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE",
-           "sst2": "SST-2", "wnli": "WNLI", "ag_news_fnet": "AG News", "squad_fnet": "SQuAD", "wikitext": "WikiText",
-           "sentiment_rt": "Rotten Tomatoes", "polarity_pl": "Polarity", "wiki_ppl": "Wiki", "news_ppl": "News"}
-_METRIC_LABELS = {"mcc": "MCC", "f1": "F1", "word_perplexity": "PPL", "acc": "acc", "exact_match": "EM"}
-_METRIC_UNITS = {"acc": "accuracy (share correct)", "mcc": "Matthews correlation (−1 to 1)", "f1": "F1 (0 to 1)",
-                 "exact_match": "exact match (share)", "word_perplexity": "word perplexity",
-                 "byte_perplexity": "byte perplexity", "bits_per_byte": "bits per byte"}
-
-
-def primary_metric(task: str) -> str:
-    """The metric the paper's tables report for ``task`` (``acc`` unless named otherwise)."""
-    return _PRIMARY.get(task, "acc")
-
-
-def task_label(task: str, metric: str | None = None) -> str:
-    """A table row label such as ``CoLA (MCC)`` or ``SST-2``."""
-    metric = metric or primary_metric(task)
-    name = _LABELS.get(task, task)
-    return name if metric == "acc" else f"{name} ({_METRIC_LABELS.get(metric, metric)})"
-
-
-def axis_label(task: str, metric: str | None = None) -> str:
-    """A figure axis label with the metric's unit, e.g. ``Wiki: word perplexity``."""
-    metric = metric or primary_metric(task)
-    return f"{_LABELS.get(task, task)}: {_METRIC_UNITS.get(metric, metric)}"
-
-
 @lru_cache(maxsize=1)
 def _lm_eval_task_names() -> frozenset[str]:
     from lm_eval.tasks import TaskManager

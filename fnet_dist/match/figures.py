@@ -4,84 +4,27 @@
 - ``plot_counterparts(consistency)``: counterparts per template and corpus as a heat map.
 - ``plot_layer_distribution(network_sizes)``: network neurons per layer, one line per corpus.
 - ``plot_cross_corpus(cross_corpus)``: template × template IoU between corpora as a heat map.
-- ``figure_png(fig)``: a Figure as PNG bytes; ``match_figures(...)``: all of the above by file name.
-- ``value_axis(ax, values, axis, label)``: the scale every bar / point figure of the run uses: linear,
-  or logarithmic when the values span more than two orders of magnitude (symmetric-log when they change
-  sign), said in the axis label, with limits that keep the smallest bar in view.
+- ``match_figures(...)``: all of the above by file name, as PNG bytes.
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..core.display import figure_png, pool_columns, value_axis
 from ..core.names import network_name
 
 __all__ = [
     "FIGURE_NAMES",
-    "figure_png",
     "match_figures",
     "plot_counterparts",
     "plot_cross_corpus",
     "plot_layer_distribution",
     "plot_networks",
-    "pool_columns",
-    "value_axis",
 ]
 
-_MAX_COLUMNS = 512
-_LOG_SPAN = 100.0  # more than two orders of magnitude between the smallest and largest |value|: log axis
-_LOG_TOP = 1e100  # matplotlib's log tick locator overflows on axes spanning several hundred decades
 FIGURE_NAMES = ("networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png")
-
-
-def figure_png(fig: Figure, dpi: int = 120) -> bytes:
-    """Render ``fig`` with the Agg canvas and return the PNG bytes."""
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def value_axis(ax, values, axis: str = "y", label: str = "") -> str:
-    """Choose ``axis`` ("x" or "y") of ``ax``'s scale from the plotted ``values`` and label it; returns the scale.
-
-    ``log`` when all finite values are positive and span more than ``_LOG_SPAN`` (limits from half the
-    smallest to twice the largest, within 1e±100, so every bar shows); ``symlog`` when they span as
-    much but change sign (limits at twice the extremes; linear within the smallest nonzero |value|, at least
-    ``_LOG_SPAN``⁻² of the largest, so rounding noise such as 1e-16 does not stretch the axis); else
-    ``linear``. The label says which.
-    """
-    data = np.asarray(values, dtype=float).ravel()
-    data = data[np.isfinite(data)]
-    size = np.abs(data[data != 0])
-    scale = "linear"
-    if size.size and size.max() > _LOG_SPAN * size.min():
-        scale = "log" if (data > 0).all() else "symlog"
-    set_scale, set_limits, set_label = ((ax.set_yscale, ax.set_ylim, ax.set_ylabel) if axis == "y" else
-                                        (ax.set_xscale, ax.set_xlim, ax.set_xlabel))
-    if scale == "log":
-        set_scale("log")
-        set_limits(max(size.min(), 1 / _LOG_TOP) / 2, min(size.max(), _LOG_TOP) * 2)
-    elif scale == "symlog":
-        set_scale("symlog", linthresh=float(max(size.min(), size.max() / _LOG_SPAN ** 2)))
-        low, high = (2 * float(np.clip(v, -_LOG_TOP, _LOG_TOP)) for v in (min(data.min(), 0), max(data.max(), 0)))
-        set_limits(low, high)
-    suffix = {"log": " (log scale)", "symlog": " (symmetric log scale)"}.get(scale, "")
-    set_label(f"{label}{suffix}")
-    return scale
-
-
-def pool_columns(image: np.ndarray, width: int = _MAX_COLUMNS) -> np.ndarray:
-    """Max-pool the columns of ``(rows, columns)`` to at most ``width`` so one selected neuron stays visible."""
-    rows, columns = image.shape
-    if columns <= width:
-        return image
-    edges = np.linspace(0, columns, width + 1).astype(int)
-    return np.maximum.reduceat(image, edges[:-1], axis=1)
 
 
 def plot_networks(templates: dict[str, np.ndarray]) -> Figure:

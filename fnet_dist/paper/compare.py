@@ -203,8 +203,8 @@ def _first(names: Sequence[str], pattern: str) -> str | None:
 
 
 def _evaluate_figures(folder: Path) -> dict[str, float]:
-    from ..evaluate.tables import primary_rows
-    from ..evaluate.tasks import PERPLEXITY_METRICS
+    from ..core.metrics import primary_rows
+    from ..core.metrics import PERPLEXITY_METRICS
 
     out: dict[str, float] = {}
     if (folder / "results.csv").is_file():

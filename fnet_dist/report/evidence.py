@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evaluate.conditions import FIELD_COLUMNS, matching, slug_of
+from ..core.conditions import FIELD_COLUMNS, matching, slug_of
 
 __all__ = ["Evidence"]
 
@@ -39,7 +39,7 @@ class Evidence:
 
     @cached_property
     def rows(self) -> pd.DataFrame:
-        from ..evaluate.tables import primary_rows
+        from ..core.metrics import primary_rows
 
         frames = [pd.read_csv(p) for p in (self.folder / "results.csv", self.folder / "controls" / "results.csv") if p.is_file()]
         if not frames:

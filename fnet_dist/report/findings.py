@@ -42,7 +42,7 @@ from ..core.stats import (
     paired_effect,
 )
 from ..core.names import display_name, network_name
-from ..evaluate.conditions import matching
+from ..core.conditions import matching
 from ..evaluate.controls import SMALL_SHARE
 from .evidence import Evidence
 
