@@ -125,7 +125,7 @@ def _decompose(run: Run, shard: Shard) -> dict[str, Any]:
     for corpus in run.config.corpora:
         print(f"  decompose {corpus}", flush=True)
         stores[corpus] = decompose(run.layout.activations(corpus), run.layout.networks(corpus), run.config.decompose,
-                                   scheduler=run.scheduler, dataset=corpus, overwrite=True)
+                                   scheduler=run.scheduler, corpus=corpus, overwrite=True)
     return {"stores": stores}
 
 

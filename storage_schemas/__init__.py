@@ -73,6 +73,7 @@ class StoreSchema:
     variables: Mapping[str, VariableSpec] = field(default_factory=dict)
     attrs: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    upgrades: Mapping[str, str] = field(default_factory=dict)  # older version -> how to bring its stores up to date
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StoreSchema":
@@ -87,6 +88,7 @@ class StoreSchema:
             variables=variables,
             attrs=dict(data.get("attrs", {})),
             description=data.get("description", ""),
+            upgrades={str(k): str(v) for k, v in data.get("upgrades", {}).items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +99,7 @@ class StoreSchema:
             "dims": list(self.dims),
             "variables": {k: v.to_dict() for k, v in self.variables.items()},
             "attrs": dict(self.attrs),
+            **({"upgrades": dict(self.upgrades)} if self.upgrades else {}),
         }
 
     def stamp(self) -> dict[str, Any]:
@@ -116,10 +119,9 @@ class StoreSchema:
             )
         version = ds.attrs.get("schema_version")
         if version != self.version:
-            raise SchemaError(
-                f"{where} has {self.name} schema version {version!r}, this fnet-dist reads version "
-                f"{self.version}; re-create the store (--overwrite) or use the fnet-dist release that wrote it"
-            )
+            how = self.upgrades.get(str(version), "re-create the store (--overwrite) or use the fnet-dist release that wrote it")
+            raise SchemaError(f"{where} has {self.name} schema version {version!r}, this fnet-dist reads version "
+                              f"{self.version}; {how}")
         for key, kind in self.attrs.items():
             if key not in ds.attrs:
                 raise SchemaError(f"{where}: attr {key!r} is missing (expected a {kind})")

@@ -19,9 +19,9 @@ from storage_schemas import NETWORKS
 PLANT = 5.0
 
 
-def networks_dataset(group_map, individual_map, *, dataset="news", **kwargs) -> xr.Dataset:
+def networks_dataset(group_map, individual_map, *, corpus="news", **kwargs) -> xr.Dataset:
     """``fnet_dist.model.testing.networks_dataset`` with the match tests' default corpus name."""
-    return testing.networks_dataset(group_map, individual_map, dataset=dataset, **kwargs)
+    return testing.networks_dataset(group_map, individual_map, corpus=corpus, **kwargs)
 
 
 def write_networks(ds: xr.Dataset, url) -> str:

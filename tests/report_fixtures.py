@@ -44,15 +44,15 @@ def _match(folder: Path, rng) -> dict:
     templates = {c: rng.random((TEMPLATES, LAYERS, WIDTH)) < np.geomspace(0.001, 0.05, TEMPLATES)[:, None, None]
                  for c in CORPORA}
     consistency = pd.concat([pd.DataFrame({
-        "dataset": c, "template": np.arange(1, TEMPLATES + 1), "size": t.sum(axis=(1, 2)),
+        "corpus": c, "template": np.arange(1, TEMPLATES + 1), "size": t.sum(axis=(1, 2)),
         "share": t.sum(axis=(1, 2)) / (LAYERS * WIDTH), "counterparts": rng.integers(0, 30, TEMPLATES),
         "samples_with_counterpart": rng.integers(0, 10, TEMPLATES), "individual_maps": 200, "samples": 10,
         "best_iou": rng.random(TEMPLATES)}) for c, t in templates.items()], ignore_index=True)
     t1, t2 = np.meshgrid(np.arange(1, TEMPLATES + 1), np.arange(1, TEMPLATES + 1), indexing="ij")
     iou = rng.random(TEMPLATES * TEMPLATES) ** 4
-    cross = pd.DataFrame({"dataset_1": "news", "template_1": t1.ravel(), "dataset_2": "wiki",
+    cross = pd.DataFrame({"corpus_1": "news", "template_1": t1.ravel(), "corpus_2": "wiki",
                           "template_2": t2.ravel(), "iou": iou, "similar": iou > 0.2})
-    sizes = pd.concat([pd.DataFrame(t.sum(axis=2), columns=[f"layer_{i}" for i in range(LAYERS)]).assign(dataset=c)
+    sizes = pd.concat([pd.DataFrame(t.sum(axis=2), columns=[f"layer_{i}" for i in range(LAYERS)]).assign(corpus=c)
                        for c, t in templates.items()], ignore_index=True)
     consistency.to_csv(folder / "consistency.csv", index=False)
     cross.to_csv(folder / "cross_corpus.csv", index=False)

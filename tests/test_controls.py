@@ -147,7 +147,7 @@ def test_control_tables_never_reward_a_missing_value():
 def test_networks_for_controls_are_chosen_without_evaluation_examples():
     import pandas as pd
 
-    consistency = pd.DataFrame({"dataset": ["news"] * 4 + ["wiki"], "template": [1, 2, 3, 4, 1],
+    consistency = pd.DataFrame({"corpus": ["news"] * 4 + ["wiki"], "template": [1, 2, 3, 4, 1],
                                 "counterparts": [4, 9, 9, 0, 50], "size": [5, 5, 5, 0, 5]})
     assert choose_networks(consistency, ["news"], 2) == [("news", 2), ("news", 3)]
     assert choose_networks(consistency.assign(counterparts=0), ["news"], 4) == [("news", k) for k in (1, 2, 3)]
@@ -159,7 +159,7 @@ def test_controls_go_first_to_the_small_networks_the_claims_are_about():
     about networks of < 2 % of neurons is then never tested (the default run said "not applicable")."""
     import pandas as pd
 
-    consistency = pd.DataFrame({"dataset": ["news"] * 4, "template": [1, 2, 3, 4], "counterparts": [30, 3, 9, 5],
+    consistency = pd.DataFrame({"corpus": ["news"] * 4, "template": [1, 2, 3, 4], "counterparts": [30, 3, 9, 5],
                                 "size": [475, 38, 600, 20], "share": [0.027, 0.002, 0.035, 0.001]})
     anatomy = pd.DataFrame({"corpus": ["news"] * 4, "template": [1, 2, 3, 4], "first_token_peak_share": [1.0, 0.0, 0.1, 0.9]})
     assert choose_networks(consistency, ["news"], 1) == [("news", 4)]             # 1 and 3 are not small

@@ -58,7 +58,7 @@ def networks(planted_store, dask_cluster_address, tmp_path_factory):
 def test_planted_networks_recovered_at_both_levels(planted_store, networks):
     _, data, _, n_tok = planted_store
     ds = xr.open_zarr(networks, consolidated=False)
-    assert ds.attrs["complete"] and ds.attrs["group_complete"] and ds.attrs["dataset"] == "synthetic"
+    assert ds.attrs["complete"] and ds.attrs["group_complete"] and ds.attrs["corpus"] == "synthetic"
     assert ds.attrs["parameters"]["components"] == 8 and ds.attrs["parameters"]["blas_threads"] == 1
     assert set(ds.attrs["seconds"]) == {"group", "individual"} and min(ds.attrs["seconds"].values()) > 0
     assert best_match_iou(data.networks, binarize(ds["group_map"].values)).min() >= 0.9

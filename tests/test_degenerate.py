@@ -242,7 +242,7 @@ def match_results(draw):
         names.append(name)
         consistency.append(consistency_rows(name, corpus, iou, config.iou))
     consistency = pd.concat(consistency, ignore_index=True)
-    sizes = pd.concat([describe_networks(c.templates, {"dataset": n}) for n, c in zip(names, corpora)], ignore_index=True)
+    sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)], ignore_index=True)
     results = MatchResults(config, consistency, cross_corpus_rows(names, corpora, config.similar_iou), sizes, [], {}, {})
     return results, {n: c.templates for n, c in zip(names, corpora)}
 
@@ -340,11 +340,11 @@ def _stages(monkeypatch, evaluate):
     def match(run):
         templates = np.zeros((2, *SHAPE), dtype=bool)  # no neuron above threshold, no counterparts
         corpora = [CorpusNetworks(f"memory://{n}", n, "synthetic", *SHAPE, templates, None, [0], 2) for n in ("news", "code")]
-        results = MatchResults(MatchSection(), pd.concat([consistency_rows(c.dataset, c, np.zeros((2, 2)), 0.2) for c in corpora]),
+        results = MatchResults(MatchSection(), pd.concat([consistency_rows(c.name, c, np.zeros((2, 2)), 0.2) for c in corpora]),
                                cross_corpus_rows(["news", "code"], corpora, 0.2),
-                               pd.concat([describe_networks(templates, {"dataset": c.dataset}) for c in corpora]), [], {}, {})
+                               pd.concat([describe_networks(templates, {"corpus": c.name}) for c in corpora]), [], {}, {})
         results.markdown = consistency_markdown(results.consistency, 0.2)
-        write_results(results, str(run.layout.match), {c.dataset: templates for c in corpora})
+        write_results(results, str(run.layout.match), {c.name: templates for c in corpora})
         return {"folder": str(run.layout.match)}
 
     for stage, function in (("record", lambda run: {}), ("decompose", lambda run: {}), ("match", match),

@@ -43,7 +43,7 @@ def networks_dataset(planted=PLANTED, shape=SHAPE, seed=0, model_id="tiny") -> x
     for c, cells in planted.items():
         for layer, neuron in cells:
             maps[c, layer, neuron] = 6.0 - 0.05 * neuron  # distinct values: a unique top-5 % order
-    return testing.networks_dataset(maps, dataset="toy", model_id=model_id, seed=seed)
+    return testing.networks_dataset(maps, corpus="toy", model_id=model_id, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def planted_store(loaded, tmp_path_factory):
     x = standardize_tokens(block_outputs(loaded, TEXT))
     maps = np.stack([x[3], x[7], np.random.default_rng(0).standard_normal(x.shape[1])]).astype(np.float32)
     filler = planted_networks(n_templates=3, copies=(1, 1, 1), n_layers=2, d_model=32, size=4)
-    url = write_networks(networks_dataset(maps.reshape(3, 2, 32), filler.individual_map, dataset="news",
+    url = write_networks(networks_dataset(maps.reshape(3, 2, 32), filler.individual_map, corpus="news",
                                           model_id=loaded.info["model_id"]),
                          tmp_path_factory.mktemp("explain") / "networks")
     return url, x, maps

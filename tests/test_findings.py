@@ -196,7 +196,7 @@ def test_ica_against_localization_and_their_overlap(tmp_path):
 
 
 def _counterpart_table(p_values):
-    return pd.DataFrame({"dataset": "news", "template": np.arange(1, len(p_values) + 1), "counterparts": 5,
+    return pd.DataFrame({"corpus": "news", "template": np.arange(1, len(p_values) + 1), "counterparts": 5,
                          "null_mean": 0.0, "null_high": 0.0, "permutations": 2999, "p_value": p_values})
 
 
@@ -211,12 +211,12 @@ def test_counterparts_hold_when_more_than_half_of_the_templates_beat_random_netw
 
 def _pairs(first_token=False):
     return pd.DataFrame([
-        {"dataset_1": "news", "template_1": 1, "dataset_2": "wiki", "template_2": 1, "iou": 0.95, "chance_iou": 0.01,
+        {"corpus_1": "news", "template_1": 1, "corpus_2": "wiki", "template_2": 1, "iou": 0.95, "chance_iou": 0.01,
          "p_value": 1e-300, "iou_without_massive": 0.9, "chance_iou_without_massive": 0.01,
          "chance_low_without_massive": 0.0, "chance_high_without_massive": 0.03, "p_without_massive": 1e-200,
          "massive_1": True, "massive_2": True, "first_token_1": first_token, "first_token_2": first_token,
          "eligible": not first_token},
-        {"dataset_1": "news", "template_1": 2, "dataset_2": "wiki", "template_2": 2, "iou": 0.02, "chance_iou": 0.01,
+        {"corpus_1": "news", "template_1": 2, "corpus_2": "wiki", "template_2": 2, "iou": 0.02, "chance_iou": 0.01,
          "p_value": 0.3, "iou_without_massive": 0.02, "chance_iou_without_massive": 0.01,
          "chance_low_without_massive": 0.0, "chance_high_without_massive": 0.03, "p_without_massive": 0.3,
          "massive_1": False, "massive_2": False, "first_token_1": False, "first_token_2": False, "eligible": True}])

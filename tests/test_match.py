@@ -24,7 +24,7 @@ def stores(tmp_path_factory):
     code = planted_networks(copies=(2, 4, 0, 6), seed=0)
     urls = {
         "news": write_networks(networks_dataset(news.group_map, news.individual_map, status=STATUS), folder / "news"),
-        "code": write_networks(networks_dataset(code.group_map, code.individual_map, dataset="code"), folder / "code"),
+        "code": write_networks(networks_dataset(code.group_map, code.individual_map, corpus="code"), folder / "code"),
     }
     return urls, {"news": news, "code": code}
 
@@ -39,7 +39,7 @@ def matched(stores, dask_cluster_address, tmp_path_factory):
 def test_counterparts_equal_the_planted_ones(stores, matched):
     _, planted = stores
     results, _ = matched
-    table = results.consistency.set_index(["dataset", "template"])
+    table = results.consistency.set_index(["corpus", "template"])
     for name, truth in planted.items():
         rows = table.loc[name]
         assert rows["counterparts"].tolist() == truth.counterparts.tolist()
@@ -56,7 +56,7 @@ def test_empty_template_and_skipped_sample_are_reported(matched):
     news = results.corpora[0]
     assert news["empty_templates"] == [4]
     assert news["skipped_samples"] == {"2": "too short"} and news["skipped_reasons"] == {"too short": 1}
-    table = results.consistency.set_index(["dataset", "template"])
+    table = results.consistency.set_index(["corpus", "template"])
     assert table.loc["news", "skipped_samples"].unique().tolist() == [1]
     assert table.loc["code", "skipped_samples"].unique().tolist() == [0]
     assert (table["counterparts_per_sample"] == table["counterparts"] / table["samples"]).all()
@@ -133,7 +133,7 @@ def test_stricter_iou_and_duplicate_dataset_names(stores, tmp_path, dask_cluster
     results = match_networks([urls["code"], urls["code"]], "memory://fnet-tests/dup", iou=0.6,
                              scheduler=dask_cluster_address)
     assert fsspec.filesystem("memory").exists("/fnet-tests/dup/consistency.md")  # results go to any fsspec URL
-    assert results.consistency["dataset"].unique().tolist() == ["code", "code-2"]
+    assert results.consistency["corpus"].unique().tolist() == ["code", "code-2"]
     assert results.consistency["counterparts"].sum() == 0  # copies have IoU exactly 0.6, not above
     assert len(results.similar_pairs) == 4
 
@@ -181,6 +181,28 @@ def test_missing_and_foreign_stores(tmp_path):
         match_networks([activations], str(tmp_path / "out"))
     with pytest.raises(InputError, match="no networks store given"):
         match_networks([], str(tmp_path / "out"))
+
+
+def test_a_version_1_store_is_refused_in_one_line_that_says_how_to_upgrade(stores, tmp_path, monkeypatch, capsys):
+    """Version 1 named the corpus attr ``dataset``: such a store is refused, not read, and left as it was."""
+    import shutil
+    import zarr
+
+    urls, _ = stores
+    old = tmp_path / "old.zarr"
+    shutil.copytree(urls["news"], old)
+    group = zarr.open_group(str(old), mode="r+")
+    attrs = dict(group.attrs)
+    attrs["dataset"] = attrs.pop("corpus")
+    attrs["schema_version"] = 1
+    group.attrs.put(attrs)
+    before = sorted((p.relative_to(old), p.read_bytes()) for p in old.rglob("*") if p.is_file())
+    monkeypatch.setattr(cli, "COMMANDS", ("match",))
+    assert cli.main(["match", str(old), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "schema version 1" in error and "reads version 2" in error
+    assert "named the corpus attr 'dataset'" in error and "--overwrite" in error
+    assert sorted((p.relative_to(old), p.read_bytes()) for p in old.rglob("*") if p.is_file()) == before
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -253,7 +275,7 @@ def test_match_nulls_on_planted_stores(stores, matched):
                             "first_token_peak_share": [0.0, 0.9, 0.0, 0.0] + [0.0] * 4})
     tables = match_nulls([urls["news"], urls["code"]], out, massive=np.zeros(shape, dtype=bool), anatomy=anatomy,
                          threshold=3.6, two_sided=True, iou=0.2, permutations=99, seed=0, first_token_share=0.5)
-    null = tables["counterparts_null"].set_index(["dataset", "template"])
+    null = tables["counterparts_null"].set_index(["corpus", "template"])
     assert (null["permutations"] == 99).all()
     for name, truth in planted.items():
         p = null.loc[name, "p_value"].to_numpy()

@@ -50,8 +50,8 @@ def test_dask_gives_the_same(planted):
 
 
 def test_describe_networks(planted):
-    frame = describe_networks(binarize(planted), {"dataset": "news"})
-    assert list(frame.columns) == ["dataset", "template", "size", "share", "empty", "layer_0", "layer_1"]
+    frame = describe_networks(binarize(planted), {"corpus": "news"})
+    assert list(frame.columns) == ["corpus", "template", "size", "share", "empty", "layer_0", "layer_1"]
     assert frame["template"].tolist() == [1, 2, 3]
     assert frame["empty"].tolist() == [False, False, True]
     assert frame[["layer_0", "layer_1"]].to_numpy().tolist() == [[2, 1], [0, 5], [0, 0]]

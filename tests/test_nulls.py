@@ -45,7 +45,7 @@ def test_counterpart_null_equals_the_definition_on_the_same_draws():
             moved[layers, permutations[r, layers, neurons]] = True
             assert moved.sum(axis=1).tolist() == template.sum(axis=1).tolist()       # size and layers kept
             assert null[t, r] == (reference_iou(moved.reshape(1, -1), flat) > 0.2).sum()
-    consistency = pd.DataFrame({"dataset": "toy", "template": [1, 2], "counterparts": [30, 0]})
+    consistency = pd.DataFrame({"corpus": "toy", "template": [1, 2], "counterparts": [30, 0]})
     table = counterpart_table(consistency, {"toy": null}, seed=5)
     assert table["p_value"].tolist()[1] == 1.0 and table["permutations"].tolist() == [7, 7]
     assert table["p_value"].iloc[0] == pytest.approx((1 + (null[0] >= 30).sum()) / 8)

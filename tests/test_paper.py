@@ -72,12 +72,12 @@ def _run_folder(root, *, name="run", exclude_first=0, findings=True):
     (root / "run.json").write_text(json.dumps({"stages": {"match": {"finished": "2026-12-02T10:00:00"}}}))
     counts = {"news": [0, 3, 8, 0], "wiki": [1, 0, 0, 0]}  # 3 of 8 templates with counterparts; largest 8
     samples = {"news": 4, "wiki": 2}
-    pd.DataFrame([{"dataset": d, "template": t + 1, "counterparts": c, "samples": samples[d],
+    pd.DataFrame([{"corpus": d, "template": t + 1, "counterparts": c, "samples": samples[d],
                    "individual_maps": samples[d] * 5, "samples_with_counterpart": min(c, samples[d])}
                   for d, cs in counts.items() for t, c in enumerate(cs)]).to_csv(root / "match" / "consistency.csv", index=False)
     (root / "match" / "results.json").write_text(json.dumps({"corpora": [
-        {"dataset": "news", "samples": 4, "skipped_samples": {"7": "reduced"}},
-        {"dataset": "wiki", "samples": 2, "skipped_samples": {}}]}))
+        {"corpus": "news", "samples": 4, "skipped_samples": {"7": "reduced"}},
+        {"corpus": "wiki", "samples": 2, "skipped_samples": {}}]}))
     # news's networks store: 4 usable samples of 5, 3 of them converged, sample 0's 2 maps of 8 on one token
     import numpy as np
 
@@ -86,11 +86,11 @@ def _run_folder(root, *, name="run", exclude_first=0, findings=True):
     from storage_schemas import NETWORKS
 
     ds = networks_dataset(np.zeros((4, 2, 3)), np.zeros((5, 2, 2, 3)), status=["ok"] * 4 + ["reduced: 1 token"],
-                          dataset="news")
+                          corpus="news")
     ds["individual_converged"][:] = [True, False, True, True, False]
     ds["individual_single_token"][0] = True
     write_store(ds, str(root / "networks" / "news.zarr"), NETWORKS)
-    pd.DataFrame({"dataset_1": ["news", "news"], "template_1": [1, 2], "dataset_2": ["wiki", "wiki"],
+    pd.DataFrame({"corpus_1": ["news", "news"], "template_1": [1, 2], "corpus_2": ["wiki", "wiki"],
                   "template_2": [1, 1], "iou": [0.05, 0.31], "similar": [False, True]}).to_csv(
         root / "match" / "cross_corpus.csv", index=False)
     values = {"normal": (0.8, 0.6), "inhibit:news/1": (0.4, 0.6), "inhibit:news/2": (0.8, 0.5),

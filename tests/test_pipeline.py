@@ -54,7 +54,7 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
     record = json.loads((out / "run.json").read_text())
     assert [s for s, v in record["stages"].items() if v["status"] == "done"] == STAGES
     consistency = pd.read_csv(out / "match" / "consistency.csv")
-    assert set(consistency["dataset"]) == {"news", "code"}
+    assert set(consistency["corpus"]) == {"news", "code"}
     assert (out / "match" / "massive_mask.npy").is_file()  # anatomy is the match stage's
     results = pd.read_csv(out / "evaluate" / "results.csv")
     assert {"kind", "corpus", "template", "edit", "factor"} <= set(results.columns)

@@ -12,7 +12,7 @@ HELP = "spatial ICA of an activations store (individual maps per sample + group 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="activations store (path or URL) written by fnet record")
     parser.add_argument("--out", required=True, help="networks store to write (path or URL)")
-    parser.add_argument("--dataset", help="corpus name recorded in the store (default: the activations' corpus)")
+    parser.add_argument("--corpus", help="corpus name recorded in the store (default: the activations' corpus)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing networks store of another config (the same config always resumes)")
     add_section(parser, DaskSection, only=("scheduler",))
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..decompose import decompose
 
     url = decompose(args.store, args.out, section_from(args, DecomposeSection),
-                    scheduler=section_from(args, DaskSection).scheduler, overwrite=args.overwrite, dataset=args.dataset)
+                    scheduler=section_from(args, DaskSection).scheduler, overwrite=args.overwrite, corpus=args.corpus)
     ds = xr.open_zarr(url, consolidated=False)
     if ds.sizes["sample"]:
         status = [str(s) for s in ds["individual_status"].values]

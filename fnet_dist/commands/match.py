@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
     for corpus in results.corpora:  # empty templates are already logged as warnings by match_networks
         if corpus["skipped_samples"]:
             kinds = ", ".join(f"{n} {k}" for k, n in corpus["skipped_reasons"].items())
-            print(f"note: {corpus['dataset']}: {len(corpus['skipped_samples'])} of "
+            print(f"note: {corpus['corpus']}: {len(corpus['skipped_samples'])} of "
                   f"{corpus['samples'] + len(corpus['skipped_samples'])} individual samples are not usable ({kinds}); "
                   f"counts are over the {corpus['samples']} usable ones")
         if corpus["empty_individual_maps"]:
-            print(f"note: {corpus['dataset']}: {corpus['empty_individual_maps']} of {corpus['individual_maps']} "
+            print(f"note: {corpus['corpus']}: {corpus['empty_individual_maps']} of {corpus['individual_maps']} "
                   f"individual maps are empty at threshold {params.threshold:g}")
     print(f"wrote {len(results.files)} files under {args.out}; {len(results.similar_pairs)} similar template pairs across corpora\n")
     print(results.markdown, end="")

@@ -165,7 +165,7 @@ def empty_networks(networks):
 def describe_networks(networks, labels: dict | None = None):
     """One row per network of a ``(k, n_layers, d_model)`` numpy stack: a pandas DataFrame.
 
-    Columns: the ``labels`` (constant columns, e.g. ``{"dataset": "news"}``), ``template`` (1-based),
+    Columns: the ``labels`` (constant columns, e.g. ``{"corpus": "news"}``), ``template`` (1-based),
     ``size``, ``share``, ``empty`` and ``layer_<i>`` counts.
     """
     import pandas as pd

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def _parameters(**kw: Any) -> dict[str, Any]:
     """The method parameters recorded in attrs (and hashed); validated through the one table."""
-    check_params({k: v for k, v in kw.items() if k not in ("levels", "dataset")})
+    check_params({k: v for k, v in kw.items() if k not in ("levels", "corpus")})
     return kw
 
 
@@ -279,7 +279,7 @@ def _convergence(url: str) -> dict[str, Any]:
 
 
 def decompose(activations: str, out: str, params: DecomposeSection | None = None, *, scheduler: str | None = None,
-              overwrite: bool = False, dataset: str | None = None, **overrides: Any) -> str:
+              overwrite: bool = False, corpus: str | None = None, **overrides: Any) -> str:
     """Decompose the activations store at ``activations`` into a networks store at ``out``; returns its URL.
 
     params : the ``decompose`` config section (default: its defaults); ``overrides`` replace some of its
@@ -306,7 +306,7 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
     prepare_output(url, "networks", resume=True)  # a user's files or another kind of store: refused, untouched
     acts = open_store(src, storage_schemas.ACTIVATIONS)
     chosen = _select(acts, levels, components, group_components, exclude_first_tokens)
-    attrs = {"dataset": dataset or str(acts.attrs.get("corpus", "unknown")), "activations": src,
+    attrs = {"corpus": corpus or str(acts.attrs.get("corpus", "unknown")), "activations": src,
              "model_id": str(acts.attrs["model_id"]), "model_revision": str(acts.attrs.get("model_revision", "")),
              "n_layers": int(acts.sizes["layer"]),
              "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,

@@ -24,7 +24,7 @@ def network_conditions(networks, *, threshold: float, two_sided: bool = True, ed
 
     ds = open_store(networks, NETWORKS) if isinstance(networks, str) else networks
     edit = edit or Edit("inhibit")
-    corpus = str(ds.attrs.get("dataset", "networks"))
+    corpus = str(ds.attrs.get("corpus", "networks"))
     components = list(range(ds.sizes["component"]))
     conditions = [Condition("network", NeuronMask.from_networks(ds, [k], threshold=threshold, two_sided=two_sided),
                             edit, corpus=corpus, template=k + 1) for k in components]
@@ -50,7 +50,7 @@ def top_conditions(networks, *, percent: float, factor: float, corpus: str | Non
     from ..model.edit import Edit
     from ..model.masks import NeuronMask
 
-    corpus = corpus or str(getattr(networks, "attrs", {}).get("dataset", "networks"))
+    corpus = corpus or str(getattr(networks, "attrs", {}).get("corpus", "networks"))
     mask = NeuronMask.top_percent(networks, percent)
     return [Condition("top", mask, edit, corpus=corpus, percent=float(percent))
             for edit in (Edit("inhibit"), Edit("multiply", factor))]

@@ -285,7 +285,7 @@ def choose_networks(consistency, corpora, count: int, anatomy=None, first_token_
     ``consistency`` / ``anatomy``: the match stage's ``consistency.csv`` / ``network_anatomy.csv``."""
     chosen = []
     for corpus in corpora:
-        rows = consistency[(consistency["dataset"] == corpus) & (consistency["size"] > 0)]  # an empty template edits nothing
+        rows = consistency[(consistency["corpus"] == corpus) & (consistency["size"] > 0)]  # an empty template edits nothing
         eligible = rows["share"] < SMALL_SHARE if "share" in rows else np.ones(len(rows), dtype=bool)
         if anatomy is not None and "first_token_peak_share" in anatomy:
             mine = anatomy[anatomy["corpus"] == corpus].set_index("template")["first_token_peak_share"]

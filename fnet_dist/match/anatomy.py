@@ -232,12 +232,12 @@ def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
         seed = int(_open(activations).attrs.get("seed", 0))
         rule = MassiveRule(ratio=params.massive_ratio, min_value=params.massive_min_value, seed=seed)
         table = massive_channels(activations, rule)
-        channels.append(table.assign(corpus=str(ds.attrs["dataset"])))
+        channels.append(table.assign(corpus=str(ds.attrs["corpus"])))
         shape = (table.attrs["n_layers"], table.attrs["d_model"])
     merged = pd.concat(channels, ignore_index=True)
     union = massive_mask(merged, shape)
     anatomy = [network_anatomy(ds, union, activations=activations, threshold=params.threshold,
-                               two_sided=params.two_sided).assign(corpus=str(ds.attrs["dataset"]))
+                               two_sided=params.two_sided).assign(corpus=str(ds.attrs["corpus"]))
                for ds, activations in zip(stores, sources)]
     write_file(out, "massive_channels.csv", merged.to_csv(index=False))
     write_file(out, "network_anatomy.csv", pd.concat(anatomy, ignore_index=True).to_csv(index=False))

@@ -71,8 +71,8 @@ def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits
 
 def plot_counterparts(consistency: pd.DataFrame) -> Figure:
     """Counterparts (individual maps with IoU above the match threshold) per template (rows) and corpus (columns)."""
-    wide = consistency.pivot(index="template", columns="dataset", values="counterparts")
-    wide = wide[list(dict.fromkeys(consistency["dataset"]))]
+    wide = consistency.pivot(index="template", columns="corpus", values="counterparts")
+    wide = wide[list(dict.fromkeys(consistency["corpus"]))]
     fig = Figure(figsize=(1.2 * wide.shape[1] + 2.5, 0.4 * wide.shape[0] + 1.5), constrained_layout=True)
     ax = fig.subplots()
     _heatmap(ax, wide.to_numpy(dtype=float), list(wide.index), list(wide.columns), "{:.0f}",
@@ -89,7 +89,7 @@ def plot_layer_distribution(network_sizes: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(6.5, 3.2), constrained_layout=True)
     ax = fig.subplots()
     counts = []
-    for name, rows in network_sizes.groupby("dataset", sort=False):
+    for name, rows in network_sizes.groupby("corpus", sort=False):
         counts.append(rows[layer_columns].sum(axis=0).to_numpy())
         ax.plot(range(len(layer_columns)), counts[-1], marker="o", markersize=3, label=str(name))
     ax.set_xlabel("layer")
@@ -102,13 +102,13 @@ def plot_layer_distribution(network_sizes: pd.DataFrame) -> Figure:
 def plot_cross_corpus(cross_corpus: pd.DataFrame) -> Figure:
     """Template × template IoU between corpora; each pair of corpora once (upper blocks)."""
     labels = list(dict.fromkeys(
-        [network_name(d, t) for d, t in zip(cross_corpus["dataset_1"], cross_corpus["template_1"])]
-        + [network_name(d, t) for d, t in zip(cross_corpus["dataset_2"], cross_corpus["template_2"])]
+        [network_name(d, t) for d, t in zip(cross_corpus["corpus_1"], cross_corpus["template_1"])]
+        + [network_name(d, t) for d, t in zip(cross_corpus["corpus_2"], cross_corpus["template_2"])]
     ))
     position = {label: i for i, label in enumerate(labels)}
     values = np.full((len(labels), len(labels)), np.nan)
     for row in cross_corpus.itertuples(index=False):
-        i, j = position[network_name(row.dataset_1, row.template_1)], position[network_name(row.dataset_2, row.template_2)]
+        i, j = position[network_name(row.corpus_1, row.template_1)], position[network_name(row.corpus_2, row.template_2)]
         values[i, j] = values[j, i] = row.iou
     size = 0.22 * len(labels) + 2.5
     fig = Figure(figsize=(size, size), constrained_layout=True)

@@ -45,7 +45,7 @@ class CorpusNetworks:
     """
 
     url: str
-    dataset: str
+    name: str  # the corpus
     model_id: str
     n_layers: int
     d_model: int
@@ -80,7 +80,7 @@ def load_networks(url: str, config: MatchSection) -> CorpusNetworks:
     individual = sparse_networks(maps, config.threshold, config.two_sided)
     templates = binarize(np.asarray(ds["group_map"].values, dtype=np.float32), config.threshold, config.two_sided)
     return CorpusNetworks(
-        url=url, dataset=str(ds.attrs["dataset"]), model_id=str(ds.attrs["model_id"]),
+        url=url, name=str(ds.attrs["corpus"]), model_id=str(ds.attrs["model_id"]),
         n_layers=n_layers, d_model=d_model, templates=templates, individual=individual,
         samples=[labels[i] for i in ok], n_components=int(ds.sizes["individual_component"]),
         skipped={labels[i]: str(status[i]) for i in np.flatnonzero(status != "ok")},
@@ -109,12 +109,12 @@ def _check_layouts(corpora: Sequence[CorpusNetworks]) -> None:
 
 
 def _unique_names(corpora: Sequence[CorpusNetworks]) -> list[str]:
-    """Dataset names, with ``-2``, ``-3`` … added where two stores share one."""
+    """Corpus names, with ``-2``, ``-3`` … added where two stores share one."""
     seen: dict[str, int] = {}
     names = []
     for corpus in corpora:
-        seen[corpus.dataset] = seen.get(corpus.dataset, 0) + 1
-        names.append(corpus.dataset if seen[corpus.dataset] == 1 else f"{corpus.dataset}-{seen[corpus.dataset]}")
+        seen[corpus.name] = seen.get(corpus.name, 0) + 1
+        names.append(corpus.name if seen[corpus.name] == 1 else f"{corpus.name}-{seen[corpus.name]}")
     return names
 
 
@@ -128,7 +128,7 @@ def consistency_rows(name: str, corpus: CorpusNetworks, iou: np.ndarray, thresho
     per_sample = matched.reshape(len(templates), len(corpus.samples), corpus.n_components).any(axis=2)
     sizes = templates.sum(axis=1)
     return pd.DataFrame({
-        "dataset": name,
+        "corpus": name,
         "template": np.arange(1, len(templates) + 1),
         "size": sizes,
         "share": sizes / templates.shape[1],
@@ -151,10 +151,10 @@ def cross_corpus_rows(names: Sequence[str], corpora: Sequence[CorpusNetworks], s
         iou = pairwise_iou(flatten_networks(a.templates), flatten_networks(b.templates))
         t1, t2 = np.meshgrid(np.arange(iou.shape[0]), np.arange(iou.shape[1]), indexing="ij")
         frames.append(pd.DataFrame({
-            "dataset_1": names[i], "template_1": t1.ravel() + 1,
-            "dataset_2": names[j], "template_2": t2.ravel() + 1, "iou": iou.ravel(),
+            "corpus_1": names[i], "template_1": t1.ravel() + 1,
+            "corpus_2": names[j], "template_2": t2.ravel() + 1, "iou": iou.ravel(),
         }))
-    columns = ["dataset_1", "template_1", "dataset_2", "template_2", "iou"]
+    columns = ["corpus_1", "template_1", "corpus_2", "template_2", "iou"]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     frame["similar"] = frame["iou"].astype(float) > similar_iou
     return frame
@@ -177,11 +177,11 @@ def markdown_table(frame: pd.DataFrame, floats: str = "{:.4f}") -> str:
 def consistency_markdown(consistency: pd.DataFrame, iou: float) -> str:
     """Table 1's layout: templates as rows, corpora as columns, 'counterparts (samples)' per cell."""
     cells = consistency.assign(cell=[f"{c} ({s})" for c, s in zip(consistency["counterparts"], consistency["samples_with_counterpart"])])
-    wide = cells.pivot(index="template", columns="dataset", values="cell").fillna("")
-    wide = wide[list(dict.fromkeys(consistency["dataset"]))].reset_index()
+    wide = cells.pivot(index="template", columns="corpus", values="cell").fillna("")
+    wide = wide[list(dict.fromkeys(consistency["corpus"]))].reset_index()
     wide.columns = ["TEMPLATES", *[str(c).upper() for c in wide.columns[1:]]]
     columns = ["individual_maps", "samples"] + (["skipped_samples"] if "skipped_samples" in consistency else [])
-    totals = consistency.groupby("dataset", sort=False)[columns].first()
+    totals = consistency.groupby("corpus", sort=False)[columns].first()
     note = "; ".join(f"{d}: {r.individual_maps} individual maps from {r.samples} usable samples"
                      + (f" ({r.skipped_samples} not usable, left out)" if getattr(r, "skipped_samples", 0) else "")
                      for d, r in totals.iterrows())
@@ -195,8 +195,8 @@ def cross_corpus_markdown(cross: pd.DataFrame, similar_iou: float) -> str:
     if similar.empty:
         return f"No pair of templates from different corpora has IoU > {similar_iou:g}.\n"
     table = pd.DataFrame({
-        "TEMPLATE 1": [f"{d.upper()} COMPONENT {t}" for d, t in zip(similar["dataset_1"], similar["template_1"])],
-        "TEMPLATE 2": [f"{d.upper()} COMPONENT {t}" for d, t in zip(similar["dataset_2"], similar["template_2"])],
+        "TEMPLATE 1": [f"{d.upper()} COMPONENT {t}" for d, t in zip(similar["corpus_1"], similar["template_1"])],
+        "TEMPLATE 2": [f"{d.upper()} COMPONENT {t}" for d, t in zip(similar["corpus_2"], similar["template_2"])],
         "IoU": similar["iou"].to_numpy(),
     })
     return f"Pairs of templates from different corpora with IoU > {similar_iou:g}.\n\n" + markdown_table(table)
@@ -237,7 +237,7 @@ def _compute_ious(corpora: Sequence[CorpusNetworks], scheduler: str | None):
 def _corpus_summary(name: str, corpus: CorpusNetworks, individual_sizes: np.ndarray) -> dict:
     template_sizes = flatten_networks(corpus.templates).sum(axis=1)
     return {
-        "dataset": name, "url": corpus.url, "model_id": corpus.model_id,
+        "corpus": name, "url": corpus.url, "model_id": corpus.model_id,
         "n_layers": corpus.n_layers, "d_model": corpus.d_model,
         "templates": int(len(template_sizes)),
         "empty_templates": [int(i) + 1 for i in np.flatnonzero(template_sizes == 0)],
@@ -263,14 +263,14 @@ def _report_empty(summaries: Sequence[dict], config: MatchSection) -> None:
         if s["skipped_samples"]:
             kinds = skipped_reasons(s["skipped_samples"])
             log.warning("%s: %d of %d individual samples are not usable (%s) and are left out of the counts",
-                        s["dataset"], len(s["skipped_samples"]), s["samples"] + len(s["skipped_samples"]),
+                        s["corpus"], len(s["skipped_samples"]), s["samples"] + len(s["skipped_samples"]),
                         ", ".join(f"{n} {k}" for k, n in kinds.items()))
         if s["empty_templates"]:
             log.warning("%s: template(s) %s have no neuron above the threshold %g (IoU 0 with everything)",
-                        s["dataset"], s["empty_templates"], config.threshold)
+                        s["corpus"], s["empty_templates"], config.threshold)
         if s["empty_individual_maps"]:
             log.info("%s: %d of %d individual maps have no neuron above %g",
-                     s["dataset"], s["empty_individual_maps"], s["individual_maps"], config.threshold)
+                     s["corpus"], s["empty_individual_maps"], s["individual_maps"], config.threshold)
 
 
 def match_networks(networks: Sequence[str], out: str, params: MatchSection | None = None, *,
@@ -302,7 +302,7 @@ def match_networks(networks: Sequence[str], out: str, params: MatchSection | Non
     consistency = pd.concat([consistency_rows(n, c, i, config.iou) for n, c, (i, _) in zip(names, corpora, computed)],
                             ignore_index=True)
     cross = cross_corpus_rows(names, corpora, config.similar_iou)
-    sizes = pd.concat([describe_networks(c.templates, {"dataset": n}) for n, c in zip(names, corpora)], ignore_index=True)
+    sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)], ignore_index=True)
     results = MatchResults(config, consistency, cross, sizes, summaries,
                            {n: i for n, (i, _) in zip(names, computed)}, {})
     results.markdown = consistency_markdown(consistency, config.iou)

@@ -84,13 +84,13 @@ def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int = 999
 
 
 def counterpart_table(consistency: pd.DataFrame, null: dict[str, np.ndarray], seed: int) -> pd.DataFrame:
-    """``consistency`` (one row per dataset and template) with each template's null: mean and 97.5th percentile
+    """``consistency`` (one row per corpus and template) with each template's null: mean and 97.5th percentile
     of the random networks' counterparts, their number, and the Monte Carlo p-value of the observed count."""
     from ..core.stats import monte_carlo_p
 
     frames = []
-    for dataset, rows in consistency.groupby("dataset", sort=False):
-        counts = null[dataset][rows["template"].to_numpy() - 1]
+    for corpus, rows in consistency.groupby("corpus", sort=False):
+        counts = null[corpus][rows["template"].to_numpy() - 1]
         frames.append(rows.assign(null_mean=counts.mean(axis=1), null_high=np.percentile(counts, 97.5, axis=1),
                                   permutations=counts.shape[1], seed=seed,
                                   p_value=monte_carlo_p(rows["counterparts"].to_numpy(), counts)))
@@ -154,7 +154,7 @@ def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive
         for (i, a), (j, b) in itertools.product(enumerate(templates[x]), enumerate(templates[y])):
             whole, trimmed = overlap_null(a, b), overlap_null(a & keep, b & keep)
             rows.append({
-                "dataset_1": x, "template_1": i + 1, "dataset_2": y, "template_2": j + 1,
+                "corpus_1": x, "template_1": i + 1, "corpus_2": y, "template_2": j + 1,
                 "iou": _iou(whole.overlap, a, b), "chance_iou": _iou(whole.mean, a, b), "p_value": whole.p,
                 "iou_without_massive": _iou(trimmed.overlap, a & keep, b & keep),
                 "chance_iou_without_massive": _iou(trimmed.mean, a & keep, b & keep),
@@ -192,13 +192,13 @@ def match_nulls(urls: list[str], out, *, massive: np.ndarray, anatomy: pd.DataFr
         fs, folder = filesystem(out)
         with fs.open(f"{folder}/consistency.csv", "rb") as handle:
             consistency = pd.read_csv(handle)
-    corpora = {c.dataset: c for c in (load_networks(url, config) for url in urls)}
+    corpora = {c.name: c for c in (load_networks(url, config) for url in urls)}
     null = {}
     for name, corpus in corpora.items():
         blocks = dask.compute(*corpus.individual.to_delayed().ravel())
         maps = sp.vstack([sp.csr_array(b) for b in blocks], format="csr") if blocks else sp.csr_array((0, 1))
         null[name] = counterpart_null(corpus.templates, maps, config.iou, permutations, seed)
-    counterparts = counterpart_table(consistency[consistency["dataset"].isin(list(null))], null, seed)
+    counterparts = counterpart_table(consistency[consistency["corpus"].isin(list(null))], null, seed)
     write_file(out, "counterparts_null.csv", counterparts.to_csv(index=False))
     share = anatomy.get("first_token_peak_share")
     first = {name: (anatomy[anatomy["corpus"] == name].sort_values("template")["first_token_peak_share"]

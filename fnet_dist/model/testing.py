@@ -171,7 +171,7 @@ def activation_dataset(
     )
 
 
-def networks_dataset(group_map, individual_map=None, *, status=None, dataset: str = "synthetic",
+def networks_dataset(group_map, individual_map=None, *, status=None, corpus: str = "synthetic",
                      model_id: str = "synthetic", n_tokens: int = 8, seed: int = 0):
     """An ``xarray.Dataset`` with every variable and attr of the networks schema around given z-maps.
 
@@ -227,7 +227,7 @@ def networks_dataset(group_map, individual_map=None, *, status=None, dataset: st
         coords={"sample": np.arange(n_samples), "layer": np.arange(n_layers), "component": np.arange(n_templates),
                 "individual_component": np.arange(n_comp)},
         attrs={
-            "dataset": dataset, "activations": f"memory://{dataset}-activations", "model_id": model_id,
+            "corpus": corpus, "activations": f"memory://{corpus}-activations", "model_id": model_id,
             "n_layers": int(n_layers), "d_model": int(d_model), "package_version": __version__,
             "config_hash": "synthetic", "parameters": {"n_components": int(n_comp), "seed": seed},
             "levels": ["group", "individual"], "group_complete": True, "complete": True,

@@ -264,7 +264,7 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
     consistency = layout.match / "consistency.csv"
     if consistency.is_file():
         table = pd.read_csv(consistency)
-        per = table.groupby("dataset").first()
+        per = table.groupby("corpus").first()
         samples = per["samples"].astype(float)
         per_sample = (table["counterparts"] / table["samples"].replace(0, np.nan)).max()
         values.update(_counterpart_figures(table["counterparts"], 1, float(per["individual_maps"].median())))
@@ -272,7 +272,7 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
         total = _total_samples(layout.match / "results.json", per.index)
         info.samples = pd.DataFrame({"corpus": per.index, "usable samples": samples.astype(int).values,
                                      "samples": [total.get(d, int(s)) for d, s in samples.items()],
-                                     "counterparts per usable sample": (table.groupby("dataset")["counterparts"].sum()
+                                     "counterparts per usable sample": (table.groupby("corpus")["counterparts"].sum()
                                                                         / samples.replace(0, np.nan)).round(2).values})
         info.samples = info.samples.merge(_individual_shares(layout, per.index), on="corpus", how="left")
     else:
@@ -313,12 +313,13 @@ def _individual_shares(layout, corpora) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["corpus", "converged ICAs", "single-token maps"])
 
 
-def _total_samples(results_json: Path, datasets) -> dict[str, int]:
+def _total_samples(results_json: Path, corpora_wanted) -> dict[str, int]:
     """Samples per corpus including the skipped ones (match/results.json), for the usable-samples table."""
     if not results_json.is_file():
         return {}
     corpora = json.loads(results_json.read_text()).get("corpora", [])
-    return {c["dataset"]: int(c.get("samples", 0)) + len(c.get("skipped_samples", {})) for c in corpora if c.get("dataset") in set(datasets)}
+    return {c["corpus"]: int(c.get("samples", 0)) + len(c.get("skipped_samples", {})) for c in corpora
+            if c.get("corpus") in set(corpora_wanted)}
 
 
 def _fmt(value: float, key: str) -> str:

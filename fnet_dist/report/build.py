@@ -169,8 +169,8 @@ def _suffix(stem: str, name: str) -> str:
 
 def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
     """Networks, conditions and templates named as everywhere in the report (``news/5``): a ``network`` or
-    ``condition`` column by ``display_name``; ``dataset`` (or ``corpus``) with ``template``, and the pairs
-    ``dataset_1`` / ``template_1``, ``dataset_2`` / ``template_2``, as one name each."""
+    ``condition`` column by ``display_name``; ``corpus`` with ``template``, and the pairs
+    ``corpus_1`` / ``template_1``, ``corpus_2`` / ``template_2``, as one name each."""
     frame = frame.copy()
     if "condition" in frame.columns and "kind" in frame.columns:  # rows with the condition's fields: named from them
         frame["condition"] = [display_name(row) for row in frame.to_dict("records")]
@@ -179,12 +179,11 @@ def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
             frame[column] = frame[column].map(display_name)
     if frame.index.name in ("network", "condition"):
         frame.index = frame.index.map(display_name).rename(frame.index.name)
-    for corpus in ("dataset", "corpus"):
-        if corpus in frame.columns and "template" in frame.columns:
-            named = [network_name(c, t) for c, t in zip(frame[corpus], frame["template"])]
-            frame = frame.drop(columns=[corpus, "template"])
-            frame.insert(0, "template", named)
-    pairs = [("dataset_1", "template_1", "template"), ("dataset_2", "template_2", "other template")]
+    if "corpus" in frame.columns and "template" in frame.columns:
+        named = [network_name(c, t) for c, t in zip(frame["corpus"], frame["template"])]
+        frame = frame.drop(columns=["corpus", "template"])
+        frame.insert(0, "template", named)
+    pairs = [("corpus_1", "template_1", "template"), ("corpus_2", "template_2", "other template")]
     if all(c in frame.columns for d, t, _ in pairs for c in (d, t)):
         named = {label: [network_name(a, b) for a, b in zip(frame[d], frame[t])] for d, t, label in pairs}
         frame = frame.drop(columns=[c for d, t, _ in pairs for c in (d, t)])
@@ -273,12 +272,12 @@ def _match(page: Page, layout, files: _Files, config) -> None:
         return
     page.section("Consistency across individual analyses (Tables 1, 6-8)", anchor="consistency")
     consistency = pd.read_csv(files.keep(folder / "consistency.csv", "match_"))
-    pivot = consistency.pivot(index="template", columns="dataset", values="counterparts")
+    pivot = consistency.pivot(index="template", columns="corpus", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
     files.table(page, consistency, "consistency")
     if (folder / "counterparts_null.csv").exists():
         null = pd.read_csv(files.keep(folder / "counterparts_null.csv", "match_"))
-        files.table(page, null[["dataset", "template", "counterparts", "null_mean", "null_high", "permutations",
+        files.table(page, null[["corpus", "template", "counterparts", "null_mean", "null_high", "permutations",
                                 "p_value"]], "counterparts_null")
     for name in _MATCH_FIGURES:
         if (folder / f"{name}.png").exists():

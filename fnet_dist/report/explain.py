@@ -44,7 +44,7 @@ class TokenAttribution:
     components: list[int]
     weights: np.ndarray
     template_sizes: list[int] = field(default_factory=list)
-    dataset: str = ""
+    corpus: str = ""
     model_id: str = ""
     networks_url: str = ""
 
@@ -140,7 +140,7 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
     weights = source_signals(x, maps.reshape(len(maps), -1))[:, [c - 1 for c in chosen]].T
     sizes = network_sizes(binarize(selected.reshape(len(chosen), *maps.shape[1:]), DEFAULT_THRESHOLD))
     return TokenAttribution(text, ids, pieces, spans, chosen, weights, [int(s) for s in sizes],
-                            str(ds.attrs["dataset"]), str(loaded_model.info.get("model_id", "")), url)
+                            str(ds.attrs["corpus"]), str(loaded_model.info.get("model_id", "")), url)
 
 
 def _shade(weight: float, scale: float) -> str:
@@ -193,7 +193,7 @@ def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> 
         size = attribution.template_sizes[row] if row < len(attribution.template_sizes) else None
         about = f" ({size} neurons at |z| &gt; {DEFAULT_THRESHOLD:g})" if size is not None else ""
         sections.append(
-            f"<section><{heading}>Template {esc(network_name(attribution.dataset, component))}{about}</{heading}>"
+            f"<section><{heading}>Template {esc(network_name(attribution.corpus, component))}{about}</{heading}>"
             f'<p class="meta">weights from {weights.min():+.3f} to {weights.max():+.3f}</p>'
             f'<div class="text">{_text_html(attribution, weights)}</div></section>'
         )
@@ -212,7 +212,7 @@ def render_attribution_html(attribution: TokenAttribution) -> str:
     """A self-contained HTML page: per template, the text's tokens shaded by its source signal."""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">" + html_marker("explain") +
-        f"<title>Token attribution: {html.escape(attribution.dataset)}</title>"
+        f"<title>Token attribution: {html.escape(attribution.corpus)}</title>"
         "<style>body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 60em; }"
         "h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin-top: 1.6em; }</style></head><body>"
         "<h1>Token attribution of functional-network templates</h1>"

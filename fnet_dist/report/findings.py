@@ -90,7 +90,7 @@ def counterparts(table: pd.DataFrame, s: FindingSettings) -> Finding:
                         f"layer-matched random networks; 'more than half of {m}' by partial conjunction "
                         f"(Bonferroni over {m - u + 1}); exact binomial interval of the share",
                         n_draws=permutations, needed=draws_needed(s.alpha, m - u + 1))
-    details = [{"dataset": r.dataset, "template": int(r.template), "counterparts": int(r.counterparts),
+    details = [{"corpus": r.corpus, "template": int(r.template), "counterparts": int(r.counterparts),
                 "null_mean": float(r.null_mean), "null_high": float(r.null_high), "p_value": float(r.p_value),
                 "significant": bool(sig)} for r, sig in zip(table.itertuples(), significant)]
     return Finding.of("counterparts", "Most group-level templates have counterparts among the individual-level maps "
@@ -106,7 +106,7 @@ def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
     claim = "Templates recur across corpora (Table 2), beyond layer-matched chance and not through massive channels."
     tables, anchors = ["match/recurrence.csv"], ["finding-recurrence", "table-recurrence"]
     top = table.sort_values("iou", ascending=False).head(5)
-    details = [{"pair": f"{network_name(r.dataset_1, r.template_1)} / {network_name(r.dataset_2, r.template_2)}", "iou": float(r.iou),
+    details = [{"pair": f"{network_name(r.corpus_1, r.template_1)} / {network_name(r.corpus_2, r.template_2)}", "iou": float(r.iou),
                 "iou_without_massive": float(r.iou_without_massive), "p_without_massive": float(r.p_without_massive),
                 "massive": bool(r.massive_1 or r.massive_2), "first_token": bool(r.first_token_1 or r.first_token_2)}
                for r in top.itertuples()]
@@ -122,7 +122,7 @@ def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
                         f"exact test of each pair's overlap against layer-matched random networks of the same sizes "
                         f"(hypergeometric per layer), massive-channel neurons removed; Bonferroni over {len(eligible)} "
                         f"pairs without a first-token-dominated template; the closest such pair: "
-                        f"{network_name(best.dataset_1, best.template_1)} / {network_name(best.dataset_2, best.template_2)}",
+                        f"{network_name(best.corpus_1, best.template_1)} / {network_name(best.corpus_2, best.template_2)}",
                         n_examples=len(eligible), needed=1, unit="pairs")
     return Finding.of("recurrence", claim, estimate, "IoU above layer-matched chance (closest pair, without massive channels)",
                       tables=tables, anchors=anchors, details=details)
