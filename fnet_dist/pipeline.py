@@ -24,9 +24,10 @@ from . import __version__
 from .core.config import PipelineConfig
 from .core.errors import FnetError, InputError, StageError, one_line
 from .store.outputs import open_output
-from .stages import STAGES, Run, RunLayout, stage_hash
+from .core.layout import RunLayout
+from .stages import STAGES, Run, stage_hash
 
-__all__ = ["RunLayout", "run_pipeline"]
+__all__ = ["run_pipeline"]
 
 log = logging.getLogger(__name__)
 

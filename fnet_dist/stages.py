@@ -1,7 +1,6 @@
 """The stage registry: every stage of a run declared once; ``fnet run``, a Dask cluster and Kubernetes all use it.
 
-- ``RunLayout(root, stores=None)``: where each stage reads and writes (results under ``root``, stores under
-  ``stores``, a local path or a URL such as ``s3://bucket/run``).
+- ``RunLayout`` (``fnet_dist.core.layout``): where each stage reads and writes.
 - ``Stage``: a stage's name, its config section, what it reads and writes, how it shards (``None``,
   ``"samples"`` or ``"conditions"``), whether it needs the model or Dask, and its function.
 - ``STAGES``: the stages in run order (record → decompose → match → evaluate → controls → report).
@@ -19,57 +18,15 @@ import json
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from .core.config import PipelineConfig
+from .core.layout import RunLayout
 from .core.errors import InputError
 
 __all__ = ["STAGES", "Run", "RunLayout", "Stage", "stage_hash"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunLayout:
-    """Paths of one run: results under ``root``; activations and networks stores under ``stores`` (default: root)."""
-
-    root: Path
-    stores: str | None = None
-
-    def _store(self, kind: str, corpus: str) -> str:
-        base = (self.stores or str(self.root)).rstrip("/")
-        return f"{base}/{kind}/{corpus}.zarr"
-
-    def activations(self, corpus: str) -> str:
-        return self._store("activations", corpus)
-
-    def networks(self, corpus: str) -> str:
-        return self._store("networks", corpus)
-
-    @property
-    def match(self) -> Path:
-        return self.root / "match"
-
-    @property
-    def evaluate(self) -> Path:
-        return self.root / "evaluate"
-
-    @property
-    def controls(self) -> Path:
-        return self.root / "evaluate" / "controls"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
-
-    @property
-    def record_file(self) -> Path:
-        return self.root / "run.json"
-
-    @classmethod
-    def of(cls, config: PipelineConfig) -> "RunLayout":
-        return cls(Path(config.out).expanduser().resolve(), config.stores)
 
 
 class Run:
@@ -133,9 +90,9 @@ def _match(run: Run, shard: Shard) -> dict[str, Any]:
     from .match.matching import match_networks
 
     networks = [run.layout.networks(c) for c in run.config.corpora]
-    match_networks(networks, str(run.layout.match), run.config.match, scheduler=run.scheduler, anatomy=True,
+    match_networks(networks, str(run.layout.match.folder), run.config.match, scheduler=run.scheduler, anatomy=True,
                    overwrite=True)  # the run owns its match folder: a rerun replaces it
-    return {"folder": str(run.layout.match)}
+    return {"folder": str(run.layout.match.folder)}
 
 
 def _evaluate(run: Run, shard: Shard) -> dict[str, Any]:
@@ -196,13 +153,13 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("record", "record", lambda c, layout: [e.spec for e in c.corpora.values()], _stores("activations"), _record,
           shards="samples", uses_model=True),
     Stage("decompose", "decompose", _stores("activations"), _stores("networks"), _decompose, uses_dask=True),
-    Stage("match", "match", _stores("networks"), lambda c, layout: [str(layout.match)], _match, uses_dask=True),
-    Stage("evaluate", "evaluate", _evaluated, lambda c, layout: [str(layout.evaluate / "conditions")], _evaluate,
+    Stage("match", "match", _stores("networks"), lambda c, layout: [str(layout.match.folder)], _match, uses_dask=True),
+    Stage("evaluate", "evaluate", _evaluated, lambda c, layout: [str(layout.evaluate.conditions)], _evaluate,
           shards="conditions", uses_model=True),
-    Stage("controls", "evaluate", lambda c, layout: [str(layout.match / "consistency.csv"), str(layout.match / "massive_mask.npy"),
+    Stage("controls", "evaluate", lambda c, layout: [str(layout.match.consistency), str(layout.match.massive_mask),
                                                      *_evaluated(c, layout)],
-          lambda c, layout: [str(layout.controls / "conditions")], _controls, shards="conditions", uses_model=True),
-    Stage("report", "report", lambda c, layout: [str(layout.root)], lambda c, layout: [str(layout.report)], _report),
+          lambda c, layout: [str(layout.controls.conditions)], _controls, shards="conditions", uses_model=True),
+    Stage("report", "report", lambda c, layout: [str(layout.root)], lambda c, layout: [str(layout.report.folder)], _report),
 )}
 
 

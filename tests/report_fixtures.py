@@ -30,7 +30,7 @@ from fnet_dist.evaluate.tables import save_table
 from fnet_dist.match.figures import match_figures
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.match.nulls import counterpart_table, recurrence_table
-from fnet_dist.pipeline import RunLayout
+from fnet_dist.core.layout import RunLayout
 
 CORPORA, TEMPLATES, LAYERS, WIDTH = ("news", "wiki"), 10, 12, 768
 TASKS = {"sentiment_rt": "acc", "polarity_pl": "acc", "wiki_ppl": "word_perplexity"}
@@ -202,16 +202,16 @@ def synthetic_run(root: str | Path):
     """Write a run folder under ``root`` with everything the report reads; returns ``(config, layout)``."""
     rng = np.random.default_rng(0)
     layout = RunLayout(Path(root))
-    templates = _match(layout.match, rng)
+    templates = _match(layout.match.folder, rng)
     rows = _rows(rng)
-    layout.evaluate.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(layout.evaluate / "results.csv", index=False)
-    _controls(layout.evaluate / "controls", rows, rng)
-    write_reports(rows, layout.evaluate, iou=_evidence(layout.evaluate, rows, templates, rng))
+    layout.evaluate.folder.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(layout.evaluate.folder / "results.csv", index=False)
+    _controls(layout.evaluate.folder / "controls", rows, rng)
+    write_reports(rows, layout.evaluate.folder, iou=_evidence(layout.evaluate.folder, rows, templates, rng))
     text = "an unexpectedly moving portrait of a family that refuses to fall apart, " * 3
     pd.DataFrame({"condition": ["inhibit:news/3"] * 3 + ["multiply1.02:news/2"] * 2, "task": "sentiment_rt",
                   "doc_id": range(5), "effect": ["fixed", "broken", "broken", "fixed", "changed"], "target": 1,
-                  "before": 0, "after": 1, "text": [text] * 5}).to_csv(layout.evaluate / "flips.csv", index=False)
+                  "before": 0, "after": 1, "text": [text] * 5}).to_csv(layout.evaluate.folder / "flips.csv", index=False)
     config = PipelineConfig(name="synthetic", out=str(root),
                             corpora={c: CorpusEntry(spec=f"offline:{c}") for c in CORPORA})
     _store(Path(layout.activations(CORPORA[0])))

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from fnet_dist.model.edit import Edit
 from fnet_dist.core.conditions import NORMAL, Condition
+from fnet_dist.core.layout import EvaluationFiles, MatchFiles
 from fnet_dist.model.masks import NeuronMask
 
 # a value that reaches a matplotlib transform or a log axis it cannot take is a bug, not noise
@@ -290,7 +291,7 @@ def _config(out: Path):
 @settings(FEW, max_examples=4)  # the costliest: every stage's figures, then the page
 @given(matched=match_results(), rows=evaluate_rows(), controls=control_rows(), count=st.integers(0, 4))
 def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count):
-    from fnet_dist.pipeline import RunLayout
+    from fnet_dist.core.layout import RunLayout
     from fnet_dist.report import build_report
 
     with tempfile.TemporaryDirectory() as folder:
@@ -320,7 +321,7 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
         for table, name in zip(tables, ("controls", "separated")):
             save_table(table, evaluate / "controls" / "tables", name)
         rows.to_csv(evaluate / "results.csv", index=False)
-        found = compute_findings(match, evaluate, FindingSettings(ReportSection(bootstrap=200)), total_neurons=total)
+        found = compute_findings(MatchFiles(match), EvaluationFiles(evaluate), EvaluationFiles(evaluate / "controls"), FindingSettings(ReportSection(bootstrap=200)), total_neurons=total)
         assert found and all(f.verdict in VERDICTS for f in found)
         assert all(f.verdict != "holds" for f in found)   # no per-example samples here: nothing to test
 
@@ -344,8 +345,8 @@ def _stages(monkeypatch, evaluate):
                                cross_corpus_rows(["news", "code"], corpora, 0.2),
                                pd.concat([describe_networks(templates, {"corpus": c.name}) for c in corpora]), [], {}, {})
         results.markdown = consistency_markdown(results.consistency, 0.2)
-        write_results(results, str(run.layout.match), {c.name: templates for c in corpora})
-        return {"folder": str(run.layout.match)}
+        write_results(results, str(run.layout.match.folder), {c.name: templates for c in corpora})
+        return {"folder": str(run.layout.match.folder)}
 
     for stage, function in (("record", lambda run: {}), ("decompose", lambda run: {}), ("match", match),
                             ("evaluate", evaluate), ("controls", lambda run: {})):
@@ -363,7 +364,7 @@ def _degenerate_evaluation(run):
             _row(network, "sentiment_rt", 0.7, 3), _row(network, "wiki_ppl", math.inf, 3),
             _row(union, "sentiment_rt", 0.5, 5), _row(union, "wiki_ppl", math.nan, 5),
             _row(random, "sentiment_rt", 0.7, 2), _row(random, "wiki_ppl", math.inf, 2)]
-    evaluate = run.layout.evaluate
+    evaluate = run.layout.evaluate.folder
     write_reports(pd.DataFrame(rows), evaluate)
     pd.DataFrame(rows).to_csv(evaluate / "results.csv", index=False)
     for kind, where in (("fraction", {"percent": 15.0}), ("matched_avoid_massive", NEWS1)):
@@ -421,8 +422,8 @@ def test_a_failing_stage_leaves_an_incomplete_report_and_exit_1(tmp_path, monkey
 def test_a_section_that_cannot_be_read_is_named_and_the_rest_is_written(tmp_path, monkeypatch, capsys):
     def evaluate(run):  # a table left empty, as by a write cut short
         _degenerate_evaluation(run)
-        (run.layout.evaluate / "tables" / "table3_networks_news.csv").write_text("")
-        return {"folder": str(run.layout.evaluate)}
+        (run.layout.evaluate.folder / "tables" / "table3_networks_news.csv").write_text("")
+        return {"folder": str(run.layout.evaluate.folder)}
 
     _stages(monkeypatch, evaluate)
     assert _fnet_run(tmp_path) == 1

@@ -260,7 +260,7 @@ def test_cli_errors_are_one_line(tmp_path, networks_url, capsys):
 def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_path):
     from fnet_dist.core.config import PipelineConfig
     from fnet_dist.evaluate import evaluate_pipeline
-    from fnet_dist.stages import RunLayout
+    from fnet_dist.core.layout import RunLayout
 
     layout = RunLayout(tmp_path)
     write_store(networks_dataset(planted={0: PLANTED[0]}, model_id=loaded.info["model_id"]), layout.networks("toy"), NETWORKS)
@@ -271,13 +271,13 @@ def test_pipeline_stage_runs_the_configured_evaluation_with_probes(loaded, tmp_p
                                                    "top5:multiply1.02@toy"]
     assert list(dict.fromkeys(rows.kind)) == ["normal", "network", "random", "top"]
     assert set(rows.loc[rows.kind == "top", "factor"].dropna()) == {1.02}
-    probes = pd.read_csv(layout.evaluate / "probing.csv")
+    probes = pd.read_csv(layout.evaluate.folder / "probing.csv")
     assert set(probes.condition) == {"normal", "random15:seed3", "inhibit:toy/1"}  # one template: no union
     assert probes.accuracy.between(0, 1).all()
-    assert (layout.evaluate / "tables" / "table12_probing.md").is_file()
-    assert (layout.evaluate / "tables" / "table3_networks_toy.csv").is_file()  # no localization: no Table 9
-    assert not (layout.evaluate / "tables" / "table9_top_inhibit_toy.csv").exists()
-    flips = pd.read_csv(layout.evaluate / "flips.csv")
+    assert (layout.evaluate.folder / "tables" / "table12_probing.md").is_file()
+    assert (layout.evaluate.folder / "tables" / "table3_networks_toy.csv").is_file()  # no localization: no Table 9
+    assert not (layout.evaluate.folder / "tables" / "table9_top_inhibit_toy.csv").exists()
+    flips = pd.read_csv(layout.evaluate.folder / "flips.csv")
     assert list(flips.columns[:4]) == ["condition", "task", "doc_id", "effect"]
     assert set(flips.task) <= {"polarity_pl"} and set(flips.effect) <= {"fixed", "broken"}
 

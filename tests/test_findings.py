@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import hypergeom
 
 from fnet_dist.core.conditions import FIELD_COLUMNS, slug_of
+from fnet_dist.core.layout import EvaluationFiles, MatchFiles
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.report.findings import (
     FindingSettings,
@@ -102,26 +103,32 @@ def _run(tmp_path, *, draws=19, network_accuracy=0.2, mask=None, minus_massive=N
     return run
 
 
+def _findings(match, evaluate):
+    """The findings of a match folder and an evaluate folder (its controls beside it, as in a run folder)."""
+    return compute_findings(MatchFiles(match), EvaluationFiles(evaluate), EvaluationFiles(evaluate / "controls"), SETTINGS,
+                            total_neurons=1000)
+
+
 def _by_id(findings):
     return {f.id: f for f in findings}
 
 
 def test_a_network_far_beyond_19_draws_holds_and_4_draws_cannot_decide(tmp_path):
     root = _run(tmp_path / "a").write(selection=["inhibit:news/1"])
-    small = _by_id(compute_findings(tmp_path / "a" / "match", root, SETTINGS, total_neurons=1000))["small-networks/sentiment_rt"]
+    small = _by_id(_findings(tmp_path / "a" / "match", root))["small-networks/sentiment_rt"]
     assert small.verdict == "holds" and small.p_value <= 0.05 and small.n_draws == 19
     assert small.interval[0] > 0 and "networks chosen by: test rule" in small.test
     # the effect is the excess over the *mean* draw (the first version compared with a 2.5th percentile and
     # called it "the largest damage of random draws")
     assert small.effect == pytest.approx(small.details[0]["effect"]) and small.units.endswith("beyond the mean random draw")
     root = _run(tmp_path / "b", draws=4).write(selection=["inhibit:news/1"])
-    few = _by_id(compute_findings(tmp_path / "b" / "match", root, SETTINGS, total_neurons=1000))["small-networks/sentiment_rt"]
+    few = _by_id(_findings(tmp_path / "b" / "match", root))["small-networks/sentiment_rt"]
     assert few.verdict == "unclear" and few.reason == "4 draws cannot reach p ≤ 0.05: needs ≥ 19"
 
 
 def test_a_network_like_its_draws_never_holds(tmp_path):
     root = _run(tmp_path, network_accuracy=0.79).write(selection=["inhibit:news/1"])
-    small = _by_id(compute_findings(tmp_path / "match", root, SETTINGS, total_neurons=1000))["small-networks/sentiment_rt"]
+    small = _by_id(_findings(tmp_path / "match", root))["small-networks/sentiment_rt"]
     assert small.verdict in ("fails", "unclear")
 
 
@@ -135,7 +142,7 @@ def test_a_task_the_draws_were_not_scored_on_is_unclear_and_says_why(tmp_path):
     root = run.write(selection=["inhibit:news/1"])
     (tmp_path / "match").mkdir()
     np.save(tmp_path / "match" / "massive_mask.npy", _network_mask(on_massive=2, off_massive=0))
-    found = _by_id(compute_findings(tmp_path / "match", root, SETTINGS, total_neurons=1000))
+    found = _by_id(_findings(tmp_path / "match", root))
     assert found["small-networks/sentiment_rt"].verdict == "holds"
     for key in ("small-networks/polarity_pl", "survives-without-massive/polarity_pl"):
         assert found[key].verdict == "unclear"
@@ -149,7 +156,7 @@ def test_survives_is_not_applicable_without_massive_neurons(tmp_path):
     massive[0, :5] = True
     np.save(match / "massive_mask.npy", massive)
     root = _run(tmp_path).write(selection=["inhibit:news/1"])     # the network has no neuron on row 0
-    survives = _by_id(compute_findings(match, root, SETTINGS, total_neurons=1000))["survives-without-massive/sentiment_rt"]
+    survives = _by_id(_findings(match, root))["survives-without-massive/sentiment_rt"]
     assert survives.verdict == "not applicable" and "no network" in survives.reason   # was "holds", trivially
 
 
@@ -160,7 +167,7 @@ def test_a_network_wholly_on_massive_channels_does_not_survive_without_them(tmp_
     massive[:2, :10] = True
     np.save(match / "massive_mask.npy", massive)
     root = _run(tmp_path, mask=_network_mask(on_massive=3, off_massive=10), avoid=True).write(selection=["inhibit:news/1"])
-    survives = _by_id(compute_findings(match, root, SETTINGS, total_neurons=1000))["survives-without-massive/sentiment_rt"]
+    survives = _by_id(_findings(match, root))["survives-without-massive/sentiment_rt"]
     # nothing is left without its massive neurons: the normal model, no damage (the first version took the whole network's)
     assert survives.verdict != "holds" and survives.effect < 0
 
@@ -173,7 +180,7 @@ def test_amplification_is_found_for_every_corpus_suffix(tmp_path):
     better = np.where(normal == 0, (rng.uniform(size=N_DOCS) < 0.6).astype(float), normal)
     run.condition("top5:multiply1.02@news", better, fields=_top("news", "multiply", 1.02))
     run.condition("top5:multiply1.02@wiki", normal, fields=_top("wiki", "multiply", 1.02))
-    found = _by_id(compute_findings(tmp_path / "match", run.write(), SETTINGS, total_neurons=1000))
+    found = _by_id(_findings(tmp_path / "match", run.write()))
     assert {"amplification@news", "amplification@wiki"} <= set(found)   # the first version looked for the bare name only
     assert found["amplification@news"].verdict == "holds" and found["amplification@news"].n_examples == N_DOCS
     assert found["amplification@wiki"].verdict == "fails"                # no change at all: the interval is [0, 0]
@@ -188,7 +195,7 @@ def test_ica_against_localization_and_their_overlap(tmp_path):
     run.condition("normal", normal, fields=NORMAL)
     run.condition("top5:inhibit@news", _docs(rng, 0.3), mask=a, fields=_top("news", "inhibit"))
     run.condition("localization:inhibit@news", normal, mask=b, fields={"kind": "localization", "edit": "inhibit", "corpus": "news"})
-    found = _by_id(compute_findings(tmp_path / "match", run.write(), SETTINGS, total_neurons=1000))
+    found = _by_id(_findings(tmp_path / "match", run.write()))
     assert found["ica-vs-localization@news"].verdict == "holds"
     overlap = found["ica-localization-overlap@news"]
     assert overlap.effect == pytest.approx(2.5) and overlap.p_raw == pytest.approx(hypergeom(1000, 50, 50).cdf(0))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from fnet_dist.core.conditions import FIELD_COLUMNS
 from fnet_dist.paper import TABLE_ROWS, paper_tables
 
 
@@ -97,10 +98,17 @@ def _run_folder(root, *, name="run", exclude_first=0, findings=True):
               "inhibit:news/3": (0.7, 0.6), "inhibit:news/all": (0.2, 0.3), "random15:seed0": (0.7, 0.6),
               "top5:inhibit": (0.5, 0.5), "localization:inhibit": (0.7, 0.6),
               "top5:multiply1.02": (0.82, 0.6), "localization:multiply1.02": (0.8, 0.58)}
-    rows = [{"condition": c, "task": t, "metric": "acc", "value": v, "filter": "none", "n_samples": n, "neurons": 1}
-            for c, vs in values.items() for t, v, n in zip(("sst2", "rte"), vs, (5, 4))]
+    fields = {  # every result row carries its condition's fields; compare-paper picks conditions by them
+        "normal": {"kind": "normal"}, "inhibit:news/all": {"kind": "network", "edit": "inhibit", "corpus": "news"},
+        **{f"inhibit:news/{t}": {"kind": "network", "edit": "inhibit", "corpus": "news", "template": t} for t in (1, 2, 3)},
+        "random15:seed0": {"kind": "random", "edit": "inhibit", "percent": 15.0, "seed": 0},
+        **{f"{k}:{e}": {"kind": "top" if k == "top5" else "localization", "edit": e.rstrip("1.02"), "corpus": "news"}
+           for k in ("top5", "localization") for e in ("inhibit", "multiply1.02")}}
+    empty = dict.fromkeys(FIELD_COLUMNS)
+    rows = [{"condition": c, "task": t, "metric": "acc", "value": v, "filter": "none", "n_samples": n, "neurons": 1,
+             **empty, **fields[c]} for c, vs in values.items() for t, v, n in zip(("sst2", "rte"), vs, (5, 4))]
     rows += [{"condition": c, "task": "wikitext", "metric": "word_perplexity", "value": 99.0, "filter": "none",
-              "n_samples": 1, "neurons": 1} for c in values]
+              "n_samples": 1, "neurons": 1, **empty, **fields[c]} for c in values]
     pd.DataFrame(rows).to_csv(root / "evaluate" / "results.csv", index=False)
     (root / "evaluate" / "controls").mkdir()
     pd.DataFrame({"condition": ["ctl-fraction15/0", "ctl-fraction15/1", "ctl-matched_count:news/1/0", "massive-only:news/1"],

@@ -231,7 +231,7 @@ def test_report_fits_1280_px_and_links_its_findings(tmp_path):
     assert "inhibit:news/" not in html and "→" not in html  # one name per network: news/5
     assert 'id="table-counterparts_null"' in html and 'id="table-recurrence"' in html
     assert "<td class=t>news/1</td>" in html and "news/0" not in html  # anatomy numbers templates from 1, too
-    recorded = json.loads((layout.report / "findings.json").read_text())["findings"]
+    recorded = json.loads((layout.report.folder / "findings.json").read_text())["findings"]
     tested = [f for f in recorded if f["effect"] is not None and f["p_value"] is not None]
     assert len(tested) >= 8 and {f["verdict"] for f in recorded} >= {"fails", "unclear"}
     for f in tested:  # the effect, p-value and draws or examples of findings.json, in the finding's row

@@ -296,10 +296,6 @@ def choose_networks(consistency, corpora, count: int, anatomy=None, first_token_
     return chosen
 
 
-PLAN = "plan.json"
-SELECTION = "selection.json"
-
-
 class NetworkRef(NamedTuple):
     """A network the controls were drawn for, as the tables need it (a network ``Condition`` also fits)."""
 
@@ -312,7 +308,7 @@ class NetworkRef(NamedTuple):
 
 def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> list[str]:
     """The controls of the networks ``choose_networks`` picks (``config.evaluate.controls``), or shard ``index``
-    of ``count`` of them, into ``layout.evaluate / "controls"``: per-condition results only; shard 0 writes the
+    of ``count`` of them, into ``layout.controls``: per-condition results only; shard 0 writes the
     plan and ``selection.json`` (the rule and the networks). Reads the match stage's consistency table and
     massive mask."""
     import json
@@ -324,27 +320,27 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     from .tasks import resolve_tasks
 
     e, c = config.evaluate, config.evaluate.controls
-    anatomy = Path(layout.match) / "network_anatomy.csv"
-    chosen = choose_networks(pd.read_csv(Path(layout.match) / "consistency.csv"), config.evaluation_corpora(), c.networks,
+    anatomy = layout.match.network_anatomy
+    chosen = choose_networks(pd.read_csv(layout.match.consistency), config.evaluation_corpora(), c.networks,
                              pd.read_csv(anatomy) if anatomy.exists() else None, config.match.first_token_share)
     found = {(n.corpus, n.template): n for corpus in dict.fromkeys(corpus for corpus, _ in chosen)
              for n in network_conditions(layout.networks(corpus), threshold=config.match.threshold,
                                          two_sided=config.match.two_sided, union=False)}
     networks = [found[key] for key in chosen if key in found]
-    massive = np.load(Path(layout.match) / "massive_mask.npy", allow_pickle=False)
+    massive = np.load(layout.match.massive_mask, allow_pickle=False)
     conditions = control_conditions(networks, massive, kinds=c.kinds, n_draws=c.draws, seed=e.seed,
                                     fraction=e.random_fraction)
-    out = Path(open_output(str(Path(layout.evaluate) / "controls"), "evaluation"))  # marked as evaluation results
+    out = Path(open_output(str(layout.controls.folder), "evaluation"))  # marked as evaluation results
     mine = conditions[index::count]
     if mine:
         evaluate_conditions(loaded, mine, resolve_tasks(list(e.control_tasks())), out, limit=e.limit, batch_size=e.batch_size,
                             seed=e.seed, hook_module=config.model.hook_module, table=False)
     if index == 0:
         refs = [NetworkRef(n.name, n.neurons, n.corpus, n.template, on_massive(n, massive)) for n in networks]
-        (out / PLAN).write_text(json.dumps({
+        layout.controls.plan.write_text(json.dumps({
             "networks": [r._asdict() for r in refs],
             "conditions": [{"name": x.name, "slug": x.slug, **x.fields()} for x in conditions]}, indent=2, default=str))
-        (out / SELECTION).write_text(json.dumps({"rule": SELECTION_RULE, "networks": [n.name for n in networks]},
+        layout.controls.selection.write_text(json.dumps({"rule": SELECTION_RULE, "networks": [n.name for n in networks]},
                                                 indent=2) + "\n")
     return [x.name for x in mine]
 
@@ -356,18 +352,17 @@ def merge_controls(config, layout):
 
     import pandas as pd
 
-    from .experiment import PLAN as EVALUATE_PLAN
     from .runner import condition_rows, write_rows
 
-    out = Path(layout.evaluate) / "controls"
-    if not (out / PLAN).is_file():
+    out = layout.controls.folder
+    if not layout.controls.plan.is_file():
         return None
-    plan = json.loads((out / PLAN).read_text())
+    plan = json.loads(layout.controls.plan.read_text())
     networks = [NetworkRef(**n) for n in plan["networks"]]
-    evaluated = json.loads((Path(layout.evaluate) / EVALUATE_PLAN).read_text())["conditions"]
+    evaluated = json.loads(layout.evaluate.plan.read_text())["conditions"]
     names = {n.name for n in networks}
     keep = [p["slug"] for p in evaluated if p["kind"] == "normal" or p["name"] in names]
     controls = condition_rows(out, [p["slug"] for p in plan["conditions"]])
     write_rows(controls, out)  # the controls' rows beside their conditions (the findings read them)
-    rows = pd.concat([condition_rows(layout.evaluate, keep), controls], ignore_index=True)
+    rows = pd.concat([condition_rows(layout.evaluate.folder, keep), controls], ignore_index=True)
     return write_control_reports(rows, networks, out, fraction=config.evaluate.random_fraction)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..core.config import EvaluateSection, MatchSection
 from ..core.errors import InputError
+from ..core.layout import EvaluationFiles
 from ..store.outputs import open_output, prepare_output
 from .conditions import network_conditions, random_condition, top_conditions
 from ..core.conditions import NORMAL, Condition, pick, select_conditions
@@ -118,10 +119,11 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
     from ..core.metrics import PERPLEXITY_METRICS, primary_metric
 
     out = Path(out)
-    tables, figures = out / "tables", out / "figures"
+    files = EvaluationFiles(out)
+    tables, figures = files.tables, files.figures
     perplexity_tasks = [t for t in dict.fromkeys(primary_rows(rows)["task"]) if primary_metric(t) in PERPLEXITY_METRICS]
     for corpus in dict.fromkeys(rows.loc[rows["kind"] == "network", "corpus"]):
-        _try_table(lambda: network_table(rows, corpus), tables, f"table3_networks_{corpus}")
+        _try_table(lambda: network_table(rows, corpus), tables, files.table_name("networks", corpus))
         columns = {"Normal": pick(rows, kind="normal")}
         for random in pick(rows, kind="random"):
             percent = rows.loc[rows["condition"] == random, "percent"].iloc[0]
@@ -129,7 +131,7 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
         columns["Masked all networks"] = pick(rows, kind="network", corpus=corpus, edit="inhibit", template=None)
         if all(len(v) == 1 for v in columns.values()):
             _try_table(lambda: condition_table(rows, {k: v[0] for k, v in columns.items()}), tables,
-                       f"table10_masked_{corpus}")
+                       files.table_name("masked", corpus))
         for edit in dict.fromkeys(rows.loc[(rows["kind"] == "network") & (rows["corpus"] == corpus), "edit"]):
             group = list(dict.fromkeys(network_rows(rows, corpus, edit)["condition"]))
             verb = edit_label_of(rows, group[0]) if group else edit
@@ -140,16 +142,16 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
                                                 corpus=corpus))
     for corpus in dict.fromkeys(rows.loc[rows["kind"] == "top", "corpus"]):
         amplified = []
-        for edit, name in (("inhibit", "table9_top_inhibit"), ("multiply", "table4_top_amplify")):
+        for edit, kind in (("inhibit", "top_inhibit"), ("multiply", "top_amplify")):
             ica = pick(rows, kind="top", corpus=corpus, edit=edit)
             loc = pick(rows, kind="localization", corpus=corpus, edit=edit)
             columns = {"Normal": "normal", "ICA": ica[0] if ica else "top", "LLM Localization": loc[0] if loc else "localization"}
-            _try_table(lambda: condition_table(rows, columns), tables, f"{name}_{corpus}")
+            _try_table(lambda: condition_table(rows, columns), tables, files.table_name(kind, corpus))
             amplified += (ica + loc) if edit == "multiply" else []
         if amplified:
             _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_top_amplified_{corpus}.png", amplified))
     if iou:
-        _try_table(lambda: iou_table(iou), tables, "table5_iou")
+        _try_table(lambda: iou_table(iou), tables, files.table_name("iou"))
     return out
 
 
@@ -179,7 +181,7 @@ def write_flips(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
     rank = table["effect"].map({"fixed": 0, "broken": 1, "changed": 2})
     table = table.assign(_rank=rank).sort_values(["_rank", "condition", "task", "doc_id"], kind="stable")
     table = table.drop(columns="_rank")
-    path = Path(out) / "flips.csv"
+    path = EvaluationFiles(Path(out)).flips
     table.to_csv(path, index=False)
     return path
 
@@ -194,10 +196,11 @@ def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: EvaluateS
     keep = [c for c in chosen if c.kind in ("normal", "random")] + (unions or networks)
     texts, labels = labelled_texts("sentiment_rt", settings.probe_texts, seed=settings.seed)
     rows = probe_conditions(loaded, keep, texts, labels, seed=settings.seed, hook_module=hook_module)
-    rows.to_csv(out / "probing.csv", index=False)
+    files = EvaluationFiles(out)
+    rows.to_csv(files.probing, index=False)
     table = rows.pivot(index="pooling", columns="condition", values="accuracy")[[c.name for c in keep]]
     table.index = [f"Rotten Tomatoes ({p} token{'s' if p == 'mean' else ''})" for p in table.index]
-    save_table(table, out / "tables", "table12_probing")
+    save_table(table, files.tables, files.table_name("probing"))
     return rows
 
 
@@ -239,8 +242,9 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     chosen, extras = paper_conditions(loaded, networks_urls, settings, match, hook_module)
     out = Path(open_output(out, "evaluation"))
+    files = EvaluationFiles(out)
     _save_masks(chosen, out)
-    (out / "experiment.json").write_text(json.dumps(
+    files.experiment.write_text(json.dumps(
         {"settings": settings.model_dump(mode="json"), "match": match.model_dump(mode="json"),
          "networks": list(networks_urls), "conditions": [c.fields() for c in chosen],
          "iou": extras["iou"], "localization": extras.get("localization")}, indent=2, default=str))
@@ -254,15 +258,13 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     return rows
 
 
-PLAN = "plan.json"
-
-
 def _save_masks(conditions: Sequence[Condition], out: Path) -> None:
-    """Each masked condition's mask as ``out/masks/<slug>.npz``."""
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    """Each masked condition's mask in the evaluation folder ``out`` (``EvaluationFiles.mask``)."""
+    files = EvaluationFiles(out)
+    files.masks.mkdir(parents=True, exist_ok=True)
     for condition in conditions:
         if condition.mask is not None:
-            condition.mask.save(str(out / "masks" / f"{condition.slug}.npz"))
+            condition.mask.save(str(files.mask(condition.slug)))
 
 
 def _plan(chosen: Sequence[Condition], extras: dict) -> dict:
@@ -279,7 +281,7 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     from .tasks import resolve_tasks
     from .vllm_backend import vllm_options
 
-    e, out = config.evaluate, Path(open_output(str(layout.evaluate), "evaluation"))  # refuses a folder of other files
+    e, out = config.evaluate, Path(open_output(str(layout.evaluate.folder), "evaluation"))  # refuses a folder of other files
     urls = [layout.networks(corpus) for corpus in config.evaluation_corpora()]
     chosen, extras = paper_conditions(loaded, urls, e, config.match, config.model.hook_module)
     mine = list(chosen[index::count])
@@ -290,7 +292,7 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     if mine:
         evaluate_conditions(loaded, mine, tasks, out, table=False, **options, **vllm_options(e, config.model))
     if index == 0:
-        (out / PLAN).write_text(json.dumps(_plan(chosen, extras), indent=2, default=str))
+        layout.evaluate.plan.write_text(json.dumps(_plan(chosen, extras), indent=2, default=str))
         if e.probing:
             _probing(loaded, chosen, out, e, config.model.hook_module)
         if e.sweeps:
@@ -303,15 +305,16 @@ def merge_evaluation(config, layout) -> pd.DataFrame | None:
     and figures, ``flips.csv`` and ``experiment.json``; None when nothing was evaluated."""
     from .runner import condition_rows, write_rows
 
-    out = Path(layout.evaluate)
-    if not (out / PLAN).is_file():
+    files = layout.evaluate
+    out = files.folder
+    if not files.plan.is_file():
         return None
-    plan = json.loads((out / PLAN).read_text())
+    plan = json.loads(files.plan.read_text())
     rows = condition_rows(out, [c["slug"] for c in plan["conditions"]])
     write_rows(rows, out)
     write_reports(rows, out, iou=plan["iou"])
     write_flips(rows, out)
-    (out / "experiment.json").write_text(json.dumps(
+    files.experiment.write_text(json.dumps(
         {"settings": config.evaluate.model_dump(mode="json"), "match": config.match.model_dump(mode="json"),
          "networks": [layout.networks(c) for c in config.evaluation_corpora()], **plan}, indent=2, default=str))
     return rows

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,10 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..core.conditions import matching, pick
 from ..core.errors import FnetError, InputError
+from ..core.layout import EvaluationFiles, RunLayout
+from ..core.metrics import PERPLEXITY_METRICS, primary_rows
 from . import paper_tables
 
 __all__ = ["FIGURES", "MARK", "RunInfo", "compare_paper", "paper_figures", "run_figures"]
@@ -165,21 +167,22 @@ def _run_info(root: Path, label: str) -> RunInfo:
                          f"{d.components} components, {d.group_components} templates, "
                          f"first tokens excluded: {d.exclude_first_tokens}"
                          + "".join(f", {k}: {getattr(d, k)}" for k in ("individual_method", "algorithm", "fun", "group_fun") if hasattr(d, k)))
-    info.evaluation = _evaluation_info(root / "evaluate")
-    if (root / "run.json").is_file():
-        record = json.loads((root / "run.json").read_text())
+    layout = RunLayout(root)
+    info.evaluation = _evaluation_info(layout)
+    if layout.record_file.is_file():
+        record = json.loads(layout.record_file.read_text())
         times = [s.get("finished") for s in record.get("stages", {}).values() if s.get("finished")]
         info.finished = max(times) if times else "?"
-    findings = root / "report" / "findings.json"
+    findings = layout.report.findings
     if findings.is_file():
         data = json.loads(findings.read_text())
         info.findings = [f for f in (data.get("findings", []) if isinstance(data, dict) else data) if isinstance(f, dict)]
     return info
 
 
-def _evaluation_info(folder: Path) -> str:
+def _evaluation_info(layout: RunLayout) -> str:
     """What the run's evaluation rests on: conditions, examples per task, random control draws (and their tasks)."""
-    results = folder / "results.csv"
+    results = layout.evaluate.results
     if not results.is_file():
         return "none"
     rows = pd.read_csv(results)
@@ -187,7 +190,7 @@ def _evaluation_info(folder: Path) -> str:
     if "n_samples" in rows:
         sizes = rows[rows["condition"] == "normal"].drop_duplicates("task").set_index("task")["n_samples"]
         text += " on " + ", ".join(f"{task} {int(n)}" for task, n in sizes.items() if pd.notna(n)) + " examples"
-    controls = folder / "controls" / "results.csv"
+    controls = layout.controls.results
     if controls.is_file():
         draws = pd.read_csv(controls)
         draws = draws[draws["kind"] == "control"]
@@ -198,70 +201,74 @@ def _evaluation_info(folder: Path) -> str:
     return text
 
 
-def _first(names: Sequence[str], pattern: str) -> str | None:
-    return next((n for n in names if re.match(pattern, n)), None)
+def _roles(rows: pd.DataFrame) -> dict[str, str]:
+    """The conditions each figure compares, chosen by their field columns (never by their names): ``networks``
+    (the first corpus's single networks inhibited, joined by ``|``), ``random``, ``all`` (every network of a corpus
+    inhibited), ``ica_gain`` / ``loc_gain`` (top and Localization × factor), ``ica_drop`` / ``loc_drop`` (inhibited)."""
+    singles = matching(rows, kind="network", edit="inhibit")
+    singles = singles[singles["template"].notna()]
+    first = singles["corpus"].iloc[0] if len(singles) else None
+    roles = {"networks": "|".join(dict.fromkeys(singles.loc[singles["corpus"] == first, "condition"]))}
+    for role, fields in (("random", {"kind": "random"}), ("all", {"kind": "network", "edit": "inhibit", "template": None}),
+                         ("ica_gain", {"kind": "top", "edit": "multiply"}), ("loc_gain", {"kind": "localization", "edit": "multiply"}),
+                         ("ica_drop", {"kind": "top", "edit": "inhibit"}), ("loc_drop", {"kind": "localization", "edit": "inhibit"})):
+        names = pick(rows, **fields)
+        if names:
+            roles[role] = names[0]
+    return roles
 
 
-def _evaluate_figures(folder: Path) -> dict[str, float]:
-    from ..core.metrics import primary_rows
-    from ..core.metrics import PERPLEXITY_METRICS
-
+def _evaluate_figures(files: EvaluationFiles) -> dict[str, float]:
     out: dict[str, float] = {}
-    if (folder / "results.csv").is_file():
-        rows = primary_rows(pd.read_csv(folder / "results.csv"))
+    roles: dict[str, str] = {}
+    if files.results.is_file():
+        rows = primary_rows(pd.read_csv(files.results))
         rows = rows[~rows["metric"].isin(PERPLEXITY_METRICS)]
+        roles = _roles(rows)
         by = {c: g.set_index("task")["value"].astype(float) for c, g in rows.groupby("condition", sort=False)}
-        names = list(by)
         normal = by.get("normal")
         if normal is not None and len(normal):
-            networks = [n for n in names if re.match(r"^inhibit:[^/]+/\d+$", n)]
-            first_set = networks[0].split("/")[0] + "/" if networks else None
+            networks = [n for n in roles["networks"].split("|") if n]
             task = normal.index[0]
-            if first_set and normal[task] != 0:
-                drops = pd.Series([1 - by[n][task] / normal[task] for n in networks if n.startswith(first_set) and task in by[n]])
+            if networks and normal[task] != 0:
+                drops = pd.Series([1 - by[n][task] / normal[task] for n in networks if task in by[n]])
                 out.update(median_drop=float(drops.median()), largest_drop=float(drops.max()),
                            halving=float((drops >= 0.5).mean()))
-            random, everything = _first(names, r"^random[\d.]+:seed\d+$"), _first(names, r"^inhibit:[^/]+/all$")
-            if random:
-                out["random_drop"] = -_mean_change(normal, by[random])
-            if everything:
-                out["networks_drop"] = -_mean_change(normal, by[everything])
-            for key, pattern in (("ica_gain", r"^top[\d.]+:multiply"), ("loc_gain", r"^localization:multiply")):
-                if (name := _first(names, pattern)):
-                    out[key] = _mean_change(normal, by[name])
-            for key, pattern in (("ica_drop", r"^top[\d.]+:inhibit"), ("loc_drop", r"^localization:inhibit")):
-                if (name := _first(names, pattern)):
-                    out[key] = -_mean_change(normal, by[name])
-    iou = folder / "tables" / "table5_iou.csv"
+            if "random" in roles:
+                out["random_drop"] = -_mean_change(normal, by[roles["random"]])
+            if "all" in roles:
+                out["networks_drop"] = -_mean_change(normal, by[roles["all"]])
+            for key in ("ica_gain", "loc_gain"):
+                if key in roles:
+                    out[key] = _mean_change(normal, by[roles[key]])
+            for key in ("ica_drop", "loc_drop"):
+                if key in roles:
+                    out[key] = -_mean_change(normal, by[roles[key]])
+    iou = files.table("iou")
     if iou.is_file():
         table = pd.read_csv(iou, index_col=0)
         if table.size:
             out["overlap"] = float(table.iloc[0, 0])
-    probing = folder / "probing.csv"
-    if probing.is_file():
-        rows = pd.read_csv(probing)
+    if files.probing.is_file():
+        rows = pd.read_csv(files.probing)
         rows = rows[rows["pooling"] == rows["pooling"].iloc[0]]
         by = rows.groupby("condition", sort=False)["accuracy"].mean()
-        names = list(by.index)
-        for key, name in (("probe_normal", "normal" if "normal" in names else None),
-                          ("probe_random", _first(names, r"^random[\d.]+:seed\d+$")),
-                          ("probe_networks", _first(names, r"^inhibit:[^/]+/all$"))):
-            if name:
+        for key, name in (("probe_normal", "normal"), ("probe_random", roles.get("random")),
+                          ("probe_networks", roles.get("all"))):
+            if name in by.index:
                 out[key] = float(by[name])
     return out
 
 
 def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.DataFrame, RunInfo]:
     """The figures of ``FIGURES`` computed from the run folder ``root`` (section, figure, source, value)."""
-    from ..pipeline import RunLayout
-
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"no run folder at {str(root)!r}; pass the out folder of fnet run (e.g. runs/paper-smollm2)")
     info = _run_info(root, label or root.name)
     layout = RunLayout(root, stores=info.stores)
     values: dict[str, float] = {}
-    consistency = layout.match / "consistency.csv"
+    consistency = layout.match.consistency
     if consistency.is_file():
         table = pd.read_csv(consistency)
         per = table.groupby("corpus").first()
@@ -269,23 +276,23 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
         per_sample = (table["counterparts"] / table["samples"].replace(0, np.nan)).max()
         values.update(_counterpart_figures(table["counterparts"], 1, float(per["individual_maps"].median())))
         values["largest_per_sample"] = float(per_sample)
-        total = _total_samples(layout.match / "results.json", per.index)
+        total = _total_samples(layout.match.results, per.index)
         info.samples = pd.DataFrame({"corpus": per.index, "usable samples": samples.astype(int).values,
                                      "samples": [total.get(d, int(s)) for d, s in samples.items()],
                                      "counterparts per usable sample": (table.groupby("corpus")["counterparts"].sum()
                                                                         / samples.replace(0, np.nan)).round(2).values})
         info.samples = info.samples.merge(_individual_shares(layout, per.index), on="corpus", how="left")
     else:
-        info.missing.append("match/consistency.csv")
-    cross = layout.match / "cross_corpus.csv"
+        info.missing.append(f"{layout.match.folder.name}/{consistency.name}")
+    cross = layout.match.cross_corpus
     if cross.is_file():
         table = pd.read_csv(cross)
         if len(table):
             values["best_iou"] = float(table["iou"].max())
             values["pairs"] = float(table["similar"].sum()) if "similar" in table else float("nan")
     values.update(_evaluate_figures(layout.evaluate))
-    if not (layout.evaluate / "results.csv").is_file():
-        info.missing.append("evaluate/results.csv")
+    if not layout.evaluate.results.is_file():
+        info.missing.append(f"{layout.evaluate.folder.name}/{layout.evaluate.results.name}")
     section_of = {k: s for s, (_, figures) in FIGURES.items() for k, _ in figures}
     rows = [{"section": section_of[k], "figure": k, "source": info.label, "value": v} for k, v in values.items()]
     return pd.DataFrame(rows, columns=CSV_COLUMNS), info

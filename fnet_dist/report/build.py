@@ -266,42 +266,42 @@ def _markdown_free_csv(path: Path) -> pd.DataFrame:
 
 
 def _match(page: Page, layout, files: _Files, config) -> None:
-    folder = layout.match
-    if not (folder / "consistency.csv").exists():
+    match = layout.match
+    if not match.consistency.exists():
         page.section("Consistency").paragraph("No match results in this run.", muted=True)
         return
     page.section("Consistency across individual analyses (Tables 1, 6-8)", anchor="consistency")
-    consistency = pd.read_csv(files.keep(folder / "consistency.csv", "match_"))
+    consistency = pd.read_csv(files.keep(match.consistency, "match_"))
     pivot = consistency.pivot(index="template", columns="corpus", values="counterparts")
     page.table(pivot, caption=f"Individual maps with IoU > {config.match.iou:g} to each template (counterparts)")
     files.table(page, consistency, "consistency")
-    if (folder / "counterparts_null.csv").exists():
-        null = pd.read_csv(files.keep(folder / "counterparts_null.csv", "match_"))
+    if match.counterparts_null.exists():
+        null = pd.read_csv(files.keep(match.counterparts_null, "match_"))
         files.table(page, null[["corpus", "template", "counterparts", "null_mean", "null_high", "permutations",
                                 "p_value"]], "counterparts_null")
     for name in _MATCH_FIGURES:
-        if (folder / f"{name}.png").exists():
-            files.figure(page, folder / f"{name}.png", "match_")
-    cross = pd.read_csv(folder / "cross_corpus.csv") if (folder / "cross_corpus.csv").exists() else pd.DataFrame()
+        if match.figure(name).exists():
+            files.figure(page, match.figure(name), "match_")
+    cross = pd.read_csv(match.cross_corpus) if match.cross_corpus.exists() else pd.DataFrame()
     if len(cross):  # one corpus has no pairs
         page.section("Templates across corpora (Table 2)", anchor="cross-corpus")
-        files.keep(folder / "cross_corpus.csv", "match_")
+        files.keep(match.cross_corpus, "match_")
         similar = cross[cross["similar"].astype(bool)].sort_values("iou", ascending=False)
         if similar.empty:
             page.paragraph(f"No pair of templates from different corpora has IoU > {config.match.similar_iou:g}; "
                            f"the closest pairs:")
             similar = cross.sort_values("iou", ascending=False).head(5)
         files.table(page, similar.drop(columns=["similar"]).reset_index(drop=True), "cross_corpus")
-        if (folder / "cross_corpus.png").exists():
-            files.figure(page, folder / "cross_corpus.png", "match_")
-    if (folder / "recurrence.csv").exists() and (folder / "recurrence.csv").stat().st_size > 1:
-        recurrence = pd.read_csv(files.keep(folder / "recurrence.csv", "match_"))
+        if match.figure("cross_corpus").exists():
+            files.figure(page, match.figure("cross_corpus"), "match_")
+    if match.recurrence.exists() and match.recurrence.stat().st_size > 1:
+        recurrence = pd.read_csv(files.keep(match.recurrence, "match_"))
         top = recurrence.sort_values("iou", ascending=False).head(10).reset_index(drop=True)
         files.table(page, top, "recurrence")
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
-    massive, networks = layout.match / "massive_channels.csv", layout.match / "network_anatomy.csv"
+    massive, networks = layout.match.massive_channels, layout.match.network_anatomy
     if not massive.exists():
         return
     page.section("Anatomy: massive-activation channels", anchor="anatomy")
@@ -323,26 +323,24 @@ def _tables(page: Page, files: _Files, names, folders) -> None:
 
 
 def _evaluation(page: Page, layout, files: _Files) -> None:
-    folder = layout.evaluate
-    if not (folder / "results.csv").exists():
+    evaluation, controls = layout.evaluate, layout.controls
+    if not evaluation.results.exists():
         page.section("Editing", anchor="editing").paragraph("No evaluation in this run.", muted=True)
         return
     page.section("Editing networks (Tables 3-5, 9-13)", anchor="editing")
-    files.keep(folder / "results.csv", "evaluate_")
-    _tables(page, files, _EDITING_TABLES, [folder / "tables"])
-    figures = sorted((folder / "figures").glob("*.png"))
+    files.keep(evaluation.results, "evaluate_")
+    _tables(page, files, _EDITING_TABLES, [evaluation.tables])
+    figures = sorted(evaluation.figures.glob("*.png"))
     if figures:
         page.section("Editing figures (Figures 2, 3, 5-8)", level=3)
         for path in figures:
             files.figure(page, path, "evaluate_")
-    flips = folder / "flips.csv"
-    if flips.exists():
-        files.table(page, pd.read_csv(files.keep(flips, "evaluate_")), "flips")
-    controls = folder / "controls"
-    if any((controls / "tables").glob("*.csv")):
+    if evaluation.flips.exists():
+        files.table(page, pd.read_csv(files.keep(evaluation.flips, "evaluate_")), "flips")
+    if any(controls.tables.glob("*.csv")):
         page.section("Controls: random draws and massive channels", anchor="controls")
-        _tables(page, files, _CONTROL_TABLES, [controls / "tables"])
-        for path in sorted((controls / "figures").glob("*.png")):
+        _tables(page, files, _CONTROL_TABLES, [controls.tables])
+        for path in sorted(controls.figures.glob("*.png")):
             files.figure(page, path, "evaluate_")
 
 
@@ -389,13 +387,13 @@ def _incomplete(failed: dict[str, str], problems: dict[str, str]) -> Page:
 
 
 def build_report(config, layout, model=None, failed: dict[str, str] | None = None) -> Path:
-    """Write ``layout.report / "index.html"`` and the files it shows; return the page's path.
+    """Write the report page (``layout.report.page``) and the files it shows; return the page's path.
 
     ``failed``: {stage: its error} of stages that did not finish; the page is then marked incomplete and
     names them. A section whose inputs cannot be read is left partial and named at the top; the page is
     still written, then ``StageError`` says which sections failed.
     """
-    folder = layout.report
+    folder = layout.report.folder
     files = _Files(folder)
     record = json.loads(layout.record_file.read_text()) if layout.record_file.exists() else {}
     failed, problems = dict(failed or {}), {}
@@ -417,7 +415,7 @@ def build_report(config, layout, model=None, failed: dict[str, str] | None = Non
     _section(summary, "Findings", lambda: _findings(summary, config, layout, files, total), problems)
     page.insert(findings_at, summary)
     page.insert(0, _incomplete(failed, problems))
-    out = folder / "index.html"
+    out = layout.report.page
     out.write_text(page.render(), encoding="utf-8")
     if problems:
         raise StageError(f"report sections {', '.join(problems)} could not be built ({'; '.join(problems.values())}); "
@@ -430,10 +428,10 @@ def _findings(summary: Page, config, layout, files: _Files, total: int | None) -
     level, correction), rendered from that file as one table whose rows link to the tables and figures the
     page shows."""
     settings = FindingSettings(config.report, config.evaluate)
-    findings = compute_findings(layout.match, layout.evaluate, settings, total_neurons=total)
-    selection_path = layout.evaluate / "controls" / "selection.json"
+    findings = compute_findings(layout.match, layout.evaluate, layout.controls, settings, total_neurons=total)
+    selection_path = layout.controls.selection
     selection = json.loads(selection_path.read_text()) if selection_path.exists() else None
-    path = write_findings(findings, layout.report / "findings.json", settings, selection)
+    path = write_findings(findings, layout.report.findings, settings, selection)
     recorded, records = json.loads(path.read_text(encoding="utf-8")), read_findings(path)
     summary.section("Findings: the paper's claims on this model", anchor="findings")
     summary.paragraph(f"{recorded['verdict_rule']} Alpha {recorded['alpha']}; intervals at {100 * recorded['level']:g} %; "

@@ -5,7 +5,7 @@ corpus, template, percent, control, draw), which every result row carries; no na
 ask for roles (a network, its draws of one kind, its part without massive channels, the amplified top
 neurons) and get condition names (to report and to find the samples by) and per-example values back.
 
-- ``Evidence(folder)``: ``.primary`` (one row per condition and task), ``.tasks``, ``.names``.
+- ``Evidence(evaluation, controls)`` (``EvaluationFiles`` of the evaluate and controls stages): ``.primary`` (one row per condition and task), ``.tasks``, ``.names``.
 - ``.damage(condition, task) -> pd.Series``: per-example damage against ``normal`` (positive = worse), indexed by
   ``doc_id``: accuracy lost per example (0/1 metrics), or nats per word lost per passage (word perplexity:
   (log-likelihood under normal - under the condition) / words). Empty when the samples are missing.
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 from functools import cached_property, lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core.conditions import FIELD_COLUMNS, matching, slug_of
+from ..core.layout import EvaluationFiles
 
 __all__ = ["Evidence"]
 
@@ -34,14 +34,14 @@ __all__ = ["Evidence"]
 class Evidence:
     """Reads the evaluate folder lazily; every value comes from lm-eval's own logged samples."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
+    def __init__(self, evaluation: EvaluationFiles, controls: EvaluationFiles) -> None:
+        self.evaluation, self.controls = evaluation, controls
 
     @cached_property
     def rows(self) -> pd.DataFrame:
         from ..core.metrics import primary_rows
 
-        frames = [pd.read_csv(p) for p in (self.folder / "results.csv", self.folder / "controls" / "results.csv") if p.is_file()]
+        frames = [pd.read_csv(p) for p in (self.evaluation.results, self.controls.results) if p.is_file()]
         if not frames:
             return pd.DataFrame(columns=["condition", "task", "metric", "value", "neurons", *FIELD_COLUMNS])
         rows = pd.concat(frames, ignore_index=True)
@@ -78,7 +78,7 @@ class Evidence:
 
     def _samples(self, condition: str, task: str) -> pd.Series:
         """Per-example score of ``condition`` on ``task`` (higher = better), indexed by doc_id."""
-        return _scores(str(self.folder), condition, task, self.metric(task))
+        return _scores((self.evaluation, self.controls), condition, task, self.metric(task))
 
     def damage(self, condition: str, task: str) -> pd.Series:
         normal, edited = self._samples("normal", task), self._samples(condition, task)
@@ -129,21 +129,21 @@ class Evidence:
     def mask(self, condition: str):
         from ..model.masks import NeuronMask
 
-        path = self.folder / "masks" / f"{slug_of(condition)}.npz"
+        path = self.evaluation.mask(slug_of(condition))
         return NeuronMask.load(str(path)) if path.is_file() else None
 
     @cached_property
     def selection(self) -> dict:
-        path = self.folder / "controls" / "selection.json"
+        path = self.controls.selection
         return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _scores(folder: str, condition: str, task: str, metric: str) -> pd.Series:
-    """Per-example score (higher = better) from ``conditions/<slug>/samples_<task>.jsonl`` under ``folder`` or
-    its ``controls``: the 0/1 metric itself, or log-likelihood per word for word perplexity."""
+def _scores(folders: tuple[EvaluationFiles, ...], condition: str, task: str, metric: str) -> pd.Series:
+    """Per-example score (higher = better) from the condition's logged samples in the first of ``folders`` that
+    has them: the 0/1 metric itself, or log-likelihood per word for word perplexity."""
     slug = slug_of(condition)
-    for root in (Path(folder), Path(folder) / "controls"):
-        path = root / "conditions" / slug / f"samples_{task}.jsonl"
+    for folder in folders:
+        path = folder.condition(slug).samples(task)
         if path.is_file():
             return _read_scores(str(path), path.stat().st_mtime_ns, metric)
     return pd.Series(dtype=float)

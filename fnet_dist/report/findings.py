@@ -1,6 +1,7 @@
 """The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.core.stats``).
 
-``compute_findings(match_folder, evaluate_folder, settings) -> list[Finding]`` (corrected, with verdicts);
+``compute_findings(match, evaluation, controls, settings) -> list[Finding]`` (a run's ``MatchFiles`` and
+``EvaluationFiles``; corrected, with verdicts);
 ``write_findings(findings, path, settings)`` writes ``findings.json``, which the report page renders as it is.
 
 Claims (ids are stable; ``<task>`` as in the run, ``<suffix>`` = ``@<corpus>`` of the top neurons, e.g. ``@news``):
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import EvaluateSection, ReportSection
+from ..core.layout import EvaluationFiles, MatchFiles, RunLayout
 from ..core.stats import (
     CORRECTIONS,
     VERDICT_RULE,
@@ -45,6 +47,8 @@ from ..core.names import display_name, network_name
 from ..core.conditions import matching
 from ..evaluate.controls import SMALL_SHARE
 from .evidence import Evidence
+
+_RUN = RunLayout(Path())  # paths relative to a run folder, as findings.json links its tables
 
 __all__ = ["FindingSettings", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
            "amplification", "localization", "write_findings"]
@@ -95,7 +99,7 @@ def counterparts(table: pd.DataFrame, s: FindingSettings) -> Finding:
                 "significant": bool(sig)} for r, sig in zip(table.itertuples(), significant)]
     return Finding.of("counterparts", "Most group-level templates have counterparts among the individual-level maps "
                       "(Tables 1, 6-8).", estimate, "share of templates with more counterparts than random networks",
-                      needed=0.5, tables=["match/consistency.csv", "match/counterparts_null.csv"],
+                      needed=0.5, tables=[str(_RUN.match.consistency), str(_RUN.match.counterparts_null)],
                       anchors=["finding-counterparts", "table-counterparts_null"], details=details)
 
 
@@ -104,7 +108,7 @@ def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
     if table.empty:
         return None
     claim = "Templates recur across corpora (Table 2), beyond layer-matched chance and not through massive channels."
-    tables, anchors = ["match/recurrence.csv"], ["finding-recurrence", "table-recurrence"]
+    tables, anchors = [str(_RUN.match.recurrence)], ["finding-recurrence", "table-recurrence"]
     top = table.sort_values("iou", ascending=False).head(5)
     details = [{"pair": f"{network_name(r.corpus_1, r.template_1)} / {network_name(r.corpus_2, r.template_2)}", "iou": float(r.iou),
                 "iou_without_massive": float(r.iou_without_massive), "p_without_massive": float(r.p_without_massive),
@@ -190,7 +194,7 @@ def small_networks(ev: Evidence, total_neurons: int, s: FindingSettings) -> list
             if estimate is not None:
                 units.append((network, estimate))
                 conditions += [network, *names]
-        common = dict(tables=["evaluate/controls/tables/controls.csv"], anchors=[f"finding-small-networks-{task}", "table-controls"])
+        common = dict(tables=[str(_RUN.controls.table("controls"))], anchors=[f"finding-small-networks-{task}", "table-controls"])
         if not units:
             if _unscored(ev, task, s):
                 found.append(Finding.of(f"small-networks/{task}", claim, None, "", reason=_unscored_reason(task), **common))
@@ -209,7 +213,7 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
     found = []
     for task in ev.tasks:
         claim = f"Networks' effects on {task} survive without their massive-channel neurons."
-        common = dict(tables=["evaluate/controls/tables/separated.csv"], anchors=[f"finding-survives-{task}", "table-separated"])
+        common = dict(tables=[str(_RUN.controls.table("separated"))], anchors=[f"finding-survives-{task}", "table-separated"])
         units, conditions, having = [], [], []
         for network in _controlled(ev):
             mask = ev.mask(network)
@@ -247,9 +251,9 @@ def _of(suffix: str) -> str:
     return f" of {suffix[1:]}" if suffix else ""
 
 
-def _tail(suffix: str) -> str:
-    """The table file suffix of a corpus suffix: ``@news`` → ``_news``."""
-    return suffix.replace("@", "_")
+def _corpus(suffix: str) -> str | None:
+    """The corpus of a corpus suffix: ``@news`` → ``news`` (None for a single corpus)."""
+    return suffix.removeprefix("@") or None
 
 
 def _paired(ev: Evidence, task: str, s: FindingSettings, diff: pd.Series) -> Estimate:
@@ -266,7 +270,8 @@ def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
                                 f"(× {s.amplify_factor:g}) improves the model on some task (Table 4).", estimate,
                                 "gain against normal: " + ev.units(task).replace(" lost ", " gained "),
                                 conditions=["normal", condition], details=details,
-                                tables=[f"evaluate/tables/table4_top_amplify{_tail(suffix)}.csv"], anchors=[f"finding-amplification{suffix}", f"table-table4_top_amplify{_tail(suffix)}"]))
+                                tables=[str(_RUN.evaluate.table("top_amplify", _corpus(suffix)))],
+                                anchors=[f"finding-amplification{suffix}", f"table-{_RUN.evaluate.table_name('top_amplify', _corpus(suffix))}"]))
     return found
 
 
@@ -283,7 +288,8 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
                                 "hurts more than inhibiting as many LLM-Localization neurons, on most tasks (Table 9).",
                                 estimate, "extra damage of ICA over Localization: " + ev.units(task),
                                 conditions=["normal", ica, loc], details=details,
-                                tables=[f"evaluate/tables/table9_top_inhibit{_tail(suffix)}.csv"], anchors=[f"finding-ica-vs-localization{suffix}", f"table-table9_top_inhibit{_tail(suffix)}"]))
+                                tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
+                                anchors=[f"finding-ica-vs-localization{suffix}", f"table-{_RUN.evaluate.table_name('top_inhibit', _corpus(suffix))}"]))
         a, b = ev.mask(ica), ev.mask(loc)
         if a is not None and b is not None:
             overlap = int((a.values & b.values).sum())
@@ -291,23 +297,22 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
                                     "LLM Localization's pick different neurons: their overlap is below chance (Table 5).",
                                     overlap_test(overlap, a.count, b.count, a.values.size, level=s.level),
                                     "neurons fewer in common than chance", conditions=[ica, loc],
-                                    tables=["evaluate/tables/table5_iou.csv"], anchors=[f"finding-ica-localization-overlap{suffix}", "table-table5_iou"]))
+                                    tables=[str(_RUN.evaluate.table("iou"))],
+                                    anchors=[f"finding-ica-localization-overlap{suffix}", f"table-{_RUN.evaluate.table_name('iou')}"]))
     return found
 
 
-def compute_findings(match_folder: Path, evaluate_folder: Path, settings: FindingSettings, *,
+def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: EvaluationFiles, settings: FindingSettings, *,
                      total_neurons: int | None) -> list[Finding]:
     """Every check whose inputs the run produced, corrected as ``settings.correction`` says, with verdicts."""
-    match_folder, evaluate_folder = Path(match_folder), Path(evaluate_folder)
     found: list[Finding | None] = []
-    if (match_folder / "counterparts_null.csv").exists():
-        found.append(counterparts(pd.read_csv(match_folder / "counterparts_null.csv"), settings))
-    if (match_folder / "recurrence.csv").exists() and (match_folder / "recurrence.csv").stat().st_size > 1:
-        found.append(recurrence(pd.read_csv(match_folder / "recurrence.csv"), settings))
-    ev = Evidence(evaluate_folder)
+    if match.counterparts_null.exists():
+        found.append(counterparts(pd.read_csv(match.counterparts_null), settings))
+    if match.recurrence.exists() and match.recurrence.stat().st_size > 1:
+        found.append(recurrence(pd.read_csv(match.recurrence), settings))
+    ev = Evidence(evaluation, controls)
     if not ev.rows.empty:
-        massive_path = match_folder / "massive_mask.npy"
-        massive = np.load(massive_path, allow_pickle=False) if massive_path.exists() else None
+        massive = np.load(match.massive_mask, allow_pickle=False) if match.massive_mask.exists() else None
         if total_neurons:
             found += small_networks(ev, total_neurons, settings)
         found += survives(ev, massive, settings) if ev.selection or not matching(ev.conditions, kind="control").empty else []

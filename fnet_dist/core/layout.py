@@ -1,0 +1,242 @@
+"""Where every artifact lies: one typed path per file, declared once for the stages that write it and
+everything that reads it (the report, ``fnet compare-paper``, the runners).
+
+- ``MatchFiles(folder)``: a match results folder (``fnet match --out``, or ``<run>/match``): its tables,
+  ``results.json`` and the massive-channel mask the controls read.
+- ``ConditionFiles(folder)``: one evaluated condition's folder (lm-eval's JSON, its tidy rows, its record).
+- ``EvaluationFiles(folder)``: an evaluation results folder (``fnet evaluate --out``, ``<run>/evaluate``, and
+  the controls' ``<run>/evaluate/controls``): ``results.csv``, the paper's tables, one ``ConditionFiles`` per
+  condition slug, the plan of a sharded run and the evaluation's own files.
+- ``ReportFiles(folder)``: the report page and ``findings.json``.
+- ``RunLayout(root, stores=None)``: a run folder: results under ``root``; activations and networks stores
+  under ``stores`` (default: ``root``; a local path or a URL such as ``s3://bucket/run``); ``run.json``.
+
+Nothing else in the package spells one of these file names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import PipelineConfig
+
+__all__ = ["PAPER_TABLES", "ConditionFiles", "EvaluationFiles", "MatchFiles", "ReportFiles", "RunLayout"]
+
+PAPER_TABLES = {  # kind -> file-name stem of the paper-shaped table (a corpus suffix may follow: ``_news``)
+    "networks": "table3_networks",
+    "masked": "table10_masked",
+    "top_inhibit": "table9_top_inhibit",
+    "top_amplify": "table4_top_amplify",
+    "iou": "table5_iou",
+    "probing": "table12_probing",
+    "controls": "controls",
+    "separated": "separated",
+}
+
+
+@dataclass(frozen=True)
+class MatchFiles:
+    """The files of a match results folder."""
+
+    folder: Path
+
+    @property
+    def consistency(self) -> Path:
+        """One row per corpus and template: counterparts (paper Tables 1, 6-8)."""
+        return self.folder / "consistency.csv"
+
+    @property
+    def cross_corpus(self) -> Path:
+        """Template × template IoU between corpora (paper Table 2)."""
+        return self.folder / "cross_corpus.csv"
+
+    @property
+    def network_sizes(self) -> Path:
+        return self.folder / "network_sizes.csv"
+
+    @property
+    def counterparts_null(self) -> Path:
+        """``consistency`` with each template's random-network null."""
+        return self.folder / "counterparts_null.csv"
+
+    @property
+    def recurrence(self) -> Path:
+        """Cross-corpus pairs against chance overlap."""
+        return self.folder / "recurrence.csv"
+
+    @property
+    def network_anatomy(self) -> Path:
+        return self.folder / "network_anatomy.csv"
+
+    @property
+    def massive_channels(self) -> Path:
+        return self.folder / "massive_channels.csv"
+
+    @property
+    def massive_mask(self) -> Path:
+        """bool array of shape (n_layers, d_model): the massive-activation channels (``.npy``)."""
+        return self.folder / "massive_mask.npy"
+
+    def figure(self, name: str) -> Path:
+        """A match figure, ``networks`` -> ``networks.png``."""
+        return self.folder / f"{name}.png"
+
+    @property
+    def results(self) -> Path:
+        """``results.json``: the match's parameters, corpora and files."""
+        return self.folder / "results.json"
+
+
+@dataclass(frozen=True)
+class ConditionFiles:
+    """The files of one evaluated condition."""
+
+    folder: Path
+
+    @property
+    def lm_eval(self) -> Path:
+        """lm-eval's own results JSON."""
+        return self.folder / "results.json"
+
+    @property
+    def rows(self) -> Path:
+        """The condition's tidy result rows."""
+        return self.folder / "rows.csv"
+
+    def samples(self, task: str) -> Path:
+        """lm-eval's logged samples of ``task`` (one JSON object per example)."""
+        return self.folder / f"samples_{task}.jsonl"
+
+    @property
+    def record(self) -> Path:
+        """What was evaluated (the condition's fingerprint, tasks, limits); written last: the resume marker."""
+        return self.folder / "condition.json"
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """The files of an evaluation results folder (the evaluate stage's, or the controls')."""
+
+    folder: Path
+
+    @property
+    def conditions(self) -> Path:
+        """The folder of one ``ConditionFiles`` per condition slug."""
+        return self.folder / "conditions"
+
+    def condition(self, slug: str) -> ConditionFiles:
+        return ConditionFiles(self.conditions / slug)
+
+    @property
+    def masks(self) -> Path:
+        """The folder of each evaluated condition's neuron mask."""
+        return self.folder / "masks"
+
+    def mask(self, slug: str) -> Path:
+        """A condition's neuron mask (``NeuronMask.save``)."""
+        return self.masks / f"{slug}.npz"
+
+    @property
+    def results(self) -> Path:
+        """Every condition's rows in one tidy table."""
+        return self.folder / "results.csv"
+
+    @property
+    def tables(self) -> Path:
+        """The folder of the paper-shaped tables."""
+        return self.folder / "tables"
+
+    @staticmethod
+    def table_name(kind: str, corpus: str | None = None) -> str:
+        """The stem of a ``PAPER_TABLES`` kind's table: ``("networks", "news")`` -> ``table3_networks_news``."""
+        return PAPER_TABLES[kind] + (f"_{corpus}" if corpus else "")
+
+    def table(self, kind: str, corpus: str | None = None) -> Path:
+        """A paper-shaped table's CSV, ``("networks", "news")`` -> ``tables/table3_networks_news.csv``."""
+        return self.tables / f"{self.table_name(kind, corpus)}.csv"
+
+    @property
+    def figures(self) -> Path:
+        """The folder of the evaluation's figures (PNG)."""
+        return self.folder / "figures"
+
+    @property
+    def plan(self) -> Path:
+        """The conditions of a sharded run, written once by whichever shard starts first."""
+        return self.folder / "plan.json"
+
+    @property
+    def selection(self) -> Path:
+        """The controls' choice of networks and draws."""
+        return self.folder / "selection.json"
+
+    @property
+    def experiment(self) -> Path:
+        """What an evaluation ran: conditions, tasks, limits, versions."""
+        return self.folder / "experiment.json"
+
+    @property
+    def flips(self) -> Path:
+        return self.folder / "flips.csv"
+
+    @property
+    def probing(self) -> Path:
+        return self.folder / "probing.csv"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files of a report folder."""
+
+    folder: Path
+
+    @property
+    def page(self) -> Path:
+        return self.folder / "index.html"
+
+    @property
+    def findings(self) -> Path:
+        return self.folder / "findings.json"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run: results under ``root``; activations and networks stores under ``stores`` (default: root)."""
+
+    root: Path
+    stores: str | None = None
+
+    def _store(self, kind: str, corpus: str) -> str:
+        base = (self.stores or str(self.root)).rstrip("/")
+        return f"{base}/{kind}/{corpus}.zarr"
+
+    def activations(self, corpus: str) -> str:
+        return self._store("activations", corpus)
+
+    def networks(self, corpus: str) -> str:
+        return self._store("networks", corpus)
+
+    @property
+    def match(self) -> MatchFiles:
+        return MatchFiles(self.root / "match")
+
+    @property
+    def evaluate(self) -> EvaluationFiles:
+        return EvaluationFiles(self.root / "evaluate")
+
+    @property
+    def controls(self) -> EvaluationFiles:
+        return EvaluationFiles(self.root / "evaluate" / "controls")
+
+    @property
+    def report(self) -> ReportFiles:
+        return ReportFiles(self.root / "report")
+
+    @property
+    def record_file(self) -> Path:
+        """``run.json``: each stage's config hash, status, timings and outputs."""
+        return self.root / "run.json"
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> "RunLayout":
+        return cls(Path(config.out).expanduser().resolve(), config.stores)
