@@ -360,7 +360,7 @@ def describe_error(error: ValidationError, source: str, flags: bool = False) -> 
     head = f"{source}: " if source else ""
     if first["type"] == "value_error":  # a check of the section's own (it names the fields itself)
         return head + first["msg"].removeprefix("Value error, ")
-    hint = "its help: fnet COMMAND --help" if flags else "its bounds and help text: fnet_dist/config.py"
+    hint = "its help: fnet COMMAND --help" if flags else "its bounds and help text: fnet_dist/core/config.py"
     return f"{head}{where} {first.get('input')!r}: {first['msg'].lower()}; see {hint}"
 
 
