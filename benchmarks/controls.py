@@ -20,8 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fnet_dist.core.conditions import NORMAL  # noqa: E402
-from fnet_dist.evaluate.controls import control_conditions, evaluate_controls  # noqa: E402
+from fnet_dist.core.conditions import NORMAL, Condition  # noqa: E402
+from fnet_dist.model.edit import Edit  # noqa: E402
+from fnet_dist.core.config import EvaluateSection, ReportSection  # noqa: E402
+from fnet_dist.evaluate.controls import evaluate_controls  # noqa: E402
+from fnet_dist.evaluate.draws import control_conditions  # noqa: E402
 from fnet_dist.evaluate.runner import evaluate_conditions  # noqa: E402
 from fnet_dist.model.masks import NeuronMask  # noqa: E402
 from fnet_dist.model.loading import load_model  # noqa: E402
@@ -55,10 +58,11 @@ def main() -> None:
     massive[network.indices()[0][0], network.indices()[0][1]] = True  # one of its neurons on a "massive" channel
     networks = [Condition("network", network, Edit("inhibit"), corpus="bench", template=1)]
     kinds = ("fraction", "matched_avoid_massive")
-    n_conditions = 1 + len(control_conditions(networks, massive, kinds=kinds, n_draws=args.draws))
+    settings = EvaluateSection(controls={"kinds": kinds, "draws": args.draws})
+    n_conditions = 1 + len(control_conditions(networks, massive, settings))
     t0 = time.perf_counter()
-    evaluate_controls(loaded, networks, work / "controls", tasks=tasks, massive=massive, kinds=kinds,
-                      n_draws=args.draws, limit=limit, progress=False)
+    evaluate_controls(loaded, networks, work / "controls", settings, tasks=tasks, massive=massive,
+                      level=ReportSection().level, limit=limit, progress=False)
     controls = time.perf_counter() - t0
     print(f"model {spec}: load {load_seconds:.1f} s (once, not in the ratios)")
     print(f"one condition (normal; {args.limit_rt} snippets + {args.limit_wiki} wiki passages): {one:.1f} s")

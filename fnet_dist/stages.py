@@ -70,8 +70,8 @@ def _record(run: Run, shard: Shard) -> dict[str, Any]:
         print(f"  record {corpus} ({entry.spec}), shard {shard[0]}/{shard[1]}", flush=True)
         params = run.config.record.model_copy(update={"text_field": entry.text_field or run.config.record.text_field,
                                                         "pack_to_tokens": run.config.pack_to_tokens()})
-        stores[corpus] = record_activations(run.model, entry.spec, run.layout.activations(corpus), params, shard=shard,
-                                            hook_module=run.config.model.hook_module, overwrite=True)
+        stores[corpus] = record_activations(run.config.model, entry.spec, run.layout.activations(corpus), params,
+                                            loaded=run.model, shard=shard, overwrite=True)
     return {"stores": stores}
 
 

@@ -23,7 +23,7 @@ import xarray as xr
 from fnet_dist.core.config import CorpusEntry, PipelineConfig
 from fnet_dist.model.edit import Edit
 from fnet_dist.core.conditions import NORMAL, Condition, slug_of
-from fnet_dist.evaluate.controls import CONTROL_KINDS
+from fnet_dist.evaluate.draws import CONTROL_KINDS
 from fnet_dist.evaluate.experiment import write_reports
 from fnet_dist.evaluate.figures import control_plot
 from fnet_dist.evaluate.tables import save_table

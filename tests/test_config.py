@@ -96,3 +96,21 @@ def test_pack_to_tokens_auto_is_what_an_individual_ica_needs(tmp_path):
     path.write_text("version: 1\n")
     with pytest.raises(InputError, match=r"record.pack_to_tokens"):
         load_config(path, ["record.pack_to_tokens=-3"])
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("group,individual", ("group", "individual")), (["individual", "group"], ("group", "individual")),
+    ("individual", ("individual",)), (" group ", ("group",)),
+])
+def test_decompose_levels_are_parsed_once_in_their_section(value, expected):
+    from fnet_dist.core.config import DecomposeSection
+
+    assert DecomposeSection(levels=value).levels == expected
+
+
+def test_an_unknown_decompose_level_is_one_clear_line(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("decompose: {levels: [group, subject]}\n")
+    with pytest.raises(InputError, match=r"levels 'group,subject' names an unknown level \['subject'\]: expected a "
+                                         "comma-separated subset of group,individual"):
+        load_config(path)

@@ -4,17 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fnet_dist.evaluate.controls import (
-    choose_networks,
-    interval,
-    metric_direction,
-    random_controls,
-    separated_masks,
-)
+from fnet_dist.core.config import EvaluateSection, MatchSection, ReportSection
 from fnet_dist.core.errors import InputError
+from fnet_dist.core.stats import interval
+from fnet_dist.evaluate.control_tables import control_tables, metric_direction
+from fnet_dist.evaluate.controls import choose_networks
+from fnet_dist.evaluate.draws import control_conditions, random_controls, separated_masks
 from fnet_dist.model.masks import NeuronMask
 
 SHAPE = (4, 50)
+TABLES = dict(fraction=EvaluateSection().random_fraction, level=ReportSection().level)  # the run's defaults
+FIRST_TOKEN = MatchSection().first_token_share
 
 
 def _network():
@@ -41,23 +41,24 @@ def test_matched_controls_match_count_per_layer_and_avoid_massive_channels():
     assert all((m.values.sum(axis=1) == [0, 3, 2, 0]).all() for m in per_layer)
     avoid = random_controls("matched_avoid_massive", SHAPE, n_draws=20, seed=0, reference=network, massive=massive)
     assert all(m.count == 5 and not (m.values & massive).any() for m in avoid)
-    assert all(m.count == 5 for m in random_controls("matched_count", SHAPE, n_draws=3, reference=network))
+    assert all(m.count == 5 for m in random_controls("matched_count", SHAPE, n_draws=3, seed=0, reference=network))
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(kind="nope"), "unknown random control 'nope'"),
     (dict(kind="fraction", n_draws=0), "n_draws 0 must be ≥ 1"),
+    (dict(kind="fraction"), "pass fraction=<evaluate.random_fraction>"),
     (dict(kind="matched_count"), "pass reference="),
     (dict(kind="matched_avoid_massive", reference=_network()), "needs the massive-channel mask"),
 ])
 def test_bad_control_requests(kwargs, message):
     with pytest.raises(InputError, match=message):
-        random_controls(shape=SHAPE, **kwargs)
+        random_controls(**{"shape": SHAPE, "n_draws": 3, "seed": 0, **kwargs})
 
 
 def test_interval_on_known_draws():
     draws = np.arange(1, 11, dtype=float)       # accuracies 1..10 of random masks
-    mean, low, high = interval(draws)
+    mean, low, high = interval(draws, 0.95)
     assert mean == 5.5 and low == pytest.approx(1.225) and high == pytest.approx(9.775)
 
 
@@ -94,7 +95,6 @@ def _news3(kind="network", **fields):
 
 
 def test_control_tables_on_planted_rows():
-    from fnet_dist.evaluate.controls import control_tables
 
     from fnet_dist.model.edit import Edit
     from fnet_dist.core.conditions import NORMAL, Condition
@@ -115,7 +115,7 @@ def test_control_tables_on_planted_rows():
     frame = _frame(rows)
     massive = np.zeros(SHAPE, dtype=bool)
     massive[1, 3] = True
-    controls, separated = control_tables(frame, [network], massive)
+    controls, separated = control_tables(frame, [network], massive, **TABLES)
     assert other.name not in set(controls["network"])
     by_kind = controls.set_index("control")
     assert set(by_kind.index) == {"fraction", "matched_count"}
@@ -128,19 +128,18 @@ def test_control_tables_on_planted_rows():
 
 def test_control_tables_never_reward_a_missing_value():
     from fnet_dist.core.conditions import NORMAL
-    from fnet_dist.evaluate.controls import control_tables
 
     network = _news3()
     everywhere = network.mask.values.copy()                  # every neuron of the network on a massive channel
     rows = [(NORMAL, 0.80), (network, float("nan")), (_news3("massive_only"), 0.40)]
     rows += [(_news3("control", control="matched_count", draw=i), 0.79) for i in range(5)]
-    controls, separated = control_tables(_frame(rows), [network], everywhere)
+    controls, separated = control_tables(_frame(rows), [network], everywhere, **TABLES)
     assert np.isnan(controls["p_value"].iloc[0])             # a NaN value was "worse than every draw": p = 1/6
     # nothing is left without the massive neurons: the normal model (the first version took the whole network's value)
     assert separated.iloc[0].damage_minus_massive == 0.0
     partly = everywhere.copy()
     partly[2] = False
-    _, separated = control_tables(_frame(rows), [network], partly)
+    _, separated = control_tables(_frame(rows), [network], partly, **TABLES)
     assert np.isnan(separated.iloc[0].damage_minus_massive)  # a part that exists but was not evaluated is missing
 
 
@@ -149,9 +148,10 @@ def test_networks_for_controls_are_chosen_without_evaluation_examples():
 
     consistency = pd.DataFrame({"corpus": ["news"] * 4 + ["wiki"], "template": [1, 2, 3, 4, 1],
                                 "counterparts": [4, 9, 9, 0, 50], "size": [5, 5, 5, 0, 5]})
-    assert choose_networks(consistency, ["news"], 2) == [("news", 2), ("news", 3)]
-    assert choose_networks(consistency.assign(counterparts=0), ["news"], 4) == [("news", k) for k in (1, 2, 3)]
-    assert choose_networks(consistency, ["news", "wiki"], 1) == [("news", 2), ("wiki", 1)]
+    assert choose_networks(consistency, ["news"], 2, first_token_share=FIRST_TOKEN) == [("news", 2), ("news", 3)]
+    assert (choose_networks(consistency.assign(counterparts=0), ["news"], 4, first_token_share=FIRST_TOKEN)
+            == [("news", k) for k in (1, 2, 3)])
+    assert choose_networks(consistency, ["news", "wiki"], 1, first_token_share=FIRST_TOKEN) == [("news", 2), ("wiki", 1)]
 
 
 def test_controls_go_first_to_the_small_networks_the_claims_are_about():
@@ -162,21 +162,25 @@ def test_controls_go_first_to_the_small_networks_the_claims_are_about():
     consistency = pd.DataFrame({"corpus": ["news"] * 4, "template": [1, 2, 3, 4], "counterparts": [30, 3, 9, 5],
                                 "size": [475, 38, 600, 20], "share": [0.027, 0.002, 0.035, 0.001]})
     anatomy = pd.DataFrame({"corpus": ["news"] * 4, "template": [1, 2, 3, 4], "first_token_peak_share": [1.0, 0.0, 0.1, 0.9]})
-    assert choose_networks(consistency, ["news"], 1) == [("news", 4)]             # 1 and 3 are not small
-    assert choose_networks(consistency, ["news"], 2, anatomy) == [("news", 2), ("news", 1)]  # 4: first token
+    assert choose_networks(consistency, ["news"], 1, first_token_share=FIRST_TOKEN) == [("news", 4)]  # 1, 3: not small
+    assert (choose_networks(consistency, ["news"], 2, anatomy, first_token_share=FIRST_TOKEN)
+            == [("news", 2), ("news", 1)])  # 4: first token
     assert choose_networks(consistency, ["news"], 1, anatomy, first_token_share=0.95) == [("news", 4)]
 
 
+def _settings(kinds, draws) -> EvaluateSection:
+    return EvaluateSection(controls={"kinds": kinds, "draws": draws})
+
+
 def test_draws_avoiding_massive_channels_only_for_networks_that_have_some():
-    from fnet_dist.evaluate.controls import control_conditions
 
     network = _news3()
     none = np.zeros(SHAPE, dtype=bool)
-    names = [c.name for c in control_conditions([network], none, kinds=("matched_count", "matched_avoid_massive"), n_draws=2)]
+    names = [c.name for c in control_conditions([network], none, _settings(("matched_count", "matched_avoid_massive"), 2))]
     assert names == ["ctl-matched_count:news/3/0", "ctl-matched_count:news/3/1"]
     some = none.copy()
     some[1, 3] = True
-    names = [c.name for c in control_conditions([network], some, kinds=("matched_avoid_massive",), n_draws=2)]
+    names = [c.name for c in control_conditions([network], some, _settings(("matched_avoid_massive",), 2))]
     assert names == ["ctl-matched_avoid_massive:news/3/0", "ctl-matched_avoid_massive:news/3/1",
                      "minus-massive:news/3", "massive-only:news/3"]
 
@@ -194,9 +198,9 @@ def test_controls_evaluated_on_one_loaded_tiny_model(tiny_llama, tmp_path):
     from fnet_dist.core.conditions import Condition
 
     networks = [Condition("network", NeuronMask(values, name="template-1"), Edit("inhibit"), corpus="toy", template=1)]
-    controls, separated = evaluate_controls(loaded, networks, tmp_path / "ctl", tasks=["wiki_ppl"], massive=massive,
-                                            kinds=("fraction", "matched_avoid_massive"), n_draws=2, limit=1,
-                                            progress=False)
+    settings = _settings(("fraction", "matched_avoid_massive"), 2)
+    controls, separated = evaluate_controls(loaded, networks, tmp_path / "ctl", settings, tasks=["wiki_ppl"],
+                                            massive=massive, level=TABLES["level"], limit=1, progress=False)
     assert sorted(controls["control"]) == ["fraction", "matched_avoid_massive"]
     assert (controls["draws"] == 2).all() and controls["p_value"].between(1 / 3, 1).all()
     assert (tmp_path / "ctl" / "tables" / "controls.csv").is_file()

@@ -231,12 +231,16 @@ def test_individual_ica_warns_on_non_convergence(planted):
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"n_components": 0}, "--components / n_components=0 is invalid"),
-    ({"tol": 0.0}, "tol=0.0 is invalid: expected a positive"),
+    ({"n_components": 0}, r"IndividualICA n_components=0 \(decompose.components, --components\) is invalid: input "
+                          "should be greater than or equal to 1"),
+    ({"tol": 0.0}, r"tol=0.0 \(decompose.tol, --tol\) is invalid: input should be greater than 0"),
     ({"max_iter": -3}, "max_iter=-3"),
-    ({"fun": "tanh"}, "expected one of cube, logcosh, exp"),
-    ({"single_token_share": 0}, r"expected a share in \(0, 1\]"),
+    ({"fun": "tanh"}, "fun='tanh' .* input should be 'logcosh', 'cube' or 'exp'"),
+    ({"single_token_share": 0}, "single_token_share=0 .* input should be greater than 0"),
+    ({"single_token_share": 1.5}, "single_token_share=1.5 .* input should be less than or equal to 1"),
     ({"stability_runs": 0}, "stability_runs=0"),
+    ({"n_components": True}, "n_components=True .* input should be a valid integer"),
+    ({"svd_solver": "lapack"}, "svd_solver='lapack' is invalid: expected one of auto, full, randomized"),
 ])
 def test_individual_ica_rejects_bad_params(params, match):
     with pytest.raises(InputError, match=match):
@@ -283,7 +287,7 @@ def test_group_canica_skips_short_samples_and_rejects_impossible_k(planted):
         GroupCanICA(30, sample_components=2, n_init=1).fit(planted.activations)
     with pytest.raises(InputError, match="no sample has enough tokens"):
         GroupCanICA(4).fit(planted.activations, n_tokens=np.full(6, 3))
-    with pytest.raises(InputError, match="--n-init / n_init=0"):
+    with pytest.raises(InputError, match=r"GroupCanICA n_init=0 \(decompose.n_init, --n-init\) is invalid"):
         GroupCanICA(4, n_init=0).fit(planted.activations)
 
 
@@ -293,3 +297,22 @@ def test_sum_of_squares_is_the_float64_sum_without_a_float64_copy():
     x = np.random.default_rng(0).standard_normal((300, 5000)).astype(np.float32) * 100
     assert sum_of_squares(x) == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)), rel=1e-6)
     assert sum_of_squares(np.zeros((2, 3), np.float32)) == 0.0
+
+
+def test_estimators_take_the_decompose_section():
+    """``from_section`` reads each level's fields of the section (renamed ones included); the defaults are the
+    section's, and numpy integers pass the section's strict checks."""
+    from fnet_dist.core.config import DecomposeSection
+
+    section = DecomposeSection(components=7, group_components=3, n_init=2, seed=4, max_iter=11, group_max_iter=12,
+                               fun="exp", group_fun="logcosh", individual_method="temporal_raw", power_iter=1)
+    individual = IndividualICA.from_section(section, random_state=9)
+    assert (individual.n_components, individual.method, individual.fun, individual.max_iter,
+            individual.random_state) == (7, "temporal_raw", "exp", 11, 9)
+    group = GroupCanICA.from_section(section)
+    assert (group.n_components, group.n_init, group.fun, group.max_iter, group.power_iter,
+            group.random_state) == (3, 2, "logcosh", 12, 1, 4)
+    defaults = DecomposeSection()
+    assert IndividualICA().get_params() == IndividualICA.from_section(defaults).get_params()
+    assert GroupCanICA().get_params() == GroupCanICA.from_section(defaults).get_params()
+    IndividualICA(np.int64(3), max_iter=np.int32(50)).fit(np.random.default_rng(0).standard_normal((12, 20)))

@@ -154,7 +154,7 @@ def test_other_config_is_refused_unless_overwrite(planted_store, dask_cluster_ad
     ({"activations": "networks"}, StoreError, "is not an fnet-activations store"),
     ({"components": 800}, InputError, "--components 800 is larger than possible: the store has 800 neurons"),
     ({"group_components": 100}, InputError, "--group-components 100 is larger than possible"),
-    ({"levels": "group,subject"}, InputError, r"--levels 'group,subject' names an unknown level \['subject'\]"),
+    ({"levels": "group,subject"}, InputError, r"levels 'group,subject' names an unknown level \['subject'\]: expected a comma-separated subset of group,individual"),
     ({"tol": 0}, InputError, "tol 0: input should be greater than 0"),
     ({"single_token_share": -0.5}, InputError, "single_token_share -0.5: input should be greater than 0"),
     ({"n_init": 0}, InputError, "n_init 0: input should be greater than or equal to 1"),
@@ -236,5 +236,6 @@ def test_cli_decompose(planted_store, dask_cluster_address, tmp_path):
         "individual": {"method": "temporal_raw", "algorithm": "fastica", "fun": "logcosh"},
         "group": {"method": "canica", "algorithm": "fastica", "fun": "logcosh"}}
     bad = subprocess.run(cmd[:-2] + ["--levels", "everything"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --levels 'everything': input should be 'group' or")
+    assert bad.returncode == 2 and bad.stderr.startswith(
+        "error: levels 'everything' names an unknown level ['everything']: expected a comma-separated subset of group,individual")
     assert len(bad.stderr.strip().splitlines()) == 1

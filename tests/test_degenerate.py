@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from fnet_dist.core.config import EvaluateSection, ReportSection
 from fnet_dist.model.edit import Edit
 from fnet_dist.core.conditions import NORMAL, Condition
 from fnet_dist.core.layout import EvaluationFiles, MatchFiles
@@ -33,6 +34,8 @@ SPECIAL = [0.0, 0.7, 1.0, -1.0, 1e-300, 1e300, math.inf, -math.inf, math.nan]
 number = st.one_of(st.sampled_from(SPECIAL), st.floats(-10.0, 1e4, allow_nan=False))
 TASKS = {"sentiment_rt": "acc", "wiki_ppl": "word_perplexity"}
 SHAPE = (2, 8)
+LEVEL = ReportSection().level
+CONTROL_TABLES = dict(fraction=EvaluateSection().random_fraction, level=LEVEL)  # the run's defaults
 
 
 def _c(kind, edit=Edit("inhibit"), **fields):
@@ -191,10 +194,10 @@ def test_flips_finish_with_one_example_and_tied_or_infinite_scores(n_docs, score
 @FAST
 @given(rows=control_rows(), count=st.integers(0, 4))
 def test_control_tables_and_plots_finish(rows, count):
-    from fnet_dist.evaluate.controls import write_control_reports
+    from fnet_dist.evaluate.control_tables import write_control_reports
 
     with tempfile.TemporaryDirectory() as folder:
-        controls, separated = write_control_reports(rows, [_news1(count)], folder)
+        controls, separated = write_control_reports(rows, [_news1(count)], folder, **CONTROL_TABLES)
         assert (Path(folder) / "tables" / "controls.csv").is_file()
         assert (Path(folder) / "tables" / "separated.md").is_file()
         for task in dict.fromkeys(rows["task"]):
@@ -207,12 +210,12 @@ def test_control_tables_and_plots_finish(rows, count):
 @example(draws=[0.7, 0.7, 0.7], n=3, value=0.7)  # the issue's draws: their float mean is 0.6999999999999998
 @given(draws=values(3), n=st.integers(1, 5), value=number)
 def test_interval_brackets_the_mean_of_identical_draws(draws, n, value):
-    from fnet_dist.evaluate.controls import interval
+    from fnet_dist.core.stats import interval
 
-    mean, low, high = interval([value] * n)
+    mean, low, high = interval([value] * n, LEVEL)
     if math.isfinite(value):
         assert low <= mean <= high and mean == value
-    mean, low, high = interval(draws)
+    mean, low, high = interval(draws, LEVEL)
     finite = [d for d in draws if math.isfinite(d)]
     if finite:
         assert min(finite) <= low <= high <= max(finite) and min(finite) <= mean <= max(finite)
@@ -267,7 +270,7 @@ def test_match_tables_and_figures_finish(drawn):
 
 def _write_outputs(root: Path, matched, rows: pd.DataFrame, controls: pd.DataFrame, count: int) -> None:
     """A run folder's match and evaluate outputs, written by the stages' own table and figure functions."""
-    from fnet_dist.evaluate.controls import write_control_reports
+    from fnet_dist.evaluate.control_tables import write_control_reports
     from fnet_dist.evaluate.experiment import write_reports
     from fnet_dist.match.matching import consistency_markdown, write_results
 
@@ -278,7 +281,7 @@ def _write_outputs(root: Path, matched, rows: pd.DataFrame, controls: pd.DataFra
     write_reports(rows, evaluate)
     rows.to_csv(evaluate / "results.csv", index=False)
     write_control_reports(pd.concat([rows, controls]).drop_duplicates(["condition", "task"], keep="last"),
-                          [_news1(count)], evaluate / "controls")
+                          [_news1(count)], evaluate / "controls", **CONTROL_TABLES)
 
 
 def _config(out: Path):
@@ -305,7 +308,7 @@ def test_report_of_degenerate_outputs_is_written(matched, rows, controls, count)
 @given(drawn=match_results(), rows=evaluate_rows(), controls=control_rows(), count=st.integers(0, 4),
        total=st.sampled_from([1, 16, 10_000]))
 def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, total):
-    from fnet_dist.evaluate.controls import control_tables
+    from fnet_dist.evaluate.control_tables import control_tables
     from fnet_dist.evaluate.tables import save_table
     from fnet_dist.core.config import ReportSection
     from fnet_dist.report.findings import FindingSettings, compute_findings
@@ -317,7 +320,7 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
         match.mkdir()
         results.consistency.to_csv(match / "consistency.csv", index=False)
         results.cross_corpus.to_csv(match / "cross_corpus.csv", index=False)
-        tables = control_tables(pd.concat([rows, controls]), [_news1(count)])
+        tables = control_tables(pd.concat([rows, controls]), [_news1(count)], **CONTROL_TABLES)
         for table, name in zip(tables, ("controls", "separated")):
             save_table(table, evaluate / "controls" / "tables", name)
         rows.to_csv(evaluate / "results.csv", index=False)
@@ -356,7 +359,7 @@ def _stages(monkeypatch, evaluate):
 
 def _degenerate_evaluation(run):
     """Controls of three identical draws (accuracy 0.7: the issue's crash) and infinite perplexities."""
-    from fnet_dist.evaluate.controls import write_control_reports
+    from fnet_dist.evaluate.control_tables import write_control_reports
     from fnet_dist.evaluate.experiment import write_reports
 
     network, union, random = _c("network", **NEWS1), _c("network", corpus="news"), _c("random", percent=15.0, seed=0)
@@ -370,7 +373,7 @@ def _degenerate_evaluation(run):
     for kind, where in (("fraction", {"percent": 15.0}), ("matched_avoid_massive", NEWS1)):
         rows += [_row(_c("control", control=kind, draw=i, **where), "sentiment_rt", 0.7) for i in range(3)]
         rows += [_row(_c("control", control=kind, draw=i, **where), "wiki_ppl", math.inf) for i in range(3)]
-    controls, _ = write_control_reports(pd.DataFrame(rows), [_news1(3)], evaluate / "controls")
+    controls, _ = write_control_reports(pd.DataFrame(rows), [_news1(3)], evaluate / "controls", **CONTROL_TABLES)
     finite = controls.dropna(subset=["mean"])  # the accuracies; every perplexity draw is inf
     assert len(finite) == 2 and (finite["low"] <= finite["mean"]).all() and (finite["mean"] <= finite["high"]).all()
     return {"folder": str(evaluate)}

@@ -273,8 +273,9 @@ def test_match_nulls_on_planted_stores(stores, matched):
     shape = planted["news"].group_map.shape[1:]
     anatomy = pd.DataFrame({"corpus": ["news"] * 4 + ["code"] * 4, "template": [1, 2, 3, 4] * 2,
                             "first_token_peak_share": [0.0, 0.9, 0.0, 0.0] + [0.0] * 4})
-    tables = match_nulls([urls["news"], urls["code"]], out, massive=np.zeros(shape, dtype=bool), anatomy=anatomy,
-                         threshold=3.6, two_sided=True, iou=0.2, permutations=99, seed=0, first_token_share=0.5)
+    config = MatchSection(threshold=3.6, two_sided=True, iou=0.2, permutations=99, first_token_share=0.5)
+    tables = match_nulls([urls["news"], urls["code"]], out, config, massive=np.zeros(shape, dtype=bool), anatomy=anatomy,
+                         seed=0)
     null = tables["counterparts_null"].set_index(["corpus", "template"])
     assert (null["permutations"] == 99).all()
     for name, truth in planted.items():

@@ -14,6 +14,7 @@ import torch
 import xarray as xr
 
 from fnet_dist.model.architectures import resolve_architecture
+from fnet_dist.core.config import ModelSection, with_overrides
 from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.model.hooks import capture_block_outputs
 from fnet_dist.model.loading import load_model
@@ -257,14 +258,14 @@ def existing(llama, corpus, tmp_path) -> str:
         (dict(max_tokens=32), StoreError, r"another config \(max_tokens: 40 there, 32 here\)"),
         (dict(max_tokens=4), InputError, "max_tokens 4 < min_tokens 8"),
         (dict(min_tokens=1000, max_tokens=1000), InputError, "every text of corpus .* shorter than --min-tokens 1000"),
-        (dict(dtype="float8"), InputError, "unknown dtype 'float8'"),
+        (dict(model={"dtype": "float8"}), InputError, "dtype 'float8': input should be 'auto', 'float32', 'float16' or"),
         (dict(store_dtype="int8"), InputError, "store_dtype 'int8': input should be 'float16' or 'float32'"),
         (dict(shard=(2, 2)), InputError, r"bad shard 2/2"),
         (dict(shard="0/2"), InputError, "malformed shard '0/2'"),
         (dict(batch_size=0), InputError, "batch_size 0: input should be greater than or equal to 1"),
         (dict(batch_sizes=2), InputError, r"unknown parameter\(s\) \['batch_sizes'\] of RecordSection"),
         (dict(group_samples=0, individual_samples=0), InputError, "nothing to record"),
-        (dict(hook_module="model.layers"), InputError, "must be a dotted module path with one"),
+        (dict(model={"hook_module": "model.layers"}), InputError, "must be a dotted module path with one"),
     ],
 )
 def test_bad_input_is_a_clear_error_and_leaves_the_store_intact(change, error, message, existing, llama, corpus):
@@ -272,6 +273,8 @@ def test_bad_input_is_a_clear_error_and_leaves_the_store_intact(change, error, m
     args = {**ARGS, **change}
     model = args.pop("model", llama)
     with pytest.raises(error, match=message):
+        if isinstance(model, dict):  # a model section of the run's config, checked as the config is
+            model, args["loaded"] = with_overrides(ModelSection(), model), llama
         record_activations(model, corpus, existing, **args)
     assert _tree_digest(existing) == before
 
@@ -352,7 +355,8 @@ def test_unsupported_architecture_names_it_and_the_fix(corpus, tmp_path):
     with pytest.raises(InputError, match="architecture 'gptj' is not in fnet's registry.*--hook-module"):
         record_activations(folder, corpus, str(tmp_path / "a.zarr"), **ARGS)
     assert not (tmp_path / "a.zarr").exists()
-    url = record_activations(folder, corpus, str(tmp_path / "a.zarr"), hook_module="transformer.h.{i}.mlp", **ARGS)
+    url = record_activations(ModelSection(id=folder, hook_module="transformer.h.{i}.mlp"), corpus,
+                             str(tmp_path / "a.zarr"), **ARGS)
     assert open_store(url, ACTIVATIONS).attrs["hook_points"][1] == "transformer.h.1.mlp"
 
 
@@ -363,7 +367,8 @@ def test_a_hook_module_of_the_wrong_shape_is_refused(corpus, tmp_path):
                        max_position_embeddings=128, word_embed_proj_dim=32, pad_token_id=258)
     folder = _save_tiny(OPTForCausalLM(config), tmp_path / "opt")
     with pytest.raises(InputError, match=r"give outputs of shapes \[\(1, 32\)\] .* expected \(1, 1, d_model\)"):
-        record_activations(folder, corpus, str(tmp_path / "a.zarr"), hook_module="model.decoder.layers.{i}.fc2", **ARGS)
+        record_activations(ModelSection(id=folder, hook_module="model.decoder.layers.{i}.fc2"), corpus,
+                           str(tmp_path / "a.zarr"), **ARGS)
 
 
 def test_float16_overflow_is_reported_not_written(tmp_path, corpus):

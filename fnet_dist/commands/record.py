@@ -25,10 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..record.recording import parse_shard, record_activations, summarize_store
 
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
-    url = record_activations(
-        model.id, args.corpus, args.out, section_from(args, RecordSection), shard=parse_shard(args.shard),
-        overwrite=args.overwrite, hook_module=model.hook_module, progress=not args.no_progress,
-        **model.placement(),
-    )
+    url = record_activations(model, args.corpus, args.out, section_from(args, RecordSection),
+                             shard=parse_shard(args.shard), overwrite=args.overwrite, progress=not args.no_progress)
     print(summarize_store(url))
     return 0

@@ -61,7 +61,7 @@ class Condition:
 
     corpus, template : the network (template 1-based; ``None`` with kind ``network``: all templates at once).
     percent, seed : the share of neurons of a random / top mask and the random draw's seed.
-    control, draw : a random control's kind (``controls.CONTROL_KINDS``) and draw number; a matched control
+    control, draw : a random control's kind (``evaluate.draws.CONTROL_KINDS``) and draw number; a matched control
         also carries the corpus and template of the network it is matched to.
     label : the display name of a ``custom`` mask.
     """

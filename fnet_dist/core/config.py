@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,7 @@ __all__ = [
     "CorpusEntry",
     "DaskSection",
     "DecomposeSection",
+    "LEVELS",
     "EvaluateSection",
     "MatchSection",
     "ModelSection",
@@ -122,6 +123,10 @@ class RecordSection(_Section):
         return content
 
 
+Level = Literal["group", "individual"]
+LEVELS: tuple[str, ...] = get_args(Level)  # the decomposition's analysis levels, in their canonical order
+
+
 class DecomposeSection(_Section):
     components: int = Field(64, **_help("individual-level components per sample", ge=1))
     group_components: int = Field(10, **_help("group templates", ge=1))
@@ -130,8 +135,9 @@ class DecomposeSection(_Section):
     stability_runs: int = Field(2, **_help("ICA seeds per sample to measure map stability", ge=1))
     exclude_first_tokens: int = Field(
         0, **_help("leave the first N tokens of each sample out (massive first-token activations; 0 = the paper's way)", ge=0))
-    levels: tuple[Literal["group", "individual"], ...] = Field(
-        ("group", "individual"), **_help("analysis levels to run", min_length=1))
+    levels: tuple[Level, ...] = Field(
+        LEVELS, **_help("analysis levels to run (a sequence, or a comma-separated string such as 'group,individual')",
+                        min_length=1))
     individual_method: Literal["spatial", "temporal_raw"] = Field(
         "spatial", description="spatial: ICA over the neurons of each sample's standardised tokens x neurons matrix "
                                "(independent maps); temporal_raw: the paper code's first version, ICA over the tokens "
@@ -150,6 +156,19 @@ class DecomposeSection(_Section):
     power_iter: int = Field(3, **_help("power iterations of the group's randomized PCA", ge=0))
     single_token_share: float = Field(
         0.5, **_help("flag components whose source puts more than this share of its energy on one token", gt=0, le=1))
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _known_levels(cls, value: Any) -> Any:
+        """``"group,individual"`` or a sequence of levels -> the known levels in their canonical order."""
+        if not isinstance(value, (str, list, tuple)):
+            return value
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+        unknown = [v for v in items if v not in LEVELS]
+        if unknown:
+            raise ValueError(f"levels {','.join(items)!r} names an unknown level {unknown}: expected a "
+                             f"comma-separated subset of {','.join(LEVELS)}")
+        return tuple(level for level in LEVELS if level in items)
 
 
 class MatchSection(_Section):

@@ -2,6 +2,8 @@
 
 - ``DEFAULT_THRESHOLD``: the paper's |z| threshold (the one place it is written; the ``match`` config section
   defaults to it).
+- ``SMALL_SHARE``: the paper's "fewer than 2 % of the model's neurons": the networks its claims are about (the
+  controls' network choice and the report's findings read it; not a user parameter: it defines the claim).
 - ``binarize(maps, threshold, two_sided)``: boolean networks of the same shape as ``maps``.
 - ``sparse_networks(maps, threshold, two_sided)``: the same networks as rows of a scipy CSR array
   (numpy maps) or as CSR row blocks on Dask (dask maps), thresholded a few rows at a time: no dense
@@ -20,6 +22,7 @@ from .errors import InputError
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "SMALL_SHARE",
     "binarize",
     "check_threshold",
     "csr_networks",
@@ -33,6 +36,7 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLD = 3.6
+SMALL_SHARE = 0.02  # the paper's "fewer than 2 % of the model's neurons": the networks its claims are about
 _STEP_BYTES = 1 << 20  # one step of rows thresholded at a time: its boolean buffers stay in cache
 
 

@@ -6,6 +6,7 @@ Pure functions on arrays; nothing here knows a run folder or a condition name.
   null, (1 + #draws at least as extreme) / (1 + n), along the last axis; NaN where ``observed`` is not finite.
 - ``draws_needed(alpha, tests=1)``: draws a Monte Carlo test needs before its smallest p reaches alpha / tests.
 - ``examples_needed(alpha)``: paired examples a sign-flip test needs before its smallest p reaches alpha.
+- ``interval(values, level)``: mean and central ``level`` percentile interval of a set of random draws.
 - ``holm(p)``: Holm's step-down adjusted p-values (scipy.stats has BH / BY only); NaN kept as NaN.
 - ``most(p, share=0.5)``: p-value of "more than ``share`` of these hypotheses are false" (Benjamini & Heller's
   partial conjunction with Bonferroni: (m - u + 1) * p_(u)).
@@ -30,6 +31,7 @@ import numpy as np
 from .errors import InputError
 
 __all__ = [
+    "interval",
     "CORRECTION",
     "CORRECTIONS",
     "VERDICTS",
@@ -95,6 +97,22 @@ def draws_needed(alpha: float, tests: int = 1) -> int:
 def examples_needed(alpha: float, tests: int = 1) -> int:
     """Fewest paired examples whose smallest one-sided sign-flip p, 2^-n, is ≤ alpha / tests (5 for 0.05)."""
     return max(1, math.ceil(math.log2(tests / alpha) - 1e-9))
+
+
+def interval(values, level: float) -> tuple[float, float, float]:
+    """Mean and the central ``level`` interval (percentiles) of a set of random draws.
+
+    The mean is kept within the draws' range, where it lies mathematically: summing identical draws in
+    floating point can land one unit in the last place outside it (three draws of 0.7 -> 0.6999999999999998).
+    It need not lie inside the interval (a skewed set of draws).
+    """
+    data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    if data.size == 0:
+        return (float("nan"),) * 3
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(data, [tail, 100 - tail])
+    return float(np.clip(data.mean(), data.min(), data.max())), float(low), float(high)
 
 
 def holm(p) -> np.ndarray:

@@ -4,13 +4,14 @@
 - ``IndividualICA``: one sample's spatial ICA with stability across seeds (``individual``).
 - ``GroupCanICA``: CanICA over many samples, in memory or out of core on Dask (``canica``).
 - ``ica``: the float32 kernels (standardise, PCA, whiten, FastICA, z-maps) on plain arrays.
-- ``params``: the one table of parameter constraints; ``synthetic``: planted ground truth for tests.
+- ``synthetic``: planted ground truth for tests. Parameters, defaults and their constraints: the ``decompose`` config
+  section (``fnet_dist.core.config.DecomposeSection``); the estimators take it with ``from_section(section)``.
 """
 from __future__ import annotations
 
+from ..core.config import LEVELS
 from .canica import GroupCanICA
 from .individual import IndividualICA
-from .params import LEVELS
 from .stage import decompose
 
 __all__ = ["LEVELS", "GroupCanICA", "IndividualICA", "decompose"]

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..core.errors import InputError
 from .ica import PCAResult, best_match_correlation, pca, standardize, sum_of_squares, unmix
-from .individual import _D, _blas_limit, blas_thread_count, derive_seeds
-from .params import check_params
+from ..core.config import DecomposeSection
+from .individual import _D, _blas_limit, blas_thread_count, check_parameters, derive_seeds
 
 __all__ = ["GroupCanICA", "reduce_sample"]
 
@@ -64,7 +64,8 @@ class GroupCanICA:
     ``n_init`` FastICA restarts (contrast ``fun``, nilearn's cube by default) with seeds drawn from
     ``random_state``; the sparsest (lowest largest L1 norm of its z-maps) is kept and each of its maps' stability
     is its mean best-match |correlation| with the other restarts. Defaults: the ``decompose`` config section's
-    group fields (``group_components``, ``group_fun``, ``group_max_iter`` …).
+    group fields (``group_components``, ``group_fun``, ``group_max_iter`` …); ``from_section(section)`` builds one
+    from that section.
 
     Fitted: components_ (n_components, *feature_shape) z-maps, peak positive; explained_variance_ratio_,
     stability_ (n_components,); seeds_, n_iter_, converged_ (n_init,); best_restart_; sample_status_
@@ -73,6 +74,10 @@ class GroupCanICA:
     Differences from nilearn: no masker or detrending (rows are tokens, columns neurons); float32 kernels;
     restarts and per-sample reductions are Dask tasks when ``X`` is a dask array.
     """
+
+    _FIELDS = {"n_components": "group_components", "n_init": "n_init", "fun": "group_fun", "max_iter": "group_max_iter",
+               "tol": "tol", "power_iter": "power_iter", "exclude_first_tokens": "exclude_first_tokens",
+               "random_state": "seed"}  # parameter -> its ``DecomposeSection`` field
 
     def __init__(self, n_components: int = _D.group_components, *, sample_components: int | None = None,
                  n_init: int = _D.n_init, fun: str = _D.group_fun, max_iter: int = _D.group_max_iter,
@@ -92,6 +97,12 @@ class GroupCanICA:
         self.pca_iter = pca_iter
         self.random_state = random_state
         self.blas_threads = blas_threads
+
+    @classmethod
+    def from_section(cls, section: DecomposeSection, **options) -> "GroupCanICA":
+        """The estimator of the ``decompose`` section's group-level fields; ``options`` set the others
+        (``blas_threads``, ``sample_components`` …)."""
+        return cls(**{**{name: getattr(section, field) for name, field in cls._FIELDS.items()}, **options})
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("n_components", "sample_components", "n_init", "fun", "max_iter",
@@ -174,7 +185,7 @@ class GroupCanICA:
 
     def fit(self, X, n_tokens=None) -> "GroupCanICA":
         """Fit on samples ``X`` (see the class docstring); returns self."""
-        check_params(self.get_params())
+        check_parameters(self, self._FIELDS)
         feature_shape = tuple(np.shape(X[0])[1:]) if isinstance(X, (list, tuple)) else tuple(X.shape[2:])
         stack = self._reduce(X, n_tokens)
         pcs = self._group_pca(stack)

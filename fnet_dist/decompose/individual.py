@@ -3,7 +3,10 @@
 - ``IndividualICA(n_components=64, ...)``: ``fit(X, n_tokens=None)`` on a numpy, dask or xarray array of
   shape (n_tokens, n_neurons) or (n_tokens, n_layers, d_model); fitted ``components_``, ``sources_``,
   ``stability_``, convergence and seeds. Too few tokens reduce or skip the analysis (``status_``), never raise.
-  Defaults are the ``decompose`` config section's (``fnet_dist.core.config.DecomposeSection``).
+  Defaults are the ``decompose`` config section's (``fnet_dist.core.config.DecomposeSection``);
+  ``IndividualICA.from_section(section, random_state=...)`` builds one from that section.
+- ``check_parameters(estimator, fields)``: the estimators' validation in ``fit``, by the section's own
+  rules (``fields``: estimator parameter -> section field) and a few estimator-only options.
 """
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ import warnings
 import numpy as np
 
 from ..core.config import DecomposeSection
-from .ica import METHODS, best_match_correlation, pca, peak_token_share
-from .params import check_params
+from ..core.errors import InputError
+from .ica import METHODS, SOLVERS, best_match_correlation, pca, peak_token_share
 
-__all__ = ["IndividualICA", "blas_thread_count", "derive_seeds"]
+__all__ = ["IndividualICA", "blas_thread_count", "check_parameters", "derive_seeds"]
 
 _MIN_TOKENS = 3
 _D = DecomposeSection()
@@ -25,6 +28,47 @@ def derive_seeds(random_state: int, n: int, *key: int) -> np.ndarray:
     """``n`` seeds (int64) drawn from one ``random_state`` and an optional key (e.g. a sample id)."""
     state = np.random.SeedSequence([int(random_state), *(int(k) for k in key)]).generate_state(n, np.uint32)
     return (state >> 1).astype(np.int64)
+
+
+def _plain(value):
+    """A numpy scalar as its Python value (the section's checks are strict: no bool for an int, no str)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _count(low: int, none: bool = False):
+    return lambda v: (none and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= low)
+
+
+# the estimators' own options, not config parameters (the section's fields are checked by the section)
+_OPTIONS = {
+    "sample_components": (_count(1, none=True), "a positive integer or None"),
+    "svd_solver": (lambda v: v in SOLVERS, f"one of {', '.join(SOLVERS)}"),
+    "pca_iter": (_count(0), "a non-negative integer"),
+    "do_cca": (lambda v: isinstance(v, bool), "True or False"),
+    "blas_threads": (_count(1, none=True), "a positive integer or None"),
+}
+
+
+def check_parameters(estimator, fields: dict[str, str]) -> None:
+    """Raise ``InputError`` for the first bad parameter of ``estimator``.
+
+    fields : estimator parameter -> ``DecomposeSection`` field; those are validated by the section (its bounds and
+        choices, declared once there), the estimator's other parameters by ``_OPTIONS``.
+    """
+    from pydantic import ValidationError
+
+    params = {k: _plain(v) for k, v in estimator.get_params().items()}
+    try:
+        DecomposeSection.model_validate({field: params[name] for name, field in fields.items()}, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        name = next((n for n, f in fields.items() if f == field), field)
+        raise InputError(f"{type(estimator).__name__} {name}={first.get('input')!r} (decompose.{field}, "
+                         f"--{field.replace('_', '-')}) is invalid: {first['msg'].lower()}") from None
+    for name, (ok, expected) in _OPTIONS.items():
+        if name in params and not ok(params[name]):
+            raise InputError(f"{type(estimator).__name__} {name}={params[name]!r} is invalid: expected {expected}")
 
 
 def blas_thread_count() -> int:
@@ -64,6 +108,11 @@ class IndividualICA:
     seeds_ (stability_runs,); n_components_; status_ ("ok" or the reason for reduction / skipping); blas_threads_.
     """
 
+    _FIELDS = {"n_components": "components", "method": "individual_method", "algorithm": "algorithm", "fun": "fun",
+               "max_iter": "max_iter", "tol": "tol", "stability_runs": "stability_runs",
+               "exclude_first_tokens": "exclude_first_tokens", "single_token_share": "single_token_share",
+               "random_state": "seed"}  # parameter -> its ``DecomposeSection`` field
+
     def __init__(self, n_components: int = _D.components, *, method: str = _D.individual_method,
                  algorithm: str = _D.algorithm, fun: str = _D.fun, max_iter: int = _D.max_iter, tol: float = _D.tol,
                  stability_runs: int = _D.stability_runs, exclude_first_tokens: int = _D.exclude_first_tokens,
@@ -82,6 +131,12 @@ class IndividualICA:
         self.pca_iter = pca_iter
         self.random_state = random_state
         self.blas_threads = blas_threads
+
+    @classmethod
+    def from_section(cls, section: DecomposeSection, **options) -> "IndividualICA":
+        """The estimator of the ``decompose`` section's individual-level fields; ``options`` set the others or
+        replace some (``random_state`` of one sample, ``blas_threads``)."""
+        return cls(**{**{name: getattr(section, field) for name, field in cls._FIELDS.items()}, **options})
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("n_components", "method", "algorithm", "fun", "max_iter", "tol",
@@ -103,10 +158,9 @@ class IndividualICA:
 
     def fit(self, X, n_tokens: int | None = None) -> "IndividualICA":
         """Fit on ``X`` (n_rows, n_neurons) or (n_rows, n_layers, d_model); rows past ``n_tokens`` are fill."""
-        check_params(self.get_params())
+        check_parameters(self, self._FIELDS)
         X = np.asarray(X)
         if X.ndim < 2:
-            from ..core.errors import InputError
             raise InputError(f"X has shape {X.shape}: expected (n_tokens, n_neurons) or (n_tokens, n_layers, d_model)")
         feature_shape, n_rows = X.shape[1:], X.shape[0]
         rows, k, status = self._plan(n_rows, n_tokens)

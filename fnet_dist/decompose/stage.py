@@ -27,17 +27,17 @@ from .. import __version__
 from ..core.config import DecomposeSection
 from ..core.errors import InputError, StoreError
 from .individual import IndividualICA, derive_seeds
-from .params import check_params, parse_levels
 
 __all__ = ["decompose"]
 
 log = logging.getLogger(__name__)
 
+_BLAS_THREADS = 1  # BLAS threads of each ICA task: Dask runs one task per worker thread
 
-def _parameters(**kw: Any) -> dict[str, Any]:
-    """The method parameters recorded in attrs (and hashed); validated through the one table."""
-    check_params({k: v for k, v in kw.items() if k not in ("levels", "corpus")})
-    return kw
+
+def _parameters(section: DecomposeSection) -> dict[str, Any]:
+    """The method parameters recorded in attrs (and hashed): the section, the BLAS threads and the levels."""
+    return {**section.model_dump(exclude={"levels"}), "blas_threads": _BLAS_THREADS, "levels": list(section.levels)}
 
 
 def _config_hash(parameters: dict, source_hash: str, source_url: str) -> str:
@@ -46,9 +46,9 @@ def _config_hash(parameters: dict, source_hash: str, source_url: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _select(acts, levels: tuple[str, ...], components: int, group_components: int,
-            exclude_first_tokens: int) -> dict[str, np.ndarray]:
+def _select(acts, section: DecomposeSection) -> dict[str, np.ndarray]:
     """Sample positions of each split; checks completeness and sizes before anything is written."""
+    levels, components, group_components = section.levels, section.components, section.group_components
     complete = np.asarray(acts["complete"].values, dtype=bool)
     if not complete.all():
         raise StoreError(f"{int((~complete).sum())} samples of the activations store are not complete: "
@@ -64,7 +64,7 @@ def _select(acts, levels: tuple[str, ...], components: int, group_components: in
             flag = "--components" if level == "individual" else "--group-components"
             raise InputError(f"{flag} {k} is larger than possible: the store has {n_neurons} neurons")
     if "group" in levels:
-        usable = acts["n_tokens"].values[chosen["group"]] - exclude_first_tokens - 1
+        usable = acts["n_tokens"].values[chosen["group"]] - section.exclude_first_tokens - 1
         if not (usable >= group_components).any():
             raise InputError(f"--group-components {group_components} is larger than possible: no group-split sample "
                              f"has more than {int(usable.max()) + 1} tokens to analyse; lower it or record longer samples")
@@ -176,18 +176,16 @@ def _update_attrs(url: str, **values: Any) -> None:
     zarr.open_group(url, mode="r+", zarr_format=3).attrs.update(values)
 
 
-def _run_group(url: str, acts, chosen, p: dict) -> None:
+def _run_group(url: str, acts, chosen, section: DecomposeSection) -> None:
     """Fit GroupCanICA on the group split (dask array: per-sample tasks, out-of-core group PCA); write it."""
     import xarray as xr
 
     from .canica import GroupCanICA
 
     idx = chosen["group"]
-    est = GroupCanICA(p["group_components"], n_init=p["n_init"], fun=p["group_fun"], max_iter=p["group_max_iter"],
-                      tol=p["tol"], power_iter=p["power_iter"], exclude_first_tokens=p["exclude_first_tokens"],
-                      random_state=p["seed"], blas_threads=p["blas_threads"])
+    est = GroupCanICA.from_section(section, blas_threads=_BLAS_THREADS)
     est.fit(acts["activation"].data[idx], n_tokens=acts["n_tokens"].values[idx])
-    kg, got = p["group_components"], len(est.components_)
+    kg, got = section.group_components, len(est.components_)
     maps = np.full((kg, *est.components_.shape[1:]), np.nan, np.float32)
     maps[:got] = est.components_
     pad = lambda v: np.concatenate([v, np.full(kg - len(v), np.nan)])  # noqa: E731
@@ -198,7 +196,7 @@ def _run_group(url: str, acts, chosen, p: dict) -> None:
         "group_seed": (("restart",), est.seeds_.astype(np.int64)),
         "group_n_iter": (("restart",), est.n_iter_.astype(np.int64)),
         "group_converged": (("restart",), est.converged_.astype(bool)),
-        "group_kept": (("restart",), np.arange(p["n_init"]) == est.best_restart_),
+        "group_kept": (("restart",), np.arange(section.n_init) == est.best_restart_),
         "group_sample_status": (("group_sample",), np.array(est.sample_status_, dtype=object)),
         "group_blas_threads": ((), np.int64(est.blas_threads_)),
     })
@@ -207,17 +205,14 @@ def _run_group(url: str, acts, chosen, p: dict) -> None:
     log.info("group level: %d templates from %d samples, kept restart %d", got, est.n_samples_used_, est.best_restart_)
 
 
-def _individual_task(block, n_tokens: int, position: int, sample_id: int, url: str, p: dict) -> str:
+def _individual_task(block, n_tokens: int, position: int, sample_id: int, url: str, section: DecomposeSection) -> str:
     """Fit one sample (a (1, n_rows, n_layers, d_model) block) and write its region of the store."""
     import warnings
 
     import xarray as xr
 
-    est = IndividualICA(p["components"], method=p["individual_method"], algorithm=p["algorithm"], fun=p["fun"],
-                        max_iter=p["max_iter"], tol=p["tol"],
-                        stability_runs=p["stability_runs"], exclude_first_tokens=p["exclude_first_tokens"],
-                        single_token_share=p["single_token_share"], random_state=int(derive_seeds(p["seed"], 1, sample_id)[0]),
-                        blas_threads=p["blas_threads"])
+    est = IndividualICA.from_section(section, random_state=int(derive_seeds(section.seed, 1, sample_id)[0]),
+                                     blas_threads=_BLAS_THREADS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-convergence and skipping are recorded in the store instead
         est.fit(np.asarray(block)[0], n_tokens=n_tokens)
@@ -245,7 +240,7 @@ def _individual_task(block, n_tokens: int, position: int, sample_id: int, url: s
     return est.status_
 
 
-def _run_individual(url: str, acts, chosen, p: dict, client) -> list[str]:
+def _run_individual(url: str, acts, chosen, section: DecomposeSection, client) -> list[str]:
     """One Dask task per individual sample not yet done; returns the statuses of the samples run now."""
     import dask
     import xarray as xr
@@ -261,7 +256,7 @@ def _run_individual(url: str, acts, chosen, p: dict, client) -> list[str]:
     n_tokens, ids = acts["n_tokens"].values, acts["sample"].values
     tasks = [dask.delayed(_individual_task, pure=True)(blocks[chosen["individual"][pos]],
                                                        int(n_tokens[chosen["individual"][pos]]), pos,
-                                                       int(ids[chosen["individual"][pos]]), url, p)
+                                                       int(ids[chosen["individual"][pos]]), url, section)
              for pos in todo]
     log.info("individual level: %d samples as Dask tasks (%d already done)", len(todo), len(done) - len(todo))
     return gather(client, tasks, "decompose: individual ICAs")
@@ -294,18 +289,15 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
     from ..store.outputs import prepare_output, swap_in
     from ..store.storage import normalize_url, open_store
 
-    if isinstance(overrides.get("levels"), str):
-        overrides["levels"] = parse_levels(overrides["levels"])
     section = with_overrides(params or DecomposeSection(), overrides)
-    levels, components, group_components = section.levels, section.components, section.group_components
-    exclude_first_tokens = section.exclude_first_tokens
-    p = _parameters(**section.model_dump(exclude={"levels"}), blas_threads=1, levels=list(parse_levels(levels)))
+    levels = section.levels
+    p = _parameters(section)
     src, url = normalize_url(activations), normalize_url(out)
     if src == url:
         raise InputError(f"--out {out!r} is the activations store itself: choose another path for the networks")
     prepare_output(url, "networks", resume=True)  # a user's files or another kind of store: refused, untouched
     acts = open_store(src, storage_schemas.ACTIVATIONS)
-    chosen = _select(acts, levels, components, group_components, exclude_first_tokens)
+    chosen = _select(acts, section)
     attrs = {"corpus": corpus or str(acts.attrs.get("corpus", "unknown")), "activations": src,
              "model_id": str(acts.attrs["model_id"]), "model_revision": str(acts.attrs.get("model_revision", "")),
              "n_layers": int(acts.sizes["layer"]),
@@ -324,11 +316,11 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
     with dask_client(scheduler) as client:
         if "group" in levels and not state.get("group_complete"):
             start = time.perf_counter()
-            _run_group(target, acts, chosen, p)
+            _run_group(target, acts, chosen, section)
             seconds["group"] = round(time.perf_counter() - start, 2)
         if "individual" in levels:
             start = time.perf_counter()
-            _run_individual(target, acts, chosen, p, client)
+            _run_individual(target, acts, chosen, section, client)
             seconds["individual"] = round(time.perf_counter() - start, 2)
     _update_attrs(target, complete=True, seconds=seconds, **_convergence(target))
     if target != url:

@@ -334,8 +334,7 @@ def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
     union = write_anatomy(urls, out, config)
     log.info("anatomy: %d massive channels (peak ≥ %g × layer median and ≥ %g)", int(union.sum()),
              config.massive_ratio, config.massive_min_value)
-    match_nulls(urls, out, massive=union, anatomy=network_anatomy_rows(out), threshold=config.threshold, two_sided=config.two_sided,
-                iou=config.iou, permutations=config.permutations, seed=0, first_token_share=config.first_token_share)
+    match_nulls(urls, out, config, massive=union, anatomy=network_anatomy_rows(out), seed=0)
     log.info("nulls: %d layer-matched random networks per template; exact nulls of cross-corpus IoU", config.permutations)
 
 

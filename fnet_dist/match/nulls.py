@@ -14,7 +14,8 @@ neurons uniformly at random within each layer (each layer's neuron indices permu
   exact p-value, with and without massive-channel neurons, flags for massive-channel and first-token-dominated
   templates, and ``eligible`` (a pair that may count as a recurrence, judged without massive channels:
   neither template first-token-dominated).
-- ``match_nulls(urls, out, *, massive, anatomy, ...)``: both tables into ``out`` for the run's match folder.
+- ``match_nulls(urls, out, config, *, massive, anatomy, seed)``: both tables into ``out`` for the run's match folder
+  (``config``: the ``match`` section, whole).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..core.config import MatchSection
 from ..core.errors import InputError
 
 __all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
@@ -171,22 +173,21 @@ def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive
     return table
 
 
-def match_nulls(urls: list[str], out, *, massive: np.ndarray, anatomy: pd.DataFrame, threshold: float,
-                two_sided: bool, iou: float, permutations: int, seed: int, first_token_share: float,
+def match_nulls(urls: list[str], out, config: MatchSection, *, massive: np.ndarray, anatomy: pd.DataFrame, seed: int,
                 consistency: pd.DataFrame | None = None) -> dict:
     """Write ``counterparts_null.csv`` and ``recurrence.csv`` into ``out`` (the run's match folder).
 
+    config : the ``match`` section (its threshold, sidedness, ``iou``, ``permutations`` and ``first_token_share``).
     anatomy : ``network_anatomy`` rows with a ``corpus`` column (``first_token_peak_share`` ≥
-    ``first_token_share`` flags a template as first-token-dominated); consistency: the match stage's
+    ``config.first_token_share`` flags a template as first-token-dominated); consistency: the match stage's
     consistency rows (default: ``consistency.csv`` read from ``out``, a folder or URL)."""
     import dask
     import scipy.sparse as sp
 
-    from ..core.config import MatchSection
     from .matching import load_networks, write_file
     from ..store.storage import filesystem
 
-    config = MatchSection(threshold=threshold, two_sided=two_sided, iou=iou)
+    permutations, first_token_share = config.permutations, config.first_token_share
     out = str(out)
     if consistency is None:
         fs, folder = filesystem(out)

@@ -1,7 +1,8 @@
 """The recording stage: every layer's MLP-block output, for every real token of a corpus sample, into a Zarr store.
 
 - ``record_activations(model, corpus, out, ...) -> str``: record (or resume, or one shard of) a store;
-  returns its URL. ``model`` is a spec string (see ``fnet_dist.model.loading``) or a ``LoadedModel``.
+  returns its URL. ``model`` is the ``model`` config section (``ModelSection``: what to load, how to place it, its
+  hook module), a spec string (see ``fnet_dist.model.loading``) or a ``LoadedModel``.
 - Parameters: the ``record`` config section (``fnet_dist.core.config.RecordSection``); ``content()`` is what the
   store's config hash covers.
 - ``parse_shard("I/N") -> (I, N)``; ``token_budget(loaded, n_layers, d_model, store_dtype)``: padded tokens
@@ -27,10 +28,10 @@ from .. import __version__
 from ..store.activations import (SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
                                refuse_foreign, summarize_store)
 from ..core.corpora import Sample, load_corpus, select_samples
-from ..core.config import RecordSection, with_overrides
+from ..core.config import ModelSection, RecordSection, with_overrides
 from ..core.errors import InputError
 from ..model.hooks import capture_block_outputs
-from ..model.loading import DTYPE_CHOICES, LoadedModel
+from ..model.loading import LoadedModel
 
 __all__ = ["parse_shard", "record_activations", "summarize_store", "token_budget"]
 
@@ -269,29 +270,25 @@ def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]],
 
 
 def record_activations(
-    model: str | LoadedModel,
+    model: ModelSection | str | LoadedModel,
     corpus: str,
     out: str,
     params: RecordSection | None = None,
     *,
+    loaded: LoadedModel | None = None,
     shard: tuple[int, int] = (0, 1),
     overwrite: bool = False,
-    dtype: str = "auto",
-    device: str | None = None,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    hook_module: str | None = None,
     progress: bool = True,
     wait_timeout: float = 600.0,
-    device_map: str | dict | None = None,
-    max_memory: Any = None,
-    offload_folder: str | None = None,
     **overrides: Any,
 ) -> str:
     """Record the MLP-block outputs of ``model`` on ``corpus`` into the activations store ``out``.
 
+    model : the ``model`` config section (loaded with its ``placement()``; its ``hook_module`` names the hooked
+        blocks), a spec string (``ModelSection(id=model)``) or a ``LoadedModel`` (no hook module).
     params : the ``record`` config section (default: its defaults); ``overrides`` replace some of its fields
         (``group_samples=20``) and the result is validated by the section.
+    loaded : ``model`` already loaded (the pipeline loads it once for every stage); not loaded again.
     Resumes a store of the same config (complete samples are skipped); a store of another config is
     an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
     (``fnet_dist.store.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
@@ -307,16 +304,16 @@ def record_activations(
 
     config = with_overrides(params or RecordSection(), overrides)
     shard = _check_shard(tuple(shard) if isinstance(shard, list) else shard)
-    if dtype not in DTYPE_CHOICES:
-        raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_CHOICES)}")
+    if isinstance(model, LoadedModel):
+        model, loaded = None, model
+    section = ModelSection(id=model) if isinstance(model, str) else model
     if config.pack_to_tokens == "auto":  # resolved by the pipeline (PipelineConfig.pack_to_tokens); alone: no packing
         config = config.model_copy(update={"pack_to_tokens": 0})
     url = normalize_url(out)
     refuse_foreign(url)  # a user's files or another store: refused before any work
-    loaded = model if isinstance(model, LoadedModel) else load_model(
-        model, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-        device_map=device_map, max_memory=max_memory, offload_folder=offload_folder)
-    arch = resolve_architecture(loaded.model, hook_module)
+    if loaded is None:
+        loaded = load_model(section.id, **section.placement())
+    arch = resolve_architecture(loaded.model, section.hook_module if section is not None else None)
     n_layers, d_model = _d_model(loaded, arch)
     texts = load_corpus(corpus, config.text_field)
     selection = select_samples(texts, loaded.tokenizer, group=config.group_samples, individual=config.individual_samples,

@@ -10,7 +10,7 @@ neurons) and get condition names (to report and to find the samples by) and per-
   ``doc_id``: accuracy lost per example (0/1 metrics), or nats per word lost per passage (word perplexity:
   (log-likelihood under normal - under the condition) / words). Empty when the samples are missing.
 - ``.units(task)``: the damage's units. ``.networks()``: single networks inhibited (kind ``network``).
-- ``.draws(kind, network, task) -> (names, DataFrame draws × examples)``; ``.part(kind, network)``: the
+- ``.draws(kind, network, task, fraction) -> (names, DataFrame draws × examples)``; ``.part(kind, network)``: the
   condition of a network's part (``minus_massive`` / ``massive_only``), or None when it was not evaluated.
 - ``.top(percent, edit, factor=None)``: ``{suffix: condition}`` for the top-percent conditions of every corpus
   (``"@news"`` …), and ``.localization(suffix, edit)``.
@@ -100,8 +100,9 @@ class Evidence:
     def neurons(self, condition: str) -> int:
         return int(self.rows.loc[self.rows["condition"] == condition, "neurons"].iloc[0])
 
-    def draws(self, kind: str, network: str, task: str, fraction: float = 0.15) -> tuple[list[str], pd.DataFrame]:
-        """The draws of one control ``kind`` for ``network``: their names and per-example damage (draws × examples)."""
+    def draws(self, kind: str, network: str, task: str, fraction: float) -> tuple[list[str], pd.DataFrame]:
+        """The draws of one control ``kind`` for ``network``: their names and per-example damage (draws × examples);
+        ``fraction``: the share of the ``fraction`` draws (``evaluate.random_fraction``)."""
         if kind == "fraction":
             chosen = matching(self.conditions, kind="control", control=kind, percent=round(100 * fraction, 9))
         else:

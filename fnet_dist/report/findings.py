@@ -45,7 +45,7 @@ from ..core.stats import (
 )
 from ..core.names import display_name, network_name
 from ..core.conditions import matching
-from ..evaluate.controls import SMALL_SHARE
+from ..core.networks import SMALL_SHARE
 from .evidence import Evidence
 
 _RUN = RunLayout(Path())  # paths relative to a run folder, as findings.json links its tables
@@ -185,7 +185,8 @@ def small_networks(ev: Evidence, total_neurons: int, s: FindingSettings) -> list
     found = []
     rule = ev.selection.get("rule", "all evaluated networks")
     for task in ev.tasks:
-        claim = f"Inhibiting a network of < {SMALL_SHARE:.0%} of neurons hurts {task} more than random draws (15 % of neurons, and as many neurons)."
+        claim = (f"Inhibiting a network of < {SMALL_SHARE:.0%} of neurons hurts {task} more than random draws "
+                 f"({100 * s.random_fraction:g} % of neurons, and as many neurons).")
         units, conditions = [], []
         for network in _controlled(ev):
             if ev.neurons(network) >= SMALL_SHARE * total_neurons:
@@ -224,7 +225,7 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
             rest = int((mask.values & ~massive).sum())  # an empty part is the normal model, a whole one the network
             subject = (ev.damage(network, task) if rest == mask.count else ev.damage(part, task) if part
                        else pd.Series(dtype=float)) if rest else ev.damage("normal", task)
-            names, frame = ev.draws("matched_avoid_massive", network, task)
+            names, frame = ev.draws("matched_avoid_massive", network, task, s.random_fraction)
             if frame.empty or subject.empty:
                 continue
             common_ids = subject.index.intersection(frame.columns)
