@@ -150,5 +150,5 @@ def test_stage_by_stage_like_kubernetes_equals_one_fnet_run(run_folder, s3_endpo
     _shards("controls", out, stores)
     _stage("report", out, stores)
     mine, theirs = run_results(out), run_results(single)
-    assert len(mine) > 15 and differences(theirs, mine) == []
+    assert len(mine) > 15 and differences(theirs, mine) == []  # conditions as records on both sides
     assert not (out / "activations").exists() and not (out / "networks").exists()  # the stores went to S3

@@ -16,6 +16,7 @@ import pytest
 
 from fnet_dist.core.errors import InputError
 from fnet_dist.core.display import value_axis
+from fnet_dist.core.conditions import FIELD_COLUMNS
 from fnet_dist.core.names import condition_names, display_name, network_name
 from fnet_dist.report.build import build_report
 from fnet_dist.report.findings_view import findings_html, read_findings
@@ -45,17 +46,27 @@ def png(tmp_path):
     return path
 
 
+def _record(name, **fields):
+    return {"condition": name, **dict.fromkeys(FIELD_COLUMNS), **fields}
+
+
 def test_one_display_name_per_network():
-    assert network_name("news", 5) == display_name("inhibit:news/5") == "news/5"
-    assert display_name("inhibit:news/all") == "news/all"
-    assert display_name("multiply1.02:news/5") == "news/5 × 1.02" and display_name("add0.5:wiki/2") == "wiki/2 + 0.5"
-    assert display_name("minus-massive:news/5") == "news/5 without massive channels"
-    assert display_name("top5:multiply1.02@news") == "top5:multiply1.02@news" and display_name("normal") == "normal"
-    assert display_name("ctl-matched_count:news/5/3") == "news/5 matched_count draw 3"
-    assert display_name("ctl-fraction15/3") == "random 15 % draw 3"
-    draws = [f"ctl-fraction15/{i}" for i in range(3)] * 2 + [f"ctl-matched_count:news/5/{i}" for i in range(2)]
-    assert condition_names(["inhibit:news/5", *draws, "minus-massive:news/5", "inhibit:news/5"]) == [
+    """Names are formatted from the fields, never read back from a name."""
+    news5 = {"corpus": "news", "template": 5}
+    assert network_name("news", 5) == display_name(_record("inhibit:news/5", kind="network", edit="inhibit", **news5)) == "news/5"
+    assert display_name(_record("inhibit:news/all", kind="network", edit="inhibit", corpus="news")) == "news/all"
+    assert display_name(_record("multiply1.02:news/5", kind="network", edit="multiply", factor=1.02, **news5)) == "news/5 × 1.02"
+    assert display_name(_record("m", kind="minus_massive", edit="inhibit", **news5)) == "news/5 without massive channels"
+    assert display_name(_record("top5:multiply1.02@news", kind="top", edit="multiply", corpus="news")) == "top5:multiply1.02@news"
+    assert display_name(_record("normal", kind="normal")) == "normal"
+    assert display_name(_record("x", kind="control", control="matched_count", draw=3, **news5)) == "news/5 matched_count draw 3"
+    assert display_name(_record("y", kind="control", control="fraction", percent=15.0, draw=3)) == "random 15 % draw 3"
+    draws = [_record(f"f{i}", kind="control", control="fraction", percent=15.0, draw=i) for i in range(3)] * 2
+    draws += [_record(f"m{i}", kind="control", control="matched_count", draw=i, **news5) for i in range(2)]
+    network = _record("inhibit:news/5", kind="network", edit="inhibit", **news5)
+    assert condition_names([network, *draws, _record("p", kind="minus_massive", **news5), network]) == [
         "news/5", "random 15 % draws (3)", "news/5 matched_count draws (2)", "news/5 without massive channels"]
+    assert condition_names(["inhibit:news/5"]) == ["inhibit:news/5"]  # an older findings.json: names as they are
 
 
 def test_display_names_come_from_the_conditions_fields():
@@ -73,7 +84,7 @@ def test_display_names_come_from_the_conditions_fields():
                 (Condition("control", mask, inhibit, control="fraction", percent=15.0, draw=7), "random 15 % draw 7")]
     for condition, name in expected:
         row = pd.Series({**condition.fields(), "condition": condition.name})
-        assert display_name(condition) == display_name(row) == display_name(condition.name) == name
+        assert display_name(condition) == display_name(row) == name
     # a row's fields decide, not its name (a custom label that looks like a network is shown as it is)
     assert display_name({"condition": "inhibit:news/5", "kind": "custom", "corpus": "inhibit:news/5"}) == "inhibit:news/5"
 
@@ -142,7 +153,7 @@ def test_findings_json_is_read_and_rendered_with_links(tmp_path):
 def test_findings_link_to_the_tables_and_figures_the_page_shows(tmp_path, png):
     from fnet_dist.report.build import _Files
 
-    files, page = _Files(tmp_path / "report"), Page("links")
+    files, page = _Files(tmp_path / "report", {"inhibit:news/1": "news/1"}), Page("links")  # labels: from result rows
     files.table(page, pd.DataFrame({"network": ["inhibit:news/1"], "task": ["sentiment_rt"], "p_value": [0.01]}), "controls")
     files.table(page, pd.DataFrame({"network": ["inhibit:news/1"], "neurons": [10]}).set_index("network"),
                 "table3_networks", "table3_networks_news")

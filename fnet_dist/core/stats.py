@@ -269,8 +269,8 @@ class Finding:
 
     ``id``: stable, e.g. ``counterparts`` or ``network-controls/inhibit:news/5/sentiment_rt``; ``effect``
     in ``units``, ``interval`` [low, high] at ``level``; ``p_value`` after ``correction`` (``p_raw`` before);
-    ``conditions`` / ``tables`` / ``anchors``: the evaluated conditions, the result tables and the report's
-    anchors it used; ``details``: per-unit tests behind a claim (templates, networks, tasks)."""
+    ``conditions`` / ``tables`` / ``anchors``: the evaluated conditions (records: ``condition`` and the field
+    columns), the result tables and the report's anchors it used; ``details``: per-unit tests behind a claim (templates, networks, tasks)."""
 
     id: str
     claim: str
@@ -289,7 +289,7 @@ class Finding:
     reason: str = ""
     needed: float = 0.0
     applicable: bool = True
-    conditions: list[str] = field(default_factory=list)
+    conditions: list[dict] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     anchors: list[str] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
@@ -309,6 +309,7 @@ class Finding:
         for key in ("effect", "p_raw", "p_value"):
             data[key] = _plain(data[key])
         data["details"] = [{k: _plain(v) for k, v in d.items()} for d in self.details]
+        data["conditions"] = [{k: _plain(v) for k, v in c.items()} for c in self.conditions]
         return data
 
     @classmethod

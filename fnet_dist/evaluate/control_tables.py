@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.names import network_name
 from .draws import CONTROL_KINDS, separated_masks
 from ..core.metrics import PERPLEXITY_METRICS
 
@@ -112,8 +113,9 @@ def write_control_reports(rows, networks, out, *, massive: np.ndarray | None = N
 
     out = Path(out)
     controls, separated = control_tables(rows, networks, massive, fraction=fraction, level=level)
+    labels = {n.name: network_name(n.corpus, n.template) for n in networks}
     save_table(controls, out / "tables", "controls")
     save_table(separated, out / "tables", "separated")
     for task in dict.fromkeys(separated["task"] if len(separated) else []):
-        control_plot(controls, separated, out / "figures" / f"controls_{task}.png", task)
+        control_plot(controls, separated, out / "figures" / f"controls_{task}.png", task, labels)
     return controls, separated

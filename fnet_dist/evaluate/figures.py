@@ -6,7 +6,7 @@
 - ``sweep_plot(rows, path, task="wiki_ppl")``: Figures 5-7, the metric against the factor / value, one line
   per mask, one panel per edit kind.
 Every value axis is chosen by ``fnet_dist.core.display.value_axis`` (log when the values span more than two
-orders of magnitude) and names its unit; networks are named by ``fnet_dist.core.names.display_name``.
+orders of magnitude) and names its unit; conditions are named from their fields (``fnet_dist.core.names``).
 - ``prediction_flips(out, task, condition, baseline="normal") -> DataFrame``: Figure 8, the documents whose
   multiple-choice prediction changes between two conditions (text, label, both predictions, fixed or broken).
 - ``format_flip(row)``: one flip as the paper's Figure 8 box.
@@ -105,7 +105,7 @@ def score_changes(rows: pd.DataFrame, path: str | os.PathLike, conditions: str |
     missing = []
     fields = chosen.drop_duplicates("condition").set_index("condition", drop=False)
     for i, (condition, row) in enumerate(zip(conditions, deltas)):
-        label = display_name(fields.loc[condition] if condition in fields.index else condition)
+        label = display_name(fields.loc[condition].to_dict()) if condition in fields.index else condition
         ax.bar(np.arange(len(tasks)) + (i - (len(conditions) - 1) / 2) * width, np.where(drawable(row), row, np.nan),
                width, label=label)
         missing += undrawn([f"{label} on {task_label(t)}" for t in tasks], row)
@@ -188,10 +188,14 @@ def format_flip(row: pd.Series, *, choices=("negative", "positive"), condition: 
             f"After ({condition}): {name(row['after'])}")
 
 
-def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os.PathLike, task: str) -> Path:
+def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os.PathLike, task: str,
+                 labels: dict[str, str] | None = None) -> Path:
     """Left: each network's value against each kind of random draw (a segment from the interval's low to its
     high, a dot at the draws' mean); right: the damage of the whole network, without its massive channels,
-    and of those channels alone. Values a panel cannot place (inf, nan) are named in it."""
+    and of those channels alone. Values a panel cannot place (inf, nan) are named in it. ``labels``: a network
+    condition's display name by its name (``network_name`` of its corpus and template)."""
+    labels = labels or {}
+    label_of = lambda name: labels.get(name, name)  # noqa: E731
     plt = _pyplot()
     ctl, sep = controls[controls["task"] == task], separated[separated["task"] == task]
     if ctl.empty and sep.empty:
@@ -209,20 +213,20 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
         line, = left.plot(mean[dots], y[dots], "o", ms=3, label=kind)
         spans = drawable(low) & drawable(high)
         left.hlines(y[spans], low[spans], high[spans], color=line.get_color(), lw=1.2)
-        missing += undrawn([f"{kind} mean ({display_name(n)})" for n in part["network"]], mean)
-        missing += [f"{kind} interval ({display_name(n)})" for n, ok in zip(part["network"], spans) if not ok]
+        missing += undrawn([f"{kind} mean ({label_of(n)})" for n in part["network"]], mean)
+        missing += [f"{kind} interval ({label_of(n)})" for n, ok in zip(part["network"], spans) if not ok]
     if not ctl.empty:
         observed = ctl.drop_duplicates("network")
         values = observed["network_value"].to_numpy(dtype=float)
         keep = drawable(values)
         left.scatter(values[keep], observed["network"].map(position).to_numpy()[keep], marker="x", color="k",
                      zorder=3, label="network")
-        missing += undrawn([display_name(n) for n in observed["network"]], values)
+        missing += undrawn([label_of(n) for n in observed["network"]], values)
         normal = float(ctl["normal"].iloc[0])
         if drawable(normal):
             left.axvline(normal, color="grey", ls="--", lw=1, label="normal")
         missing += undrawn(["normal"], [normal])
-    left.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
+    left.set_yticks(np.arange(len(networks)), [label_of(n) for n in networks])
     left.set_ylim(len(networks) - 0.5, -0.5)  # one band per network, the first on top
     value_axis(left, ctl[["mean", "low", "high", "network_value", "normal"]].to_numpy(dtype=float) if len(ctl) else [],
                "x", axis_label(task))
@@ -236,8 +240,8 @@ def control_plot(controls: pd.DataFrame, separated: pd.DataFrame, path: str | os
         keep = drawable(values)
         damages.extend(values)
         right.barh(sep["network"].map(position).to_numpy()[keep] + (j - 1) * width, values[keep], height=width, label=label)
-        missing += undrawn([f"{label} ({display_name(n)})" for n in sep["network"]], values)
-    right.set_yticks(np.arange(len(networks)), [display_name(n) for n in networks])
+        missing += undrawn([f"{label} ({label_of(n)})" for n in sep["network"]], values)
+    right.set_yticks(np.arange(len(networks)), [label_of(n) for n in networks])
     right.set_ylim(len(networks) - 0.5, -0.5)
     right.axvline(0, color="grey", lw=1)
     value_axis(right, damages, "x", f"{axis_label(task)}, damage")

@@ -27,7 +27,8 @@ import yaml
 
 from .. import __version__
 from ..core.errors import StageError, one_line
-from ..core.names import display_name, network_name
+from ..core.layout import RunLayout
+from ..core.names import display_name, display_names, network_name
 from .findings import FindingSettings, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page
@@ -101,8 +102,9 @@ class _Files:
     """Copies what the page shows into the report folder, so the page's files lie beside it, and shows
     tables and figures under anchors (``table-<stem>``, ``figure-<stem>``) the findings link to."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, labels: dict[str, str] | None = None) -> None:
         self.folder = folder
+        self.labels = labels or {}  # condition name -> display name, from the run's result rows (their fields)
         folder.mkdir(parents=True, exist_ok=True)
         self.anchors: dict[str, tuple[str, str]] = {}  # "table:<stem>" -> (element id, link label), page order
 
@@ -117,7 +119,7 @@ class _Files:
         suffix = _suffix(stem, name)
         anchor = f"table-{stem}"
         self.anchors[f"table:{stem}"] = (anchor, spec.label + suffix)
-        frame = _display_names(frame)
+        frame = _display_names(frame, self.labels)
         page.table(frame, spec.caption + suffix, anchor=anchor, key=[k for k in spec.key if k in frame.columns])
 
     def figure(self, page: Page, path: Path, prefix: str) -> None:
@@ -167,18 +169,27 @@ def _suffix(stem: str, name: str) -> str:
     return f" ({rest})" if rest else ""
 
 
-def _display_names(frame: pd.DataFrame) -> pd.DataFrame:
-    """Networks, conditions and templates named as everywhere in the report (``news/5``): a ``network`` or
-    ``condition`` column by ``display_name``; ``corpus`` with ``template``, and the pairs
-    ``corpus_1`` / ``template_1``, ``corpus_2`` / ``template_2``, as one name each."""
+def _labels(layout: RunLayout) -> dict[str, str]:
+    """Condition name -> display name for every condition of the run's evaluation and controls (their rows carry
+    the fields; results of an older run without them keep their names)."""
+    frames = [pd.read_csv(path) for path in (layout.evaluate.results, layout.controls.results) if path.is_file()]
+    frames = [f for f in frames if "kind" in f.columns]
+    return display_names(pd.concat(frames, ignore_index=True)) if frames else {}
+
+
+def _display_names(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """Networks, conditions and templates named as everywhere in the report (``news/5``): a ``condition`` column
+    from the row's fields, or (a table without them) a ``network`` or ``condition`` column and such an index by
+    ``labels`` (condition name -> display name, from the run's result rows); ``corpus`` with ``template``, and the
+    pairs ``corpus_1`` / ``template_1``, ``corpus_2`` / ``template_2``, as one name each."""
     frame = frame.copy()
     if "condition" in frame.columns and "kind" in frame.columns:  # rows with the condition's fields: named from them
         frame["condition"] = [display_name(row) for row in frame.to_dict("records")]
     for column in ("network", "condition"):
         if column in frame.columns and not (column == "condition" and "kind" in frame.columns):
-            frame[column] = frame[column].map(display_name)
+            frame[column] = frame[column].map(lambda name: labels.get(name, name))
     if frame.index.name in ("network", "condition"):
-        frame.index = frame.index.map(display_name).rename(frame.index.name)
+        frame.index = frame.index.map(lambda name: labels.get(name, name)).rename(frame.index.name)
     if "corpus" in frame.columns and "template" in frame.columns:
         named = [network_name(c, t) for c, t in zip(frame["corpus"], frame["template"])]
         frame = frame.drop(columns=["corpus", "template"])
@@ -394,7 +405,7 @@ def build_report(config, layout, model=None, failed: dict[str, str] | None = Non
     still written, then ``StageError`` says which sections failed.
     """
     folder = layout.report.folder
-    files = _Files(folder)
+    files = _Files(folder, _labels(layout))
     record = json.loads(layout.record_file.read_text()) if layout.record_file.exists() else {}
     failed, problems = dict(failed or {}), {}
     page = Page(config.report.title or f"Functional networks of {config.model.id}: run {config.name!r}")

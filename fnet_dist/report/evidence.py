@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..core.conditions import FIELD_COLUMNS, matching, slug_of
 from ..core.layout import EvaluationFiles
+from ..core.names import display_name
 
 __all__ = ["Evidence"]
 
@@ -96,6 +97,16 @@ class Evidence:
         """The corpus and template of the network condition named ``network``."""
         row = self.conditions[self.conditions["condition"] == network].iloc[0]
         return {"corpus": row["corpus"], "template": int(row["template"])}
+
+    def records(self, names) -> list[dict]:
+        """The conditions named ``names`` as records: ``condition`` and the field columns (absent ones None)."""
+        table = self.conditions.set_index("condition", drop=False)[["condition", *FIELD_COLUMNS]]
+        table = table.astype(object).where(table.notna(), None)
+        return [table.loc[name].to_dict() if name in table.index else {"condition": name} for name in names]
+
+    def label(self, name: str) -> str:
+        """The display name of the condition named ``name``, from its fields."""
+        return display_name(self.records([name])[0])
 
     def neurons(self, condition: str) -> int:
         return int(self.rows.loc[self.rows["condition"] == condition, "neurons"].iloc[0])

@@ -43,7 +43,7 @@ from ..core.stats import (
     overlap_test,
     paired_effect,
 )
-from ..core.names import display_name, network_name
+from ..core.names import network_name
 from ..core.conditions import matching
 from ..core.networks import SMALL_SHARE
 from .evidence import Evidence
@@ -132,9 +132,11 @@ def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
                       tables=tables, anchors=anchors, details=details)
 
 
-def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float) -> tuple[Estimate, list[dict], str]:
+def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float,
+            label=str) -> tuple[Estimate, list[dict], str]:
     """The claim's estimate over per-unit tests: p by ``most``; effect and interval of the deciding unit (the
-    one at the rank the partial conjunction reads); ``needed`` for the Bonferroni factor."""
+    one at the rank the partial conjunction reads); ``needed`` for the Bonferroni factor. ``label``: a unit's
+    display name (a network condition's, from its fields; a task as it is)."""
     p = [e.p for _, e in units]
     m = len(units)
     u = int(math.floor(share * m)) + 1
@@ -144,7 +146,7 @@ def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float) -> tu
     needed = draws_needed(alpha, factor) if deciding.unit == "draws" else examples_needed(alpha, factor)
     details = [{"unit": n, "effect": e.effect, "low": e.interval[0], "high": e.interval[1], "p": e.p,
                 "n_draws": e.n_draws, "n_examples": e.n_examples} for n, e in units]
-    test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {display_name(name)}"
+    test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {label(name)}"
     return replace(deciding, p=most(p, share), needed=needed, test=test), details, name
 
 
@@ -203,7 +205,7 @@ def small_networks(ev: Evidence, total_neurons: int, s: FindingSettings) -> list
                 found.append(Finding.of(f"small-networks/{task}", claim, None, "", applicable=False,
                                         reason="no network evaluated against controls is that small", **common))
             continue
-        estimate, details, _ = _decide(units, 0.5, s.alpha)
+        estimate, details, _ = _decide(units, 0.5, s.alpha, ev.label)
         found.append(Finding.of(f"small-networks/{task}", claim, replace(estimate, test=f"{estimate.test}; networks chosen by: {rule}"),
                                 ev.units(task) + ", beyond the mean random draw", conditions=conditions, details=details, **common))
     return found
@@ -240,7 +242,7 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
             found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", reason=_unscored_reason(task) if _unscored(ev, task, s) else (
                 "no draws avoiding massive channels were evaluated (add matched_avoid_massive to evaluate.controls.kinds)"), **common))
         else:
-            estimate, details, _ = _decide(units, 0.5, s.alpha)
+            estimate, details, _ = _decide(units, 0.5, s.alpha, ev.label)
             found.append(Finding.of(f"survives-without-massive/{task}", claim, estimate,
                                     ev.units(task) + " without massive channels, beyond the mean draw",
                                     conditions=conditions, details=details, **common))
@@ -319,7 +321,8 @@ def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: E
         found += survives(ev, massive, settings) if ev.selection or not matching(ev.conditions, kind="control").empty else []
         found += amplification(ev, settings)
         found += localization(ev, settings)
-    return conclude([f for f in found if f is not None], settings.alpha, settings.correction)
+    found = [replace(f, conditions=ev.records(f.conditions)) for f in found if f is not None]  # names to records
+    return conclude(found, settings.alpha, settings.correction)
 
 
 def write_findings(findings: list[Finding], path: Path, settings: FindingSettings, selection: dict | None = None) -> Path:
