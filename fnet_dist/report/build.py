@@ -190,6 +190,7 @@ def _display_names(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
             frame[column] = frame[column].map(lambda name: labels.get(name, name))
     if frame.index.name in ("network", "condition"):
         frame.index = frame.index.map(lambda name: labels.get(name, name)).rename(frame.index.name)
+    frame = frame.rename(columns=lambda column: labels.get(column, column))  # a table of conditions side by side
     if "corpus" in frame.columns and "template" in frame.columns:
         named = [network_name(c, t) for c, t in zip(frame["corpus"], frame["template"])]
         frame = frame.drop(columns=["corpus", "template"])
