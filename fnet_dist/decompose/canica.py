@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 
 from ..core.errors import InputError
-from .ica import PCAResult, best_match_correlation, pca, standardize, sum_of_squares, unmix
+from ..core.signals import standardize
+from .ica import PCAResult, best_match_correlation, pca, sum_of_squares, unmix
 from .individual import _D, _blas_limit, blas_thread_count, derive_seeds
 from .params import check_params
 
