@@ -32,6 +32,7 @@ import pandas as pd
 from ..core.errors import InputError
 from ..core.networks import DEFAULT_THRESHOLD
 from ..core.signals import peak_token_share, token_sources
+from .io import write_file
 
 __all__ = [
     "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "scan_channels",
@@ -215,7 +216,6 @@ def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
 
     from storage_schemas import NETWORKS
 
-    from .matching import write_file
     from ..store.storage import open_store
 
     stores = [open_store(url, NETWORKS) for url in networks]

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import InputError
+from .io import load_networks, write_file
 
 __all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
            "overlap_null", "recurrence_table"]
@@ -183,7 +184,6 @@ def match_nulls(urls: list[str], out, *, massive: np.ndarray, anatomy: pd.DataFr
     import scipy.sparse as sp
 
     from ..core.config import MatchSection
-    from .matching import load_networks, write_file
     from ..store.storage import filesystem
 
     config = MatchSection(threshold=threshold, two_sided=two_sided, iou=iou)
