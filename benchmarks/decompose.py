@@ -265,7 +265,8 @@ def part_d(folder: Path, quick: bool) -> None:
     from threadpoolctl import threadpool_limits
 
     from fnet_dist.decompose import IndividualICA
-    from fnet_dist.decompose.ica import fastica, pca, standardize, whiten
+    from fnet_dist.core.signals import standardize
+    from fnet_dist.decompose.ica import fastica, pca, whiten
 
     samples = _smollm2_samples(3 if quick else 10)
     iters = 50 if quick else 200

@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fnet_dist.model.architectures import resolve_architecture  # noqa: E402
-from fnet_dist.model.edit import Edit, bake, edited, model_shape  # noqa: E402
+from fnet_dist.model.bake import bake  # noqa: E402
+from fnet_dist.model.edit import Edit, edited, model_shape  # noqa: E402
 from fnet_dist.model.masks import NeuronMask  # noqa: E402
 from fnet_dist.model.loading import load_model  # noqa: E402
 

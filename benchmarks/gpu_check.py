@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     import xarray as xr
 
     from fnet_dist.model.architectures import resolve_architecture
-    from fnet_dist.model.edit import Edit, bake_checkpoint, edited, model_shape
+    from fnet_dist.model.bake import bake_checkpoint
+    from fnet_dist.model.edit import Edit, edited, model_shape
     from fnet_dist.core.conditions import NORMAL, Condition
     from fnet_dist.evaluate.runner import evaluate_conditions
     from fnet_dist.model.masks import NeuronMask
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     work = Path(args.out or tempfile.mkdtemp(prefix="fnet-gpu-check-"))
     source = work / "model-bf16"
     if not (source / "config.json").is_file():
-        from fnet_dist.model.edit import _drop_dequantized_gguf
+        from fnet_dist.model.bake import _drop_dequantized_gguf
 
         first = load_model(args.model, dtype="float32", device="cpu")
         _drop_dequantized_gguf(first.model)  # a GGUF source (the packaged SmolLM2) is saved as plain safetensors

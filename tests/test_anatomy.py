@@ -83,8 +83,8 @@ def test_network_anatomy_counts_neurons_on_massive_channels_and_layer_spread():
 
 
 def test_a_template_driven_by_the_first_token_has_a_concentrated_source():
-    from fnet_dist.match.anatomy import network_anatomy, peak_token_share
-    from fnet_dist.report.explain import source_signals, standardize_tokens
+    from fnet_dist.core.signals import peak_token_share, token_sources
+    from fnet_dist.match.anatomy import network_anatomy
 
     rng = np.random.default_rng(1)
     n_tokens, n_layers, d_model = 30, 2, 50
@@ -96,7 +96,7 @@ def test_a_template_driven_by_the_first_token_has_a_concentrated_source():
     sources[0, 0] = 40.0                            # template 0 fires on token 0 only
     sources[1, 0] = 0.0                             # template 1 is quiet there
     x = sources.T @ maps + 0.1 * rng.normal(0, 1, (n_tokens, n_layers * d_model))
-    recovered = source_signals(standardize_tokens(x), maps).T
+    recovered = token_sources(x, maps, dtype=np.float64).T
     assert abs(np.corrcoef(recovered[1], sources[1])[0, 1]) > 0.95
     shares = peak_token_share(recovered)
     assert shares[0] > 0.9 and shares[1] < 0.3

@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 
 from fnet_dist.model.architectures import resolve_architecture
 from fnet_dist.model.bake_stream import StreamedBakeUnsupported, bake_streamed
-from fnet_dist.model.edit import EDIT_FILE, Edit, bake, bake_checkpoint, model_shape
+from fnet_dist.model.bake import bake, bake_checkpoint
+from fnet_dist.model.checkpoint import EDIT_FILE
+from fnet_dist.model.edit import Edit, model_shape
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model
 from fnet_dist.model.testing import TINY_FAMILIES, byte_tokenizer

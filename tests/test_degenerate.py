@@ -229,7 +229,8 @@ def test_interval_brackets_the_mean_of_identical_draws(draws, n, value):
 def match_results(draw):
     """Match results of 1-2 corpora: templates possibly without a neuron, no samples or no counterparts."""
     from fnet_dist.core.config import MatchSection
-    from fnet_dist.match.matching import CorpusNetworks, MatchResults, consistency_rows, cross_corpus_rows
+    from fnet_dist.match.io import CorpusNetworks
+    from fnet_dist.match.matching import MatchResults, consistency_rows, cross_corpus_rows
     from fnet_dist.core.networks import describe_networks
 
     config = MatchSection()
@@ -337,7 +338,8 @@ def _stages(monkeypatch, evaluate):
 
     from fnet_dist import stages
     from fnet_dist.core.config import MatchSection
-    from fnet_dist.match.matching import (CorpusNetworks, MatchResults, consistency_markdown, consistency_rows,
+    from fnet_dist.match.io import CorpusNetworks
+    from fnet_dist.match.matching import (MatchResults, consistency_markdown, consistency_rows,
                                  cross_corpus_rows, write_results)
     from fnet_dist.core.networks import describe_networks
 

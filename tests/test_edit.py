@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from fnet_dist.model.architectures import Architecture, block_output_modules, resolve_architecture
-from fnet_dist.model.edit import EDIT_FILE, MASK_FILE, Edit, bake, bake_checkpoint, edited, model_shape
+from fnet_dist.model.bake import bake, bake_checkpoint
+from fnet_dist.model.checkpoint import EDIT_FILE, MASK_FILE
+from fnet_dist.model.edit import Edit, edited, model_shape
 from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.model.hooks import capture_block_outputs
 from fnet_dist.model.masks import NeuronMask

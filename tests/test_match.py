@@ -69,7 +69,7 @@ def test_individual_maps_are_loaded_as_sparse_blocks(stores):
     """No dense mask in the matching path: the individual maps are CSR row blocks, thresholded in their tasks."""
     import scipy.sparse as sp
 
-    from fnet_dist.match.matching import load_networks
+    from fnet_dist.match.io import load_networks
     from fnet_dist.core.networks import binarize, flatten_networks
 
     urls, planted = stores

@@ -267,7 +267,8 @@ def test_zero_or_negative_max_tokens(argv, tmp_path, capsys):
 
 
 def test_networks_of_another_model_are_refused_by_match_evaluate_and_bake(tiny_llama, tmp_path):
-    from fnet_dist.model.edit import Edit, bake_checkpoint
+    from fnet_dist.model.bake import bake_checkpoint
+    from fnet_dist.model.edit import Edit
     from fnet_dist.core.config import EvaluateSection
     from fnet_dist.evaluate.experiment import paper_conditions
     from fnet_dist.model.masks import NeuronMask

@@ -7,7 +7,8 @@ import torch
 import xarray as xr
 
 from fnet_dist.model.architectures import resolve_architecture
-from fnet_dist.model.edit import Edit, bake, edited, model_shape
+from fnet_dist.model.bake import bake
+from fnet_dist.model.edit import Edit, edited, model_shape
 from fnet_dist.core.errors import InputError
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model, parse_max_memory

@@ -12,7 +12,7 @@ import pytest
 from fnet_dist.core.config import load_config
 from fnet_dist.model.edit import Edit
 from fnet_dist.core.errors import InputError
-from fnet_dist.evaluate import runner, vllm_backend
+from fnet_dist.evaluate import backends, runner, vllm_backend
 from fnet_dist.core.conditions import NORMAL, Condition
 from fnet_dist.evaluate.vllm_backend import VLLMSettings, model_args
 from fnet_dist.model.masks import NeuronMask
@@ -35,6 +35,16 @@ def evaluate(request):
             "n-samples": {task: {"effective": 4}}, "pid": os.getpid(), "model_args": request["model_args"],
             "baked": baked, "include_path": request["include_path"]}
 '''
+
+
+def test_one_engine_per_configured_backend():
+    from typing import get_args
+
+    from fnet_dist.core.config import EvaluateSection
+
+    assert set(backends.ENGINES) == set(get_args(EvaluateSection.model_fields["backend"].annotation))
+    with pytest.raises(InputError, match="unknown backend 'tgi'; expected one of hf, vllm"):
+        backends.get_backend("tgi")
 
 
 def test_model_args_carry_the_engine_settings():
@@ -64,7 +74,7 @@ def test_settings_from_the_pipeline_config(tmp_path):
 def fake_engine(tmp_path, monkeypatch):
     (tmp_path / "fake_engine.py").write_text(textwrap.dedent(FAKE))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT)]))
-    monkeypatch.setattr(runner, "require_vllm", lambda: None)
+    monkeypatch.setattr(backends, "require_vllm", lambda: None)
     calls = []
     monkeypatch.setattr(vllm_backend, "release_gpu", lambda model: calls.append("release") or {})
     real = vllm_backend.run_in_process

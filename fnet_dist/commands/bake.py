@@ -70,7 +70,7 @@ def mask_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.edit import bake_checkpoint
+    from ..model.bake import bake_checkpoint
     from ..store.outputs import prepare_output
 
     placed = placement(args)  # a bad placement flag fails before any work

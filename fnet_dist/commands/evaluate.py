@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluate.experiment import evaluate_networks
-    from ..evaluate.runner import require_vllm
+    from ..evaluate.backends import get_backend
     from ..evaluate.tables import condition_table, to_markdown
     from ..evaluate.tasks import resolve_tasks
     from ..evaluate.vllm_backend import vllm_options
@@ -32,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
     settings = section_from(args, EvaluateSection)
     match = section_from(args, MatchSection)
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
-    if settings.backend == "vllm":
-        require_vllm()
+    get_backend(settings.backend).require()
     prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
     resolve_tasks(list(settings.tasks))  # an unknown task fails before the model loads
     loaded = load_model(model.id, **model.placement())

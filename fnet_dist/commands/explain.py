@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import fsspec
 
     from ..core.errors import InputError
-    from ..report.explain import explain_text, render_attribution_html
+    from ..report.explain import explain_text
+    from ..report.explain_page import render_attribution_html
     from ..model.loading import load_model
     from ..store.outputs import prepare_output, replacing
     from ..store.storage import normalize_url

@@ -1,6 +1,8 @@
 """ICA kernels on plain arrays (float32, one BLAS thread friendly); no I/O, no Dask.
 
-- ``standardize(X)``: per-column (neuron) z-scores over rows (tokens); constant columns become 0.
+Tokens are prepared (``standardize``, ``centre``) and sources measured (``peak_token_share``) by
+``fnet_dist.core.signals``, which the match stage and the report share.
+
 - ``sum_of_squares(X)``: Σ x² of a 2-D array as a float64, without a float64 copy of ``X``.
 - ``pca(X, k, seed=, solver=, n_iter=)``: ``PCAResult(u, s, vt, explained_variance_ratio)``.
 - ``whiten(P)``: centre the rows of a ``(k, n)`` array over its columns and whiten them.
@@ -11,7 +13,7 @@
   (spatial ICA: independent maps over neurons).
 - ``unmix_temporal(pcs, ...)`` / ``temporal_ica(X, k, ...)``: PCA'd or raw tokens × neurons → ``Unmixed`` (temporal
   ICA: independent sources over tokens, maps = the mixing matrix's columns; the paper code's first version).
-- ``zscore_rows``, ``flip_peak_positive``, ``best_match_correlation``, ``peak_token_share``.
+- ``zscore_rows``, ``flip_peak_positive``, ``best_match_correlation``.
 """
 from __future__ import annotations
 
@@ -19,35 +21,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.signals import centre, standardize
+
 __all__ = [
     "ALGORITHMS", "FUNCTIONS", "METHODS", "SOLVERS", "ICAResult", "PCAResult", "Unmixed", "best_match_correlation",
-    "centre", "fastica", "flip_peak_positive", "ica", "ica_maps", "pca", "peak_token_share", "picard_o",
-    "spatial_ica", "standardize", "sum_of_squares", "temporal_ica", "unmix", "unmix_temporal", "whiten", "zscore_rows",
+    "fastica", "flip_peak_positive", "ica", "ica_maps", "pca", "picard_o", "spatial_ica", "sum_of_squares",
+    "temporal_ica", "unmix", "unmix_temporal", "whiten", "zscore_rows",
 ]
 
 FUNCTIONS = ("cube", "logcosh", "exp")
 SOLVERS = ("auto", "full", "randomized")
 ALGORITHMS = ("picard", "fastica")
 _EPS = np.float32(1e-12)
-
-
-def standardize(X) -> np.ndarray:
-    """Centre each column of ``X`` (n_rows, n_cols) over rows and scale it to unit variance (float32).
-
-    Constant columns (zero variance) become 0, never NaN.
-    """
-    X = np.asarray(X, dtype=np.float32)
-    out = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
-    std = np.sqrt(np.mean(out * out, axis=0, dtype=np.float64)).astype(np.float32)
-    scale = np.divide(1.0, std, out=np.zeros_like(std), where=std > 1e-6 * max(float(std.max(initial=0.0)), 1e-30))
-    out *= scale
-    return out
-
-
-def centre(X) -> np.ndarray:
-    """Centre each column of ``X`` (n_rows, n_cols) over rows, no scaling (float32): raw data for temporal ICA."""
-    X = np.asarray(X, dtype=np.float32)
-    return X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 def sum_of_squares(X) -> float:
@@ -348,13 +333,6 @@ def best_match_correlation(a, b) -> np.ndarray:
     za, zb = zscore_rows(a), zscore_rows(b)
     corr = np.abs(za @ zb.T) / np.float32(za.shape[1])
     return corr.max(axis=1) if corr.shape[1] else np.zeros(len(za), dtype=np.float32)
-
-
-def peak_token_share(sources) -> np.ndarray:
-    """Share of each source's energy on its largest token: max(a²) / Σ a² per row of (k, n_tokens)."""
-    energy = np.square(np.asarray(sources, dtype=np.float64))
-    total = energy.sum(axis=1)
-    return np.divide(energy.max(axis=1, initial=0.0), total, out=np.zeros_like(total), where=total > 0)
 
 
 @dataclass(frozen=True)

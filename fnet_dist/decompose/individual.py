@@ -16,7 +16,8 @@ import numpy as np
 
 from ..core.config import DecomposeSection
 from ..core.errors import InputError
-from .ica import METHODS, SOLVERS, best_match_correlation, pca, peak_token_share
+from ..core.signals import peak_token_share, token_sources
+from .ica import METHODS, SOLVERS, best_match_correlation, pca
 
 __all__ = ["IndividualICA", "blas_thread_count", "check_parameters", "derive_seeds"]
 
@@ -215,7 +216,7 @@ class IndividualICA:
 
     def transform(self, X) -> np.ndarray:
         """Least-squares sources (n_rows, n_components_) of new rows ``X`` (prepared as in fit: standardised for
-        "spatial", centred for "temporal_raw") on the fitted maps."""
+        "spatial", centred for "temporal_raw") on the fitted maps (``fnet_dist.core.signals.token_sources``)."""
         X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
         maps = self.components_[: self.n_components_].reshape(self.n_components_, -1)
-        return np.linalg.lstsq(maps.T, METHODS[self.method][0](X).T, rcond=None)[0].T
+        return token_sources(X, maps, self.method)

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

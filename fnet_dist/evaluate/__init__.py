@@ -3,7 +3,7 @@
 - ``Condition``, ``NORMAL``: structured fields (kind, corpus, template, …) + a ``NeuronMask`` + an ``Edit``; the
   name is derived for display (conditions).
 - ``evaluate_conditions(model, conditions, tasks, out, ...)``: lm-eval (HF hooks or vLLM on baked
-  checkpoints), resumable, tidy rows (runner).
+  checkpoints: one engine per backend, ``backends``), resumable, tidy rows (runner).
 - ``evaluate_networks(model, networks_urls, out, ...)``: the paper's conditions from networks stores, with
   tables and figures (experiment).
 - ``resolve_tasks``, ``OFFLINE_TASKS``, ``PAPER_TASKS`` (tasks); ``localize``, ``localizer_stimuli``,

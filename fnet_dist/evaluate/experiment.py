@@ -231,12 +231,11 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     options : go to ``evaluate_conditions`` (``progress`` …).
     """
     from ..model.loading import LoadedModel, load_model
-    from .runner import require_vllm
+    from .backends import get_backend
     from .tasks import resolve_tasks
 
     options = {"limit": settings.limit, "backend": settings.backend, "batch_size": settings.batch_size, **options}
-    if settings.backend == "vllm":
-        require_vllm()
+    get_backend(settings.backend).require()
     tasks = resolve_tasks(list(settings.tasks))
     prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(model)

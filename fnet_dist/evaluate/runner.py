@@ -3,11 +3,11 @@
 - ``evaluate_conditions(model, conditions, tasks, out, *, limit, backend, batch_size, seed, ...) -> DataFrame``:
   tidy rows ``condition × task × metric`` with ``value``, ``stderr``, ``filter``, ``n_samples``, ``neurons`` and the
   condition's fields (``conditions.FIELD_COLUMNS``: kind, edit, factor, corpus, template, …) to group by.
-- ``BACKENDS``: ``hf`` (one loaded model, one ``hflm.LeanHFLM``: lm-eval's ``HFLM`` with the LM head only at
-  scored positions; requests built once by ``scoring.Scorer``, scored for each condition inside
-  ``fnet_dist.model.edit.edited``) and ``vllm`` (``vllm_backend.VLLMRunner``: each condition
-  baked, run by lm-eval's ``vllm`` model in a fresh process; needs vLLM on a CUDA machine, which the
-  project's CPU machines are not).
+- ``BACKENDS`` (``backends.ENGINES``, one engine per ``evaluate.backend``): ``hf`` (``hf_backend.HFEngine``: one
+  loaded model, one ``hflm.LeanHFLM``: lm-eval's ``HFLM`` with the LM head only at scored positions; requests
+  built once by ``scoring.Scorer``, scored for each condition inside ``fnet_dist.model.edit.edited``) and
+  ``vllm`` (``vllm_backend.VLLMRunner``: each condition baked, run by lm-eval's ``vllm`` model in a fresh
+  process; needs vLLM on a CUDA machine, which the project's CPU machines are not).
 - ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk;
   ``condition_rows(out, slugs)``: the rows of some finished conditions (to merge shards); ``write_rows``.
 
@@ -20,7 +20,6 @@ equals the current one are skipped on a rerun; anything else is run again.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import math
@@ -28,7 +27,6 @@ import os
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,25 +35,15 @@ import pandas as pd
 from ..core.errors import InputError
 from ..store.outputs import open_output
 from ..core.conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
-from .scoring import Scorer
+from .backends import BACKENDS, get_backend
 from .tasks import prepare_tasks, resolve_tasks
 
-__all__ = ["BACKENDS", "ROW_COLUMNS", "condition_rows", "evaluate_conditions", "read_rows", "read_samples", "require_vllm",
+__all__ = ["BACKENDS", "ROW_COLUMNS", "condition_rows", "evaluate_conditions", "read_rows", "read_samples",
            "tidy_rows", "write_rows"]
 
-BACKENDS = ("hf", "vllm")
 ROW_COLUMNS = ["condition", "task", "metric", "value", "stderr", "filter", "n_samples", "neurons", *FIELD_COLUMNS]
 _SAMPLE_DROP = ("arguments", "resps")  # the prompts and raw responses: large, and kept by lm-eval's hashes
 log = logging.getLogger(__name__)
-
-
-def require_vllm() -> None:
-    """Raise a clear error unless vLLM can be imported here."""
-    if importlib.util.find_spec("vllm") is None:
-        raise InputError(
-            "--backend vllm needs vLLM, which is not installed here; on a CUDA machine run "
-            "pip install 'fnet-dist[vllm]', or use --backend hf"
-        )
 
 
 def _check_limit(limit):
@@ -96,12 +84,10 @@ def _merge_results(parts: list[dict]) -> dict:
 
 
 def _check_options(backend: str, batch_size: int) -> None:
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    entry = get_backend(backend)
     if int(batch_size) < 1:
         raise InputError(f"--batch-size {batch_size!r} must be at least 1")
-    if backend == "vllm":
-        require_vllm()
+    entry.require()
 
 
 def tidy_rows(result: dict, condition: Condition) -> pd.DataFrame:
@@ -184,34 +170,6 @@ def _simple_evaluate(lm, tasks, manager, limit, seed, bootstrap_iters, model_arg
     )
 
 
-class _HFRunner:
-    """One ``LeanHFLM`` around the loaded model; each condition runs inside ``edited(...)``."""
-
-    def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
-        from .hflm import LeanHFLM  # lm-eval's HF model: imported when a run needs it
-        from ..model.architectures import resolve_architecture
-        from ..model.edit import model_shape
-
-        self.loaded = loaded
-        self.arch = resolve_architecture(loaded.model, hook_module)
-        self.shape = model_shape(loaded.model, self.arch)
-        self.lm = LeanHFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
-        self.scorers: dict[tuple, Scorer] = {}  # requests built once per task group, scored per condition
-
-    def check(self, condition: Condition) -> None:
-        if condition.mask is not None:
-            condition.mask.check_shape(*self.shape)
-
-    def run(self, condition: Condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
-        from ..model.edit import edited
-
-        key = (tuple(tasks), limit, seed, bootstrap_iters)
-        if key not in self.scorers:
-            self.scorers[key] = Scorer(self.lm, manager, tasks, limit=limit, seed=seed, bootstrap_iters=bootstrap_iters)
-        context = nullcontext() if condition.mask is None else edited(self.loaded.model, self.arch, condition.mask, condition.edit)
-        return self.scorers[key].score(context)
-
-
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(text, file=sys.stderr, flush=True)
@@ -242,8 +200,6 @@ def evaluate_conditions(
     Finished conditions with the same config are read back, not rerun. ``table=False``: write only each
     condition's own folder, not ``results.csv`` (a shard of a stage; the report stage merges).
     """
-    from ..model.loading import LoadedModel, load_model
-
     _check_options(backend, batch_size)
     limit = _check_limit(limit)
     conditions = check_conditions(conditions)
@@ -251,18 +207,11 @@ def evaluate_conditions(
     out = Path(open_output(out, "evaluation"))  # a folder of other files is refused; results resume
     (out / "conditions").mkdir(parents=True, exist_ok=True)
     manager = prepare_tasks(tasks, out / "tasks")
-    if backend == "hf":
-        loaded = model if isinstance(model, LoadedModel) else load_model(model)
-        runner: Any = _HFRunner(loaded, batch_size, hook_module)
-        spec = loaded.source.model_id
-    else:
-        from .vllm_backend import VLLMRunner
-
-        loaded, spec = (model, model.source.model_id) if isinstance(model, LoadedModel) else (None, str(model))
-        runner = VLLMRunner(spec, out, batch_size, keep_checkpoints, vllm, loaded)
+    engine = get_backend(backend).open(model, out, batch_size=batch_size, hook_module=hook_module,
+                                         keep_checkpoints=keep_checkpoints, vllm=vllm)
     for condition in conditions:
-        runner.check(condition)
-    config = _run_config(loaded, spec, tasks, limit, backend, batch_size, seed, bootstrap_iters)
+        engine.check(condition)
+    config = _run_config(engine.loaded, engine.spec, tasks, limit, backend, batch_size, seed, bootstrap_iters)
     frames = []
     for index, condition in enumerate(conditions, 1):
         folder, key = out / "conditions" / condition.slug, _key(config, condition)
@@ -273,7 +222,7 @@ def evaluate_conditions(
         else:
             _say(progress, f"{head}: running {', '.join(tasks)}")
             start = time.perf_counter()
-            result = _merge_results([runner.run(condition, group, manager, group_limit, seed, bootstrap_iters)
+            result = _merge_results([engine.run(condition, group, manager, group_limit, seed, bootstrap_iters)
                                      for group_limit, group in _limit_groups(list(tasks), limit)])
             rows = tidy_rows(result, condition)
             record = {"key": key, "condition": condition.fingerprint(), "config": config,
@@ -281,8 +230,7 @@ def evaluate_conditions(
             _write_condition(folder, result, rows, record)
             _say(progress, f"{head}: done in {record['seconds']:.1f} s")
         frames.append(rows)
-    if backend == "vllm":
-        runner.close()
+    engine.close()
     rows = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
     if not table:
         return rows

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..core.display import nonfinite_note
 from ..core.errors import InputError
-from ..core.names import display_name, network_name
+from ..core.names import network_name
 from ..core.metrics import PERPLEXITY_METRICS, primary_metric, primary_rows, task_label
 
 __all__ = ["condition_table", "iou_table", "network_rows", "network_table", "save_table", "to_markdown"]

@@ -8,7 +8,7 @@
   ``batch_size="auto"`` (vLLM schedules its own batches), ``trust_remote_code``, ``revision`` (hub ids only).
 - ``VLLMRunner``: ``check`` / ``run(condition, …)`` / ``close()`` for ``runner.evaluate_conditions``. Before the
   first engine starts, the HF model's CUDA tensors go to host memory and the CUDA cache is emptied (``close``
-  puts them back). Each condition's edit is baked (``fnet_dist.model.edit.bake_checkpoint``: streamed, the
+  puts them back). Each condition's edit is baked (``fnet_dist.model.bake.bake_checkpoint``: streamed, the
   checkpoint's dtype kept, so every condition runs the same dtype) into ``scratch/<slug>``, evaluated by an
   engine in a fresh Python process (engines do not reliably give GPU memory back in-process), then deleted.
 - ``run_in_process(request, folder) -> dict``: that process protocol: ``request.json`` in, ``result.json``
@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,7 @@ class VLLMRunner:
 
     def request(self, condition, tasks, manager, limit, seed, bootstrap_iters) -> tuple[dict, Path | None]:
         """The child's request for ``condition`` (baking its checkpoint first) and the checkpoint to delete."""
-        from ..model.edit import bake_checkpoint
+        from ..model.bake import bake_checkpoint
 
         checkpoint = None
         if condition.mask is None and self.source.gguf_file:

@@ -15,8 +15,8 @@ its layer (median over real tokens and channels of a token subsample).
   (share of samples peaking at token 0, the token ids that carry it).
 - ``massive_mask(table, shape) -> ndarray bool (n_layers, d_model)``.
 - ``network_anatomy(networks, massive, activations=) -> DataFrame``: per template, its neurons on massive
-  channels, layer spread and how concentrated its source signal is on one token.
-- ``peak_token_share(sources)``: how concentrated a source signal is on one token.
+  channels, layer spread and how concentrated its source signal is on one token
+  (``fnet_dist.core.signals``: ``token_sources``, ``peak_token_share``).
 - ``write_anatomy(networks, out, params)``: the match stage's anatomy files (massive channels of every corpus,
   their union as one mask, each template against it).
 """
@@ -31,10 +31,12 @@ import pandas as pd
 
 from ..core.errors import InputError
 from ..core.networks import DEFAULT_THRESHOLD
+from ..core.signals import peak_token_share, token_sources
+from .io import write_file
 
 __all__ = [
-    "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "peak_token_share",
-    "scan_channels", "write_anatomy",
+    "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "scan_channels",
+    "write_anatomy",
 ]
 
 
@@ -152,13 +154,6 @@ def massive_mask(table: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def peak_token_share(sources: np.ndarray) -> np.ndarray:
-    """Share of each source's energy on its single largest token: (n_components, n_tokens) → (n_components,)."""
-    energy = sources ** 2
-    total = energy.sum(axis=1)
-    return np.where(total > 0, energy.max(axis=1) / np.where(total > 0, total, 1.0), 0.0)
-
-
 def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshold: float = DEFAULT_THRESHOLD,
                     two_sided: bool = True, samples: int = 20) -> pd.DataFrame:
     """Per group template (``template``, numbered from 1 as in every other table): size, neurons on massive
@@ -170,7 +165,6 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
     ``samples`` group-split samples gives ``peak_token_share`` (mean share of energy on one token) and
     ``first_token_peak_share`` (share of samples whose source peaks at token 0).
     """
-    from ..report.explain import source_signals, standardize_tokens
     from ..core.networks import binarize
 
     if isinstance(networks, str):
@@ -205,7 +199,7 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
         for sample in group.tolist():
             n = int(ds["n_tokens"].values[sample])
             x = ds["activation"][sample, :n].values.reshape(n, -1)
-            sources = source_signals(standardize_tokens(x), flat).T
+            sources = token_sources(x, flat, dtype=np.float64).T
             shares.append(peak_token_share(sources))
             firsts.append(np.abs(sources).argmax(axis=1) == 0)
         table["peak_token_share"] = np.mean(shares, axis=0) if shares else np.nan
@@ -222,7 +216,6 @@ def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
 
     from storage_schemas import NETWORKS
 
-    from .matching import write_file
     from ..store.storage import open_store
 
     stores = [open_store(url, NETWORKS) for url in networks]

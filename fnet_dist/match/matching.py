@@ -2,11 +2,11 @@
 
 - Parameters: the ``match`` config section (``fnet_dist.core.config.MatchSection``): threshold, one- or two-sided,
   counterpart IoU, cross-corpus IoU, the massive-channel rule.
-- ``CorpusNetworks`` / ``load_networks(url, config)``: one networks store as binary networks
-  (templates in memory, individual maps lazy on Dask as sparse CSR row blocks, skipped samples left out).
+- ``CorpusNetworks`` / ``load_networks(url, config)`` and ``write_file(out, name, data)`` live in
+  ``fnet_dist.match.io``, which the anatomy and the nulls share.
 - ``match_networks(networks, out, ...) -> MatchResults``: the paper's Tables 1, 6-8 (counterparts per
   template), Table 2 (template IoU between corpora), network sizes, figures and ``results.json`` under ``out``.
-- ``markdown_table(frame)``: a DataFrame as a GitHub Markdown table; ``write_file(out, name, data)``.
+- ``markdown_table(frame)``: a DataFrame as a GitHub Markdown table.
 
 Templates are numbered from 1, as in the paper's tables.
 """
@@ -15,81 +15,23 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from storage_schemas import NETWORKS
 
 from .. import __version__
 from ..core.config import MatchSection, with_overrides
 from ..core.display import nonfinite_note
 from ..core.errors import InputError
-from ..core.networks import binarize, describe_networks, flatten_networks, sparse_networks
+from ..core.networks import describe_networks, flatten_networks
+from .io import CorpusNetworks, load_networks, write_file
 
-__all__ = ["CorpusNetworks", "MatchResults", "load_networks", "markdown_table", "match_networks", "write_file"]
+__all__ = ["MatchResults", "markdown_table", "match_networks"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CorpusNetworks:
-    """The binary networks of one networks store.
-
-    templates : bool ndarray of shape (n_templates, n_layers, d_model).
-    individual : dask array of shape (n_ok_samples * n_components, n_layers * d_model), sample-major, whose
-        blocks are bool ``scipy.sparse.csr_array`` (thresholded inside the task that reads each z-map block).
-    samples : labels of the ``ok`` samples; ``skipped`` : {sample label: reason} of the others.
-    """
-
-    url: str
-    name: str  # the corpus
-    model_id: str
-    n_layers: int
-    d_model: int
-    templates: np.ndarray
-    individual: Any
-    samples: list
-    n_components: int
-    skipped: dict = field(default_factory=dict)
-    model_revision: str = ""
-
-    @property
-    def layout(self) -> tuple[int, int]:
-        return (self.n_layers, self.d_model)
-
-
-def load_networks(url: str, config: MatchSection) -> CorpusNetworks:
-    """Open the networks store at ``url`` and threshold its maps (individual maps stay lazy)."""
-    from ..store.storage import open_store
-
-    ds = open_store(url, NETWORKS)
-    n_layers, d_model = int(ds.attrs["n_layers"]), int(ds.attrs["d_model"])
-    shape = tuple(int(n) for n in ds["group_map"].shape[1:])
-    if shape != (n_layers, d_model) or tuple(ds["individual_map"].shape[2:]) != shape:
-        raise InputError(
-            f"{url}: maps of shape {shape} (layer, neuron) and {tuple(ds['individual_map'].shape[2:])} disagree with "
-            f"attrs n_layers={n_layers}, d_model={d_model}; the store is damaged, re-run decompose with --overwrite"
-        )
-    status = np.array([str(v) for v in ds["individual_status"].values], dtype=object)
-    ok = np.flatnonzero(status == "ok")
-    labels = [_plain(v) for v in ds["sample"].values] if "sample" in ds.coords else list(range(len(status)))
-    maps = ds["individual_map"].isel(sample=ok).data.rechunk({1: -1, 2: -1, 3: -1})
-    individual = sparse_networks(maps, config.threshold, config.two_sided)
-    templates = binarize(np.asarray(ds["group_map"].values, dtype=np.float32), config.threshold, config.two_sided)
-    return CorpusNetworks(
-        url=url, name=str(ds.attrs["corpus"]), model_id=str(ds.attrs["model_id"]),
-        n_layers=n_layers, d_model=d_model, templates=templates, individual=individual,
-        samples=[labels[i] for i in ok], n_components=int(ds.sizes["individual_component"]),
-        skipped={labels[i]: str(status[i]) for i in np.flatnonzero(status != "ok")},
-        model_revision=str(ds.attrs.get("model_revision", "") or ""),
-    )
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def _check_layouts(corpora: Sequence[CorpusNetworks]) -> None:
@@ -312,18 +254,6 @@ def match_networks(networks: Sequence[str], out: str, params: MatchSection | Non
             _anatomy_and_nulls([c.url for c in corpora], staged, config)
     results.files = {name: f"{out}/{name}" for name in results.files}
     return results
-
-
-def write_file(out: str, name: str, data: str | bytes) -> str:
-    """Write ``data`` to ``out/name`` through fsspec (``out`` a local folder or a URL); returns its URL."""
-    from ..store.storage import filesystem
-
-    fs, folder = filesystem(out)
-    fs.makedirs(folder, exist_ok=True)
-    target = f"{folder}/{name}"
-    with fs.open(target, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-    return f"{out}/{name}"
 
 
 def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:

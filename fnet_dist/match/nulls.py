@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..core.config import MatchSection
 from ..core.errors import InputError
+from .io import load_networks, write_file
 
 __all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
            "overlap_null", "recurrence_table"]
@@ -184,7 +185,6 @@ def match_nulls(urls: list[str], out, config: MatchSection, *, massive: np.ndarr
     import dask
     import scipy.sparse as sp
 
-    from .matching import load_networks, write_file
     from ..store.storage import filesystem
 
     permutations, first_token_share = config.permutations, config.first_token_share

@@ -4,7 +4,7 @@
   (a local folder, or a hub id resolved in the local Hugging Face cache) to ``out`` and rewrite, in the
   copies, only the bytes of the tensors the edit touches (each bake module's weight and bias).
 - ``StreamedBakeUnsupported``: the source cannot be streamed (no safetensors weights, quantized, a family
-  without a bake place, another dtype asked for); ``fnet_dist.model.edit.bake_checkpoint`` then loads the model.
+  without a bake place, another dtype asked for); ``fnet_dist.model.bake.bake_checkpoint`` then loads the model.
 
 Every shard file is copied whole (the kernel copies; nothing goes through Python memory), then each edited
 tensor is read alone (``safetensors.safe_open``), edited in float32, rounded once to its own dtype and
@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from .architectures import Architecture, resolve_architecture
-from .edit import CHANNEL_DIM, Edit, edit_bias, edit_provenance, edit_weight, write_checkpoint_folder, write_provenance
+from .checkpoint import edit_provenance, write_checkpoint_folder, write_provenance
+from .edit import Edit
 from ..core.errors import InputError
 from .masks import NeuronMask
+from .weights import CHANNEL_DIM, edit_bias, edit_weight
 
 __all__ = ["StreamedBakeUnsupported", "bake_streamed", "checkpoint_folder"]
 

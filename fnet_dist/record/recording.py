@@ -32,6 +32,7 @@ from ..core.config import ModelSection, RecordSection, with_overrides
 from ..core.errors import InputError
 from ..model.hooks import capture_block_outputs
 from ..model.loading import LoadedModel
+from ..model.trace import layer_outputs
 
 __all__ = ["parse_shard", "record_activations", "summarize_store", "token_budget"]
 
@@ -53,16 +54,6 @@ def _check_shard(shard: Any) -> tuple[int, int]:
     if count < 1 or not 0 <= index < count:
         raise InputError(f"bad shard {index}/{count}: expected I/N with N ≥ 1 and 0 ≤ I < N (shards are numbered from 0)")
     return index, count
-
-
-def _layer_outputs(loaded: LoadedModel, arch: Any, ids: Any, mask: Any) -> list[Any]:
-    """Run the decoder (no LM head) on a padded batch; returns each layer's ``(batch, tokens, d_model)`` output."""
-    import torch
-
-    decoder = getattr(loaded.model, "base_model", loaded.model)
-    with torch.inference_mode(), capture_block_outputs(loaded.model, arch) as capture:
-        decoder(input_ids=ids, attention_mask=mask, use_cache=False)
-        return [capture.outputs[i] for i in capture.layers]
 
 
 def _batches(samples: Sequence[Sample], batch_size: int, batch_tokens: int = 0) -> Iterator[list[Sample]]:
@@ -259,7 +250,7 @@ def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]],
         pending = None
         for batch in batches:
             ids, mask = _padded(batch, pad_id, loaded.device)
-            outputs = _layer_outputs(loaded, arch, ids, mask)
+            outputs = layer_outputs(loaded, arch, ids, mask)
             current = (batch, _HostCopy(*_stage(outputs, batch, config.store_dtype)))
             del outputs
             if pending is not None:

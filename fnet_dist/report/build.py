@@ -361,7 +361,8 @@ def _attribution(page: Page, config, layout, model) -> None:
         return
     import xarray as xr
 
-    from .explain import attribution_fragment, explain_text
+    from .explain import explain_text
+    from .explain_page import attribution_fragment
     from ..store.storage import store_exists
 
     page.section("Token attribution (Figures 9-18)")

@@ -29,7 +29,7 @@ from typing import Iterator
 
 from .. import __version__
 from ..core.errors import StoreError
-from .storage import filesystem, normalize_url, remove_store
+from .locations import filesystem, normalize_url, remove_store
 
 __all__ = ["FOREIGN", "KINDS", "MARKER_FILE", "html_marker", "mark", "open_output", "output_kind", "prepare_output",
            "replacing", "staging_url", "swap_in"]

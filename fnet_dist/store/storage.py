@@ -1,12 +1,12 @@
 """Store locations as URLs (local path, ``s3://``, ``gs://``, ``memory://``) through fsspec.
 
-- ``normalize_url(url)``: absolute local paths, URLs unchanged.
+- ``normalize_url(url)``, ``filesystem(url)``, ``remove_store(url)``: from ``fnet_dist.store.locations`` (below
+  ``fnet_dist.store.outputs``, which this module writes through).
 - ``store_exists(url)``: is there a Zarr group at ``url``.
 - ``open_store(url, schema)``: open with xarray and validate against a ``storage_schemas`` schema.
 - ``write_store(ds, url, schema)``: validate, then write a whole Dataset (through ``fnet_dist.store.outputs``: an
   existing store is refused unless ``overwrite``, anything else always; the old store is only replaced once
   the new one is complete).
-- ``remove_store(url)``, ``filesystem(url)``.
 - ``access_error(exc) -> StoreError | None``: missing or rejected object-storage credentials (or an
   unreachable endpoint) as one line; None for any other error.
 
@@ -15,32 +15,17 @@ S3-compatible endpoints and credentials come from the environment as fsspec read
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import fsspec
 import xarray as xr
 
 from storage_schemas import SchemaError, StoreSchema
 
 from ..core.errors import StoreError
+from .locations import filesystem, normalize_url, remove_store
+from .outputs import STORE_KINDS, replacing
 
 __all__ = ["access_error", "filesystem", "normalize_url", "open_store", "remove_store", "store_exists", "write_store"]
-
-
-def normalize_url(url: str | os.PathLike) -> str:
-    """Return ``url`` with local paths made absolute (``~`` expanded); remote URLs unchanged."""
-    text = os.fspath(url)
-    if "://" in text and not text.startswith("file://"):
-        return text.rstrip("/")
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    return os.path.abspath(os.path.expanduser(text))
-
-
-def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem of ``url`` and the path inside it."""
-    return fsspec.core.url_to_fs(normalize_url(url))
 
 
 def store_exists(url: str) -> bool:
@@ -63,14 +48,6 @@ def open_store(url: str, schema: StoreSchema, *, chunks: Any = None) -> xr.Datas
     return ds
 
 
-def remove_store(url: str) -> None:
-    """Delete the store at ``url`` (nothing if there is none)."""
-    fs, path = filesystem(url)
-    fs.invalidate_cache(path)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
 def write_store(ds: xr.Dataset, url: str, schema: StoreSchema, *, overwrite: bool = False, encoding: dict | None = None) -> str:
     """Validate ``ds`` against ``schema`` and write it as a whole Zarr v3 store at ``url``.
 
@@ -78,8 +55,6 @@ def write_store(ds: xr.Dataset, url: str, schema: StoreSchema, *, overwrite: boo
     one that is only with ``overwrite``; the new store is written beside and swapped in when complete, so a
     failure never leaves the old store damaged. Returns the normalized URL.
     """
-    from .outputs import STORE_KINDS, replacing
-
     url = normalize_url(url)
     ds = ds.assign_attrs(schema.stamp() | dict(ds.attrs))
     try:
