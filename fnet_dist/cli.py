@@ -1,8 +1,9 @@
 """The ``fnet`` command line: one subcommand per pipeline stage.
 
-Each subcommand lives in ``fnet_dist/commands/<name>.py`` and offers ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``; those modules import heavy packages
-(torch, dask) only inside ``run`` so that ``fnet --help`` stays fast.
+Each subcommand lives in ``fnet_dist/commands/<name>.py`` (loaded by name from ``COMMANDS``) and offers ``HELP``
+(one line), ``add_arguments(parser)`` and ``run(args) -> int``. The package imports its own modules at the top;
+heavy third-party packages (torch, transformers, Dask, lm-eval, zarr, xarray, matplotlib) are imported where they
+are used, so that ``fnet --help`` stays fast.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Sequence
 
 from . import __version__
 from .core.errors import FnetError
+from .store.storage import access_error
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -54,8 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:
-        from .store.storage import access_error
-
         error = access_error(exc)
         if error is None:
             raise

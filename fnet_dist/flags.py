@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .core.config import describe_error
 from .core.errors import InputError
 
 __all__ = ["add_section", "section_from"]
@@ -81,7 +82,6 @@ def add_section(parser: argparse.ArgumentParser, section: type[BaseModel], *, on
 def section_from(args: argparse.Namespace, section: type[BaseModel], base: BaseModel | None = None,
                  rename: dict[str, str] | None = None) -> Any:
     """``section`` from ``base`` (or its defaults) updated with the flags given in ``args``; validated."""
-    from .core.config import describe_error
 
     prefix = f"{_PREFIX}{section.__name__}."
     given = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}

@@ -23,9 +23,9 @@ import yaml
 from . import __version__
 from .core.config import PipelineConfig
 from .core.errors import FnetError, InputError, StageError, one_line
-from .store.outputs import open_output
 from .core.layout import RunLayout
 from .stages import STAGES, Run, stage_hash
+from .store.outputs import open_output
 
 __all__ = ["run_pipeline"]
 

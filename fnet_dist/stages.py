@@ -20,9 +20,17 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .core.cluster import dask_client
 from .core.config import PipelineConfig
-from .core.layout import RunLayout
 from .core.errors import InputError
+from .core.layout import RunLayout
+from .decompose import decompose
+from .evaluate.controls import controls_stage, merge_controls
+from .evaluate.experiment import evaluate_stage, merge_evaluation
+from .match.matching import match_networks
+from .model.loading import load_model
+from .record.recording import record_activations
+from .report import build_report
 
 __all__ = ["STAGES", "Run", "RunLayout", "Stage", "stage_hash"]
 
@@ -42,8 +50,6 @@ class Run:
     @property
     def model(self):
         if self._model is None:
-            from .model.loading import load_model
-
             m = self.config.model
             self._model = load_model(m.id, **m.placement())
         return self._model
@@ -52,8 +58,6 @@ class Run:
     def scheduler(self) -> str:
         """The address of the Dask scheduler (given, ``$DASK_SCHEDULER_ADDRESS``, or a local cluster started once)."""
         if self._scheduler is None:
-            from .core.cluster import dask_client
-
             client = self._stack.enter_context(dask_client(self._wanted_scheduler, n_workers=self.config.dask.n_workers))
             self._scheduler = client.scheduler.address
         return self._scheduler
@@ -63,8 +67,6 @@ Shard = tuple[int, int]
 
 
 def _record(run: Run, shard: Shard) -> dict[str, Any]:
-    from .record.recording import record_activations
-
     stores = {}
     for corpus, entry in run.config.corpora.items():
         print(f"  record {corpus} ({entry.spec}), shard {shard[0]}/{shard[1]}", flush=True)
@@ -76,8 +78,6 @@ def _record(run: Run, shard: Shard) -> dict[str, Any]:
 
 
 def _decompose(run: Run, shard: Shard) -> dict[str, Any]:
-    from .decompose import decompose
-
     stores = {}
     for corpus in run.config.corpora:
         print(f"  decompose {corpus}", flush=True)
@@ -87,8 +87,6 @@ def _decompose(run: Run, shard: Shard) -> dict[str, Any]:
 
 
 def _match(run: Run, shard: Shard) -> dict[str, Any]:
-    from .match.matching import match_networks
-
     networks = [run.layout.networks(c) for c in run.config.corpora]
     match_networks(networks, str(run.layout.match.folder), run.config.match, scheduler=run.scheduler, anatomy=True,
                    overwrite=True)  # the run owns its match folder: a rerun replaces it
@@ -96,8 +94,6 @@ def _match(run: Run, shard: Shard) -> dict[str, Any]:
 
 
 def _evaluate(run: Run, shard: Shard) -> dict[str, Any]:
-    from .evaluate.experiment import evaluate_stage
-
     if not run.config.evaluate.enabled:
         print("  evaluation disabled in the config", flush=True)
         return {"conditions": []}
@@ -105,8 +101,6 @@ def _evaluate(run: Run, shard: Shard) -> dict[str, Any]:
 
 
 def _controls(run: Run, shard: Shard) -> dict[str, Any]:
-    from .evaluate.controls import controls_stage
-
     e = run.config.evaluate
     if not e.enabled or not e.controls.draws:
         print("  controls off (evaluate disabled or evaluate.controls.draws = 0)", flush=True)
@@ -115,10 +109,6 @@ def _controls(run: Run, shard: Shard) -> dict[str, Any]:
 
 
 def _report(run: Run, shard: Shard) -> dict[str, Any]:
-    from .evaluate.controls import merge_controls
-    from .evaluate.experiment import merge_evaluation
-    from .report import build_report
-
     if run.config.evaluate.enabled:
         merge_evaluation(run.config, run.layout)
         merge_controls(run.config, run.layout)

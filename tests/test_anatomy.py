@@ -96,7 +96,7 @@ def test_a_template_driven_by_the_first_token_has_a_concentrated_source():
     sources[0, 0] = 40.0                            # template 0 fires on token 0 only
     sources[1, 0] = 0.0                             # template 1 is quiet there
     x = sources.T @ maps + 0.1 * rng.normal(0, 1, (n_tokens, n_layers * d_model))
-    recovered = token_sources(x, maps, dtype=np.float64).T
+    recovered = token_sources(x, maps, "spatial", dtype=np.float64).T
     assert abs(np.corrcoef(recovered[1], sources[1])[0, 1]) > 0.95
     shares = peak_token_share(recovered)
     assert shares[0] > 0.9 and shares[1] < 0.3

@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from storage_schemas import NETWORKS
+
 from ..core.config import MatchSection
+from ..core.errors import InputError
 from ..flags import add_section, section_from
+from ..model.bake import bake_checkpoint
+from ..model.edit import Edit
+from ..model.masks import NeuronMask
+from ..store.outputs import prepare_output
+from ..store.storage import open_store
 from .placement import add_placement_arguments, placement
 
 HELP = "bake an edit of a neuron mask (inhibit, multiply, add) into the weights and save a safetensors checkpoint"
@@ -32,9 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def edit_from_args(kind: str, factor: float | None):
     """The ``Edit`` of ``--edit`` / ``--factor``, with a clear error for a factor that does not fit."""
-    from ..model.edit import Edit
-    from ..core.errors import InputError
-
     if kind == "inhibit":
         if factor is not None:
             raise InputError(f"--factor {factor:g} has no effect with --edit inhibit; drop it or use --edit multiply")
@@ -46,18 +51,13 @@ def edit_from_args(kind: str, factor: float | None):
 
 def mask_from_args(args: argparse.Namespace):
     """The mask of ``--mask FILE`` or ``--networks NETWORKS --template K...``."""
-    from ..core.errors import InputError
-    from ..model.masks import NeuronMask
-
     if args.mask:
         if args.template:
             raise InputError("--template picks templates of --networks; it has no effect with --mask")
         return NeuronMask.load(args.mask)
     if not args.template:
         raise InputError("--networks needs --template K (one or more group template indices)")
-    from storage_schemas import NETWORKS
 
-    from ..store.storage import open_store
 
     count = open_store(args.networks, NETWORKS).sizes["component"]
     bad = [k for k in args.template if not 1 <= k <= count]
@@ -70,9 +70,6 @@ def mask_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.bake import bake_checkpoint
-    from ..store.outputs import prepare_output
-
     placed = placement(args)  # a bad placement flag fails before any work
     prepare_output(args.out, "checkpoint", overwrite=args.overwrite)  # a user's folder: refused before any work
     edit = edit_from_args(args.edit, args.factor)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..paper.compare import compare_paper
+
 HELP = "write docs/replication.md: the paper's Tables 1-13 beside the figures of one or more run folders"
 
 
@@ -15,8 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..paper.compare import compare_paper
-
     path = compare_paper(args.runs, args.out, labels=args.label)
     print(f"wrote {path} and {path.with_suffix('.csv')}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import DaskSection, DecomposeSection
+from ..decompose import decompose
 from ..flags import add_section, section_from
 
 HELP = "spatial ICA of an activations store (individual maps per sample + group CanICA templates) on Dask"
@@ -23,7 +24,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import xarray as xr
 
-    from ..decompose import decompose
 
     url = decompose(args.store, args.out, section_from(args, DecomposeSection),
                     scheduler=section_from(args, DaskSection).scheduler, overwrite=args.overwrite, corpus=args.corpus)

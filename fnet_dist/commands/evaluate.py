@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import EvaluateSection, MatchSection, ModelSection
+from ..evaluate.backends import get_backend
+from ..evaluate.experiment import evaluate_networks
+from ..evaluate.tables import condition_table, to_markdown
+from ..evaluate.tasks import resolve_tasks
+from ..evaluate.vllm_backend import vllm_options
 from ..flags import add_section, section_from
+from ..model.loading import load_model
+from ..store.outputs import prepare_output
 
 HELP = "evaluate the model with each network inhibited, and the random, top-percent and LLM-Localization baselines (lm-eval)"
 MODEL_FLAGS = {"id": "model"}
@@ -21,14 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate.experiment import evaluate_networks
-    from ..evaluate.backends import get_backend
-    from ..evaluate.tables import condition_table, to_markdown
-    from ..evaluate.tasks import resolve_tasks
-    from ..evaluate.vllm_backend import vllm_options
-    from ..model.loading import load_model
-    from ..store.outputs import prepare_output
-
     settings = section_from(args, EvaluateSection)
     match = section_from(args, MatchSection)
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)

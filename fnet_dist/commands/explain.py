@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.errors import InputError
+from ..model.loading import load_model
+from ..report.explain import explain_text
+from ..report.explain_page import render_attribution_html
+from ..store.outputs import prepare_output, replacing
+from ..store.storage import normalize_url
 from .placement import add_placement_arguments, placement
 
 HELP = "shade a text's tokens by each group template's source signal (paper Figures 9-18) into an HTML page"
@@ -31,12 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import fsspec
 
-    from ..core.errors import InputError
-    from ..report.explain import explain_text
-    from ..report.explain_page import render_attribution_html
-    from ..model.loading import load_model
-    from ..store.outputs import prepare_output, replacing
-    from ..store.storage import normalize_url
 
     if args.max_tokens < 2:
         raise InputError(f"--max-tokens {args.max_tokens}: expected a whole number of tokens of at least 2 (default 1024)")

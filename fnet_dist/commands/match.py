@@ -5,6 +5,7 @@ import argparse
 
 from ..core.config import DaskSection, MatchSection
 from ..flags import add_section, section_from
+from ..match.matching import match_networks
 
 HELP = "match group templates with individual maps and across corpora (paper Tables 1, 2, 6-8; Figure 4)"
 
@@ -21,8 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..match.matching import match_networks
-
     params = section_from(args, MatchSection)
     results = match_networks(args.networks, args.out, params, scheduler=section_from(args, DaskSection).scheduler,
                              anatomy=args.anatomy, overwrite=args.overwrite)

@@ -5,6 +5,7 @@ import argparse
 
 from ..core.config import ModelSection, RecordSection
 from ..flags import add_section, section_from
+from ..record.recording import parse_shard, record_activations, summarize_store
 
 HELP = "record every layer's MLP-block output for the tokens of corpus samples into a Zarr activations store"
 MODEL_FLAGS = {"id": "model"}
@@ -22,8 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..record.recording import parse_shard, record_activations, summarize_store
-
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
     url = record_activations(model, args.corpus, args.out, section_from(args, RecordSection),
                              shard=parse_shard(args.shard), overwrite=args.overwrite, progress=not args.no_progress)

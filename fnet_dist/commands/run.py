@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.config import load_config
+from ..core.errors import InputError
+from ..pipeline import run_pipeline
+
 HELP = "run record → decompose → match → evaluate → controls → report from a pipeline config (cached, resumable)"
 
 
@@ -21,10 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.config import load_config
-    from ..core.errors import InputError
-    from ..pipeline import run_pipeline
-
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"out={args.out}")

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError
+from .offline import domain_texts
 
 __all__ = ["FILE_SUFFIXES", "Sample", "Selection", "load_corpus", "parse_hf_spec", "select_samples"]
 
@@ -110,8 +111,6 @@ def load_corpus(spec: str, text_field: str = "text") -> list[str]:
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"empty corpus spec {spec!r}; {_HELP}")
     if spec.startswith("offline:"):
-        from .offline import domain_texts
-
         texts = domain_texts(spec[len("offline:"):])
     elif spec.startswith("hf:"):
         texts = _load_hf(spec, text_field)

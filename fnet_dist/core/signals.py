@@ -7,7 +7,7 @@ report share (no I/O, no model).
 - ``PREPARE``: how each ICA method prepares tokens before PCA or regression (``"spatial"``: ``standardize``,
   ``"temporal_raw"``: ``centre``).
 - ``source_signals(X, maps)``: dual regression, the least-squares ``S`` with ``X ≈ S · maps``.
-- ``token_sources(X, maps, method="spatial", dtype=np.float32)``: tokens prepared as ``method`` does, then
+- ``token_sources(X, maps, method, dtype=np.float32)``: tokens prepared as ``method`` does, then
   regressed on the maps: ``IndividualICA.transform``, the anatomy's and the explain page's source signals.
 - ``peak_token_share(sources)``: share of each source's energy on its largest token.
 
@@ -55,7 +55,7 @@ def source_signals(X, maps) -> np.ndarray:
     return np.linalg.lstsq(maps.T.astype(dtype, copy=False), X.T.astype(dtype, copy=False), rcond=None)[0].T
 
 
-def token_sources(X, maps, method: str = "spatial", dtype=np.float32) -> np.ndarray:
+def token_sources(X, maps, method: str, dtype=np.float32) -> np.ndarray:
     """Sources (n_tokens, n_components) of the raw tokens ``X`` (n_tokens, n_neurons) under ``maps``
     (n_components, n_neurons): ``X`` prepared as ``method``'s ICA prepares it (``PREPARE``) in ``dtype``, then
     regressed on the maps (``source_signals``)."""

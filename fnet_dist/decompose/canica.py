@@ -12,8 +12,8 @@ import warnings
 
 import numpy as np
 
-from ..core.errors import InputError
 from ..core.config import DecomposeSection
+from ..core.errors import InputError
 from ..core.signals import standardize
 from .ica import PCAResult, best_match_correlation, pca, sum_of_squares, unmix
 from .individual import _D, _blas_limit, blas_thread_count, check_parameters, derive_seeds

@@ -23,9 +23,15 @@ from typing import Any
 
 import numpy as np
 
+import storage_schemas
+
 from .. import __version__
-from ..core.config import DecomposeSection
+from ..core.cluster import dask_client, gather
+from ..core.config import DecomposeSection, with_overrides
 from ..core.errors import InputError, StoreError
+from ..store.outputs import prepare_output, staging_url, swap_in
+from ..store.storage import normalize_url, open_store, remove_store, store_exists
+from .canica import GroupCanICA
 from .individual import IndividualICA, derive_seeds
 
 __all__ = ["decompose"]
@@ -124,9 +130,6 @@ def _sample_chunks(ds) -> dict:
 def _networks_attrs(url: str, overwrite: bool) -> dict | None:
     """Attrs of the networks store at ``url`` (None when there is none); a store that does not open as one
     (another schema version, damaged) is an error unless ``overwrite`` (then it counts as another config)."""
-    import storage_schemas
-    from ..store.storage import open_store, store_exists
-
     if not store_exists(url):
         return None
     try:
@@ -140,9 +143,6 @@ def _networks_attrs(url: str, overwrite: bool) -> dict | None:
 def _target(url: str, attrs: dict, overwrite: bool) -> str:
     """Where to write: ``url``, or with ``overwrite`` of a store of another config the staging URL beside it
     (resumed when it holds this config), swapped in when complete so the old store stays whole until then."""
-    from ..store.outputs import staging_url
-    from ..store.storage import remove_store
-
     found = _networks_attrs(url, overwrite)
     if found is None or found.get("config_hash") == attrs["config_hash"]:
         return url
@@ -157,8 +157,6 @@ def _target(url: str, attrs: dict, overwrite: bool) -> str:
 
 def _open_or_create(url: str, acts, chosen, parameters: dict, attrs: dict) -> dict:
     """Attrs of the store at ``url``: the existing one of the same config, or a freshly created one."""
-    import storage_schemas
-
     found = _networks_attrs(url, True)
     if found and found.get("config_hash") == attrs["config_hash"]:
         log.info("resuming %s (same config %s)", url, attrs["config_hash"])
@@ -180,7 +178,6 @@ def _run_group(url: str, acts, chosen, section: DecomposeSection) -> None:
     """Fit GroupCanICA on the group split (dask array: per-sample tasks, out-of-core group PCA); write it."""
     import xarray as xr
 
-    from .canica import GroupCanICA
 
     idx = chosen["group"]
     est = GroupCanICA.from_section(section, blas_threads=_BLAS_THREADS)
@@ -245,7 +242,6 @@ def _run_individual(url: str, acts, chosen, section: DecomposeSection, client) -
     import dask
     import xarray as xr
 
-    from ..core.cluster import gather
 
     done = xr.open_zarr(url, consolidated=False)["individual_done"].values
     todo = [pos for pos in range(len(chosen["individual"])) if not done[pos]]
@@ -283,11 +279,6 @@ def decompose(activations: str, out: str, params: DecomposeSection | None = None
     finishes what is missing (also with ``overwrite``); a store of another config is refused unless
     ``overwrite``, which replaces it. Inputs are checked before any existing store is touched.
     """
-    import storage_schemas
-    from ..core.cluster import dask_client
-    from ..core.config import with_overrides
-    from ..store.outputs import prepare_output, swap_in
-    from ..store.storage import normalize_url, open_store
 
     section = with_overrides(params or DecomposeSection(), overrides)
     levels = section.levels

@@ -10,9 +10,9 @@
   ``mask_iou`` (baselines); ``probe``, ``probe_conditions`` (probing); ``sweep`` (sweeps); tables and
   figures in ``tables`` and ``figures``.
 """
+from ..core.conditions import NORMAL, Condition, select_conditions
 from .baselines import Localization, localize, localizer_stimuli, mask_iou
 from .conditions import network_conditions, random_condition, top_conditions
-from ..core.conditions import NORMAL, Condition, select_conditions
 from .experiment import evaluate_networks, evaluate_pipeline, paper_conditions, write_reports
 from .probing import labelled_texts, probe, probe_conditions
 from .runner import BACKENDS, evaluate_conditions, read_rows, read_samples

@@ -3,8 +3,9 @@
 - ``Engine``: what ``runner.evaluate_conditions`` asks of an engine: the model it evaluates (``loaded``, ``spec``),
   ``check(condition)`` before any work, ``run(condition, tasks, manager, limit, seed, bootstrap_iters) -> dict``
   (lm-eval's result of one condition) and ``close()`` after the last condition.
-- ``Backend(require, open)``: ``require()`` raises a clear error when the engine cannot run here;
-  ``open(model, out, *, batch_size, hook_module, keep_checkpoints, vllm) -> Engine``.
+- ``Backend(require, engine)``: ``require()`` raises a clear error when the engine cannot run here; ``engine``
+  names the engine class (``module:Class``), imported by ``open(model, out, *, batch_size, hook_module,
+  keep_checkpoints, vllm) -> Engine`` (the class's ``open``) only when a run opens it.
 - ``ENGINES``: ``hf`` (hooks on the loaded model, ``fnet_dist.evaluate.hf_backend.HFEngine``) and ``vllm`` (baked
   checkpoints in fresh processes, ``fnet_dist.evaluate.vllm_backend.VLLMRunner``); each entry imports its
   engine (lm-eval, vLLM, torch) only when opened. ``BACKENDS``: their names.
@@ -12,6 +13,7 @@
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -36,8 +38,15 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class Backend:
+    """An entry of ``ENGINES``: the check that the engine can run here, and where its class lives."""
+
     require: Callable[[], None]
-    open: Callable[..., Engine]
+    engine: str  # "package.module:Class"; the module imports lm-eval / vLLM / torch, so it is loaded when opened
+
+    def open(self, model, out, **options: Any) -> Engine:
+        """The engine for ``model`` (a ``LoadedModel`` or a model spec), writing under ``out``."""
+        module, name = self.engine.split(":")
+        return getattr(importlib.import_module(module), name).open(model, out, **options)
 
 
 def require_vllm() -> None:
@@ -49,25 +58,10 @@ def require_vllm() -> None:
         )
 
 
-def _open_hf(model, out, *, batch_size: int, hook_module: str | None, **_: Any) -> Engine:
-    from ..model.loading import LoadedModel, load_model
-    from .hf_backend import HFEngine
-
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    return HFEngine(loaded, batch_size, hook_module)
-
-
-def _open_vllm(model, out, *, batch_size: int, keep_checkpoints: bool, vllm: Any, **_: Any) -> Engine:
-    from ..model.loading import LoadedModel
-    from .vllm_backend import VLLMRunner
-
-    loaded, spec = (model, model.source.model_id) if isinstance(model, LoadedModel) else (None, str(model))
-    return VLLMRunner(spec, out, batch_size, keep_checkpoints, vllm, loaded)
-
-
 ENGINES: dict[str, Backend] = {
-    "hf": Backend(require=lambda: None, open=_open_hf),
-    "vllm": Backend(require=lambda: require_vllm(), open=_open_vllm),  # looked up when called (tests replace it)
+    "hf": Backend(require=lambda: None, engine="fnet_dist.evaluate.hf_backend:HFEngine"),
+    # require_vllm looked up when called (tests replace it)
+    "vllm": Backend(require=lambda: require_vllm(), engine="fnet_dist.evaluate.vllm_backend:VLLMRunner"),
 }
 BACKENDS = tuple(ENGINES)
 

@@ -21,6 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.offline import domain_texts
+from ..model.masks import NeuronMask
+from .features import residual_features
 
 __all__ = ["Localization", "localize", "localizer_stimuli", "mask_iou", "pseudowords", "top_units"]
 
@@ -49,8 +52,6 @@ def localizer_stimuli(n: int = 240, *, words: int = 12, seed: int = 0,
     if n < 2 or words < 1:
         raise InputError(f"localizer stimuli need n >= 2 and words >= 1; got n={n!r}, words={words!r}")
     if texts is None:
-        from ..core.offline import domain_texts
-
         texts = domain_texts("news")
     pool = _sentences(texts, words)
     if len(pool) < n:
@@ -99,8 +100,6 @@ def localize(model, tokenizer, arch, sentences: Sequence[str], nonwords: Sequenc
     """
     from scipy.stats import ttest_ind
 
-    from ..model.masks import NeuronMask
-    from .features import residual_features
 
     if len(sentences) < 2 or len(nonwords) < 2:
         raise InputError("the localizer needs at least 2 sentences and 2 non-word lists for a t-test")

@@ -8,8 +8,13 @@ neurons, the top percent by |z| (records: ``fnet_dist.core.conditions``).
 """
 from __future__ import annotations
 
+from storage_schemas import NETWORKS
+
 from ..core.conditions import Condition
 from ..core.errors import InputError
+from ..model.edit import Edit
+from ..model.masks import NeuronMask
+from ..store.storage import open_store
 
 __all__ = ["network_conditions", "random_condition", "top_conditions"]
 
@@ -17,10 +22,6 @@ __all__ = ["network_conditions", "random_condition", "top_conditions"]
 def network_conditions(networks, *, threshold: float, two_sided: bool = True, edit: "Edit | None" = None,
                        union: bool = True) -> list[Condition]:
     """One condition per template of a networks store (URL or Dataset), plus their union when ``union``."""
-    from ..model.edit import Edit
-    from ..model.masks import NeuronMask
-    from ..store.storage import open_store
-    from storage_schemas import NETWORKS
 
     ds = open_store(networks, NETWORKS) if isinstance(networks, str) else networks
     edit = edit or Edit("inhibit")
@@ -36,9 +37,6 @@ def network_conditions(networks, *, threshold: float, two_sided: bool = True, ed
 
 def random_condition(shape: tuple[int, int], *, percent: float, seed: int = 0) -> Condition:
     """That share of all neurons, drawn with ``seed``, inhibited."""
-    from ..model.edit import Edit
-    from ..model.masks import NeuronMask
-
     if not 0 < percent < 100:
         raise InputError(f"random percent {percent!r} must lie between 0 and 100 (the paper uses 15)")
     mask = NeuronMask.random(tuple(shape), fraction=percent / 100, seed=seed)
@@ -47,9 +45,6 @@ def random_condition(shape: tuple[int, int], *, percent: float, seed: int = 0) -
 
 def top_conditions(networks, *, percent: float, factor: float, corpus: str | None = None) -> list[Condition]:
     """The top ``percent`` % of neurons by |z| inhibited and multiplied by ``factor``."""
-    from ..model.edit import Edit
-    from ..model.masks import NeuronMask
-
     corpus = corpus or str(getattr(networks, "attrs", {}).get("corpus", "networks"))
     mask = NeuronMask.top_percent(networks, percent)
     return [Condition("top", mask, edit, corpus=corpus, percent=float(percent))

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.conditions import matching
+from ..core.metrics import PERPLEXITY_METRICS, primary_rows
 from ..core.names import network_name
+from ..core.stats import interval, monte_carlo_p
 from .draws import CONTROL_KINDS, separated_masks
-from ..core.metrics import PERPLEXITY_METRICS
+from .figures import control_plot
+from .tables import save_table
 
 __all__ = ["control_tables", "metric_direction", "on_massive", "write_control_reports"]
 
@@ -55,9 +59,6 @@ def control_tables(rows, networks, massive: np.ndarray | None = None, *, fractio
     """
     import pandas as pd
 
-    from ..core.stats import interval, monte_carlo_p
-    from ..core.conditions import matching
-    from ..core.metrics import primary_rows
 
     primary = primary_rows(rows)
     controls, separated = [], []
@@ -108,9 +109,6 @@ def write_control_reports(rows, networks, out, *, massive: np.ndarray | None = N
     """``out/tables/controls`` and ``separated`` (CSV + Markdown) and a figure per task from tidy rows
     (normal, the networks and their controls); returns (controls, separated) DataFrames. ``fraction``, ``level``:
     as in ``control_tables``."""
-    from .figures import control_plot
-    from .tables import save_table
-
     out = Path(out)
     controls, separated = control_tables(rows, networks, massive, fraction=fraction, level=level)
     labels = {n.name: network_name(n.corpus, n.template) for n in networks}

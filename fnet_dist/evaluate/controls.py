@@ -20,11 +20,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..core.conditions import NORMAL
 from ..core.config import EvaluateSection
 from ..core.networks import SMALL_SHARE
 from ..store.outputs import open_output
+from .conditions import network_conditions
 from .control_tables import on_massive, write_control_reports
 from .draws import control_conditions
+from .runner import condition_rows, evaluate_conditions, write_rows
+from .tasks import resolve_tasks
 
 __all__ = [
     "NetworkRef",
@@ -47,8 +51,6 @@ def evaluate_controls(model, networks, out, settings: EvaluateSection, *, tasks,
     """
     import pandas as pd
 
-    from ..core.conditions import NORMAL
-    from .runner import evaluate_conditions
 
     conditions = control_conditions(networks, massive, settings)
     if normal_rows is None:
@@ -104,9 +106,6 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
 
     import pandas as pd
 
-    from .conditions import network_conditions
-    from .runner import evaluate_conditions
-    from .tasks import resolve_tasks
 
     e, c = config.evaluate, config.evaluate.controls
     anatomy = layout.match.network_anatomy
@@ -141,7 +140,6 @@ def merge_controls(config, layout):
 
     import pandas as pd
 
-    from .runner import condition_rows, write_rows
 
     out = layout.controls.folder
     if not layout.controls.plan.is_file():

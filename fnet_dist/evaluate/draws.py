@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.conditions import Condition
 from ..core.config import EvaluateSection
 from ..core.errors import InputError
+from ..model.edit import Edit
 from ..model.masks import NeuronMask
 
 __all__ = ["CONTROL_KINDS", "control_conditions", "random_controls", "separated_masks"]
@@ -89,9 +91,6 @@ def control_conditions(networks, massive: np.ndarray, settings: EvaluateSection)
     network). ``matched_avoid_massive`` draws are made only for networks with a neuron on a massive channel
     (the only ones asked whether their effect survives without).
     """
-    from ..model.edit import Edit
-    from ..core.conditions import Condition
-
     kinds, n_draws, seed, fraction = settings.controls.kinds, settings.controls.draws, settings.seed, settings.random_fraction
     inhibit = Edit("inhibit")
     unknown = [k for k in kinds if k not in CONTROL_KINDS]

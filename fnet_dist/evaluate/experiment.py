@@ -29,13 +29,28 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from storage_schemas import NETWORKS
+
+from ..core.conditions import NORMAL, Condition, edit_label, pick, select_conditions
 from ..core.config import EvaluateSection, MatchSection
 from ..core.errors import InputError
 from ..core.layout import EvaluationFiles
+from ..core.metrics import PERPLEXITY_METRICS, primary_metric, primary_rows
+from ..model.architectures import resolve_architecture
+from ..model.edit import Edit, model_shape
+from ..model.loading import LoadedModel, check_same_model, load_model
 from ..store.outputs import open_output, prepare_output
+from ..store.storage import open_store
+from .backends import get_backend
+from .baselines import localize, localizer_stimuli, mask_iou
 from .conditions import network_conditions, random_condition, top_conditions
-from ..core.conditions import NORMAL, Condition, pick, select_conditions
-from .runner import evaluate_conditions
+from .figures import perplexity_bars, prediction_flips, score_changes, sweep_plot
+from .probing import labelled_texts, probe_conditions
+from .runner import condition_rows, evaluate_conditions, write_rows
+from .sweeps import sweep
+from .tables import condition_table, iou_table, network_rows, network_table, save_table
+from .tasks import resolve_tasks
+from .vllm_backend import vllm_options
 
 __all__ = ["evaluate_networks", "evaluate_pipeline", "evaluate_stage", "merge_evaluation", "paper_conditions", "write_flips", "write_reports"]
 
@@ -43,8 +58,6 @@ log = logging.getLogger(__name__)
 
 
 def _localization(loaded, arch, count: int, settings: EvaluateSection):
-    from .baselines import localize, localizer_stimuli
-
     sentences, nonwords = localizer_stimuli(settings.localizer_stimuli, seed=settings.seed)
     return localize(loaded.model, loaded.tokenizer, arch, sentences, nonwords, count=count)
 
@@ -53,12 +66,6 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: EvaluateSec
                      match: MatchSection = MatchSection(), hook_module: str | None = None):
     """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring); networks are
     thresholded as ``match`` says, and ``settings.conditions`` (shell patterns) keep some of them."""
-    from ..model.architectures import resolve_architecture
-    from ..model.edit import Edit, model_shape
-    from ..model.loading import check_same_model
-    from ..store.storage import open_store
-    from storage_schemas import NETWORKS
-    from .baselines import mask_iou
 
     patterns = list(settings.conditions) or None
     if not networks_urls:
@@ -93,8 +100,6 @@ def _matches(condition: Condition, patterns: Sequence[str] | None) -> bool:
 
 
 def _try_table(build, folder: Path, name: str) -> None:
-    from .tables import save_table
-
     try:
         save_table(build(), folder, name)
     except InputError as exc:
@@ -113,11 +118,6 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
 
     Conditions are chosen by their field columns (``conditions.FIELD_COLUMNS``), never by their names.
     """
-    from .figures import perplexity_bars, score_changes
-    from .tables import condition_table, iou_table, network_rows, network_table
-    from ..core.metrics import primary_rows
-    from ..core.metrics import PERPLEXITY_METRICS, primary_metric
-
     out = Path(out)
     files = EvaluationFiles(out)
     tables, figures = files.tables, files.figures
@@ -157,17 +157,12 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
 
 def edit_label_of(rows: pd.DataFrame, condition: str) -> str:
     """The edit of ``condition``'s rows as a label (``inhibit``, ``multiply1.02``)."""
-    from ..model.edit import Edit
-    from ..core.conditions import edit_label
-
     row = rows.loc[rows["condition"] == condition].iloc[0]
     return edit_label(Edit(row["edit"], 1.0 if pd.isna(row["factor"]) else float(row["factor"])))
 
 
 def write_flips(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
     """``out/flips.csv``: every multiple-choice prediction that changes between normal and a condition (Figure 8)."""
-    from .figures import prediction_flips
-
     frames = []
     for task in dict.fromkeys(rows["task"]):
         for condition in (c for c in dict.fromkeys(rows["condition"]) if c != "normal"):
@@ -188,9 +183,6 @@ def write_flips(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
 
 def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: EvaluateSection, hook_module) -> pd.DataFrame:
     """Tables 12-13: probes under normal, random and all-networks-inhibited conditions."""
-    from .probing import labelled_texts, probe_conditions
-    from .tables import save_table
-
     networks = [c for c in chosen if c.kind == "network" and c.edit.kind == "inhibit"]
     unions = [c for c in networks if c.template is None]
     keep = [c for c in chosen if c.kind in ("normal", "random")] + (unions or networks)
@@ -207,9 +199,6 @@ def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: EvaluateS
 def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str], settings: EvaluateSection,
             hook_module, options: dict) -> pd.DataFrame:
     """Figures 5-7: the top-percent mask and each union of networks at several factors and values."""
-    from .figures import sweep_plot
-    from .sweeps import sweep
-    from ..core.metrics import PERPLEXITY_METRICS, primary_metric
 
     bases = [c for c in chosen if c.edit is not None and c.edit.kind == "inhibit"
              and ((c.kind == "network" and c.template is None) or c.kind == "top")]
@@ -230,9 +219,6 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
     match : the ``match`` config section (the networks' threshold).
     options : go to ``evaluate_conditions`` (``progress`` …).
     """
-    from ..model.loading import LoadedModel, load_model
-    from .backends import get_backend
-    from .tasks import resolve_tasks
 
     options = {"limit": settings.limit, "backend": settings.backend, "batch_size": settings.batch_size, **options}
     get_backend(settings.backend).require()
@@ -277,9 +263,6 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     ``layout.evaluate`` (each condition's own folder and mask). Shard 0 also writes the plan (every
     condition, in order) and runs the probes and sweeps. No shard writes another's files: ``merge_evaluation``
     (the report stage) builds ``results.csv``, the tables and figures. Returns the names evaluated here."""
-    from .tasks import resolve_tasks
-    from .vllm_backend import vllm_options
-
     e, out = config.evaluate, Path(open_output(str(layout.evaluate.folder), "evaluation"))  # refuses a folder of other files
     urls = [layout.networks(corpus) for corpus in config.evaluation_corpora()]
     chosen, extras = paper_conditions(loaded, urls, e, config.match, config.model.hook_module)
@@ -302,8 +285,6 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
 def merge_evaluation(config, layout) -> pd.DataFrame | None:
     """What the report stage makes of the evaluate shards: ``results.csv`` in plan order, the paper's tables
     and figures, ``flips.csv`` and ``experiment.json``; None when nothing was evaluated."""
-    from .runner import condition_rows, write_rows
-
     files = layout.evaluate
     out = files.folder
     if not files.plan.is_file():

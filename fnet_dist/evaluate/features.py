@@ -14,12 +14,15 @@ head (``model.base_model``); padding never enters a feature.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 
 from ..core.errors import InputError
+from ..model.hooks import capture_block_outputs
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["POOLINGS", "final_features", "pool", "residual_features"]
 
@@ -28,6 +31,8 @@ POOLINGS = ("last", "mean")
 
 def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """Pool ``states`` of shape ``(batch, tokens, ...)`` over the real tokens of ``attention_mask`` (batch, tokens)."""
+    import torch
+
     if pooling == "last":
         last = attention_mask.sum(dim=1).clamp(min=1) - 1
         return states[torch.arange(states.shape[0], device=states.device), last]
@@ -40,6 +45,8 @@ def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 def _run(model, tokenizer, texts: Sequence[str], max_tokens: int, batch_size: int,
          extract: Callable[[object], torch.Tensor], pooling: str | Sequence[str]):
     """Pooled features per text: one array, or ``{pooling: array}`` when several poolings are asked for."""
+    import torch
+
     poolings = (pooling,) if isinstance(pooling, str) else tuple(pooling)
     for name in poolings:
         if name not in POOLINGS:
@@ -66,7 +73,6 @@ def _run(model, tokenizer, texts: Sequence[str], max_tokens: int, batch_size: in
 def residual_features(model, tokenizer, arch, texts: Sequence[str], *, pooling: str | Sequence[str] = "last",
                       max_tokens: int = 12, batch_size: int = 16):
     """Decoder-layer outputs pooled per text: ``(n_texts, n_layers, d_model)`` (a dict of them for several poolings)."""
-    from ..model.hooks import capture_block_outputs
 
     layers_arch = dataclasses.replace(arch, block_output="")  # the layer itself: its output is the residual stream
     with capture_block_outputs(model, layers_arch) as capture:

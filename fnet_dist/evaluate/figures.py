@@ -24,14 +24,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.display import drawable, note_undrawn, undrawn
+from ..core.display import drawable, note_undrawn, undrawn, value_axis
 from ..core.errors import InputError
-from ..core.display import value_axis
+from ..core.metrics import PERPLEXITY_METRICS, axis_label, primary_metric, primary_rows, task_label
 from ..core.names import display_name, network_name
 from .runner import read_samples
 from .tables import network_rows
-from ..core.metrics import primary_rows
-from ..core.metrics import PERPLEXITY_METRICS, axis_label, primary_metric, task_label
 
 __all__ = ["control_plot", "format_flip", "perplexity_bars", "prediction_flips", "score_changes", "sweep_plot"]
 

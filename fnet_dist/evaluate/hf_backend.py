@@ -8,7 +8,12 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Any
 
+from ..model.architectures import resolve_architecture
+from ..model.edit import edited, model_shape
+from ..model.loading import LoadedModel, load_model
+from .hflm import LeanHFLM
 from .scoring import Scorer
 
 __all__ = ["HFEngine"]
@@ -17,11 +22,12 @@ __all__ = ["HFEngine"]
 class HFEngine:
     """One ``LeanHFLM`` around the loaded model; each condition runs inside ``edited(...)``."""
 
-    def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
-        from .hflm import LeanHFLM  # lm-eval's HF model: imported when a run needs it
-        from ..model.architectures import resolve_architecture
-        from ..model.edit import model_shape
+    @classmethod
+    def open(cls, model, out, *, batch_size: int, hook_module: str | None, **_: Any) -> "HFEngine":
+        """The engine on ``model`` (a ``LoadedModel``, or a spec loaded here); ``out`` is not used."""
+        return cls(model if isinstance(model, LoadedModel) else load_model(model), batch_size, hook_module)
 
+    def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
         self.loaded = loaded
         self.spec = loaded.source.model_id
         self.arch = resolve_architecture(loaded.model, hook_module)
@@ -34,8 +40,6 @@ class HFEngine:
             condition.mask.check_shape(*self.shape)
 
     def run(self, condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
-        from ..model.edit import edited
-
         key = (tuple(tasks), limit, seed, bootstrap_iters)
         if key not in self.scorers:
             self.scorers[key] = Scorer(self.lm, manager, tasks, limit=limit, seed=seed, bootstrap_iters=bootstrap_iters)

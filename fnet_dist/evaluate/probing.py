@@ -16,8 +16,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.errors import InputError
+from ..core import offline
 from ..core.conditions import Condition, check_conditions
+from ..core.errors import InputError
+from ..model.architectures import resolve_architecture
+from ..model.edit import edited
+from .features import final_features
 
 __all__ = ["LABELLED_TASKS", "labelled_texts", "probe", "probe_conditions"]
 
@@ -26,8 +30,6 @@ LABELLED_TASKS = ("sentiment_rt", "polarity_pl")
 
 def labelled_texts(task: str = "sentiment_rt", n: int = 400, *, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """``n`` texts (half of each label, drawn with ``seed``) and their 0/1 labels."""
-    from ..core import offline
-
     sources = {"sentiment_rt": offline.rotten_tomatoes, "polarity_pl": offline.pang_lee_polarity}
     if task not in sources:
         raise InputError(f"no labelled offline text {task!r} for probing; expected one of {', '.join(LABELLED_TASKS)}")
@@ -68,9 +70,6 @@ def probe_conditions(loaded, conditions: Sequence[Condition], texts: Sequence[st
                      poolings: Sequence[str] = ("last", "mean"), folds: int = 5, seed: int = 0, C: float = 1.0,
                      max_tokens: int = 128, batch_size: int = 16, hook_module: str | None = None) -> pd.DataFrame:
     """Probe the final hidden state of ``loaded`` (a ``LoadedModel``) under each condition."""
-    from ..model.architectures import resolve_architecture
-    from ..model.edit import edited
-    from .features import final_features
 
     conditions = check_conditions(conditions)
     arch = resolve_architecture(loaded.model, hook_module)

@@ -32,9 +32,10 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from .. import __version__
+from ..core.conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
 from ..core.errors import InputError
 from ..store.outputs import open_output
-from ..core.conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
 from .backends import BACKENDS, get_backend
 from .tasks import prepare_tasks, resolve_tasks
 
@@ -145,7 +146,6 @@ def _run_config(loaded: Any, spec: str, tasks: list[str], limit, backend: str, b
                 bootstrap_iters: int) -> dict[str, Any]:
     import lm_eval
 
-    from .. import __version__
 
     model_info = dict(loaded.info) if loaded is not None else {"model_id": spec}
     # each evaluated task's own limit: another task's limit, or writing 3 as {task: 3}, changes no result here

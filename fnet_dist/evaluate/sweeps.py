@@ -15,8 +15,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..core.errors import InputError
 from ..core.conditions import NORMAL, Condition
+from ..core.errors import InputError
+from ..model.edit import Edit
 from .runner import evaluate_conditions
 
 __all__ = ["DEFAULT_FACTORS", "DEFAULT_VALUES", "sweep", "sweep_conditions"]
@@ -36,7 +37,6 @@ def _finite(name: str, amounts: Sequence[float]) -> list[float]:
 def sweep_conditions(bases: Sequence[Condition], *, factors: Sequence[float] = DEFAULT_FACTORS,
                      values: Sequence[float] = DEFAULT_VALUES) -> list[Condition]:
     """Each base condition's mask multiplied by each factor and shifted by each value."""
-    from ..model.edit import Edit
 
     bases = [b for b in bases if b.mask is not None]
     if not bases:

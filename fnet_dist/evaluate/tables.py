@@ -20,8 +20,8 @@ import pandas as pd
 
 from ..core.display import nonfinite_note
 from ..core.errors import InputError
-from ..core.names import network_name
 from ..core.metrics import PERPLEXITY_METRICS, primary_metric, primary_rows, task_label
+from ..core.names import network_name
 
 __all__ = ["condition_table", "iou_table", "network_rows", "network_table", "save_table", "to_markdown"]
 

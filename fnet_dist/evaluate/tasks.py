@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from ..core.errors import InputError
+from ..core.offline import domain_texts, pang_lee_polarity, rotten_tomatoes, wiki_heldout
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -95,26 +96,18 @@ def _passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
 
 
 def _rows_sentiment_rt() -> list[dict]:
-    from ..core.offline import rotten_tomatoes
-
     return _shuffled([{"text": text, "label": label} for text, label in rotten_tomatoes()])
 
 
 def _rows_polarity_pl() -> list[dict]:
-    from ..core.offline import pang_lee_polarity
-
     return _shuffled([{"text": text, "label": label} for text, label in pang_lee_polarity()])
 
 
 def _rows_wiki_ppl() -> list[dict]:
-    from ..core.offline import wiki_heldout
-
     return [{"page": passage} for article in wiki_heldout() for passage in _passages(article)]
 
 
 def _rows_news_ppl() -> list[dict]:
-    from ..core.offline import domain_texts
-
     return [{"page": article} for article in domain_texts("news")]
 
 

@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InputError
+from ..model.bake import bake_checkpoint
+from ..model.loading import LoadedModel, resolve_source
+from .tasks import needs_lm_eval_index
 
 __all__ = ["VLLMRunner", "VLLMSettings", "model_args", "vllm_options", "release_gpu", "restore_gpu", "run_in_process"]
 
@@ -155,9 +158,14 @@ class VLLMRunner:
     """Each condition baked into ``scratch/<slug>`` (the unedited one: the source itself) and evaluated by
     lm-eval's ``vllm`` model in a fresh process."""
 
+    @classmethod
+    def open(cls, model, out, *, batch_size: int, keep_checkpoints: bool, vllm: Any, **_: Any) -> "VLLMRunner":
+        """The engine for ``model`` (a ``LoadedModel`` whose weights are baked, or a model spec)."""
+        loaded, spec = (model, model.source.model_id) if isinstance(model, LoadedModel) else (None, str(model))
+        return cls(spec, out, batch_size, keep_checkpoints, vllm, loaded)
+
     def __init__(self, spec: str, out: Path, batch_size: int, keep_checkpoints: bool,
                  settings: VLLMSettings | None = None, loaded: Any = None) -> None:
-        from ..model.loading import resolve_source
 
         self.spec, self.source, self.out, self.keep = spec, resolve_source(spec), Path(out), keep_checkpoints
         self.settings = settings or VLLMSettings()
@@ -180,8 +188,6 @@ class VLLMRunner:
 
     def request(self, condition, tasks, manager, limit, seed, bootstrap_iters) -> tuple[dict, Path | None]:
         """The child's request for ``condition`` (baking its checkpoint first) and the checkpoint to delete."""
-        from ..model.bake import bake_checkpoint
-
         checkpoint = None
         if condition.mask is None and self.source.gguf_file:
             args = model_args(str(Path(self.source.path) / self.source.gguf_file), self.settings, seed,
@@ -194,7 +200,6 @@ class VLLMRunner:
                                     revision=self.settings.revision, trust_remote_code=self.settings.trust_remote_code,
                                     device="cpu")
             args = model_args(str(baked), self.settings, seed, hub=False)
-        from .tasks import needs_lm_eval_index
 
         include = [str(p) for p in getattr(manager, "include_path", None) or []]
         request = {"condition": condition.name, "model_args": args, "tasks": list(tasks), "limit": limit, "seed": seed,

@@ -29,9 +29,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from storage_schemas import ACTIVATIONS, NETWORKS
+
 from ..core.errors import InputError
-from ..core.networks import DEFAULT_THRESHOLD
+from ..core.networks import DEFAULT_THRESHOLD, binarize
 from ..core.signals import peak_token_share, token_sources
+from ..store.storage import open_store
 from .io import write_file
 
 __all__ = [
@@ -61,9 +64,7 @@ class MassiveRule:
 
 def _open(activations):
     if isinstance(activations, str):
-        from storage_schemas import ACTIVATIONS
 
-        from ..store.storage import open_store
 
         return open_store(activations, ACTIVATIONS)
     return activations
@@ -165,12 +166,9 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
     ``samples`` group-split samples gives ``peak_token_share`` (mean share of energy on one token) and
     ``first_token_peak_share`` (share of samples whose source peaks at token 0).
     """
-    from ..core.networks import binarize
 
     if isinstance(networks, str):
-        from storage_schemas import NETWORKS
 
-        from ..store.storage import open_store
 
         networks = open_store(networks, NETWORKS)
     maps = networks["group_map"].values  # (component, layer, neuron)
@@ -199,7 +197,7 @@ def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshol
         for sample in group.tolist():
             n = int(ds["n_tokens"].values[sample])
             x = ds["activation"][sample, :n].values.reshape(n, -1)
-            sources = token_sources(x, flat, dtype=np.float64).T
+            sources = token_sources(x, flat, "spatial", dtype=np.float64).T  # group templates: CanICA is spatial
             shares.append(peak_token_share(sources))
             firsts.append(np.abs(sources).argmax(axis=1) == 0)
         table["peak_token_share"] = np.mean(shares, axis=0) if shares else np.nan
@@ -214,9 +212,7 @@ def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
     Returns the mask, bool of shape (n_layers, d_model)."""
     import io
 
-    from storage_schemas import NETWORKS
 
-    from ..store.storage import open_store
 
     stores = [open_store(url, NETWORKS) for url in networks]
     sources = [str(ds.attrs["activations"]) for ds in stores]

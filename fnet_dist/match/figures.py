@@ -8,12 +8,16 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..core.display import figure_png, pool_columns, value_axis
 from ..core.names import network_name
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "FIGURE_NAMES",
@@ -32,6 +36,8 @@ def plot_networks(templates: dict[str, np.ndarray]) -> Figure:
 
     templates : {corpus: bool array of shape (n_templates, n_layers, d_model)}.
     """
+    from matplotlib.figure import Figure
+
     names = list(templates)
     n_rows = max(len(t) for t in templates.values())
     fig = Figure(figsize=(3.2 * len(names), 0.9 * n_rows + 0.8), constrained_layout=True)
@@ -71,6 +77,8 @@ def _heatmap(ax, values: np.ndarray, rows: list, columns: list, fmt: str, limits
 
 def plot_counterparts(consistency: pd.DataFrame) -> Figure:
     """Counterparts (individual maps with IoU above the match threshold) per template (rows) and corpus (columns)."""
+    from matplotlib.figure import Figure
+
     wide = consistency.pivot(index="template", columns="corpus", values="counterparts")
     wide = wide[list(dict.fromkeys(consistency["corpus"]))]
     fig = Figure(figsize=(1.2 * wide.shape[1] + 2.5, 0.4 * wide.shape[0] + 1.5), constrained_layout=True)
@@ -85,6 +93,8 @@ def plot_counterparts(consistency: pd.DataFrame) -> Figure:
 
 def plot_layer_distribution(network_sizes: pd.DataFrame) -> Figure:
     """Neurons of all templates per layer, one line per corpus (the distribution of Appendix A.3)."""
+    from matplotlib.figure import Figure
+
     layer_columns = [c for c in network_sizes.columns if c.startswith("layer_")]
     fig = Figure(figsize=(6.5, 3.2), constrained_layout=True)
     ax = fig.subplots()
@@ -101,6 +111,8 @@ def plot_layer_distribution(network_sizes: pd.DataFrame) -> Figure:
 
 def plot_cross_corpus(cross_corpus: pd.DataFrame) -> Figure:
     """Template × template IoU between corpora; each pair of corpora once (upper blocks)."""
+    from matplotlib.figure import Figure
+
     labels = list(dict.fromkeys(
         [network_name(d, t) for d, t in zip(cross_corpus["corpus_1"], cross_corpus["template_1"])]
         + [network_name(d, t) for d, t in zip(cross_corpus["corpus_2"], cross_corpus["template_2"])]

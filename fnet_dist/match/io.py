@@ -16,6 +16,7 @@ from storage_schemas import NETWORKS
 from ..core.config import MatchSection
 from ..core.errors import InputError
 from ..core.networks import binarize, sparse_networks
+from ..store.storage import filesystem, open_store
 
 __all__ = ["CorpusNetworks", "load_networks", "write_file"]
 
@@ -49,8 +50,6 @@ class CorpusNetworks:
 
 def load_networks(url: str, config: MatchSection) -> CorpusNetworks:
     """Open the networks store at ``url`` and threshold its maps (individual maps stay lazy)."""
-    from ..store.storage import open_store
-
     ds = open_store(url, NETWORKS)
     n_layers, d_model = int(ds.attrs["n_layers"]), int(ds.attrs["d_model"])
     shape = tuple(int(n) for n in ds["group_map"].shape[1:])
@@ -80,8 +79,6 @@ def _plain(value):
 
 def write_file(out: str, name: str, data: str | bytes) -> str:
     """Write ``data`` to ``out/name`` through fsspec (``out`` a local folder or a URL); returns its URL."""
-    from ..store.storage import filesystem
-
     fs, folder = filesystem(out)
     fs.makedirs(folder, exist_ok=True)
     target = f"{folder}/{name}"

@@ -21,6 +21,7 @@ import functools
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.networks import csr_networks
 
 __all__ = ["iou_from_counts", "lazy_iou", "pack_bits", "pairwise_iou", "reference_iou", "sparse_counts", "template_table"]
 
@@ -228,7 +229,6 @@ def _as_csr(mask):
     CSR input is returned as it is."""
     import scipy.sparse as sp
 
-    from ..core.networks import csr_networks
 
     if not sp.issparse(mask):
         return csr_networks(mask)

@@ -21,13 +21,19 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-
 from .. import __version__
+from ..core.cluster import dask_client, gather
 from ..core.config import MatchSection, with_overrides
 from ..core.display import nonfinite_note
 from ..core.errors import InputError
 from ..core.networks import describe_networks, flatten_networks
+from ..store.outputs import prepare_output, replacing
+from ..store.storage import filesystem, normalize_url
+from . import figures
+from .anatomy import write_anatomy
 from .io import CorpusNetworks, load_networks, write_file
+from .iou import lazy_iou, pairwise_iou
+from .nulls import match_nulls
 
 __all__ = ["MatchResults", "markdown_table", "match_networks"]
 
@@ -86,8 +92,6 @@ def consistency_rows(name: str, corpus: CorpusNetworks, iou: np.ndarray, thresho
 
 def cross_corpus_rows(names: Sequence[str], corpora: Sequence[CorpusNetworks], similar_iou: float) -> pd.DataFrame:
     """IoU between the templates of every pair of corpora (Table 2), with ``similar`` = IoU > ``similar_iou``."""
-    from .iou import pairwise_iou
-
     frames = []
     for (i, a), (j, b) in itertools.combinations(enumerate(corpora), 2):
         iou = pairwise_iou(flatten_networks(a.templates), flatten_networks(b.templates))
@@ -164,9 +168,6 @@ class MatchResults:
 
 def _compute_ious(corpora: Sequence[CorpusNetworks], scheduler: str | None):
     """All template × individual IoUs and individual sizes in one Dask computation."""
-    from ..core.cluster import dask_client, gather
-    from .iou import lazy_iou
-
     lazy = []
     for corpus in corpora:
         iou, _, sizes = lazy_iou(flatten_networks(corpus.templates), corpus.individual)
@@ -227,8 +228,6 @@ def match_networks(networks: Sequence[str], out: str, params: MatchSection | Non
     ``out`` is written whole beside and swapped in (``fnet_dist.store.outputs.replacing``): earlier match results
     there are replaced only with ``overwrite``, anything else never.
     """
-    from ..store.outputs import prepare_output, replacing
-    from ..store.storage import normalize_url
 
     config = with_overrides(params or MatchSection(), overrides)
     if not networks:
@@ -258,9 +257,6 @@ def match_networks(networks: Sequence[str], out: str, params: MatchSection | Non
 
 def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
     """Massive channels and network anatomy (``fnet_dist.match.anatomy``), then the nulls (``fnet_dist.match.nulls``), under ``out``."""
-    from .anatomy import write_anatomy
-    from .nulls import match_nulls
-
     union = write_anatomy(urls, out, config)
     log.info("anatomy: %d massive channels (peak ≥ %g × layer median and ≥ %g)", int(union.sum()),
              config.massive_ratio, config.massive_min_value)
@@ -270,8 +266,6 @@ def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
 
 def network_anatomy_rows(out: str) -> pd.DataFrame:
     """``network_anatomy.csv`` under ``out`` (a folder or URL)."""
-    from ..store.storage import filesystem
-
     fs, folder = filesystem(out)
     with fs.open(f"{folder}/network_anatomy.csv", "rb") as handle:
         return pd.read_csv(handle)
@@ -279,8 +273,6 @@ def network_anatomy_rows(out: str) -> pd.DataFrame:
 
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
     """Write tables (CSV + Markdown), figures (PNG) and ``results.json`` under ``out``; fills ``results.files``."""
-    from . import figures
-
     config = results.config
     texts = {
         "consistency.csv": results.consistency.to_csv(index=False),

@@ -28,7 +28,10 @@ import pandas as pd
 
 from ..core.config import MatchSection
 from ..core.errors import InputError
+from ..core.stats import monte_carlo_p
+from ..store.storage import filesystem
 from .io import load_networks, write_file
+from .iou import iou_from_counts, sparse_counts, template_table
 
 __all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
            "overlap_null", "recurrence_table"]
@@ -70,8 +73,6 @@ def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int = 999
     templates : bool (n_templates, n_layers, d_model); maps : the individual networks, (n_maps, n_layers *
     d_model) CSR (or anything ``fnet_dist.match.iou.sparse_counts`` takes); a counterpart is a map with IoU > ``iou``.
     """
-    from .iou import iou_from_counts, sparse_counts, template_table
-
     templates = np.asarray(templates, dtype=bool)
     out = np.empty((len(templates), n_draws), dtype=np.int64)
     sizes = templates.reshape(len(templates), -1).sum(axis=1)
@@ -89,8 +90,6 @@ def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int = 999
 def counterpart_table(consistency: pd.DataFrame, null: dict[str, np.ndarray], seed: int) -> pd.DataFrame:
     """``consistency`` (one row per corpus and template) with each template's null: mean and 97.5th percentile
     of the random networks' counterparts, their number, and the Monte Carlo p-value of the observed count."""
-    from ..core.stats import monte_carlo_p
-
     frames = []
     for corpus, rows in consistency.groupby("corpus", sort=False):
         counts = null[corpus][rows["template"].to_numpy() - 1]
@@ -185,7 +184,6 @@ def match_nulls(urls: list[str], out, config: MatchSection, *, massive: np.ndarr
     import dask
     import scipy.sparse as sp
 
-    from ..store.storage import filesystem
 
     permutations, first_token_share = config.permutations, config.first_token_share
     out = str(out)

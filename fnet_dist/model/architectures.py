@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
-
-import torch
+from typing import TYPE_CHECKING, Iterable, Literal
 
 from ..core.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Architecture",

@@ -13,18 +13,22 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..core.errors import InputError
-from .architectures import Architecture, decoder_layers, get_module
+from ..store.outputs import prepare_output
+from .architectures import Architecture, decoder_layers, get_module, resolve_architecture
 from .bake_stream import StreamedBakeUnsupported, bake_streamed
 from .checkpoint import edit_provenance, write_checkpoint_folder, write_provenance
 from .edit import Edit, model_shape
+from .loading import check_same_model, load_model
 from .masks import NeuronMask
 from .weights import CHANNEL_DIM, edit_bias, edit_weight
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["bake", "bake_checkpoint"]
 
@@ -74,6 +78,8 @@ def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edi
 
     Everything is checked before any weight changes, so a refused bake leaves the model untouched.
     """
+    import torch
+
     if not isinstance(edit, Edit):
         raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
     n_layers, d_model = model_shape(model, arch)
@@ -93,6 +99,8 @@ def _drop_dequantized_gguf(model: torch.nn.Module) -> None:
     transformers keeps the quantizer after dequantizing a GGUF file and then refuses ``save_pretrained``;
     the weights are ordinary, so the checkpoint is an ordinary (safetensors) one.
     """
+    import torch
+
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is None:
         return
@@ -119,9 +127,6 @@ def bake_checkpoint(
     anything but a baked checkpoint is refused before any work), and a mask made from networks of another
     model than ``model_spec`` is refused.
     """
-    from .architectures import resolve_architecture
-    from .loading import check_same_model, load_model
-    from ..store.outputs import prepare_output
 
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
     prepare_output(str(out), "checkpoint", overwrite=overwrite)  # refused before the model is read

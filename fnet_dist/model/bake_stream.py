@@ -20,17 +20,20 @@ import shutil
 import struct
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from ..core.errors import InputError
 from .architectures import Architecture, resolve_architecture
 from .checkpoint import edit_provenance, write_checkpoint_folder, write_provenance
 from .edit import Edit
-from ..core.errors import InputError
+from .loading import check_same_model, resolve_source
 from .masks import NeuronMask
 from .weights import CHANNEL_DIM, edit_bias, edit_weight
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["StreamedBakeUnsupported", "bake_streamed", "checkpoint_folder"]
 
@@ -46,8 +49,6 @@ class StreamedBakeUnsupported(InputError):
 def checkpoint_folder(spec: str, revision: str | None = None) -> Path:
     """The folder holding ``spec``'s files: a local folder as is, a hub id from the Hugging Face cache
     (downloaded there when the hub is reachable)."""
-    from .loading import resolve_source
-
     source = resolve_source(spec)
     if source.gguf_file:
         raise StreamedBakeUnsupported(f"{spec!r} is a GGUF file, not a safetensors checkpoint")
@@ -138,6 +139,7 @@ def _plan(folder: Path, mask: NeuronMask, edit: Edit, dtype: str) -> tuple[Archi
 
 def _rewrite(copy: Path, source: Path, name: str, data_start: int, offsets: list[int], update) -> None:
     """Read tensor ``name`` from ``source`` alone, ``update`` it in place, write its bytes into ``copy``."""
+    import torch
     from safetensors import safe_open
 
     with safe_open(str(source), framework="pt") as handle:
@@ -155,9 +157,10 @@ def bake_streamed(spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLik
                   revision: str | None = None, dtype: str = "auto") -> str:
     """Bake ``edit`` of ``mask`` into a copy of the safetensors checkpoint ``spec`` at folder ``out`` (written in
     the staging folder of ``outputs.replacing`` and swapped in; a mask of another model is refused)."""
+    import torch
+
     if not isinstance(edit, Edit):
         raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
-    from .loading import check_same_model, resolve_source
 
     source = resolve_source(spec)
     folder = checkpoint_folder(spec, revision)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
+from ..store.outputs import replacing
 from .architectures import Architecture
 from .edit import Edit
 from .masks import NeuronMask
@@ -39,8 +40,6 @@ def write_checkpoint_folder(out: str | os.PathLike, overwrite: bool, fill: Calla
     """Run ``fill(folder)`` on the staging folder ``outputs.replacing`` gives for ``out`` and swap it in when
     complete: an interrupted bake never leaves a checkpoint that looks finished nor harms the old one, and
     ``out`` may hold an earlier baked checkpoint (replaced only with ``overwrite``), never anything else."""
-    from ..store.outputs import replacing
-
     out = Path(os.path.expanduser(os.fspath(out))).resolve()
     with replacing(str(out), "checkpoint", overwrite=overwrite) as staged:
         fill(Path(staged))

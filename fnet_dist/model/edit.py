@@ -14,14 +14,16 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Callable, Iterator, Literal
 
 import numpy as np
-import torch
 
-from .architectures import Architecture, block_output_modules
 from ..core.errors import InputError
+from .architectures import Architecture, block_output_modules
 from .masks import NeuronMask
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["EDIT_KINDS", "Edit", "edited", "model_shape"]
 
@@ -82,6 +84,8 @@ def _channel_hook(edit: Edit, row: np.ndarray, dtype: torch.dtype) -> Callable:
     otherwise (1.02 in bfloat16 is 1.0234) in float32, rounded once back to the model's dtype. The edit
     vector follows the output to its device (a model split by ``device_map`` runs layers on several).
     """
+    import torch
+
     value = 0.0 if edit.kind == "inhibit" else edit.value
     exact = torch.tensor(value, dtype=dtype).item() == value
     work = dtype if exact else torch.float32

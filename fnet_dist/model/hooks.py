@@ -10,11 +10,12 @@ Hooks are always removed on exit, also when the forward pass raises.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .architectures import Architecture, block_output_modules
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["BlockCapture", "capture_block_outputs", "first_tensor"]
 
@@ -39,6 +40,8 @@ class BlockCapture:
 
     def stacked(self) -> torch.Tensor:
         """``(batch, tokens, n_layers, d_model)`` of the captured layers in order."""
+        import torch
+
         missing = [i for i in self.layers if i not in self.outputs]
         if missing:
             raise RuntimeError(f"no block output captured for layers {missing}: was the model run inside the context?")

@@ -20,32 +20,37 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InputError
 from ..core.offline import smollm2_gguf
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEFAULT_MODEL", "DTYPES", "DTYPE_CHOICES", "LoadedModel", "ModelSource", "check_same_model", "input_device",
            "load_error", "load_model", "parse_dtype", "parse_max_memory", "resolve_device", "resolve_source"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.h5", "*.msgpack")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "float16", "bfloat16")  # torch dtypes by name (torch is imported where a model is loaded)
 DTYPE_CHOICES = ("auto", *DTYPES)
 log = logging.getLogger(__name__)
 
 
 def parse_dtype(name: str) -> torch.dtype:
     """``"float32"|"float16"|"bfloat16"`` -> torch dtype; a clear error otherwise."""
+    import torch
+
     if name not in DTYPES:
         raise InputError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
-    return DTYPES[name]
+    return getattr(torch, name)
 
 
 def _torch_dtype(name: str, cuda: bool) -> torch.dtype | str:
     """What ``from_pretrained`` gets: ``"auto"`` (the checkpoint's dtype) on CUDA, float32 on the CPU."""
+    import torch
+
     if name == "auto":
         return "auto" if cuda else torch.float32
     return parse_dtype(name)
@@ -69,12 +74,16 @@ def parse_max_memory(items: Any) -> dict[int | str, str] | None:
 
 def input_device(model: torch.nn.Module) -> torch.device:
     """Where a forward pass's inputs go: the input embedding's device (the CPU when it is offloaded)."""
+    import torch
+
     weight = model.get_input_embeddings().weight
     return torch.device("cpu") if weight.device.type == "meta" else weight.device
 
 
 def resolve_device(name: str | None) -> torch.device:
     """``None``/``"auto"`` -> CUDA when present, else CPU; anything else as torch reads it."""
+    import torch
+
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -173,6 +182,7 @@ def load_model(
     caps go to ``offload_folder``, default a temporary folder) and ``device`` is not used; the
     ``LoadedModel.device`` is then where inputs go (``input_device``).
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if dtype not in DTYPE_CHOICES:

@@ -18,8 +18,11 @@ from typing import Any, Iterable, Sequence
 import fsspec
 import numpy as np
 
+from storage_schemas import NETWORKS
+
 from ..core.errors import InputError
 from ..core.networks import DEFAULT_THRESHOLD, binarize
+from ..store.storage import normalize_url, open_store
 
 __all__ = ["NeuronMask", "mask_shape"]
 
@@ -44,9 +47,7 @@ def _group_maps(networks: Any) -> tuple[np.ndarray, str, dict]:
     """``group_map`` of a networks store URL or opened Dataset, shape (n_components, n_layers, d_model), its
     URL, and the model it was made from (``{"model_id", "model_revision"}``, as recorded)."""
     if isinstance(networks, str) or hasattr(networks, "__fspath__"):
-        from storage_schemas import NETWORKS
 
-        from ..store.storage import normalize_url, open_store
 
         url = normalize_url(networks)
         networks = open_store(url, NETWORKS)

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import torch
 
+from .. import __version__
+
 __all__ = ["TINY_FAMILIES", "ChatGLMStandIn", "build_tiny_model", "byte_tokenizer"]
 
 _COMMON = dict(vocab_size=260, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -140,7 +142,6 @@ def activation_dataset(
     import numpy as np
     import xarray as xr
 
-    from .. import __version__
 
     activation = np.asarray(activation)
     n_samples, max_tokens, n_layers, _ = activation.shape
@@ -182,7 +183,6 @@ def networks_dataset(group_map, individual_map=None, *, status=None, corpus: str
     import numpy as np
     import xarray as xr
 
-    from .. import __version__
 
     group_map = np.asarray(group_map, dtype=np.float32)
     rng = np.random.default_rng(seed)

@@ -10,19 +10,23 @@
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
 from .architectures import resolve_architecture
 from .hooks import capture_block_outputs
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["layer_outputs", "tokenize_text", "trace_text"]
 
 
 def layer_outputs(loaded: Any, arch: Any, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
     """Run the decoder (no LM head) on a padded batch; returns each layer's ``(batch, tokens, d_model)`` output."""
+    import torch
+
     decoder = getattr(loaded.model, "base_model", loaded.model)
     with torch.inference_mode(), capture_block_outputs(loaded.model, arch) as capture:
         decoder(input_ids=ids, attention_mask=mask, use_cache=False)
@@ -34,6 +38,8 @@ def trace_text(loaded: Any, ids: Sequence[int], hook_module: str | None = None) 
 
     ``hook_module``: the block-output pattern (``"model.layers.{i}.mlp"``) for a family not in the registry.
     """
+    import torch
+
     arch = resolve_architecture(loaded.model, hook_module)
     tokens = torch.tensor([list(ids)], device=loaded.device)
     outputs = layer_outputs(loaded, arch, tokens, torch.ones_like(tokens))

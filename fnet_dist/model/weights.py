@@ -9,9 +9,12 @@ by shard): an ``Edit`` of some output channels written into a bake module's weig
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .edit import Edit
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CHANNEL_DIM", "edit_bias", "edit_weight"]
 
@@ -27,6 +30,8 @@ def _edit_channels(param: torch.Tensor, dim: int, index: torch.Tensor, update) -
 def edit_weight(weight: torch.Tensor, kind: str, index: torch.Tensor, edit: Edit) -> None:
     """Edit output channels ``index`` of a bake-module weight (``kind`` as in ``Architecture.bake_kind``), in
     place, computed in float32 and rounded once to the weight's dtype."""
+    import torch
+
     f, plus_one = edit.value, kind == "norm_scale_plus_one"
     if edit.kind == "inhibit":
         _edit_channels(weight, CHANNEL_DIM[kind], index, lambda w: torch.full_like(w, -1.0 if plus_one else 0.0))
@@ -37,6 +42,8 @@ def edit_weight(weight: torch.Tensor, kind: str, index: torch.Tensor, edit: Edit
 
 def edit_bias(bias: torch.Tensor, index: torch.Tensor, edit: Edit) -> None:
     """Edit entries ``index`` of a bake-module bias, in place (float32, rounded once)."""
+    import torch
+
     f = edit.value
     update = {"inhibit": torch.zeros_like, "multiply": lambda b: (b.float() * f).to(b.dtype),
               "add": lambda b: (b.float() + f).to(b.dtype)}[edit.kind]

@@ -22,11 +22,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from storage_schemas import NETWORKS
+
 from .. import __version__
 from ..core.conditions import matching, pick
+from ..core.config import load_config
 from ..core.errors import FnetError, InputError
 from ..core.layout import EvaluationFiles, RunLayout
 from ..core.metrics import PERPLEXITY_METRICS, primary_rows
+from ..stages import stage_hash
+from ..store.storage import open_store
 from . import paper_tables
 
 __all__ = ["FIGURES", "MARK", "RunInfo", "compare_paper", "paper_figures", "run_figures"]
@@ -154,9 +159,6 @@ class RunInfo:
 
 
 def _run_info(root: Path, label: str) -> RunInfo:
-    from ..core.config import load_config
-    from ..stages import stage_hash
-
     info = RunInfo(label=label, root=root)
     if (root / "config.yaml").is_file():
         config = load_config(root / "config.yaml")
@@ -301,9 +303,6 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
 def _individual_shares(layout, corpora) -> pd.DataFrame:
     """Per corpus: the share of individual ICAs that converged and of individual maps peaking on one token
     (from the networks stores; a corpus whose store is gone shows "—")."""
-    from storage_schemas import NETWORKS
-
-    from ..store.storage import open_store
 
     rows = []
     for corpus in corpora:

@@ -25,14 +25,25 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import __version__
-from ..store.activations import (SampleWriter, StoreLayout, complete_mask, config_hash, prepare_store, recording_target,
-                               refuse_foreign, summarize_store)
-from ..core.corpora import Sample, load_corpus, select_samples
 from ..core.config import ModelSection, RecordSection, with_overrides
+from ..core.corpora import Sample, load_corpus, select_samples
 from ..core.errors import InputError
+from ..model.architectures import resolve_architecture
 from ..model.hooks import capture_block_outputs
-from ..model.loading import LoadedModel
+from ..model.loading import LoadedModel, load_model
 from ..model.trace import layer_outputs
+from ..store.activations import (
+    SampleWriter,
+    StoreLayout,
+    complete_mask,
+    config_hash,
+    prepare_store,
+    recording_target,
+    refuse_foreign,
+    summarize_store,
+)
+from ..store.outputs import swap_in
+from ..store.storage import normalize_url
 
 __all__ = ["parse_shard", "record_activations", "summarize_store", "token_budget"]
 
@@ -240,7 +251,6 @@ def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]],
     total = sum(s.n_tokens for batch in batches for s in batch if not done[s.position])
     shard = f"{shard[0]}/{shard[1]}"
     with tqdm(total=total, unit="tok", desc=f"record {shard}", disable=not progress) as bar:
-
         def hand_over(batch: list[Sample], copy: _HostCopy) -> None:
             for sample, stored, peak in _stored_samples(copy, batch, config.store_dtype):
                 if not done[sample.position]:
@@ -288,10 +298,6 @@ def record_activations(
     into samples of at least that many tokens (``fnet_dist.core.corpora.select_samples``). ``batch_tokens`` > 0
     caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
-    from ..model.architectures import resolve_architecture
-    from ..model.loading import load_model
-    from ..store.outputs import swap_in
-    from ..store.storage import normalize_url
 
     config = with_overrides(params or RecordSection(), overrides)
     shard = _check_shard(tuple(shard) if isinstance(shard, list) else shard)

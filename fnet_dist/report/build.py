@@ -29,6 +29,9 @@ from .. import __version__
 from ..core.errors import StageError, one_line
 from ..core.layout import RunLayout
 from ..core.names import display_name, display_names, network_name
+from ..store.storage import store_exists
+from .explain import explain_text
+from .explain_page import attribution_fragment
 from .findings import FindingSettings, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page
@@ -233,7 +236,6 @@ def _stores(page: Page, config, layout) -> int | None:
     """Recording and decomposition summaries; returns the number of neurons (n_layers × d_model)."""
     import xarray as xr
 
-    from ..store.storage import store_exists
 
     record_rows, decompose_rows, total = [], [], None
     for corpus in config.corpora:
@@ -361,9 +363,6 @@ def _attribution(page: Page, config, layout, model) -> None:
         return
     import xarray as xr
 
-    from .explain import explain_text
-    from .explain_page import attribution_fragment
-    from ..store.storage import store_exists
 
     page.section("Token attribution (Figures 9-18)")
     for corpus in config.corpora:

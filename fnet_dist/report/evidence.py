@@ -27,7 +27,9 @@ import pandas as pd
 
 from ..core.conditions import FIELD_COLUMNS, matching, slug_of
 from ..core.layout import EvaluationFiles
+from ..core.metrics import primary_rows
 from ..core.names import display_name
+from ..model.masks import NeuronMask
 
 __all__ = ["Evidence"]
 
@@ -40,8 +42,6 @@ class Evidence:
 
     @cached_property
     def rows(self) -> pd.DataFrame:
-        from ..core.metrics import primary_rows
-
         frames = [pd.read_csv(p) for p in (self.evaluation.results, self.controls.results) if p.is_file()]
         if not frames:
             return pd.DataFrame(columns=["condition", "task", "metric", "value", "neurons", *FIELD_COLUMNS])
@@ -139,8 +139,6 @@ class Evidence:
         return names[0] if names else None
 
     def mask(self, condition: str):
-        from ..model.masks import NeuronMask
-
         path = self.evaluation.mask(slug_of(condition))
         return NeuronMask.load(str(path)) if path.is_file() else None
 

@@ -15,8 +15,14 @@ from typing import Sequence
 
 import numpy as np
 
+from storage_schemas import NETWORKS
+
 from ..core.errors import InputError
+from ..core.networks import DEFAULT_THRESHOLD, binarize, network_sizes
 from ..core.signals import token_sources
+from ..model.loading import check_same_model
+from ..model.trace import tokenize_text, trace_text
+from ..store.storage import normalize_url, open_store
 
 __all__ = ["TokenAttribution", "explain_text"]
 
@@ -56,12 +62,7 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
     ``hook_module``: the block-output pattern (``"model.layers.{i}.mlp"``) for a family not in the registry;
     use the one the activations were recorded with.
     """
-    from storage_schemas import NETWORKS
 
-    from ..model.loading import check_same_model
-    from ..model.trace import tokenize_text, trace_text
-    from ..core.networks import DEFAULT_THRESHOLD, binarize, network_sizes
-    from ..store.storage import normalize_url, open_store
 
     url = normalize_url(networks_url)
     ds = open_store(url, NETWORKS)
@@ -80,7 +81,8 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
         )
     check_same_model(ds.attrs, loaded_model.info, f"the networks store {url}")
     selected = maps[[c - 1 for c in chosen]].reshape(len(chosen), -1)
-    sources = token_sources(recorded.reshape(len(ids), -1), maps.reshape(len(maps), -1), dtype=np.float64)
+    sources = token_sources(recorded.reshape(len(ids), -1), maps.reshape(len(maps), -1), "spatial",  # CanICA templates
+                            dtype=np.float64)
     weights = sources[:, [c - 1 for c in chosen]].T
     sizes = network_sizes(binarize(selected.reshape(len(chosen), *maps.shape[1:]), DEFAULT_THRESHOLD))
     return TokenAttribution(text, ids, pieces, spans, chosen, weights, [int(s) for s in sizes],

@@ -28,8 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.conditions import matching
 from ..core.config import EvaluateSection, ReportSection
 from ..core.layout import EvaluationFiles, MatchFiles, RunLayout
+from ..core.names import network_name
+from ..core.networks import SMALL_SHARE
 from ..core.stats import (
     CORRECTIONS,
     VERDICT_RULE,
@@ -43,9 +46,6 @@ from ..core.stats import (
     overlap_test,
     paired_effect,
 )
-from ..core.names import network_name
-from ..core.conditions import matching
-from ..core.networks import SMALL_SHARE
 from .evidence import Evidence
 
 _RUN = RunLayout(Path())  # paths relative to a run folder, as findings.json links its tables

@@ -20,6 +20,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..core.display import nonfinite_note
+
 __all__ = ["MAX_ROWS", "Page", "anchor_id", "table_html"]
 
 _ANCHORS = itertools.count(1)
@@ -172,7 +174,6 @@ def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (),
     ``MAX_ROWS`` are hidden until the reader ticks the show-all control."""
     import pandas as pd
 
-    from ..core.display import nonfinite_note
 
     missing = [k for k in key if k not in frame.columns]
     if missing:

@@ -22,15 +22,14 @@ import json
 import os
 import queue
 import tempfile
-import uuid
 import threading
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import xarray as xr
 
 from storage_schemas import ACTIVATIONS
 
@@ -38,6 +37,9 @@ from ..core.corpora import Selection
 from ..core.errors import StoreError
 from .outputs import prepare_output, staging_url
 from .storage import filesystem, normalize_url, open_store, remove_store, store_exists
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "CHUNK_BYTES",
@@ -101,6 +103,7 @@ def config_hash(config: Mapping[str, Any]) -> str:
 def _template(selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any]) -> xr.Dataset:
     """The store as a Dataset: a lazy all-fill ``activation`` and the filled per-sample variables."""
     import dask.array as da
+    import xarray as xr
 
     samples = selection.samples
     n, t = layout.n_samples, layout.n_tokens
@@ -295,6 +298,8 @@ def recording_target(url: str, digest: str, *, overwrite: bool, shard: tuple[int
 
 def complete_mask(url: str) -> np.ndarray:
     """``complete(sample)`` of the store at ``url``, read fresh (bool array of shape (n_samples,))."""
+    import xarray as xr
+
     return xr.open_zarr(normalize_url(url), consolidated=False)["complete"].values.astype(bool)
 
 

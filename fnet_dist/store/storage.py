@@ -15,15 +15,16 @@ S3-compatible endpoints and credentials come from the environment as fsspec read
 """
 from __future__ import annotations
 
-from typing import Any
-
-import xarray as xr
+from typing import TYPE_CHECKING, Any
 
 from storage_schemas import SchemaError, StoreSchema
 
 from ..core.errors import StoreError
 from .locations import filesystem, normalize_url, remove_store
 from .outputs import STORE_KINDS, replacing
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["access_error", "filesystem", "normalize_url", "open_store", "remove_store", "store_exists", "write_store"]
 
@@ -37,6 +38,8 @@ def store_exists(url: str) -> bool:
 
 def open_store(url: str, schema: StoreSchema, *, chunks: Any = None) -> xr.Dataset:
     """Open the store at ``url`` lazily (dask-backed) and check it against ``schema``."""
+    import xarray as xr
+
     url = normalize_url(url)
     if not store_exists(url):
         raise StoreError(f"no store at {url!r}: expected an {schema.name} store; check the path or run its stage first")
