@@ -20,7 +20,16 @@ from pathlib import Path
 
 from .config import PipelineConfig
 
-__all__ = ["PAPER_TABLES", "ConditionFiles", "EvaluationFiles", "MatchFiles", "ReportFiles", "RunLayout"]
+__all__ = ["MATCH_FIGURES", "PAPER_FIGURES", "PAPER_TABLES", "ConditionFiles", "EvaluationFiles", "MatchFiles",
+           "ReportFiles", "RunLayout"]
+
+MATCH_FIGURES = ("networks", "counterparts", "layer_distribution", "cross_corpus")  # stems of the match figures
+PAPER_FIGURES = {  # kind -> file-name stem of an evaluation figure (parts such as corpus and task follow: ``_news``)
+    "perplexity": "figure2_perplexity",
+    "changes": "figure3_changes",
+    "sweep": "figure5_7_sweep",
+    "controls": "controls",
+}
 
 PAPER_TABLES = {  # kind -> file-name stem of the paper-shaped table (a corpus suffix may follow: ``_news``)
     "networks": "table3_networks",
@@ -44,6 +53,16 @@ class MatchFiles:
     def consistency(self) -> Path:
         """One row per corpus and template: counterparts (paper Tables 1, 6-8)."""
         return self.folder / "consistency.csv"
+
+    @property
+    def consistency_markdown(self) -> Path:
+        """The paper's Table 1 layout of ``consistency``."""
+        return self.folder / "consistency.md"
+
+    @property
+    def cross_corpus_markdown(self) -> Path:
+        """The paper's Table 2 layout of the similar cross-corpus pairs."""
+        return self.folder / "cross_corpus.md"
 
     @property
     def cross_corpus(self) -> Path:
@@ -78,7 +97,9 @@ class MatchFiles:
         return self.folder / "massive_mask.npy"
 
     def figure(self, name: str) -> Path:
-        """A match figure, ``networks`` -> ``networks.png``."""
+        """A match figure (``MATCH_FIGURES``), ``networks`` -> ``networks.png``."""
+        if name not in MATCH_FIGURES:
+            raise KeyError(f"no match figure {name!r}; expected one of {', '.join(MATCH_FIGURES)}")
         return self.folder / f"{name}.png"
 
     @property
@@ -137,6 +158,11 @@ class EvaluationFiles:
         return self.masks / f"{slug}.npz"
 
     @property
+    def task_definitions(self) -> Path:
+        """The folder of the lm-eval task YAMLs the evaluation ran (offline data paths made absolute)."""
+        return self.folder / "tasks"
+
+    @property
     def results(self) -> Path:
         """Every condition's rows in one tidy table."""
         return self.folder / "results.csv"
@@ -159,6 +185,16 @@ class EvaluationFiles:
     def figures(self) -> Path:
         """The folder of the evaluation's figures (PNG)."""
         return self.folder / "figures"
+
+    def figure(self, kind: str, *parts: str) -> Path:
+        """A ``PAPER_FIGURES`` kind's figure, ``("perplexity", "news", "wiki_ppl")`` ->
+        ``figures/figure2_perplexity_news_wiki_ppl.png``."""
+        return self.figures / f"{'_'.join([PAPER_FIGURES[kind], *parts])}.png"
+
+    @property
+    def sweeps(self) -> Path:
+        """The sweeps' own evaluation folder (Figures 5-7)."""
+        return self.folder / "sweeps"
 
     @property
     def plan(self) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.conditions import matching
 from ..core.metrics import PERPLEXITY_METRICS, primary_rows
+from ..core.layout import EvaluationFiles
 from ..core.names import network_name
 from ..core.stats import interval, monte_carlo_p
 from .draws import CONTROL_KINDS, separated_masks
@@ -109,11 +110,11 @@ def write_control_reports(rows, networks, out, *, massive: np.ndarray | None = N
     """``out/tables/controls`` and ``separated`` (CSV + Markdown) and a figure per task from tidy rows
     (normal, the networks and their controls); returns (controls, separated) DataFrames. ``fraction``, ``level``:
     as in ``control_tables``."""
-    out = Path(out)
+    files = EvaluationFiles(Path(out))
     controls, separated = control_tables(rows, networks, massive, fraction=fraction, level=level)
     labels = {n.name: network_name(n.corpus, n.template) for n in networks}
-    save_table(controls, out / "tables", "controls")
-    save_table(separated, out / "tables", "separated")
+    save_table(controls, files.tables, files.table_name("controls"))
+    save_table(separated, files.tables, files.table_name("separated"))
     for task in dict.fromkeys(separated["task"] if len(separated) else []):
-        control_plot(controls, separated, out / "figures" / f"controls_{task}.png", task, labels)
+        control_plot(controls, separated, files.figure("controls", task), task, labels)
     return controls, separated

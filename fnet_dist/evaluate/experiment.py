@@ -120,7 +120,7 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
     """
     out = Path(out)
     files = EvaluationFiles(out)
-    tables, figures = files.tables, files.figures
+    tables = files.tables
     perplexity_tasks = [t for t in dict.fromkeys(primary_rows(rows)["task"]) if primary_metric(t) in PERPLEXITY_METRICS]
     for corpus in dict.fromkeys(rows.loc[rows["kind"] == "network", "corpus"]):
         _try_table(lambda: network_table(rows, corpus), tables, files.table_name("networks", corpus))
@@ -136,9 +136,9 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
             group = list(dict.fromkeys(network_rows(rows, corpus, edit)["condition"]))
             verb = edit_label_of(rows, group[0]) if group else edit
             if group:
-                _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_{verb}_{corpus}.png", group))
+                _try_figure(lambda: score_changes(rows, files.figure("changes", verb, corpus), group))
         for task in perplexity_tasks:
-            _try_figure(lambda: perplexity_bars(rows, figures / f"figure2_perplexity_{corpus}_{task}.png", task=task,
+            _try_figure(lambda: perplexity_bars(rows, files.figure("perplexity", corpus, task), task=task,
                                                 corpus=corpus))
     for corpus in dict.fromkeys(rows.loc[rows["kind"] == "top", "corpus"]):
         amplified = []
@@ -149,7 +149,7 @@ def write_reports(rows: pd.DataFrame, out: str | os.PathLike, *, iou: dict | Non
             _try_table(lambda: condition_table(rows, columns), tables, files.table_name(kind, corpus))
             amplified += (ica + loc) if edit == "multiply" else []
         if amplified:
-            _try_figure(lambda: score_changes(rows, figures / f"figure3_changes_top_amplified_{corpus}.png", amplified))
+            _try_figure(lambda: score_changes(rows, files.figure("changes", "top_amplified", corpus), amplified))
     if iou:
         _try_table(lambda: iou_table(iou), tables, files.table_name("iou"))
     return out
@@ -203,10 +203,10 @@ def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str]
     bases = [c for c in chosen if c.edit is not None and c.edit.kind == "inhibit"
              and ((c.kind == "network" and c.template is None) or c.kind == "top")]
     ppl = [t for t in tasks if primary_metric(t) in PERPLEXITY_METRICS] or ["wiki_ppl"]
-    rows = sweep(loaded, bases, out / "sweeps", factors=settings.sweep_factors, values=settings.sweep_values, tasks=ppl,
+    rows = sweep(loaded, bases, EvaluationFiles(out).sweeps, factors=settings.sweep_factors, values=settings.sweep_values, tasks=ppl,
                  seed=settings.seed, hook_module=hook_module, **options)
     for task in ppl:
-        sweep_plot(rows, out / "figures" / f"figure5_7_sweep_{task}.png", task=task)
+        sweep_plot(rows, EvaluationFiles(out).figure("sweep", task), task=task)
     return rows
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 from .. import __version__
 from ..core.conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
 from ..core.errors import InputError
+from ..core.layout import ConditionFiles, EvaluationFiles
 from ..store.outputs import open_output
 from .backends import BACKENDS, get_backend
 from .tasks import prepare_tasks, resolve_tasks
@@ -116,16 +117,17 @@ def _write_condition(folder: Path, result: dict, rows: pd.DataFrame, record: dic
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    files = ConditionFiles(partial)
     samples = result.get("samples", {})
     for task, items in samples.items():
-        with open(partial / f"samples_{task}.jsonl", "w", encoding="utf-8") as handle:
+        with open(files.samples(task), "w", encoding="utf-8") as handle:
             for item in items:
                 kept = {k: v for k, v in item.items() if k not in _SAMPLE_DROP}
                 handle.write(json.dumps(kept, default=handle_non_serializable, ensure_ascii=False) + "\n")
     summary = {k: v for k, v in result.items() if k != "samples"}
-    (partial / "results.json").write_text(json.dumps(summary, default=handle_non_serializable, indent=2))
-    rows.to_csv(partial / "rows.csv", index=False)
-    (partial / "condition.json").write_text(json.dumps(record, indent=2))
+    files.lm_eval.write_text(json.dumps(summary, default=handle_non_serializable, indent=2))
+    rows.to_csv(files.rows, index=False)
+    files.record.write_text(json.dumps(record, indent=2))  # last: the condition is finished
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(partial, folder)
@@ -134,10 +136,11 @@ def _write_condition(folder: Path, result: dict, rows: pd.DataFrame, record: dic
 def _finished(folder: Path, key: str) -> pd.DataFrame | None:
     """The rows of a complete earlier run of the same condition and config, else None."""
     try:
-        record = json.loads((folder / "condition.json").read_text())
+        files = ConditionFiles(folder)
+        record = json.loads(files.record.read_text())
         if record.get("key") != key:
             return None
-        return pd.read_csv(folder / "rows.csv")
+        return pd.read_csv(files.rows)
     except (OSError, ValueError):
         return None
 
@@ -205,8 +208,9 @@ def evaluate_conditions(
     conditions = check_conditions(conditions)
     tasks = resolve_tasks(tasks)
     out = Path(open_output(out, "evaluation"))  # a folder of other files is refused; results resume
-    (out / "conditions").mkdir(parents=True, exist_ok=True)
-    manager = prepare_tasks(tasks, out / "tasks")
+    files = EvaluationFiles(out)
+    files.conditions.mkdir(parents=True, exist_ok=True)
+    manager = prepare_tasks(tasks, files.task_definitions)
     engine = get_backend(backend).open(model, out, batch_size=batch_size, hook_module=hook_module,
                                          keep_checkpoints=keep_checkpoints, vllm=vllm)
     for condition in conditions:
@@ -214,7 +218,7 @@ def evaluate_conditions(
     config = _run_config(engine.loaded, engine.spec, tasks, limit, backend, batch_size, seed, bootstrap_iters)
     frames = []
     for index, condition in enumerate(conditions, 1):
-        folder, key = out / "conditions" / condition.slug, _key(config, condition)
+        folder, key = files.condition(condition.slug).folder, _key(config, condition)
         head = f"[{index}/{len(conditions)}] {condition.name} ({condition.neurons} neurons)"
         rows = _finished(folder, key)
         if rows is not None:
@@ -239,25 +243,27 @@ def evaluate_conditions(
 
 
 def write_rows(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
-    """``out/results.csv``, written atomically."""
-    partial = Path(out) / "results.csv.partial"
+    """The evaluation folder ``out``'s results table (``EvaluationFiles.results``), written atomically."""
+    path = EvaluationFiles(Path(out)).results
+    partial = path.with_name(path.name + ".partial")
     rows[ROW_COLUMNS].to_csv(partial, index=False)
-    os.replace(partial, Path(out) / "results.csv")
-    return Path(out) / "results.csv"
+    os.replace(partial, path)
+    return path
 
 
 def condition_rows(out: str | os.PathLike, slugs: Sequence[str]) -> pd.DataFrame:
     """The rows of the finished conditions ``slugs`` under ``out``, in that order; a missing one is an error."""
-    missing = [s for s in slugs if not (Path(out) / "conditions" / s / "condition.json").is_file()]
+    files = EvaluationFiles(Path(out))
+    missing = [s for s in slugs if not files.condition(s).record.is_file()]
     if missing:
         raise InputError(f"{len(missing)} conditions under {out} are not evaluated yet (e.g. {missing[0]}); "
                          f"run every shard of the stage first")
-    return pd.concat([pd.read_csv(Path(out) / "conditions" / s / "rows.csv") for s in slugs], ignore_index=True)
+    return pd.concat([pd.read_csv(files.condition(s).rows) for s in slugs], ignore_index=True)
 
 
 def read_rows(out: str | os.PathLike) -> pd.DataFrame:
     """The tidy table of a finished ``evaluate_conditions`` run."""
-    path = Path(out) / "results.csv"
+    path = EvaluationFiles(Path(out)).results
     if not path.is_file():
         raise InputError(f"no results table at {path}; run fnet evaluate with --out {out} first")
     return pd.read_csv(path)
@@ -266,7 +272,7 @@ def read_rows(out: str | os.PathLike) -> pd.DataFrame:
 def read_samples(out: str | os.PathLike, condition: Condition | str, task: str) -> list[dict]:
     """lm-eval's logged samples of ``task`` under ``condition`` (a Condition or its display name)."""
     slug = condition.slug if isinstance(condition, Condition) else slug_of(condition)
-    path = Path(out) / "conditions" / slug / f"samples_{task}.jsonl"
+    path = EvaluationFiles(Path(out)).condition(slug).samples(task)
     if not path.is_file():
         raise InputError(f"no samples for task {task!r} under condition {condition!r} at {path}; was it evaluated?")
     with open(path, encoding="utf-8") as handle:

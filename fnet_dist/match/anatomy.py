@@ -35,7 +35,7 @@ from ..core.errors import InputError
 from ..core.networks import DEFAULT_THRESHOLD, binarize
 from ..core.signals import peak_token_share, token_sources
 from ..store.storage import open_store
-from .io import write_file
+from .io import FILES, write_file
 
 __all__ = [
     "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "scan_channels",
@@ -228,9 +228,9 @@ def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
     anatomy = [network_anatomy(ds, union, activations=activations, threshold=params.threshold,
                                two_sided=params.two_sided).assign(corpus=str(ds.attrs["corpus"]))
                for ds, activations in zip(stores, sources)]
-    write_file(out, "massive_channels.csv", merged.to_csv(index=False))
-    write_file(out, "network_anatomy.csv", pd.concat(anatomy, ignore_index=True).to_csv(index=False))
+    write_file(out, FILES.massive_channels.name, merged.to_csv(index=False))
+    write_file(out, FILES.network_anatomy.name, pd.concat(anatomy, ignore_index=True).to_csv(index=False))
     buffer = io.BytesIO()
     np.save(buffer, union, allow_pickle=False)
-    write_file(out, "massive_mask.npy", buffer.getvalue())
+    write_file(out, FILES.massive_mask.name, buffer.getvalue())
     return union

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "FIGURE_NAMES",
     "match_figures",
     "plot_counterparts",
     "plot_cross_corpus",
@@ -28,7 +27,6 @@ __all__ = [
     "plot_networks",
 ]
 
-FIGURE_NAMES = ("networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png")
 
 
 def plot_networks(templates: dict[str, np.ndarray]) -> Figure:
@@ -132,12 +130,13 @@ def plot_cross_corpus(cross_corpus: pd.DataFrame) -> Figure:
 
 def match_figures(consistency: pd.DataFrame, network_sizes: pd.DataFrame, cross_corpus: pd.DataFrame,
                   templates: dict[str, np.ndarray]) -> dict[str, bytes]:
-    """All match figures as ``{file name: PNG bytes}`` (the cross-corpus one only with two corpora or more)."""
+    """All match figures as ``{name: PNG bytes}`` (names: ``fnet_dist.core.layout.MATCH_FIGURES``; the
+    cross-corpus one only with two corpora or more)."""
     figures = {
-        "networks.png": plot_networks(templates),
-        "counterparts.png": plot_counterparts(consistency),
-        "layer_distribution.png": plot_layer_distribution(network_sizes),
+        "networks": plot_networks(templates),
+        "counterparts": plot_counterparts(consistency),
+        "layer_distribution": plot_layer_distribution(network_sizes),
     }
     if len(cross_corpus):
-        figures["cross_corpus.png"] = plot_cross_corpus(cross_corpus)
+        figures["cross_corpus"] = plot_cross_corpus(cross_corpus)
     return {name: figure_png(fig) for name, fig in figures.items()}

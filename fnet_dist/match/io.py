@@ -2,11 +2,13 @@
 
 - ``CorpusNetworks`` / ``load_networks(url, config)``: one networks store as binary networks
   (templates in memory, individual maps lazy on Dask as sparse CSR row blocks, skipped samples left out).
-- ``write_file(out, name, data)``: one result file under ``out`` (a folder or URL).
+- ``write_file(out, name, data)``: one result file under ``out`` (a folder or URL); ``FILES``: the match
+  folder's file names (``fnet_dist.core.layout.MatchFiles``), relative to ``out``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +17,13 @@ from storage_schemas import NETWORKS
 
 from ..core.config import MatchSection
 from ..core.errors import InputError
+from ..core.layout import MatchFiles
 from ..core.networks import binarize, sparse_networks
 from ..store.storage import filesystem, open_store
 
-__all__ = ["CorpusNetworks", "load_networks", "write_file"]
+__all__ = ["FILES", "CorpusNetworks", "load_networks", "write_file"]
+
+FILES = MatchFiles(Path())  # names relative to a match folder, which may be a URL (``write_file`` joins them)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from ..store.outputs import prepare_output, replacing
 from ..store.storage import filesystem, normalize_url
 from . import figures
 from .anatomy import write_anatomy
-from .io import CorpusNetworks, load_networks, write_file
+from .io import FILES, CorpusNetworks, load_networks, write_file
 from .iou import lazy_iou, pairwise_iou
 from .nulls import match_nulls
 
@@ -267,7 +267,7 @@ def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
 def network_anatomy_rows(out: str) -> pd.DataFrame:
     """``network_anatomy.csv`` under ``out`` (a folder or URL)."""
     fs, folder = filesystem(out)
-    with fs.open(f"{folder}/network_anatomy.csv", "rb") as handle:
+    with fs.open(f"{folder}/{FILES.network_anatomy.name}", "rb") as handle:
         return pd.read_csv(handle)
 
 
@@ -275,17 +275,17 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
     """Write tables (CSV + Markdown), figures (PNG) and ``results.json`` under ``out``; fills ``results.files``."""
     config = results.config
     texts = {
-        "consistency.csv": results.consistency.to_csv(index=False),
-        "consistency.md": results.markdown,
-        "cross_corpus.csv": results.cross_corpus.to_csv(index=False),
-        "cross_corpus.md": cross_corpus_markdown(results.cross_corpus, config.similar_iou),
-        "network_sizes.csv": results.network_sizes.to_csv(index=False),
+        FILES.consistency.name: results.consistency.to_csv(index=False),
+        FILES.consistency_markdown.name: results.markdown,
+        FILES.cross_corpus.name: results.cross_corpus.to_csv(index=False),
+        FILES.cross_corpus_markdown.name: cross_corpus_markdown(results.cross_corpus, config.similar_iou),
+        FILES.network_sizes.name: results.network_sizes.to_csv(index=False),
     }
     for name, text in texts.items():
         results.files[name] = write_file(out, name, text)
     pngs = figures.match_figures(results.consistency, results.network_sizes, results.cross_corpus, templates)
     for name, png in pngs.items():
-        results.files[name] = write_file(out, name, png)
+        results.files[FILES.figure(name).name] = write_file(out, FILES.figure(name).name, png)
     index = {
         "package_version": __version__,
         "parameters": config.model_dump(),
@@ -293,4 +293,4 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
         "similar_pairs": int(results.cross_corpus["similar"].sum()),
         "files": {k: v.rsplit("/", 1)[-1] for k, v in results.files.items()},
     }
-    results.files["results.json"] = write_file(out, "results.json", json.dumps(index, indent=2) + "\n")
+    results.files[FILES.results.name] = write_file(out, FILES.results.name, json.dumps(index, indent=2) + "\n")

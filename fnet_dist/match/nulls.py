@@ -30,7 +30,7 @@ from ..core.config import MatchSection
 from ..core.errors import InputError
 from ..core.stats import monte_carlo_p
 from ..store.storage import filesystem
-from .io import load_networks, write_file
+from .io import FILES, load_networks, write_file
 from .iou import iou_from_counts, sparse_counts, template_table
 
 __all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
@@ -198,11 +198,11 @@ def match_nulls(urls: list[str], out, config: MatchSection, *, massive: np.ndarr
         maps = sp.vstack([sp.csr_array(b) for b in blocks], format="csr") if blocks else sp.csr_array((0, 1))
         null[name] = counterpart_null(corpus.templates, maps, config.iou, permutations, seed)
     counterparts = counterpart_table(consistency[consistency["corpus"].isin(list(null))], null, seed)
-    write_file(out, "counterparts_null.csv", counterparts.to_csv(index=False))
+    write_file(out, FILES.counterparts_null.name, counterparts.to_csv(index=False))
     share = anatomy.get("first_token_peak_share")
     first = {name: (anatomy[anatomy["corpus"] == name].sort_values("template")["first_token_peak_share"]
                     .fillna(0).to_numpy() >= first_token_share) if share is not None
              else np.zeros(len(c.templates), dtype=bool) for name, c in corpora.items()}
     recurrence = recurrence_table(list(corpora), {n: c.templates for n, c in corpora.items()}, massive, first)
-    write_file(out, "recurrence.csv", recurrence.to_csv(index=False))
+    write_file(out, FILES.recurrence.name, recurrence.to_csv(index=False))
     return {"counterparts_null": counterparts, "recurrence": recurrence}

@@ -27,7 +27,7 @@ import yaml
 
 from .. import __version__
 from ..core.errors import StageError, one_line
-from ..core.layout import RunLayout
+from ..core.layout import PAPER_FIGURES, PAPER_TABLES, RunLayout
 from ..core.names import display_name, display_names, network_name
 from ..store.storage import store_exists
 from .explain import explain_text
@@ -68,37 +68,38 @@ TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the rep
     "massive_channels": TableSpec("Massive channels, strongest first (top 20)", "massive channels", ("neuron", "ratio")),
     "network_anatomy": TableSpec("Each template: neurons on massive channels, layer spread, source concentration "
                                  "on one token", "anatomy", ("template", "size", "on_massive", "massive_share")),
-    "table3_networks": TableSpec("Table 3: accuracy and perplexity with each network inhibited", "Table 3", (),
-                                 ("figure2_perplexity", "figure3_changes_inhibit")),
-    "table10_masked": TableSpec("Tables 10-11: normal vs a random 15 % mask vs all networks inhibited", "Tables 10-11"),
-    "table9_top_inhibit": TableSpec("Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)", "Table 9"),
-    "table4_top_amplify": TableSpec("Table 4: top 5 % neurons amplified (ICA vs LLM Localization)", "Table 4", (),
-                                    ("figure3_changes_top_amplified",)),
-    "table5_iou": TableSpec("Table 5: IoU between the ICA top 5 % and LLM Localization", "Table 5"),
-    "table12_probing": TableSpec("Tables 12-13: linear probing accuracy under each mask", "Tables 12-13"),
-    "controls": TableSpec("Random controls as distributions (mean and 95 % interval of the draws; empirical p-values)",
-                          "controls", ("network", "task", "control", "draws", "network_value", "low", "high", "p_value"),
-                          ("controls",)),
-    "separated": TableSpec("Each network with and without its massive-channel neurons", "massive split",
-                           ("network", "task", "damage_whole", "damage_minus_massive", "damage_massive_only"),
-                           ("controls",)),
+    PAPER_TABLES["networks"]: TableSpec(
+        "Table 3: accuracy and perplexity with each network inhibited", "Table 3", (),
+        (PAPER_FIGURES["perplexity"], f"{PAPER_FIGURES['changes']}_inhibit")),
+    PAPER_TABLES["masked"]: TableSpec("Tables 10-11: normal vs a random 15 % mask vs all networks inhibited", "Tables 10-11"),
+    PAPER_TABLES["top_inhibit"]: TableSpec("Table 9: top 5 % neurons inhibited (ICA vs LLM Localization)", "Table 9"),
+    PAPER_TABLES["top_amplify"]: TableSpec(
+        "Table 4: top 5 % neurons amplified (ICA vs LLM Localization)", "Table 4", (),
+        (f"{PAPER_FIGURES['changes']}_top_amplified",)),
+    PAPER_TABLES["iou"]: TableSpec("Table 5: IoU between the ICA top 5 % and LLM Localization", "Table 5"),
+    PAPER_TABLES["probing"]: TableSpec("Tables 12-13: linear probing accuracy under each mask", "Tables 12-13"),
+    PAPER_TABLES["controls"]: TableSpec(
+        "Random controls as distributions (mean and 95 % interval of the draws; empirical p-values)", "controls",
+        ("network", "task", "control", "draws", "network_value", "low", "high", "p_value"), ("controls",)),
+    PAPER_TABLES["separated"]: TableSpec(
+        "Each network with and without its massive-channel neurons", "massive split",
+        ("network", "task", "damage_whole", "damage_minus_massive", "damage_massive_only"), ("controls",)),
     "flips": TableSpec("Figure 8: predictions that flip under an edit", "Figure 8", ("condition", "task", "effect", "text")),
 }
-_EDITING_TABLES = ("table3_networks", "table10_masked", "table9_top_inhibit", "table4_top_amplify", "table5_iou",
-                   "table12_probing")
-_CONTROL_TABLES = ("controls", "separated")
+_EDITING_TABLES = tuple(PAPER_TABLES[k] for k in ("networks", "masked", "top_inhibit", "top_amplify", "iou", "probing"))
+_CONTROL_TABLES = (PAPER_TABLES["controls"], PAPER_TABLES["separated"])
 FIGURES = {  # file-name stem (a suffix may follow) -> (caption, name in a finding's links)
     "networks": ("Figure 4: group templates as layer × neuron images", "Figure 4"),
     "counterparts": ("Counterparts of each template among the individual maps", "counterparts figure"),
     "layer_distribution": ("Per-layer distribution of network neurons", "layers figure"),
     "cross_corpus": ("IoU between templates of different corpora", "IoU figure"),
-    "figure2_perplexity": ("Figure 2: perplexity with each network inhibited", "Figure 2"),
-    "figure3_changes": ("Figure 3: each task's score minus the normal model's", "Figure 3"),
-    "figure5_7_sweep": ("Figures 5-7: the metric against the edit's factor or added value", "Figures 5-7"),
-    "controls": ("Each network against its random draws (left) and split at the massive channels (right)",
-                 "controls figure"),
+    PAPER_FIGURES["perplexity"]: ("Figure 2: perplexity with each network inhibited", "Figure 2"),
+    PAPER_FIGURES["changes"]: ("Figure 3: each task's score minus the normal model's", "Figure 3"),
+    PAPER_FIGURES["sweep"]: ("Figures 5-7: the metric against the edit's factor or added value", "Figures 5-7"),
+    PAPER_FIGURES["controls"]: ("Each network against its random draws (left) and split at the massive channels "
+                                "(right)", "controls figure"),
 }
-_MATCH_FIGURES = ("networks", "counterparts", "layer_distribution")
+_MATCH_FIGURES = ("networks", "counterparts", "layer_distribution")  # of MATCH_FIGURES; cross_corpus has its section
 
 
 class _Files:
