@@ -46,9 +46,6 @@ NOT_CONFIG = {
 }
 
 OPEN = {  # copies of config defaults found by this test, left for their owners (issue 25); remove when fixed
-    # ICA kernels: the decompose section's defaults restated (the estimators pass every one of them)
-    ("pca", "seed"), ("fastica", "seed"), ("fastica", "fun"), ("fastica", "max_iter"), ("fastica", "tol"),
-    ("picard_o", "seed"), ("picard_o", "fun"), ("picard_o", "max_iter"), ("picard_o", "tol"),
     # the network rule's sidedness beside match.two_sided
     ("binarize", "two_sided"), ("sparse_networks", "two_sided"), ("network_conditions", "two_sided"),
     ("network_anatomy", "two_sided"), ("from_networks", "two_sided"),
