@@ -46,9 +46,6 @@ NOT_CONFIG = {
 }
 
 OPEN = {  # copies of config defaults found by this test, left for their owners (issue 25); remove when fixed
-    # the network rule's sidedness beside match.two_sided
-    ("binarize", "two_sided"), ("sparse_networks", "two_sided"), ("network_conditions", "two_sided"),
-    ("network_anatomy", "two_sided"), ("from_networks", "two_sided"),
     # corpora and recording helpers restating record.*
     ("load_corpus", "text_field"), ("select_samples", "pack_to_tokens"), ("Selection", "pack_to_tokens"), ("_batches", "batch_tokens"),
     # evaluation: seeds, batch sizes and lengths beside evaluate.* (some may be other parameters: decide there)
@@ -60,7 +57,6 @@ OPEN = {  # copies of config defaults found by this test, left for their owners 
     ("evaluate_conditions", "seed"), ("sweep", "tasks"), ("explain_text", "max_tokens"),
     # model loading and baking beside model.* / evaluate.vllm.*
     ("load_model", "dtype"), ("load_model", "trust_remote_code"), ("bake_streamed", "dtype"),
-    ("MassiveRule", "ratio"), ("MassiveRule", "min_value"), ("MassiveRule", "seed"),
     ("VLLMSettings", "tensor_parallel_size"), ("VLLMSettings", "gpu_memory_utilization"), ("VLLMSettings", "dtype"),
     ("VLLMSettings", "enforce_eager"), ("VLLMSettings", "trust_remote_code"),
 }
