@@ -46,8 +46,6 @@ NOT_CONFIG = {
 }
 
 OPEN = {  # copies of config defaults found by this test, left for their owners (issue 25); remove when fixed
-    # corpora and recording helpers restating record.*
-    ("load_corpus", "text_field"), ("select_samples", "pack_to_tokens"), ("Selection", "pack_to_tokens"), ("_batches", "batch_tokens"),
     # evaluation: seeds, batch sizes and lengths beside evaluate.* (some may be other parameters: decide there)
     ("localizer_stimuli", "seed"), ("localize", "max_tokens"), ("localize", "batch_size"),
     ("random_condition", "seed"), ("residual_features", "max_tokens"), ("residual_features", "batch_size"),
