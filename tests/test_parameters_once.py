@@ -53,10 +53,6 @@ OPEN = {  # copies of config defaults found by this test, left for their owners 
     ("probe", "seed"), ("probe_conditions", "seed"), ("probe_conditions", "max_tokens"),
     ("probe_conditions", "batch_size"), ("evaluate_conditions", "backend"), ("evaluate_conditions", "batch_size"),
     ("evaluate_conditions", "seed"), ("sweep", "tasks"), ("explain_text", "max_tokens"),
-    # model loading and baking beside model.* / evaluate.vllm.*
-    ("load_model", "dtype"), ("load_model", "trust_remote_code"), ("bake_streamed", "dtype"),
-    ("VLLMSettings", "tensor_parallel_size"), ("VLLMSettings", "gpu_memory_utilization"), ("VLLMSettings", "dtype"),
-    ("VLLMSettings", "enforce_eager"), ("VLLMSettings", "trust_remote_code"),
 }
 
 
