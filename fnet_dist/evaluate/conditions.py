@@ -36,7 +36,7 @@ def network_conditions(networks, *, threshold: float, two_sided: bool, edit: "Ed
     return conditions
 
 
-def random_condition(shape: tuple[int, int], *, percent: float, seed: int = 0) -> Condition:
+def random_condition(shape: tuple[int, int], *, percent: float, seed: int) -> Condition:
     """That share of all neurons, drawn with ``seed``, inhibited."""
     if not 0 < percent < 100:
         raise InputError(f"random percent {percent!r} must lie between 0 and 100 (the paper uses 15)")
