@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=60, help="samples of the synthetic store")
     args = parser.parse_args(argv)
 
-    from fnet_dist.match.anatomy import massive_channels
+    from fnet_dist.core.config import MatchSection
+    from fnet_dist.match.anatomy import MassiveRule, massive_channels
     from fnet_dist.store.storage import open_store
     from storage_schemas import ACTIVATIONS
 
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
               f"{int(n_tokens.sum()):,} real tokens ({n_tokens.sum() / (shape[0] * shape[1]):.0%} of the padded array)")
         read, _ = timed(lambda: [ds["activation"][s, :n].values for s, n in enumerate(n_tokens.tolist()) if n])
         peak, _ = timed(lambda: abs(ds["activation"].data).max(axis=(0, 1)).compute())
-        scan, table = timed(lambda: massive_channels(ds))
+        scan, table = timed(lambda: massive_channels(ds, MassiveRule.of(MatchSection(), int(ds.attrs.get("seed", 0)))))
     print(f"  bare read of the real tokens:           {read:7.2f} s")
     print(f"  Dask peak over the padded array:        {peak:7.2f} s")
     print(f"  massive_channels (one scan):            {scan:7.2f} s  ({len(table)} massive channels)")

@@ -99,6 +99,7 @@ def main() -> None:
     import torch
 
     from fnet_dist.model.architectures import resolve_architecture
+    from fnet_dist.core.config import RecordSection
     from fnet_dist.core.corpora import load_corpus, select_samples
     from fnet_dist.model.loading import load_model
     from fnet_dist.record.recording import _batches, record_activations
@@ -113,11 +114,11 @@ def main() -> None:
         loaded = load_model(spec, device=args.device)
         arch = resolve_architecture(loaded.model)
         half = texts_n // 2
-        selection = select_samples(load_corpus("offline:news"), loaded.tokenizer, group=half, individual=texts_n - half,
-                                   max_tokens=max_tokens, min_tokens=16, seed=0)
+        selection = select_samples(load_corpus("offline:news", text_field=RecordSection().text_field), loaded.tokenizer, group=half, individual=texts_n - half,
+                                   max_tokens=max_tokens, min_tokens=16, seed=0, pack_to_tokens=0)
         samples = list(selection.samples)
         tokens = sum(s.n_tokens for s in samples)
-        batches = list(_batches(samples, args.batch_size))
+        batches = list(_batches(samples, args.batch_size, 0))  # batch_size texts a batch
         print(f"model {loaded.info['model_id']} on {loaded.device} ({torch.get_num_threads()} torch threads), "
               f"{len(samples)} texts, {tokens} tokens, batch {args.batch_size}")
         bare_forward(loaded, batches[:1])  # warm-up

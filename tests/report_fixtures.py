@@ -29,7 +29,7 @@ from fnet_dist.evaluate.figures import control_plot
 from fnet_dist.evaluate.tables import save_table
 from fnet_dist.match.figures import match_figures
 from fnet_dist.model.masks import NeuronMask
-from fnet_dist.match.nulls import counterpart_table, recurrence_table
+from fnet_dist.match.nulls import CHANCE_LEVEL, counterpart_table, recurrence_table
 from fnet_dist.core.layout import RunLayout
 
 CORPORA, TEMPLATES, LAYERS, WIDTH = ("news", "wiki"), 10, 12, 768
@@ -71,7 +71,7 @@ def _match(folder: Path, rng) -> dict:
         massive[layer, neuron] = True
     np.save(folder / "massive_mask.npy", massive)
     first_token = {c: np.arange(TEMPLATES) == 0 for c in CORPORA}  # template 1 of each corpus peaks at token 0
-    recurrence_table(list(CORPORA), templates, massive, first_token).to_csv(folder / "recurrence.csv", index=False)
+    recurrence_table(list(CORPORA), templates, massive, first_token, level=CHANCE_LEVEL).to_csv(folder / "recurrence.csv", index=False)
     pd.concat([pd.DataFrame({"template": np.arange(1, TEMPLATES + 1), "size": t.sum(axis=(1, 2)),
                              "share": t.sum(axis=(1, 2)) / (LAYERS * WIDTH), "on_massive": rng.integers(0, 3, TEMPLATES),
                              "massive_share": rng.random(TEMPLATES) / 10, "layers_spanned": LAYERS,

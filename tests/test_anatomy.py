@@ -4,9 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fnet_dist.match.anatomy import MassiveRule, massive_channels, massive_mask
+from dataclasses import replace
+
+from fnet_dist.core.config import MatchSection
 from fnet_dist.core.errors import InputError
+from fnet_dist.match.anatomy import MassiveRule, massive_channels, massive_mask
 from fnet_dist.model.testing import activation_dataset
+
+
+MATCH = MatchSection()  # the run's defaults
+RULE = MassiveRule.of(MATCH, seed=0)
+NETWORK_RULE = dict(threshold=MATCH.threshold, two_sided=MATCH.two_sided)
 
 
 def _planted(seed=0):
@@ -24,7 +32,7 @@ def _planted(seed=0):
 
 def test_planted_massive_channels_are_found_with_where_they_peak():
     ds, shape = _planted()
-    table = massive_channels(ds)
+    table = massive_channels(ds, RULE)
     assert list(zip(table.layer, table.neuron)) == [(1, 7), (2, 30)]
     first = table.iloc[0]
     assert first.peak == pytest.approx(3000.0) and first.first_token_share == 1.0
@@ -36,15 +44,15 @@ def test_planted_massive_channels_are_found_with_where_they_peak():
 
 def test_the_rule_is_configurable():
     ds, _ = _planted()
-    assert len(massive_channels(ds, MassiveRule(min_value=1000))) == 1
-    strict = massive_channels(ds, MassiveRule(ratio=5, min_value=20))
+    assert len(massive_channels(ds, MassiveRule.of(MatchSection(massive_min_value=1000), seed=0))) == 1
+    strict = massive_channels(ds, MassiveRule.of(MatchSection(massive_ratio=5, massive_min_value=20), seed=0))
     assert (0, 3) in set(zip(strict.layer, strict.neuron))
 
 
 @pytest.mark.parametrize("rule, message", [
-    (MassiveRule(ratio=0), "ratio 0 must be a positive number"),
-    (MassiveRule(min_value=float("nan")), "min_value nan must be a positive number"),
-    (MassiveRule(median_tokens=0), "median_tokens 0"),
+    (replace(RULE, ratio=0), r"ratio 0 must be a positive number \(match.massive_ratio\)"),
+    (replace(RULE, min_value=float("nan")), "min_value nan must be a positive number"),
+    (replace(RULE, median_tokens=0), "median_tokens 0"),
 ])
 def test_bad_rules_are_refused(rule, message):
     ds, _ = _planted()
@@ -55,7 +63,7 @@ def test_bad_rules_are_refused(rule, message):
 def test_mask_outside_shape_is_refused():
     ds, _ = _planted()
     with pytest.raises(InputError, match="outside the mask shape"):
-        massive_mask(massive_channels(ds), (2, 40))
+        massive_mask(massive_channels(ds, RULE), (2, 40))
 
 
 def _maps_dataset(maps):
@@ -73,7 +81,7 @@ def test_network_anatomy_counts_neurons_on_massive_channels_and_layer_spread():
     maps[1, 2, 5] = 9.0                   # and 1 in layer 2
     massive = np.zeros((3, 40), dtype=bool)
     massive[1, 7] = True
-    table = network_anatomy(_maps_dataset(maps), massive)
+    table = network_anatomy(_maps_dataset(maps), massive, **NETWORK_RULE)
     assert table["template"].tolist() == [1, 2]      # numbered as in consistency.csv (was 0, 1)
     assert table["size"].tolist() == [4, 3]
     assert table["on_massive"].tolist() == [1, 0]
@@ -103,7 +111,7 @@ def test_a_template_driven_by_the_first_token_has_a_concentrated_source():
     act = x.reshape(1, n_tokens, n_layers, d_model).repeat(2, axis=0)
     store = activation_dataset(act.astype(np.float32), [n_tokens, n_tokens], split=["group", "individual"])
     table = network_anatomy(_maps_dataset(maps.reshape(2, n_layers, d_model)), np.zeros((n_layers, d_model), bool),
-                            activations=store)
+                            activations=store, **NETWORK_RULE)
     assert table["first_token_peak_share"].tolist() == [1.0, 0.0]
     assert table["peak_token_share"].iloc[0] > 0.9
 
@@ -112,4 +120,4 @@ def test_network_anatomy_refuses_another_models_mask():
     from fnet_dist.match.anatomy import network_anatomy
 
     with pytest.raises(InputError, match=r"networks of shape \(3, 40\) and a massive-channel mask of shape \(2, 40\)"):
-        network_anatomy(_maps_dataset(np.zeros((1, 3, 40))), np.zeros((2, 40), bool))
+        network_anatomy(_maps_dataset(np.zeros((1, 3, 40))), np.zeros((2, 40), bool), **NETWORK_RULE)

@@ -91,6 +91,6 @@ def test_bad_input(planted_model):
     with pytest.raises(InputError, match=r"shapes \(2, 3\) and \(3, 2\)"):
         mask_iou(np.zeros((2, 3), bool), np.zeros((3, 2), bool))
     with pytest.raises(InputError, match=r"only \d+ sentences of 12\+ words"):
-        localizer_stimuli(10, texts=["too short. also short."])
+        localizer_stimuli(10, seed=0, texts=["too short. also short."])
     with pytest.raises(InputError, match="n >= 2"):
-        localizer_stimuli(1)
+        localizer_stimuli(1, seed=0)

@@ -6,10 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from fnet_dist.core.config import RecordSection
 from fnet_dist.core.corpora import load_corpus, parse_hf_spec, select_samples
 from fnet_dist.core.errors import InputError
 from fnet_dist.model.testing import byte_tokenizer
 
+TEXT = RecordSection().text_field  # the run's default column
 TEXTS = [f"text number {i} " + "word " * (i % 7) for i in range(30)]
 
 
@@ -39,7 +41,7 @@ def test_field_files_give_the_texts_in_order(files, name):
 
 
 def test_txt_is_one_text_per_line(files):
-    assert load_corpus(str(files / "c.txt")) == TEXTS
+    assert load_corpus(str(files / "c.txt"), text_field=TEXT) == TEXTS
 
 
 def test_hf_spec_loads_a_local_dataset_folder_through_load_dataset(files):
@@ -47,7 +49,7 @@ def test_hf_spec_loads_a_local_dataset_folder_through_load_dataset(files):
 
 
 def test_offline_news_is_real_text():
-    texts = load_corpus("offline:news")
+    texts = load_corpus("offline:news", text_field=TEXT)
     assert len(texts) == 300 and all(len(t) > 100 for t in texts)
 
 
@@ -61,23 +63,23 @@ def test_parse_hf_spec():
 @pytest.mark.parametrize("name", ["c.jsonl", "c.csv", "c.parquet"])
 def test_missing_text_field_names_the_fields(files, name):
     with pytest.raises(InputError, match=r"no field 'text' .*body.*--text-field"):
-        load_corpus(str(files / name))
+        load_corpus(str(files / name), text_field=TEXT)
 
 
 def test_missing_field_of_hf_dataset(files):
     with pytest.raises(InputError, match=r"no field 'text' \(its fields: body\)"):
-        load_corpus(f"hf:{files / 'hfdata'}")
+        load_corpus(f"hf:{files / 'hfdata'}", text_field=TEXT)
 
 
 def test_unknown_hf_dataset_is_one_line_error(files):
     with pytest.raises(InputError, match="could not load dataset 'hf:.*nothing-here'"):
-        load_corpus(f"hf:{files / 'nothing-here'}")
+        load_corpus(f"hf:{files / 'nothing-here'}", text_field=TEXT)
 
 
 def test_bad_jsonl_line(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\nnot json\n')
     with pytest.raises(InputError, match="line 2 is not JSON"):
-        load_corpus(str(tmp_path / "bad.jsonl"))
+        load_corpus(str(tmp_path / "bad.jsonl"), text_field=TEXT)
 
 
 @pytest.mark.parametrize(
@@ -87,17 +89,17 @@ def test_bad_jsonl_line(tmp_path):
 )
 def test_bad_specs(spec, message):
     with pytest.raises(InputError, match=message):
-        load_corpus(spec)
+        load_corpus(spec, text_field=TEXT)
 
 
 def test_empty_corpus(tmp_path):
     (tmp_path / "empty.txt").write_text("\n  \n\n")
     with pytest.raises(InputError, match="holds no text"):
-        load_corpus(str(tmp_path / "empty.txt"))
+        load_corpus(str(tmp_path / "empty.txt"), text_field=TEXT)
 
 
 def _select(tokenizer, texts, **kw):
-    args = dict(group=4, individual=5, max_tokens=20, min_tokens=3, seed=0) | kw
+    args = dict(group=4, individual=5, max_tokens=20, min_tokens=3, seed=0, pack_to_tokens=0) | kw
     return select_samples(texts, tokenizer, **args)
 
 

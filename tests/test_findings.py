@@ -208,11 +208,11 @@ def _counterpart_table(p_values):
 
 
 def test_counterparts_hold_when_more_than_half_of_the_templates_beat_random_networks():
-    strong = conclude([counterparts(_counterpart_table([1 / 3000] * 10), SETTINGS)])[0]
+    strong = conclude([counterparts(_counterpart_table([1 / 3000] * 10), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
     assert strong.verdict == "holds" and strong.effect == 1.0 and strong.interval[0] > 0.5
-    half = conclude([counterparts(_counterpart_table([1 / 3000] * 5 + [0.5] * 5), SETTINGS)])[0]
+    half = conclude([counterparts(_counterpart_table([1 / 3000] * 5 + [0.5] * 5), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
     assert half.verdict == "unclear" and half.p_raw == pytest.approx(1.0)
-    none = conclude([counterparts(_counterpart_table([1.0] * 10), SETTINGS)])[0]
+    none = conclude([counterparts(_counterpart_table([1.0] * 10), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
     assert none.verdict == "fails"
 
 
@@ -230,15 +230,15 @@ def _pairs(first_token=False):
 
 
 def test_a_first_token_template_never_counts_as_a_recurrence_alone():
-    real = conclude([recurrence(_pairs(), SETTINGS)])[0]
+    real = conclude([recurrence(_pairs(), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
     assert real.verdict == "holds" and real.effect == pytest.approx(0.89)
-    flagged = conclude([recurrence(_pairs(first_token=True), SETTINGS)])[0]   # the first version: "holds" at IoU 0.95
+    flagged = conclude([recurrence(_pairs(first_token=True), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]   # the first version: "holds" at IoU 0.95
     assert flagged.verdict != "holds" and flagged.details[0]["first_token"]
 
 
 def test_findings_json_is_what_the_page_shows(tmp_path):
     found = conclude([counterparts(_counterpart_table([1 / 3000] * 10), SETTINGS),
-                      recurrence(_pairs(first_token=True), SETTINGS)])
+                      recurrence(_pairs(first_token=True), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)
     path = write_findings(found, tmp_path / "findings.json", SETTINGS, {"rule": "most counterparts"})
     recorded = json.loads(path.read_text())
     assert recorded["selection_rule"] == "most counterparts" and recorded["correction"] == CORRECTIONS["finding"]

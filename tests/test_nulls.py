@@ -9,7 +9,7 @@ from scipy import stats
 
 from fnet_dist.core.errors import InputError
 from fnet_dist.match.iou import reference_iou
-from fnet_dist.match.nulls import counterpart_null, counterpart_table, layer_permutations, overlap_null, recurrence_table
+from fnet_dist.match.nulls import CHANCE_LEVEL, counterpart_null, counterpart_table, layer_permutations, overlap_null, recurrence_table
 
 SHAPE = (3, 40)
 
@@ -54,10 +54,10 @@ def test_counterpart_null_equals_the_definition_on_the_same_draws():
 def test_overlap_null_is_exact():
     rng = np.random.default_rng(1)
     a, b = _network(rng, [10, 0, 5]), _network(rng, [8, 3, 6])
-    one_layer = overlap_null(a[:1], b[:1])
+    one_layer = overlap_null(a[:1], b[:1], CHANCE_LEVEL)
     assert one_layer.p == pytest.approx(stats.hypergeom(40, 10, 8).sf(one_layer.overlap - 1))
     assert one_layer.mean == pytest.approx(10 * 8 / 40)
-    null = overlap_null(a, b)
+    null = overlap_null(a, b, CHANCE_LEVEL)
     draws = np.concatenate(list(layer_permutations(SHAPE, 20000, seed=2, chunk=5000)))
     layers, neurons = np.nonzero(b)
     moved = np.zeros((len(draws),) + SHAPE, dtype=bool)
@@ -65,7 +65,7 @@ def test_overlap_null_is_exact():
     simulated = (moved & a).sum(axis=(1, 2))
     assert null.mean == pytest.approx(simulated.mean(), abs=0.05)
     assert null.p == pytest.approx((simulated >= null.overlap).mean(), abs=0.01)
-    assert overlap_null(a, a).p < 1e-6 and overlap_null(a, a).overlap == 15
+    assert overlap_null(a, a, CHANCE_LEVEL).p < 1e-6 and overlap_null(a, a, CHANCE_LEVEL).overlap == 15
 
 
 def test_recurrence_flags_massive_and_first_token_templates():
@@ -77,7 +77,7 @@ def test_recurrence_flags_massive_and_first_token_templates():
     templates = {"news": np.stack([shared, only_massive | _network(rng, [0, 0, 1])]),
                  "code": np.stack([shared | _network(rng, [0, 0, 2]), only_massive])}
     table = recurrence_table(["news", "code"], templates, massive,
-                             {"news": np.array([False, True]), "code": np.array([False, False])})
+                             {"news": np.array([False, True]), "code": np.array([False, False])}, level=CHANCE_LEVEL)
     pair = table.set_index(["template_1", "template_2"])
     assert pair.loc[(1, 1), "p_without_massive"] < 1e-6 and pair.loc[(1, 1), "eligible"]
     assert pair.loc[(2, 2), "massive_1"] and pair.loc[(2, 2), "massive_2"]

@@ -7,8 +7,8 @@ function takes the section (or the value, without a default); a shared constant 
 is not a copy, only a literal is.
 
 - ``NOT_CONFIG``: parameters that share a config field's name and are something else (the reason says what).
-- ``OPEN``: the copies this check found outside the rooms of issue 25's parameter change, left to their owners;
-  the test fails on any copy not listed, and on a listed one that is gone (take it off the list then).
+- ``OPEN``: copies left to their owners (empty since issue 25 fixed the ones it found); the test fails on any copy
+  not listed, and on a listed one that is gone (take it off the list then).
 Entries are ``(function or class name, parameter)``, so a module moved or split keeps its entries.
 """
 from __future__ import annotations
@@ -41,36 +41,16 @@ NOT_CONFIG = {
     ("edit_provenance", "method"): "how an edit reached the model (hooks or baked), not decompose.individual_method",
     ("compare_paper", "out"): "the comparison document written, not the run folder",
     ("token_budget", "limit"): "a cap on padded tokens per batch, not evaluate.limit",
+    ("localize", "max_tokens"): "the cut of a localizer stimulus (12 words), not record.max_tokens (recorded samples)",
+    ("localize", "batch_size"): "stimuli per forward pass of the localizer, not evaluate.batch_size (lm-eval documents)",
+    ("probe_conditions", "max_tokens"): "the cut of a probe text, not record.max_tokens (recorded samples)",
+    ("probe_conditions", "batch_size"): "probe texts per forward pass, not evaluate.batch_size (lm-eval documents)",
+    ("explain_text", "max_tokens"): "the cut of the text a report or fnet explain attributes, not record.max_tokens",
+    ("paired_effect", "n_permutations"): "the sign flips of the paired test (exact while 2^n ≤ it), not match.permutations "
+                                         "(random networks of the counterparts null)",
 }
 
-OPEN = {  # copies of config defaults found by this test, left for their owners (issue 25); remove when fixed
-    # statistics kernels: levels, alphas, seeds and permutation counts restating report.* / match.*
-    ("paired_effect", "level"), ("paired_effect", "alpha"), ("paired_effect", "seed"),
-    ("paired_effect", "n_permutations"), ("against_draws", "level"), ("against_draws", "alpha"),
-    ("against_draws", "seed"), ("overlap_test", "level"), ("conclude", "alpha"), ("conclude", "correction"),
-    ("Finding", "level"), ("Finding", "alpha"), ("overlap_null", "level"), ("recurrence_table", "alpha"), ("counterpart_null", "n_draws"),
-    ("counterpart_null", "seed"),
-    # ICA kernels: the decompose section's defaults restated (the estimators pass every one of them)
-    ("pca", "seed"), ("fastica", "seed"), ("fastica", "fun"), ("fastica", "max_iter"), ("fastica", "tol"),
-    ("picard_o", "seed"), ("picard_o", "fun"), ("picard_o", "max_iter"), ("picard_o", "tol"),
-    # the network rule's sidedness beside match.two_sided
-    ("binarize", "two_sided"), ("sparse_networks", "two_sided"), ("network_conditions", "two_sided"),
-    ("network_anatomy", "two_sided"), ("from_networks", "two_sided"),
-    # corpora and recording helpers restating record.*
-    ("load_corpus", "text_field"), ("select_samples", "pack_to_tokens"), ("Selection", "pack_to_tokens"), ("_batches", "batch_tokens"),
-    # evaluation: seeds, batch sizes and lengths beside evaluate.* (some may be other parameters: decide there)
-    ("localizer_stimuli", "seed"), ("localize", "max_tokens"), ("localize", "batch_size"),
-    ("random_condition", "seed"), ("residual_features", "max_tokens"), ("residual_features", "batch_size"),
-    ("final_features", "max_tokens"), ("final_features", "batch_size"), ("labelled_texts", "seed"),
-    ("probe", "seed"), ("probe_conditions", "seed"), ("probe_conditions", "max_tokens"),
-    ("probe_conditions", "batch_size"), ("evaluate_conditions", "backend"), ("evaluate_conditions", "batch_size"),
-    ("evaluate_conditions", "seed"), ("sweep", "tasks"), ("explain_text", "max_tokens"),
-    # model loading and baking beside model.* / evaluate.vllm.*
-    ("load_model", "dtype"), ("load_model", "trust_remote_code"), ("bake_streamed", "dtype"),
-    ("MassiveRule", "ratio"), ("MassiveRule", "min_value"), ("MassiveRule", "seed"),
-    ("VLLMSettings", "tensor_parallel_size"), ("VLLMSettings", "gpu_memory_utilization"), ("VLLMSettings", "dtype"),
-    ("VLLMSettings", "enforce_eager"), ("VLLMSettings", "trust_remote_code"),
-}
+OPEN: set[tuple[str, str]] = set()  # copies of config defaults left for their owners; issue 25 fixed every one found
 
 
 def _config_fields() -> set[str]:

@@ -67,7 +67,7 @@ def test_token_budget_batching_plan():
     widths = [[s.n_tokens for s in b] for b in _batches(samples, 2, batch_tokens=60)]
     assert widths == [[30, 30], [20, 12, 10], [5]]
     assert [[s.n_tokens for s in b] for b in _batches(samples, 4, batch_tokens=10)] == [[30], [30], [20], [12], [10], [5]]
-    assert [len(b) for b in _batches(samples, 4)] == [4, 2]
+    assert [len(b) for b in _batches(samples, 4, 0)] == [4, 2]
 
 
 @pytest.mark.parametrize(("items", "message"), [(["0=70GiB", "gpu=1GiB"], "max_memory entry gpu=1GiB"),

@@ -28,6 +28,9 @@ def test_probe_finds_a_planted_separable_feature():
     assert 0.3 < shuffled["accuracy"] < 0.7
 
 
+FEATURES = dict(max_tokens=128, batch_size=16)  # probe_conditions' cut and batch
+
+
 def test_pool_ignores_padding():
     states = torch.arange(12, dtype=torch.float32).reshape(2, 3, 2)
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
@@ -67,12 +70,12 @@ def test_probe_conditions_on_a_tiny_model(planted_model):
 def test_features_change_under_an_edit(planted_model):
     texts, _ = _texts(6)
     arch = resolve_architecture(planted_model.model)
-    normal = final_features(planted_model.model, planted_model.tokenizer, texts)
+    normal = final_features(planted_model.model, planted_model.tokenizer, texts, **FEATURES)
     with edited(planted_model.model, arch, NeuronMask(np.ones((2, 32), bool)), Edit("inhibit")):
-        inhibited = final_features(planted_model.model, planted_model.tokenizer, texts)
+        inhibited = final_features(planted_model.model, planted_model.tokenizer, texts, **FEATURES)
     assert normal.shape == inhibited.shape == (6, 32)
     assert not np.allclose(normal, inhibited)
-    np.testing.assert_allclose(final_features(planted_model.model, planted_model.tokenizer, texts), normal, rtol=1e-5)
+    np.testing.assert_allclose(final_features(planted_model.model, planted_model.tokenizer, texts, **FEATURES), normal, rtol=1e-5)
 
 
 def test_labelled_texts_are_balanced_and_seeded():
@@ -83,14 +86,14 @@ def test_labelled_texts_are_balanced_and_seeded():
 
 def test_bad_input(planted_model):
     with pytest.raises(InputError, match="two or more classes"):
-        probe(np.zeros((10, 2)), np.zeros(10, int))
+        probe(np.zeros((10, 2)), np.zeros(10, int), seed=0)
     with pytest.raises(InputError, match="the smallest class has 2"):
-        probe(np.zeros((10, 2)), np.array([0] * 8 + [1] * 2), folds=5)
+        probe(np.zeros((10, 2)), np.array([0] * 8 + [1] * 2), folds=5, seed=0)
     with pytest.raises(InputError, match=r"got \(10, 2\) and \(9,\)"):
-        probe(np.zeros((10, 2)), np.zeros(9, int))
+        probe(np.zeros((10, 2)), np.zeros(9, int), seed=0)
     with pytest.raises(InputError, match="no labelled offline text 'imdb'"):
-        labelled_texts("imdb")
+        labelled_texts("imdb", 40, seed=0)
     with pytest.raises(InputError, match="ask for n <= 200"):
-        labelled_texts("polarity_pl", 1000)
+        labelled_texts("polarity_pl", 1000, seed=0)
     with pytest.raises(InputError, match="unknown pooling 'max'"):
-        final_features(planted_model.model, planted_model.tokenizer, ["a"], pooling="max")
+        final_features(planted_model.model, planted_model.tokenizer, ["a"], pooling="max", **FEATURES)

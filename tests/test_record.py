@@ -439,7 +439,7 @@ def test_samples_are_written_as_whole_chunks_and_chunks_past_them_never(backgrou
              "architecture": "a", "model_dtype": "float32", "hook_points": [], "corpus": "c", "seed": 0,
              "max_tokens": max(lengths), "min_tokens": 1, "n_skipped_short": 0, "package_version": "0"}
     url = str(tmp_path / "a.zarr")
-    prepare_store(url, Selection(samples, 0, len(samples)), layout, attrs)
+    prepare_store(url, Selection(samples, 0, len(samples), 0), layout, attrs)
     values = [rng.standard_normal((n, 2, 3)).astype(np.float16) + 1 for n in lengths]  # never 0
     writer = SampleWriter(url, layout, background=background)
     for sample, value in zip(samples, values):

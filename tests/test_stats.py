@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from fnet_dist.core.config import ReportSection
 from fnet_dist.core.errors import InputError
 from fnet_dist.core.stats import (
     Estimate,
@@ -23,7 +24,9 @@ from fnet_dist.core.stats import (
 )
 
 SEEDS = 200
-ALPHA = 0.05
+REPORT = ReportSection()  # the run's defaults: level, bootstrap, alpha
+ALPHA = REPORT.alpha
+RUN = dict(level=REPORT.level, n_resamples=REPORT.bootstrap, seed=0, alpha=ALPHA)
 # the share of 200 null seeds that may come out "holds" by chance: alpha plus a one-sided 99.9 % binomial margin
 SLACK = sps.binom.ppf(0.999, SEEDS, ALPHA) / SEEDS
 
@@ -74,19 +77,19 @@ def test_most_is_the_partial_conjunction_p_value():
 
 def test_paired_effect_equals_the_sign_test_on_accuracy_differences():
     diff = np.array([1, 1, 1, 1, 1, 1, 1, -1, 0, 0], dtype=float)   # 10 examples: exact enumeration
-    estimate = paired_effect(diff)
+    estimate = paired_effect(diff, **RUN)
     assert estimate.p == pytest.approx(sps.binomtest(7, 8, 0.5, alternative="greater").pvalue)
     assert estimate.effect == pytest.approx(0.6) and estimate.n_examples == 10
     assert estimate.interval[0] < 0.6 < estimate.interval[1]
-    flat = paired_effect(np.zeros(60))
+    flat = paired_effect(np.zeros(60), **RUN)
     assert flat.p == 1.0 and flat.interval == (0.0, 0.0)
 
 
 def test_overlap_test_against_the_hypergeometric_distribution():
-    estimate = overlap_test(0, 50, 50, 1000)
+    estimate = overlap_test(0, 50, 50, 1000, level=REPORT.level)
     assert estimate.effect == pytest.approx(2.5)
     assert estimate.p == pytest.approx(sps.hypergeom(1000, 50, 50).cdf(0))
-    assert overlap_test(25, 50, 50, 1000).interval[1] < 0          # far above chance: the interval says so
+    assert overlap_test(25, 50, 50, 1000, level=REPORT.level).interval[1] < 0          # far above chance: the interval says so
 
 
 def _estimate(p=0.01, interval=(0.1, 0.3), n=19, needed=19):
@@ -119,13 +122,13 @@ def _null_world(rng, seeds, effect=0.0, draws=19, examples=60):
 def test_network_against_draws_is_calibrated_and_finds_a_planted_effect():
     rng = np.random.default_rng(7)
     null_subject, null_draws = _null_world(rng, SEEDS)
-    holds = [judge(e := against_draws(s, d, n_resamples=300, seed=i), e.p, ALPHA)[0] == "holds"
+    holds = [judge(e := against_draws(s, d, **dict(RUN, n_resamples=300, seed=i)), e.p, ALPHA)[0] == "holds"
              for i, (s, d) in enumerate(zip(null_subject, null_draws))]
     assert np.mean(holds) <= SLACK
     p = monte_carlo_p(null_subject.mean(axis=1), null_draws.mean(axis=2))   # the 200 seeds at once
     assert abs(np.mean(p <= ALPHA) - ALPHA) <= SLACK - ALPHA               # p is uniform: calibrated, not timid
     planted_subject, planted_draws = _null_world(rng, SEEDS // 4, effect=0.4)
-    found = [judge(e := against_draws(s, d, n_resamples=300, seed=i), e.p, ALPHA)[0] == "holds"
+    found = [judge(e := against_draws(s, d, **dict(RUN, n_resamples=300, seed=i)), e.p, ALPHA)[0] == "holds"
              for i, (s, d) in enumerate(zip(planted_subject, planted_draws))]
     assert np.mean(found) >= 0.9
 
@@ -133,7 +136,7 @@ def test_network_against_draws_is_calibrated_and_finds_a_planted_effect():
 def test_one_example_gives_the_exact_sign_flip_p_and_an_unclear_verdict():
     """A task limited to one document (the default run's wiki passage) once stopped the report: scipy's
     permutation test needs two observations."""
-    up, down = paired_effect(np.array([0.3])), paired_effect(np.array([-0.3]))
+    up, down = paired_effect(np.array([0.3]), **RUN), paired_effect(np.array([-0.3]), **RUN)
     assert (up.p, down.p) == (0.5, 1.0) and up.interval == (0.3, 0.3) and up.n_examples == 1
     verdict, reason = judge(up, up.p, ALPHA)
     assert verdict == "unclear" and reason == "1 example cannot reach p ≤ 0.05: needs ≥ 5"
@@ -142,10 +145,10 @@ def test_one_example_gives_the_exact_sign_flip_p_and_an_unclear_verdict():
 def test_paired_effect_is_calibrated_and_finds_a_planted_gain():
     rng = np.random.default_rng(3)
     null = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(SEEDS, 60))               # accuracy changes, no gain
-    holds = [judge(e := paired_effect(d, n_resamples=300, n_permutations=499, seed=i), e.p, ALPHA)[0] == "holds" for i, d in enumerate(null)]
+    holds = [judge(e := paired_effect(d, **dict(RUN, n_resamples=300, seed=i), n_permutations=499), e.p, ALPHA)[0] == "holds" for i, d in enumerate(null)]
     assert np.mean(holds) <= SLACK
     gain = rng.choice([-1.0, 0.0, 0.0, 1.0, 1.0, 1.0], size=(SEEDS // 4, 60))
-    assert np.mean([judge(e := paired_effect(d, n_resamples=300, n_permutations=499, seed=i), e.p, ALPHA)[0] == "holds"
+    assert np.mean([judge(e := paired_effect(d, **dict(RUN, n_resamples=300, seed=i), n_permutations=499), e.p, ALPHA)[0] == "holds"
                     for i, d in enumerate(gain)]) >= 0.9
 
 
@@ -155,7 +158,7 @@ def test_conclude_corrects_across_findings_and_keeps_the_family_wise_rate():
     any_holds, each_holds = [], []
     for seed in range(SEEDS):
         found = [Finding.of(f"f{k}", "claim", against_draws(subjects[3 * seed + k], draws[3 * seed + k],
-                                                            n_resamples=200, seed=seed), "units") for k in range(3)]
+                                                            **dict(RUN, n_resamples=200, seed=seed)), "units") for k in range(3)]
         any_holds.append(any(f.verdict == "holds" for f in conclude(found, ALPHA, "run")))
         each_holds.append([f.verdict == "holds" for f in conclude(found, ALPHA, "finding")])
     assert np.mean(any_holds) <= SLACK  # run: family-wise over the findings
@@ -171,4 +174,4 @@ def test_conclude_corrects_across_findings_and_keeps_the_family_wise_rate():
         conclude([strong], ALPHA, "bonferroni")
     assert Finding.from_dict(a.to_dict()).to_dict() == a.to_dict()
     with pytest.raises(InputError, match="alpha 2 must lie in"):
-        conclude([strong], 2)
+        conclude([strong], 2, REPORT.correction)

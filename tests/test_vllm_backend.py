@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fnet_dist.core.config import load_config
+from fnet_dist.core.config import ModelSection, VLLMSection, load_config
 from fnet_dist.model.edit import Edit
 from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate import backends, runner, vllm_backend
@@ -48,8 +48,8 @@ def test_one_engine_per_configured_backend():
 
 
 def test_model_args_carry_the_engine_settings():
-    settings = VLLMSettings(tensor_parallel_size=4, gpu_memory_utilization=0.85, max_model_len=4096, dtype="bfloat16",
-                            revision="abc123", trust_remote_code=True)
+    settings = VLLMSettings(VLLMSection(tensor_parallel_size=4, gpu_memory_utilization=0.85, max_model_len=4096,
+                                        dtype="bfloat16"), ModelSection(revision="abc123", trust_remote_code=True))
     assert model_args("Qwen/Qwen2.5-72B-Instruct", settings, 7) == {
         "pretrained": "Qwen/Qwen2.5-72B-Instruct", "tensor_parallel_size": 4, "dtype": "bfloat16",
         "gpu_memory_utilization": 0.85, "batch_size": "auto", "trust_remote_code": True, "seed": 7,
@@ -65,7 +65,7 @@ def test_settings_from_the_pipeline_config(tmp_path):
     path.write_text("model: {id: x/y, revision: r1}\nevaluate: {backend: vllm, scratch: /scratch, vllm: {tensor_parallel_size: 8}}\n")
     config = load_config(path)
     settings = VLLMSettings.from_sections(config.evaluate, config.model)
-    assert (settings.tensor_parallel_size, settings.scratch, settings.revision) == (8, "/scratch", "r1")
+    assert (settings.engine.tensor_parallel_size, settings.scratch, settings.model.revision) == (8, "/scratch", "r1")
     with pytest.raises(InputError, match="gpu_memory_utilization"):
         load_config(path, ["evaluate.vllm.gpu_memory_utilization=1.5"])
 

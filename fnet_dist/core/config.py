@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
-from .networks import DEFAULT_THRESHOLD
+from .networks import DEFAULT_THRESHOLD, DEFAULT_TWO_SIDED
 
 __all__ = [
     "CONFIG_VERSION",
@@ -173,7 +173,7 @@ class DecomposeSection(_Section):
 
 class MatchSection(_Section):
     threshold: float = Field(DEFAULT_THRESHOLD, **_help("|z| (or z) above which a neuron belongs to a network", gt=0))
-    two_sided: bool = Field(True, description="networks are |z| > threshold (--no-two-sided: z > threshold)")
+    two_sided: bool = Field(DEFAULT_TWO_SIDED, description="networks are |z| > threshold (--no-two-sided: z > threshold)")
     iou: float = Field(0.2, **_help("IoU above which an individual map is a counterpart of a template", ge=0, lt=1))
     similar_iou: float = Field(0.2, **_help("IoU above which templates of two corpora are listed as similar", ge=0, lt=1))
     massive_ratio: float = Field(300.0, **_help(

@@ -1,10 +1,10 @@
 """Corpora: where texts come from, and the seeded choice of the samples a recording uses.
 
-- ``load_corpus(spec, text_field="text") -> list[str]``: the texts of ``hf:NAME[:CONFIG][@SPLIT]``
+- ``load_corpus(spec, text_field=) -> list[str]``: the texts of ``hf:NAME[:CONFIG][@SPLIT]``
   (``datasets.load_dataset``; NAME may be a hub id or a local dataset folder), a local or fsspec
   ``.txt`` (one text per line), ``.jsonl``, ``.csv`` or ``.parquet`` file (``text_field`` names the
   column), or ``offline:news|wiki|math|code`` (``fnet_dist.core.offline``). Index i is the corpus row i.
-- ``select_samples(texts, tokenizer, group=, individual=, max_tokens=, min_tokens=, seed=, pack_to_tokens=0)
+- ``select_samples(texts, tokenizer, group=, individual=, max_tokens=, min_tokens=, seed=, pack_to_tokens=)
   -> Selection``: a seeded walk over the corpus that tokenizes texts, cuts them to ``max_tokens`` tokens, skips
   (and counts) those under ``min_tokens``, and keeps disjoint group and individual sets, group first. With
   ``pack_to_tokens`` N > 0, a text of fewer than N tokens is joined (by a newline) with the texts that follow
@@ -106,8 +106,9 @@ def _jsonl(raw: bytes, spec: str, field: str) -> list[str]:
     return _as_texts(texts)
 
 
-def load_corpus(spec: str, text_field: str = "text") -> list[str]:
-    """The texts of corpus ``spec`` in corpus order (see the module docstring for the forms)."""
+def load_corpus(spec: str, *, text_field: str) -> list[str]:
+    """The texts of corpus ``spec`` in corpus order (see the module docstring for the forms); ``text_field``: the
+    column of a field file or hf dataset (``record.text_field``, or the corpus entry's own)."""
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"empty corpus spec {spec!r}; {_HELP}")
     if spec.startswith("offline:"):
@@ -146,7 +147,7 @@ class Selection:
     samples: tuple[Sample, ...]
     n_skipped_short: int
     n_corpus_texts: int
-    pack_to_tokens: int = 0
+    pack_to_tokens: int  # the packing target the walk used (0: one text per sample)
 
     @property
     def n_packed(self) -> int:
@@ -201,14 +202,15 @@ def select_samples(
     max_tokens: int,
     min_tokens: int,
     seed: int,
+    pack_to_tokens: int,
     corpus: str = "corpus",
-    pack_to_tokens: int = 0,
 ) -> Selection:
     """Walk ``texts`` in a seeded random order; keep ``group`` then ``individual`` texts of ≥ ``min_tokens`` tokens.
 
     Texts are cut to ``max_tokens`` tokens (special tokens the tokenizer adds included). Texts met on
     the walk with fewer tokens are skipped and counted; the walk stops once both sets are full.
-    ``pack_to_tokens`` > 0 packs short texts with the ones after them (see the module docstring).
+    ``pack_to_tokens`` > 0 (``record.pack_to_tokens`` resolved) packs short texts with the ones after them (see the
+    module docstring); 0: one text per sample.
     """
     if pack_to_tokens:
         return _select_packed(texts, tokenizer, group=group, individual=individual, max_tokens=max_tokens,
@@ -235,7 +237,7 @@ def select_samples(
         Sample(position, index, "group" if position < group else "individual", np.asarray(ids, dtype=np.int32), text)
         for position, (index, ids, text) in enumerate(kept)
     )
-    return Selection(samples, skipped, len(texts))
+    return Selection(samples, skipped, len(texts), 0)
 
 
 def _select_packed(texts: Sequence[str], tokenizer: Any, *, group: int, individual: int, max_tokens: int,

@@ -1,7 +1,7 @@
 """From z-maps to binary networks, and what a network is made of.
 
-- ``DEFAULT_THRESHOLD``: the paper's |z| threshold (the one place it is written; the ``match`` config section
-  defaults to it).
+- ``DEFAULT_THRESHOLD``, ``DEFAULT_TWO_SIDED``: the paper's rule, |z| > 3.6 (the one place it is written; the
+  ``match`` section's ``threshold`` and ``two_sided`` default to it).
 - ``SMALL_SHARE``: the paper's "fewer than 2 % of the model's neurons": the networks its claims are about (the
   controls' network choice and the report's findings read it; not a user parameter: it defines the claim).
 - ``binarize(maps, threshold, two_sided)``: boolean networks of the same shape as ``maps``.
@@ -22,6 +22,7 @@ from .errors import InputError
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "DEFAULT_TWO_SIDED",
     "SMALL_SHARE",
     "binarize",
     "check_threshold",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLD = 3.6
+DEFAULT_TWO_SIDED = True  # |z| > threshold; False: z > threshold
 SMALL_SHARE = 0.02  # the paper's "fewer than 2 % of the model's neurons": the networks its claims are about
 _STEP_BYTES = 1 << 20  # one step of rows thresholded at a time: its boolean buffers stay in cache
 
@@ -48,7 +50,7 @@ def check_threshold(threshold: float) -> float:
     return value
 
 
-def binarize(maps, threshold: float = DEFAULT_THRESHOLD, two_sided: bool = True):
+def binarize(maps, threshold: float = DEFAULT_THRESHOLD, two_sided: bool = DEFAULT_TWO_SIDED):
     """Networks from z-maps: ``|z| > threshold`` (two-sided) or ``z > threshold``.
 
     maps : array of shape (..., n_layers, d_model), z-scored across neurons; NaN never selected.
@@ -111,7 +113,7 @@ def csr_networks(masks):
     return _csr_rows(masks, lambda rows, out, spare: np.not_equal(rows, 0, out=out))
 
 
-def sparse_networks(maps, threshold: float = DEFAULT_THRESHOLD, two_sided: bool = True):
+def sparse_networks(maps, threshold: float = DEFAULT_THRESHOLD, two_sided: bool = DEFAULT_TWO_SIDED):
     """Networks from z-maps held sparse: ``flatten_networks(binarize(maps, ...))`` as CSR rows, without ever
     holding that dense boolean array.
 

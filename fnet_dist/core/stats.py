@@ -173,10 +173,13 @@ def _bootstrap_mean(values: np.ndarray, level: float, n_resamples: int, seed: in
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def paired_effect(diff, *, level: float = 0.95, n_resamples: int = 2000, n_permutations: int = 9999, seed: int = 0,
-                  alpha: float = 0.05, unit: str = "examples") -> Estimate:
+def paired_effect(diff, *, level: float, n_resamples: int, seed: int, alpha: float, n_permutations: int = 9999,
+                  unit: str = "examples") -> Estimate:
     """Mean of per-example paired differences ``diff`` (shape (n,), positive = the claim's direction) with a
-    bootstrap interval and a one-sided sign-flip permutation p-value (exact while 2^n ≤ ``n_permutations``)."""
+    bootstrap interval and a one-sided sign-flip permutation p-value (exact while 2^n ≤ ``n_permutations``).
+
+    level, n_resamples, alpha: the ``report`` section's ``level``, ``bootstrap`` and ``alpha``; seed: of the
+    bootstrap and the sign flips."""
     from scipy import stats
 
     diff = np.asarray(diff, dtype=float)
@@ -197,14 +200,15 @@ def paired_effect(diff, *, level: float = 0.95, n_resamples: int = 2000, n_permu
                     needed=examples_needed(alpha), unit="examples")
 
 
-def against_draws(subject, draws, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
-                  alpha: float = 0.05, what: str = "random draws") -> Estimate:
+def against_draws(subject, draws, *, level: float, n_resamples: int, seed: int, alpha: float,
+                  what: str = "random draws") -> Estimate:
     """A subject's effect against random draws of the same kind.
 
     subject : per-example effects, shape (n_examples,); draws : shape (n_draws, n_examples); positive = the
     claim's direction (more damage, say). Statistic: the mean over examples. p: Monte Carlo rank of the
     subject's mean among the draws' means (the draws are the null). Effect: subject mean - mean of the draws'
     means, with a bootstrap interval over the examples of (subject_i - mean over draws of draw_i).
+    level, n_resamples, alpha: the ``report`` section's ``level``, ``bootstrap`` and ``alpha``; seed: of the bootstrap.
     """
     subject = np.asarray(subject, dtype=float)
     draws = np.atleast_2d(np.asarray(draws, dtype=float))
@@ -224,7 +228,7 @@ def against_draws(subject, draws, *, level: float = 0.95, n_resamples: int = 200
                     n_draws=n_draws, n_examples=int(subject.size), needed=draws_needed(alpha))
 
 
-def overlap_test(overlap: int, size_a: int, size_b: int, total: int, *, level: float = 0.95) -> Estimate:
+def overlap_test(overlap: int, size_a: int, size_b: int, total: int, *, level: float) -> Estimate:
     """Is the overlap of two neuron sets (sizes ``size_a``, ``size_b`` of ``total``) below chance?
 
     Null: the second set drawn at random (hypergeometric). Effect: chance overlap - observed overlap, in
@@ -270,7 +274,9 @@ class Finding:
     ``id``: stable, e.g. ``counterparts`` or ``network-controls/inhibit:news/5/sentiment_rt``; ``effect``
     in ``units``, ``interval`` [low, high] at ``level``; ``p_value`` after ``correction`` (``p_raw`` before);
     ``conditions`` / ``tables`` / ``anchors``: the evaluated conditions (records: ``condition`` and the field
-    columns), the result tables and the report's anchors it used; ``details``: per-unit tests behind a claim (templates, networks, tasks)."""
+    columns), the result tables and the report's anchors it used; ``details``: per-unit tests behind a claim (templates, networks, tasks).
+    ``level`` and ``alpha`` are the run's (``report.level``, ``report.alpha``): None until the report sets the level and
+    ``conclude`` the alpha."""
 
     id: str
     claim: str
@@ -279,10 +285,10 @@ class Finding:
     effect: float | None = None
     units: str = ""
     interval: tuple[float, float] | None = None
-    level: float = 0.95
+    level: float | None = None
     p_raw: float | None = None
     p_value: float | None = None
-    alpha: float = 0.05
+    alpha: float | None = None
     n_draws: int | None = None
     n_examples: int | None = None
     correction: str = CORRECTION
@@ -331,9 +337,10 @@ def _plain(value):
     return value
 
 
-def conclude(findings: list[Finding], alpha: float = 0.05, correction: str = "finding") -> list[Finding]:
+def conclude(findings: list[Finding], alpha: float, correction: str) -> list[Finding]:
     """Correct the testable findings' p-values as ``correction`` says (``finding``: as they are, each already
-    corrected over its own units; ``run``: Holm across them), then give each its verdict and reason."""
+    corrected over its own units; ``run``: Holm across them), then give each its verdict and reason (``alpha``,
+    ``correction``: the ``report`` section's)."""
     if not 0 < alpha < 1:
         raise InputError(f"alpha {alpha!r} must lie in (0, 1); 0.05 is usual")
     if correction not in CORRECTIONS:

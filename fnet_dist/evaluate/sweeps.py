@@ -48,8 +48,9 @@ def sweep_conditions(bases: Sequence[Condition], *, factors: Sequence[float] = D
 
 
 def sweep(model, bases: Sequence[Condition], out: str | os.PathLike, *, factors: Sequence[float] = DEFAULT_FACTORS,
-          values: Sequence[float] = DEFAULT_VALUES, tasks: Sequence[str] | None = ("wiki_ppl",), **options) -> pd.DataFrame:
-    """Evaluate the normal model and each base mask at each strength; ``options`` go to ``evaluate_conditions``."""
+          values: Sequence[float] = DEFAULT_VALUES, tasks: Sequence[str] | None, **options) -> pd.DataFrame:
+    """Evaluate the normal model and each base mask at each strength on ``tasks`` (the run's perplexity tasks);
+    ``options`` go to ``evaluate_conditions``."""
     conditions = sweep_conditions(bases, factors=factors, values=values)
     rows = evaluate_conditions(model, [NORMAL, *conditions], tasks, out, **options)
     targets = {c.name: c.target for c in conditions}

@@ -1,7 +1,7 @@
 """The ``vllm`` evaluation backend: lm-eval's ``vllm`` model on baked checkpoints, one fresh process per condition.
 
-- ``VLLMSettings``: the engine's arguments (``config.evaluate.vllm``), where checkpoints are baked
-  (``evaluate.scratch``), the model's revision and ``trust_remote_code``; ``VLLMSettings.from_sections(evaluate, model)``;
+- ``VLLMSettings``: the engine's arguments (the ``evaluate.vllm`` section), the ``model`` section (its revision and
+  ``trust_remote_code``) and where checkpoints are baked (``evaluate.scratch``); ``VLLMSettings.from_sections(evaluate, model)``;
   ``vllm_options(evaluate, model)``: the ``vllm=`` keyword of ``runner.evaluate_conditions`` (empty for ``hf``).
 - ``model_args(pretrained, settings, seed, tokenizer=None, hub=True) -> dict``: lm-eval's ``model_args`` of
   its ``vllm`` model: ``tensor_parallel_size``, ``dtype``, ``gpu_memory_utilization``, ``max_model_len``,
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.config import ModelSection, VLLMSection
 from ..core.errors import InputError
 from ..model.bake import bake_checkpoint
 from ..model.loading import LoadedModel, resolve_source
@@ -42,24 +43,20 @@ DEFAULT_EVALUATOR = "fnet_dist.evaluate.vllm_backend:evaluate_request"
 
 @dataclass(frozen=True)
 class VLLMSettings:
-    """vLLM engine arguments and where baked checkpoints go (defaults as in ``config.VLLMSection``)."""
+    """The vLLM backend's settings: ``engine``, the ``evaluate.vllm`` section; ``model``, the ``model`` section (its
+    revision and remote-code permission reach the bake and the engine); ``scratch``: where baked checkpoints go
+    (``evaluate.scratch``; None: a temporary folder); ``evaluator``: the child's ``module:function``."""
 
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    max_model_len: int | None = None
-    dtype: str = "auto"
-    enforce_eager: bool = False
+    engine: VLLMSection = VLLMSection()
+    model: ModelSection = ModelSection()
     scratch: str | None = None
-    revision: str | None = None
-    trust_remote_code: bool = False
     evaluator: str = DEFAULT_EVALUATOR
 
     @classmethod
     def from_sections(cls, evaluate: Any, model: Any) -> "VLLMSettings":
         """From the config's ``evaluate`` and ``model`` sections: ``evaluate.vllm``, ``evaluate.scratch``, the
         model's revision and remote-code permission."""
-        return cls(**evaluate.vllm.model_dump(), scratch=evaluate.scratch, revision=model.revision,
-                   trust_remote_code=model.trust_remote_code)
+        return cls(evaluate.vllm, model, scratch=evaluate.scratch)
 
 
 def vllm_options(evaluate: Any, model: Any) -> dict[str, Any]:
@@ -70,17 +67,18 @@ def vllm_options(evaluate: Any, model: Any) -> dict[str, Any]:
 def model_args(pretrained: str, settings: VLLMSettings, seed: int, *, tokenizer: str | None = None,
                hub: bool = True) -> dict[str, Any]:
     """lm-eval's ``model_args`` for its ``vllm`` model (``lm_eval/models/vllm_causallms.py``)."""
+    engine, model = settings.engine, settings.model
     args: dict[str, Any] = {
-        "pretrained": pretrained, "tensor_parallel_size": settings.tensor_parallel_size, "dtype": settings.dtype,
-        "gpu_memory_utilization": settings.gpu_memory_utilization, "batch_size": "auto",
-        "trust_remote_code": settings.trust_remote_code, "seed": seed,
+        "pretrained": pretrained, "tensor_parallel_size": engine.tensor_parallel_size, "dtype": engine.dtype,
+        "gpu_memory_utilization": engine.gpu_memory_utilization, "batch_size": "auto",
+        "trust_remote_code": model.trust_remote_code, "seed": seed,
     }
-    if settings.max_model_len is not None:
-        args["max_model_len"] = settings.max_model_len
-    if settings.enforce_eager:
+    if engine.max_model_len is not None:
+        args["max_model_len"] = engine.max_model_len
+    if engine.enforce_eager:
         args["enforce_eager"] = True
-    if hub and settings.revision:
-        args["revision"] = settings.revision
+    if hub and model.revision:
+        args["revision"] = model.revision
     if tokenizer is not None:
         args["tokenizer"] = tokenizer
     return args
@@ -197,7 +195,8 @@ class VLLMRunner:
         else:
             checkpoint = self.scratch / condition.slug
             baked = bake_checkpoint(self.spec, condition.mask, condition.edit, checkpoint, overwrite=True,
-                                    revision=self.settings.revision, trust_remote_code=self.settings.trust_remote_code,
+                                    revision=self.settings.model.revision,
+                                    trust_remote_code=self.settings.model.trust_remote_code,
                                     device="cpu")
             args = model_args(str(baked), self.settings, seed, hub=False)
 

@@ -5,16 +5,17 @@ large language models"): SmolLM2's layer-11 MLP output reaches ~2.3e4 in dimensi
 where the layer's median |activation| is ~0.8. Masks that hit such channels break the model whatever they mean.
 
 Rule (configurable): channel (layer, neuron) is *massive* when its peak |activation| over all real tokens is
-at least ``min_value`` (default 100) and at least ``ratio`` (default 300) times the median |activation| of
-its layer (median over real tokens and channels of a token subsample).
+at least ``min_value`` (``match.massive_min_value``) and at least ``ratio`` (``match.massive_ratio``) times the
+median |activation| of its layer (median over real tokens and channels of a token subsample).
 
-- ``MassiveRule(ratio, min_value, median_tokens, seed)``: the rule's parameters.
+- ``MassiveRule(ratio, min_value, seed, median_tokens)``: the rule's parameters; ``MassiveRule.of(match, seed)``:
+  the ``match`` section's rule for an activations store recorded with ``seed``.
 - ``scan_channels(ds, rule) -> ChannelScan``: one read of each sample's real tokens gives every channel's peak
   |activation|, the layer medians, where the channels peak and the tokens that carry them.
 - ``massive_channels(activations, rule) -> DataFrame``: one row per massive channel, with where it peaks
   (share of samples peaking at token 0, the token ids that carry it).
 - ``massive_mask(table, shape) -> ndarray bool (n_layers, d_model)``.
-- ``network_anatomy(networks, massive, activations=) -> DataFrame``: per template, its neurons on massive
+- ``network_anatomy(networks, massive, threshold=, two_sided=, activations=) -> DataFrame``: per template, its neurons on massive
   channels, layer spread and how concentrated its source signal is on one token
   (``fnet_dist.core.signals``: ``token_sources``, ``peak_token_share``).
 - ``write_anatomy(networks, out, params)``: the match stage's anatomy files (massive channels of every corpus,
@@ -32,7 +33,8 @@ import pandas as pd
 from storage_schemas import ACTIVATIONS, NETWORKS
 
 from ..core.errors import InputError
-from ..core.networks import DEFAULT_THRESHOLD, binarize
+from ..core.config import MatchSection
+from ..core.networks import binarize
 from ..core.signals import peak_token_share, token_sources
 from ..store.storage import open_store
 from .io import FILES, write_file
@@ -45,18 +47,24 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MassiveRule:
-    """peak ≥ min_value and peak ≥ ratio × median |activation| of the layer (median from ``median_tokens`` tokens)."""
+    """peak ≥ min_value and peak ≥ ratio × median |activation| of the layer (median from ``median_tokens`` tokens
+    drawn with ``seed``, the activations store's)."""
 
-    ratio: float = 300.0
-    min_value: float = 100.0
+    ratio: float
+    min_value: float
+    seed: int
     median_tokens: int = 1024
-    seed: int = 0
+
+    @classmethod
+    def of(cls, match: MatchSection, seed: int) -> "MassiveRule":
+        """The ``match`` section's rule (``massive_ratio``, ``massive_min_value``) for a store recorded with ``seed``."""
+        return cls(ratio=match.massive_ratio, min_value=match.massive_min_value, seed=seed)
 
     def check(self) -> "MassiveRule":
-        for name in ("ratio", "min_value"):
+        for name, field in (("ratio", "massive_ratio"), ("min_value", "massive_min_value")):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
-                raise InputError(f"massive-channel {name} {value!r} must be a positive number (defaults: ratio 300, min_value 100)")
+                raise InputError(f"massive-channel {name} {value!r} must be a positive number (match.{field})")
         if self.median_tokens < 1:
             raise InputError(f"median_tokens {self.median_tokens!r} must be ≥ 1")
         return self
@@ -89,7 +97,7 @@ def _median_tokens(n_tokens: np.ndarray, n_tokens_wanted: int, seed: int) -> dic
     return {int(sample): chosen[chosen[:, 0] == sample, 1] for sample in np.unique(chosen[:, 0])}
 
 
-def scan_channels(ds, rule: MassiveRule = MassiveRule()) -> ChannelScan:
+def scan_channels(ds, rule: MassiveRule) -> ChannelScan:
     """One pass over the real tokens of every sample (padding is never read): each sample's (tokens, n_layers,
     d_model) block is read once and gives its peaks, its argmax-at-token-0 flags, its share of the median's
     token subsample and its entries ≥ ``rule.min_value``."""
@@ -115,7 +123,7 @@ def scan_channels(ds, rule: MassiveRule = MassiveRule()) -> ChannelScan:
     return ChannelScan(peak, median, first / max(len(n_tokens), 1), hits)
 
 
-def massive_channels(activations, rule: MassiveRule = MassiveRule(), top_tokens: int = 5) -> pd.DataFrame:
+def massive_channels(activations, rule: MassiveRule, top_tokens: int = 5) -> pd.DataFrame:
     """Massive channels of an activations store (URL or opened Dataset), strongest first.
 
     Columns: layer, neuron, peak, layer_median, ratio, first_token_share (share of samples whose peak |a|
@@ -155,13 +163,14 @@ def massive_mask(table: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def network_anatomy(networks, massive: np.ndarray, *, activations=None, threshold: float = DEFAULT_THRESHOLD,
-                    two_sided: bool = True, samples: int = 20) -> pd.DataFrame:
+def network_anatomy(networks, massive: np.ndarray, *, threshold: float, two_sided: bool, activations=None,
+                    samples: int = 20) -> pd.DataFrame:
     """Per group template (``template``, numbered from 1 as in every other table): size, neurons on massive
     channels, layer spread, source concentration.
 
     networks : a networks store (URL or Dataset) with ``group_map(component, layer, neuron)``.
     massive : bool (n_layers, d_model) from ``massive_mask``.
+    threshold, two_sided : the ``match`` section's network rule.
     activations : optional activations store; with it, each template's source over the tokens of up to
     ``samples`` group-split samples gives ``peak_token_share`` (mean share of energy on one token) and
     ``first_token_peak_share`` (share of samples whose source peaks at token 0).
@@ -219,7 +228,7 @@ def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
     channels = []
     for ds, activations in zip(stores, sources):
         seed = int(_open(activations).attrs.get("seed", 0))
-        rule = MassiveRule(ratio=params.massive_ratio, min_value=params.massive_min_value, seed=seed)
+        rule = MassiveRule.of(params, seed)
         table = massive_channels(activations, rule)
         channels.append(table.assign(corpus=str(ds.attrs["corpus"])))
         shape = (table.attrs["n_layers"], table.attrs["d_model"])

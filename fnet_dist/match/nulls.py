@@ -8,9 +8,9 @@ neurons uniformly at random within each layer (each layer's neuron indices permu
 - ``counterpart_null(templates, maps, iou, n_draws, seed) -> (n_templates, n_draws)``: counterparts (maps with
   IoU > ``iou``) of layer-matched random networks, counted with the sparse kernel of ``fnet_dist.match.iou``.
 - ``counterpart_table(consistency, null, seed)``: each template's counterparts against its null (Tables 1, 6-8).
-- ``overlap_null(a, b) -> OverlapNull``: the exact null of |a ∩ b| when b's neurons are permuted within each
+- ``overlap_null(a, b, level) -> OverlapNull``: the exact null of |a ∩ b| when b's neurons are permuted within each
   layer (a sum over layers of hypergeometric counts), with the p-value of the observed overlap.
-- ``recurrence_table(names, templates, massive, first_token)``: every cross-corpus template pair's IoU and
+- ``recurrence_table(names, templates, massive, first_token, level)``: every cross-corpus template pair's IoU and
   exact p-value, with and without massive-channel neurons, flags for massive-channel and first-token-dominated
   templates, and ``eligible`` (a pair that may count as a recurrence, judged without massive channels:
   neither template first-token-dominated).
@@ -33,8 +33,12 @@ from ..store.storage import filesystem
 from .io import FILES, load_networks, write_file
 from .iou import iou_from_counts, sparse_counts, template_table
 
-__all__ = ["OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
+__all__ = ["CHANCE_LEVEL", "OverlapNull", "counterpart_null", "counterpart_table", "layer_permutations", "match_nulls",
            "overlap_null", "recurrence_table"]
+
+# the central range of chance the recurrence table shows (``chance_low/high_without_massive``); the match stage
+# reads only the match section, so this is not report.level (the recurrence finding's interval is this range)
+CHANCE_LEVEL = 0.95
 
 
 def layer_permutations(shape: tuple[int, int], n_draws: int, seed: int, chunk: int = 256):
@@ -67,11 +71,12 @@ def _permuted_networks(templates: np.ndarray, permutations: np.ndarray):
     return sp.csr_array((data, (np.concatenate(rows), np.concatenate(columns))), shape=shape)
 
 
-def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int = 999, seed: int = 0) -> np.ndarray:
+def counterpart_null(templates: np.ndarray, maps, iou: float, n_draws: int, seed: int) -> np.ndarray:
     """Counterparts of layer-matched random networks: (n_templates, n_draws) int64.
 
     templates : bool (n_templates, n_layers, d_model); maps : the individual networks, (n_maps, n_layers *
-    d_model) CSR (or anything ``fnet_dist.match.iou.sparse_counts`` takes); a counterpart is a map with IoU > ``iou``.
+    d_model) CSR (or anything ``fnet_dist.match.iou.sparse_counts`` takes); a counterpart is a map with IoU > ``iou``;
+    n_draws: ``match.permutations``.
     """
     templates = np.asarray(templates, dtype=bool)
     out = np.empty((len(templates), n_draws), dtype=np.int64)
@@ -101,8 +106,8 @@ def counterpart_table(consistency: pd.DataFrame, null: dict[str, np.ndarray], se
 
 @dataclass(frozen=True)
 class OverlapNull:
-    """|a ∩ b| observed, its exact null (b's neurons permuted within layers): mean, central 95 % range, and
-    p = P(null ≥ observed)."""
+    """|a ∩ b| observed, its exact null (b's neurons permuted within layers): mean, central range (``low``, ``high``)
+    at the level asked, and p = P(null ≥ observed)."""
 
     overlap: int
     mean: float
@@ -119,7 +124,7 @@ def _layer_pmf(d_model: int, size_a: int, size_b: int) -> np.ndarray:
     return stats.hypergeom.pmf(np.arange(min(size_a, size_b) + 1), d_model, size_a, size_b)
 
 
-def overlap_null(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> OverlapNull:
+def overlap_null(a: np.ndarray, b: np.ndarray, level: float) -> OverlapNull:
     """Exact null of the overlap of ``a`` with a layer-matched random ``b`` (both bool (n_layers, d_model))."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     d_model = a.shape[1]
@@ -141,20 +146,20 @@ def _iou(overlap: float, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive: np.ndarray,
-                     first_token: dict[str, np.ndarray], *, alpha: float = 0.05) -> pd.DataFrame:
+                     first_token: dict[str, np.ndarray], *, level: float) -> pd.DataFrame:
     """Every pair of templates of different corpora (Table 2) with its exact layer-matched null.
 
     templates : {corpus: bool (n_templates, n_layers, d_model)}; massive : bool (n_layers, d_model);
     first_token : {corpus: bool (n_templates,)}, True for templates whose source peaks at the first token.
     Columns: the pair (templates numbered from 1), ``iou``, ``chance_iou``, ``p_value``; the same without
-    massive-channel neurons (``*_without_massive``, with the null's central 95 % range ``chance_low/high_*``); flags ``massive_1/2``, ``first_token_1/2``; ``eligible``
+    massive-channel neurons (``*_without_massive``, with the null's central ``level`` range ``chance_low/high_*``); flags ``massive_1/2``, ``first_token_1/2``; ``eligible``
     (neither template first-token-dominated: only such a pair, judged without massive channels, may count).
     """
     rows = []
     keep = ~np.asarray(massive, dtype=bool)
     for x, y in itertools.combinations(names, 2):
         for (i, a), (j, b) in itertools.product(enumerate(templates[x]), enumerate(templates[y])):
-            whole, trimmed = overlap_null(a, b), overlap_null(a & keep, b & keep)
+            whole, trimmed = overlap_null(a, b, level), overlap_null(a & keep, b & keep, level)
             rows.append({
                 "corpus_1": x, "template_1": i + 1, "corpus_2": y, "template_2": j + 1,
                 "iou": _iou(whole.overlap, a, b), "chance_iou": _iou(whole.mean, a, b), "p_value": whole.p,
@@ -203,6 +208,7 @@ def match_nulls(urls: list[str], out, config: MatchSection, *, massive: np.ndarr
     first = {name: (anatomy[anatomy["corpus"] == name].sort_values("template")["first_token_peak_share"]
                     .fillna(0).to_numpy() >= first_token_share) if share is not None
              else np.zeros(len(c.templates), dtype=bool) for name, c in corpora.items()}
-    recurrence = recurrence_table(list(corpora), {n: c.templates for n, c in corpora.items()}, massive, first)
+    recurrence = recurrence_table(list(corpora), {n: c.templates for n, c in corpora.items()}, massive, first,
+                                  level=CHANCE_LEVEL)
     write_file(out, FILES.recurrence.name, recurrence.to_csv(index=False))
     return {"counterparts_null": counterparts, "recurrence": recurrence}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.config import ModelSection
 from ..core.errors import InputError
 from ..store.outputs import prepare_output
 from .architectures import Architecture, decoder_layers, get_module, resolve_architecture
@@ -132,7 +133,7 @@ def bake_checkpoint(
     prepare_output(str(out), "checkpoint", overwrite=overwrite)  # refused before the model is read
     try:
         return bake_streamed(model_spec, mask, edit, out, overwrite=overwrite, revision=load_kwargs.get("revision"),
-                             dtype=load_kwargs.get("dtype", "auto"))
+                             dtype=load_kwargs.get("dtype", ModelSection().dtype))
     except StreamedBakeUnsupported as exc:
         log.info("baking %s through a loaded model: %s", model_spec, exc)
     loaded = load_model(model_spec, **load_kwargs)

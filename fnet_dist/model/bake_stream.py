@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.config import ModelSection
 from ..core.errors import InputError
 from .architectures import Architecture, resolve_architecture
 from .checkpoint import edit_provenance, write_checkpoint_folder, write_provenance
@@ -154,7 +155,7 @@ def _rewrite(copy: Path, source: Path, name: str, data_start: int, offsets: list
 
 
 def bake_streamed(spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLike, *, overwrite: bool = False,
-                  revision: str | None = None, dtype: str = "auto") -> str:
+                  revision: str | None = None, dtype: str = ModelSection().dtype) -> str:
     """Bake ``edit`` of ``mask`` into a copy of the safetensors checkpoint ``spec`` at folder ``out`` (written in
     the staging folder of ``outputs.replacing`` and swapped in; a mask of another model is refused)."""
     import torch

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.config import ModelSection
 from ..core.errors import InputError
 from ..core.offline import smollm2_gguf
 
@@ -36,6 +37,7 @@ WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.h5", "*
 DTYPES = ("float32", "float16", "bfloat16")  # torch dtypes by name (torch is imported where a model is loaded)
 DTYPE_CHOICES = ("auto", *DTYPES)
 log = logging.getLogger(__name__)
+_MODEL = ModelSection()  # load_model's defaults are the model section's
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -169,9 +171,9 @@ def load_model(
     spec: str = DEFAULT_MODEL,
     *,
     revision: str | None = None,
-    dtype: str = "auto",
+    dtype: str = _MODEL.dtype,
     device: str | None = None,
-    trust_remote_code: bool = False,
+    trust_remote_code: bool = _MODEL.trust_remote_code,
     device_map: str | dict[str, Any] | None = None,
     max_memory: Any = None,
     offload_folder: str | None = None,

@@ -21,7 +21,7 @@ import numpy as np
 from storage_schemas import NETWORKS
 
 from ..core.errors import InputError
-from ..core.networks import DEFAULT_THRESHOLD, binarize
+from ..core.networks import DEFAULT_THRESHOLD, DEFAULT_TWO_SIDED, binarize
 from ..store.storage import normalize_url, open_store
 
 __all__ = ["NeuronMask", "mask_shape"]
@@ -167,7 +167,7 @@ class NeuronMask:
         components: int | Sequence[int],
         *,
         threshold: float = DEFAULT_THRESHOLD,
-        two_sided: bool = True,
+        two_sided: bool = DEFAULT_TWO_SIDED,
         combine: str = "union",
     ) -> "NeuronMask":
         """Neurons of group templates ``components`` (|z| > threshold), combined by ``union`` or ``intersection``.

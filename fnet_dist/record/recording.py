@@ -67,7 +67,7 @@ def _check_shard(shard: Any) -> tuple[int, int]:
     return index, count
 
 
-def _batches(samples: Sequence[Sample], batch_size: int, batch_tokens: int = 0) -> Iterator[list[Sample]]:
+def _batches(samples: Sequence[Sample], batch_size: int, batch_tokens: int) -> Iterator[list[Sample]]:
     """Samples sorted by length (longest first, then store position), cut into batches of ``batch_size``
     samples, or (``batch_tokens`` > 0) of as many as keep ``samples × longest ≤ batch_tokens`` (at least one)."""
     ordered = sorted(samples, key=lambda s: (-s.n_tokens, s.position))
@@ -312,7 +312,7 @@ def record_activations(
         loaded = load_model(section.id, **section.placement())
     arch = resolve_architecture(loaded.model, section.hook_module if section is not None else None)
     n_layers, d_model = _d_model(loaded, arch)
-    texts = load_corpus(corpus, config.text_field)
+    texts = load_corpus(corpus, text_field=config.text_field)
     selection = select_samples(texts, loaded.tokenizer, group=config.group_samples, individual=config.individual_samples,
                                max_tokens=config.max_tokens, min_tokens=config.min_tokens, seed=config.seed, corpus=corpus,
                                pack_to_tokens=config.pack_to_tokens)

@@ -321,7 +321,8 @@ def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: E
         found += survives(ev, massive, settings) if ev.selection or not matching(ev.conditions, kind="control").empty else []
         found += amplification(ev, settings)
         found += localization(ev, settings)
-    found = [replace(f, conditions=ev.records(f.conditions)) for f in found if f is not None]  # names to records
+    found = [replace(f, conditions=ev.records(f.conditions), level=settings.level)  # names to records
+             for f in found if f is not None]
     return conclude(found, settings.alpha, settings.correction)
 
 
