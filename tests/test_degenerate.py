@@ -258,7 +258,7 @@ def test_match_tables_and_figures_finish(drawn):
     from fnet_dist.match.matching import consistency_markdown, write_results
 
     results, templates = drawn
-    results.markdown = consistency_markdown(results.consistency, results.config.iou)
+    results.markdown = consistency_markdown(results.consistency, results.section.iou)
     with tempfile.TemporaryDirectory() as folder:
         write_results(results, folder, templates)
         written = {p.name for p in Path(folder).iterdir()}
@@ -276,7 +276,7 @@ def _write_outputs(root: Path, matched, rows: pd.DataFrame, controls: pd.DataFra
     from fnet_dist.match.matching import consistency_markdown, write_results
 
     results, templates = matched
-    results.markdown = consistency_markdown(results.consistency, results.config.iou)
+    results.markdown = consistency_markdown(results.consistency, results.section.iou)
     write_results(results, str(root / "match"), templates)
     evaluate = root / "evaluate"
     write_reports(rows, evaluate)

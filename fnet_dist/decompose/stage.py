@@ -1,6 +1,6 @@
 """The decomposition stage: an activations store in, a networks store out, all heavy work on Dask.
 
-- ``decompose(activations, out, params=None, *, scheduler=None, overwrite=False, **overrides) -> str``; the
+- ``decompose(activations, out, section=None, *, scheduler=None, overwrite=False, **overrides) -> str``; the
   parameters are the ``decompose`` config section (``fnet_dist.core.config.DecomposeSection``).
 
 The store is created up front from the config (its hash in attrs), then filled: the group level
@@ -269,18 +269,18 @@ def _convergence(url: str) -> dict[str, Any]:
             "individual_converged_share": round(float(converged.mean()), 4) if ran.any() else None}
 
 
-def decompose(activations: str, out: str, params: DecomposeSection | None = None, *, scheduler: str | None = None,
+def decompose(activations: str, out: str, section: DecomposeSection | None = None, *, scheduler: str | None = None,
               overwrite: bool = False, corpus: str | None = None, **overrides: Any) -> str:
     """Decompose the activations store at ``activations`` into a networks store at ``out``; returns its URL.
 
-    params : the ``decompose`` config section (default: its defaults); ``overrides`` replace some of its
+    section : the ``decompose`` config section (default: its defaults); ``overrides`` replace some of its
         fields (``components=8``) and the result is validated by the section.
     Runs on ``fnet_dist.core.cluster.dask_client(scheduler)``. Resumable: a rerun with the same config
     finishes what is missing (also with ``overwrite``); a store of another config is refused unless
     ``overwrite``, which replaces it. Inputs are checked before any existing store is touched.
     """
 
-    section = with_overrides(params or DecomposeSection(), overrides)
+    section = with_overrides(section or DecomposeSection(), overrides)
     levels = section.levels
     p = _parameters(section)
     src, url = normalize_url(activations), normalize_url(out)

@@ -8,7 +8,7 @@ The draws themselves are ``fnet_dist.evaluate.draws``; the tables and figure ``f
   artefacts first).
 - ``controls_stage(loaded, config, layout, index, count)``: the ``controls`` stage of ``fnet run`` (or one shard),
   per-condition results only; ``merge_controls(config, layout)``: the report stage's tables from them.
-- ``evaluate_controls(model, networks, out, settings, *, tasks, massive, level, ...)``: evaluate the controls of
+- ``evaluate_controls(model, networks, out, section, *, tasks, massive, level, ...)``: evaluate the controls of
   the given networks on one loaded model (hooks; cost = evaluation only) and write ``tables/controls.csv`` (each
   network against each kind of random draw: mean, interval, empirical p-value) and ``tables/separated.csv``
   (whole network, without its massive channels, those channels alone).
@@ -40,11 +40,11 @@ __all__ = [
 ]
 
 
-def evaluate_controls(model, networks, out, settings: EvaluateSection, *, tasks, massive: np.ndarray, level: float,
+def evaluate_controls(model, networks, out, section: EvaluateSection, *, tasks, massive: np.ndarray, level: float,
                       normal_rows=None, **options):
     """Evaluate the controls of ``networks`` (network ``Condition``s) into ``out`` (resumable); write the two tables.
 
-    ``settings``: the ``evaluate`` section (the controls' kinds and draws, the seed, the random fraction);
+    ``section``: the ``evaluate`` section (the controls' kinds and draws, the seed, the random fraction);
     ``level``: of the draws' intervals (``report.level``); ``options``: ``evaluate_conditions``'s.
     ``normal_rows``: tidy rows that already hold ``normal`` and the networks (the paper's evaluation);
     without them, those conditions are evaluated here too. Returns (controls, separated) DataFrames.
@@ -52,13 +52,13 @@ def evaluate_controls(model, networks, out, settings: EvaluateSection, *, tasks,
     import pandas as pd
 
 
-    conditions = control_conditions(networks, massive, settings)
+    conditions = control_conditions(networks, massive, section)
     if normal_rows is None:
         conditions = [NORMAL, *networks, *conditions]
-    rows = evaluate_conditions(model, conditions, tasks, out, seed=settings.seed, **options)
+    rows = evaluate_conditions(model, conditions, tasks, out, seed=section.seed, **options)
     if normal_rows is not None:
         rows = pd.concat([normal_rows, rows], ignore_index=True)
-    return write_control_reports(rows, networks, out, massive=massive, fraction=settings.random_fraction, level=level)
+    return write_control_reports(rows, networks, out, massive=massive, fraction=section.random_fraction, level=level)
 
 
 SELECTION_RULE = (f"per evaluated corpus, the templates with the most counterparts among the individual maps (match "

@@ -9,8 +9,8 @@ One random mask is not a control on a real model: a draw that hits a massive-act
 - ``random_controls(kind, shape, n_draws, seed, reference=, fraction=, massive=)`` → list of NeuronMask.
 - ``separated_masks(network, massive)``: the network, the network minus massive channels, and its
   massive-channel neurons alone.
-- ``control_conditions(networks, massive, settings)``: every control of some networks as evaluation conditions
-  (``settings``: the ``evaluate`` section).
+- ``control_conditions(networks, massive, section)``: every control of some networks as evaluation conditions
+  (``section``: the ``evaluate`` section).
 """
 from __future__ import annotations
 
@@ -79,10 +79,10 @@ def separated_masks(network: NeuronMask, massive: np.ndarray) -> list[NeuronMask
     ]
 
 
-def control_conditions(networks, massive: np.ndarray, settings: EvaluateSection) -> list:
+def control_conditions(networks, massive: np.ndarray, section: EvaluateSection) -> list:
     """Conditions for every control of ``networks`` (network ``Condition``s, kind ``network``).
 
-    ``settings``: the ``evaluate`` section (its ``controls.kinds``, ``controls.draws``, ``seed`` and
+    ``section``: the ``evaluate`` section (its ``controls.kinds``, ``controls.draws``, ``seed`` and
     ``random_fraction``).
 
     ``fraction`` draws are shared by all networks; the matched kinds carry the corpus and template of the
@@ -91,7 +91,7 @@ def control_conditions(networks, massive: np.ndarray, settings: EvaluateSection)
     network). ``matched_avoid_massive`` draws are made only for networks with a neuron on a massive channel
     (the only ones asked whether their effect survives without).
     """
-    kinds, n_draws, seed, fraction = settings.controls.kinds, settings.controls.draws, settings.seed, settings.random_fraction
+    kinds, n_draws, seed, fraction = section.controls.kinds, section.controls.draws, section.seed, section.random_fraction
     inhibit = Edit("inhibit")
     unknown = [k for k in kinds if k not in CONTROL_KINDS]
     if unknown:

@@ -2,13 +2,13 @@
 
 Parameters: the ``evaluate`` and ``match`` config sections (``fnet_dist.core.config``).
 
-- ``paper_conditions(loaded, networks_urls, settings, match) -> (conditions, extras)``: ``normal``;
+- ``paper_conditions(loaded, networks_urls, evaluate, match) -> (conditions, extras)``: ``normal``;
   each template inhibited and all of them (``inhibit:<corpus>/<k>``, ``inhibit:<corpus>/all``), with
   ``amplify_networks`` each template amplified too (``multiply1.02:<corpus>/<k>``, Figure 3);
   ``random15:seed<S>``; ``top5:inhibit@<corpus>`` / ``top5:multiply1.02@<corpus>``;
   ``localization:inhibit@<corpus>`` / ``localization:multiply1.02@<corpus>`` with as many units as the top
   5 %. ``extras``: the IoU of ICA top 5 % vs Localization (Table 5).
-- ``evaluate_networks(model, networks_urls, out, settings, match, ...) -> DataFrame``:
+- ``evaluate_networks(model, networks_urls, out, evaluate, match, ...) -> DataFrame``:
   runs them with ``evaluate_conditions`` and writes ``tables/`` (Tables 3, 4, 5, 9, 10/11, and 12 with
   ``probing``, as CSV + Markdown), ``figures/`` (Figures 2, 3, and 5-7 with ``sweeps``), ``flips.csv``
   (Figure 8: multiple-choice predictions that change under each condition), ``masks/`` (each
@@ -57,17 +57,16 @@ __all__ = ["evaluate_networks", "evaluate_pipeline", "evaluate_stage", "merge_ev
 log = logging.getLogger(__name__)
 
 
-def _localization(loaded, arch, count: int, settings: EvaluateSection):
-    sentences, nonwords = localizer_stimuli(settings.localizer_stimuli, seed=settings.seed)
+def _localization(loaded, arch, count: int, section: EvaluateSection):
+    sentences, nonwords = localizer_stimuli(section.localizer_stimuli, seed=section.seed)
     return localize(loaded.model, loaded.tokenizer, arch, sentences, nonwords, count=count)
 
 
-def paper_conditions(loaded, networks_urls: Sequence[str], settings: EvaluateSection = EvaluateSection(),
+def paper_conditions(loaded, networks_urls: Sequence[str], evaluate: EvaluateSection = EvaluateSection(),
                      match: MatchSection = MatchSection(), hook_module: str | None = None):
     """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring); networks are
-    thresholded as ``match`` says, and ``settings.conditions`` (shell patterns) keep some of them."""
-
-    patterns = list(settings.conditions) or None
+    thresholded as ``match`` says, and ``evaluate.conditions`` (shell patterns) keep some of them."""
+    patterns = list(evaluate.conditions) or None
     if not networks_urls:
         raise InputError("no networks store given; pass --networks with the output of fnet decompose")
     arch = resolve_architecture(loaded.model, hook_module)
@@ -78,17 +77,17 @@ def paper_conditions(loaded, networks_urls: Sequence[str], settings: EvaluateSec
     conditions, extras = [NORMAL], {"iou": {}}
     for ds in stores:
         conditions += network_conditions(ds, threshold=match.threshold, two_sided=match.two_sided)
-        if settings.amplify_networks:
-            conditions += network_conditions(ds, edit=Edit("multiply", settings.amplify_factor), threshold=match.threshold,
+        if evaluate.amplify_networks:
+            conditions += network_conditions(ds, edit=Edit("multiply", evaluate.amplify_factor), threshold=match.threshold,
                                              two_sided=match.two_sided, union=False)
-    conditions.append(random_condition(shape, percent=100 * settings.random_fraction, seed=settings.seed))
+    conditions.append(random_condition(shape, percent=100 * evaluate.random_fraction, seed=evaluate.seed))
     for ds in stores:
-        tops = top_conditions(ds, percent=settings.top_percent, factor=settings.amplify_factor)
+        tops = top_conditions(ds, percent=evaluate.top_percent, factor=evaluate.amplify_factor)
         conditions += tops
         corpus = tops[0].corpus
         wanted = [replace(c, kind="localization", percent=None) for c in tops]
-        if settings.localization and any(_matches(c, patterns) for c in wanted):
-            found = _localization(loaded, arch, tops[0].neurons, settings)
+        if evaluate.localization and any(_matches(c, patterns) for c in wanted):
+            found = _localization(loaded, arch, tops[0].neurons, evaluate)
             conditions += [replace(c, mask=found.mask) for c in wanted]
             extras["iou"][f"ICA vs LLM Localization@{corpus}"] = mask_iou(tops[0].mask, found.mask)
             extras.setdefault("localization", {})[corpus] = found.settings
@@ -181,13 +180,13 @@ def write_flips(rows: pd.DataFrame, out: str | os.PathLike) -> Path:
     return path
 
 
-def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: EvaluateSection, hook_module) -> pd.DataFrame:
+def _probing(loaded, chosen: Sequence[Condition], out: Path, section: EvaluateSection, hook_module) -> pd.DataFrame:
     """Tables 12-13: probes under normal, random and all-networks-inhibited conditions."""
     networks = [c for c in chosen if c.kind == "network" and c.edit.kind == "inhibit"]
     unions = [c for c in networks if c.template is None]
     keep = [c for c in chosen if c.kind in ("normal", "random")] + (unions or networks)
-    texts, labels = labelled_texts("sentiment_rt", settings.probe_texts, seed=settings.seed)
-    rows = probe_conditions(loaded, keep, texts, labels, seed=settings.seed, hook_module=hook_module)
+    texts, labels = labelled_texts("sentiment_rt", section.probe_texts, seed=section.seed)
+    rows = probe_conditions(loaded, keep, texts, labels, seed=section.seed, hook_module=hook_module)
     files = EvaluationFiles(out)
     rows.to_csv(files.probing, index=False)
     table = rows.pivot(index="pooling", columns="condition", values="accuracy")[[c.name for c in keep]]
@@ -196,50 +195,50 @@ def _probing(loaded, chosen: Sequence[Condition], out: Path, settings: EvaluateS
     return rows
 
 
-def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str], settings: EvaluateSection,
+def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str], section: EvaluateSection,
             hook_module, options: dict) -> pd.DataFrame:
     """Figures 5-7: the top-percent mask and each union of networks at several factors and values."""
 
     bases = [c for c in chosen if c.edit is not None and c.edit.kind == "inhibit"
              and ((c.kind == "network" and c.template is None) or c.kind == "top")]
     ppl = [t for t in tasks if primary_metric(t) in PERPLEXITY_METRICS] or ["wiki_ppl"]
-    rows = sweep(loaded, bases, EvaluationFiles(out).sweeps, factors=settings.sweep_factors, values=settings.sweep_values, tasks=ppl,
-                 seed=settings.seed, hook_module=hook_module, **options)
+    rows = sweep(loaded, bases, EvaluationFiles(out).sweeps, factors=section.sweep_factors, values=section.sweep_values, tasks=ppl,
+                 seed=section.seed, hook_module=hook_module, **options)
     for task in ppl:
         sweep_plot(rows, EvaluationFiles(out).figure("sweep", task), task=task)
     return rows
 
 
 def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLike,
-                      settings: EvaluateSection = EvaluateSection(), match: MatchSection = MatchSection(), *,
+                      evaluate: EvaluateSection = EvaluateSection(), match: MatchSection = MatchSection(), *,
                       hook_module: str | None = None, **options: Any) -> pd.DataFrame:
     """Build the paper's conditions from ``networks_urls``, evaluate them, write tables, figures and masks.
 
-    settings : the ``evaluate`` config section (tasks, limit, backend, which conditions, probing, sweeps …).
+    evaluate : the ``evaluate`` config section (tasks, limit, backend, which conditions, probing, sweeps …).
     match : the ``match`` config section (the networks' threshold).
     options : go to ``evaluate_conditions`` (``progress`` …).
     """
 
-    options = {"limit": settings.limit, "backend": settings.backend, "batch_size": settings.batch_size, **options}
-    get_backend(settings.backend).require()
-    tasks = resolve_tasks(list(settings.tasks))
+    options = {"limit": evaluate.limit, "backend": evaluate.backend, "batch_size": evaluate.batch_size, **options}
+    get_backend(evaluate.backend).require()
+    tasks = resolve_tasks(list(evaluate.tasks))
     prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    chosen, extras = paper_conditions(loaded, networks_urls, settings, match, hook_module)
+    chosen, extras = paper_conditions(loaded, networks_urls, evaluate, match, hook_module)
     out = Path(open_output(out, "evaluation"))
     files = EvaluationFiles(out)
     _save_masks(chosen, out)
     files.experiment.write_text(json.dumps(
-        {"settings": settings.model_dump(mode="json"), "match": match.model_dump(mode="json"),
+        {"settings": evaluate.model_dump(mode="json"), "match": match.model_dump(mode="json"),
          "networks": list(networks_urls), "conditions": [c.fields() for c in chosen],
          "iou": extras["iou"], "localization": extras.get("localization")}, indent=2, default=str))
-    rows = evaluate_conditions(loaded, chosen, tasks, out, seed=settings.seed, hook_module=hook_module, **options)
+    rows = evaluate_conditions(loaded, chosen, tasks, out, seed=evaluate.seed, hook_module=hook_module, **options)
     write_reports(rows, out, iou=extras["iou"])
     write_flips(rows, out)
-    if settings.probing:
-        _probing(loaded, chosen, out, settings, hook_module)
-    if settings.sweeps:
-        _sweeps(loaded, chosen, out, tasks, settings, hook_module, {**options, "backend": "hf"})
+    if evaluate.probing:
+        _probing(loaded, chosen, out, evaluate, hook_module)
+    if evaluate.sweeps:
+        _sweeps(loaded, chosen, out, tasks, evaluate, hook_module, {**options, "backend": "hf"})
     return rows
 
 

@@ -49,11 +49,12 @@ class CorpusNetworks:
     model_revision: str = ""
 
     @property
-    def layout(self) -> tuple[int, int]:
+    def shape(self) -> tuple[int, int]:
+        """(n_layers, d_model): the neurons every map of the store spans."""
         return (self.n_layers, self.d_model)
 
 
-def load_networks(url: str, config: MatchSection) -> CorpusNetworks:
+def load_networks(url: str, section: MatchSection) -> CorpusNetworks:
     """Open the networks store at ``url`` and threshold its maps (individual maps stay lazy)."""
     ds = open_store(url, NETWORKS)
     n_layers, d_model = int(ds.attrs["n_layers"]), int(ds.attrs["d_model"])
@@ -67,8 +68,8 @@ def load_networks(url: str, config: MatchSection) -> CorpusNetworks:
     ok = np.flatnonzero(status == "ok")
     labels = [_plain(v) for v in ds["sample"].values] if "sample" in ds.coords else list(range(len(status)))
     maps = ds["individual_map"].isel(sample=ok).data.rechunk({1: -1, 2: -1, 3: -1})
-    individual = sparse_networks(maps, config.threshold, config.two_sided)
-    templates = binarize(np.asarray(ds["group_map"].values, dtype=np.float32), config.threshold, config.two_sided)
+    individual = sparse_networks(maps, section.threshold, section.two_sided)
+    templates = binarize(np.asarray(ds["group_map"].values, dtype=np.float32), section.threshold, section.two_sided)
     return CorpusNetworks(
         url=url, name=str(ds.attrs["corpus"]), model_id=str(ds.attrs["model_id"]),
         n_layers=n_layers, d_model=d_model, templates=templates, individual=individual,

@@ -2,7 +2,7 @@
 
 - Parameters: the ``match`` config section (``fnet_dist.core.config.MatchSection``): threshold, one- or two-sided,
   counterpart IoU, cross-corpus IoU, the massive-channel rule.
-- ``CorpusNetworks`` / ``load_networks(url, config)`` and ``write_file(out, name, data)`` live in
+- ``CorpusNetworks`` / ``load_networks(url, section)`` and ``write_file(out, name, data)`` live in
   ``fnet_dist.match.io``, which the anatomy and the nulls share.
 - ``match_networks(networks, out, ...) -> MatchResults``: the paper's Tables 1, 6-8 (counterparts per
   template), Table 2 (template IoU between corpora), network sizes, figures and ``results.json`` under ``out``.
@@ -43,10 +43,10 @@ log = logging.getLogger(__name__)
 def _check_layouts(corpora: Sequence[CorpusNetworks]) -> None:
     first = corpora[0]
     for other in corpora[1:]:
-        if other.layout != first.layout:
+        if other.shape != first.shape:
             raise InputError(
-                f"networks of different neuron layouts: {first.url} has (n_layers, d_model) = {first.layout} "
-                f"({first.model_id}), {other.url} has {other.layout} ({other.model_id}); match stores of one model"
+                f"networks of different neuron layouts: {first.url} has (n_layers, d_model) = {first.shape} "
+                f"({first.model_id}), {other.url} has {other.shape} ({other.model_id}); match stores of one model"
             )
         ours, theirs = (first.model_id, first.model_revision), (other.model_id, other.model_revision)
         if ours[0] != theirs[0] or (ours[1] and theirs[1] and ours[1] != theirs[1]):
@@ -152,7 +152,7 @@ def cross_corpus_markdown(cross: pd.DataFrame, similar_iou: float) -> str:
 class MatchResults:
     """Everything ``match_networks`` found; the tables are also files under ``out`` (see ``files``)."""
 
-    config: MatchSection
+    section: MatchSection
     consistency: pd.DataFrame
     cross_corpus: pd.DataFrame
     network_sizes: pd.DataFrame
@@ -201,7 +201,7 @@ def skipped_reasons(skipped: dict) -> dict[str, int]:
     return kinds
 
 
-def _report_empty(summaries: Sequence[dict], config: MatchSection) -> None:
+def _report_empty(summaries: Sequence[dict], section: MatchSection) -> None:
     for s in summaries:
         if s["skipped_samples"]:
             kinds = skipped_reasons(s["skipped_samples"])
@@ -210,18 +210,18 @@ def _report_empty(summaries: Sequence[dict], config: MatchSection) -> None:
                         ", ".join(f"{n} {k}" for k, n in kinds.items()))
         if s["empty_templates"]:
             log.warning("%s: template(s) %s have no neuron above the threshold %g (IoU 0 with everything)",
-                        s["corpus"], s["empty_templates"], config.threshold)
+                        s["corpus"], s["empty_templates"], section.threshold)
         if s["empty_individual_maps"]:
             log.info("%s: %d of %d individual maps have no neuron above %g",
-                     s["corpus"], s["empty_individual_maps"], s["individual_maps"], config.threshold)
+                     s["corpus"], s["empty_individual_maps"], s["individual_maps"], section.threshold)
 
 
-def match_networks(networks: Sequence[str], out: str, params: MatchSection | None = None, *,
+def match_networks(networks: Sequence[str], out: str, section: MatchSection | None = None, *,
                    scheduler: str | None = None, anatomy: bool = False, overwrite: bool = False,
                    **overrides: Any) -> MatchResults:
     """Match the networks stores ``networks`` (one per corpus) and write the tables and figures under ``out``.
 
-    params : the ``match`` config section (default: its defaults); ``overrides`` replace some of its fields.
+    section : the ``match`` config section (default: its defaults); ``overrides`` replace some of its fields.
     anatomy : also find the massive channels in the activations stores behind the networks and write the
         anatomy files the controls read (``fnet_dist.match.anatomy.write_anatomy``) and the layer-matched nulls of
         the counterparts and of cross-corpus recurrence (``fnet_dist.match.nulls.match_nulls``).
@@ -229,39 +229,39 @@ def match_networks(networks: Sequence[str], out: str, params: MatchSection | Non
     there are replaced only with ``overwrite``, anything else never.
     """
 
-    config = with_overrides(params or MatchSection(), overrides)
+    section = with_overrides(section or MatchSection(), overrides)
     if not networks:
         raise InputError("no networks store given: pass one or more stores written by fnet decompose")
     out = normalize_url(out)
     prepare_output(out, "match", overwrite=overwrite)  # refused before any work
-    corpora = [load_networks(normalize_url(url), config) for url in networks]
+    corpora = [load_networks(normalize_url(url), section) for url in networks]
     _check_layouts(corpora)
     names = _unique_names(corpora)
     computed = _compute_ious(corpora, scheduler)
     summaries = [_corpus_summary(n, c, sizes) for n, c, (_, sizes) in zip(names, corpora, computed)]
-    _report_empty(summaries, config)
-    consistency = pd.concat([consistency_rows(n, c, i, config.iou) for n, c, (i, _) in zip(names, corpora, computed)],
+    _report_empty(summaries, section)
+    consistency = pd.concat([consistency_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
                             ignore_index=True)
-    cross = cross_corpus_rows(names, corpora, config.similar_iou)
+    cross = cross_corpus_rows(names, corpora, section.similar_iou)
     sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)], ignore_index=True)
-    results = MatchResults(config, consistency, cross, sizes, summaries,
+    results = MatchResults(section, consistency, cross, sizes, summaries,
                            {n: i for n, (i, _) in zip(names, computed)}, {})
-    results.markdown = consistency_markdown(consistency, config.iou)
+    results.markdown = consistency_markdown(consistency, section.iou)
     with replacing(out, "match", overwrite=overwrite) as staged:
         write_results(results, staged, {n: c.templates for n, c in zip(names, corpora)})
         if anatomy:
-            _anatomy_and_nulls([c.url for c in corpora], staged, config)
+            _anatomy_and_nulls([c.url for c in corpora], staged, section)
     results.files = {name: f"{out}/{name}" for name in results.files}
     return results
 
 
-def _anatomy_and_nulls(urls: list[str], out: str, config: MatchSection) -> None:
+def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection) -> None:
     """Massive channels and network anatomy (``fnet_dist.match.anatomy``), then the nulls (``fnet_dist.match.nulls``), under ``out``."""
-    union = write_anatomy(urls, out, config)
+    union = write_anatomy(urls, out, section)
     log.info("anatomy: %d massive channels (peak ≥ %g × layer median and ≥ %g)", int(union.sum()),
-             config.massive_ratio, config.massive_min_value)
-    match_nulls(urls, out, config, massive=union, anatomy=network_anatomy_rows(out), seed=0)
-    log.info("nulls: %d layer-matched random networks per template; exact nulls of cross-corpus IoU", config.permutations)
+             section.massive_ratio, section.massive_min_value)
+    match_nulls(urls, out, section, massive=union, anatomy=network_anatomy_rows(out), seed=0)
+    log.info("nulls: %d layer-matched random networks per template; exact nulls of cross-corpus IoU", section.permutations)
 
 
 def network_anatomy_rows(out: str) -> pd.DataFrame:
@@ -273,12 +273,12 @@ def network_anatomy_rows(out: str) -> pd.DataFrame:
 
 def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarray]) -> None:
     """Write tables (CSV + Markdown), figures (PNG) and ``results.json`` under ``out``; fills ``results.files``."""
-    config = results.config
+    section = results.section
     texts = {
         FILES.consistency.name: results.consistency.to_csv(index=False),
         FILES.consistency_markdown.name: results.markdown,
         FILES.cross_corpus.name: results.cross_corpus.to_csv(index=False),
-        FILES.cross_corpus_markdown.name: cross_corpus_markdown(results.cross_corpus, config.similar_iou),
+        FILES.cross_corpus_markdown.name: cross_corpus_markdown(results.cross_corpus, section.similar_iou),
         FILES.network_sizes.name: results.network_sizes.to_csv(index=False),
     }
     for name, text in texts.items():
@@ -288,7 +288,7 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
         results.files[FILES.figure(name).name] = write_file(out, FILES.figure(name).name, png)
     index = {
         "package_version": __version__,
-        "parameters": config.model_dump(),
+        "parameters": section.model_dump(),
         "corpora": results.corpora,
         "similar_pairs": int(results.cross_corpus["similar"].sum()),
         "files": {k: v.rsplit("/", 1)[-1] for k, v in results.files.items()},

@@ -178,7 +178,7 @@ def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive
     return table
 
 
-def match_nulls(urls: list[str], out, config: MatchSection, *, massive: np.ndarray, anatomy: pd.DataFrame, seed: int,
+def match_nulls(urls: list[str], out, section: MatchSection, *, massive: np.ndarray, anatomy: pd.DataFrame, seed: int,
                 consistency: pd.DataFrame | None = None) -> dict:
     """Write ``counterparts_null.csv`` and ``recurrence.csv`` into ``out`` (the run's match folder).
 
@@ -190,18 +190,18 @@ def match_nulls(urls: list[str], out, config: MatchSection, *, massive: np.ndarr
     import scipy.sparse as sp
 
 
-    permutations, first_token_share = config.permutations, config.first_token_share
+    permutations, first_token_share = section.permutations, section.first_token_share
     out = str(out)
     if consistency is None:
         fs, folder = filesystem(out)
         with fs.open(f"{folder}/consistency.csv", "rb") as handle:
             consistency = pd.read_csv(handle)
-    corpora = {c.name: c for c in (load_networks(url, config) for url in urls)}
+    corpora = {c.name: c for c in (load_networks(url, section) for url in urls)}
     null = {}
     for name, corpus in corpora.items():
         blocks = dask.compute(*corpus.individual.to_delayed().ravel())
         maps = sp.vstack([sp.csr_array(b) for b in blocks], format="csr") if blocks else sp.csr_array((0, 1))
-        null[name] = counterpart_null(corpus.templates, maps, config.iou, permutations, seed)
+        null[name] = counterpart_null(corpus.templates, maps, section.iou, permutations, seed)
     counterparts = counterpart_table(consistency[consistency["corpus"].isin(list(null))], null, seed)
     write_file(out, FILES.counterparts_null.name, counterparts.to_csv(index=False))
     share = anatomy.get("first_token_peak_share")

@@ -206,12 +206,12 @@ def _d_model(loaded: LoadedModel, arch: Any) -> tuple[int, int]:
     return len(shapes), shapes[capture.layers[0]][2]
 
 
-def _attrs(loaded: LoadedModel, arch: Any, config: RecordSection, corpus: str, selection: Any,
+def _attrs(loaded: LoadedModel, arch: Any, section: RecordSection, corpus: str, selection: Any,
            n_layers: int) -> dict[str, Any]:
     hook_points = [arch.hook_pattern().replace("{i}", str(i)) for i in range(n_layers)]
     content = {
         "corpus": corpus,
-        **config.content(),
+        **section.content(),
         "model_id": loaded.info["model_id"],
         "model_revision": loaded.info["model_revision"],
         "model_dtype": loaded.info["model_dtype"],
@@ -224,17 +224,17 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordSection, corpus: str, s
         "model_dtype": loaded.info["model_dtype"],
         "hook_points": hook_points,
         "corpus": corpus,
-        "seed": int(config.seed),
-        "max_tokens": int(config.max_tokens),
-        "min_tokens": int(config.min_tokens),
+        "seed": int(section.seed),
+        "max_tokens": int(section.max_tokens),
+        "min_tokens": int(section.min_tokens),
         "n_skipped_short": int(selection.n_skipped_short),
         "pack_to_tokens": int(selection.pack_to_tokens),
         "n_packed_samples": int(selection.n_packed),
         "n_corpus_texts": int(selection.n_corpus_texts),
-        "group_samples": int(config.group_samples),
-        "individual_samples": int(config.individual_samples),
-        "store_dtype": config.store_dtype,
-        "text_field": config.text_field,
+        "group_samples": int(section.group_samples),
+        "individual_samples": int(section.individual_samples),
+        "store_dtype": section.store_dtype,
+        "text_field": section.text_field,
         "package_version": __version__,
         "record_config": content,
         "config_hash": config_hash(content),
@@ -242,7 +242,7 @@ def _attrs(loaded: LoadedModel, arch: Any, config: RecordSection, corpus: str, s
 
 
 def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]], done: np.ndarray, writer: SampleWriter,
-                    config: RecordSection, shard: tuple[int, int], progress: bool) -> None:
+                    section: RecordSection, shard: tuple[int, int], progress: bool) -> None:
     """Run ``batches`` and hand each sample not ``done`` to ``writer``; a batch is handed over while the
     next one runs (on CUDA its host copy overlaps that forward pass)."""
     from tqdm.auto import tqdm
@@ -252,7 +252,7 @@ def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]],
     shard = f"{shard[0]}/{shard[1]}"
     with tqdm(total=total, unit="tok", desc=f"record {shard}", disable=not progress) as bar:
         def hand_over(batch: list[Sample], copy: _HostCopy) -> None:
-            for sample, stored, peak in _stored_samples(copy, batch, config.store_dtype):
+            for sample, stored, peak in _stored_samples(copy, batch, section.store_dtype):
                 if not done[sample.position]:
                     writer.put(sample.position, stored, peak)
                     bar.update(sample.n_tokens)
@@ -261,7 +261,7 @@ def _record_samples(loaded: LoadedModel, arch: Any, batches: list[list[Sample]],
         for batch in batches:
             ids, mask = _padded(batch, pad_id, loaded.device)
             outputs = layer_outputs(loaded, arch, ids, mask)
-            current = (batch, _HostCopy(*_stage(outputs, batch, config.store_dtype)))
+            current = (batch, _HostCopy(*_stage(outputs, batch, section.store_dtype)))
             del outputs
             if pending is not None:
                 hand_over(*pending)
@@ -274,7 +274,7 @@ def record_activations(
     model: ModelSection | str | LoadedModel,
     corpus: str,
     out: str,
-    params: RecordSection | None = None,
+    section: RecordSection | None = None,
     *,
     loaded: LoadedModel | None = None,
     shard: tuple[int, int] = (0, 1),
@@ -287,7 +287,7 @@ def record_activations(
 
     model : the ``model`` config section (loaded with its ``placement()``; its ``hook_module`` names the hooked
         blocks), a spec string (``ModelSection(id=model)``) or a ``LoadedModel`` (no hook module).
-    params : the ``record`` config section (default: its defaults); ``overrides`` replace some of its fields
+    section : the ``record`` config section (default: its defaults); ``overrides`` replace some of its fields
         (``group_samples=20``) and the result is validated by the section.
     loaded : ``model`` already loaded (the pipeline loads it once for every stage); not loaded again.
     Resumes a store of the same config (complete samples are skipped); a store of another config is
@@ -299,7 +299,7 @@ def record_activations(
     caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
 
-    config = with_overrides(params or RecordSection(), overrides)
+    config = with_overrides(section or RecordSection(), overrides)
     shard = _check_shard(tuple(shard) if isinstance(shard, list) else shard)
     if isinstance(model, LoadedModel):
         model, loaded = None, model
