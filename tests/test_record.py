@@ -426,22 +426,22 @@ def test_smollm2_on_offline_news_end_to_end(tmp_path, capsys):
 def test_samples_are_written_as_whole_chunks_and_chunks_past_them_never(background, tmp_path):
     """Token chunks of c tokens: a sample fills ceil(n / c) chunk files (the last padded with zeros), no more;
     the same from the writer thread (GPU recording) and in line (CPU recording)."""
-    from fnet_dist.store.activations import MAX_TOKEN_CHUNK, SampleWriter, StoreLayout, config_hash, prepare_store
+    from fnet_dist.store.activations import MAX_TOKEN_CHUNK, SampleWriter, ActivationArray, config_hash, prepare_store
     from fnet_dist.core.corpora import Sample, Selection
 
     c = MAX_TOKEN_CHUNK
     lengths = [c // 3, c, 2 * c + 6, 2 * c + 11]
     rng = np.random.default_rng(0)
     samples = tuple(Sample(p, p, "group", np.arange(n, dtype=np.int32), f"text {p}") for p, n in enumerate(lengths))
-    layout = StoreLayout(len(samples), max(lengths), 2, 3, "float16")
-    assert layout.token_chunk == c
+    array = ActivationArray(len(samples), max(lengths), 2, 3, "float16")
+    assert array.token_chunk == c
     attrs = {"record_config": {"x": 1}, "config_hash": config_hash({"x": 1}), "model_id": "m", "model_revision": "r",
              "architecture": "a", "model_dtype": "float32", "hook_points": [], "corpus": "c", "seed": 0,
              "max_tokens": max(lengths), "min_tokens": 1, "n_skipped_short": 0, "package_version": "0"}
     url = str(tmp_path / "a.zarr")
-    prepare_store(url, Selection(samples, 0, len(samples), 0), layout, attrs)
+    prepare_store(url, Selection(samples, 0, len(samples), 0), array, attrs)
     values = [rng.standard_normal((n, 2, 3)).astype(np.float16) + 1 for n in lengths]  # never 0
-    writer = SampleWriter(url, layout, background=background)
+    writer = SampleWriter(url, array, background=background)
     for sample, value in zip(samples, values):
         writer.put(sample.position, value, np.abs(value).max(axis=(0, 2)))
     writer.close()

@@ -33,8 +33,8 @@ from ..model.hooks import capture_block_outputs
 from ..model.loading import LoadedModel, load_model
 from ..model.trace import layer_outputs
 from ..store.activations import (
+    ActivationArray,
     SampleWriter,
-    StoreLayout,
     complete_mask,
     config_hash,
     prepare_store,
@@ -299,45 +299,45 @@ def record_activations(
     caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
 
-    config = with_overrides(section or RecordSection(), overrides)
+    section = with_overrides(section or RecordSection(), overrides)
     shard = _check_shard(tuple(shard) if isinstance(shard, list) else shard)
     if isinstance(model, LoadedModel):
         model, loaded = None, model
-    section = ModelSection(id=model) if isinstance(model, str) else model
-    if config.pack_to_tokens == "auto":  # resolved by the pipeline (PipelineConfig.pack_to_tokens); alone: no packing
-        config = config.model_copy(update={"pack_to_tokens": 0})
+    model_section = ModelSection(id=model) if isinstance(model, str) else model
+    if section.pack_to_tokens == "auto":  # resolved by the pipeline (PipelineConfig.pack_to_tokens); alone: no packing
+        section = section.model_copy(update={"pack_to_tokens": 0})
     url = normalize_url(out)
     refuse_foreign(url)  # a user's files or another store: refused before any work
     if loaded is None:
-        loaded = load_model(section.id, **section.placement())
-    arch = resolve_architecture(loaded.model, section.hook_module if section is not None else None)
+        loaded = load_model(model_section.id, **model_section.placement())
+    arch = resolve_architecture(loaded.model, model_section.hook_module if model_section is not None else None)
     n_layers, d_model = _d_model(loaded, arch)
-    texts = load_corpus(corpus, text_field=config.text_field)
-    selection = select_samples(texts, loaded.tokenizer, group=config.group_samples, individual=config.individual_samples,
-                               max_tokens=config.max_tokens, min_tokens=config.min_tokens, seed=config.seed, corpus=corpus,
-                               pack_to_tokens=config.pack_to_tokens)
-    layout = StoreLayout(len(selection.samples), selection.max_tokens, n_layers, d_model, config.store_dtype)
-    attrs = _attrs(loaded, arch, config, corpus, selection, n_layers)
+    texts = load_corpus(corpus, text_field=section.text_field)
+    selection = select_samples(texts, loaded.tokenizer, group=section.group_samples, individual=section.individual_samples,
+                               max_tokens=section.max_tokens, min_tokens=section.min_tokens, seed=section.seed, corpus=corpus,
+                               pack_to_tokens=section.pack_to_tokens)
+    array = ActivationArray(len(selection.samples), selection.max_tokens, n_layers, d_model, section.store_dtype)
+    attrs = _attrs(loaded, arch, section, corpus, selection, n_layers)
     target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=shard)
-    prepare_store(target, selection, layout, attrs, shard=shard, overwrite=overwrite, wait_timeout=wait_timeout)
+    prepare_store(target, selection, array, attrs, shard=shard, overwrite=overwrite, wait_timeout=wait_timeout)
     done = complete_mask(target)
     index, count = shard
     mine = [s for s in selection.samples if s.position % count == index]
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
     # uninterrupted run would (bitwise-equal results); batches whose samples are all complete are skipped
-    budget = config.batch_tokens or (
-        token_budget(loaded, n_layers, d_model, config.store_dtype) if loaded.device.type == "cuda" else 0)
-    batches = [b for b in _batches(mine, config.batch_size, budget) if not all(done[s.position] for s in b)]
+    budget = section.batch_tokens or (
+        token_budget(loaded, n_layers, d_model, section.store_dtype) if loaded.device.type == "cuda" else 0)
+    batches = [b for b in _batches(mine, section.batch_size, budget) if not all(done[s.position] for s in b)]
     log.info("shard %d/%d: %d of its %d samples to record (%d of %d in the store complete), batches of %s",
              index, count, sum(not done[s.position] for s in mine), len(mine), int(done.sum()), len(done),
-             f"≤ {budget} padded tokens" if budget else f"{config.batch_size} texts")
+             f"≤ {budget} padded tokens" if budget else f"{section.batch_size} texts")
     # on a GPU a writer thread overlaps the writes with the forward passes (two batches may wait); on the CPU
     # the forward pass uses every core, so a thread would only take cores from it (stalling torch's threads)
     background = loaded.device.type != "cpu"
     widest = max((len(b) for b in batches), default=1)
-    writer = SampleWriter(target, layout, max_pending=max(4, 2 * widest), background=background)
+    writer = SampleWriter(target, array, max_pending=max(4, 2 * widest), background=background)
     try:
-        _record_samples(loaded, arch, batches, done, writer, config, shard, progress)
+        _record_samples(loaded, arch, batches, done, writer, section, shard, progress)
     finally:
         writer.close()
     if target != url:  # a replacement (one shard) is complete: swap it in for the store of another config

@@ -1,11 +1,11 @@
-"""The activations store on disk: its layout, creation by any shard, sample writes.
+"""The activations store on disk: its array (shape, dtype, chunks), creation by any shard, sample writes.
 
-- ``StoreLayout``: shape, dtype and chunking of ``activation(sample, token, layer, neuron)``;
+- ``ActivationArray``: shape, dtype and chunking of ``activation(sample, token, layer, neuron)``;
   ``choose_token_chunk(...)`` picks the power-of-two token chunk (≤ ``MAX_TOKEN_CHUNK`` tokens and
   ≤ ``CHUNK_BYTES`` per chunk). ``activation`` is stored uncompressed: float16 activations compress to
   ~0.94 of their size with zstd, for twice the CPU of the write and three times that of the read.
 - ``config_hash(config)``: a short digest of everything that determines a store's content.
-- ``prepare_store(url, selection, layout, attrs, shard=, overwrite=)``: whichever shard comes first creates
+- ``prepare_store(url, selection, array, attrs, shard=, overwrite=)``: whichever shard comes first creates
   the store (or resumes one of the same config); creation is idempotent and never touches sample data, so
   shards need not wait for each other (only replacing a store of another config is left to shard 0).
 - ``recording_target(url, digest, overwrite=, shard=) -> str``: ``url``, or (``overwrite`` of a store of another
@@ -46,8 +46,8 @@ __all__ = [
     "MAX_TOKEN_CHUNK",
     "PENDING",
     "STORE_DTYPES",
+    "ActivationArray",
     "SampleWriter",
-    "StoreLayout",
     "choose_token_chunk",
     "complete_mask",
     "config_hash",
@@ -76,7 +76,7 @@ def choose_token_chunk(n_tokens: int, n_layers: int, d_model: int, itemsize: int
 
 
 @dataclass(frozen=True)
-class StoreLayout:
+class ActivationArray:
     """``activation`` of shape ``(n_samples, n_tokens, n_layers, d_model)`` in ``dtype``, chunks ``(1, token_chunk, n_layers, d_model)``."""
 
     n_samples: int
@@ -100,17 +100,17 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _template(selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any]) -> xr.Dataset:
+def _template(selection: Selection, array: ActivationArray, attrs: Mapping[str, Any]) -> xr.Dataset:
     """The store as a Dataset: a lazy all-fill ``activation`` and the filled per-sample variables."""
     import dask.array as da
     import xarray as xr
 
     samples = selection.samples
-    n, t = layout.n_samples, layout.n_tokens
+    n, t = array.n_samples, array.n_tokens
     token_id = np.full((n, t), -1, dtype=np.int32)
     for s in samples:
         token_id[s.position, : s.n_tokens] = s.token_ids
-    lazy = da.zeros((n, t, layout.n_layers, layout.d_model), dtype=layout.dtype, chunks=layout.chunks)
+    lazy = da.zeros((n, t, array.n_layers, array.d_model), dtype=array.dtype, chunks=array.chunks)
     return xr.Dataset(
         {
             "activation": (_DIMS, lazy),
@@ -121,26 +121,26 @@ def _template(selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any
             "source_index": ("sample", np.array([s.source_index for s in samples], dtype=np.int64)),
             # lazy like activation: creating the store writes no chunk of them, so a late creator never
             # overwrites what a faster shard has already written (unwritten chunks read as the fill value)
-            "peak": (("sample", "layer"), da.zeros((n, layout.n_layers), dtype=np.float32, chunks=(1, layout.n_layers))),
+            "peak": (("sample", "layer"), da.zeros((n, array.n_layers), dtype=np.float32, chunks=(1, array.n_layers))),
             "complete": ("sample", da.zeros(n, dtype=bool, chunks=1)),
         },
-        coords={"sample": np.arange(n), "layer": np.arange(layout.n_layers)},
+        coords={"sample": np.arange(n), "layer": np.arange(array.n_layers)},
         attrs=dict(attrs),
     )
 
 
-def _encoding(layout: StoreLayout) -> dict[str, dict[str, Any]]:
+def _encoding(array: ActivationArray) -> dict[str, dict[str, Any]]:
     per_sample = {"chunks": (1,)}
     return {
-        "activation": {"chunks": layout.chunks, "fill_value": 0.0, "compressors": None},
-        "token_id": {"chunks": (1, layout.n_tokens)},
-        "peak": {"chunks": (1, layout.n_layers), "fill_value": 0.0},
+        "activation": {"chunks": array.chunks, "fill_value": 0.0, "compressors": None},
+        "token_id": {"chunks": (1, array.n_tokens)},
+        "peak": {"chunks": (1, array.n_layers), "fill_value": 0.0},
         "complete": {"chunks": (1,), "fill_value": False},
         **{name: per_sample for name in ("n_tokens", "text", "split", "source_index")},
     }
 
 
-def _create(url: str, selection: Selection, layout: StoreLayout, attrs: Mapping[str, Any], *, replace: bool) -> None:
+def _create(url: str, selection: Selection, array: ActivationArray, attrs: Mapping[str, Any], *, replace: bool) -> None:
     """Write the store's metadata and per-sample variables, root metadata (and so readiness) last.
 
     The template is written to a local folder, then copied key by key (each key whole: a rename on local
@@ -150,7 +150,7 @@ def _create(url: str, selection: Selection, layout: StoreLayout, attrs: Mapping[
     """
     import zarr
 
-    template = _template(selection, layout, {**ACTIVATIONS.stamp(), **attrs})
+    template = _template(selection, array, {**ACTIVATIONS.stamp(), **attrs})
     ACTIVATIONS.validate(template, url)
     if replace:
         remove_store(url)
@@ -159,7 +159,7 @@ def _create(url: str, selection: Selection, layout: StoreLayout, attrs: Mapping[
     with tempfile.TemporaryDirectory(prefix="fnet-store-") as staging, warnings.catch_warnings():
         # consolidated metadata: not (yet) in the v3 spec; lets a plain xr.open_zarr(url) work
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        template.to_zarr(staging, mode="w", compute=False, consolidated=True, zarr_format=3, encoding=_encoding(layout))
+        template.to_zarr(staging, mode="w", compute=False, consolidated=True, zarr_format=3, encoding=_encoding(array))
         zarr.consolidate_metadata(staging)
         keys = sorted(os.path.relpath(os.path.join(d, f), staging) for d, _, files in os.walk(staging) for f in files)
         keys.sort(key=lambda k: k == "zarr.json")  # the root last: the store reads as ready once it is there
@@ -223,13 +223,13 @@ def refuse_foreign(url: str) -> None:
     prepare_output(url, "activations", resume=True)
 
 
-def _verify_layout(ds: xr.Dataset, url: str, selection: Selection, layout: StoreLayout) -> None:
+def _verify_array(ds: xr.Dataset, url: str, selection: Selection, array: ActivationArray) -> None:
     expected = np.array([s.source_index for s in selection.samples])
     shape = tuple(ds["activation"].shape)
-    want = (layout.n_samples, layout.n_tokens, layout.n_layers, layout.d_model)
+    want = (array.n_samples, array.n_tokens, array.n_layers, array.d_model)
     if shape != want or not np.array_equal(ds["source_index"].values, expected):
         raise StoreError(
-            f"the store at {url!r} has the config hash of this run but another layout ({shape} vs {want}); "
+            f"the store at {url!r} has the config hash of this run but another array shape ({shape} vs {want}); "
             f"it was changed by hand or by another fnet-dist version: pass --overwrite to re-record it"
         )
 
@@ -237,7 +237,7 @@ def _verify_layout(ds: xr.Dataset, url: str, selection: Selection, layout: Store
 def prepare_store(
     url: str,
     selection: Selection,
-    layout: StoreLayout,
+    array: ActivationArray,
     attrs: Mapping[str, Any],
     *,
     shard: tuple[int, int] = (0, 1),
@@ -257,14 +257,14 @@ def prepare_store(
         found = _group_attrs(url)
         if found is not None and found.get("config_hash") == digest:
             ds = open_store(url, ACTIVATIONS)
-            _verify_layout(ds, url, selection, layout)
+            _verify_array(ds, url, selection, array)
             return ds
         if found is not None and not overwrite:
             _check_existing(url, found, config, digest)
         ours = found is None or found.get("config_hash") == PENDING + digest
         if not created and (ours or shard[0] == 0):
             refuse_foreign(url)  # a user's files or another kind of store: refused
-            _create(url, selection, layout, attrs, replace=not ours)
+            _create(url, selection, array, attrs, replace=not ours)
             created = True
             continue
         if created:
@@ -313,15 +313,15 @@ class SampleWriter:
     and re-raises the writer's first error.
     """
 
-    def __init__(self, url: str, layout: StoreLayout, max_pending: int = 4, background: bool = True) -> None:
+    def __init__(self, url: str, array: ActivationArray, max_pending: int = 4, background: bool = True) -> None:
         import zarr
 
-        self.url, self.layout = normalize_url(url), layout
+        self.url, self.array = normalize_url(url), array
         group = zarr.open_group(self.url, mode="r+")  # opened once: a region write per sample, no metadata reads
         self._arrays = {name: group[name] for name in ("activation", "peak", "complete")}
         # every activation chunk written holds real tokens: skip zarr's all-fill check (half the cost of a write)
         self._arrays["activation"] = self._arrays["activation"].with_config({"write_empty_chunks": True})
-        self._tail = np.zeros((layout.token_chunk, layout.n_layers, layout.d_model), dtype=layout.dtype)
+        self._tail = np.zeros((array.token_chunk, array.n_layers, array.d_model), dtype=array.dtype)
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="fnet-record-writer", daemon=True) if background else None
@@ -354,12 +354,12 @@ class SampleWriter:
                     self._error = exc
 
     def _write(self, position: int, activation: np.ndarray, peak: np.ndarray) -> None:
-        chunk, n = self.layout.token_chunk, activation.shape[0]
+        chunk, n = self.array.token_chunk, activation.shape[0]
         whole = n - n % chunk
         if whole:
             self._arrays["activation"][position, :whole] = activation[:whole]
         if whole < n:  # the last, partly filled chunk: real tokens then zeros, so no chunk is read back
-            end = min(whole + chunk, self.layout.n_tokens)
+            end = min(whole + chunk, self.array.n_tokens)
             tail = self._tail[: end - whole]
             tail[: n - whole] = activation[whole:]
             tail[n - whole:] = 0
