@@ -100,7 +100,8 @@ def main() -> None:
 
     from fnet_dist.model.architectures import resolve_architecture
     from fnet_dist.core.config import RecordSection
-    from fnet_dist.core.corpora import load_corpus, select_samples
+    from fnet_dist.core.corpora import load_corpus
+    from fnet_dist.record.sampling import select_samples
     from fnet_dist.model.loading import load_model
     from fnet_dist.record.recording import _batches, record_activations
     from fnet_dist.store.storage import filesystem

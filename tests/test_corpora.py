@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from fnet_dist.core.config import RecordSection
-from fnet_dist.core.corpora import load_corpus, parse_hf_spec, select_samples
+from fnet_dist.core.corpora import load_corpus, parse_hf_spec
 from fnet_dist.core.errors import InputError
 from fnet_dist.model.testing import byte_tokenizer
+from fnet_dist.record.sampling import select_samples
 
 TEXT = RecordSection().text_field  # the run's default column
 TEXTS = [f"text number {i} " + "word " * (i % 7) for i in range(30)]

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.config import ModelSection, RecordSection, with_overrides
-from ..core.corpora import Sample, load_corpus, select_samples
+from ..core.corpora import Sample, load_corpus
 from ..core.errors import InputError
 from ..model.architectures import resolve_architecture
 from ..model.hooks import capture_block_outputs
@@ -44,6 +44,7 @@ from ..store.activations import (
 )
 from ..store.outputs import swap_in
 from ..store.storage import normalize_url
+from .sampling import select_samples
 
 __all__ = ["parse_shard", "record_activations", "summarize_store", "token_budget"]
 
@@ -295,7 +296,7 @@ def record_activations(
     (``fnet_dist.store.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
     the samples whose store position p has ``p % N == I``; whichever shard comes first creates the store
     (shards do not wait for each other). ``pack_to_tokens`` > 0 packs short texts with the ones after them
-    into samples of at least that many tokens (``fnet_dist.core.corpora.select_samples``). ``batch_tokens`` > 0
+    into samples of at least that many tokens (``fnet_dist.record.sampling.select_samples``). ``batch_tokens`` > 0
     caps each batch's padded tokens (on CUDA 0 means ``token_budget``). Returns the store URL.
     """
 
