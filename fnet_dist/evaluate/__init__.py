@@ -1,7 +1,8 @@
 """Evaluate edited models: lm-eval over conditions, the paper's baselines, probing, sweeps, tables, figures.
 
-- ``Condition``, ``NORMAL``: structured fields (kind, corpus, template, …) + a ``NeuronMask`` + an ``Edit``; the
-  name is derived for display (conditions).
+- ``Condition``, ``NORMAL`` (records: ``fnet_dist.core.conditions``): structured fields (kind, corpus, template, …)
+  + a ``NeuronMask`` + an ``Edit``; the name is derived for display. ``network_conditions``, ``random_condition``,
+  ``top_conditions`` build them from stores (conditions).
 - ``evaluate_conditions(model, conditions, tasks, out, ...)``: lm-eval (HF hooks or vLLM on baked
   checkpoints: one engine per backend, ``backends``), resumable, tidy rows (runner).
 - ``evaluate_networks(model, networks_urls, out, ...)``: the paper's conditions from networks stores, with
