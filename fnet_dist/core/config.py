@@ -154,6 +154,9 @@ class DecomposeSection(_Section):
     group_fun: Literal["logcosh", "cube", "exp"] = Field(
         "cube", description="group-level FastICA contrast (cube: nilearn CanICA's and the paper's later code's)")
     power_iter: int = Field(3, **_help("power iterations of the group's randomized PCA", ge=0))
+    splits: int = Field(3, **_help(
+        "random splits of the group samples into two disjoint halves, each half decomposed at the group level like "
+        "the whole (split-half reproducibility, and the interval of the recurrence estimate); 0: none", ge=0))
     single_token_share: float = Field(
         0.5, **_help("flag components whose source puts more than this share of its energy on one token", gt=0, le=1))
 
