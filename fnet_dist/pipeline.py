@@ -24,7 +24,7 @@ from . import __version__
 from .core.config import PipelineConfig
 from .core.errors import FnetError, InputError, StageError, one_line
 from .core.layout import RunLayout
-from .stages import STAGES, Run, stage_hash
+from .stages import STAGES, STRUCTURE_STAGES, Run, stage_hash
 from .store.outputs import open_output
 
 __all__ = ["run_pipeline"]
@@ -79,6 +79,8 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
     open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
     with ExitStack() as stack:
         run = Run(config, layout, stack, scheduler)
+        run.run_variant = lambda variant: run_pipeline(variant, stages=list(STRUCTURE_STAGES), force=force,
+                                                       scheduler=run.scheduler)
         if shard is not None:
             return _run_shard(run, chosen[0], shard)
         (layout.root / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

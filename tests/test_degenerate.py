@@ -328,7 +328,7 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
         for table, name in zip(tables, ("controls", "separated")):
             save_table(table, evaluate / "controls" / "tables", name)
         rows.to_csv(evaluate / "results.csv", index=False)
-        found = compute_findings(MatchFiles(match), EvaluationFiles(evaluate), EvaluationFiles(evaluate / "controls"), FindingSettings(ReportSection(bootstrap=200)), total_neurons=total)
+        found = compute_findings(MatchFiles(match), EvaluationFiles(evaluate), EvaluationFiles(evaluate / "controls"), FindingSettings(ReportSection(bootstrap=200)), total_neurons=total, null_runs=[])
         assert found and all(f.verdict in VERDICTS for f in found)
         assert all(f.verdict != "holds" for f in found)   # no per-example samples here: nothing to test
 

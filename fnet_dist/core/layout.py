@@ -304,6 +304,12 @@ class RunLayout:
         """``run.json``: each stage's config hash, status, timings and outputs."""
         return self.root / "run.json"
 
+    def null_run(self, name: str) -> "RunLayout":
+        """The run folder of null variant ``name`` (``PipelineConfig.null_variant``): ``<root>/nulls/<name>``, its
+        stores under ``<stores>/nulls/<name>`` when the run keeps its stores elsewhere."""
+        stores = None if self.stores is None else f"{self.stores.rstrip('/')}/nulls/{name}"
+        return RunLayout(self.root / "nulls" / name, stores)
+
     @classmethod
     def of(cls, config: PipelineConfig) -> "RunLayout":
         return cls(Path(config.out).expanduser().resolve(), config.stores)

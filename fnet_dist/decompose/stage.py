@@ -333,6 +333,7 @@ def decompose(activations: str, out: str, section: DecomposeSection | None = Non
     chosen = _select(acts, section)
     attrs = {"corpus": corpus or str(acts.attrs.get("corpus", "unknown")), "activations": src,
              "model_id": str(acts.attrs["model_id"]), "model_revision": str(acts.attrs.get("model_revision", "")),
+             **({"model_init": str(acts.attrs["model_init"])} if "model_init" in acts.attrs else {}),
              "n_layers": int(acts.sizes["layer"]),
              "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
              "levels": list(levels), "group_complete": False, "complete": False,

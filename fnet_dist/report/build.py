@@ -32,11 +32,20 @@ from ..core.names import display_name, display_names, network_name
 from ..store.storage import store_exists
 from .explain import explain_text
 from .explain_page import attribution_fragment
-from .findings import FindingSettings, compute_findings, write_findings
+from .findings import FindingSettings, NullRun, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page
 
 __all__ = ["TABLES", "TableSpec", "build_report"]
+
+_VARIANTS = {("model.init", "random"): "same architecture and tokenizer, randomly initialised weights",
+             ("record.shuffle", "tokens_within_sample"): "each sample's tokens shuffled: token statistics kept, "
+                                                         "sequence structure destroyed"}
+
+
+def _describe_variant(overrides: dict) -> str:
+    """Words for a null variant's overrides (the known ones; ``key=value`` for the rest)."""
+    return "; ".join(_VARIANTS.get((k, str(v)), f"{k}={v}") for k, v in overrides.items())
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +67,16 @@ TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the rep
                              ("template", "counterparts"), ("counterparts", "networks")),
     "cross_corpus": TableSpec("Template pairs by IoU", "Table 2", ("template", "other template", "iou"),
                               ("cross_corpus",)),
-    "counterparts_null": TableSpec("Counterparts against layer-matched random networks (mean and 97.5th percentile of "
-                                   "theirs; Monte Carlo p-value, uncorrected)", "counterparts null",
-                                   ("template", "counterparts", "null_high", "p_value"), ("counterparts",)),
+    "counterparts_null": TableSpec("Samples with a counterpart against random networks of each template's size and "
+                                   "layer profile: uniform within layers, and frequency-preserving (each neuron swapped "
+                                   "for one held by about as many maps); mean of theirs, Monte Carlo p-values "
+                                   "(uncorrected), p_value the stricter", "counterparts null",
+                                   ("template", "samples_with_counterpart", "p_value"), ("counterparts",)),
+    "recurrence_null": TableSpec("Recurrence as an estimate: the mean best-match IoU across corpora of every template "
+                                 "that may count, against each null (mean and central range of theirs)",
+                                 "recurrence null", ("null", "observed", "p_value")),
+    "split_null": TableSpec("Split-half reproducibility: mean best-match IoU between the templates of disjoint "
+                            "halves of the samples, against each null", "split-half null", ("null", "observed", "p_value")),
     "recurrence": TableSpec("Closest cross-corpus pairs against the exact layer-matched null, with and without "
                             "massive-channel neurons; flags: massive channels, first-token-dominated templates",
                             "recurrence", ("template", "other template", "iou_without_massive", "p_without_massive"),
@@ -292,8 +308,9 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     files.table(page, consistency, "consistency")
     if match.counterparts_null.exists():
         null = pd.read_csv(files.keep(match.counterparts_null, "match_"))
-        files.table(page, null[["corpus", "template", "counterparts", "null_mean", "null_high", "permutations",
-                                "p_value"]], "counterparts_null")
+        columns = ["corpus", "template", "counterparts", "samples_with_counterpart", "samples", "uniform_samples_mean",
+                   "uniform_samples_p", "frequency_samples_mean", "frequency_samples_p", "p_value", "permutations"]
+        files.table(page, null[[c for c in columns if c in null]], "counterparts_null")
     for name in _MATCH_FIGURES:
         if match.figure(name).exists():
             files.figure(page, match.figure(name), "match_")
@@ -313,6 +330,9 @@ def _match(page: Page, layout, files: _Files, config) -> None:
         recurrence = pd.read_csv(files.keep(match.recurrence, "match_"))
         top = recurrence.sort_values("iou", ascending=False).head(10).reset_index(drop=True)
         files.table(page, top, "recurrence")
+    for path, name in ((match.recurrence_null, "recurrence_null"), (match.split_null, "split_null")):
+        if path.exists() and path.stat().st_size > 1:
+            files.table(page, pd.read_csv(files.keep(path, "match_")), name)
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
@@ -441,7 +461,10 @@ def _findings(summary: Page, config, layout, files: _Files, total: int | None) -
     level, correction), rendered from that file as one table whose rows link to the tables and figures the
     page shows."""
     settings = FindingSettings(config.report, config.evaluate)
-    findings = compute_findings(layout.match, layout.evaluate, layout.controls, settings, total_neurons=total)
+    null_runs = [NullRun(name, layout.null_run(name).match, variant.description or _describe_variant(variant.set))
+                 for name, variant in config.nulls.items()]
+    findings = compute_findings(layout.match, layout.evaluate, layout.controls, settings, total_neurons=total,
+                                null_runs=null_runs)
     selection_path = layout.controls.selection
     selection = json.loads(selection_path.read_text()) if selection_path.exists() else None
     path = write_findings(findings, layout.report.findings, settings, selection)
