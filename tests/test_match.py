@@ -302,3 +302,43 @@ def test_match_nulls_on_planted_stores(stores, matched):
     summary, summary_null = tables["recurrence_summary"], tables["recurrence_null"]
     assert not ((summary["corpus"] == "news") & (summary["template"] == 2)).any()   # first-token: never counts
     assert set(summary_null["null"]) == {"uniform", "frequency"} and (summary_null["p_value"] <= 0.05).all()
+
+
+def test_sensitivity_grid_recomputes_the_stage_at_every_cell_and_the_report_judges_each(stores, matched, tmp_path):
+    """At the stage's own rule the grid's counts equal the stage's; thresholds above every planted z leave the
+    templates empty; the report judges every cell with the findings' own functions and draws one figure."""
+    from fnet_dist.core.layout import MatchFiles
+    from fnet_dist.match.sensitivity import sensitivity_tables, write_sensitivity
+    from fnet_dist.report.findings import FindingSettings
+    from fnet_dist.report.sensitivity import sensitivity_figure, sensitivity_grid
+
+    urls, planted = stores
+    results, out = matched
+    shape = planted["news"].group_map.shape[1:]
+    section = MatchSection(threshold=3.6, iou=0.2, sensitivity_thresholds=(3.6, 50.0), sensitivity_ious=(0.2, 0.5),
+                           sensitivity_permutations=19)
+    first = {"news": np.array([False, True, False, False]), "code": np.zeros(4, dtype=bool)}
+    tables = sensitivity_tables([urls["news"], urls["code"]], section, np.zeros(shape, dtype=bool), first, seed=0)
+    own = tables["counterparts"].query("threshold == 3.6 and two_sided and iou == 0.2").set_index(["corpus", "template"])
+    mine = results.consistency.set_index(["corpus", "template"])
+    assert own["counterparts"].tolist() == mine["counterparts"].tolist()
+    assert own["samples_with_counterpart"].tolist() == mine["samples_with_counterpart"].tolist()
+    assert (tables["counterparts"].query("threshold == 50")["counterparts"] == 0).all()    # nothing above z 50
+    assert set(tables["nulls"]["claim"]) == {"recurrence"} and len(tables["counterparts"]) == 2 * 2 * 2 * 8
+    folder = tmp_path / "match"
+    folder.mkdir()
+    write_sensitivity(tables, str(folder))
+    from fnet_dist.match.nulls import CHANCE_LEVEL, recurrence_table
+
+    from fnet_dist.core.networks import binarize
+
+    templates = {n: binarize(planted[n].group_map.reshape(-1, *shape), 3.6) for n in ("news", "code")}
+    recurrence_table(["news", "code"], templates, np.zeros(shape, dtype=bool), first, level=CHANCE_LEVEL).to_csv(
+        folder / "recurrence.csv", index=False)
+    grid = sensitivity_grid(MatchFiles(folder), FindingSettings())
+    cells = grid[grid["claim"] == "counterparts"]
+    assert len(cells) == 2 * 2 * 2 and set(grid["claim"]) == {"counterparts", "recurrence"}
+    assert set(grid["verdict"]) <= {"holds", "fails", "unclear"}
+    assert (grid[grid["threshold"] == 50]["verdict"] != "holds").all()
+    png = sensitivity_figure(grid, {"threshold": 3.6, "two_sided": True, "iou": 0.2})
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

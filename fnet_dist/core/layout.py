@@ -109,10 +109,10 @@ class MatchFiles:
         """The split-half reproducibility against each null kind."""
         return self.folder / "split_null.csv"
 
-    @property
-    def sensitivity(self) -> Path:
-        """The structure statistics over the grid of thresholds, sidedness and IoU cut-offs."""
-        return self.folder / "sensitivity.csv"
+    def sensitivity(self, table: str) -> Path:
+        """A table of the structure statistics over the grid of thresholds, sidedness and IoU cut-offs
+        (``counterparts``, ``samples``, ``nulls``, ``halves``: ``fnet_dist.match.sensitivity``)."""
+        return self.folder / f"sensitivity_{table}.csv"
 
     @property
     def network_anatomy(self) -> Path:

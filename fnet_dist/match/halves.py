@@ -12,7 +12,8 @@ rule, massive-channel neurons left out and first-token-dominated templates set a
   half-sample replication, McCarthy 1969: E[(θ_half - θ_whole)²] ≈ Var(θ_whole) for a mean; larger, so
   conservative, where halves are noisier than the whole).
 
-- ``split_templates(url, section, massive) -> SplitTemplates``: a networks store's half templates, thresholded.
+- ``split_maps(url)``: a networks store's half z-maps and their first-token peak shares (read once);
+  ``split_templates(url, section, massive, maps=None) -> SplitTemplates``: thresholded by the section's rule.
 - ``halves_tables(splits, frequency, section, n_draws, seed, level) -> (rows, null_rows)``: ``split_halves.csv``
   (kind ``reproducibility`` per corpus and split; kind ``recurrence`` per split and half) and ``split_null.csv``
   (the pooled reproducibility against each null kind of ``fnet_dist.match.nulls.NULL_KINDS``).
@@ -41,7 +42,7 @@ from .nulls import (
     uniform_strata,
 )
 
-__all__ = ["SplitTemplates", "halves_tables", "reproducibility", "split_templates"]
+__all__ = ["SplitTemplates", "halves_tables", "reproducibility", "split_maps", "split_templates"]
 
 _SPLIT_SEED = 104729  # keeps the halves' null draws apart from the whole-data nulls of the same seed
 
@@ -60,20 +61,26 @@ class SplitTemplates:
         return int(self.networks.shape[0])
 
 
-def split_templates(url: str, section: MatchSection, massive: np.ndarray) -> SplitTemplates:
-    """The half templates of the networks store at ``url``, by the ``match`` section's rule (threshold, sidedness,
-    ``first_token_share`` judged on the sources over the store's activations, as for the whole templates)."""
+def split_maps(url: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """(corpus, z-maps (n_done_splits, 2, n_templates, n_layers, d_model), first-token peak share of each map
+    (n_done_splits, 2, n_templates), judged on the sources over the store's activations as for whole templates)."""
     ds = open_store(url, NETWORKS)
-    maps = np.asarray(ds["split_map"].values, dtype=np.float32)          # (split, half, component, layer, neuron)
-    done = np.asarray(ds["split_done"].values, dtype=bool)
-    maps = maps[done]
-    networks = binarize(maps, section.threshold, section.two_sided) & ~np.asarray(massive, dtype=bool)
-    usable = networks.reshape(*networks.shape[:3], -1).any(axis=3)
+    maps = np.asarray(ds["split_map"].values, dtype=np.float32)[np.asarray(ds["split_done"].values, dtype=bool)]
+    first = np.zeros(maps.shape[:3])
     if maps.size:
         flat = maps.reshape(-1, *maps.shape[3:])
-        first = source_concentration(flat, str(ds.attrs["activations"]))[1].reshape(maps.shape[:3])
-        usable &= ~(np.nan_to_num(first) >= section.first_token_share)
-    return SplitTemplates(str(ds.attrs["corpus"]), networks, usable)
+        first = np.nan_to_num(source_concentration(flat, str(ds.attrs["activations"]))[1]).reshape(maps.shape[:3])
+    return str(ds.attrs["corpus"]), maps, first
+
+
+def split_templates(url: str, section: MatchSection, massive: np.ndarray, maps=None) -> SplitTemplates:
+    """The half templates of the networks store at ``url``, by the ``match`` section's rule (threshold, sidedness,
+    ``first_token_share``); ``maps``: ``split_maps(url)`` when already read."""
+    corpus, maps, first = maps if maps is not None else split_maps(url)
+    networks = binarize(maps, section.threshold, section.two_sided) & ~np.asarray(massive, dtype=bool)
+    usable = networks.reshape(*networks.shape[:3], int(np.prod(networks.shape[3:]))).any(axis=3)
+    usable &= ~(first >= section.first_token_share)
+    return SplitTemplates(corpus, networks, usable)
 
 
 def reproducibility(a: np.ndarray, b: np.ndarray) -> float:

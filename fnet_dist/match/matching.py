@@ -36,6 +36,7 @@ from .halves import halves_tables, split_templates
 from .io import FILES, CorpusNetworks, load_networks, write_file
 from .iou import lazy_iou, pairwise_iou
 from .nulls import CHANCE_LEVEL, match_nulls
+from .sensitivity import sensitivity_tables, write_sensitivity
 
 __all__ = ["MatchResults", "markdown_table", "match_networks"]
 
@@ -280,6 +281,10 @@ def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection) -> None
                                         union, section.permutations, 0, CHANCE_LEVEL)
     write_file(out, FILES.split_halves.name, halves.to_csv(index=False))
     write_file(out, FILES.split_null.name, halves_null.to_csv(index=False))
+    if section.sensitivity_thresholds:
+        write_sensitivity(sensitivity_tables(urls, section, union, nulls["first_token"], 0), out)
+        log.info("sensitivity: %d thresholds × one/two-sided × %d IoU cut-offs, %d random networks per cell and null",
+                 len(section.sensitivity_thresholds), len(section.sensitivity_ious), section.sensitivity_permutations)
     log.info("nulls: %d random networks per template and null kind (uniform, frequency-preserving); exact nulls of "
              "cross-corpus IoU; the recurrence summary against both kinds", section.permutations)
 

@@ -52,6 +52,7 @@ __all__ = [
     "counterpart_table",
     "frequency_strata",
     "iou_matrix",
+    "corpus_maps",
     "layer_permutations",
     "match_nulls",
     "moved_networks",
@@ -378,7 +379,7 @@ def recurrence_summary(templates: dict[str, np.ndarray], massive: np.ndarray, fi
     return pd.DataFrame(rows), pd.DataFrame(nulls)
 
 
-def _maps(corpus):
+def corpus_maps(corpus):
     """A corpus's individual maps (``CorpusNetworks.individual``) computed into one CSR array, sample-major."""
     import dask
     import scipy.sparse as sp
@@ -416,7 +417,7 @@ def match_nulls(urls: list[str], out, section: MatchSection, *, massive: np.ndar
     corpora = {c.name: c for c in (load_networks(url, section) for url in urls)}
     nulls, frequency = {}, {}
     for name, corpus in corpora.items():
-        maps = _maps(corpus)
+        maps = corpus_maps(corpus)
         frequency[name] = neuron_frequency(maps, corpus.shape)
         strata = {"uniform": None, "frequency": frequency_strata(frequency[name])}
         nulls[name] = {kind: counterpart_null(corpus.templates, maps, section.iou, section.permutations, seed,

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from .explain_page import attribution_fragment
 from .findings import FindingSettings, NullRun, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page
+from .sensitivity import sensitivity_figure, sensitivity_grid
 
 __all__ = ["TABLES", "TableSpec", "build_report"]
 
@@ -75,6 +77,8 @@ TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the rep
     "recurrence_null": TableSpec("Recurrence as an estimate: the mean best-match IoU across corpora of every template "
                                  "that may count, against each null (mean and central range of theirs)",
                                  "recurrence null", ("null", "observed", "p_value")),
+    "sensitivity": TableSpec("Each structure finding in each cell of the grid: effect beyond the stricter null, its "
+                             "interval, p-value (uncorrected) and verdict", "sensitivity", ("claim", "verdict")),
     "split_null": TableSpec("Split-half reproducibility: mean best-match IoU between the templates of disjoint "
                             "halves of the samples, against each null", "split-half null", ("null", "observed", "p_value")),
     "recurrence": TableSpec("Closest cross-corpus pairs against the exact layer-matched null, with and without "
@@ -109,6 +113,8 @@ FIGURES = {  # file-name stem (a suffix may follow) -> (caption, name in a findi
     "counterparts": ("Counterparts of each template among the individual maps", "counterparts figure"),
     "layer_distribution": ("Per-layer distribution of network neurons", "layers figure"),
     "cross_corpus": ("IoU between templates of different corpora", "IoU figure"),
+    "sensitivity": ("The structure findings' effects and verdicts across thresholds, sidedness and counterpart "
+                    "cut-offs", "sensitivity figure"),
     PAPER_FIGURES["perplexity"]: ("Figure 2: perplexity with each network inhibited", "Figure 2"),
     PAPER_FIGURES["changes"]: ("Figure 3: each task's score minus the normal model's", "Figure 3"),
     PAPER_FIGURES["sweep"]: ("Figures 5-7: the metric against the edit's factor or added value", "Figures 5-7"),
@@ -477,3 +483,26 @@ def _findings(summary: Page, config, layout, files: _Files, total: int | None) -
         summary.raw(findings_html(records, files.links))
     else:
         summary.paragraph("This run produced none of the results the checks need.", muted=True)
+    _sensitivity(summary, config, layout, files, settings)
+
+
+def _sensitivity(page: Page, config, layout, files: _Files, settings: FindingSettings) -> None:
+    """The structure findings across the match stage's sensitivity grid: a figure and the table behind it."""
+    grid = sensitivity_grid(layout.match, settings)
+    if grid.empty:
+        return
+    page.section("Sensitivity: the structure findings across the network rule", anchor="sensitivity")
+    page.paragraph(f"Each structure finding recomputed from the stored z-maps at other thresholds, one- and two-sided, "
+                   f"and other counterpart cut-offs ({config.match.sensitivity_permutations} random networks per null "
+                   f"kind and cell; each cell judged on its own at alpha {settings.alpha:g}). The run's own rule: "
+                   f"{'|z|' if config.match.two_sided else 'z'} > {config.match.threshold:g}, IoU > {config.match.iou:g}. "
+                   f"Component count and sample length are variants of the config: fnet run CONFIG --set "
+                   f"decompose.components=32 (or record.max_tokens=512) --out OTHER.", muted=True)
+    png = sensitivity_figure(grid, {"threshold": config.match.threshold, "two_sided": config.match.two_sided,
+                                    "iou": config.match.iou})
+    with tempfile.TemporaryDirectory() as folder:   # the page keeps its own copy, beside it
+        (Path(folder) / "sensitivity.png").write_bytes(png)
+        files.figure(page, Path(folder) / "sensitivity.png", "")
+        (Path(folder) / "sensitivity.csv").write_text(grid.to_csv(index=False))
+        files.keep(Path(folder) / "sensitivity.csv", "")
+    files.table(page, grid, "sensitivity")

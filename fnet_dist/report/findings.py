@@ -58,7 +58,7 @@ from .evidence import Evidence
 
 _RUN = RunLayout(Path())  # paths relative to a run folder, as findings.json links its tables
 
-__all__ = ["FindingSettings", "NullRun", "against_null_model", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
+__all__ = ["FindingSettings", "NullRun", "against_null_model", "read_table", "reproducibility", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
            "amplification", "localization", "write_findings"]
 
 DRAW_KINDS = ("fraction", "matched_count", "matched_per_layer")  # nulls of "hurts more than random"
@@ -220,7 +220,7 @@ def against_null_model(trained: MatchFiles, null: NullRun, s: FindingSettings) -
     this architecture? Units: samples (counterparts), split halves (recurrence), corpus splits (reproducibility)."""
     what = f"its null model {null.name!r}" + (f" ({null.what})" if null.what else "")
     found = []
-    mine, theirs = _csv(trained.counterpart_samples), _csv(null.match.counterpart_samples)
+    mine, theirs = read_table(trained.counterpart_samples), read_table(null.match.counterpart_samples)
     common = dict(tables=[str(_RUN.match.counterpart_samples)], anchors=[f"finding-counterparts-vs-{null.name}"])
     claim = f"The trained model's templates have counterparts in more samples than those of {what}."
     if mine is None or theirs is None or mine.empty or theirs.empty:
@@ -236,7 +236,7 @@ def against_null_model(trained: MatchFiles, null: NullRun, s: FindingSettings) -
                            "trained minus null model", **common))
     for kind, statistic, unit in (("recurrence", "mean best-match IoU across corpora of a half's templates", "split halves"),
                                   ("reproducibility", "mean best-match IoU between the halves of a corpus", "corpus splits")):
-        a, b = _replicates(_csv(trained.split_halves), kind), _replicates(_csv(null.match.split_halves), kind)
+        a, b = _replicates(read_table(trained.split_halves), kind), _replicates(read_table(null.match.split_halves), kind)
         if kind == "reproducibility":
             corpora = set(a["corpus"]) & set(b["corpus"])
             a, b = a[a["corpus"].isin(corpora)], b[b["corpus"].isin(corpora)]
@@ -429,7 +429,7 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
     return found
 
 
-def _csv(path: Path) -> pd.DataFrame | None:
+def read_table(path: Path) -> pd.DataFrame | None:
     """A table of the run, or None when the run has none (an empty file is an empty table)."""
     if not path.exists():
         return None
@@ -442,11 +442,11 @@ def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: E
     ``null_runs``: the run's null-model variants, each compared with the trained model's structure."""
     found: list[Finding | None] = []
     if match.counterparts_null.exists():
-        found.append(counterparts(pd.read_csv(match.counterparts_null), _csv(match.counterpart_samples), settings))
-    halves = _csv(match.split_halves)
+        found.append(counterparts(pd.read_csv(match.counterparts_null), read_table(match.counterpart_samples), settings))
+    halves = read_table(match.split_halves)
     if match.recurrence.exists() and match.recurrence.stat().st_size > 1:
-        found.append(recurrence(pd.read_csv(match.recurrence), _csv(match.recurrence_null), halves, settings))
-    found.append(reproducibility(_csv(match.split_null), halves, settings))
+        found.append(recurrence(pd.read_csv(match.recurrence), read_table(match.recurrence_null), halves, settings))
+    found.append(reproducibility(read_table(match.split_null), halves, settings))
     for null in null_runs:
         found += against_null_model(match, null, settings)
     ev = Evidence(evaluation, controls)
