@@ -9,12 +9,11 @@ from ..evaluate.experiment import evaluate_networks
 from ..evaluate.tables import condition_table, to_markdown
 from ..evaluate.tasks import resolve_tasks
 from ..evaluate.vllm_backend import vllm_options
-from ..flags import add_section, section_from
+from ..flags import MODEL_FLAGS, add_section, section_from
 from ..model.loading import load_model
 from ..store.outputs import prepare_output
 
 HELP = "evaluate the model with each network inhibited, and the random, top-percent and LLM-Localization baselines (lm-eval)"
-MODEL_FLAGS = {"id": "model"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

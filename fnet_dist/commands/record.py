@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import ModelSection, RecordSection
-from ..flags import add_section, section_from
+from ..flags import MODEL_FLAGS, add_section, section_from
 from ..record.recording import parse_shard, record_activations, summarize_store
 
 HELP = "record every layer's MLP-block output for the tokens of corpus samples into a Zarr activations store"
-MODEL_FLAGS = {"id": "model"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
