@@ -42,11 +42,8 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    done = _run(out)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out, done
+def run_folder(smoke_run):
+    return smoke_run  # one smoke run per session (tests/conftest.py), shared with the API, notebook and docs tests
 
 
 @pytest.mark.slow
