@@ -9,7 +9,7 @@ CONFIG ?= pipeline/default.yaml
 .PHONY: install browser demo test
 
 install:
-	$(PIP) install -q -c constraints.txt -e ".[offline,test,s3]"
+	$(PIP) install -q -c constraints.txt -e ".[offline,test,docs,s3]"
 	$(PIP) install -q --no-deps $(NO_DEPS)
 
 demo: install

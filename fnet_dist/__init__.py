@@ -16,9 +16,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 _API = ("CanICA", "Edit", "IndividualICA", "LoadedModel", "NeuronMask", "Run", "add", "amplify", "edit", "inhibit",
-        "load_model", "open_run", "plot_counterparts", "plot_zmap", "record", "score")
+        "load_corpus", "load_model", "open_run", "plot_counterparts", "plot_zmap", "record", "score")
 __all__ = ["CanICA", "Edit", "IndividualICA", "LoadedModel", "NeuronMask", "Run", "__version__", "add", "amplify", "edit",
-           "inhibit", "load_model", "open_run", "plot_counterparts", "plot_zmap", "record", "score"]  # _API and the version
+           "inhibit", "load_corpus", "load_model", "open_run", "plot_counterparts", "plot_zmap", "record", "score"]  # _API and the version
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ Models and edits (``editing``): ``load_model(spec)``; ``with inhibit(model, mask
 factor)``, ``add(model, mask, value)``, ``edit(model, mask, Edit(...))`` on any HF causal LM; ``NeuronMask`` and
 ``Edit`` (``fnet_dist.model``).
 
-Your own data: ``record(model, texts) -> xarray.Dataset`` (``recording``); ``IndividualICA`` and ``CanICA``, the
+Your own data: ``load_corpus(spec)``, ``record(model, texts) -> xarray.Dataset`` (``recording``); ``IndividualICA`` and ``CanICA``, the
 stages' estimators, scikit-learn style (``fit``, ``transform``, ``components_``); ``score(model, tasks, masks)``
 (lm-eval, ``scoring``).
 
@@ -23,9 +23,9 @@ from ..model.loading import LoadedModel, load_model
 from ..model.masks import NeuronMask
 from .editing import add, amplify, edit, inhibit
 from .plots import plot_counterparts, plot_zmap
-from .recording import record
+from .recording import load_corpus, record
 from .runs import Run, open_run
 from .scoring import score
 
 __all__ = ["CanICA", "Edit", "IndividualICA", "LoadedModel", "NeuronMask", "Run", "add", "amplify", "edit", "inhibit",
-           "load_model", "open_run", "plot_counterparts", "plot_zmap", "record", "score"]
+           "load_corpus", "load_model", "open_run", "plot_counterparts", "plot_zmap", "record", "score"]

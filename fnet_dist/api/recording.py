@@ -5,6 +5,9 @@
   ``n_tokens(sample)``, ``token_id(sample, token)`` (-1 past ``n_tokens``) and ``text(sample)``, each variable
   described as in the activations store (``storage_schemas/activations.json``), the model in ``attrs``.
 
+- ``load_corpus(spec, text_field=None) -> list[str]``: the texts of a corpus spec as ``fnet record`` and pipeline
+  configs read it (``offline:news``, a local ``.txt`` / ``.jsonl`` / ``.csv`` / ``.parquet`` file or glob, ``hf:NAME``).
+
 What the stages write to Zarr for a corpus (``fnet record``) is the same tensor; this one stays in memory, so keep
 it small (texts × tokens × layers × d_model float32 values). It feeds ``IndividualICA`` (one sample:
 ``ds.activation[0, :ds.n_tokens[0]]``) and ``CanICA`` (``fit(ds.activation, n_tokens=ds.n_tokens)``) directly.
@@ -20,13 +23,20 @@ import numpy as np
 from storage_schemas import ACTIVATIONS
 
 from ..core.config import RecordSection
+from ..core.corpora import load_corpus as _load_corpus
 from ..core.errors import InputError
 from ..model.trace import tokenize_text, trace_text
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["record"]
+__all__ = ["load_corpus", "record"]
+
+
+def load_corpus(spec: str, text_field: str | None = None) -> list[str]:
+    """The texts of corpus ``spec`` in corpus order; ``text_field``: the column of a field file or dataset
+    (default: the ``record`` section's ``text_field``)."""
+    return _load_corpus(spec, text_field=text_field or RecordSection().text_field)
 
 
 def _loaded(model: Any, tokenizer: Any) -> Any:
