@@ -58,6 +58,6 @@ def smoke_run(tmp_path_factory):
         return out, subprocess.CompletedProcess([], 0, f"report: {out / 'report' / 'index.html'}\n", "")
     out = tmp_path_factory.mktemp("smoke-run")
     done = subprocess.run([sys.executable, "-m", "fnet_dist", "run", str(root / "pipeline" / "smoke.yaml"), "--out",
-                           str(out)], cwd=root, capture_output=True, text=True, timeout=900)
+                           str(out)], cwd=root, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out, done

@@ -48,7 +48,7 @@ class TokenAttribution:
     model_id: str = ""
     networks_url: str = ""
     threshold: float | None = None
-    two_sided: bool = True
+    two_sided: bool | None = None
 
 
 def _choose(components: Sequence[int] | None, n_templates: int, url: str) -> list[int]:

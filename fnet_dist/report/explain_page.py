@@ -70,7 +70,7 @@ def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> 
     for row, component in enumerate(attribution.components):
         weights = attribution.weights[row]
         size = attribution.template_sizes[row] if row < len(attribution.template_sizes) else None
-        about = f" ({size} neurons at {_rule(attribution)})" if size is not None else ""
+        about = f" ({size} neurons at {_rule(attribution)})" if size is not None and attribution.threshold else ""
         sections.append(
             f"<section><{heading}>Template {esc(network_name(attribution.corpus, component))}{about}</{heading}>"
             f'<p class="meta">weights from {weights.min():+.3f} to {weights.max():+.3f}</p>'
