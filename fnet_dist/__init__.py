@@ -12,6 +12,8 @@ checkpoints, lm-eval), ``report``; ``pipeline`` runs them all from a config.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -30,3 +32,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_API])
+
+
+class _Package(types.ModuleType):
+    """``fnet_dist`` whose API names win over its subpackages of the same name: ``fnet.record`` stays the in-memory
+    recording after the record stage (the package ``fnet_dist.record``, imported by its dotted path) is loaded."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType):
+            return  # the import system binds the subpackage to its parent here; the API's name is resolved lazily
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
