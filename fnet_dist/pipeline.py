@@ -1,12 +1,16 @@
 """``fnet run CONFIG``: the stages of the registry (``fnet_dist.stages``) in order, resumable and cached.
 
-- ``run_pipeline(config, stages=None, force=False, shard=None, scheduler=None) -> dict``: run the stages in
+- ``run_pipeline(config, stages=None, overwrite=False, shard=None, scheduler=None) -> dict``: run the stages in
   order. A stage whose outputs exist for the same config hash (``run.json``) is skipped; a crashed stage is
   rerun and, since every stage resumes its own partial work, finishes what is missing. Returns the run record.
   With ``shard=(index, count)`` one sharded stage runs its part only and ``run.json`` is left alone (shards run
   concurrently; the report stage, run once afterwards, records the run).
   A stage that raises is recorded as ``failed`` with its error; the stages after it do not run, except the
   report, which shows what exists marked incomplete (status ``incomplete``); then ``StageError`` (exit 1).
+- ``plan_pipeline(config, stages=None, overwrite=False) -> list[dict]``: what ``run_pipeline`` would do, without
+  doing it: each stage run or reused (cached), what it shards by and into how many units, the size of the stores
+  it writes (an upper bound from the record section and the model's shape), and the seconds it took last time
+  (``run.json``); ``describe_plan(plan)`` prints it (``fnet run --dry-run``).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import os
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,10 +29,11 @@ from . import __version__
 from .core.config import PipelineConfig
 from .core.errors import FnetError, InputError, StageError, one_line
 from .core.layout import RunLayout
+from .model.loading import resolve_source
 from .stages import STAGES, STRUCTURE_STAGES, Run, stage_hash
 from .store.outputs import open_output
 
-__all__ = ["run_pipeline"]
+__all__ = ["describe_plan", "plan_pipeline", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +76,85 @@ def _run_shard(run: Run, stage: str, shard: tuple[int, int]) -> dict[str, Any]:
     return {"stages": {stage: {"shard": list(shard), "outputs": outputs}}}
 
 
-def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, force: bool = False,
+def _model_shape(config: PipelineConfig) -> tuple[int, int] | None:
+    """``(n_layers, hidden_size)`` from a local model's ``config.json`` (the packaged model's cached folder
+    included), without loading weights; None where only loading would tell (a hub id, a GGUF file)."""
+    try:
+        source = resolve_source(config.model.id)
+    except FnetError:
+        return None
+    path = Path(source.path) / "config.json"
+    if source.gguf_file or not path.is_file():
+        return None
+    model = json.loads(path.read_text())
+    model = model.get("text_config", model)
+    layers = model.get("num_hidden_layers") or model.get("n_layer") or model.get("num_layers")
+    hidden = model.get("hidden_size") or model.get("n_embd")
+    return (int(layers), int(hidden)) if layers and hidden else None
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n_bytes < 1024 or unit == "TiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return ""
+
+
+def plan_pipeline(config: PipelineConfig, *, stages: list[str] | None = None,
+                  overwrite: bool = False) -> list[dict[str, Any]]:
+    """One record per stage of ``stages`` (default all): ``stage``, ``action`` (``run`` or ``reuse``), ``why``,
+    ``shards`` (what a sharded stage splits, and how many units where the config tells), ``writes`` (sizes) and
+    ``last_seconds`` (the stage's time in the last run's ``run.json``, None if it never finished)."""
+    chosen = list(stages or STAGES)
+    _check(chosen, None)
+    layout = RunLayout.of(config)
+    record = _load_record(layout)
+    record_section, corpora = config.record, list(config.corpora)
+    samples = record_section.group_samples + record_section.individual_samples
+    shape = _model_shape(config)
+    itemsize = 2 if record_section.store_dtype == "float16" else 4
+    plan = []
+    for stage in chosen:
+        done = record["stages"].get(stage, {})
+        cached = done.get("hash") == stage_hash(config, stage) and done.get("status") == "done"
+        action = "reuse" if cached and not overwrite else "run"
+        why = ("cached for this config" if action == "reuse" else "asked to rerun (--overwrite)" if cached else
+               "never run" if not done else f"last {done.get('status')} for another config" if done.get("hash") !=
+               stage_hash(config, stage) else f"last {done.get('status')}")
+        shards = {"samples": f"{samples} samples × {len(corpora)} corpora", "conditions": "the conditions",
+                  None: "—"}[STAGES[stage].shards]
+        writes = ""
+        if stage == "record":
+            writes = (f"≤ {_size(samples * len(corpora) * record_section.max_tokens * shape[0] * shape[1] * itemsize)} "
+                      f"of activations ({shape[0]} layers × {shape[1]} neurons)" if shape else "size unknown until the model is read")
+        elif stage == "decompose" and shape:
+            maps = record_section.individual_samples * config.decompose.components + config.decompose.group_components
+            writes = f"≤ {_size(len(corpora) * maps * shape[0] * shape[1] * 4)} of z-maps"
+        plan.append({"stage": stage, "action": action, "why": why, "shards": shards, "writes": writes,
+                     "last_seconds": done.get("seconds") if done.get("status") in ("done", "incomplete") else None})
+    return plan
+
+
+def describe_plan(plan: list[dict[str, Any]], config: PipelineConfig) -> str:
+    """The plan as a table and a time estimate (the last run's seconds of each stage that runs)."""
+    lines = [f"plan of run {config.name!r} in {RunLayout.of(config).root}:",
+             f"  {'stage':<10} {'action':<6} {'last time':>10}  {'shards by':<28} writes / why"]
+    for step in plan:
+        last = "—" if step["last_seconds"] is None else f"{step['last_seconds']:.0f} s"
+        detail = "; ".join(x for x in (step["writes"], step["why"]) if x)
+        lines.append(f"  {step['stage']:<10} {step['action']:<6} {last:>10}  {step['shards']:<28} {detail}")
+    running = [s for s in plan if s["action"] == "run"]
+    unknown = [s["stage"] for s in running if s["last_seconds"] is None]
+    total = sum(s["last_seconds"] or 0 for s in running)
+    estimate = f"about {total / 60:.1f} min from the last run's run.json" if running else "nothing to run"
+    if unknown:
+        estimate += f" (+ {', '.join(unknown)}: no earlier time)"
+    lines.append(f"time: {estimate}")
+    return "\n".join(lines)
+
+
+def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, overwrite: bool = False,
                  shard: tuple[int, int] | None = None, scheduler: str | None = None) -> dict[str, Any]:
     """Run ``stages`` (default all) of ``config``; skip those already done for the same config hash."""
     chosen = list(stages or STAGES)
@@ -94,7 +178,7 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
                 continue
             digest = stage_hash(config, stage)
             done = record["stages"].get(stage, {})
-            if not force and not run.failed and done.get("hash") == digest and done.get("status") == "done":
+            if not overwrite and not run.failed and done.get("hash") == digest and done.get("status") == "done":
                 _say(f"{step}: cached (config hash {digest})")
                 continue
             _say(f"{step} …" if not run.failed else f"{step} of what exists (incomplete) …")

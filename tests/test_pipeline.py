@@ -43,11 +43,8 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    done = _run(out)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out, done
+def run_folder(smoke_run):
+    return smoke_run  # one smoke run per session (tests/conftest.py), shared with the API, notebook and docs tests
 
 
 @pytest.mark.slow
@@ -92,6 +89,10 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
 def test_a_rerun_is_cached_and_a_change_reruns_only_downstream(run_folder, tmp_path):
     out = tmp_path / "copy"  # the shared run folder stays as the smoke config made it
     shutil.copytree(run_folder[0], out)
+    plan = subprocess.run(_fnet("run", str(SMOKE), "--out", str(out), "--dry-run"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert plan.returncode == 0 and plan.stdout.count(" reuse ") == len(STAGES), plan.stdout + plan.stderr
+    assert "time: nothing to run" in plan.stdout
     again = _run(out)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count(": cached") == len(STAGES)

@@ -261,7 +261,14 @@ class EvaluateSection(_Section):
     sweeps: bool = Field(False, description="sweep multiplicative / additive edits (Figures 5-7)")
     sweep_factors: tuple[float, ...] = Field((0.5, 0.9, 1.02, 1.1, 1.5, 2.0, 3.0), description="factors of the sweeps")
     sweep_values: tuple[float, ...] = Field((0.1, 0.5, 1.0, 1.5, 2.0, 3.0), description="added values of the sweeps")
-    batch_size: int = Field(8, **_help("documents per forward pass", ge=1))
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        8, description="documents per forward pass; auto: the largest that fits (lm-eval's own search, hf backend)")
+    include_path: tuple[str, ...] = Field(
+        (), description="folders of your own lm-eval task YAMLs; name their tasks in tasks (hf backend)")
+    num_fewshot: int | None = Field(
+        None, **_help("examples shown before each question (default: each task's own, else 0; hf backend)", ge=0))
+    apply_chat_template: bool = Field(
+        False, description="format each prompt with the tokenizer's chat template (instruct models; hf backend)")
     seed: int = Field(0, **_help("seed of the random masks, localizer stimuli, probes and lm-eval", ge=0))
     controls: ControlsSection = ControlsSection()
     scratch: str | None = Field(

@@ -399,7 +399,7 @@ def _attribution(page: Page, config, layout, model) -> None:
         ds = xr.open_zarr(act, consolidated=False)
         texts = [str(t) for t, s in zip(ds["text"].values, ds["split"].values) if s == "individual"]
         for text in texts[: config.report.explain_texts]:
-            attribution = explain_text(model, net, text[:600])
+            attribution = explain_text(model, net, text[:600], match=config.match)
             page.section(f"{corpus}: {text[:60]}…", level=3).raw(attribution_fragment(attribution))
 
 
