@@ -163,7 +163,7 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, ove
     open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
     with ExitStack() as stack:
         run = Run(config, layout, stack, scheduler)
-        run.run_variant = lambda variant: run_pipeline(variant, stages=list(STRUCTURE_STAGES), force=force,
+        run.run_variant = lambda variant: run_pipeline(variant, stages=list(STRUCTURE_STAGES), overwrite=overwrite,
                                                        scheduler=run.scheduler)
         if shard is not None:
             return _run_shard(run, chosen[0], shard)
