@@ -201,8 +201,14 @@ def test_controls_go_first_to_the_small_networks_the_claims_are_about():
     assert choose_networks(consistency, ["news"], 1, anatomy, first_token_share=0.95) == [("news", 4)]
 
 
-def _settings(kinds, draws) -> EvaluateSection:
-    return EvaluateSection(controls={"kinds": kinds, "draws": draws, "matched_draws": draws})
+def _settings(kinds, draws, top_draws=0) -> EvaluateSection:
+    return EvaluateSection(controls={"kinds": kinds, "draws": draws, "matched_draws": draws, "top_draws": top_draws})
+
+
+def test_random_draws_of_the_top_percent_are_the_null_of_the_top_neurons():
+    conditions = control_conditions([], np.zeros(SHAPE, bool), _settings(("fraction",), 2, top_draws=3))
+    assert [c.name for c in conditions] == [*(f"ctl-fraction15/{i}" for i in range(2)), *(f"ctl-fraction5/{i}" for i in range(3))]
+    assert [c.mask.count for c in conditions] == [30] * 2 + [10] * 3     # 15 % and 5 % of 200 neurons
 
 
 def test_draws_avoiding_massive_channels_only_for_networks_that_have_some():

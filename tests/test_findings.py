@@ -320,3 +320,18 @@ def test_findings_json_is_what_the_page_shows(tmp_path):
     page = findings_html(read_findings(path), lambda f: [])
     assert 'id="finding-counterparts"' in page and f"{record['p_value']:.3g}" in page and "NOT APPLICABLE" not in page
     assert record["reason"] in page and recorded["findings"][1]["verdict"].upper() in page
+
+
+def test_the_top_neurons_are_tested_against_random_draws_of_as_many_neurons(tmp_path):
+    rng = np.random.default_rng(4)
+    run = FakeRun(tmp_path / "evaluate")
+    normal = _docs(rng, 0.8)
+    run.condition("normal", normal, fields=NORMAL)
+    run.condition("top5:inhibit@news", _docs(rng, 0.3), fields=_top("news", "inhibit"))
+    for i in range(19):
+        run.condition(f"ctl-fraction5/{i}", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal), where="controls",
+                      fields=_control("fraction", i, percent=5.0))
+        run.condition(f"ctl-fraction15/{i}", 1 - normal, where="controls", fields=_control("fraction", i, percent=15.0))
+    found = _by_id(_findings(tmp_path / "match", run.write()))["top-vs-random@news/sentiment_rt"]
+    assert found.verdict == "holds" and found.n_draws == 19 and "against 19 random 5 % draws" in found.test
+    assert found.conditions[1]["percent"] == 5.0                       # the 5 % draws, never the 15 % ones

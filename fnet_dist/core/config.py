@@ -216,6 +216,9 @@ class ControlsSection(_Section):
     draws: int = Field(19, **_help(
         "random masks of the global fraction (evaluate.random_fraction), shared by every network (0 turns the controls "
         "off); 19 is the fewest whose Monte Carlo p can reach 0.05", ge=0))
+    top_draws: int = Field(19, **_help(
+        "random draws of as many neurons as the top percent (evaluate.top_percent), the null of the top neurons' "
+        "damage (0: none); 19 is the fewest whose Monte Carlo p can reach 0.05", ge=0))
     matched_draws: int = Field(4, **_help(
         "draws of each matched kind per network: the claims pool over networks (a stratified permutation test), so a "
         "few per network suffice: with 4, two networks can reach p 0.04", ge=1))

@@ -119,7 +119,9 @@ def control_conditions(networks, massive: np.ndarray, section: EvaluateSection, 
     """Conditions for every control of ``networks`` (network ``Condition``s, kind ``network``).
 
     ``section``: the ``evaluate`` section (its ``controls.kinds``, ``controls.draws``, ``controls.matched_draws``,
-    ``seed`` and ``random_fraction``); ``strata``: ``activation_strata`` (needed by ``matched_activation``).
+    ``controls.top_draws``, ``seed``, ``random_fraction`` and ``top_percent``); ``strata``: ``activation_strata``
+    (needed by ``matched_activation``). ``controls.top_draws`` random draws of ``top_percent`` % of neurons are the
+    null of the top neurons' damage (``fraction`` draws of that share).
 
     ``fraction`` draws are shared by all networks; the matched kinds carry the corpus and template of the
     network they are matched to; ``minus_massive`` / ``massive_only`` split each network at the massive
@@ -135,10 +137,13 @@ def control_conditions(networks, massive: np.ndarray, section: EvaluateSection, 
         raise InputError(f"unknown random control {unknown[0]!r}; expected some of {', '.join(CONTROL_KINDS)}")
     shape = np.asarray(massive).shape
     conditions = []
-    if "fraction" in kinds:
-        for mask in random_controls("fraction", shape, n_draws, seed, fraction=fraction):
+    shares = [(fraction, n_draws)] if "fraction" in kinds else []
+    if section.controls.top_draws and section.top_percent / 100 != fraction:  # the null of the top neurons' damage
+        shares.append((section.top_percent / 100, section.controls.top_draws))
+    for share, count in shares:
+        for mask in random_controls("fraction", shape, count, seed, fraction=share):
             conditions.append(Condition("control", mask, inhibit, control="fraction", draw=mask.meta["draw"],
-                                        percent=round(100 * fraction, 9), seed=mask.meta["draw_seed"]))
+                                        percent=round(100 * share, 9), seed=mask.meta["draw_seed"]))
     for network in networks:
         where = {"corpus": network.corpus, "template": network.template}
         on_massive = bool((network.mask.values & np.asarray(massive, dtype=bool)).any())

@@ -24,6 +24,8 @@ Claims (ids are stable; ``<task>`` as in the run, ``<suffix>`` = ``@<corpus>`` o
 - ``amplification<suffix>``: the amplified top neurons improve some task (paired over examples).
 Every claim declares its minimum effect (``report.min_accuracy``, ``report.min_perplexity`` for the editing claims,
 ``report.min_structure`` for the structure claims); ``fails`` needs the effect shown below it.
+- ``top-vs-random<suffix>/<task>``: inhibiting the top neurons hurts more than random draws of as many neurons
+  (``evaluate.controls.top_draws``, Monte Carlo over the draws, bootstrap interval over examples).
 - ``ica-vs-localization<suffix>``: inhibiting the ICA top neurons hurts more than as many LLM-Localization
   neurons on most tasks (paired over examples; Table 9); ``ica-localization-overlap<suffix>``: the two sets
   overlap less than chance (Table 5).
@@ -67,7 +69,7 @@ from .evidence import Evidence
 _RUN = RunLayout(Path())  # paths relative to a run folder, as findings.json links its tables
 
 __all__ = ["FindingSettings", "NullRun", "against_null_model", "read_table", "reproducibility", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
-           "amplification", "localization", "write_findings"]
+           "amplification", "localization", "top_vs_random", "write_findings"]
 
 MATCHED_KINDS = ("matched_count", "matched_per_layer", "matched_activation")  # nulls of "hurts more than random"
 DRAW_KINDS = ("fraction", *MATCHED_KINDS)
@@ -435,6 +437,28 @@ def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
     return found
 
 
+def top_vs_random(ev: Evidence, s: FindingSettings) -> list[Finding]:
+    """Inhibiting the top percent ICA neurons hurts more than random draws of as many neurons (the null the top
+    neurons' damage needs: a random 5 % of a model is not harmless), per corpus and task the draws were scored on."""
+    found = []
+    for suffix, top in ev.top(s.top_percent, "inhibit").items():
+        for task in ev.tasks:
+            names, frame = ev.draws("fraction", top, task, s.top_percent / 100)
+            subject = ev.damage(top, task)
+            if frame.empty or subject.empty:
+                continue
+            common = subject.index.intersection(frame.columns)
+            estimate = against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
+                                     n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha, minimum=s.minimum(ev.metric(task)),
+                                     what=f"random {s.top_percent:g} % draws")
+            found.append(Finding.of(f"top-vs-random{suffix}/{task}", f"Inhibiting the top {s.top_percent:g} % ICA neurons"
+                                    f"{_of(suffix)} hurts {task} more than inhibiting random {s.top_percent:g} % of neurons.",
+                                    estimate, ev.units(task) + ", beyond the mean random draw", conditions=[top, *names],
+                                    tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
+                                    anchors=[f"finding-top-vs-random{suffix}-{task}"]))
+    return found
+
+
 def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
     """ICA's top neurons hurt more than LLM Localization's (Table 9) and overlap them less than chance (Table 5)."""
     found = []
@@ -490,6 +514,7 @@ def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: E
             found += small_networks(ev, total_neurons, settings)
         found += survives(ev, massive, settings) if ev.selection or not matching(ev.conditions, kind="control").empty else []
         found += amplification(ev, settings)
+        found += top_vs_random(ev, settings)
         found += localization(ev, settings)
     found = [replace(f, conditions=ev.records(f.conditions), level=settings.level)  # names to records
              for f in found if f is not None]
