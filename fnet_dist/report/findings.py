@@ -53,15 +53,15 @@ from ..core.stats import (
     against_draws,
     bootstrap_mean,
     conclude,
-    networks_against_draws,
-    partial_conjunction,
-    strictest,
     draws_needed,
     examples_needed,
     most,
+    networks_against_draws,
     overlap_test,
     paired_effect,
+    partial_conjunction,
     replicate_interval,
+    strictest,
     two_sample_effect,
 )
 from .evidence import Evidence
