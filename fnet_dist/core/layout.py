@@ -127,6 +127,12 @@ class MatchFiles:
         """bool array of shape (n_layers, d_model): the massive-activation channels (``.npy``)."""
         return self.folder / "massive_mask.npy"
 
+    @property
+    def channel_stats(self) -> Path:
+        """Per channel over every real token of the evaluated corpus's recording: ``mean_abs`` and ``kurtosis``,
+        float arrays of shape (n_layers, d_model) (``.npz``; the activation-matched draws' strata)."""
+        return self.folder / "channel_stats.npz"
+
     def figure(self, name: str) -> Path:
         """A match figure (``MATCH_FIGURES``), ``networks`` -> ``networks.png``."""
         if name not in MATCH_FIGURES:
