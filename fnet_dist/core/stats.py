@@ -275,7 +275,7 @@ def two_sample_effect(subject, null, *, level: float, n_resamples: int, seed: in
     needed = next(n for n in range(1, 64) if 1 / math.comb(2 * n, n) <= alpha)
     if len(a) < 2 or len(b) < 2:
         return Estimate(float("nan"), (float("nan"), float("nan")), float("nan"), test,
-                        n_examples=int(min(len(a), len(b))), needed=needed, unit=unit)
+                        n_examples=int(min(len(a), len(b))), needed=needed, unit=unit, n_units=int(min(len(a), len(b))))
     diff = lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis)
     p = float(stats.permutation_test((a, b), diff, permutation_type="independent", alternative="greater",
                                      vectorized=True, n_resamples=n_permutations,
@@ -287,7 +287,7 @@ def two_sample_effect(subject, null, *, level: float, n_resamples: int, seed: in
                              vectorized=True, random_state=np.random.default_rng(seed)).confidence_interval
         low, high = float(ci.low), float(ci.high)
     return Estimate(float(diff(a, b)), (low, high), p, test, n_examples=int(min(len(a), len(b))), needed=needed,
-                    unit=unit)
+                    unit=unit, n_units=int(min(len(a), len(b))))
 
 
 def against_draws(subject, draws, *, level: float, n_resamples: int, seed: int, alpha: float,
