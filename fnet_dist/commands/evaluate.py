@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     settings = section_from(args, EvaluateSection)
     match = section_from(args, MatchSection)
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
-    get_backend(settings.backend).require()
+    get_backend(settings.backend).require(settings.vllm.python)
     prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
     resolve_tasks(list(settings.tasks))  # an unknown task fails before the model loads
     loaded = load_model(model.id, **model.placement())
