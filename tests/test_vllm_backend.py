@@ -134,7 +134,7 @@ def both_runs(packaged, tmp_path_factory):
     opened, real_close = [], vllm_backend.VLLMRunner.close
     patch = pytest.MonkeyPatch()
     patch.setattr(vllm_backend.VLLMRunner, "close", lambda self: opened.append(self))
-    settings = VLLMSettings(VLLMSection(python=ENGINE_PYTHON, enforce_eager=True))
+    settings = VLLMSettings(VLLMSection(python=ENGINE_PYTHON))  # the defaults a run has
     try:
         vllm = runner.evaluate_conditions(packaged, conditions, list(TASKS), vllm_out, limit=TASKS, backend="vllm",
                                           vllm=settings, progress=False)
@@ -204,3 +204,15 @@ def test_a_refused_edit_is_one_line_and_the_engine_serves_on(both_runs, tmp_path
         engine.run(add, ["sentiment_rt"], manager, 2, 0, 10)
     result = engine.run(NORMAL, ["sentiment_rt"], manager, 2, 0, 10)
     assert result["n-samples"]["sentiment_rt"]["effective"] == 2 and len(engine.starts) == 1
+
+
+def test_an_engine_that_fails_or_dies_is_one_line_naming_its_log(tmp_path):
+    import sys
+
+    start = {"model_args": {"pretrained": str(tmp_path)}, "checkpoint": str(tmp_path), "in_place": True,
+             "log_path": tmp_path / "engine.log", "cpu_kv_cache_gib": 1.0}
+    with pytest.raises(vllm_backend.EngineError, match=r"failed while starting an engine on .*: ModuleNotFoundError: "
+                                                       r"No module named 'vllm' \(log: .*engine.log\)$"):
+        vllm_backend.EngineProcess(sys.executable, start.pop("model_args"), **start)  # this interpreter: no vLLM
+    with pytest.raises(vllm_backend.EngineError, match=r"process ended \(exit status 1\) while starting"):
+        vllm_backend.EngineProcess("/bin/false", {}, **start)

@@ -10,7 +10,8 @@
   model: ``tensor_parallel_size``, ``dtype``, ``gpu_memory_utilization``, ``max_model_len``, ``batch_size="auto"``
   (vLLM schedules its own batches), ``trust_remote_code``, ``revision`` (hub ids only).
 - ``EngineProcess``: one ``vllm_engine`` process (one engine) in that interpreter, asked JSON lines; its output
-  goes to a log file, and a failure is one line quoting it (``EngineError``, exit status 1).
+  goes to the evaluation folder's ``vllm-engine.log``, and a failure is one line naming it (``EngineError``, exit
+  status 1).
 - ``VLLMRunner``: ``check`` / ``run(condition, …)`` / ``close()`` for ``runner.evaluate_conditions``. One engine on the
   source serves every condition: the edit written into its weights before the condition's requests and undone
   exactly after (``vllm_engine``). Where that cannot work (quantized weights, a family without a bake place, CPU
@@ -36,6 +37,7 @@ from typing import Any
 
 from ..core.config import ModelSection, VLLMSection
 from ..core.errors import FnetError, InputError
+from ..core.layout import EvaluationFiles
 from ..model.architectures import resolve_architecture
 from ..model.bake import bake_checkpoint
 from ..model.edit import model_shape
@@ -197,9 +199,10 @@ class EngineProcess:
             raise EngineError(f"the vLLM engine process ended (exit status {code}) while {what}: "
                               f"{self._last_log_line()} (log: {self.log_path})")
         answer = json.loads(line)
+        if answer.get("input"):
+            raise InputError(f"the vLLM engine refused {what}: {answer['error']}")
         if "error" in answer:
-            error = InputError if answer.get("input") else EngineError
-            raise error(f"the vLLM engine failed while {what}: {answer['error']}")
+            raise EngineError(f"the vLLM engine failed while {what}: {answer['error']} (log: {self.log_path})")
         return answer
 
     def close(self) -> None:
@@ -262,7 +265,7 @@ class VLLMRunner:
         args = model_args(checkpoint, self.settings, seed, dtype=dtype, hub=source and not self.source.local)
         in_place = source and self.settings.engine.in_place
         self.engine = EngineProcess(self.python, args, checkpoint=checkpoint, in_place=in_place,
-                                    log_path=self.scratch / "engine.log",
+                                    log_path=EvaluationFiles(self.out).engine_log,
                                     cpu_kv_cache_gib=self.settings.engine.cpu_kv_cache_gib)
         self.starts.append(self.engine.start_seconds)
         if source and self.in_place is None:

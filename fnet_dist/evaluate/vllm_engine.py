@@ -6,12 +6,15 @@ functions sent to vLLM's workers are pickled by reference to this module), drive
 each on stdout (vLLM's own output goes to stderr):
 
 - ``{"op": "open", "model_args", "in_place", "checkpoint", "cpu_kv_cache_bytes"}``: lm-eval's ``vllm`` model
-  (``VLLM(**model_args)``: one ``vllm.LLM``; on vLLM's CPU build with ``kv_cache_memory_bytes``). With
+  (``VLLM(**model_args)``: one ``vllm.LLM``; on vLLM's CPU build with ``kv_cache_memory_bytes`` and eager: its
+  torch.compile'd forward keeps the packed weights ``editable`` replaces, and fails after). With
   ``in_place``, each worker checks that it can edit its model's weights (``editable``); answers ``{"in_place": bool, "reason": str | None, "seconds"}``.
 - ``{"op": "run", "mask", "edit", "tasks", …, "result"}``: the condition's edit written into the weights of every
   worker's model (``LLM.apply_model``: ``fnet_dist.model.bake.bake_undoable`` on each layer's bake module, e.g.
   ``mlp.down_proj``), every request scored by ``scoring.Scorer`` (requests built once per task group, as the
-  ``hf`` backend does), the weights put back exactly (``unbake``); lm-eval's result dict written to ``result``.
+  ``hf`` backend does), the weights put back exactly (``unbake``); the prefix cache emptied after each change of
+  weights (log-likelihoods ask for prompt log-probabilities, which never read it; generation would). lm-eval's
+  result dict written to ``result``.
   Answers ``{"result": path, "seconds", "tokens"}``.
 - ``{"op": "weights", "mask", "edit", "layers", "out"}``: the bake modules' weights of ``layers`` while edited and
   after the restore, saved to ``out`` (``.npz``: ``edited_<i>``, ``restored_<i>``), to check them against a baked
@@ -125,8 +128,9 @@ class EngineSide:
 
         start = time.perf_counter()
         args = dict(request["model_args"])
-        if current_platform.is_cpu():  # there gpu_memory_utilization would be a share of host memory
-            args.setdefault("kv_cache_memory_bytes", request["cpu_kv_cache_bytes"])
+        if current_platform.is_cpu():
+            args.setdefault("kv_cache_memory_bytes", request["cpu_kv_cache_bytes"])  # not a share of host memory
+            args["enforce_eager"] = True  # a compiled forward keeps the packed weights that ``editable`` replaces
         self.lm = VLLM(**args)
         self.reason = None
         if request["in_place"]:
@@ -153,10 +157,12 @@ class EngineSide:
             if any(refused):
                 llm.apply_model(restore)  # workers that did edit
                 raise InputError(next(r for r in refused if r))
+            llm.reset_prefix_cache()  # keys and values cached under other weights must not be read (generation)
             try:
                 yield
             finally:
                 llm.apply_model(restore)
+                llm.reset_prefix_cache()
 
         return context()
 
