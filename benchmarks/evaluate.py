@@ -231,13 +231,13 @@ def vllm_main(args) -> None:
                "v": get_backend("vllm").open(loaded, work / "v", **options, vllm=VLLMSettings(scratch=str(work / "v"))),
                "vb": get_backend("vllm").open(loaded, work / "vb", **options, vllm=VLLMSettings(
                    VLLMSection(in_place=False), scratch=str(work / "vb")))}
-    seconds = {name: [] for name in engines}
+    seconds, results = {name: [] for name in engines}, {name: [] for name in engines}
     for condition in conditions:  # interleaved, so that a change of load touches all alike
         for name, engine in engines.items():
             starts = len(getattr(engine, "starts", []))
             t0 = time.perf_counter()
-            for group_limit, group in groups:
-                engine.run(condition, group, manager, group_limit, 0, 1000)
+            results[name].append([engine.run(condition, group, manager, group_limit, 0, 1000)["results"]
+                                  for group_limit, group in groups])
             spent = time.perf_counter() - t0
             seconds[name].append(spent - sum(getattr(engine, "starts", [])[starts:]) if name == "v" else spent)
     tokens = sum(stat["tokens"] for stat in engines["v"].stats[:len(groups)])  # one condition's (same tokenizer)
@@ -253,6 +253,14 @@ def vllm_main(args) -> None:
         edited = sum(seconds[name][1:]) / max(masked, 1)
         print(f"{label:34s} {per:7.2f} s/condition ({edited:7.2f} per edited one)  {tokens / per:8.0f} tokens/s  "
               f"time vs (h): {per / base:5.2f} x")
+    def largest(a: str, b: str) -> float:
+        """Largest relative difference between the metrics of two engines' results, all conditions."""
+        pairs = [(x[task][key], y[task][key]) for xs, ys in zip(results[a], results[b]) for x, y in zip(xs, ys)
+                 for task in y for key in y[task] if isinstance(y[task][key], float)]
+        return max(abs(x - y) / max(abs(y), 1e-12) for x, y in pairs)
+
+    print(f"results equal within (largest relative difference): (v) vs (vb) {largest('v', 'vb'):.1e}, "
+          f"(v) vs (h) {largest('v', 'h'):.1e}")
     whole = {name: sum(seconds[name]) + (engines[name].starts[0] if name == "v" else 0) for name in engines}
     print(f"whole run with engine starts: (h) {whole['h']:.1f} s, (v) {whole['v']:.1f} s, (vb) {whole['vb']:.1f} s")
     for engine in engines.values():

@@ -176,7 +176,7 @@ def test_vllm_equals_hf_hooks_on_every_condition(both_runs):
 def test_one_engine_serves_every_condition_edited_in_place(both_runs):
     engine = both_runs["runner"]
     assert engine.in_place and len(engine.starts) == 1, "one engine start for the run"
-    assert [s["in_place"] for s in engine.stats] == [True] * len(both_runs["conditions"]) * 2  # two task groups
+    assert [s["baked"] for s in engine.stats] == [False] * len(both_runs["conditions"]) * 2  # two task groups
     assert all(s["tokens"] > 0 for s in engine.stats)
 
 

@@ -86,7 +86,7 @@ def _has_vllm(python: str) -> bool:
         return importlib.util.find_spec("vllm") is not None
     probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
     try:
-        return subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode == 0
+        return subprocess.run([python, "-c", probe], capture_output=True, timeout=120, check=False).returncode == 0
     except OSError:
         return False
 
@@ -218,7 +218,8 @@ class EngineProcess:
 
 class VLLMRunner:
     """One engine on the source; each condition's edit written into its weights (or, where that cannot work, baked
-    into ``scratch/<slug>`` and served by a fresh engine). ``stats``: per condition, its seconds and tokens."""
+    into ``scratch/<slug>`` and served by a fresh engine). ``starts``: each engine start's seconds; ``stats``: per
+    condition and task group, its seconds, tokens and whether a baked checkpoint served it."""
 
     @classmethod
     def open(cls, model, out, *, batch_size: int, keep_checkpoints: bool, vllm: Any = None, **_: Any) -> "VLLMRunner":
@@ -241,6 +242,7 @@ class VLLMRunner:
         self.batch_size = batch_size  # vLLM batches by itself ("auto"); kept for the run config's key
         self.engine: EngineProcess | None = None
         self.in_place: bool | None = None  # decided when the source engine first opens
+        self._baked: Path | None = None  # the checkpoint of the last baked condition
         self.starts: list[float] = []  # seconds of each engine start
         self.stats: list[dict[str, Any]] = []  # per condition: name, seconds, tokens, engine
 
@@ -283,32 +285,42 @@ class VLLMRunner:
                    "include_path": [str(p) for p in getattr(manager, "include_path", None) or []],
                    "include_defaults": needs_lm_eval_index(tasks), "result": str(self.scratch / f"{condition.slug}.json"),
                    "mask": None, "edit": None}
-        checkpoint = None
         if condition.mask is None or self.in_place is not False:
             engine = self._engine(self.source.path, seed, source=True)
         if condition.mask is not None and self.in_place:
             request["mask"] = condition.mask.save(str(self.scratch / f"{condition.slug}.mask.npz"))
             request["edit"] = {"kind": condition.edit.kind, "value": condition.edit.value}
         elif condition.mask is not None:
-            checkpoint = self.scratch / condition.slug
-            self._close_engine()  # the source engine's memory before the bake and the next engine
-            baked = bake_checkpoint(self.spec, condition.mask, condition.edit, checkpoint, overwrite=True,
-                                    revision=self.settings.model.revision,
-                                    trust_remote_code=self.settings.model.trust_remote_code, device="cpu")
-            engine = self._engine(str(baked), seed, source=False)
+            engine = self._engine(self._bake(condition), seed, source=False)
         try:
             answer = engine.ask(request, f"evaluating {condition.name}")
             result = json.loads(Path(answer["result"]).read_text())
         finally:
             for path in (Path(request["result"]), self.scratch / f"{condition.slug}.mask.npz"):
                 path.unlink(missing_ok=True)
-            if checkpoint is not None:
-                self._close_engine()
-                if not self.keep:
-                    shutil.rmtree(checkpoint, ignore_errors=True)
         self.stats.append({"condition": condition.name, "seconds": answer["seconds"], "tokens": answer["tokens"],
-                           "in_place": checkpoint is None})
+                           "baked": engine.checkpoint != self.source.path})
         return result
+
+    def _bake(self, condition) -> str:
+        """``condition``'s baked checkpoint (baked once for all its task groups; the previous one removed first)."""
+        folder = self.scratch / condition.slug
+        if self._baked != folder:
+            self._drop_baked()
+            self._baked = Path(bake_checkpoint(self.spec, condition.mask, condition.edit, folder, overwrite=True,
+                                               revision=self.settings.model.revision,
+                                               trust_remote_code=self.settings.model.trust_remote_code, device="cpu"))
+        return str(self._baked)
+
+    def _drop_baked(self) -> None:
+        """Close the engine serving the last baked checkpoint and remove it (unless kept)."""
+        if self._baked is None:
+            return
+        if self.engine is not None and self.engine.checkpoint == str(self._baked):
+            self._close_engine()
+        if not self.keep:
+            shutil.rmtree(self._baked, ignore_errors=True)
+        self._baked = None
 
     def edited_weights(self, condition, layers: list[int], out: str | os.PathLike) -> str:
         """The source engine's bake-module weights of ``layers`` under ``condition``'s edit and after the restore,
@@ -329,6 +341,7 @@ class VLLMRunner:
     def close(self) -> None:
         """End the engine, give the HF model its GPU tensors back, remove a temporary scratch folder."""
         self._close_engine()
+        self._drop_baked()
         if self._moved:
             restore_gpu(self.loaded.model, self._moved)
         self._moved = None
