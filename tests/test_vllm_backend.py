@@ -30,8 +30,24 @@ ATOL, RTOL = 1e-4, 1e-6  # per-document log-likelihood, float32 engines (measure
 # 4e-4 on a passage of ~-3000 nats; the edits here move them by 0.1-40 nats)
 SHAPE = (30, 576)  # SmolLM2-135M: layers × hidden size
 ENGINE_PYTHON = vllm_python()
-HAS_VLLM = vllm_backend._has_vllm(ENGINE_PYTHON)
-needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason=f"no CPU vLLM in {ENGINE_PYTHON}: make vllm-env builds .venv-vllm")
+
+
+def _engine_imports(python: str) -> bool:
+    """Whether ``python`` imports what the engine process does (vLLM, lm-eval's vLLM model, this fnet_dist)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(vllm_backend.PACKAGE_ROOT)}
+    code = "import vllm, lm_eval.models.vllm_causallms, fnet_dist.evaluate.vllm_engine"
+    try:
+        return subprocess.run([python, "-c", code], env=env, capture_output=True, timeout=300, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+HAS_VLLM = vllm_backend._has_vllm(ENGINE_PYTHON) and _engine_imports(ENGINE_PYTHON)
+needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason=f"no working CPU vLLM in {ENGINE_PYTHON}: make vllm-env builds "
+                                                     f".venv-vllm (make test does)")
 
 
 def test_one_engine_per_configured_backend():
