@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
     if not args.networks and not args.mask:
         raise InputError("nothing to evaluate: pass --networks (stores of fnet decompose) or --mask FILE")
-    get_backend(settings.backend).require()
+    get_backend(settings.backend).require(settings.vllm.python)
     prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
     options = TaskOptions.of(settings)
     tasks = resolve_tasks(list(settings.tasks), options.include_path)  # an unknown task fails before the model loads

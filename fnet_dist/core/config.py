@@ -239,13 +239,23 @@ class ControlsSection(_Section):
 
 
 class VLLMSection(_Section):
-    """lm-eval's ``vllm`` model arguments (fnet_dist/evaluate/vllm_backend.py); batch size is vLLM's own (auto)."""
+    """The vllm backend's engine (fnet_dist/evaluate/vllm_backend.py): lm-eval's ``vllm`` model arguments and where
+    it runs; batch size is vLLM's own (auto)."""
 
+    python: str | None = Field(
+        None, description="Python interpreter with vLLM that runs the engine, e.g. .venv-vllm/bin/python (make vllm-env); "
+                          "default: $FNET_VLLM_PYTHON, else this one if it has vLLM, else the checkout's .venv-vllm")
+    in_place: bool = Field(
+        True, description="one engine per run, each condition's edit written into its weights and undone after; "
+                          "false: each condition baked into a checkpoint served by a fresh engine")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spreads the model over (70B: 4-8)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of each GPU vLLM may take")
+    cpu_kv_cache_gib: float = Field(
+        1.0, gt=0, description="vLLM's CPU build: GiB of host memory for the KV cache (there gpu_memory_utilization "
+                               "would be a share of host memory)")
     max_model_len: int | None = Field(None, ge=16, description="longest prompt + continuation in tokens (default: the model's)")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
-        "auto", description="auto: the checkpoint's dtype (baked checkpoints keep the source's, so all conditions agree)")
+        "auto", description="auto: the dtype the HF model was loaded in (float32 on the CPU), else the checkpoint's")
     enforce_eager: bool = Field(False, description="no CUDA graphs (slower; less memory)")
 
 
@@ -258,7 +268,7 @@ class EvaluateSection(_Section):
     limit: int | dict[str, int] | None = Field(
         None, description="documents per task: one number for every task, or {task: number} (tasks left out: all)")
     backend: Literal["hf", "vllm"] = Field(
-        "hf", description="hf: hooks on the loaded model; vllm: baked checkpoints (needs vLLM on a CUDA machine)")
+        "hf", description="hf: hooks on the loaded model; vllm: one vLLM engine, edits written into its weights (evaluate.vllm)")
     networks_of: tuple[str, ...] = Field((), description="corpora whose templates are each inhibited (default: the first)")
     conditions: tuple[str, ...] = Field(
         (), description="keep only conditions whose names match these shell patterns, e.g. normal 'inhibit:*' (default all)")

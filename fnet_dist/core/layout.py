@@ -195,6 +195,11 @@ class EvaluationFiles:
         return self.masks / f"{slug}.npz"
 
     @property
+    def engine_log(self) -> Path:
+        """The vllm backend's engine output (vLLM's own log, appended per engine; where a failure's cause is)."""
+        return self.folder / "vllm-engine.log"
+
+    @property
     def task_definitions(self) -> Path:
         """The folder of the lm-eval task YAMLs the evaluation ran (offline data paths made absolute)."""
         return self.folder / "tasks"

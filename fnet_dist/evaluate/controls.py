@@ -31,6 +31,7 @@ from .control_tables import on_massive, write_control_reports
 from .draws import activation_strata, control_conditions
 from .runner import condition_rows, evaluate_conditions, write_rows
 from .tasks import TaskOptions, resolve_tasks
+from .vllm_backend import vllm_options
 
 __all__ = [
     "NetworkRef",
@@ -139,7 +140,7 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
         options = TaskOptions.of(e)
         evaluate_conditions(loaded, mine, resolve_tasks(list(e.control_tasks()), options.include_path), out,
                             limit=e.limit, batch_size=e.batch_size, seed=e.seed, hook_module=config.model.hook_module,
-                            table=False, task_options=options)
+                            table=False, task_options=options, backend=e.backend, **vllm_options(e, config.model))
     if index == 0:
         refs = [NetworkRef(n.name, n.neurons, n.corpus, n.template, on_massive(n, massive)) for n in networks]
         layout.controls.plan.write_text(json.dumps({
