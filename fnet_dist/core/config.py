@@ -197,6 +197,9 @@ class MatchSection(_Section):
         "layer-matched random networks per template for the counterparts null (fnet_dist/match/nulls.py); 'most of m "
         "templates' is significant at alpha only if ceil(m / 2) * F / (permutations + 1) ≤ alpha, with F = 1 (or the "
         "number of findings with report.correction: run): 2999 covers 40 templates and 7 findings at 0.05", ge=99))
+    summary_permutations: int = Field(999, **_help(
+        "random draws per null kind of a summary statistic (the recurrence summary, split-half reproducibility): one "
+        "test each, so 999 reach p = 0.001", ge=19))
     sensitivity_thresholds: tuple[float, ...] = Field(
         (2.5, 3.0, 3.6, 4.5), description="thresholds of the sensitivity grid (each one- and two-sided); () for none")
     sensitivity_ious: tuple[float, ...] = Field((0.1, 0.2, 0.3, 0.5), description="counterpart IoU cut-offs of the grid")

@@ -38,6 +38,7 @@ from .nulls import (
     iou_matrix,
     layer_permutations,
     moved_networks,
+    paired_intersections,
     recurrence_statistic,
     uniform_strata,
 )
@@ -83,12 +84,16 @@ def split_templates(url: str, section: MatchSection, massive: np.ndarray, maps=N
     return SplitTemplates(corpus, networks, usable)
 
 
-def reproducibility(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean best IoU of each network of ``a`` with ``b`` and of ``b`` with ``a`` (bool (n, n_neurons) each); NaN
-    when either is empty."""
-    if not len(a) or not len(b):
+def reproducibility(a, b) -> float:
+    """Mean best IoU of each network of ``a`` with ``b`` and of ``b`` with ``a`` (bool (n, n_neurons) each, dense or
+    scipy.sparse); NaN when either is empty."""
+    import scipy.sparse as sp
+
+    n_a, n_b = a.shape[0], b.shape[0]
+    if not n_a or not n_b:
         return float("nan")
-    iou = iou_matrix(np.concatenate([a, b]))[: len(a), len(a):]
+    both = sp.vstack([a, b], format="csr") if sp.issparse(a) else np.concatenate([a, b])
+    iou = iou_matrix(both)[:n_a, n_a:]
     return float(np.concatenate([iou.max(axis=1), iou.max(axis=0)]).mean())
 
 
@@ -118,13 +123,20 @@ def _reproducibility_null(halves: dict[str, list[tuple[np.ndarray, np.ndarray]]]
     streams = [layer_permutations(shape, n_draws, seed + i, strata[name]) for i, (name, *_rest) in enumerate(sets)]
     out = np.empty(n_draws)
     done = 0
+    sizes = {(name, s, h): flatten_networks(nets).sum(axis=1).astype(float) for name, s, h, nets in sets}
     for chunks in zip(*streams):
         count = len(chunks[0])
-        drawn = {(name, s, h): moved_networks(nets, permutations) for (name, s, h, nets), permutations in zip(sets, chunks)}
-        for r in range(count):
-            values = [reproducibility(drawn[(name, s, 0)][:, r], drawn[(name, s, 1)][:, r])
-                      for name, s, h, _ in sets if h == 0]
-            out[done + r] = np.nanmean(values)
+        moved = {(name, s, h): moved_networks(nets, permutations) for (name, s, h, nets), permutations in zip(sets, chunks)}
+        values = []                                            # per corpus split: (count,) reproducibility
+        for name, s, h, nets in sets:
+            if h == 1:
+                continue
+            a, b = (name, s, 0), (name, s, 1)
+            inter = paired_intersections(moved[a], len(sizes[a]), moved[b], len(sizes[b]), count)
+            union = sizes[a][None, :, None] + sizes[b][None, None, :] - inter
+            iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+            values.append(np.concatenate([iou.max(axis=2), iou.max(axis=1)], axis=1).mean(axis=1))
+        out[done:done + count] = np.mean(values, axis=0)
         done += count
     return out
 

@@ -278,7 +278,7 @@ def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection) -> None
              section.massive_ratio, section.massive_min_value)
     nulls = match_nulls(urls, out, section, massive=union, anatomy=network_anatomy_rows(out), seed=0)
     halves, halves_null = halves_tables([split_templates(url, section, union) for url in urls], nulls["frequency"],
-                                        union, section.permutations, 0, CHANCE_LEVEL)
+                                        union, section.summary_permutations, 0, CHANCE_LEVEL)
     write_file(out, FILES.split_halves.name, halves.to_csv(index=False))
     write_file(out, FILES.split_null.name, halves_null.to_csv(index=False))
     if section.sensitivity_thresholds:

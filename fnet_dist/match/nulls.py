@@ -54,6 +54,7 @@ __all__ = [
     "frequency_strata",
     "iou_matrix",
     "corpus_maps",
+    "paired_intersections",
     "layer_permutations",
     "match_nulls",
     "moved_networks",
@@ -145,10 +146,32 @@ def _permuted_networks(templates: np.ndarray, permutations: np.ndarray):
     return sp.csr_array((data, (np.concatenate(rows), np.concatenate(columns))), shape=shape)
 
 
-def moved_networks(templates: np.ndarray, permutations: np.ndarray) -> np.ndarray:
-    """Dense bool (n_templates, n_draws, n_layers * d_model): each template moved by each permutation."""
-    n_draws = len(permutations)
-    return _permuted_networks(templates, permutations).toarray().reshape(len(templates), n_draws, permutations[0].size)
+def moved_networks(templates: np.ndarray, permutations: np.ndarray):
+    """CSR (n_draws * n_templates, n_layers * d_model), draw-major: rows ``r * n_templates`` to
+    ``(r + 1) * n_templates - 1`` are the templates moved by permutation ``r`` (``paired_intersections`` reads
+    them draw by draw)."""
+    n_templates, n_draws = len(templates), len(permutations)
+    order = (np.arange(n_templates)[None, :] * n_draws + np.arange(n_draws)[:, None]).ravel()
+    return _permuted_networks(templates, permutations)[order]
+
+
+def paired_intersections(a, n_a: int, b, n_b: int, count: int) -> np.ndarray:
+    """|a_i ∩ b_j| of the same draw, for ``count`` draws at once: (count, n_a, n_b) int. ``a``, ``b``: draw-major CSR
+    of ``moved_networks`` (count * n_a and count * n_b rows). Each draw's neurons are offset into a column range of
+    their own, so one sparse product holds only the same-draw blocks."""
+    import scipy.sparse as sp
+
+    def spread(moved, n: int):
+        moved = sp.csr_array(moved)
+        n_neurons = moved.shape[1]
+        rows = np.repeat(np.arange(moved.shape[0]), np.diff(moved.indptr))
+        columns = moved.indices.astype(np.int64) + (rows // max(n, 1)) * n_neurons
+        return sp.csr_array((np.ones(len(columns), np.float32), (rows, columns)), shape=(moved.shape[0], count * n_neurons))
+
+    product = (spread(a, n_a) @ spread(b, n_b).T).tocoo()
+    out = np.zeros((count, n_a, n_b))
+    out[product.row // n_a, product.row % n_a, product.col % n_b] = product.data
+    return out
 
 
 @dataclass(frozen=True)
@@ -290,10 +313,16 @@ def recurrence_table(names: list[str], templates: dict[str, np.ndarray], massive
     return table
 
 
-def iou_matrix(networks: np.ndarray) -> np.ndarray:
-    """(n, n) IoU between the rows of ``networks`` (n, n_neurons) bool (0 where both are empty)."""
-    dense = networks.astype(np.float32)
-    inter = dense @ dense.T
+def iou_matrix(networks) -> np.ndarray:
+    """(n, n) IoU between the rows of ``networks`` (n, n_neurons) bool, dense or scipy.sparse (0 where both are empty)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(networks):
+        rows = sp.csr_array(networks).astype(np.float32)
+        inter = (rows @ rows.T).toarray()
+    else:
+        dense = np.asarray(networks).astype(np.float32)
+        inter = dense @ dense.T
     sizes = np.diag(inter)
     union = sizes[:, None] + sizes[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
@@ -304,7 +333,7 @@ def best_matches(networks: np.ndarray, corpus_of: np.ndarray) -> np.ndarray:
     on a network's own corpus. networks: bool (n, n_neurons); corpus_of: (n,) corpus index of each row."""
     iou = iou_matrix(networks)
     corpora = np.unique(corpus_of)
-    best = np.full((len(networks), int(corpus_of.max()) + 1 if len(corpus_of) else 0), np.nan)
+    best = np.full((networks.shape[0], int(corpus_of.max()) + 1 if len(corpus_of) else 0), np.nan)
     for c in corpora:
         columns = corpus_of == c
         best[:, c] = np.where(corpus_of != c, iou[:, columns].max(axis=1, initial=0.0), np.nan)
@@ -322,17 +351,25 @@ def recurrence_null(templates: dict[str, np.ndarray], strata: dict[str, np.ndarr
                     ) -> np.ndarray:
     """The recurrence summary of random networks: every template of every corpus (bool (n_t, n_layers, d_model),
     already restricted to the neurons that count) moved within that corpus's ``strata`` (``layer_permutations``);
-    (n_draws,) float."""
+    (n_draws,) float — ``recurrence_statistic`` of each draw, computed for a chunk of draws at once."""
     names = list(templates)
-    corpus_of = np.concatenate([np.full(len(templates[n]), i) for i, n in enumerate(names)])
+    sizes = {n: flatten_networks(templates[n]).sum(axis=1).astype(float) for n in names}
     streams = [layer_permutations(templates[n].shape[1:], n_draws, seed + i, strata[n]) for i, n in enumerate(names)]
     out = np.empty(n_draws)
     done = 0
     for chunks in zip(*streams):
         count = len(chunks[0])
-        drawn = [moved_networks(templates[n], permutations) for n, permutations in zip(names, chunks)]
-        for r in range(count):
-            out[done + r] = recurrence_statistic(np.concatenate([d[:, r] for d in drawn]), corpus_of)
+        moved = {n: moved_networks(templates[n], permutations) for n, permutations in zip(names, chunks)}
+        best = []                                              # per (template, other corpus): (count,) best IoU
+        for x in names:
+            for y in names:
+                if x == y:
+                    continue
+                inter = paired_intersections(moved[x], len(templates[x]), moved[y], len(templates[y]), count)
+                union = sizes[x][None, :, None] + sizes[y][None, None, :] - inter
+                iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+                best.append(iou.max(axis=2))                   # (count, n_x)
+        out[done:done + count] = np.concatenate(best, axis=1).mean(axis=1)
         done += count
     return out
 
@@ -431,8 +468,8 @@ def match_nulls(urls: list[str], out, section: MatchSection, *, massive: np.ndar
     templates = {n: c.templates for n, c in corpora.items()}
     recurrence = recurrence_table(list(corpora), templates, massive, first, level=CHANCE_LEVEL)
     write_file(out, FILES.recurrence.name, recurrence.to_csv(index=False))
-    summary, summary_null = recurrence_summary(templates, massive, first, frequency, section.permutations, seed,
-                                               CHANCE_LEVEL)
+    summary, summary_null = recurrence_summary(templates, massive, first, frequency, section.summary_permutations,
+                                               seed, CHANCE_LEVEL)
     write_file(out, FILES.recurrence_summary.name, summary.to_csv(index=False))
     write_file(out, FILES.recurrence_null.name, summary_null.to_csv(index=False))
     return {"counterparts_null": counterparts, "recurrence": recurrence, "recurrence_summary": summary,
