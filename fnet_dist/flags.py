@@ -13,11 +13,11 @@ import types
 import typing
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from .core.config import describe_error
 from .core.errors import InputError
+from .core.safe_yaml import load_yaml
 
 __all__ = ["add_section", "section_from"]
 
@@ -25,10 +25,11 @@ _PREFIX = "section__"
 
 
 def _value(text: str) -> Any:
-    """A flag's text as YAML (``3`` → 3, ``0.2`` → 0.2, ``{a: 1}`` → a mapping); left as text if it is not YAML."""
+    """A flag's text as YAML (``3`` → 3, ``0.2`` → 0.2, ``{a: 1}`` → a mapping); left as text if it is not YAML
+    (or not YAML fnet reads: a Python tag, aliases that expand beyond ``fnet_dist.core.safe_yaml.MAX_NODES``)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text, "a flag value")
+    except InputError:
         return text
 
 

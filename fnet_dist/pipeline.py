@@ -1,8 +1,13 @@
 """``fnet run CONFIG``: the stages of the registry (``fnet_dist.stages``) in order, resumable and cached.
 
 - ``run_pipeline(config, stages=None, force=False, shard=None, scheduler=None) -> dict``: run the stages in
-  order. A stage whose outputs exist for the same config hash (``run.json``) is skipped; a crashed stage is
-  rerun and, since every stage resumes its own partial work, finishes what is missing. Returns the run record.
+  order. First ``fnet_dist.preflight`` checks everything the stages to run need (tasks, corpora, the model spec,
+  writable folders, object storage, free disk) and reports every problem at once, before any model loads; then the
+  run folder is locked (``fnet_dist.store.locks``: a second ``fnet run`` on it is refused in one line, exit 1;
+  a shard takes its shard's lock, so shards of one stage run together). A stage recorded as done for the same
+  config hash (``run.json``) is skipped when its outputs are whole (``Stage.unfinished``), and rerun when they
+  are not; a stage is recorded as done only once its outputs are verified whole. A crashed stage is rerun and,
+  since every stage resumes its own partial work, finishes what is missing. Returns the run record.
   With ``shard=(index, count)`` one sharded stage runs its part only and ``run.json`` is left alone (shards run
   concurrently; the report stage, run once afterwards, records the run).
   A stage that raises is recorded as ``failed`` with its error; the stages after it do not run, except the
@@ -22,9 +27,12 @@ import yaml
 
 from . import __version__
 from .core.config import PipelineConfig
-from .core.errors import FnetError, InputError, StageError, one_line
+from .core.errors import FnetError, InputError, StageError, environment_failure, one_line
 from .core.layout import RunLayout
+from .preflight import preflight
 from .stages import STAGES, Run, stage_hash
+from .store.integrity import damage_error
+from .store.locks import output_lock
 from .store.outputs import open_output
 
 __all__ = ["run_pipeline"]
@@ -76,8 +84,10 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
     chosen = list(stages or STAGES)
     _check(chosen, shard)
     layout = RunLayout.of(config)
-    open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
-    with ExitStack() as stack:
+    preflight(config, layout, chosen if force or shard else _to_run(config, layout, chosen))
+    part = None if shard is None else f"{chosen[0]}-{shard[0]}-of-{shard[1]}"
+    with output_lock(str(layout.root), part=part), ExitStack() as stack:
+        open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
         run = Run(config, layout, stack, scheduler)
         if shard is not None:
             return _run_shard(run, chosen[0], shard)
@@ -86,38 +96,10 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
         record.update(name=config.name, package_version=__version__, config=config.model_dump(mode="json"))
         started = time.perf_counter()
         for number, stage in enumerate(chosen, start=1):
-            step = f"[{number}/{len(chosen)}] {stage}"
-            if run.failed and stage != "report":
-                _say(f"{step}: not run ({', '.join(run.failed)} failed)")
-                continue
-            digest = stage_hash(config, stage)
-            done = record["stages"].get(stage, {})
-            if not force and not run.failed and done.get("hash") == digest and done.get("status") == "done":
-                _say(f"{step}: cached (config hash {digest})")
-                continue
-            _say(f"{step} …" if not run.failed else f"{step} of what exists (incomplete) …")
-            record["stages"][stage] = {"hash": digest, "status": "running", "started": _now()}
-            _save_record(layout, record)
-            t0 = time.perf_counter()
-            try:
-                outputs = STAGES[stage].run(run, (0, 1))
-            except Exception as exc:  # the report of what exists still gets written; the run ends non-zero
-                error = one_line(exc)
-                log.error("stage %s failed: %s", stage, error, exc_info=not isinstance(exc, FnetError))
-                run.failed[stage] = error
-                record["stages"][stage].update(status="failed", finished=_now(), error=error)
-                _save_record(layout, record)
-                _say(f"{step}: failed ({error})")
-                continue
-            seconds = time.perf_counter() - t0
-            record["stages"][stage] = {"hash": digest, "status": "incomplete" if run.failed else "done",
-                                       "started": record["stages"][stage]["started"], "finished": _now(),
-                                       "seconds": round(seconds, 2), "outputs": outputs}
-            _save_record(layout, record)
-            _say(f"{step}: {record['stages'][stage]['status']} in {seconds:.1f} s")
-    total = time.perf_counter() - started
-    record["last_run_seconds"] = round(total, 2)
-    _save_record(layout, record)
+            _run_stage(run, record, stage, f"[{number}/{len(chosen)}] {stage}", force)
+        total = time.perf_counter() - started
+        record["last_run_seconds"] = round(total, 2)
+        _save_record(layout, record)
     report = record["stages"].get("report", {}).get("outputs", {}).get("page")
     if run.failed:
         where = f"; the report of what exists (marked incomplete): {report}" if report else ""
@@ -127,6 +109,62 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, for
     if report:
         _say(f"report: {report}")
     return record
+
+
+def _cached(config: PipelineConfig, record: dict[str, Any], stage: str) -> bool:
+    done = record["stages"].get(stage, {})
+    return done.get("hash") == stage_hash(config, stage) and done.get("status") == "done"
+
+
+def _to_run(config: PipelineConfig, layout: RunLayout, chosen: list[str]) -> list[str]:
+    """The stages of ``chosen`` that ``run.json`` does not record as done for this config (what preflight checks)."""
+    record = _load_record(layout)
+    return [stage for stage in chosen if not _cached(config, record, stage)]
+
+
+def _failure(exc: Exception) -> str:
+    """A stage's error as the run records it: a damaged chunk, a full disk … named as the command line names them."""
+    return one_line(damage_error(exc) or environment_failure(exc) or exc)
+
+
+def _run_stage(run: Run, record: dict[str, Any], stage: str, step: str, force: bool) -> None:
+    """Run one stage of ``run`` (or skip it when cached and whole), recording it in ``record`` (``run.json``)."""
+    config, layout = run.config, run.layout
+    if run.failed and stage != "report":
+        _say(f"{step}: not run ({', '.join(run.failed)} failed)")
+        return
+    digest = stage_hash(config, stage)
+    if not force and not run.failed and _cached(config, record, stage):
+        unfinished = STAGES[stage].unfinished(config, layout)
+        if not unfinished:
+            _say(f"{step}: cached (config hash {digest})")
+            return
+        _say(f"{step}: recorded as done for this config, but {unfinished[0]}"
+             f"{f' (and {len(unfinished) - 1} more)' if len(unfinished) > 1 else ''}: running it again")
+    _say(f"{step} …" if not run.failed else f"{step} of what exists (incomplete) …")
+    record["stages"][stage] = {"hash": digest, "status": "running", "started": _now()}
+    _save_record(layout, record)
+    t0 = time.perf_counter()
+    try:
+        outputs = STAGES[stage].run(run, (0, 1))
+        unfinished = [] if run.failed else STAGES[stage].unfinished(config, layout)
+        if unfinished:
+            raise StageError(f"the stage ended but its outputs are not whole: {unfinished[0]}"
+                             f"{f' (and {len(unfinished) - 1} more)' if len(unfinished) > 1 else ''}")
+    except Exception as exc:  # the report of what exists still gets written; the run ends non-zero
+        error = _failure(exc)
+        log.error("stage %s failed: %s", stage, error, exc_info=not isinstance(exc, FnetError) and error == one_line(exc))
+        run.failed[stage] = error
+        record["stages"][stage].update(status="failed", finished=_now(), error=error)
+        _save_record(layout, record)
+        _say(f"{step}: failed ({error})")
+        return
+    seconds = time.perf_counter() - t0
+    record["stages"][stage] = {"hash": digest, "status": "incomplete" if run.failed else "done",
+                               "started": record["stages"][stage]["started"], "finished": _now(),
+                               "seconds": round(seconds, 2), "outputs": outputs}
+    _save_record(layout, record)
+    _say(f"{step}: {record['stages'][stage]['status']} in {seconds:.1f} s")
 
 
 def _now() -> str:

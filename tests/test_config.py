@@ -79,10 +79,13 @@ def test_stage_hash_changes_only_downstream_of_a_change():
     assert all(stage_hash(base, s) == stage_hash(scheduler, s) for s in STAGES)
 
 
-def test_evaluation_corpora_must_exist():
-    config = PipelineConfig.model_validate({"evaluate": {"networks_of": ["nope"]}})
-    with pytest.raises(InputError, match=r"networks_of names corpora \['nope'\]"):
-        config.evaluation_corpora()
+def test_evaluation_corpora_must_exist_when_the_config_loads(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("evaluate: {networks_of: [nope]}\n")
+    with pytest.raises(InputError, match=r"networks_of names corpora \['nope'\] that are not in corpora"):
+        load_config(path)
+    with pytest.raises(InputError, match=r"networks_of names corpora \['wiki'\]"):
+        load_config(path, ["corpora={news: offline:news}", "evaluate.networks_of=[wiki]"])
 
 
 def test_pack_to_tokens_auto_is_what_an_individual_ica_needs(tmp_path):

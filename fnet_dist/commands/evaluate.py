@@ -11,6 +11,7 @@ from ..evaluate.tasks import resolve_tasks
 from ..evaluate.vllm_backend import vllm_options
 from ..flags import add_section, section_from
 from ..model.loading import load_model
+from ..store.locks import output_lock
 from ..store.outputs import prepare_output
 
 HELP = "evaluate the model with each network inhibited, and the random, top-percent and LLM-Localization baselines (lm-eval)"
@@ -32,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
     match = section_from(args, MatchSection)
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
     get_backend(settings.backend).require()
-    prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
     resolve_tasks(list(settings.tasks))  # an unknown task fails before the model loads
-    loaded = load_model(model.id, **model.placement())
-    rows = evaluate_networks(loaded, args.networks, args.out, settings, match, hook_module=model.hook_module,
-                             progress=not args.quiet, **vllm_options(settings, model))
+    with output_lock(args.out):  # a second writer of these results is refused before the model loads
+        prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
+        loaded = load_model(model.id, **model.placement())
+        rows = evaluate_networks(loaded, args.networks, args.out, settings, match, hook_module=model.hook_module,
+                                 progress=not args.quiet, **vllm_options(settings, model))
     print(to_markdown(condition_table(rows, list(dict.fromkeys(rows["condition"])))), end="")
     print(f"results: {args.out}/results.csv, tables in {args.out}/tables, figures in {args.out}/figures")
     return 0

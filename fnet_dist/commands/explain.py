@@ -7,6 +7,7 @@ from ..core.errors import InputError
 from ..model.loading import load_model
 from ..report.explain import explain_text
 from ..report.explain_page import render_attribution_html
+from ..store.locks import output_lock
 from ..store.outputs import prepare_output, replacing
 from ..store.storage import normalize_url
 from .placement import add_placement_arguments, placement
@@ -41,19 +42,20 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens < 2:
         raise InputError(f"--max-tokens {args.max_tokens}: expected a whole number of tokens of at least 2 (default 1024)")
     out = normalize_url(args.out)
-    prepare_output(out, "explain", overwrite=args.overwrite)  # refused before the model is loaded
-    text = args.text
-    if args.text_file is not None:
-        try:
-            with open(args.text_file, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise InputError(f"cannot read --text-file {args.text_file!r}: {exc.strerror}; check the path") from None
-    loaded = load_model(args.model, revision=args.revision, device=args.device,
-                        trust_remote_code=args.trust_remote_code, **placement(args))
-    attribution = explain_text(loaded, args.networks, text, args.components, max_tokens=args.max_tokens,
-                               hook_module=args.hook_module)
-    with replacing(out, "explain", overwrite=args.overwrite) as staged, fsspec.open(staged, "w", encoding="utf-8") as handle:
-        handle.write(render_attribution_html(attribution))
-    print(f"wrote {out}: {len(attribution.token_ids)} tokens, templates {attribution.components}")
+    with output_lock(out):  # a second writer of this page is refused before the model loads
+        prepare_output(out, "explain", overwrite=args.overwrite)  # refused before the model is loaded
+        text = args.text
+        if args.text_file is not None:
+            try:
+                with open(args.text_file, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                raise InputError(f"cannot read --text-file {args.text_file!r}: {exc.strerror}; check the path") from None
+        loaded = load_model(args.model, revision=args.revision, device=args.device,
+                            trust_remote_code=args.trust_remote_code, **placement(args))
+        attribution = explain_text(loaded, args.networks, text, args.components, max_tokens=args.max_tokens,
+                                   hook_module=args.hook_module)
+        with replacing(out, "explain", overwrite=args.overwrite) as staged, fsspec.open(staged, "w", encoding="utf-8") as handle:
+            handle.write(render_attribution_html(attribution))
+        print(f"wrote {out}: {len(attribution.token_ids)} tokens, templates {attribution.components}")
     return 0

@@ -4,6 +4,9 @@
   (``datasets.load_dataset``; NAME may be a hub id or a local dataset folder), a local or fsspec
   ``.txt`` (one text per line), ``.jsonl``, ``.csv`` or ``.parquet`` file (``text_field`` names the
   column), or ``offline:news|wiki|math|code`` (``fnet_dist.core.offline``). Index i is the corpus row i.
+- ``check_corpus(spec, text_field=)``: what can be checked in a moment before a run (``fnet run``'s preflight):
+  the spec's form, an offline name, and a file that is readable, not empty, and whose head holds the field
+  (a Parquet file's schema, a CSV header, the first JSON line); the same one-line ``InputError`` as ``load_corpus``.
 - ``Sample`` / ``Selection``: one recorded text and the chosen samples with their counts (the activations store
   writes them; ``fnet_dist.record.sampling.select_samples`` makes them).
 """
@@ -20,7 +23,7 @@ import numpy as np
 from .errors import InputError
 from .offline import domain_texts
 
-__all__ = ["FILE_SUFFIXES", "Sample", "Selection", "load_corpus", "parse_hf_spec"]
+__all__ = ["FILE_SUFFIXES", "Sample", "Selection", "check_corpus", "load_corpus", "parse_hf_spec"]
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 _HELP = f"expected hf:NAME[:CONFIG][@SPLIT], offline:news|wiki|math|code, or a {'/'.join(FILE_SUFFIXES)} file"
@@ -60,28 +63,70 @@ def _load_hf(spec: str, field: str) -> list[str]:
     return _as_texts(data[field])
 
 
-def _load_file(spec: str, field: str) -> list[str]:
+def _read_bytes(spec: str, size: int = -1) -> bytes:
+    """The first ``size`` bytes (all with -1) of a corpus file; a missing or unreadable file is one line."""
     import fsspec
 
-    suffix = next(s for s in FILE_SUFFIXES if spec.lower().endswith(s))
     try:
         with fsspec.open(spec, "rb") as handle:
-            raw = handle.read()
-    except (FileNotFoundError, IsADirectoryError):
+            return handle.read(size)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise InputError(f"corpus file {spec!r} not found; check the path") from None
+    except PermissionError as exc:
+        raise InputError(f"corpus file {spec!r} cannot be read ({exc.strerror}); check its permissions") from None
+
+
+def _parquet_table(raw: bytes, spec: str, *, schema_only: bool = False):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(io.BytesIO(raw)) if schema_only else pq.read_table(io.BytesIO(raw))
+    except (pa.ArrowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"corpus {spec!r} is not a readable Parquet file ({first}); check the file, or give the "
+                         f"texts as .jsonl, .csv or .txt") from None
+
+
+def _csv_rows(text: str, spec: str, field: str) -> list[str]:
+    csv.field_size_limit(max(len(text), csv.field_size_limit()))  # a long document is one long field, not an error
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        _require_field(field, reader.fieldnames or [], spec)
+        return _as_texts([row[field] for row in reader])
+    except csv.Error as exc:
+        raise InputError(f"corpus {spec!r} line {reader.line_num} is not valid CSV ({exc}); check the file") from None
+
+
+def _load_file(spec: str, field: str) -> list[str]:
+    suffix = next(s for s in FILE_SUFFIXES if spec.lower().endswith(s))
+    raw = _read_bytes(spec)
     if suffix == ".txt":
         return raw.decode("utf-8", errors="replace").splitlines()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(raw))
+        table = _parquet_table(raw, spec)
         _require_field(field, table.column_names, spec)
         return _as_texts(table.column(field).to_pylist())
     if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace")))
-        _require_field(field, reader.fieldnames or [], spec)
-        return _as_texts([row[field] for row in reader])
+        return _csv_rows(raw.decode("utf-8", errors="replace"), spec, field)
     return _jsonl(raw, spec, field)
+
+
+def _check_file(spec: str, field: str, head_bytes: int = 1 << 20) -> None:
+    suffix = next(s for s in FILE_SUFFIXES if spec.lower().endswith(s))
+    head = _read_bytes(spec, -1 if suffix == ".parquet" else head_bytes)
+    if not head.strip():
+        raise InputError(f"corpus file {spec!r} is empty; check the path")
+    if suffix == ".parquet":
+        _require_field(field, _parquet_table(head, spec, schema_only=True).names, spec)
+        return
+    text = head.decode("utf-8", errors="replace")
+    if suffix == ".csv":
+        first = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
+        _require_field(field, first, spec)
+    elif suffix == ".jsonl":
+        line = next(line for line in text.splitlines() if line.strip())
+        _jsonl(line.encode(), spec, field)
 
 
 def _jsonl(raw: bytes, spec: str, field: str) -> list[str]:
@@ -116,6 +161,20 @@ def load_corpus(spec: str, *, text_field: str) -> list[str]:
     if not any(t.strip() for t in texts):
         raise InputError(f"corpus {spec!r} holds no text ({len(texts)} empty rows); check the file or --text-field")
     return texts
+
+
+def check_corpus(spec: str, *, text_field: str) -> None:
+    """Raise ``InputError`` for what a moment's look shows is wrong with corpus ``spec`` (the module docstring)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"empty corpus spec {spec!r}; {_HELP}")
+    if spec.startswith("offline:"):
+        domain_texts(spec[len("offline:"):])
+    elif spec.startswith("hf:"):
+        parse_hf_spec(spec)
+    elif spec.lower().endswith(FILE_SUFFIXES):
+        _check_file(spec, text_field)
+    else:
+        raise InputError(f"unknown corpus {spec!r}; {_HELP}")
 
 
 @dataclass(frozen=True)
