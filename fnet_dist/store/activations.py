@@ -134,7 +134,8 @@ def _encoding(array: ActivationArray) -> dict[str, dict[str, Any]]:
     return {
         "activation": {"chunks": array.chunks, "fill_value": 0.0, "compressors": None},
         "token_id": {"chunks": (1, array.n_tokens)},
-        "peak": {"chunks": (1, array.n_layers), "fill_value": 0.0},
+        # uncompressed (n_layers floats a chunk): a chunk of known size is checked without reading it (store.integrity)
+        "peak": {"chunks": (1, array.n_layers), "fill_value": 0.0, "compressors": None},
         "complete": {"chunks": (1,), "fill_value": False},
         **{name: per_sample for name in ("n_tokens", "text", "split", "source_index")},
     }

@@ -50,13 +50,14 @@ _OPENED: dict[str, "StoreSchema"] = {}  # stores this process opened: where a de
 
 @dataclass(frozen=True)
 class Damage:
-    """One damaged chunk: its variable, key (relative to the store), grid index, what is wrong, its sample."""
+    """One damaged chunk: its variable, key (relative to the store), grid index, what is wrong, the sample
+    positions it holds data of (empty for a chunk of a whole-store variable)."""
 
     variable: str
     key: str
     index: tuple[int, ...]
     problem: str
-    sample: int | None
+    samples: tuple[int, ...] = ()
 
     def describe(self, dims: tuple[str, ...], chunks: tuple[int, ...]) -> str:
         """``chunk 'activation/c/3/1/0/0' of activation (sample 3, token 32-63) is missing``."""
@@ -66,8 +67,10 @@ class Damage:
 
 
 def remember(url: str, schema: "StoreSchema") -> None:
-    """Note that this process reads the store at ``url`` (``damage_error`` looks there)."""
-    _OPENED[normalize_url(url)] = schema
+    """Note that this process reads the store at ``url`` (``damage_error`` looks there, latest first)."""
+    url = normalize_url(url)
+    _OPENED.pop(url, None)
+    _OPENED[url] = schema
 
 
 def _group(url: str):
@@ -107,7 +110,8 @@ def _chosen_samples(group, rule, n_samples: int) -> np.ndarray:
 
 
 def _required(group, spec, attrs: dict) -> Iterator[tuple[tuple[int, ...], int | None]]:
-    """(chunk grid index, sample position or None) of every chunk of ``spec``'s variable a sound store holds."""
+    """(chunk grid index, sample position or None) of every chunk of ``spec``'s variable a sound store holds (a
+    chunk of several samples once per sample)."""
     array, rule = group[spec.name], spec.written
     grid = [range(math.ceil(n / c)) for n, c in zip(array.shape, array.chunks)]
     if rule.when_attr:
@@ -154,9 +158,11 @@ def find_damage(url: str, schema: "StoreSchema", variables: Iterable[str] | None
         spec, array = schema.variables[name], group[name]
         encoding = array.metadata.chunk_key_encoding
         # the markers first, then the listing: a sample a concurrent shard completes meanwhile is not required yet
-        required = list(_required(group, spec, attrs)) if spec.written is not None else []
+        required: dict[tuple[int, ...], list[int]] = {}
+        for index, sample in (_required(group, spec, attrs) if spec.written is not None else ()):
+            required.setdefault(index, []).extend([] if sample is None else [sample])
         stored, size = _listing(url, name), _fixed_size(array)
-        for index, sample in required:
+        for index, samples in required.items():
             key = encoding.encode_chunk_key(index)
             problem = None
             if key not in stored:
@@ -164,28 +170,29 @@ def find_damage(url: str, schema: "StoreSchema", variables: Iterable[str] | None
             elif size is not None and stored[key] != size:
                 problem = f"truncated or overwritten ({stored[key]:,} bytes, a chunk holds {size:,})"
             if problem:
-                damages.append(Damage(name, f"{name}/{key}", index, problem, sample))
+                damages.append(Damage(name, f"{name}/{key}", index, problem, tuple(samples)))
         if decode and size is None:
-            sample_chunk = array.chunks[0] if spec.dims[:1] == ("sample",) else 0
+            per_chunk = array.chunks[0] if spec.dims[:1] == ("sample",) else 0
             for key in sorted(stored):
                 index = _chunk_index(key, encoding.separator)
                 problem = _decodes(array, index) if index is not None else None
                 if problem:
-                    sample = index[0] * sample_chunk if sample_chunk else None
-                    damages.append(Damage(name, f"{name}/{key}", index, problem, sample))
+                    first = index[0] * per_chunk
+                    samples = tuple(range(first, min(first + per_chunk, array.shape[0]))) if per_chunk else ()
+                    damages.append(Damage(name, f"{name}/{key}", index, problem, samples))
     return damages
 
 
 def damaged_samples(damages: Iterable[Damage]) -> set[int]:
-    """Sample positions of ``damages`` (chunks of whole-store variables count under None, left out)."""
-    return {d.sample for d in damages if d.sample is not None}
+    """Sample positions of ``damages`` (a chunk of a whole-store variable holds none)."""
+    return {sample for d in damages for sample in d.samples}
 
 
 def _error(url: str, schema: "StoreSchema", damages: list[Damage]) -> StoreError:
     first = damages[0]
     array = _group(url)[first.variable]
     samples = sorted(damaged_samples(damages))
-    more = f"; {len(damages) - 1} more damaged chunks" if len(damages) > 1 else ""
+    more = f"; {len(damages) - 1} more damaged chunk{'s' if len(damages) > 2 else ''}" if len(damages) > 1 else ""
     which = f" (samples {', '.join(map(str, samples[:8]))}{' …' if len(samples) > 8 else ''})" if samples else ""
     return StoreError(f"the {schema.name.removeprefix('fnet-')} store {url!r} is damaged: "
                       f"{first.describe(schema.variables[first.variable].dims, tuple(array.chunks))}{more}{which}; "
@@ -237,7 +244,7 @@ def damage_error(exc: BaseException) -> StoreError | None:
     store this process opened holds one (every chunk of those stores is checked, compressed ones decoded)."""
     if isinstance(exc, StoreError) or not _looks_like_decoding(exc):
         return None
-    for url, schema in list(_OPENED.items()):
+    for url, schema in reversed(list(_OPENED.items())):
         try:
             damages = find_damage(url, schema, decode=True)
         except Exception:  # the store itself cannot be opened any more: not ours to explain
