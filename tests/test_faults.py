@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from networks_fixtures import networks_dataset, planted_networks, write_networks
+from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 
 from fnet_dist import cli
 from fnet_dist.store import locations
-from networks_fixtures import networks_dataset, planted_networks, write_networks
-from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "pipeline" / "smoke.yaml")
@@ -66,8 +66,8 @@ def test_run_reports_every_bad_input_at_once_before_any_stage(tmp_path, capsys):
     assert lines == [
         "error: unknown task 'bogus_task': not an fnet task nor one lm-eval knows; did you mean sib_tasks, salt_tasks?",
         f"error: corpus file '{empty}' is empty; check the path",
-        f"error: corpus '{corrupt}' is not a readable Parquet file (Parquet magic bytes not found in footer. Either the "
-        f"file is corrupted or this is not a parquet file.); check the file, or give the texts as .jsonl, .csv or .txt",
+        (f"error: corpus '{corrupt}' is not a readable Parquet file (Parquet magic bytes not found in footer. Either the "
+         f"file is corrupted or this is not a parquet file.); check the file, or give the texts as .jsonl, .csv or .txt"),
         f"error: corpus file '{tmp_path / 'missing.csv'}' not found; check the path"]
 
 
@@ -126,7 +126,7 @@ def _mounts_work(folder: Path) -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {shlex.quote(str(folder))}"],
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, check=False)
     return probe.returncode == 0
 
 
@@ -135,7 +135,7 @@ def _fnet_in_tmpfs(mount: Path, options: str, argv: list[str], **popen) -> subpr
     command = shlex.join([sys.executable, "-m", "fnet_dist", *argv])
     script = f"mount -t tmpfs -o {options} tmpfs {shlex.quote(str(mount))} && exec {command}"
     return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": PYTHONPATH}, cwd=ROOT, **popen)
+                          env={**os.environ, "PYTHONPATH": PYTHONPATH}, cwd=ROOT, **popen, check=False)
 
 
 def _commands(target: Path, networks: str, tiny_llama: str, corpus: str) -> dict[str, list[str]]:
@@ -159,7 +159,7 @@ def test_a_read_only_out_is_one_line_exit_1(command, networks, tiny_llama, corpu
         if setpriv and shutil.which("setpriv") is None:
             pytest.skip("root without unshare or setpriv: no folder here is read-only to this process")
         done = subprocess.run([*setpriv, sys.executable, "-m", "fnet_dist", *argv], capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "PYTHONPATH": PYTHONPATH}, cwd=ROOT)
+                              timeout=600, env={**os.environ, "PYTHONPATH": PYTHONPATH}, cwd=ROOT, check=False)
         expected = "Permission denied"
     line = one_error(done.stderr)
     assert done.returncode == 1 and expected.lower() in line.lower(), line
@@ -189,11 +189,11 @@ def test_a_write_past_the_file_size_limit_is_one_line_exit_1_and_a_rerun_resumes
     argv = _commands(tmp_path, "unused", tiny_llama, corpus)["record"]
     env = {**os.environ, "PYTHONPATH": PYTHONPATH}
     done = subprocess.run([sys.executable, "-m", "fnet_dist", *argv], capture_output=True, text=True, timeout=600,
-                          env=env, cwd=ROOT, preexec_fn=_file_size_limit(2048))
+                          env=env, cwd=ROOT, preexec_fn=_file_size_limit(2048), check=False)
     line = one_error(done.stderr)
     assert done.returncode == 1 and "a file grew past the file size limit (File too large)" in line, line
     again = subprocess.run([sys.executable, "-m", "fnet_dist", *argv], capture_output=True, text=True, timeout=600,
-                           env=env, cwd=ROOT)  # the limit lifted: the same command finishes the store
+                           env=env, cwd=ROOT, check=False)  # the limit lifted: the same command finishes the store
     assert again.returncode == 0, again.stderr[-3000:]
     assert "complete: 6 of 6 samples" in again.stdout
 

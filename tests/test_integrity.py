@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from networks_fixtures import networks_dataset, planted_networks, write_networks
 
 from fnet_dist import cli
 from fnet_dist.core.config import PipelineConfig
@@ -26,10 +27,10 @@ from fnet_dist.record.recording import record_activations
 from fnet_dist.stages import STAGES
 from fnet_dist.store.integrity import damage_error, find_damage
 from fnet_dist.store.storage import open_store, write_store
-from networks_fixtures import networks_dataset, planted_networks, write_networks
 from storage_schemas import ACTIVATIONS, NETWORKS
 
-RECORD = dict(group_samples=3, individual_samples=3, max_tokens=40, min_tokens=4, seed=0, batch_size=2, progress=False)
+RECORD = {"group_samples": 3, "individual_samples": 3, "max_tokens": 40, "min_tokens": 4, "seed": 0, "batch_size": 2,
+          "progress": False}
 TEXTS = ["The council met on Tuesday to discuss the new bridge over the river and its costs.", "Rain fell on the town.",
          "Markets rose sharply after the central bank held interest rates steady for another quarter of the year.",
          "Voters queued for hours.", "Bells rang at noon today.", "Snow closed the roads.",
@@ -141,7 +142,8 @@ def test_decompose_redoes_the_damaged_samples_and_level_of_its_own_store(dask_cl
     data = planted_activations(n_samples=8, n_tokens=60, d_model=120, n_networks=3, seed=3)
     acts = write_store(activation_dataset(data.activations.astype(np.float16), np.full(8, 60)),
                        str(tmp_path / "acts.zarr"), ACTIVATIONS)
-    args = dict(components=4, group_components=3, n_init=2, seed=0, max_iter=200, scheduler=dask_cluster_address)
+    args = {"components": 4, "group_components": 3, "n_init": 2, "seed": 0, "max_iter": 200,
+            "scheduler": dask_cluster_address}
     out = decompose(acts, str(tmp_path / "nets.zarr"), **args)
     before = xr.open_zarr(out, consolidated=False).load()
     _damage(out, "group_map/c/0/0/0", "deleted")

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+from networks_fixtures import networks_dataset, planted_networks, write_networks
+from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 
 from fnet_dist.core.errors import EnvironmentFailure
 from fnet_dist.store.locks import OutputBusy, holds_lock, lock_url, output_lock, stale_reason
-from networks_fixtures import planted_networks, networks_dataset, write_networks
-from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHONPATH = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -59,7 +59,7 @@ def _release(proc: subprocess.Popen) -> None:
 
 def _fnet(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fnet_dist", *args], capture_output=True, text=True, timeout=600,
-                          env={**_env(), **(env or {})}, cwd=ROOT)
+                          env={**_env(), **(env or {})}, cwd=ROOT, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_two_concurrent_fnet_match_on_one_out_one_finishes_whole_the_other_is_re
     finally:
         first.send_signal(signal.SIGCONT)
     _refused_by(second, first)
-    stdout, stderr = first.communicate(timeout=600)
+    _, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stderr[-3000:]
     written = json.loads((out / "results.json").read_text())["files"]
     assert len(written) >= 8 and all((out / name).is_file() for name in written.values())
@@ -139,22 +139,20 @@ def test_shards_share_an_output_and_exclude_a_whole_writer(tmp_path):
     shards = [_hold(out, f"record-{i}-of-2") for i in range(2)]  # two shards hold it together
     try:
         with pytest.raises(OutputBusy, match=rf"being written in shards by another fnet process \(pid ({shards[0].pid}|"
-                                             rf"{shards[1].pid}) on host"):
-            with output_lock(out):
-                pass
+                                             rf"{shards[1].pid}) on host"), output_lock(out):
+            pass
     finally:
         for proc in shards:
             _release(proc)
     whole = _hold(out)
     try:
-        with pytest.raises(OutputBusy, match=rf"being written whole by another fnet process \(pid {whole.pid}"):
-            with output_lock(out, part="record-0-of-2"):
-                pass
+        with pytest.raises(OutputBusy, match=rf"being written whole by another fnet process \(pid {whole.pid}"), \
+                output_lock(out, part="record-0-of-2"):
+            pass
     finally:
         _release(whole)
-    with output_lock(out):  # re-entrant within a process; a shard's lock inside a whole writer's is its own
-        with output_lock(out), output_lock(out, part="record-0-of-2"):
-            assert holds_lock(out)
+    with output_lock(out), output_lock(out), output_lock(out, part="record-0-of-2"):  # re-entrant in a process; a
+        assert holds_lock(out)  # shard's lock inside a whole writer's is covered by it
     assert not holds_lock(out) and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -170,7 +168,8 @@ def test_staleness_rule():
     here = {"host": socket.gethostname(), "pid": os.getpid()}
     assert stale_reason(here, age=10_000) == "not refreshed for 10000 s"
     assert stale_reason(here, age=1) is None  # this very process: alive
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     assert stale_reason({**here, "pid": int(dead.stdout)}, age=1) == f"its process (pid {int(dead.stdout)}) is gone"
     assert stale_reason({"host": "another-host", "pid": 1}, age=1) is None  # another host's process: by age only
 
@@ -206,9 +205,9 @@ def test_s3_a_fresh_lock_of_another_host_is_respected_until_stale(s3_endpoint): 
     record = {"pid": 1, "host": "pod-elsewhere", "started": "2026-01-01T00:00:00+00:00", "command": "fnet run x",
               "token": "theirs"}
     fs.pipe_file(lock_url(out).removeprefix("s3://"), json.dumps(record).encode(), mode="create")
-    with pytest.raises(OutputBusy, match=r"pid 1 on host pod-elsewhere since 2026-01-01T00:00:00\+00:00: fnet run x"):
-        with output_lock(out):
-            pass
+    with pytest.raises(OutputBusy, match=r"pid 1 on host pod-elsewhere since 2026-01-01T00:00:00\+00:00: fnet run x"), \
+            output_lock(out):
+        pass
     time.sleep(1.5)  # no refresh from its holder for longer than the (shortened) staleness limit below
     with output_lock(out, stale_after=1.0) as held:
         assert held.replaced == record
@@ -220,12 +219,11 @@ def test_s3_a_holder_whose_lock_was_taken_over_fails_at_the_end(s3_endpoint):  #
     out = s3_endpoint.url("runs/lost")
     client = boto3.client("s3", endpoint_url=s3_endpoint.endpoint_url)
     key = lock_url(out).removeprefix(f"s3://{s3_endpoint.bucket}/")
-    with pytest.raises(EnvironmentFailure, match="was taken over by pid 7 on host pod-b"):
-        with output_lock(out, refresh=0.2):
-            # another process judged it stale and replaced it (as after a stall longer than STALE_SECONDS)
-            client.put_object(Bucket=s3_endpoint.bucket, Key=key, Body=json.dumps(
-                {"pid": 7, "host": "pod-b", "started": "2026-01-01T00:00:00+00:00", "token": "b"}).encode())
-            time.sleep(1.0)  # the holder's next refresh finds another version
+    with pytest.raises(EnvironmentFailure, match="was taken over by pid 7 on host pod-b"), output_lock(out, refresh=0.2):
+        # another process judged it stale and replaced it (as after a stall longer than STALE_SECONDS)
+        client.put_object(Bucket=s3_endpoint.bucket, Key=key, Body=json.dumps(
+            {"pid": 7, "host": "pod-b", "started": "2026-01-01T00:00:00+00:00", "token": "b"}).encode())
+        time.sleep(1.0)  # the holder's next refresh finds another version
     body = json.loads(client.get_object(Bucket=s3_endpoint.bucket, Key=key)["Body"].read())
     assert body["pid"] == 7  # the new holder's lock is left alone
 

@@ -22,9 +22,11 @@ disagree with them.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +35,8 @@ from .locations import filesystem, normalize_url
 
 if TYPE_CHECKING:
     from storage_schemas import StoreSchema
+
+log = logging.getLogger(__name__)
 
 __all__ = ["REPAIR", "Damage", "check_store", "damage_error", "damaged_samples", "find_damage", "remember",
            "store_problems"]
@@ -45,7 +49,7 @@ REPAIR = {
 }
 _DECODE_WORDS = ("decompress", "codec", "buffer", "reshape", "truncat", "corrupt", "unexpected end", "zstd", "blosc",
                  "invalid input", "size must be", "frame", "crc32c", "checksum")
-_OPENED: dict[str, "StoreSchema"] = {}  # stores this process opened: where a decoding error may come from
+_OPENED: dict[str, StoreSchema] = {}  # stores this process opened: where a decoding error may come from
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Damage:
         return f"chunk {self.key!r} of {self.variable}" + (f" ({', '.join(where)})" if where else "") + f" is {self.problem}"
 
 
-def remember(url: str, schema: "StoreSchema") -> None:
+def remember(url: str, schema: StoreSchema) -> None:
     """Note that this process reads the store at ``url`` (``damage_error`` looks there, latest first)."""
     url = normalize_url(url)
     _OPENED.pop(url, None)
@@ -142,12 +146,12 @@ def _chunk_index(key: str, separator: str) -> tuple[int, ...] | None:
 def _decodes(array, index: tuple[int, ...]) -> str | None:
     try:
         array.get_block_selection(index)
-    except Exception as exc:  # a codec's own error: what is wrong, in its words
+    except Exception as exc:  # noqa: BLE001 - a codec's own error (any type): what is wrong, in its words
         return f"unreadable ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]})"
     return None
 
 
-def find_damage(url: str, schema: "StoreSchema", variables: Iterable[str] | None = None, *,
+def find_damage(url: str, schema: StoreSchema, variables: Iterable[str] | None = None, *,
                 decode: bool = False) -> list[Damage]:
     """The damaged chunks of the store at ``url`` among ``variables`` (default: every variable with a rule)."""
     group = _group(url)
@@ -188,7 +192,7 @@ def damaged_samples(damages: Iterable[Damage]) -> set[int]:
     return {sample for d in damages for sample in d.samples}
 
 
-def _error(url: str, schema: "StoreSchema", damages: list[Damage]) -> StoreError:
+def _error(url: str, schema: StoreSchema, damages: list[Damage]) -> StoreError:
     first = damages[0]
     array = _group(url)[first.variable]
     samples = sorted(damaged_samples(damages))
@@ -199,7 +203,7 @@ def _error(url: str, schema: "StoreSchema", damages: list[Damage]) -> StoreError
                       f"it is not read as zeros: {REPAIR.get(schema.name, 'write the store again')}")
 
 
-def check_store(url: str, schema: "StoreSchema", variables: Iterable[str] | None = None) -> None:
+def check_store(url: str, schema: StoreSchema, variables: Iterable[str] | None = None) -> None:
     """Raise ``StoreError`` naming the first damaged chunk of the store at ``url`` (see ``find_damage``)."""
     url = normalize_url(url)
     damages = find_damage(url, schema, variables)
@@ -213,7 +217,7 @@ _FINISHED = {  # schema -> (is the store finished, what is not)
 }
 
 
-def store_problems(url: str, schema: "StoreSchema") -> list[str]:
+def store_problems(url: str, schema: StoreSchema) -> list[str]:
     """Why the store at ``url`` is not finished and sound (see the module docstring); empty when it is."""
     url = normalize_url(url)
     try:
@@ -247,7 +251,8 @@ def damage_error(exc: BaseException) -> StoreError | None:
     for url, schema in reversed(list(_OPENED.items())):
         try:
             damages = find_damage(url, schema, decode=True)
-        except Exception:  # the store itself cannot be opened any more: not ours to explain
+        except Exception as problem:  # noqa: BLE001 - a store that cannot be opened any more: not ours to explain
+            log.debug("could not check %s for damaged chunks: %s", url, problem)
             continue
         if damages:
             return _error(url, schema, damages)

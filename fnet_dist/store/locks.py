@@ -34,10 +34,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 from ..core.errors import EnvironmentFailure, InputError
 from .locations import filesystem, normalize_url
@@ -61,7 +62,7 @@ def lock_url(url: str, part: str | None = None) -> str:
     """The lock beside the output at ``url`` (``part``: one shard's lock)."""
     url = normalize_url(url)
     parent, _, name = url.rpartition("/")
-    if not name or not parent or parent.endswith(":/") or parent.endswith(":"):
+    if not name or not parent or parent.endswith((":/", ":")):
         raise InputError(f"{url!r} is not a folder or store inside a folder (or bucket); give a path such as "
                          f"{url.rstrip('/')}/run")
     return f"{parent}/.{name}{LOCK_SUFFIX}" + (f".{part}" if part else "")
@@ -268,7 +269,7 @@ class _ObjectLock:
         for _ in range(_ATTEMPTS):
             try:
                 response = self.fs.pipe_file(self.path, data, mode="create")
-            except Exception as exc:
+            except Exception as exc:  # re-raised unless the conditional write lost
                 if not _precondition_failed(exc):
                     raise
             else:
@@ -283,7 +284,7 @@ class _ObjectLock:
                 raise _busy(url, holder)
             try:
                 response = self._put_over(data, version)
-            except Exception as exc:
+            except Exception as exc:  # re-raised unless the conditional write lost
                 if not _precondition_failed(exc):
                     raise
                 continue  # another process took it over first: look again
@@ -303,7 +304,7 @@ class _ObjectLock:
             record = {**self._record, "refreshed": _now().isoformat(timespec="seconds")}
             try:
                 response = self._put_over(json.dumps(record).encode() + b"\n", self.version)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a lost lock, or a failure of the storage service: both judged here
                 if _precondition_failed(exc):
                     current = self._read()
                     self.lost = (f"the lock of this output was taken over by "
@@ -328,7 +329,7 @@ class _ObjectLock:
                 current = self._read()
                 if current is not None and current[1] == self.version:
                     self.fs.rm(self.path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a lost lock, or a failure of the storage service: both judged here
             if _precondition_failed(exc):
                 return "the lock of this output was taken over by another process before this one finished"
             if not isinstance(exc, FileNotFoundError):
