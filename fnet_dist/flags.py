@@ -5,10 +5,16 @@
   ``--x / --no-x``, tuples as several values, ``Literal`` fields with their choices.
 - ``section_from(args, section, base=None)``: the section from ``base`` (default: its defaults) with the
   flags that were given, validated by the section itself; a bad value is an ``InputError`` naming the flag.
+- ``MODEL_FLAGS``: the model section's renames (``id`` is ``--model``), shared by every command that loads a model.
+- ``TEMPLATES_HELP``, ``OVERWRITE_HELP``: the one vocabulary of the commands: ``--templates K...`` picks group
+  templates by their 1-based numbers, ``--overwrite`` replaces an output.
+- ``renamed(action, new)``: an argparse action under its new flag that also answers to older spellings, each
+  use of one warning on stderr (``--template`` → ``--templates``).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
 from typing import Any, Literal
@@ -19,9 +25,26 @@ from .core.config import describe_error
 from .core.errors import InputError
 from .core.safe_yaml import load_yaml
 
-__all__ = ["add_section", "section_from"]
+__all__ = ["MODEL_FLAGS", "OVERWRITE_HELP", "TEMPLATES_HELP", "add_section", "renamed", "section_from"]
 
 _PREFIX = "section__"
+MODEL_FLAGS = {"id": "model"}
+TEMPLATES_HELP = "group template numbers, 1-based as in the match tables and the report (news/5 is template 5)"
+OVERWRITE_HELP = "replace an output of fnet's own already at --out (anything else is always refused)"
+_ACTIONS = {"store": argparse._StoreAction, "store_true": argparse._StoreTrueAction}
+
+
+def renamed(action: str, new: str) -> type[argparse.Action]:
+    """The argparse ``action`` ("store" or "store_true") that warns on stderr when the flag is given under any
+    option string but ``new`` (a deprecated spelling kept working)."""
+
+    class Renamed(_ACTIONS[action]):  # type: ignore[misc, valid-type]
+        def __call__(self, parser, namespace, values, option_string=None):
+            if option_string is not None and option_string != new:
+                print(f"warning: {option_string} is deprecated and will be removed; use {new}", file=sys.stderr)
+            super().__call__(parser, namespace, values, option_string)
+
+    return Renamed
 
 
 def _value(text: str) -> Any:

@@ -25,7 +25,7 @@ from .core.config import PipelineConfig
 from .core.corpora import check_corpus
 from .core.errors import EnvironmentFailure, FnetError, StoreError, one_line
 from .core.layout import RunLayout
-from .evaluate.tasks import resolve_tasks
+from .evaluate.tasks import TaskOptions, resolve_tasks
 from .model.dimensions import model_dimensions
 from .store.locations import filesystem, normalize_url
 from .store.storage import access_error, store_bytes
@@ -135,7 +135,7 @@ def preflight(config: PipelineConfig, layout: RunLayout, stages: list[str]) -> N
             problems.append(exc)
 
     if config.evaluate.enabled and {"evaluate", "controls"} & set(stages):
-        attempt(resolve_tasks, list(config.evaluate.tasks))
+        attempt(resolve_tasks, list(config.evaluate.tasks), TaskOptions.of(config.evaluate).include_path)
     if "record" in stages:
         for entry in config.corpora.values():
             attempt(check_corpus, entry.spec, text_field=entry.text_field or config.record.text_field)

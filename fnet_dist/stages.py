@@ -3,7 +3,8 @@
 - ``RunLayout`` (``fnet_dist.core.layout``): where each stage reads and writes.
 - ``Stage``: a stage's name, its config section, what it reads and writes, how it shards (``None``,
   ``"samples"`` or ``"conditions"``), whether it needs the model or Dask, and its function.
-- ``STAGES``: the stages in run order (record → decompose → match → evaluate → controls → report).
+- ``STAGES``: the stages in run order (record → decompose → match → evaluate → controls → nulls → report); ``nulls``
+  runs each null variant of the config (``PipelineConfig.null_variant``) through record, decompose and match.
 - ``Run``: what the stages of one process share (config, layout, the model and Dask client, loaded once).
 - ``stage_hash(config, stage)``: a stable hash of everything that determines a stage's output.
 - ``Stage.unfinished(config, layout) -> list[str]``: what of the stage's outputs is missing, unfinished or
@@ -39,7 +40,7 @@ from .record.recording import record_activations
 from .report import build_report
 from .store.integrity import store_problems
 
-__all__ = ["STAGES", "Run", "RunLayout", "Stage", "stage_hash"]
+__all__ = ["STAGES", "STRUCTURE_STAGES", "Run", "RunLayout", "Stage", "stage_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class Run:
         self._wanted_scheduler = scheduler or config.dask.scheduler
         self._scheduler: str | None = None
         self.failed: dict[str, str] = {}  # stage -> its error, for the report of an incomplete run
+        # runs a null variant's config through the structure stages (``fnet_dist.pipeline`` sets it: the registry's
+        # stages, run.json caching and resumption, as for the trained model)
+        self.run_variant: Callable[[PipelineConfig], dict[str, Any]] | None = None
 
     @property
     def model(self):
@@ -99,6 +103,24 @@ def _match(run: Run, shard: Shard) -> dict[str, Any]:
     match_networks(networks, str(run.layout.match.folder), run.config.match, scheduler=run.scheduler, anatomy=True,
                    overwrite=True)  # the run owns its match folder: a rerun replaces it
     return {"folder": str(run.layout.match.folder)}
+
+
+STRUCTURE_STAGES = ("record", "decompose", "match")  # what a null variant runs
+
+
+def _nulls(run: Run, shard: Shard) -> dict[str, Any]:
+    if not run.config.nulls:
+        print("  no null variants in the config (nulls)", flush=True)
+        return {"variants": {}}
+    if run.run_variant is None:
+        raise InputError("the nulls stage runs its variants through fnet run (it is not sharded): "
+                         "fnet run CONFIG --stages nulls")
+    done = {}
+    for name in run.config.nulls:
+        print(f"  null variant {name}: {', '.join(STRUCTURE_STAGES)} into {run.layout.null_run(name).root}", flush=True)
+        run.run_variant(run.config.null_variant(name))
+        done[name] = str(run.layout.null_run(name).root)
+    return {"variants": done}
 
 
 def _evaluate(run: Run, shard: Shard) -> dict[str, Any]:
@@ -159,6 +181,12 @@ def _controls_done(config: PipelineConfig, layout: RunLayout) -> list[str]:
     return _conditions_done(layout.controls) if e.enabled and e.controls.draws else []
 
 
+def _nulls_done(config: PipelineConfig, layout: RunLayout) -> list[str]:
+    """What each null variant's record, decompose and match left unfinished, in the variant's own run folder."""
+    return [problem for name in config.nulls for stage in STRUCTURE_STAGES
+            for problem in STAGES[stage].unfinished(config.null_variant(name), layout.null_run(name))]
+
+
 def _report_done(config: PipelineConfig, layout: RunLayout) -> list[str]:
     return _missing([layout.report.page, layout.report.findings])
 
@@ -192,6 +220,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                                                      *_evaluated(c, layout)],
           lambda c, layout: [str(layout.controls.conditions)], _controls, _controls_done, shards="conditions",
           uses_model=True),
+    Stage("nulls", "nulls", lambda c, layout: [e.spec for e in c.corpora.values()],
+          lambda c, layout: [str(layout.null_run(n).root) for n in c.nulls], _nulls, _nulls_done, uses_dask=True,
+          uses_model=True),
     Stage("report", "report", lambda c, layout: [str(layout.root)], lambda c, layout: [str(layout.report.folder)], _report,
           _report_done),
 )}
@@ -207,6 +238,7 @@ def stage_hash(config: PipelineConfig, stage: str) -> str:
     for name in names[: names.index(stage) + 1]:
         section = STAGES[name].section
         if section != "report" or stage == "report":
-            parts[section] = getattr(config, section).model_dump()
+            value = getattr(config, section)
+            parts[section] = {k: v.model_dump() for k, v in value.items()} if isinstance(value, dict) else value.model_dump()
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

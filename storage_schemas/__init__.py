@@ -5,8 +5,9 @@
 - ``StoreSchema.validate(ds, where)``: raise ``SchemaError`` naming the first mismatch.
 - ``WrittenRule`` (a variable's ``written``): which chunks of the variable a sound store holds, so that a missing
   chunk (which Zarr would read as its fill value) is found: every chunk once an attr is true (``when_attr``), or
-  the chunks of the samples whose per-sample variables in ``when`` are all true (non-zero), along a dim listed in
-  ``upto`` only those that start below the sample's value of the named variable (``{"token": "n_tokens"}``).
+  the chunks of the positions along the variable's first dim (samples, splits) whose variables in ``when`` (along
+  that dim alone) are all true (non-zero); along a dim listed in ``upto`` only those chunks that start below the
+  position's value of the named variable (``{"token": "n_tokens"}``).
 - ``load_schema(name)``: read a schema file of this folder.
 """
 from __future__ import annotations
@@ -87,8 +88,6 @@ class VariableSpec:
         if isinstance(dtypes, str):
             dtypes = [dtypes]
         written = WrittenRule.from_dict(name, data["written"]) if "written" in data else None
-        if written is not None and written.when and _parse_dims(data["dims"], name)[:1] != ("sample",):
-            raise TypeError(f"{name}: a per-sample 'written' rule needs 'sample' as the first dim")
         return cls(name, _parse_dims(data["dims"], name), tuple(dtypes), data.get("doc", ""), written)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +115,13 @@ class StoreSchema:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StoreSchema":
         variables = {k: VariableSpec.from_dict(k, v) for k, v in data["variables"].items()}
+        for name, spec in variables.items():
+            rule = spec.written
+            markers = [*(rule.when if rule else ()), *(rule.upto.values() if rule else ())]
+            wrong = [m for m in markers if m not in variables or variables[m].dims != spec.dims[:1]]
+            if wrong:
+                raise TypeError(f"{name}: its 'written' rule names {wrong}, which are not variables along its first dim "
+                                f"{spec.dims[:1]}")
         for key, kind in data.get("attrs", {}).items():
             if kind not in _ATTR_TYPES:
                 raise TypeError(f"attr {key!r}: unknown type {kind!r}, expected one of {sorted(_ATTR_TYPES)}")

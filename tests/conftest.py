@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +45,19 @@ def dask_cluster_address():
         yield cluster.scheduler_address
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """``pipeline/smoke.yaml`` run once per session with ``fnet run`` in a subprocess: ``(run folder, the
+    CompletedProcess)``. Shared by the pipeline, API, notebook and docs tests: read it, never change it (copy it).
+    ``FNET_TEST_SMOKE_RUN=FOLDER`` reuses a smoke run made before (while iterating on one test file)."""
+    root = Path(__file__).parents[1]
+    if os.environ.get("FNET_TEST_SMOKE_RUN"):
+        out = Path(os.environ["FNET_TEST_SMOKE_RUN"])
+        return out, subprocess.CompletedProcess([], 0, f"report: {out / 'report' / 'index.html'}\n", "")
+    out = tmp_path_factory.mktemp("smoke-run")
+    done = subprocess.run([sys.executable, "-m", "fnet_dist", "run", str(root / "pipeline" / "smoke.yaml"), "--out",
+                           str(out)], cwd=root, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, done

@@ -29,7 +29,15 @@ from fnet_dist.evaluate.figures import control_plot
 from fnet_dist.evaluate.tables import save_table
 from fnet_dist.match.figures import match_figures
 from fnet_dist.model.masks import NeuronMask
-from fnet_dist.match.nulls import CHANCE_LEVEL, counterpart_table, recurrence_table
+from fnet_dist.match.halves import SplitTemplates, halves_tables
+from fnet_dist.match.nulls import (
+    CHANCE_LEVEL,
+    NULL_KINDS,
+    CounterpartNull,
+    counterpart_table,
+    recurrence_summary,
+    recurrence_table,
+)
 from fnet_dist.core.layout import RunLayout
 
 CORPORA, TEMPLATES, LAYERS, WIDTH = ("news", "wiki"), 10, 12, 768
@@ -62,8 +70,11 @@ def _match(folder: Path, rng) -> dict:
                   "layer_median": [0.6, 0.6, 0.7], "ratio": [4800.0, 1000.0, 2600.0],
                   "first_token_share": [0.99, 0.97, 1.0], "carrier_tokens": ["0:812", "0:812", "0:600"]}
                  ).to_csv(folder / "massive_channels.csv", index=False)
-    null = {c: rng.poisson(1, (TEMPLATES, 999)) for c in CORPORA}
+    null = {c: {kind: CounterpartNull(rng.poisson(1, (1, TEMPLATES, 999)), rng.poisson(1, (1, TEMPLATES, 999)))
+                for kind in NULL_KINDS} for c in CORPORA}
     counterpart_table(consistency, null, seed=0).to_csv(folder / "counterparts_null.csv", index=False)
+    pd.DataFrame([{"corpus": r.corpus, "template": r.template, "sample": i, "counterparts": int(i < r.samples_with_counterpart)}
+                  for r in consistency.itertuples() for i in range(10)]).to_csv(folder / "counterpart_samples.csv", index=False)
     massive = np.zeros((LAYERS, WIDTH), dtype=bool)
     massive[tuple(np.array(MASSIVE).T)] = True
     for k in CONTROLLED[:2]:  # two controlled networks have a neuron on a massive channel
@@ -72,6 +83,15 @@ def _match(folder: Path, rng) -> dict:
     np.save(folder / "massive_mask.npy", massive)
     first_token = {c: np.arange(TEMPLATES) == 0 for c in CORPORA}  # template 1 of each corpus peaks at token 0
     recurrence_table(list(CORPORA), templates, massive, first_token, level=CHANCE_LEVEL).to_csv(folder / "recurrence.csv", index=False)
+    frequency = {c: rng.poisson(3, (LAYERS, WIDTH)) for c in CORPORA}
+    summary, summary_null = recurrence_summary(templates, massive, first_token, frequency, 99, 0, CHANCE_LEVEL)
+    summary.to_csv(folder / "recurrence_summary.csv", index=False)
+    summary_null.to_csv(folder / "recurrence_null.csv", index=False)
+    splits = [SplitTemplates(c, np.stack([np.stack([t, t]) for _ in range(3)]) & ~massive, np.ones((3, 2, TEMPLATES), bool))
+              for c, t in templates.items()]
+    halves, halves_null = halves_tables(splits, frequency, massive, 99, 0, CHANCE_LEVEL)
+    halves.to_csv(folder / "split_halves.csv", index=False)
+    halves_null.to_csv(folder / "split_null.csv", index=False)
     pd.concat([pd.DataFrame({"template": np.arange(1, TEMPLATES + 1), "size": t.sum(axis=(1, 2)),
                              "share": t.sum(axis=(1, 2)) / (LAYERS * WIDTH), "on_massive": rng.integers(0, 3, TEMPLATES),
                              "massive_share": rng.random(TEMPLATES) / 10, "layers_spanned": LAYERS,

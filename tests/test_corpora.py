@@ -173,3 +173,75 @@ def test_packing_that_cannot_fill_the_samples_says_so(tokenizer):
         _select(tokenizer, texts, group=1, individual=0, max_tokens=20, pack_to_tokens=30)
     off = _select(tokenizer, ["aaaaaaaaaaaaaaaa", "ab"], group=1, individual=0, max_tokens=20, pack_to_tokens=0)
     assert off.pack_to_tokens == 0 and off.samples[0].n_texts == 1
+
+
+# --- through datasets: globs, compression, streaming, options -----------------------------------------------
+
+@pytest.fixture()
+def shards(tmp_path):
+    """TEXTS in three jsonl parts (one gzip-compressed, one a folder down; sorted paths keep their order), a bz2 csv
+    and an xz txt."""
+    import bz2
+    import gzip
+    import lzma
+
+    folder = tmp_path / "data"
+    (folder / "zz-more").mkdir(parents=True)
+    lines = [json.dumps({"body": t}) + "\n" for t in TEXTS]
+    (folder / "part-0.jsonl").write_text("".join(lines[:10]))
+    with gzip.open(folder / "part-1.jsonl.gz", "wt") as handle:
+        handle.write("".join(lines[10:20]))
+    (folder / "zz-more" / "part-2.jsonl").write_text("".join(lines[20:]))
+    with bz2.open(tmp_path / "c.csv.bz2", "wt") as handle:
+        handle.write("body\n" + "\n".join(f'"{t}"' for t in TEXTS) + "\n")
+    with lzma.open(tmp_path / "c.txt.xz", "wt") as handle:
+        handle.write("\n".join(TEXTS) + "\n")
+    return tmp_path
+
+
+def test_a_glob_reads_every_matching_file_in_sorted_order_compressed_or_not(shards):
+    assert load_corpus(str(shards / "data" / "*.jsonl*"), text_field="body") == TEXTS[:20]
+    assert load_corpus(str(shards / "data" / "**" / "part-*.jsonl*"), text_field="body") == TEXTS
+
+
+@pytest.mark.parametrize("name, field", [("c.csv.bz2", "body"), ("c.txt.xz", "text")])
+def test_compressed_files_read_as_their_plain_twins(shards, name, field):
+    assert load_corpus(str(shards / name), text_field=field) == TEXTS
+
+
+def test_streaming_and_take_read_only_the_first_rows(shards, files):
+    glob = str(shards / "data" / "**" / "*.jsonl*")
+    assert load_corpus(f"{glob}#streaming,take=12", text_field="body") == TEXTS[:12]
+    assert load_corpus(f"{glob}#take=3", text_field="body") == TEXTS[:3]
+    assert load_corpus(f"hf:{files / 'hfdata'}@train#streaming,take=4", text_field="body") == TEXTS[:4]
+    assert load_corpus(f"hf:{files / 'hfdata'}@train#streaming", text_field="body") == TEXTS
+    assert load_corpus("offline:news#take=5", text_field=TEXT) == load_corpus("offline:news", text_field=TEXT)[:5]
+    with pytest.raises(InputError, match=r"no field 'text' \(its fields: body\)"):
+        load_corpus(f"{glob}#streaming", text_field=TEXT)
+
+
+def test_a_hub_revision_reaches_load_dataset(files, monkeypatch):
+    """The pin is passed to ``datasets.load_dataset`` as its ``revision`` (a local folder has none to check)."""
+    import datasets
+
+    seen = []
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: seen.append(k.get("revision")) or real(*a, **k))
+    assert load_corpus(f"hf:{files / 'hfdata'}@train#revision=v1.0", text_field="body") == TEXTS
+    assert seen == ["v1.0"]
+
+
+@pytest.mark.parametrize("suffix, message", [
+    ("#revision=abc", "revision= pins a hub dataset"), ("#take=0", "expected a positive number of rows"),
+    ("#stream", "unknown or malformed"), ("#streaming=yes", "unknown or malformed"),
+])
+def test_bad_options_are_one_line_errors(shards, suffix, message):
+    with pytest.raises(InputError, match=message):
+        load_corpus(str(shards / "data" / "*.jsonl") + suffix, text_field="body")
+
+
+def test_a_glob_matching_nothing_or_mixed_kinds_is_refused(shards):
+    with pytest.raises(InputError, match="matches no file"):
+        load_corpus(str(shards / "nowhere" / "*.jsonl"), text_field="body")
+    with pytest.raises(InputError, match="several or unknown kinds"):
+        load_corpus(str(shards / "c.*"), text_field="body")

@@ -60,8 +60,14 @@ def test_planted_networks_recovered_at_both_levels(planted_store, networks):
     ds = xr.open_zarr(networks, consolidated=False)
     assert ds.attrs["complete"] and ds.attrs["group_complete"] and ds.attrs["corpus"] == "synthetic"
     assert ds.attrs["parameters"]["components"] == 8 and ds.attrs["parameters"]["blas_threads"] == 1
-    assert set(ds.attrs["seconds"]) == {"group", "individual"} and min(ds.attrs["seconds"].values()) > 0
+    assert set(ds.attrs["seconds"]) == {"group", "splits", "individual"} and min(ds.attrs["seconds"].values()) > 0
     assert best_match_iou(data.networks, binarize(ds["group_map"].values)).min() >= 0.9
+    halves = ds["split_half"].values   # each split: disjoint halves of the 6 group samples, 3 and 3, seeded apart
+    assert ds["split_done"].values.all() and halves.shape == (3, 6) and ((halves == 0).sum(axis=1) == 3).all()
+    assert len({tuple(h) for h in halves}) > 1
+    for split in range(3):             # each half's group level finds the planted networks too (3 samples each)
+        for half in (0, 1):
+            assert best_match_iou(data.networks, binarize(ds["split_map"].values[split, half])).min() >= 0.9, (split, half)
     assert list(ds["sample"].values) == list(range(6, 12)) and list(ds["group_sample"].values) == list(range(6))
     status = [str(s) for s in ds["individual_status"].values]
     assert status[5] == "ok" and status[2] == "ok" and status[4].startswith("skipped: 2 tokens")
@@ -239,3 +245,12 @@ def test_cli_decompose(planted_store, dask_cluster_address, tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith(
         "error: levels 'everything' names an unknown level ['everything']: expected a comma-separated subset of group,individual")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_splits_need_two_group_samples(tmp_path):
+    url = _write_planted(tmp_path, n_samples=2, n_tokens=30, d_model=60)[0]
+    with pytest.raises(InputError, match="decompose.splits 3 halves the group samples, but the store has 1; .* set splits to 0"):
+        decompose(url, str(tmp_path / "net.zarr"), components=4, group_components=2, splits=3)
+    assert not os.path.exists(tmp_path / "net.zarr")
+    decompose(url, str(tmp_path / "net.zarr"), components=4, group_components=2, splits=0, n_init=1)
+    assert xr.open_zarr(str(tmp_path / "net.zarr"), consolidated=False).sizes["split"] == 0

@@ -230,7 +230,7 @@ def match_results(draw):
     """Match results of 1-2 corpora: templates possibly without a neuron, no samples or no counterparts."""
     from fnet_dist.core.config import MatchSection
     from fnet_dist.match.io import CorpusNetworks
-    from fnet_dist.match.matching import MatchResults, consistency_rows, cross_corpus_rows
+    from fnet_dist.match.matching import MatchResults, consistency_rows, cross_corpus_rows, sample_rows
     from fnet_dist.core.networks import describe_networks
 
     config = MatchSection()
@@ -248,7 +248,10 @@ def match_results(draw):
         consistency.append(consistency_rows(name, corpus, iou, config.iou))
     consistency = pd.concat(consistency, ignore_index=True)
     sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)], ignore_index=True)
-    results = MatchResults(config, consistency, cross_corpus_rows(names, corpora, config.similar_iou), sizes, [], {}, {})
+    samples = pd.concat([sample_rows(n, c, np.zeros((len(c.templates), len(c.samples) * c.n_components)), config.iou)
+                         for n, c in zip(names, corpora)], ignore_index=True)
+    results = MatchResults(config, consistency, cross_corpus_rows(names, corpora, config.similar_iou), sizes, samples,
+                           [], {}, {})
     return results, {n: c.templates for n, c in zip(names, corpora)}
 
 
@@ -325,7 +328,7 @@ def test_findings_of_degenerate_tables_finish(drawn, rows, controls, count, tota
         for table, name in zip(tables, ("controls", "separated")):
             save_table(table, evaluate / "controls" / "tables", name)
         rows.to_csv(evaluate / "results.csv", index=False)
-        found = compute_findings(MatchFiles(match), EvaluationFiles(evaluate), EvaluationFiles(evaluate / "controls"), FindingSettings(ReportSection(bootstrap=200)), total_neurons=total)
+        found = compute_findings(MatchFiles(match), EvaluationFiles(evaluate), EvaluationFiles(evaluate / "controls"), FindingSettings(ReportSection(bootstrap=200)), total_neurons=total, null_runs=[])
         assert found and all(f.verdict in VERDICTS for f in found)
         assert all(f.verdict != "holds" for f in found)   # no per-example samples here: nothing to test
 
@@ -340,7 +343,7 @@ def _stages(monkeypatch, evaluate):
     from fnet_dist.core.config import MatchSection
     from fnet_dist.match.io import CorpusNetworks
     from fnet_dist.match.matching import (MatchResults, consistency_markdown, consistency_rows,
-                                 cross_corpus_rows, write_results)
+                                 cross_corpus_rows, sample_rows, write_results)
     from fnet_dist.core.networks import describe_networks
 
     def match(run):
@@ -348,7 +351,8 @@ def _stages(monkeypatch, evaluate):
         corpora = [CorpusNetworks(f"memory://{n}", n, "synthetic", *SHAPE, templates, None, [0], 2) for n in ("news", "code")]
         results = MatchResults(MatchSection(), pd.concat([consistency_rows(c.name, c, np.zeros((2, 2)), 0.2) for c in corpora]),
                                cross_corpus_rows(["news", "code"], corpora, 0.2),
-                               pd.concat([describe_networks(templates, {"corpus": c.name}) for c in corpora]), [], {}, {})
+                               pd.concat([describe_networks(templates, {"corpus": c.name}) for c in corpora]),
+                               pd.concat([sample_rows(c.name, c, np.zeros((2, 2)), 0.2) for c in corpora]), [], {}, {})
         results.markdown = consistency_markdown(results.consistency, 0.2)
         write_results(results, str(run.layout.match.folder), {c.name: templates for c in corpora})
         return {"folder": str(run.layout.match.folder)}

@@ -226,7 +226,7 @@ def llama_networks(tmp_path_factory, tiny_llama) -> str:
 
 
 def test_cli_bakes_templates_of_a_networks_store(fnet, tiny_llama, llama_networks, tmp_path):
-    status, out, err = fnet("bake", "--model", tiny_llama, "--networks", llama_networks, "--template", 1, 2,
+    status, out, err = fnet("bake", "--model", tiny_llama, "--networks", llama_networks, "--templates", 1, 2,
                             "--edit", "multiply", "--factor", 1.5, "--out", tmp_path / "ckpt")
     assert status == 0, err
     assert "multiply x1.5 of template-1+2 (3 neurons" in out
@@ -259,9 +259,9 @@ def test_cli_bad_inputs(fnet, tiny_llama, llama_networks, tmp_path):
         (("--mask", right, "--edit", "add"), "error: --edit add needs the value to add"),
         (("--mask", right, "--edit", "add", "--factor", "0.5"), "error: cannot bake 'add' exactly.*no bias"),
         (("--mask", right, "--factor", "2"), "error: --factor 2 has no effect with --edit inhibit"),
-        (("--networks", llama_networks), "error: --networks needs --template"),
-        (("--networks", llama_networks, "--template", "3"), r"error: --template 3 is out of range: .* has templates 1..2"),
-        (("--networks", llama_networks, "--template", "0"), "error: --template 0 is out of range"),
+        (("--networks", llama_networks), "error: --networks needs --templates"),
+        (("--networks", llama_networks, "--templates", "3"), r"error: --templates 3 is out of range: .* has templates 1..2"),
+        (("--networks", llama_networks, "--templates", "0"), "error: --templates 0 is out of range"),
         (("--mask", tmp_path / "missing.npz"), "error: no mask file at"),
     ]
     for extra, message in cases:

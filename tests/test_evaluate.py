@@ -318,3 +318,40 @@ def test_limits_per_task_run_each_task_at_its_own_size(tiny_llama, tmp_path):
     assert set(saved["results"]) == set(TASKS)
     with pytest.raises(InputError, match="--limit 0"):
         evaluate_conditions(tiny_llama, [NORMAL], TASKS, tmp_path / "bad", limit={"wiki_ppl": 0})
+
+
+def test_cli_evaluates_your_own_masks_on_your_own_task(tiny_llama, tmp_path, capsys):
+    """``fnet evaluate --mask FILE`` (no networks store) on a task YAML of your own (``--include-path``), few-shot:
+    the normal model and each mask inhibited, named by its file, with the mask's neuron count."""
+    import json as _json
+
+    import pandas as _pd
+
+    from fnet_dist.cli import main as fnet_main
+    from fnet_dist.model.masks import NeuronMask as _Mask
+
+    tasks = tmp_path / "my_tasks"
+    tasks.mkdir()
+    rows = [{"text": f"a {'good' if i % 2 else 'bad'} film number {i}", "label": i % 2} for i in range(8)]
+    (tasks / "reviews.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    (tasks / "my_reviews.yaml").write_text(
+        "task: my_reviews\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {tasks / 'reviews.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+        "doc_to_text: \"Review: {{text}}\\nSentiment:\"\ndoc_to_choice: [\"negative\", \"positive\"]\n"
+        "doc_to_target: label\nmetric_list:\n  - metric: acc\nmetadata:\n  version: 1.0\n")
+    half = _Mask.random((2, 32), fraction=0.5, seed=0).save(str(tmp_path / "half.npz"))
+    code = fnet_main(["evaluate", "--model", tiny_llama, "--device", "cpu", "--mask", half, "--tasks", "my_reviews",
+                      "--include-path", str(tasks), "--num-fewshot", "1", "--limit", "3", "--out", str(tmp_path / "out"),
+                      "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    results = _pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(dict.fromkeys(results["condition"])) == ["normal", "inhibit:half"]
+    assert set(results["task"]) == {"my_reviews"} and set(results["n_samples"]) == {3}
+    assert results.loc[results["condition"] == "inhibit:half", "neurons"].iloc[0] == 32
+    recorded_files = sorted((tmp_path / "out" / "conditions").glob("*/results.json"))
+    assert len(recorded_files) == 2
+    for recorded in recorded_files:  # lm-eval's own record: one shot
+        lm_eval = _json.loads(recorded.read_text())
+        assert lm_eval["configs"]["my_reviews"]["num_fewshot"] == 1 and lm_eval["n-shot"]["my_reviews"] == 1
+    assert fnet_main(["evaluate", "--model", tiny_llama, "--out", str(tmp_path / "none")]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from fnet_dist import cli
+from fnet_dist.core.config import MatchSection
 from fnet_dist.core.errors import InputError, StoreError
+from fnet_dist.core.networks import binarize, network_sizes
 from fnet_dist.core.signals import source_signals, standardize
 from fnet_dist.report.explain import explain_text
 from fnet_dist.report.explain_page import render_attribution_html
@@ -54,7 +56,7 @@ def planted_store(loaded, tmp_path_factory):
 
 def test_explain_recovers_planted_tokens(loaded, planted_store):
     url, x, maps = planted_store
-    attribution = explain_text(loaded, url, TEXT)
+    attribution = explain_text(loaded, url, TEXT, match=MatchSection())
     assert attribution.components == [1, 2, 3]
     assert attribution.weights.shape == (3, len(x))
     # token 3's own pattern is template 1: its weights are exactly (1, 0, 0); token 7's (0, 1, 0)
@@ -62,13 +64,13 @@ def test_explain_recovers_planted_tokens(loaded, planted_store):
     np.testing.assert_allclose(attribution.weights[:, 7], [0, 1, 0], atol=1e-4)
     # and the whole signal equals the regression on independently hooked activations
     np.testing.assert_allclose(attribution.weights, source_signals(x, maps).T, rtol=1e-4, atol=1e-5)
-    only = explain_text(loaded, url, TEXT, components=[2], hook_module="model.layers.{i}.mlp")
+    only = explain_text(loaded, url, TEXT, components=[2], hook_module="model.layers.{i}.mlp", match=MatchSection())
     np.testing.assert_allclose(only.weights, attribution.weights[[1]])
 
 
 def test_page_is_escaped_and_keeps_the_text(loaded, planted_store):
     url, _, _ = planted_store
-    attribution = explain_text(loaded, url, "<script>alert('x')</script> a & b\nline two")
+    attribution = explain_text(loaded, url, "<script>alert('x')</script> a & b\nline two", match=MatchSection())
     page = render_attribution_html(attribution)
     assert page.startswith("<!DOCTYPE html>") and "<script>" not in page and "&lt;" in page
     assert "http" not in page.split("</style>")[0]  # self-contained: no external style sheets or fonts
@@ -83,7 +85,7 @@ def test_cli_writes_the_page(loaded, planted_store, tiny_llama, tmp_path, monkey
     monkeypatch.setattr(cli, "COMMANDS", ("explain",))
     page = tmp_path / "page.html"
     code = cli.main(["explain", "--model", tiny_llama, "--networks", url, "--text", "hello there",
-                     "--out", str(page), "--components", "2", "3", "--device", "cpu"])
+                     "--out", str(page), "--templates", "2", "3", "--device", "cpu"])
     assert code == 0 and "templates [2, 3]" in capsys.readouterr().out
     assert page.read_text().count("<section>") == 2
 
@@ -91,26 +93,26 @@ def test_cli_writes_the_page(loaded, planted_store, tiny_llama, tmp_path, monkey
 def test_bad_input(loaded, planted_store, tmp_path):
     url, _, _ = planted_store
     with pytest.raises(InputError, match=r"components \[4\] are not templates of .*: expected numbers 1..3"):
-        explain_text(loaded, url, TEXT, components=[1, 4])
+        explain_text(loaded, url, TEXT, components=[1, 4], match=MatchSection())
     with pytest.raises(InputError, match="the text to explain is empty"):
-        explain_text(loaded, url, "   ")
+        explain_text(loaded, url, "   ", match=MatchSection())
     with pytest.raises(InputError, match="needs at least two"):
-        explain_text(loaded, url, "a")
+        explain_text(loaded, url, "a", match=MatchSection())
     other = planted_networks(n_layers=3, d_model=40)
     wrong = write_networks(networks_dataset(other.group_map, other.individual_map, model_id="big"), tmp_path / "w")
     with pytest.raises(InputError, match=r"has \(n_layers, d_model\) = \(2, 32\), but .* networks of shape \(3, 40\) \(big\)"):
-        explain_text(loaded, wrong, TEXT)
+        explain_text(loaded, wrong, TEXT, match=MatchSection())
     filler = planted_networks(n_templates=3, copies=(1, 1, 1), n_layers=2, d_model=32, size=4)
     same_shape = networks_dataset(filler.group_map, filler.individual_map, model_id=loaded.info["model_id"]
                                   ).assign_attrs(model_revision="0123abc")  # the same id, another revision
     for ds in (same_shape, same_shape.assign_attrs(model_id="other/model", model_revision="")):
         url_other = write_networks(ds, tmp_path / f"other-{ds.attrs['model_id'].replace('/', '-')[-8:]}")
         with pytest.raises(InputError, match=r"the networks store .* was made from model .*, not from the model loaded here"):
-            explain_text(loaded, url_other, TEXT)
+            explain_text(loaded, url_other, TEXT, match=MatchSection())
     with pytest.raises(StoreError, match="no store at"):
-        explain_text(loaded, str(tmp_path / "missing"), TEXT)
+        explain_text(loaded, str(tmp_path / "missing"), TEXT, match=MatchSection())
     with pytest.raises(InputError, match="--hook-module 'model.layers.mlp' must be a dotted module path"):
-        explain_text(loaded, url, TEXT, hook_module="model.layers.mlp")
+        explain_text(loaded, url, TEXT, hook_module="model.layers.mlp", match=MatchSection())
 
 
 def test_cli_bad_text_file(planted_store, tmp_path, monkeypatch, capsys):
@@ -139,3 +141,17 @@ def test_smollm2_pieces_keep_the_text(tmp_path, monkeypatch):
     for section in sections:
         assert html.unescape(re.sub(r"<[^>]+>", "", section)) == text
         assert 'title="token 1: &#x27; na&#x27;' in section  # the tokenizer's own piece, leading space included
+
+
+def test_template_sizes_follow_the_runs_match_rule_not_the_default(loaded, planted_store):
+    """A run with match.threshold 2.5 (the smoke config's) or one-sided networks sizes its templates by that rule:
+    the report and fnet explain said 3.6 whatever the run used."""
+    url, _, maps = planted_store
+    for match in (MatchSection(threshold=1.5), MatchSection(threshold=1.5, two_sided=False), MatchSection()):
+        attribution = explain_text(loaded, url, TEXT, match=match)
+        expected = network_sizes(binarize(maps.reshape(3, 2, 32), match.threshold, match.two_sided))
+        assert attribution.template_sizes == [int(n) for n in expected]
+        rule = f"{'|z|' if match.two_sided else 'z'} &gt; {match.threshold:g}"
+        assert render_attribution_html(attribution).count(f"neurons at {rule})") == 3
+    loose, strict = (explain_text(loaded, url, TEXT, match=MatchSection(threshold=t)).template_sizes for t in (1.5, 3.6))
+    assert sum(loose) > sum(strict)  # the rule matters on these maps

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import hypergeom
+from scipy.stats import hypergeom, sem
+from scipy.stats import t as t_dist
 
 from fnet_dist.core.conditions import FIELD_COLUMNS, slug_of
 from fnet_dist.core.layout import EvaluationFiles, MatchFiles
@@ -17,6 +18,7 @@ from fnet_dist.report.findings import (
     compute_findings,
     counterparts,
     recurrence,
+    reproducibility,
     write_findings,
 )
 from fnet_dist.report.findings_view import findings_html, read_findings
@@ -106,7 +108,7 @@ def _run(tmp_path, *, draws=19, network_accuracy=0.2, mask=None, minus_massive=N
 def _findings(match, evaluate):
     """The findings of a match folder and an evaluate folder (its controls beside it, as in a run folder)."""
     return compute_findings(MatchFiles(match), EvaluationFiles(evaluate), EvaluationFiles(evaluate / "controls"), SETTINGS,
-                            total_neurons=1000)
+                            total_neurons=1000, null_runs=[])
 
 
 def _by_id(findings):
@@ -202,18 +204,31 @@ def test_ica_against_localization_and_their_overlap(tmp_path):
     assert overlap.verdict == "unclear"                    # 0 of 2.5 expected is not evidence of avoidance
 
 
-def _counterpart_table(p_values):
-    return pd.DataFrame({"corpus": "news", "template": np.arange(1, len(p_values) + 1), "counterparts": 5,
-                         "null_mean": 0.0, "null_high": 0.0, "permutations": 2999, "p_value": p_values})
+def _counterpart_tables(p_values, with_counterpart: int = 15, samples: int = 20, chance: float = 1.0):
+    """``counterparts_null.csv`` and ``counterpart_samples.csv`` of templates seen in ``with_counterpart`` of
+    ``samples`` samples, random networks in ``chance`` of them on average."""
+    m = len(p_values)
+    table = pd.DataFrame({"corpus": "news", "template": np.arange(1, m + 1), "counterparts": with_counterpart,
+                          "samples_with_counterpart": with_counterpart, "samples": samples,
+                          "uniform_samples_mean": 0.0, "frequency_samples_mean": chance, "uniform_samples_p": 1 / 3000,
+                          "frequency_samples_p": p_values, "permutations": 2999, "p_value": p_values, "null": "frequency"})
+    per_sample = pd.DataFrame([{"corpus": "news", "template": t, "sample": i, "counterparts": int(i < with_counterpart)}
+                               for t in range(1, m + 1) for i in range(samples)])
+    return table, per_sample
 
 
 def test_counterparts_hold_when_more_than_half_of_the_templates_beat_random_networks():
-    strong = conclude([counterparts(_counterpart_table([1 / 3000] * 10), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
-    assert strong.verdict == "holds" and strong.effect == 1.0 and strong.interval[0] > 0.5
-    half = conclude([counterparts(_counterpart_table([1 / 3000] * 5 + [0.5] * 5), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
+    strong = conclude([counterparts(*_counterpart_tables([1 / 3000] * 10), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
+    assert strong.verdict == "holds" and strong.effect == pytest.approx(15 / 20 - 1 / 20) and strong.interval[0] > 0.4
+    assert strong.n_examples == 20 and "bootstrap interval over 20 samples" in strong.test
+    assert {d["stricter_null"] for d in strong.details} == {"frequency"}
+    half = conclude([counterparts(*_counterpart_tables([1 / 3000] * 5 + [0.5] * 5), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
     assert half.verdict == "unclear" and half.p_raw == pytest.approx(1.0)
-    none = conclude([counterparts(_counterpart_table([1.0] * 10), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
-    assert none.verdict == "fails"
+    none = conclude([counterparts(*_counterpart_tables([1.0] * 10, with_counterpart=0, chance=2.0), SETTINGS)],
+                    SETTINGS.alpha, SETTINGS.correction)[0]
+    assert none.verdict == "fails"                       # fewer samples than random networks find, by its interval
+    old = counterparts(_counterpart_tables([0.01] * 3)[0].drop(columns=["null"]), None, SETTINGS)
+    assert old.estimate is None and "rerun the match stage" in old.reason
 
 
 def _pairs(first_token=False):
@@ -229,16 +244,50 @@ def _pairs(first_token=False):
          "massive_1": False, "massive_2": False, "first_token_1": False, "first_token_2": False, "eligible": True}])
 
 
+def _summary_null(observed=0.46, uniform=(0.05, 1 / 3000), frequency=(0.2, 1 / 3000)):
+    return pd.DataFrame([{"null": kind, "observed": observed, "null_mean": mean, "null_low": mean - 0.02,
+                          "null_high": mean + 0.02, "p_value": p, "draws": 2999, "templates": 3, "corpora": 2, "seed": 0}
+                         for kind, (mean, p) in (("uniform", uniform), ("frequency", frequency))])
+
+
+def _halves(recurrence_values, reproducibility_values=(0.6, 0.62, 0.58)):
+    rows = [{"kind": "recurrence", "corpus": "all", "split": s, "half": h, "value": v}
+            for s, pair in enumerate(recurrence_values) for h, v in zip("AB", pair)]
+    rows += [{"kind": "reproducibility", "corpus": c, "split": s, "half": "", "value": v}
+             for c in ("news", "wiki") for s, v in enumerate(reproducibility_values)]
+    return pd.DataFrame(rows)
+
+
+def test_recurrence_is_an_estimate_against_the_stricter_null_with_an_interval_from_split_halves():
+    halves = _halves([(0.44, 0.47), (0.45, 0.43), (0.48, 0.46)])
+    real = conclude([recurrence(_pairs(), _summary_null(), halves, SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
+    assert real.verdict == "holds" and real.effect == pytest.approx(0.46 - 0.2)   # the frequency-preserving null's mean
+    se = np.sqrt(np.mean((np.array([0.44, 0.47, 0.45, 0.43, 0.48, 0.46]) - 0.46) ** 2))
+    assert real.interval[1] - real.effect == pytest.approx(t_dist.ppf(0.975, 3) * se)
+    chance = conclude([recurrence(_pairs(), _summary_null(frequency=(0.45, 0.3)), halves, SETTINGS)],
+                      SETTINGS.alpha, SETTINGS.correction)[0]
+    assert chance.verdict == "unclear" and "corrected p 0.3" in chance.reason   # the uniform null alone would say holds
+    unsplit = conclude([recurrence(_pairs(), _summary_null(), None, SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
+    assert unsplit.verdict == "unclear" and np.isnan(unsplit.interval[0])
+
+
 def test_a_first_token_template_never_counts_as_a_recurrence_alone():
-    real = conclude([recurrence(_pairs(), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
-    assert real.verdict == "holds" and real.effect == pytest.approx(0.89)
-    flagged = conclude([recurrence(_pairs(first_token=True), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]   # the first version: "holds" at IoU 0.95
-    assert flagged.verdict != "holds" and flagged.details[0]["first_token"]
+    flagged = conclude([recurrence(_pairs(first_token=True), pd.DataFrame(), None, SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
+    assert flagged.verdict != "holds" and flagged.details[0]["first_token"] and "first-token" in flagged.reason
+    assert "predate" in recurrence(_pairs(), None, None, SETTINGS).reason
+
+
+def test_reproducibility_has_a_t_interval_over_splits():
+    null = _summary_null(observed=0.6, frequency=(0.1, 1 / 3000)).assign(splits=3)
+    found = conclude([reproducibility(null, _halves([(0.4, 0.4)] * 3), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)[0]
+    assert found.verdict == "holds" and found.effect == pytest.approx(0.5)
+    assert found.interval == pytest.approx(t_dist.interval(0.95, 2, loc=0.5, scale=sem([0.6, 0.62, 0.58])))
+    assert reproducibility(pd.DataFrame(), None, SETTINGS) is None
 
 
 def test_findings_json_is_what_the_page_shows(tmp_path):
-    found = conclude([counterparts(_counterpart_table([1 / 3000] * 10), SETTINGS),
-                      recurrence(_pairs(first_token=True), SETTINGS)], SETTINGS.alpha, SETTINGS.correction)
+    found = conclude([counterparts(*_counterpart_tables([1 / 3000] * 10), SETTINGS),
+                      recurrence(_pairs(first_token=True), pd.DataFrame(), None, SETTINGS)], SETTINGS.alpha, SETTINGS.correction)
     path = write_findings(found, tmp_path / "findings.json", SETTINGS, {"rule": "most counterparts"})
     recorded = json.loads(path.read_text())
     assert recorded["selection_rule"] == "most counterparts" and recorded["correction"] == CORRECTIONS["finding"]

@@ -95,12 +95,17 @@ def test_cross_corpus_pairs(matched):
 def test_files(matched):
     results, out = matched
     expected = {"consistency.csv", "consistency.md", "cross_corpus.csv", "cross_corpus.md", "network_sizes.csv",
-                "networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png", "results.json",
+                "counterpart_samples.csv", "networks.png", "counterparts.png", "layer_distribution.png", "cross_corpus.png", "results.json",
                 "fnet-output.json"}
     assert {p.name for p in out.iterdir()} == expected
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pd.testing.assert_frame_equal(pd.read_csv(out / "consistency.csv"), results.consistency, check_dtype=False)
+    per_sample = pd.read_csv(out / "counterpart_samples.csv")  # samples as the unit: per template, its counts per sample
+    totals = per_sample.groupby(["corpus", "template"], sort=False)["counterparts"].agg(["sum", lambda c: (c > 0).sum()])
+    consistency = results.consistency.set_index(["corpus", "template"])
+    assert totals["sum"].tolist() == consistency["counterparts"].tolist()
+    assert totals.iloc[:, 1].tolist() == consistency["samples_with_counterpart"].tolist()
     sizes = pd.read_csv(out / "network_sizes.csv")
     assert sizes.filter(like="layer_").sum(axis=1).tolist() == sizes["size"].tolist()
     index = json.loads((out / "results.json").read_text())
@@ -217,9 +222,14 @@ def test_a_version_1_store_is_refused_in_one_line_that_says_how_to_upgrade(store
     monkeypatch.setattr(cli, "COMMANDS", ("match",))
     assert cli.main(["match", str(old), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "schema version 1" in error and "reads version 2" in error
+    assert error.count("\n") == 1 and "schema version 1" in error and "reads version 3" in error
     assert "named the corpus attr 'dataset'" in error and "--overwrite" in error
     assert sorted((p.relative_to(old), p.read_bytes()) for p in old.rglob("*") if p.is_file()) == before
+    attrs["schema_version"] = 2                    # a version-2 store (no split halves) gets its own hint
+    group.attrs.put(attrs)
+    assert cli.main(["match", str(old), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "schema version 2" in error and "no split-half group maps" in error
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -281,7 +291,8 @@ def test_empty_individual_maps_are_counted(tmp_path, dask_cluster_address, monke
 
 
 def test_match_nulls_on_planted_stores(stores, matched):
-    """Planted counterparts beat layer-matched random networks; the shared supports recur across corpora."""
+    """Planted counterparts beat layer-matched random networks (samples as the unit; the p-value is the stricter of
+    the uniform and the frequency-preserving null); the shared supports recur across corpora."""
     # (120 neurons: random networks of 8 match a map now and then, so only several planted copies are significant)
     from fnet_dist.match.nulls import match_nulls
 
@@ -296,10 +307,55 @@ def test_match_nulls_on_planted_stores(stores, matched):
     null = tables["counterparts_null"].set_index(["corpus", "template"])
     assert (null["permutations"] == 99).all()
     for name, truth in planted.items():
-        p = null.loc[name, "p_value"].to_numpy()
-        assert (p[truth.counterparts >= 4] <= 0.05).all() and (p[truth.counterparts > 0] < 0.1).all()
+        p = null.loc[name, "p_value"].to_numpy()    # the stricter null, samples with a counterpart
+        uniform = null.loc[name, "uniform_samples_p"].to_numpy()   # 5-6 samples: the stricter null has little power
+        assert (uniform[truth.samples_with >= 3] <= 0.05).all() and (uniform[truth.samples_with > 0] < 0.2).all()
         assert (p[truth.counterparts == 0] == 1.0).all()
+        assert (null.loc[name, "p_value"] == null.loc[name, ["uniform_samples_p", "frequency_samples_p"]].max(axis=1)).all()
     recurrence = tables["recurrence"].set_index(["template_1", "template_2"])
     assert recurrence.loc[(1, 1), "p_value"] < 1e-6 and recurrence.loc[(1, 1), "eligible"]
     assert not recurrence.loc[(2, 2), "eligible"]                            # news 2 is first-token-dominated
     assert (out / "counterparts_null.csv").is_file() and (out / "recurrence.csv").is_file()
+    summary, summary_null = tables["recurrence_summary"], tables["recurrence_null"]
+    assert not ((summary["corpus"] == "news") & (summary["template"] == 2)).any()   # first-token: never counts
+    assert set(summary_null["null"]) == {"uniform", "frequency"} and (summary_null["p_value"] <= 0.05).all()
+
+
+def test_sensitivity_grid_recomputes_the_stage_at_every_cell_and_the_report_judges_each(stores, matched, tmp_path):
+    """At the stage's own rule the grid's counts equal the stage's; thresholds above every planted z leave the
+    templates empty; the report judges every cell with the findings' own functions and draws one figure."""
+    from fnet_dist.core.layout import MatchFiles
+    from fnet_dist.match.sensitivity import sensitivity_tables, write_sensitivity
+    from fnet_dist.report.findings import FindingSettings
+    from fnet_dist.report.sensitivity import sensitivity_figure, sensitivity_grid
+
+    urls, planted = stores
+    results, out = matched
+    shape = planted["news"].group_map.shape[1:]
+    section = MatchSection(threshold=3.6, iou=0.2, sensitivity_thresholds=(3.6, 50.0), sensitivity_ious=(0.2, 0.5),
+                           sensitivity_permutations=19)
+    first = {"news": np.array([False, True, False, False]), "code": np.zeros(4, dtype=bool)}
+    tables = sensitivity_tables([urls["news"], urls["code"]], section, np.zeros(shape, dtype=bool), first, seed=0)
+    own = tables["counterparts"].query("threshold == 3.6 and two_sided and iou == 0.2").set_index(["corpus", "template"])
+    mine = results.consistency.set_index(["corpus", "template"])
+    assert own["counterparts"].tolist() == mine["counterparts"].tolist()
+    assert own["samples_with_counterpart"].tolist() == mine["samples_with_counterpart"].tolist()
+    assert (tables["counterparts"].query("threshold == 50")["counterparts"] == 0).all()    # nothing above z 50
+    assert set(tables["nulls"]["claim"]) == {"recurrence"} and len(tables["counterparts"]) == 2 * 2 * 2 * 8
+    folder = tmp_path / "match"
+    folder.mkdir()
+    write_sensitivity(tables, str(folder))
+    from fnet_dist.match.nulls import CHANCE_LEVEL, recurrence_table
+
+    from fnet_dist.core.networks import binarize
+
+    templates = {n: binarize(planted[n].group_map.reshape(-1, *shape), 3.6) for n in ("news", "code")}
+    recurrence_table(["news", "code"], templates, np.zeros(shape, dtype=bool), first, level=CHANCE_LEVEL).to_csv(
+        folder / "recurrence.csv", index=False)
+    grid = sensitivity_grid(MatchFiles(folder), FindingSettings())
+    cells = grid[grid["claim"] == "counterparts"]
+    assert len(cells) == 2 * 2 * 2 and set(grid["claim"]) == {"counterparts", "recurrence"}
+    assert set(grid["verdict"]) <= {"holds", "fails", "unclear"}
+    assert (grid[grid["threshold"] == 50]["verdict"] != "holds").all()
+    png = sensitivity_figure(grid, {"threshold": 3.6, "two_sided": True, "iou": 0.2})
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -48,6 +48,8 @@ NOT_CONFIG = {
     ("explain_text", "max_tokens"): "the cut of the text a report or fnet explain attributes, not record.max_tokens",
     ("paired_effect", "n_permutations"): "the sign flips of the paired test (exact while 2^n ≤ it), not match.permutations "
                                          "(random networks of the counterparts null)",
+    ("two_sample_effect", "n_permutations"): "the relabellings of the two-sample test (trained vs null model), not "
+                                             "match.permutations (random networks of the counterparts null)",
 }
 
 OPEN: set[tuple[str, str]] = set()  # copies of config defaults left for their owners; issue 25 fixed every one found

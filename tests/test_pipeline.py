@@ -1,6 +1,7 @@
 """End to end on ``pipeline/smoke.yaml`` (the packaged SmolLM2 and text at a toy size).
 
-The run goes record → decompose → match (+ anatomy) → evaluate → controls → report; the report opens in a
+The run goes record → decompose → match (+ anatomy) → evaluate → controls → nulls (the random-initialised twin
+through record, decompose and match) → report; the report opens in a
 real headless browser; a second run is all cached; a changed match setting reruns only match and what
 follows. And the same config run stage by stage the way Kubernetes runs it — record, evaluate and controls
 as two concurrent shard processes, decompose and match on a cluster started with the ``dask scheduler`` /
@@ -28,7 +29,7 @@ from fnet_dist.report.page import anchor_id
 
 ROOT = Path(__file__).parents[1]
 SMOKE = ROOT / "pipeline" / "smoke.yaml"
-STAGES = ["record", "decompose", "match", "evaluate", "controls", "report"]
+STAGES = ["record", "decompose", "match", "evaluate", "controls", "nulls", "report"]
 
 
 def _fnet(*args: str) -> list[str]:
@@ -43,11 +44,8 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    done = _run(out)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out, done
+def run_folder(smoke_run):
+    return smoke_run  # one smoke run per session (tests/conftest.py), shared with the API, notebook and docs tests
 
 
 @pytest.mark.slow
@@ -75,7 +73,13 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
     assert json.loads((out / "evaluate" / "controls" / "selection.json").read_text())["networks"]
     recorded = json.loads((out / "report" / "findings.json").read_text())
     html = (out / "report" / "index.html").read_text()
-    assert {"counterparts", "recurrence", "amplification@news"} <= {f["id"] for f in recorded["findings"]}
+    assert {"counterparts", "recurrence", "reproducibility", "amplification@news", "counterparts-vs-random-init",
+            "recurrence-vs-random-init", "reproducibility-vs-random-init"} <= {f["id"] for f in recorded["findings"]}
+    twin = json.loads((out / "nulls" / "random-init" / "run.json").read_text())   # the twin: the same registry's stages
+    assert [s for s, v in twin["stages"].items() if v["status"] == "done"] == ["record", "decompose", "match"]
+    assert (out / "nulls" / "random-init" / "match" / "counterpart_samples.csv").is_file()
+    for name in ("split_halves.csv", "split_null.csv", "recurrence_null.csv"):
+        assert (out / "match" / name).is_file(), name
     for finding in recorded["findings"]:
         assert f'id="{anchor_id("finding-" + finding["id"])}"' in html and finding["claim"] in page.text
         if finding["verdict"] == "holds":   # the rule, on the real run
@@ -86,6 +90,10 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
 def test_a_rerun_is_cached_and_a_change_reruns_only_downstream(run_folder, tmp_path):
     out = tmp_path / "copy"  # the shared run folder stays as the smoke config made it
     shutil.copytree(run_folder[0], out)
+    plan = subprocess.run(_fnet("run", str(SMOKE), "--out", str(out), "--dry-run"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert plan.returncode == 0 and plan.stdout.count(" reuse ") == len(STAGES), plan.stdout + plan.stderr
+    assert "time: nothing to run" in plan.stdout
     again = _run(out)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count(": cached") == len(STAGES)
@@ -177,7 +185,7 @@ def test_stage_by_stage_like_kubernetes_equals_one_fnet_run(run_folder, s3_endpo
     _shards("record", out, stores)
     address, processes = _dask_cluster(tmp_path)
     try:
-        for stage in ("decompose", "match"):  # two DaskJobs on the one cluster
+        for stage in ("decompose", "match", "nulls"):  # DaskJobs on the one cluster
             _stage(stage, out, stores, "--scheduler", address)
     finally:
         for proc in processes:

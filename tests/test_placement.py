@@ -104,12 +104,12 @@ def test_max_memory_flag_forms_agree_with_the_config(flags, tmp_path):
     """Pairs, comma pairs and a YAML mapping on the command line, and the mapping in a config, place alike."""
     import argparse
 
-    from fnet_dist.commands.placement import add_placement_arguments, placement
-    from fnet_dist.core.config import load_config
+    from fnet_dist.core.config import ModelSection, load_config
+    from fnet_dist.flags import add_section, section_from
 
     parser = argparse.ArgumentParser()
-    add_placement_arguments(parser)
-    from_flags = placement(parser.parse_args(["--device-map", "auto", *flags]))
+    add_section(parser, ModelSection)
+    from_flags = section_from(parser.parse_args(["--device-map", "auto", *flags]), ModelSection).placement()
     path = tmp_path / "run.yaml"
     path.write_text("model: {device_map: auto, max_memory: {0: 70GiB, cpu: 200GiB}}\n")
     from_config = load_config(path).model.placement()

@@ -247,7 +247,8 @@ def test_report_fits_1280_px_and_links_its_findings(tmp_path):
     assert len(tested) >= 8 and {f["verdict"] for f in recorded} >= {"fails", "unclear"}
     for f in tested:  # the effect, p-value and draws or examples of findings.json, in the finding's row
         row = html.split(f'<tr id="{anchor_id("finding-" + f["id"])}">', 1)[1].split("</tr>", 1)[0]
-        assert f"{f['effect']:.3g} [95 %: {f['interval'][0]:.3g}, {f['interval'][1]:.3g}]" in row
+        low, high = ("–" if v is None else f"{v:.3g}" for v in f["interval"])   # no interval: a dash
+        assert f"{f['effect']:.3g} [95 %: {low}, {high}]" in row
         assert f"<td>{f['p_value']:.3g} (uncorrected {f['p_raw']:.3g}; α 0.05)</td>" in row
         assert f"{f['n_draws'] or f['n_examples']} {'draws' if f['n_draws'] else 'examples'}" in row
     wide_check = inspect_layout(tmp_path / "wide.html", ["wide"], shots / "wide")

@@ -164,3 +164,28 @@ def _counted(lm, requests) -> tuple[list, dict]:
     finally:
         for handle in counters:
             handle.remove()
+
+
+def test_few_shot_and_chat_template_equal_simple_evaluate_with_the_same_options(tiny_llama, tmp_path):
+    """``evaluate.num_fewshot`` and ``evaluate.apply_chat_template`` build the prompts lm-eval builds for them."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    from fnet_dist.evaluate.tasks import TaskOptions
+
+    loaded = load_model(tiny_llama)
+    loaded.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    lean = LeanHFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=3)
+    reference = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=3)
+    manager = prepare_tasks(["sentiment_rt"], tmp_path / "tasks")
+    options = TaskOptions(num_fewshot=2, apply_chat_template=True)
+    ours = Scorer(lean, manager, ["sentiment_rt"], limit=LIMIT, seed=3, bootstrap_iters=50, options=options).score(nullcontext())
+    plain = Scorer(lean, manager, ["sentiment_rt"], limit=LIMIT, seed=3, bootstrap_iters=50).score(nullcontext())
+    theirs = simple_evaluate(model=reference, tasks=["sentiment_rt"], task_manager=manager, limit=LIMIT, bootstrap_iters=50,
+                             random_seed=3, numpy_random_seed=3, torch_random_seed=3, fewshot_random_seed=3,
+                             num_fewshot=2, apply_chat_template=True)
+    _close(ours["results"]["sentiment_rt"], theirs["results"]["sentiment_rt"])
+    for mine, expected, zero in zip(ours["samples"]["sentiment_rt"], theirs["samples"]["sentiment_rt"],
+                                    plain["samples"]["sentiment_rt"], strict=True):
+        assert mine["prompt_hash"] == expected["prompt_hash"] != zero["prompt_hash"]
+        assert mine["arguments"][0][0].startswith("<user>") and mine["arguments"][0][0].count("Sentiment") == 3

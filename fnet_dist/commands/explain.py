@@ -3,42 +3,38 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.config import MatchSection, ModelSection
 from ..core.errors import InputError
+from ..flags import MODEL_FLAGS, OVERWRITE_HELP, TEMPLATES_HELP, add_section, renamed, section_from
 from ..model.loading import load_model
 from ..report.explain import explain_text
 from ..report.explain_page import render_attribution_html
 from ..store.locks import output_lock
 from ..store.outputs import prepare_output, replacing
 from ..store.storage import normalize_url
-from .placement import add_placement_arguments, placement
 
 HELP = "shade a text's tokens by each group template's source signal (paper Figures 9-18) into an HTML page"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="hub id, local folder, .gguf file or smollm2-135m-instruct (the model the networks came from)")
     parser.add_argument("--networks", required=True, help="networks store (path or URL) written by fnet decompose")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the text to explain")
     source.add_argument("--text-file", help="read the text from this file (UTF-8)")
     parser.add_argument("--out", required=True, metavar="PAGE.html", help="where to write the HTML page (path or URL)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an explain page already at --out")
-    parser.add_argument("--components", type=int, nargs="+", default=None, metavar="K",
-                        help="template numbers (1-based, as in the match tables; default: all)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--templates", "--components", dest="templates", type=int, nargs="+", default=None,
+                        metavar="K", action=renamed("store", "--templates"), help=f"{TEMPLATES_HELP} (default: all)")
     parser.add_argument("--max-tokens", type=int, default=1024, help="truncate the text to this many tokens (default 1024)")
-    parser.add_argument("--hook-module", default=None,
-                        help="block output per layer for a family fnet does not know, e.g. 'model.layers.{i}.mlp'")
-    parser.add_argument("--revision", default=None, help="model revision (hub models)")
-    add_placement_arguments(parser)
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow a model's own modelling code (ChatGLM3 …)")
+    add_section(parser, ModelSection, rename=MODEL_FLAGS)
+    add_section(parser, MatchSection, only=("threshold", "two_sided"))
 
 
 def run(args: argparse.Namespace) -> int:
     import fsspec
 
-
+    model = section_from(args, ModelSection, rename=MODEL_FLAGS)  # a bad model flag fails before any work
+    match = section_from(args, MatchSection)
     if args.max_tokens < 2:
         raise InputError(f"--max-tokens {args.max_tokens}: expected a whole number of tokens of at least 2 (default 1024)")
     out = normalize_url(args.out)
@@ -51,10 +47,9 @@ def run(args: argparse.Namespace) -> int:
                     text = handle.read()
             except OSError as exc:
                 raise InputError(f"cannot read --text-file {args.text_file!r}: {exc.strerror}; check the path") from None
-        loaded = load_model(args.model, revision=args.revision, device=args.device,
-                            trust_remote_code=args.trust_remote_code, **placement(args))
-        attribution = explain_text(loaded, args.networks, text, args.components, max_tokens=args.max_tokens,
-                                   hook_module=args.hook_module)
+        loaded = load_model(model.id, **model.placement())
+        attribution = explain_text(loaded, args.networks, text, args.templates, match=match, max_tokens=args.max_tokens,
+                                   hook_module=model.hook_module)
         with replacing(out, "explain", overwrite=args.overwrite) as staged, fsspec.open(staged, "w", encoding="utf-8") as handle:
             handle.write(render_attribution_html(attribution))
         print(f"wrote {out}: {len(attribution.token_ids)} tokens, templates {attribution.components}")

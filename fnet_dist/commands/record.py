@@ -4,16 +4,17 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import ModelSection, RecordSection
-from ..flags import add_section, section_from
+from ..flags import MODEL_FLAGS, add_section, section_from
 from ..record.recording import parse_shard, record_activations, summarize_store
 
 HELP = "record every layer's MLP-block output for the tokens of corpus samples into a Zarr activations store"
-MODEL_FLAGS = {"id": "model"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", required=True,
-                        help="hf:NAME[:CONFIG][@SPLIT], offline:news|wiki|math|code, or a .txt/.jsonl/.csv/.parquet file")
+                        help="hf:NAME[:CONFIG][@SPLIT], offline:news|wiki|math|code, or a .txt/.jsonl/.csv/.parquet file, a glob "
+                             "of them or compressed (.gz, .bz2, .xz, .zst); options after '#': revision=REV, "
+                             "streaming, take=N (e.g. 'hf:NAME@train#revision=abc1234,streaming,take=5000')")
     parser.add_argument("--out", required=True, help="store URL (local path, s3://, gs://, memory://)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="write shard I of N (Kubernetes Indexed Job: I = the job index)")
     parser.add_argument("--overwrite", action="store_true", help="replace a store of another config or schema version")

@@ -66,6 +66,11 @@ class ModelSection(_Section):
     trust_remote_code: bool = Field(False, description="allow a model's own modelling code (ChatGLM3 …)")
     hook_module: str | None = Field(
         None, description="module of each layer's MLP block for an unregistered family, e.g. 'model.layers.{i}.mlp'")
+    init: Literal["trained", "random"] = Field(
+        "trained", description="trained: the checkpoint's weights; random: the same architecture and tokenizer with "
+                               "weights from the model's own initialisation (seeded by init_seed), the untrained twin "
+                               "a null-model run compares the trained model with")
+    init_seed: int = Field(0, **_help("seed of the random initialisation (init: random)", ge=0))
 
     @field_validator("max_memory", mode="before")
     @classmethod
@@ -89,7 +94,7 @@ class ModelSection(_Section):
         """The ``load_model`` keywords of this section (dtype, device, device_map, max_memory, ...)."""
         return {"revision": self.revision, "dtype": self.dtype, "device": self.device, "device_map": self.device_map,
                 "max_memory": self.max_memory, "offload_folder": self.offload_folder,
-                "trust_remote_code": self.trust_remote_code}
+                "trust_remote_code": self.trust_remote_code, "init": self.init, "init_seed": self.init_seed}
 
 
 class RecordSection(_Section):
@@ -108,6 +113,9 @@ class RecordSection(_Section):
         "auto", description="pack consecutive texts of a corpus into samples of at least this many tokens; "
         "auto: decompose.components + 1 + decompose.exclude_first_tokens (what an individual ICA needs); "
         "0: one text per sample (a short sample gets fewer components and is counted as not usable)")
+    shuffle: Literal["none", "tokens_within_sample"] = Field(
+        "none", description="tokens_within_sample: each sample's tokens after the first in a seeded random order (the "
+                            "corpus control of a null-model run: token statistics kept, sequence structure destroyed)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "RecordSection":
@@ -118,11 +126,13 @@ class RecordSection(_Section):
         return self
 
     def content(self) -> dict[str, Any]:
-        """The parameters that determine a store's content (not how they are batched); ``pack_to_tokens`` only when
-        it packs, so stores of one text per sample keep the hash they had before packing existed."""
-        content = self.model_dump(exclude={"batch_size", "batch_tokens", "pack_to_tokens"})
+        """The parameters that determine a store's content (not how they are batched); ``pack_to_tokens`` and
+        ``shuffle`` only when they change something, so stores keep the hash they had before either existed."""
+        content = self.model_dump(exclude={"batch_size", "batch_tokens", "pack_to_tokens", "shuffle"})
         if self.pack_to_tokens not in (0, "auto"):
             content["pack_to_tokens"] = int(self.pack_to_tokens)
+        if self.shuffle != "none":
+            content["shuffle"] = self.shuffle
         return content
 
 
@@ -157,6 +167,9 @@ class DecomposeSection(_Section):
     group_fun: Literal["logcosh", "cube", "exp"] = Field(
         "cube", description="group-level FastICA contrast (cube: nilearn CanICA's and the paper's later code's)")
     power_iter: int = Field(3, **_help("power iterations of the group's randomized PCA", ge=0))
+    splits: int = Field(3, **_help(
+        "random splits of the group samples into two disjoint halves, each half decomposed at the group level like "
+        "the whole (split-half reproducibility, and the interval of the recurrence estimate); 0: none", ge=0))
     single_token_share: float = Field(
         0.5, **_help("flag components whose source puts more than this share of its energy on one token", gt=0, le=1))
 
@@ -187,6 +200,11 @@ class MatchSection(_Section):
         "layer-matched random networks per template for the counterparts null (fnet_dist/match/nulls.py); 'most of m "
         "templates' is significant at alpha only if ceil(m / 2) * F / (permutations + 1) ≤ alpha, with F = 1 (or the "
         "number of findings with report.correction: run): 2999 covers 40 templates and 7 findings at 0.05", ge=99))
+    sensitivity_thresholds: tuple[float, ...] = Field(
+        (2.5, 3.0, 3.6, 4.5), description="thresholds of the sensitivity grid (each one- and two-sided); () for none")
+    sensitivity_ious: tuple[float, ...] = Field((0.1, 0.2, 0.3, 0.5), description="counterpart IoU cut-offs of the grid")
+    sensitivity_permutations: int = Field(199, **_help(
+        "random networks per template and null kind in each cell of the sensitivity grid", ge=19))
     first_token_share: float = Field(0.5, **_help(
         "a template whose source peaks at the first token in at least this share of samples is first-token-dominated "
         "(flagged; never a recurrence on its own)", gt=0, le=1))
@@ -246,7 +264,14 @@ class EvaluateSection(_Section):
     sweeps: bool = Field(False, description="sweep multiplicative / additive edits (Figures 5-7)")
     sweep_factors: tuple[float, ...] = Field((0.5, 0.9, 1.02, 1.1, 1.5, 2.0, 3.0), description="factors of the sweeps")
     sweep_values: tuple[float, ...] = Field((0.1, 0.5, 1.0, 1.5, 2.0, 3.0), description="added values of the sweeps")
-    batch_size: int = Field(8, **_help("documents per forward pass", ge=1))
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        8, description="documents per forward pass; auto: the largest that fits (lm-eval's own search, hf backend)")
+    include_path: tuple[str, ...] = Field(
+        (), description="folders of your own lm-eval task YAMLs; name their tasks in tasks (hf backend)")
+    num_fewshot: int | None = Field(
+        None, **_help("examples shown before each question (default: each task's own, else 0; hf backend)", ge=0))
+    apply_chat_template: bool = Field(
+        False, description="format each prompt with the tokenizer's chat template (instruct models; hf backend)")
     seed: int = Field(0, **_help("seed of the random masks, localizer stimuli, probes and lm-eval", ge=0))
     controls: ControlsSection = ControlsSection()
     scratch: str | None = Field(
@@ -304,6 +329,19 @@ class CorpusEntry(_Section):
     text_field: str | None = None
 
 
+NULL_SECTIONS = ("model", "record")  # what a null variant may change: what is recorded, never how it is analysed
+
+
+class NullVariant(_Section):
+    """A null-model run beside the trained one: the same config with ``set`` applied (keys as ``--set`` takes them,
+    within ``NULL_SECTIONS``), recorded, decomposed and matched into ``nulls/<name>/`` of the run folder."""
+
+    set: dict[str, Any] = Field(default_factory=dict, description="overrides, e.g. {model.init: random} or "
+                                                                  "{record.shuffle: tokens_within_sample}")
+    corpora: tuple[str, ...] = Field((), description="corpora the variant records (default: every corpus)")
+    description: str = Field("", description="what the variant keeps and what it destroys, for the report")
+
+
 class PipelineConfig(_Section):
     version: int = CONFIG_VERSION
     name: str = "default"
@@ -321,6 +359,9 @@ class PipelineConfig(_Section):
     evaluate: EvaluateSection = EvaluateSection()
     dask: DaskSection = DaskSection()
     report: ReportSection = ReportSection()
+    nulls: dict[str, NullVariant] = Field(
+        default_factory=dict, description="null-model variants whose structure findings the trained model's are "
+                                          "compared with, e.g. {random-init: {set: {model.init: random}}}")
 
     @field_validator("version")
     @classmethod
@@ -348,11 +389,44 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _known_networks_of(self) -> "PipelineConfig":
-        unknown = [c for c in self.evaluate.networks_of if c not in self.corpora]
+        unknown = [c for c in self.evaluate.networks_of if c not in self.corpora] if self.evaluate.enabled else []
         if unknown:
             raise ValueError(f"evaluate.networks_of names corpora {unknown} that are not in corpora "
                              f"{list(self.corpora)}; name some of those (or none: the first)")
         return self
+
+    @model_validator(mode="after")
+    def _null_variants(self) -> "PipelineConfig":
+        for name in self.nulls:
+            self.null_variant(name)  # every variant is a valid config of its own
+        return self
+
+    def null_variant(self, name: str) -> "PipelineConfig":
+        """The config of null variant ``name``: this one with its overrides, its corpora, no evaluation, no variants
+        of its own, writing into ``<out>/nulls/<name>`` (stores under ``<stores>/nulls/<name>`` when set)."""
+        variant = self.nulls[name]
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"null variant name {name!r} must be letters, digits, '-' or '_' (it names a folder)")
+        unknown = [c for c in variant.corpora if c not in self.corpora]
+        if unknown:
+            raise ValueError(f"nulls.{name}.corpora names {unknown}, not in corpora {list(self.corpora)}")
+        outside = [k for k in variant.set if k.split(".", 1)[0] not in NULL_SECTIONS or "." not in k]
+        if outside:
+            raise ValueError(f"nulls.{name}.set changes {outside}: a null variant changes only what is recorded "
+                             f"({', '.join(s + '.*' for s in NULL_SECTIONS)}), so its statistics compare with these")
+        data = self.model_dump(mode="json")
+        data.update(name=f"{self.name}-{name}", nulls={}, out=f"{str(self.out).rstrip('/')}/nulls/{name}",
+                    stores=None if self.stores is None else f"{self.stores.rstrip('/')}/nulls/{name}")
+        data["evaluate"]["enabled"] = False
+        if variant.corpora:
+            data["corpora"] = {c: data["corpora"][c] for c in variant.corpora}
+        for key, value in variant.set.items():
+            section, field = key.split(".", 1)
+            data[section][field] = value
+        try:
+            return PipelineConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(f"nulls.{name}: {describe_error(exc, '')}") from None
 
     def pack_to_tokens(self) -> int:
         """Tokens a recorded sample packs texts up to (``record.pack_to_tokens`` with ``auto`` resolved; 0: off)."""

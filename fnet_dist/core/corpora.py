@@ -4,17 +4,27 @@
   (``datasets.load_dataset``; NAME may be a hub id or a local dataset folder), a local or fsspec
   ``.txt`` (one text per line), ``.jsonl``, ``.csv`` or ``.parquet`` file (``text_field`` names the
   column), or ``offline:news|wiki|math|code`` (``fnet_dist.core.offline``). Index i is the corpus row i.
+  Through ``datasets`` as well: files matched by a glob (``data/*.jsonl``, ``data/**/*.txt``, in sorted order) and
+  compressed files (``.jsonl.gz``, ``.txt.zst``, ``.csv.bz2``, ``.xz``), read by its ``text`` / ``json`` / ``csv`` /
+  ``parquet`` builders. Options after ``#``, comma-separated: ``revision=REV`` (a hub dataset's branch, tag or
+  commit: pin it for a reproducible run), ``streaming`` (read rows as they come, without downloading or converting
+  the whole dataset first) and ``take=N`` (only the first N rows; with ``streaming`` nothing past them is read),
+  e.g. ``hf:allenai/c4:en@train#revision=1588ec4,streaming,take=20000`` or ``data/*.jsonl.gz#take=5000``.
+- ``parse_options(spec) -> (spec, options)``: a spec without its ``#`` options, and the options.
 - ``check_corpus(spec, text_field=)``: what can be checked in a moment before a run (``fnet run``'s preflight):
-  the spec's form, an offline name, and a file that is readable, not empty, and whose head holds the field
-  (a Parquet file's schema, a CSV header, the first JSON line); the same one-line ``InputError`` as ``load_corpus``.
+  the spec's form and options, an offline name, a glob that matches files, and a plain file that is readable, not
+  empty, and whose head holds the field (a Parquet file's schema, a CSV header, the first JSON line); the same
+  one-line ``InputError`` as ``load_corpus``.
 - ``Sample`` / ``Selection``: one recorded text and the chosen samples with their counts (the activations store
   writes them; ``fnet_dist.record.sampling.select_samples`` makes them).
 """
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -23,10 +33,30 @@ import numpy as np
 from .errors import InputError
 from .offline import domain_texts
 
-__all__ = ["FILE_SUFFIXES", "Sample", "Selection", "check_corpus", "load_corpus", "parse_hf_spec"]
+__all__ = ["COMPRESSIONS", "FILE_SUFFIXES", "Sample", "Selection", "check_corpus", "load_corpus", "parse_hf_spec",
+           "parse_options"]
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
-_HELP = f"expected hf:NAME[:CONFIG][@SPLIT], offline:news|wiki|math|code, or a {'/'.join(FILE_SUFFIXES)} file"
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")  # what ``datasets`` decompresses on its own
+_BUILDERS = {".txt": "text", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+_OPTIONS = ("revision", "streaming", "take")
+_HELP = (f"expected hf:NAME[:CONFIG][@SPLIT], offline:news|wiki|math|code, or a {'/'.join(FILE_SUFFIXES)} file "
+         f"(a glob, compressed {'/'.join(COMPRESSIONS)}), with #revision=REV,streaming,take=N options")
+
+
+def parse_options(spec: str) -> tuple[str, dict[str, Any]]:
+    """``SPEC#revision=abc,streaming,take=100`` -> ``(SPEC, {"revision": "abc", "streaming": True, "take": 100})``."""
+    body, sep, tail = spec.partition("#")
+    options: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in tail.split(","))) if sep else ():
+        key, eq, value = item.partition("=")
+        if key not in _OPTIONS or (key == "streaming") == bool(eq) or (key != "streaming" and not value):
+            raise InputError(f"corpus option {item!r} of {spec!r} is unknown or malformed: expected revision=REV, "
+                             f"streaming or take=N after '#', comma-separated")
+        if key == "take" and not (value.isdigit() and int(value) > 0):
+            raise InputError(f"corpus option take={value} of {spec!r}: expected a positive number of rows")
+        options[key] = True if key == "streaming" else int(value) if key == "take" else value
+    return body, options
 
 
 def parse_hf_spec(spec: str) -> tuple[str, str | None, str]:
@@ -48,19 +78,61 @@ def _as_texts(values: Sequence[Any]) -> list[str]:
     return ["" if v is None else str(v) for v in values]
 
 
-def _load_hf(spec: str, field: str) -> list[str]:
+def _dataset_texts(spec: str, field: str, options: dict[str, Any], *args: Any, **kwargs: Any) -> list[str]:
+    """``datasets.load_dataset(*args, **kwargs)``'s ``field`` column, streamed or taken as ``options`` say."""
+    from itertools import islice
+
     try:
         import datasets
     except ImportError:
         raise InputError(f"corpus {spec!r} needs the 'datasets' package: pip install datasets") from None
-    name, config, split = parse_hf_spec(spec)
     try:
-        data = datasets.load_dataset(name, config, split=split)
+        data = datasets.load_dataset(*args, streaming=bool(options.get("streaming")), **kwargs)
+        if options.get("streaming"):
+            rows = islice(iter(data), options.get("take"))
+            first = next(rows, None)
+            columns = list(first or {}) if data.column_names is None else data.column_names
+            _require_field(field, columns, spec)
+            return _as_texts([r[field] for r in ([first] if first is not None else []) + list(rows)])
+        if options.get("take"):
+            data = data.select(range(min(options["take"], len(data))))
+    except InputError:
+        raise
     except Exception as exc:  # datasets raises many types (DatasetNotFoundError, ValueError, ConnectionError…)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"could not load dataset {spec!r}: {first}; check the name, config and split (or use a local file)") from None
+        raise InputError(f"could not load dataset {spec!r}: {first}; check the name, config, split and revision "
+                         f"(or the files)") from None
     _require_field(field, data.column_names, spec)
     return _as_texts(data[field])
+
+
+def _load_hf(spec: str, field: str, options: dict[str, Any]) -> list[str]:
+    name, config, split = parse_hf_spec(spec)
+    return _dataset_texts(spec, field, options, name, config, split=split, revision=options.get("revision"))
+
+
+def _file_kind(spec: str) -> str | None:
+    """The suffix among ``FILE_SUFFIXES`` of a file name (before a compression suffix), or None."""
+    name = spec.lower()
+    name = next((name[: -len(c)] for c in COMPRESSIONS if name.endswith(c)), name)
+    return next((s for s in FILE_SUFFIXES if name.endswith(s)), None)
+
+
+def _load_files(spec: str, field: str, options: dict[str, Any]) -> list[str]:
+    """Files matched by a glob, or a compressed file, or any file with options: through ``datasets``' builders."""
+    files = sorted(glob.glob(spec, recursive=True)) if glob.has_magic(spec) else [spec]
+    if not files or not all(os.path.isfile(f) for f in files):
+        raise InputError(f"corpus {spec!r} matches no file; check the path or the glob")
+    if options.get("revision"):
+        raise InputError(f"corpus {spec!r}: revision= pins a hub dataset (hf:NAME); local files have none")
+    kinds = {_file_kind(f) for f in files}
+    if len(kinds) != 1 or None in kinds:
+        raise InputError(f"corpus {spec!r} matches files of several or unknown kinds ({', '.join(map(str, kinds))}): "
+                         f"a glob must match one kind of {'/'.join(FILE_SUFFIXES)} files")
+    builder = _BUILDERS[kinds.pop()]
+    texts = _dataset_texts(spec, "text" if builder == "text" else field, options, builder, data_files=files,
+                           split="train")
+    return texts
 
 
 def _read_bytes(spec: str, size: int = -1) -> bytes:
@@ -122,11 +194,9 @@ def _check_file(spec: str, field: str, head_bytes: int = 1 << 20) -> None:
         return
     text = head.decode("utf-8", errors="replace")
     if suffix == ".csv":
-        first = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
-        _require_field(field, first, spec)
+        _require_field(field, next(csv.reader(io.StringIO(text.split("\n", 1)[0])), []), spec)
     elif suffix == ".jsonl":
-        line = next(line for line in text.splitlines() if line.strip())
-        _jsonl(line.encode(), spec, field)
+        _jsonl(next(line for line in text.splitlines() if line.strip()).encode(), spec, field)
 
 
 def _jsonl(raw: bytes, spec: str, field: str) -> list[str]:
@@ -150,12 +220,16 @@ def load_corpus(spec: str, *, text_field: str) -> list[str]:
     column of a field file or hf dataset (``record.text_field``, or the corpus entry's own)."""
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"empty corpus spec {spec!r}; {_HELP}")
-    if spec.startswith("offline:"):
-        texts = domain_texts(spec[len("offline:"):])
-    elif spec.startswith("hf:"):
-        texts = _load_hf(spec, text_field)
-    elif spec.lower().endswith(FILE_SUFFIXES):
-        texts = _load_file(spec, text_field)
+    body, options = parse_options(spec)
+    if body.startswith("offline:"):
+        texts = domain_texts(body[len("offline:"):])
+        texts = texts[: options["take"]] if options.get("take") else texts
+    elif body.startswith("hf:"):
+        texts = _load_hf(body, text_field, options)
+    elif body.lower().endswith(FILE_SUFFIXES) and not options and not any(c in body for c in "*?["):
+        texts = _load_file(body, text_field)  # one plain file: read whole, with line-exact errors
+    elif _file_kind(body) or any(c in body for c in "*?["):
+        texts = _load_files(body, text_field, options)
     else:
         raise InputError(f"unknown corpus {spec!r}; {_HELP}")
     if not any(t.strip() for t in texts):
@@ -164,15 +238,21 @@ def load_corpus(spec: str, *, text_field: str) -> list[str]:
 
 
 def check_corpus(spec: str, *, text_field: str) -> None:
-    """Raise ``InputError`` for what a moment's look shows is wrong with corpus ``spec`` (the module docstring)."""
+    """Raise ``InputError`` for what a moment's look shows is wrong with corpus ``spec`` (the module docstring);
+    a hub dataset is only parsed (reaching the hub is the record stage's)."""
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"empty corpus spec {spec!r}; {_HELP}")
-    if spec.startswith("offline:"):
-        domain_texts(spec[len("offline:"):])
-    elif spec.startswith("hf:"):
-        parse_hf_spec(spec)
-    elif spec.lower().endswith(FILE_SUFFIXES):
-        _check_file(spec, text_field)
+    body, options = parse_options(spec)
+    if body.startswith("offline:"):
+        domain_texts(body[len("offline:"):])
+    elif body.startswith("hf:"):
+        parse_hf_spec(body)
+    elif body.lower().endswith(FILE_SUFFIXES) and not options and not any(c in body for c in "*?["):
+        _check_file(body, text_field)
+    elif _file_kind(body) or any(c in body for c in "*?["):
+        files = sorted(glob.glob(body, recursive=True)) if glob.has_magic(body) else [body]
+        if not files or not all(os.path.isfile(f) for f in files):
+            raise InputError(f"corpus {spec!r} matches no file; check the path or the glob")
     else:
         raise InputError(f"unknown corpus {spec!r}; {_HELP}")
 

@@ -79,9 +79,40 @@ class MatchFiles:
         return self.folder / "counterparts_null.csv"
 
     @property
+    def counterpart_samples(self) -> Path:
+        """One row per corpus, template and usable sample: that sample's counterparts of the template."""
+        return self.folder / "counterpart_samples.csv"
+
+    @property
     def recurrence(self) -> Path:
         """Cross-corpus pairs against chance overlap."""
         return self.folder / "recurrence.csv"
+
+    @property
+    def recurrence_summary(self) -> Path:
+        """Every template that may count, its best IoU (without massive channels) with each other corpus."""
+        return self.folder / "recurrence_summary.csv"
+
+    @property
+    def recurrence_null(self) -> Path:
+        """The recurrence summary against each null kind (uniform, frequency-preserving)."""
+        return self.folder / "recurrence_null.csv"
+
+    @property
+    def split_halves(self) -> Path:
+        """Per corpus, split and template: best IoU of half A's templates with half B's (reproducibility), and
+        the recurrence summary of each half across corpora."""
+        return self.folder / "split_halves.csv"
+
+    @property
+    def split_null(self) -> Path:
+        """The split-half reproducibility against each null kind."""
+        return self.folder / "split_null.csv"
+
+    def sensitivity(self, table: str) -> Path:
+        """A table of the structure statistics over the grid of thresholds, sidedness and IoU cut-offs
+        (``counterparts``, ``samples``, ``nulls``, ``halves``: ``fnet_dist.match.sensitivity``)."""
+        return self.folder / f"sensitivity_{table}.csv"
 
     @property
     def network_anatomy(self) -> Path:
@@ -280,6 +311,12 @@ class RunLayout:
     def record_file(self) -> Path:
         """``run.json``: each stage's config hash, status, timings and outputs."""
         return self.root / "run.json"
+
+    def null_run(self, name: str) -> "RunLayout":
+        """The run folder of null variant ``name`` (``PipelineConfig.null_variant``): ``<root>/nulls/<name>``, its
+        stores under ``<stores>/nulls/<name>`` when the run keeps its stores elsewhere."""
+        stores = None if self.stores is None else f"{self.stores.rstrip('/')}/nulls/{name}"
+        return RunLayout(self.root / "nulls" / name, stores)
 
     @classmethod
     def of(cls, config: PipelineConfig) -> "RunLayout":

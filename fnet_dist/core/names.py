@@ -14,13 +14,17 @@ which every result row carries.
   of a table that carries names without fields (a probing table's columns, a controls table's networks).
 - ``condition_names(records)``: a finding's conditions as display names, the draws of one set counted instead of
   listed (``news/5 matched_count draws (19)``).
+- ``parse_network_name(name)``: what a user typed (``news/5``, ``news/all``) back to ``(corpus, template or None)``:
+  the inverse of ``network_name`` for input only (a run's tables never parse names; they carry the fields).
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Iterable, Mapping
 
-__all__ = ["condition_names", "display_name", "display_names", "network_name"]
+from .errors import InputError
+
+__all__ = ["condition_names", "display_name", "display_names", "network_name", "parse_network_name"]
 
 _PARTS = {"minus_massive": "without massive channels", "massive_only": "massive channels only"}
 
@@ -28,6 +32,17 @@ _PARTS = {"minus_massive": "without massive channels", "massive_only": "massive 
 def network_name(corpus: str, template: int | str) -> str:
     """``<corpus>/<template>``: ``template`` is 1-based (or ``all``)."""
     return f"{corpus}/{template}"
+
+
+def parse_network_name(name: str) -> tuple[str, int | None]:
+    """``news/5`` -> ``("news", 5)``; ``news/all`` -> ``("news", None)`` (every template of the corpus united)."""
+    corpus, slash, template = str(name).strip().rpartition("/")
+    if slash and corpus and template == "all":
+        return corpus, None
+    if not slash or not corpus or not template.isdigit() or int(template) < 1:
+        raise InputError(f"network name {name!r}: expected CORPUS/TEMPLATE with the template numbered from 1 as in the "
+                         f"report (e.g. news/5), or CORPUS/all")
+    return corpus, int(template)
 
 
 def _fields(condition) -> Mapping[str, Any]:

@@ -14,6 +14,10 @@ Pure functions on arrays; nothing here knows a run folder or a condition name.
   (``scipy.stats.bootstrap``) and a sign-flip p-value (``scipy.stats.permutation_test``).
 - ``against_draws(subject, draws, ...) -> Estimate``: a subject's per-example effect against random draws'
   per-example effects: Monte Carlo p over the draws, interval over the examples of subject - mean draw.
+- ``two_sample_effect(subject, null, ...) -> Estimate``: difference in means of two independent sets of units
+  (a trained model's samples against its null model's), permutation p and bootstrap interval.
+- ``bootstrap_mean(values, level, n_resamples, seed)``: percentile bootstrap interval of a mean.
+- ``replicate_interval(effect, replicates, whole, level)``: an interval from half-sample replicates (split halves).
 - ``overlap_test(overlap, size_a, size_b, total) -> Estimate``: two neuron sets' overlap below chance
   (``scipy.stats.hypergeom``), effect = chance overlap - observed overlap, in neurons.
 - ``judge(estimate, p_corrected, alpha, needed=0)``: the verdict and its one-sentence reason (``VERDICT_RULE``).
@@ -39,6 +43,9 @@ __all__ = [
     "Estimate",
     "Finding",
     "against_draws",
+    "bootstrap_mean",
+    "replicate_interval",
+    "two_sample_effect",
     "conclude",
     "draws_needed",
     "examples_needed",
@@ -160,7 +167,7 @@ class Estimate:
         return int((self.n_draws if self.unit == "draws" else self.n_examples) or 0)
 
 
-def _bootstrap_mean(values: np.ndarray, level: float, n_resamples: int, seed: int) -> tuple[float, float]:
+def bootstrap_mean(values: np.ndarray, level: float, n_resamples: int, seed: int) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (shape (n,)); a constant sample gives [v, v]."""
     from scipy import stats
 
@@ -171,6 +178,22 @@ def _bootstrap_mean(values: np.ndarray, level: float, n_resamples: int, seed: in
     result = stats.bootstrap((values,), np.mean, confidence_level=level, n_resamples=n_resamples,
                              method="percentile", vectorized=True, axis=-1, random_state=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def replicate_interval(effect: float, replicates, whole: float, level: float) -> tuple[float, float]:
+    """Interval of ``effect`` (an estimate from the whole data, ``whole`` its statistic) from half-sample replicates of
+    the statistic (shape (n_splits, 2): the two disjoint halves of each random split): standard error
+    sqrt(mean((replicate - whole)^2)) (random half-sample replication, McCarthy 1969; conservative where halves are
+    noisier than the whole), Student t with n_splits degrees of freedom. NaN without two finite replicates."""
+    from scipy import stats
+
+    values = np.asarray(replicates, dtype=float)
+    values = values[np.isfinite(values).all(axis=-1)] if values.ndim == 2 else values[np.isfinite(values)]
+    if values.size < 2 or not np.isfinite(whole):
+        return (float("nan"), float("nan"))
+    se = float(np.sqrt(np.mean((values - whole) ** 2)))
+    half_width = float(stats.t.ppf(0.5 + level / 2, df=max(len(values), 1))) * se
+    return (effect - half_width, effect + half_width)
 
 
 def paired_effect(diff, *, level: float, n_resamples: int, seed: int, alpha: float, n_permutations: int = 9999,
@@ -196,8 +219,38 @@ def paired_effect(diff, *, level: float, n_resamples: int, seed: int, alpha: flo
     else:
         p = float(stats.permutation_test((diff,), np.mean, permutation_type="samples", alternative="greater",
                                          vectorized=True, n_resamples=n_permutations, random_state=np.random.default_rng(seed)).pvalue)
-    return Estimate(float(diff.mean()), _bootstrap_mean(diff, level, n_resamples, seed), p, test, n_examples=n,
+    return Estimate(float(diff.mean()), bootstrap_mean(diff, level, n_resamples, seed), p, test, n_examples=n,
                     needed=examples_needed(alpha), unit="examples")
+
+
+def two_sample_effect(subject, null, *, level: float, n_resamples: int, seed: int, alpha: float, unit: str,
+                      n_permutations: int = 9999) -> Estimate:
+    """mean(``subject``) - mean(``null``) of two independent sets of units (shapes (n,), (m,); positive = the claim's
+    direction): one-sided permutation p (``scipy.stats.permutation_test``, units exchanged between the sets, exact
+    while the relabellings are at most ``n_permutations``) and a percentile bootstrap interval resampling each set
+    (``scipy.stats.bootstrap``). ``needed``: the fewest units per set whose smallest p can reach alpha."""
+    from scipy import stats
+
+    a, b = (np.asarray(v, dtype=float) for v in (subject, null))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    test = (f"two-sample permutation test of the difference in means over {len(a)} + {len(b)} {unit} "
+            f"(bootstrap interval resampling each set)")
+    needed = next(n for n in range(1, 64) if 1 / math.comb(2 * n, n) <= alpha)
+    if len(a) < 2 or len(b) < 2:
+        return Estimate(float("nan"), (float("nan"), float("nan")), float("nan"), test,
+                        n_examples=int(min(len(a), len(b))), needed=needed, unit=unit)
+    diff = lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis)
+    p = float(stats.permutation_test((a, b), diff, permutation_type="independent", alternative="greater",
+                                     vectorized=True, n_resamples=n_permutations,
+                                     random_state=np.random.default_rng(seed)).pvalue)
+    if np.ptp(np.concatenate([a, b])) == 0:
+        low = high = 0.0
+    else:
+        ci = stats.bootstrap((a, b), diff, confidence_level=level, n_resamples=n_resamples, method="percentile",
+                             vectorized=True, random_state=np.random.default_rng(seed)).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    return Estimate(float(diff(a, b)), (low, high), p, test, n_examples=int(min(len(a), len(b))), needed=needed,
+                    unit=unit)
 
 
 def against_draws(subject, draws, *, level: float, n_resamples: int, seed: int, alpha: float,
@@ -224,7 +277,7 @@ def against_draws(subject, draws, *, level: float, n_resamples: int, seed: int, 
                         n_examples=int(subject.size), needed=draws_needed(alpha))
     p = monte_carlo_p(subject.mean(), draws.mean(axis=1))
     excess = subject - draws.mean(axis=0)
-    return Estimate(float(excess.mean()), _bootstrap_mean(excess, level, n_resamples, seed), float(p), test,
+    return Estimate(float(excess.mean()), bootstrap_mean(excess, level, n_resamples, seed), float(p), test,
                     n_draws=n_draws, n_examples=int(subject.size), needed=draws_needed(alpha))
 
 

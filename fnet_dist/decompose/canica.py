@@ -4,6 +4,7 @@
   arrays or one (n_samples, n_rows, n_neurons…) numpy, dask or xarray array (rows past ``n_tokens``
   are fill). With a dask array, every per-sample PCA is a task and the group PCA is
   ``dask.array.linalg.svd_compressed``: only one sample per task and the small reduced stack are in memory.
+  ``transform(X)``: one sample's sources over its tokens on the fitted templates (dual regression).
 - ``reduce_sample(X, k, ...)``: one sample's standardised PCA components (k, n_neurons).
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..core.config import DecomposeSection
 from ..core.errors import InputError
-from ..core.signals import standardize
+from ..core.signals import standardize, token_sources
 from .ica import PCAResult, best_match_correlation, pca, sum_of_squares, unmix
 from .individual import _D, _blas_limit, blas_thread_count, check_parameters, derive_seeds
 
@@ -201,6 +202,13 @@ class GroupCanICA:
             runs = list(dask.compute(*[dask.delayed(_restart)(shared, int(s), *args) for s in self.seeds_]))
         self._keep_sparsest(runs, pcs, feature_shape)
         return self
+
+    def transform(self, X) -> np.ndarray:
+        """Sources ``(n_rows, n_components)`` of one sample's rows ``X`` (n_rows, n_neurons) or (n_rows, n_layers,
+        d_model), standardised per neuron as in fit, regressed on the fitted templates (least squares, as the
+        report's token attribution: ``fnet_dist.core.signals.token_sources``)."""
+        X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+        return token_sources(X, self.components_.reshape(len(self.components_), -1), "spatial")
 
     def _keep_sparsest(self, runs, pcs: PCAResult, feature_shape: tuple) -> None:
         from sklearn.exceptions import ConvergenceWarning

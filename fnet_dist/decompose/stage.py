@@ -71,6 +71,9 @@ def _select(acts, section: DecomposeSection) -> dict[str, np.ndarray]:
         if level in levels and k >= n_neurons:
             flag = "--components" if level == "individual" else "--group-components"
             raise InputError(f"{flag} {k} is larger than possible: the store has {n_neurons} neurons")
+    if "group" in levels and section.splits and len(chosen["group"]) < 2:
+        raise InputError(f"decompose.splits {section.splits} halves the group samples, but the store has "
+                         f"{len(chosen['group'])}; record at least 2 group samples, or set splits to 0")
     if "group" in levels:
         usable = acts["n_tokens"].values[chosen["group"]] - section.exclude_first_tokens - 1
         if not (usable >= group_components).any():
@@ -86,7 +89,7 @@ def _template(acts, chosen, parameters: dict, attrs: dict):
 
     n_ind, n_grp = len(chosen["individual"]), len(chosen["group"])
     k, kg = parameters["components"], parameters["group_components"]
-    runs, restarts = parameters["stability_runs"], parameters["n_init"]
+    runs, restarts, splits = parameters["stability_runs"], parameters["n_init"], parameters["splits"]
     L, D, T = acts.sizes["layer"], acts.sizes["neuron"], acts.sizes["token"]
     nan = lambda *shape: np.full(shape, np.nan, dtype=np.float32)  # noqa: E731
     lazy = lambda *shape, chunks: da.full(shape, np.nan, dtype=np.float32, chunks=chunks)  # noqa: E731
@@ -101,6 +104,10 @@ def _template(acts, chosen, parameters: dict, attrs: dict):
         "group_kept": (("restart",), np.zeros(restarts, bool)),
         "group_sample_status": (("group_sample",), np.array(["pending"] * n_grp, dtype=object)),
         "group_blas_threads": ((), np.int64(0)),
+        "split_map": (("split", "half", "component", "layer", "neuron"),
+                      lazy(splits, 2, kg, L, D, chunks=(1, 1, kg, L, D))),
+        "split_half": (("split", "group_sample"), np.full((splits, n_grp), -1, np.int8)),
+        "split_done": (("split",), np.zeros(splits, bool)),
         "individual_map": (C + ("layer", "neuron"), lazy(n_ind, k, L, D, chunks=(1, k, L, D))),
         "individual_source": (C + ("token",), lazy(n_ind, k, T, chunks=(1, k, T))),
         "individual_explained_variance": (C, lazy(n_ind, k, chunks=(1, k))),
@@ -119,7 +126,8 @@ def _template(acts, chosen, parameters: dict, attrs: dict):
     }
     coords = {"sample": acts["sample"].values[chosen["individual"]],
               "group_sample": acts["sample"].values[chosen["group"]],
-              "layer": np.arange(L), "component": np.arange(kg), "individual_component": np.arange(k)}
+              "layer": np.arange(L), "component": np.arange(kg), "individual_component": np.arange(k),
+              "split": np.arange(splits), "half": np.arange(2)}
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
@@ -159,19 +167,23 @@ def _target(url: str, attrs: dict, overwrite: bool) -> str:
 
 def _repair(url: str, found: dict) -> dict:
     """Attrs of the resumed store at ``url`` after marking what has damaged chunks (missing or truncated) as not
-    done, so that this run redoes it: the samples (``individual_done``) and the group level (``group_complete``)."""
+    done, so that this run redoes it: samples (``individual_done``), splits (``split_done``) and the group level
+    (``group_complete``)."""
     import xarray as xr
 
     damages = find_damage(url, storage_schemas.NETWORKS)
     if not damages:
         return found
-    samples = sorted(damaged_samples(damages))
-    group = any(d.variable.startswith("group_") for d in damages)
-    log.warning("%s: damaged chunks (%s%s): redoing them", url, f"samples {samples}" if samples else "",
-                " and the group level" if group else "")
-    for position in samples:
-        xr.Dataset({"individual_done": (("sample",), np.array([False]))}).to_zarr(
-            url, region={"sample": slice(position, position + 1)}, mode="r+", consolidated=False)
+    group = any(d.variable == "group_map" for d in damages)
+    for dim, marker in (("sample", "individual_done"), ("split", "split_done")):
+        positions = sorted(damaged_samples(damages, dim))
+        if positions:
+            log.warning("%s: damaged chunks of %ss %s: redoing them", url, dim, positions)
+        for position in positions:
+            xr.Dataset({marker: ((dim,), np.array([False]))}).to_zarr(
+                url, region={dim: slice(position, position + 1)}, mode="r+", consolidated=False)
+    if group:
+        log.warning("%s: damaged group templates: redoing the group level", url)
     _update_attrs(url, complete=False, **({"group_complete": False} if group else {}))
     return {**found, "complete": False, **({"group_complete": False} if group else {})}
 
@@ -201,12 +213,8 @@ def _run_group(url: str, acts, chosen, section: DecomposeSection) -> None:
     import xarray as xr
 
 
-    idx = chosen["group"]
-    est = GroupCanICA.from_section(section, blas_threads=_BLAS_THREADS)
-    est.fit(acts["activation"].data[idx], n_tokens=acts["n_tokens"].values[idx])
+    maps, est = _fit_group(acts, chosen["group"], section)
     kg, got = section.group_components, len(est.components_)
-    maps = np.full((kg, *est.components_.shape[1:]), np.nan, np.float32)
-    maps[:got] = est.components_
     pad = lambda v: np.concatenate([v, np.full(kg - len(v), np.nan)])  # noqa: E731
     out = xr.Dataset({
         "group_map": (("component", "layer", "neuron"), maps),
@@ -222,6 +230,44 @@ def _run_group(url: str, acts, chosen, section: DecomposeSection) -> None:
     out.to_zarr(url, mode="r+", consolidated=False, write_empty_chunks=True)  # every chunk: see store.integrity
     _update_attrs(url, group_complete=True)
     log.info("group level: %d templates from %d samples, kept restart %d", got, est.n_samples_used_, est.best_restart_)
+
+
+def _fit_group(acts, positions: np.ndarray, section: DecomposeSection, **options) -> tuple[np.ndarray, GroupCanICA]:
+    """GroupCanICA of the group-split samples at ``positions``: its z-maps padded with NaN to
+    ``group_components`` (component, layer, neuron) float32, and the fitted estimator."""
+    est = GroupCanICA.from_section(section, blas_threads=_BLAS_THREADS, **options)
+    est.fit(acts["activation"].data[positions], n_tokens=acts["n_tokens"].values[positions])
+    maps = np.full((section.group_components, *est.components_.shape[1:]), np.nan, np.float32)
+    maps[:len(est.components_)] = est.components_
+    return maps, est
+
+
+def split_halves(n_samples: int, split: int, seed: int) -> np.ndarray:
+    """(n_samples,) int8: the half (0 = A, 1 = B) of each group sample in split ``split``: a seeded random
+    permutation, its first ⌊n/2⌋ samples in A."""
+    order = np.random.default_rng([seed, 7919, split]).permutation(n_samples)
+    half = np.ones(n_samples, np.int8)
+    half[order[: n_samples // 2]] = 0
+    return half
+
+
+def _run_splits(url: str, acts, chosen, section: DecomposeSection) -> None:
+    """Each split not yet done: the group level fitted on each half of the group samples (seeded apart from the
+    whole), written to its ``split`` region."""
+    import xarray as xr
+
+    done = xr.open_zarr(url, consolidated=False)["split_done"].values
+    for split in [s for s in range(section.splits) if not done[s]]:
+        half = split_halves(len(chosen["group"]), split, section.seed)
+        maps = np.stack([_fit_group(acts, chosen["group"][half == h], section,
+                                    random_state=int(derive_seeds(section.seed, 1, 7919, split, h)[0]))[0]
+                         for h in (0, 1)])
+        region = {"split": slice(split, split + 1)}
+        xr.Dataset({"split_map": (("split", "half", "component", "layer", "neuron"), maps[None]),
+                    "split_half": (("split", "group_sample"), half[None])}).to_zarr(
+            url, region=region, mode="r+", consolidated=False, write_empty_chunks=True)  # every chunk: store.integrity
+        xr.Dataset({"split_done": (("split",), np.array([True]))}).to_zarr(url, region=region, mode="r+", consolidated=False)
+        log.info("split %d: group level on halves of %d and %d samples", split, int((half == 0).sum()), int((half == 1).sum()))
 
 
 def _individual_task(block, n_tokens: int, position: int, sample_id: int, url: str, section: DecomposeSection) -> str:
@@ -314,6 +360,7 @@ def decompose(activations: str, out: str, section: DecomposeSection | None = Non
         chosen = _select(acts, section)
         attrs = {"corpus": corpus or str(acts.attrs.get("corpus", "unknown")), "activations": src,
                  "model_id": str(acts.attrs["model_id"]), "model_revision": str(acts.attrs.get("model_revision", "")),
+                 **({"model_init": str(acts.attrs["model_init"])} if "model_init" in acts.attrs else {}),
                  "n_layers": int(acts.sizes["layer"]),
                  "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
                  "levels": list(levels), "group_complete": False, "complete": False,
@@ -332,6 +379,10 @@ def decompose(activations: str, out: str, section: DecomposeSection | None = Non
                 start = time.perf_counter()
                 _run_group(target, acts, chosen, section)
                 seconds["group"] = round(time.perf_counter() - start, 2)
+            if "group" in levels and section.splits:
+                start = time.perf_counter()
+                _run_splits(target, acts, chosen, section)
+                seconds["splits"] = round(time.perf_counter() - start, 2)
             if "individual" in levels:
                 start = time.perf_counter()
                 _run_individual(target, acts, chosen, section, client)

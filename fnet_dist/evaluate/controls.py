@@ -28,7 +28,7 @@ from .conditions import network_conditions
 from .control_tables import on_massive, write_control_reports
 from .draws import control_conditions
 from .runner import condition_rows, evaluate_conditions, write_rows
-from .tasks import resolve_tasks
+from .tasks import TaskOptions, resolve_tasks
 
 __all__ = [
     "NetworkRef",
@@ -121,8 +121,10 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     out = Path(open_output(str(layout.controls.folder), "evaluation"))  # marked as evaluation results
     mine = conditions[index::count]
     if mine:
-        evaluate_conditions(loaded, mine, resolve_tasks(list(e.control_tasks())), out, limit=e.limit, batch_size=e.batch_size,
-                            seed=e.seed, hook_module=config.model.hook_module, table=False)
+        options = TaskOptions.of(e)
+        evaluate_conditions(loaded, mine, resolve_tasks(list(e.control_tasks()), options.include_path), out,
+                            limit=e.limit, batch_size=e.batch_size, seed=e.seed, hook_module=config.model.hook_module,
+                            table=False, task_options=options)
     if index == 0:
         refs = [NetworkRef(n.name, n.neurons, n.corpus, n.template, on_massive(n, massive)) for n in networks]
         layout.controls.plan.write_text(json.dumps({

@@ -31,7 +31,7 @@ import pandas as pd
 
 from storage_schemas import NETWORKS
 
-from ..core.conditions import NORMAL, Condition, edit_label, pick, select_conditions
+from ..core.conditions import NORMAL, Condition, check_conditions, edit_label, pick, select_conditions
 from ..core.config import EvaluateSection, MatchSection
 from ..core.errors import InputError
 from ..core.layout import EvaluationFiles
@@ -50,7 +50,7 @@ from .probing import labelled_texts, probe_conditions
 from .runner import condition_rows, evaluate_conditions, write_rows
 from .sweeps import sweep
 from .tables import condition_table, iou_table, network_rows, network_table, save_table
-from .tasks import resolve_tasks
+from .tasks import TaskOptions, resolve_tasks
 from .vllm_backend import vllm_options
 
 __all__ = ["evaluate_networks", "evaluate_pipeline", "evaluate_stage", "merge_evaluation", "paper_conditions", "write_flips", "write_reports"]
@@ -212,21 +212,24 @@ def _sweeps(loaded, chosen: Sequence[Condition], out: Path, tasks: Sequence[str]
 
 def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLike,
                       evaluate: EvaluateSection = EvaluateSection(), match: MatchSection = MatchSection(), *,
-                      hook_module: str | None = None, **options: Any) -> pd.DataFrame:
+                      hook_module: str | None = None, extra: Sequence[Condition] = (), **options: Any) -> pd.DataFrame:
     """Build the paper's conditions from ``networks_urls``, evaluate them, write tables, figures and masks.
 
     evaluate : the ``evaluate`` config section (tasks, limit, backend, which conditions, probing, sweeps …).
     match : the ``match`` config section (the networks' threshold).
+    extra : conditions of your own evaluated after the paper's (``fnet evaluate --mask``).
     options : go to ``evaluate_conditions`` (``progress`` …).
     """
 
-    options = {"limit": evaluate.limit, "backend": evaluate.backend, "batch_size": evaluate.batch_size, **options}
+    options = {"limit": evaluate.limit, "backend": evaluate.backend, "batch_size": evaluate.batch_size,
+               "task_options": TaskOptions.of(evaluate), **options}
     get_backend(evaluate.backend).require()
-    tasks = resolve_tasks(list(evaluate.tasks))
+    tasks = resolve_tasks(list(evaluate.tasks), options["task_options"].include_path)
     with output_lock(str(out)):  # one writer: a second is refused before the model loads
         prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work
         loaded = model if isinstance(model, LoadedModel) else load_model(model)
         chosen, extras = paper_conditions(loaded, networks_urls, evaluate, match, hook_module)
+        chosen = check_conditions([*chosen, *extra])
         out = Path(open_output(out, "evaluation"))
         files = EvaluationFiles(out)
         _save_masks(chosen, out)
@@ -269,9 +272,10 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     chosen, extras = paper_conditions(loaded, urls, e, config.match, config.model.hook_module)
     mine = list(chosen[index::count])
     _save_masks(mine, out)
-    tasks = resolve_tasks(list(e.tasks))
+    task_options = TaskOptions.of(e)
+    tasks = resolve_tasks(list(e.tasks), task_options.include_path)
     options = {"limit": e.limit, "backend": e.backend, "batch_size": e.batch_size, "seed": e.seed,
-               "hook_module": config.model.hook_module}
+               "hook_module": config.model.hook_module, "task_options": task_options}
     if mine:
         evaluate_conditions(loaded, mine, tasks, out, table=False, **options, **vllm_options(e, config.model))
     if index == 0:

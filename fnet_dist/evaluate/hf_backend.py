@@ -23,16 +23,22 @@ class HFEngine:
     """One ``LeanHFLM`` around the loaded model; each condition runs inside ``edited(...)``."""
 
     @classmethod
-    def open(cls, model, out, *, batch_size: int, hook_module: str | None, **_: Any) -> "HFEngine":
-        """The engine on ``model`` (a ``LoadedModel``, or a spec loaded here); ``out`` is not used."""
-        return cls(model if isinstance(model, LoadedModel) else load_model(model), batch_size, hook_module)
+    def open(cls, model, out, *, batch_size: int | str, hook_module: str | None, task_options: Any = None,
+             **_: Any) -> "HFEngine":
+        """The engine on ``model`` (a ``LoadedModel``, or a spec loaded here); ``out`` is not used;
+        ``task_options``: a ``tasks.TaskOptions`` (few-shot examples, chat template)."""
+        engine = cls(model if isinstance(model, LoadedModel) else load_model(model), batch_size, hook_module)
+        engine.task_options = task_options
+        return engine
 
-    def __init__(self, loaded, batch_size: int, hook_module: str | None) -> None:
+    def __init__(self, loaded, batch_size: int | str, hook_module: str | None) -> None:
         self.loaded = loaded
         self.spec = loaded.source.model_id
         self.arch = resolve_architecture(loaded.model, hook_module)
         self.shape = model_shape(loaded.model, self.arch)
-        self.lm = LeanHFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=int(batch_size))
+        self.lm = LeanHFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer,
+                           batch_size=batch_size if batch_size == "auto" else int(batch_size))
+        self.task_options = None
         self.scorers: dict[tuple, Scorer] = {}  # requests built once per task group, scored per condition
 
     def check(self, condition) -> None:
@@ -42,7 +48,8 @@ class HFEngine:
     def run(self, condition, tasks, manager, limit, seed, bootstrap_iters) -> dict:
         key = (tuple(tasks), limit, seed, bootstrap_iters)
         if key not in self.scorers:
-            self.scorers[key] = Scorer(self.lm, manager, tasks, limit=limit, seed=seed, bootstrap_iters=bootstrap_iters)
+            self.scorers[key] = Scorer(self.lm, manager, tasks, limit=limit, seed=seed, bootstrap_iters=bootstrap_iters,
+                                       options=self.task_options)
         context = nullcontext() if condition.mask is None else edited(self.loaded.model, self.arch, condition.mask, condition.edit)
         return self.scorers[key].score(context)
 

@@ -39,7 +39,7 @@ from ..core.errors import InputError
 from ..core.layout import ConditionFiles, EvaluationFiles
 from ..store.outputs import open_output
 from .backends import BACKENDS, get_backend
-from .tasks import prepare_tasks, resolve_tasks
+from .tasks import TaskOptions, prepare_tasks, resolve_tasks
 
 __all__ = ["BACKENDS", "ROW_COLUMNS", "condition_rows", "evaluate_conditions", "read_rows", "read_samples",
            "tidy_rows", "write_rows"]
@@ -87,10 +87,10 @@ def _merge_results(parts: list[dict]) -> dict:
     return merged
 
 
-def _check_options(backend: str, batch_size: int) -> None:
+def _check_options(backend: str, batch_size: int | str) -> None:
     entry = get_backend(backend)
-    if int(batch_size) < 1:
-        raise InputError(f"--batch-size {batch_size!r} must be at least 1")
+    if batch_size != "auto" and int(batch_size) < 1:
+        raise InputError(f"--batch-size {batch_size!r} must be at least 1 (or auto)")
     entry.require()
 
 
@@ -147,15 +147,16 @@ def _finished(folder: Path, key: str) -> pd.DataFrame | None:
         return None
 
 
-def _run_config(loaded: Any, spec: str, tasks: list[str], limit, backend: str, batch_size: int, seed: int,
-                bootstrap_iters: int) -> dict[str, Any]:
+def _run_config(loaded: Any, spec: str, tasks: list[str], limit, backend: str, batch_size: int | str, seed: int,
+                bootstrap_iters: int, options: TaskOptions) -> dict[str, Any]:
     import lm_eval
 
 
     model_info = dict(loaded.info) if loaded is not None else {"model_id": spec}
     # each evaluated task's own limit: another task's limit, or writing 3 as {task: 3}, changes no result here
     return {"model": model_info, "tasks": tasks, "limit": _task_limits(list(tasks), limit), "backend": backend,
-            "batch_size": int(batch_size),
+            "batch_size": batch_size if batch_size == "auto" else int(batch_size),
+            **({"task_options": vars(options)} if options != TaskOptions.of(_EVALUATE) else {}),  # earlier keys kept
             "seed": int(seed), "bootstrap_iters": int(bootstrap_iters), "lm_eval_version": lm_eval.__version__,
             "fnet_version": __version__}
 
@@ -188,7 +189,7 @@ def evaluate_conditions(
     *,
     limit: float | dict | None = None,
     backend: str = _EVALUATE.backend,
-    batch_size: int = _EVALUATE.batch_size,
+    batch_size: int | str = _EVALUATE.batch_size,
     seed: int = _EVALUATE.seed,
     progress: bool = True,
     bootstrap_iters: int = 1000,
@@ -196,28 +197,32 @@ def evaluate_conditions(
     keep_checkpoints: bool = False,
     vllm: Any = None,
     table: bool = True,
+    task_options: TaskOptions | None = None,
 ) -> pd.DataFrame:
     """Evaluate each condition on ``tasks`` with lm-eval; return (and write to ``out/results.csv``) tidy rows.
 
     model : a model spec (hub id, folder, ``.gguf``, ``smollm2-135m-instruct``) or a ``LoadedModel``.
     limit : documents per task (an int, or a fraction in (0, 1)), or a mapping task → limit; ``None`` for all.
     vllm : ``vllm_backend.VLLMSettings`` of the vllm backend (default: its defaults).
+    task_options : ``tasks.TaskOptions`` (your own task YAMLs, few-shot examples, the chat template; hf backend).
     Finished conditions with the same config are read back, not rerun. ``table=False``: write only each
     condition's own folder, not ``results.csv`` (a shard of a stage; the report stage merges).
     """
     _check_options(backend, batch_size)
     limit = _check_limit(limit)
     conditions = check_conditions(conditions)
-    tasks = resolve_tasks(tasks)
+    task_options = task_options or TaskOptions.of(_EVALUATE)
+    tasks = resolve_tasks(tasks, task_options.include_path)
     out = Path(open_output(out, "evaluation"))  # a folder of other files is refused; results resume
     files = EvaluationFiles(out)
     files.conditions.mkdir(parents=True, exist_ok=True)
-    manager = prepare_tasks(tasks, files.task_definitions)
+    manager = prepare_tasks(tasks, files.task_definitions, include_path=task_options.include_path)
     engine = get_backend(backend).open(model, out, batch_size=batch_size, hook_module=hook_module,
-                                         keep_checkpoints=keep_checkpoints, vllm=vllm)
+                                         keep_checkpoints=keep_checkpoints, vllm=vllm, task_options=task_options)
     for condition in conditions:
         engine.check(condition)
-    config = _run_config(engine.loaded, engine.spec, tasks, limit, backend, batch_size, seed, bootstrap_iters)
+    config = _run_config(engine.loaded, engine.spec, tasks, limit, backend, batch_size, seed, bootstrap_iters,
+                         task_options)
     frames = []
     for index, condition in enumerate(conditions, 1):
         folder, key = files.condition(condition.slug).folder, _key(config, condition)

@@ -1,8 +1,9 @@
 """Score many conditions on one loaded model: lm-eval requests built once, scored per condition.
 
-- ``Scorer(lm, manager, tasks, *, limit, seed, bootstrap_iters)``: the tasks loaded by ``manager`` (a
-  ``TaskManager``) once, their requests built once (``task.build_all_requests``), the run's environment
-  info gathered once per process, tokenizer info once.
+- ``Scorer(lm, manager, tasks, *, limit, seed, bootstrap_iters, options=None)``: the tasks loaded by ``manager``
+  (a ``TaskManager``) once, their requests built once (``task.build_all_requests``; ``options``, a
+  ``tasks.TaskOptions``: few-shot examples and the chat template as ``simple_evaluate`` applies them), the run's
+  environment info gathered once per process, tokenizer info once.
 - ``Scorer.score(context) -> dict``: every request scored by ``lm``'s ``loglikelihood`` /
   ``loglikelihood_rolling`` inside ``context`` (e.g. ``fnet_dist.model.edit.edited(...)``, or ``nullcontext()``
   for the normal model), then filtered, scored per document (``task.process_results``) and aggregated with
@@ -47,7 +48,7 @@ class Scorer:
     """lm-eval requests of ``tasks`` (at ``limit`` documents each) built once, scored under any edit."""
 
     def __init__(self, lm, manager, tasks: Sequence[str], *, limit: int | float | None, seed: int,
-                 bootstrap_iters: int) -> None:
+                 bootstrap_iters: int, options: Any = None) -> None:
         from lm_eval.evaluator_utils import get_sample_size
         from lm_eval.loggers.utils import add_tokenizer_info
         from lm_eval.utils import set_torch_seed
@@ -58,12 +59,19 @@ class Scorer:
         loaded = manager.load(list(tasks))
         self.groups, self.tasks = loaded.get("groups", {}), loaded["tasks"]
         self.limits = {}
+        fewshot = getattr(options, "num_fewshot", None)
+        chat = bool(getattr(options, "apply_chat_template", False))
         for name, task in self.tasks.items():  # simple_evaluate's defaults for tasks run as they are
-            if task.get_config("num_fewshot") is None:
+            if fewshot is not None:
+                task.set_config(key="num_fewshot", value=int(fewshot))
+            elif task.get_config("num_fewshot") is None:
                 task.set_config(key="num_fewshot", value=0)
             task.set_fewshot_seed(seed=self.seed)
             self.limits[name] = get_sample_size(task, limit)
-            task.build_all_requests(limit=self.limits[name], rank=lm.rank, world_size=lm.world_size)
+            task.build_all_requests(limit=self.limits[name], rank=lm.rank, world_size=lm.world_size,
+                                    apply_chat_template=chat, fewshot_as_multiturn=chat,  # lm-eval's default with it
+                                    chat_template=lm.apply_chat_template if chat else None,
+                                    tokenizer_name=getattr(lm, "tokenizer_name", "") if chat else "")
         self.requests: dict[str, list] = defaultdict(list)
         for task in self.tasks.values():
             for instance in task.instances:

@@ -3,10 +3,13 @@
 - ``OFFLINE_TASKS``: task YAMLs of ``fnet_dist/tasks/offline`` that run on the packaged text
   (``sentiment_rt``, ``polarity_pl``, ``wiki_ppl``, ``news_ppl``); ``DEFAULT_TASKS`` the offline default.
 - ``PAPER_TASKS``: the paper's hub tasks by lm-eval name (GLUE, ``wikitext``) plus ours (``ag_news_fnet``, ``squad_fnet``).
-- ``resolve_tasks(names)``: validated task names; an unknown one raises with close matches.
-- ``prepare_tasks(names, folder, cache=None) -> TaskManager``: offline data written once as JSONL into
-  the cache folder (``cache``, else ``$FNET_CACHE/tasks``, else ``~/.cache/fnet-dist/tasks``), copies of
-  the YAMLs in ``folder`` with their ``data_files`` made absolute; hub YAMLs included as they are.
+- ``resolve_tasks(names, include_path=())``: validated task names; an unknown one raises with close matches.
+- ``prepare_tasks(names, folder, cache=None, include_path=()) -> TaskManager``: offline data written once as JSONL
+  into the cache folder (``cache``, else ``$FNET_CACHE/tasks``, else ``~/.cache/fnet-dist/tasks``), copies of
+  the YAMLs in ``folder`` with their ``data_files`` made absolute; hub YAMLs included as they are; the folders of
+  ``include_path`` (your own task YAMLs, ``evaluate.include_path``) searched too.
+- ``TaskOptions``: the ``evaluate`` section's lm-eval options (``include_path``, ``num_fewshot``,
+  ``apply_chat_template``), ``TaskOptions.of(section)``; what the HF engine passes to lm-eval.
 Each task's reported metric and labels: ``fnet_dist.core.metrics``.
 - ``validate_hub_yamls()``: load our hub YAMLs through lm-eval's TaskManager (no data is fetched).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -33,6 +37,7 @@ __all__ = [
     "OUR_HUB_TASKS",
     "PAPER_TASKS",
     "SHUFFLE_SEED",
+    "TaskOptions",
     "default_cache",
     "prepare_tasks",
     "resolve_tasks",
@@ -56,16 +61,42 @@ def _lm_eval_task_names() -> frozenset[str]:
     return frozenset(TaskManager().all_tasks)
 
 
-def resolve_tasks(names: Iterable[str] | None) -> list[str]:
+@dataclass(frozen=True)
+class TaskOptions:
+    """lm-eval options of the ``evaluate`` section: ``include_path`` (folders of your own task YAMLs),
+    ``num_fewshot`` (None: each task's own, else 0) and ``apply_chat_template``."""
+
+    include_path: tuple[str, ...]
+    num_fewshot: int | None
+    apply_chat_template: bool
+
+    @classmethod
+    def of(cls, section) -> TaskOptions:
+        """The options of an ``EvaluateSection``, folders made absolute (a run's record says which)."""
+        return cls(tuple(str(Path(p).expanduser().resolve()) for p in section.include_path), section.num_fewshot,
+                   bool(section.apply_chat_template))
+
+
+def _included_task_names(include_path: Sequence[str]) -> frozenset[str]:
+    """Tasks defined by the YAMLs under ``include_path`` (a missing folder is an error naming it)."""
+    from lm_eval.tasks import TaskManager
+
+    missing = [p for p in include_path if not Path(p).is_dir()]
+    if missing:
+        raise InputError(f"include_path {missing[0]!r} is not a folder; point it at your lm-eval task YAMLs")
+    return frozenset(TaskManager(include_path=list(include_path), include_defaults=False).all_tasks)
+
+
+def resolve_tasks(names: Iterable[str] | None, include_path: Sequence[str] | None = None) -> list[str]:
     """Task names in order, duplicates dropped; ``None`` -> ``DEFAULT_TASKS``.
 
-    Ours and the paper's are known at once; any other name is looked up in lm-eval's task index (which
-    takes a few seconds to build). An unknown name raises ``InputError`` with the closest known names.
+    Ours, the paper's and those of ``include_path`` are known at once; any other name is looked up in lm-eval's
+    task index (which takes a few seconds to build). An unknown name raises ``InputError`` with the closest names.
     """
     chosen = list(dict.fromkeys(DEFAULT_TASKS if names is None else names))
     if not chosen:
         raise InputError("no tasks given; pass --tasks with at least one task, e.g. sentiment_rt wiki_ppl")
-    ours = set(OFFLINE_TASKS) | set(OUR_HUB_TASKS)
+    ours = set(OFFLINE_TASKS) | set(OUR_HUB_TASKS) | (_included_task_names(include_path) if include_path else set())
     unknown = [name for name in chosen if name not in ours and name not in PAPER_TASKS]
     if unknown:
         known = _lm_eval_task_names()
@@ -145,10 +176,12 @@ def _materialize(task: str, folder: Path, cache: Path) -> None:
     _write_atomic(folder / f"{task}.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
-def prepare_tasks(names: Sequence[str], folder: str | os.PathLike, cache: str | os.PathLike | None = None):
-    """A ``TaskManager`` that knows ``names`` (already resolved): offline YAMLs in ``folder``, data in the cache.
+def prepare_tasks(names: Sequence[str], folder: str | os.PathLike, cache: str | os.PathLike | None = None,
+                  include_path: Sequence[str] | None = None):
+    """A ``TaskManager`` that knows ``names`` (already resolved): offline YAMLs in ``folder``, data in the cache,
+    and the task YAMLs under ``include_path``.
 
-    lm-eval's own task index is built only when a name is not one of ours.
+    lm-eval's own task index is built only when a name is not one of ours nor of ``include_path``.
     """
     from lm_eval.tasks import TaskManager
 
@@ -158,7 +191,9 @@ def prepare_tasks(names: Sequence[str], folder: str | os.PathLike, cache: str | 
     for task in names:
         if task in OFFLINE_TASKS:
             _materialize(task, folder, cache)
-    return TaskManager(include_path=[str(folder), str(HUB_DIR)], include_defaults=needs_lm_eval_index(names))
+    own = _included_task_names(include_path) if include_path else frozenset()
+    return TaskManager(include_path=[str(folder), str(HUB_DIR), *map(str, include_path or ())],
+                       include_defaults=needs_lm_eval_index([n for n in names if n not in own]))
 
 
 def needs_lm_eval_index(names: Sequence[str]) -> bool:

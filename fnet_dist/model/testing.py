@@ -173,11 +173,12 @@ def activation_dataset(
 
 
 def networks_dataset(group_map, individual_map=None, *, status=None, corpus: str = "synthetic",
-                     model_id: str = "synthetic", n_tokens: int = 8, seed: int = 0):
+                     model_id: str = "synthetic", n_tokens: int = 8, seed: int = 0, split_map=None):
     """An ``xarray.Dataset`` with every variable and attr of the networks schema around given z-maps.
 
     group_map : (n_templates, n_layers, d_model); individual_map : (n_samples, n_components, n_layers,
-    d_model), default 2 samples × 2 components of noise. The bookkeeping variables (convergence, seeds,
+    d_model), default 2 samples × 2 components of noise; split_map : (n_splits, 2, n_templates, n_layers, d_model),
+    the split halves' templates (default none). The bookkeeping variables (convergence, seeds,
     stability …) get plausible constant values. Write it with ``fnet_dist.store.storage.write_store(ds, url, NETWORKS)``.
     """
     import numpy as np
@@ -193,6 +194,9 @@ def networks_dataset(group_map, individual_map=None, *, status=None, corpus: str
     n_templates, restarts, runs = len(group_map), 2, 2
     status = np.array(list(status) if status is not None else ["ok"] * n_samples, dtype=object)
     ok = status == "ok"
+    split_map = (np.zeros((0, 2, *group_map.shape), np.float32) if split_map is None
+                 else np.asarray(split_map, dtype=np.float32))
+    n_splits = len(split_map)
     ind = ("sample", "individual_component")
     full = lambda dims, value, dtype: (dims, np.full([{"sample": n_samples, "individual_component": n_comp,
                                                          "component": n_templates, "restart": restarts,
@@ -223,9 +227,12 @@ def networks_dataset(group_map, individual_map=None, *, status=None, corpus: str
             "individual_peak_token_share": full(ind, 0.2, np.float32),
             "individual_single_token": full(ind, False, bool),
             "individual_done": full(("sample",), True, bool),
+            "split_map": (("split", "half", "component", "layer", "neuron"), split_map),
+            "split_half": (("split", "group_sample"), np.tile(np.arange(n_samples) % 2, (n_splits, 1)).astype(np.int8)),
+            "split_done": (("split",), np.ones(n_splits, bool)),
         },
         coords={"sample": np.arange(n_samples), "layer": np.arange(n_layers), "component": np.arange(n_templates),
-                "individual_component": np.arange(n_comp)},
+                "individual_component": np.arange(n_comp), "split": np.arange(n_splits), "half": np.arange(2)},
         attrs={
             "corpus": corpus, "activations": f"memory://{corpus}-activations", "model_id": model_id,
             "n_layers": int(n_layers), "d_model": int(d_model), "package_version": __version__,

@@ -48,7 +48,7 @@ from ..store.integrity import damaged_samples, find_damage
 from ..store.locks import output_lock
 from ..store.outputs import swap_in
 from ..store.storage import normalize_url
-from .sampling import select_samples
+from .sampling import select_samples, shuffle_tokens
 
 __all__ = ["parse_shard", "record_activations", "summarize_store", "token_budget"]
 
@@ -222,7 +222,9 @@ def _attrs(loaded: LoadedModel, arch: Any, section: RecordSection, corpus: str, 
         "model_dtype": loaded.info["model_dtype"],
         "hook_points": hook_points,
     }
-    return {
+    init = {"model_init": loaded.info["model_init"]} if "model_init" in loaded.info else {}  # a random twin only
+    content |= init
+    return {**init,
         "model_id": loaded.info["model_id"],
         "model_revision": loaded.info["model_revision"],
         "architecture": loaded.info["architecture"],
@@ -332,6 +334,8 @@ def _record_store(loaded: LoadedModel, model_section: ModelSection | None, corpu
     selection = select_samples(texts, loaded.tokenizer, group=section.group_samples, individual=section.individual_samples,
                                max_tokens=section.max_tokens, min_tokens=section.min_tokens, seed=section.seed, corpus=corpus,
                                pack_to_tokens=section.pack_to_tokens)
+    if section.shuffle == "tokens_within_sample":
+        selection = shuffle_tokens(selection, section.seed)
     array = ActivationArray(len(selection.samples), selection.max_tokens, n_layers, d_model, section.store_dtype)
     attrs = _attrs(loaded, arch, section, corpus, selection, n_layers)
     target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=shard)

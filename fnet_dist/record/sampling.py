@@ -5,9 +5,13 @@
   ``min_tokens``, and keeps disjoint group and individual sets, group first. With ``pack_to_tokens`` N > 0, a text
   of fewer than N tokens is joined (by a newline) with the texts that follow it in the corpus until the sample has
   N tokens; a pack that meets a text already used or the corpus end is skipped and counted.
+- ``shuffle_tokens(selection, seed) -> Selection``: the corpus control of a null-model run — each sample's tokens
+  after the first in a seeded random order (token statistics kept, sequence structure destroyed; the first token
+  stays first, so the attention sink every sequence has at position 0 stays as in the real text).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,7 +19,7 @@ import numpy as np
 from ..core.corpora import Sample, Selection
 from ..core.errors import InputError
 
-__all__ = ["select_samples"]
+__all__ = ["select_samples", "shuffle_tokens"]
 
 _CHARS_PER_TOKEN_BOUND = 12  # tokenize a prefix of this many characters per token before the whole text
 _TOKENIZE_BLOCK = 64
@@ -156,3 +160,14 @@ def _check_enough(kept: int, wanted: int, skipped: int, total: int, corpus: str,
             f"corpus {corpus!r} has {kept} texts of ≥ {min_tokens} tokens ({skipped} of {total} too short), "
             f"fewer than the {wanted} asked for; lower --group-samples / --individual-samples or --min-tokens"
         )
+
+
+def shuffle_tokens(selection: Selection, seed: int) -> Selection:
+    """``selection`` with each sample's tokens after the first permuted (seeded by ``seed`` and the sample's place in
+    the store, so shards and reruns shuffle alike); a sample's ``text`` notes that its tokens are shuffled."""
+    samples = []
+    for sample in selection.samples:
+        ids = np.array(sample.token_ids, copy=True)
+        ids[1:] = np.random.default_rng([seed, 3571, sample.position]).permutation(ids[1:])
+        samples.append(replace(sample, token_ids=ids, text=f"[tokens shuffled] {sample.text}"))
+    return replace(selection, samples=tuple(samples))

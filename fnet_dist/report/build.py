@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +33,21 @@ from ..core.names import display_name, display_names, network_name
 from ..store.storage import store_exists
 from .explain import explain_text
 from .explain_page import attribution_fragment
-from .findings import FindingSettings, compute_findings, write_findings
+from .findings import FindingSettings, NullRun, compute_findings, write_findings
 from .findings_view import findings_html, read_findings
 from .page import Page
+from .sensitivity import sensitivity_figure, sensitivity_grid
 
 __all__ = ["TABLES", "TableSpec", "build_report"]
+
+_VARIANTS = {("model.init", "random"): "same architecture and tokenizer, randomly initialised weights",
+             ("record.shuffle", "tokens_within_sample"): "each sample's tokens shuffled: token statistics kept, "
+                                                         "sequence structure destroyed"}
+
+
+def _describe_variant(overrides: dict) -> str:
+    """Words for a null variant's overrides (the known ones; ``key=value`` for the rest)."""
+    return "; ".join(_VARIANTS.get((k, str(v)), f"{k}={v}") for k, v in overrides.items())
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +69,18 @@ TABLES = {  # file-name stem (a corpus or task suffix may follow) -> how the rep
                              ("template", "counterparts"), ("counterparts", "networks")),
     "cross_corpus": TableSpec("Template pairs by IoU", "Table 2", ("template", "other template", "iou"),
                               ("cross_corpus",)),
-    "counterparts_null": TableSpec("Counterparts against layer-matched random networks (mean and 97.5th percentile of "
-                                   "theirs; Monte Carlo p-value, uncorrected)", "counterparts null",
-                                   ("template", "counterparts", "null_high", "p_value"), ("counterparts",)),
+    "counterparts_null": TableSpec("Samples with a counterpart against random networks of each template's size and "
+                                   "layer profile: uniform within layers, and frequency-preserving (each neuron swapped "
+                                   "for one held by about as many maps); mean of theirs, Monte Carlo p-values "
+                                   "(uncorrected), p_value the stricter", "counterparts null",
+                                   ("template", "samples_with_counterpart", "p_value"), ("counterparts",)),
+    "recurrence_null": TableSpec("Recurrence as an estimate: the mean best-match IoU across corpora of every template "
+                                 "that may count, against each null (mean and central range of theirs)",
+                                 "recurrence null", ("null", "observed", "p_value")),
+    "sensitivity": TableSpec("Each structure finding in each cell of the grid: effect beyond the stricter null, its "
+                             "interval, p-value (uncorrected) and verdict", "sensitivity", ("claim", "verdict")),
+    "split_null": TableSpec("Split-half reproducibility: mean best-match IoU between the templates of disjoint "
+                            "halves of the samples, against each null", "split-half null", ("null", "observed", "p_value")),
     "recurrence": TableSpec("Closest cross-corpus pairs against the exact layer-matched null, with and without "
                             "massive-channel neurons; flags: massive channels, first-token-dominated templates",
                             "recurrence", ("template", "other template", "iou_without_massive", "p_without_massive"),
@@ -93,6 +113,8 @@ FIGURES = {  # file-name stem (a suffix may follow) -> (caption, name in a findi
     "counterparts": ("Counterparts of each template among the individual maps", "counterparts figure"),
     "layer_distribution": ("Per-layer distribution of network neurons", "layers figure"),
     "cross_corpus": ("IoU between templates of different corpora", "IoU figure"),
+    "sensitivity": ("The structure findings' effects and verdicts across thresholds, sidedness and counterpart "
+                    "cut-offs", "sensitivity figure"),
     PAPER_FIGURES["perplexity"]: ("Figure 2: perplexity with each network inhibited", "Figure 2"),
     PAPER_FIGURES["changes"]: ("Figure 3: each task's score minus the normal model's", "Figure 3"),
     PAPER_FIGURES["sweep"]: ("Figures 5-7: the metric against the edit's factor or added value", "Figures 5-7"),
@@ -292,8 +314,9 @@ def _match(page: Page, layout, files: _Files, config) -> None:
     files.table(page, consistency, "consistency")
     if match.counterparts_null.exists():
         null = pd.read_csv(files.keep(match.counterparts_null, "match_"))
-        files.table(page, null[["corpus", "template", "counterparts", "null_mean", "null_high", "permutations",
-                                "p_value"]], "counterparts_null")
+        columns = ["corpus", "template", "counterparts", "samples_with_counterpart", "samples", "uniform_samples_mean",
+                   "uniform_samples_p", "frequency_samples_mean", "frequency_samples_p", "p_value", "permutations"]
+        files.table(page, null[[c for c in columns if c in null]], "counterparts_null")
     for name in _MATCH_FIGURES:
         if match.figure(name).exists():
             files.figure(page, match.figure(name), "match_")
@@ -313,6 +336,9 @@ def _match(page: Page, layout, files: _Files, config) -> None:
         recurrence = pd.read_csv(files.keep(match.recurrence, "match_"))
         top = recurrence.sort_values("iou", ascending=False).head(10).reset_index(drop=True)
         files.table(page, top, "recurrence")
+    for path, name in ((match.recurrence_null, "recurrence_null"), (match.split_null, "split_null")):
+        if path.exists() and path.stat().st_size > 1:
+            files.table(page, pd.read_csv(files.keep(path, "match_")), name)
 
 
 def _anatomy(page: Page, layout, files: _Files) -> None:
@@ -373,7 +399,7 @@ def _attribution(page: Page, config, layout, model) -> None:
         ds = xr.open_zarr(act, consolidated=False)
         texts = [str(t) for t, s in zip(ds["text"].values, ds["split"].values) if s == "individual"]
         for text in texts[: config.report.explain_texts]:
-            attribution = explain_text(model, net, text[:600])
+            attribution = explain_text(model, net, text[:600], match=config.match)
             page.section(f"{corpus}: {text[:60]}…", level=3).raw(attribution_fragment(attribution))
 
 
@@ -441,7 +467,10 @@ def _findings(summary: Page, config, layout, files: _Files, total: int | None) -
     level, correction), rendered from that file as one table whose rows link to the tables and figures the
     page shows."""
     settings = FindingSettings(config.report, config.evaluate)
-    findings = compute_findings(layout.match, layout.evaluate, layout.controls, settings, total_neurons=total)
+    null_runs = [NullRun(name, layout.null_run(name).match, variant.description or _describe_variant(variant.set))
+                 for name, variant in config.nulls.items()]
+    findings = compute_findings(layout.match, layout.evaluate, layout.controls, settings, total_neurons=total,
+                                null_runs=null_runs)
     selection_path = layout.controls.selection
     selection = json.loads(selection_path.read_text()) if selection_path.exists() else None
     path = write_findings(findings, layout.report.findings, settings, selection)
@@ -454,3 +483,26 @@ def _findings(summary: Page, config, layout, files: _Files, total: int | None) -
         summary.raw(findings_html(records, files.links))
     else:
         summary.paragraph("This run produced none of the results the checks need.", muted=True)
+    _sensitivity(summary, config, layout, files, settings)
+
+
+def _sensitivity(page: Page, config, layout, files: _Files, settings: FindingSettings) -> None:
+    """The structure findings across the match stage's sensitivity grid: a figure and the table behind it."""
+    grid = sensitivity_grid(layout.match, settings)
+    if grid.empty:
+        return
+    page.section("Sensitivity: the structure findings across the network rule", anchor="sensitivity")
+    page.paragraph(f"Each structure finding recomputed from the stored z-maps at other thresholds, one- and two-sided, "
+                   f"and other counterpart cut-offs ({config.match.sensitivity_permutations} random networks per null "
+                   f"kind and cell; each cell judged on its own at alpha {settings.alpha:g}). The run's own rule: "
+                   f"{'|z|' if config.match.two_sided else 'z'} > {config.match.threshold:g}, IoU > {config.match.iou:g}. "
+                   f"Component count and sample length are variants of the config: fnet run CONFIG --set "
+                   f"decompose.components=32 (or record.max_tokens=512) --out OTHER.", muted=True)
+    png = sensitivity_figure(grid, {"threshold": config.match.threshold, "two_sided": config.match.two_sided,
+                                    "iou": config.match.iou})
+    with tempfile.TemporaryDirectory() as folder:   # the page keeps its own copy, beside it
+        (Path(folder) / "sensitivity.png").write_bytes(png)
+        files.figure(page, Path(folder) / "sensitivity.png", "")
+        (Path(folder) / "sensitivity.csv").write_text(grid.to_csv(index=False))
+        files.keep(Path(folder) / "sensitivity.csv", "")
+    files.table(page, grid, "sensitivity")

@@ -1,9 +1,10 @@
 """Token attribution: which tokens of a text drive each group template (the paper's Figures 9-18).
 
-- ``explain_text(loaded_model, networks_url, text, components=None) -> TokenAttribution``: record the text's
+- ``explain_text(loaded_model, networks_url, text, components=None, *, match) -> TokenAttribution``: record the text's
   block outputs (``fnet_dist.model.trace``), z-score each neuron over the tokens (as the decomposition does)
   and estimate each template's source signal by least squares (dual regression: ``S = X · pinv(maps)``,
-  ``fnet_dist.core.signals.token_sources``).
+  ``fnet_dist.core.signals.token_sources``). Each template's size is its network at the run's rule (the ``match``
+  section's ``threshold`` and ``two_sided``).
 - ``TokenAttribution``: what it returns; ``fnet_dist.report.explain_page`` renders it as HTML.
 
 Template numbers are 1-based, as in the match tables.
@@ -17,8 +18,9 @@ import numpy as np
 
 from storage_schemas import NETWORKS
 
+from ..core.config import MatchSection
 from ..core.errors import InputError
-from ..core.networks import DEFAULT_THRESHOLD, binarize, network_sizes
+from ..core.networks import binarize, network_sizes
 from ..core.signals import token_sources
 from ..model.loading import check_same_model
 from ..model.trace import tokenize_text, trace_text
@@ -45,6 +47,8 @@ class TokenAttribution:
     corpus: str = ""
     model_id: str = ""
     networks_url: str = ""
+    threshold: float | None = None
+    two_sided: bool | None = None
 
 
 def _choose(components: Sequence[int] | None, n_templates: int, url: str) -> list[int]:
@@ -56,14 +60,14 @@ def _choose(components: Sequence[int] | None, n_templates: int, url: str) -> lis
 
 
 def explain_text(loaded_model, networks_url: str, text: str, components: Sequence[int] | None = None,
-                 *, max_tokens: int = 1024, hook_module: str | None = None) -> TokenAttribution:
+                 *, match: MatchSection, max_tokens: int = 1024, hook_module: str | None = None) -> TokenAttribution:
     """Each chosen template's source signal over the tokens of ``text`` (1-based ``components``, default all).
+
+    ``match``: the run's ``match`` section, whose ``threshold`` and ``two_sided`` size each template's network.
 
     ``hook_module``: the block-output pattern (``"model.layers.{i}.mlp"``) for a family not in the registry;
     use the one the activations were recorded with.
     """
-
-
     url = normalize_url(networks_url)
     ds = open_store(url, NETWORKS)
     if not text.strip():
@@ -84,6 +88,7 @@ def explain_text(loaded_model, networks_url: str, text: str, components: Sequenc
     sources = token_sources(recorded.reshape(len(ids), -1), maps.reshape(len(maps), -1), "spatial",  # CanICA templates
                             dtype=np.float64)
     weights = sources[:, [c - 1 for c in chosen]].T
-    sizes = network_sizes(binarize(selected.reshape(len(chosen), *maps.shape[1:]), DEFAULT_THRESHOLD))
+    sizes = network_sizes(binarize(selected.reshape(len(chosen), *maps.shape[1:]), match.threshold, match.two_sided))
     return TokenAttribution(text, ids, pieces, spans, chosen, weights, [int(s) for s in sizes],
-                            str(ds.attrs["corpus"]), str(loaded_model.info.get("model_id", "")), url)
+                            str(ds.attrs["corpus"]), str(loaded_model.info.get("model_id", "")), url,
+                            float(match.threshold), bool(match.two_sided))

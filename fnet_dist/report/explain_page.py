@@ -11,7 +11,6 @@ import html
 import numpy as np
 
 from ..core.names import network_name
-from ..core.networks import DEFAULT_THRESHOLD
 from ..store.outputs import html_marker
 from .explain import TokenAttribution
 
@@ -59,6 +58,11 @@ ATTRIBUTION_STYLE = """
 """
 
 
+def _rule(attribution: TokenAttribution) -> str:
+    """The network rule the template sizes were counted at: ``|z| &gt; 3.6`` (or ``z &gt; …`` one-sided)."""
+    return f"{'|z|' if attribution.two_sided else 'z'} &gt; {attribution.threshold:g}"
+
+
 def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> str:
     """The attribution as an HTML fragment (a ``<div class="attr">`` with inline styles), for embedding."""
     esc = html.escape
@@ -66,7 +70,7 @@ def attribution_fragment(attribution: TokenAttribution, heading: str = "h3") -> 
     for row, component in enumerate(attribution.components):
         weights = attribution.weights[row]
         size = attribution.template_sizes[row] if row < len(attribution.template_sizes) else None
-        about = f" ({size} neurons at |z| &gt; {DEFAULT_THRESHOLD:g})" if size is not None else ""
+        about = f" ({size} neurons at {_rule(attribution)})" if size is not None and attribution.threshold else ""
         sections.append(
             f"<section><{heading}>Template {esc(network_name(attribution.corpus, component))}{about}</{heading}>"
             f'<p class="meta">weights from {weights.min():+.3f} to {weights.max():+.3f}</p>'

@@ -1,14 +1,19 @@
 """The paper's claims, each tested on a run's own numbers against its own null (``fnet_dist.core.stats``).
 
-``compute_findings(match, evaluation, controls, settings) -> list[Finding]`` (a run's ``MatchFiles`` and
+``compute_findings(match, evaluation, controls, settings, total_neurons=, null_runs=) -> list[Finding]`` (a run's ``MatchFiles`` and
 ``EvaluationFiles``; corrected, with verdicts);
 ``write_findings(findings, path, settings)`` writes ``findings.json``, which the report page renders as it is.
 
 Claims (ids are stable; ``<task>`` as in the run, ``<suffix>`` = ``@<corpus>`` of the top neurons, e.g. ``@news``):
-- ``counterparts`` (Tables 1, 6-8): each template's counterparts against layer-matched random networks; holds
-  when more than half of the templates are significant.
-- ``recurrence`` (Table 2): cross-corpus template pairs against the exact layer-matched null, without
-  massive-channel neurons; pairs with a first-token-dominated template never count.
+- ``counterparts`` (Tables 1, 6-8): each template's samples with a counterpart against random networks of its size
+  and layer profile, the stricter of the uniform and the frequency-preserving null (``fnet_dist.match.nulls``);
+  most templates by partial conjunction over the templates; interval over samples.
+- ``recurrence`` (Table 2): the mean best-match IoU across corpora of every template that may count (massive-channel
+  neurons out, first-token-dominated templates out) against the stricter null; interval from split halves.
+- ``reproducibility``: templates of disjoint halves of the samples match each other beyond the stricter null.
+- ``counterparts-vs-<null>``, ``recurrence-vs-<null>``, ``reproducibility-vs-<null>``: the trained model against each
+  null-model run of the config (``nulls``: its random-initialised twin, shuffled text …), two-sample tests over
+  samples, split halves and corpus splits.
 - ``small-networks/<task>``: each network (< 2 % of neurons) evaluated against controls beats the random 15 %
   draws and the count-matched draws; holds when most networks do.
 - ``survives-without-massive/<task>``: networks with massive-channel neurons, without them, against draws
@@ -39,18 +44,21 @@ from ..core.stats import (
     Estimate,
     Finding,
     against_draws,
+    bootstrap_mean,
     conclude,
     draws_needed,
     examples_needed,
     most,
     overlap_test,
     paired_effect,
+    replicate_interval,
+    two_sample_effect,
 )
 from .evidence import Evidence
 
 _RUN = RunLayout(Path())  # paths relative to a run folder, as findings.json links its tables
 
-__all__ = ["FindingSettings", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
+__all__ = ["FindingSettings", "NullRun", "against_null_model", "read_table", "reproducibility", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
            "amplification", "localization", "write_findings"]
 
 DRAW_KINDS = ("fraction", "matched_count", "matched_per_layer")  # nulls of "hurts more than random"
@@ -74,62 +82,178 @@ class FindingSettings:
     amplify_factor = property(lambda self: self.evaluate.amplify_factor)
 
 
-def _share_ci(k: int, m: int, level: float) -> tuple[float, float]:
-    from scipy import stats
+def counterparts(table: pd.DataFrame, samples: pd.DataFrame | None, s: FindingSettings) -> Finding:
+    """Most group templates have counterparts in more samples than random networks of the stricter null have.
 
-    ci = stats.binomtest(k, m).proportion_ci(level, method="exact")
-    return float(ci.low), float(ci.high)
-
-
-def counterparts(table: pd.DataFrame, s: FindingSettings) -> Finding:
-    """Most group templates have counterparts among the individual maps (more than random networks do)."""
-    m = len(table)
-    u = m // 2 + 1
-    threshold = s.alpha / (m - u + 1)
-    significant = table["p_value"].to_numpy() <= threshold
+    table : ``counterparts_null.csv`` (per template: samples with a counterpart, both nulls, ``p_value`` the stricter);
+    samples : ``counterpart_samples.csv`` (per template and sample: its counterparts), for the interval over samples."""
+    claim = "Most group-level templates have counterparts among the individual-level maps (Tables 1, 6-8)."
+    common = dict(tables=[str(_RUN.match.consistency), str(_RUN.match.counterparts_null), str(_RUN.match.counterpart_samples)],
+                  anchors=["finding-counterparts", "table-counterparts_null"])
+    if samples is None or "p_value" not in table or "null" not in table:
+        return Finding.of("counterparts", claim, None, "", reason="the run's match tables predate samples as the unit "
+                          "and the frequency-preserving null: rerun the match stage", **common)
     permutations = int(table["permutations"].min())
-    estimate = Estimate(float(significant.mean()), _share_ci(int(significant.sum()), m, s.level),
-                        most(table["p_value"]),
-                        f"Monte Carlo test of each template's counterparts against {permutations} size- and "
-                        f"layer-matched random networks; 'more than half of {m}' by partial conjunction "
-                        f"(Bonferroni over {m - u + 1}); exact binomial interval of the share",
-                        n_draws=permutations, needed=draws_needed(s.alpha, m - u + 1))
-    details = [{"corpus": r.corpus, "template": int(r.template), "counterparts": int(r.counterparts),
-                "null_mean": float(r.null_mean), "null_high": float(r.null_high), "p_value": float(r.p_value),
-                "significant": bool(sig)} for r, sig in zip(table.itertuples(), significant)]
-    return Finding.of("counterparts", "Most group-level templates have counterparts among the individual-level maps "
-                      "(Tables 1, 6-8).", estimate, "share of templates with more counterparts than random networks",
-                      needed=0.5, tables=[str(_RUN.match.consistency), str(_RUN.match.counterparts_null)],
-                      anchors=["finding-counterparts", "table-counterparts_null"], details=details)
+    units, details = [], []
+    for r in table.itertuples():
+        rows = samples[(samples["corpus"] == r.corpus) & (samples["template"] == r.template)]
+        has = (rows["counterparts"].to_numpy() > 0).astype(float)
+        chance = getattr(r, f"{r.null}_samples_mean") / max(len(has), 1)
+        low, high = bootstrap_mean(has - chance, s.level, s.bootstrap, s.seed)
+        units.append((network_name(r.corpus, r.template), Estimate(
+            float(has.mean() - chance) if len(has) else float("nan"), (low, high), float(r.p_value),
+            f"Monte Carlo test of each template's samples with a counterpart against {permutations} random networks "
+            f"of each null (uniform within layers; frequency-preserving), the stricter p; bootstrap interval over "
+            f"{len(has)} samples", n_draws=permutations, n_examples=len(has))))
+        details.append({"corpus": r.corpus, "template": int(r.template), "samples_with_counterpart": int(r.samples_with_counterpart),
+                        "samples": len(has), "uniform_samples_mean": float(r.uniform_samples_mean),
+                        "frequency_samples_mean": float(r.frequency_samples_mean),
+                        "p_uniform": float(r.uniform_samples_p), "p_frequency": float(r.frequency_samples_p),
+                        "p_value": float(r.p_value), "stricter_null": r.null})
+    estimate, _, deciding = _decide(units, 0.5, s.alpha)
+    return Finding.of("counterparts", claim, estimate,
+                      f"share of samples with a counterpart beyond the stricter null (deciding template: {deciding})",
+                      details=details, **common)
 
 
-def recurrence(table: pd.DataFrame, s: FindingSettings) -> Finding | None:
-    """Some templates recur across corpora (Table 2), judged without massive channels and first-token templates."""
+def _stricter(nulls: pd.DataFrame) -> pd.Series:
+    """The row of the null kind with the larger p-value, on a tie the larger chance level (the verdict and the
+    effect use the stricter null)."""
+    return nulls.assign(_p=nulls["p_value"].fillna(1.0)).sort_values(["_p", "null_mean"], ascending=False).iloc[0]
+
+
+def _replicates(halves: pd.DataFrame | None, kind: str) -> pd.DataFrame:
+    if halves is None or halves.empty:
+        return pd.DataFrame(columns=["kind", "corpus", "split", "half", "value"])
+    return halves[halves["kind"] == kind]
+
+
+def recurrence(table: pd.DataFrame, summary_null: pd.DataFrame | None, halves: pd.DataFrame | None,
+               s: FindingSettings) -> Finding | None:
+    """Templates recur across corpora (Table 2): the mean best-match IoU over every template that may count (first-token
+    templates out, massive channels out) against the stricter null, with an interval from the split halves."""
     if table.empty:
         return None
-    claim = "Templates recur across corpora (Table 2), beyond layer-matched chance and not through massive channels."
-    tables, anchors = [str(_RUN.match.recurrence)], ["finding-recurrence", "table-recurrence"]
+    claim = "Templates recur across corpora (Table 2), beyond chance and not through massive channels."
+    tables = [str(_RUN.match.recurrence), str(_RUN.match.recurrence_summary), str(_RUN.match.recurrence_null),
+              str(_RUN.match.split_halves)]
+    anchors = ["finding-recurrence", "table-recurrence"]
     top = table.sort_values("iou", ascending=False).head(5)
     details = [{"pair": f"{network_name(r.corpus_1, r.template_1)} / {network_name(r.corpus_2, r.template_2)}", "iou": float(r.iou),
                 "iou_without_massive": float(r.iou_without_massive), "p_without_massive": float(r.p_without_massive),
                 "massive": bool(r.massive_1 or r.massive_2), "first_token": bool(r.first_token_1 or r.first_token_2)}
                for r in top.itertuples()]
-    eligible = table[table["eligible"]]
-    if eligible.empty:
+    if summary_null is None or summary_null.empty:
+        reason = ("the run's match tables predate the recurrence summary: rerun the match stage" if summary_null is None
+                  else "fewer than two corpora have a template that may count (first-token-dominated templates never "
+                       "count, nor templates left empty without massive-channel neurons)")
         return Finding.of("recurrence", claim, None, "IoU above chance", tables=tables, anchors=anchors, details=details,
-                          reason="every pair involves a first-token-dominated template, which never counts on its own")
-    best = eligible.sort_values(["p_without_massive", "iou_without_massive"], ascending=[True, False]).iloc[0]
-    iou = float(best.iou_without_massive)
-    estimate = Estimate(iou - float(best.chance_iou_without_massive),
-                        (iou - float(best.chance_high_without_massive), iou - float(best.chance_low_without_massive)),
-                        most(eligible["p_without_massive"], share=0.0),
-                        f"exact test of each pair's overlap against layer-matched random networks of the same sizes "
-                        f"(hypergeometric per layer), massive-channel neurons removed; Bonferroni over {len(eligible)} "
-                        f"pairs without a first-token-dominated template; the closest such pair: "
-                        f"{network_name(best.corpus_1, best.template_1)} / {network_name(best.corpus_2, best.template_2)}",
-                        n_examples=len(eligible), needed=1, unit="pairs")
-    return Finding.of("recurrence", claim, estimate, "IoU above layer-matched chance (closest pair, without massive channels)",
+                          reason=reason)
+    strict = _stricter(summary_null)
+    details += [{"null": r.null, "observed": float(r.observed), "null_mean": float(r.null_mean),
+                 "null_low": float(r.null_low), "null_high": float(r.null_high), "p_value": float(r.p_value)}
+                for r in summary_null.itertuples()]
+    replicates = _replicates(halves, "recurrence").pivot(index="split", columns="half", values="value")
+    effect = float(strict.observed - strict.null_mean)
+    estimate = Estimate(effect, replicate_interval(effect, replicates.to_numpy(), float(strict.observed), s.level),
+                        float(strict.p_value),
+                        f"Monte Carlo test of the mean best-match IoU over {int(strict.templates)} templates of "
+                        f"{int(strict.corpora)} corpora (every template that may count against every other corpus; "
+                        f"first-token templates and massive-channel neurons out) against {int(strict.draws)} draws of "
+                        f"each null (uniform; frequency-preserving), the stricter p ({strict.null}); interval from "
+                        f"{len(replicates)} split-half replicates (random half-sample replication, t with "
+                        f"{len(replicates)} df)", n_draws=int(strict.draws), needed=draws_needed(s.alpha))
+    return Finding.of("recurrence", claim, estimate, "mean best-match IoU across corpora beyond the stricter null",
                       tables=tables, anchors=anchors, details=details)
+
+
+def reproducibility(split_null: pd.DataFrame | None, halves: pd.DataFrame | None, s: FindingSettings) -> Finding | None:
+    """Templates reproduce across disjoint halves of the data (the ceiling beside which recurrence is read)."""
+    if split_null is None or split_null.empty:
+        return None
+    claim = "Group templates reproduce across disjoint halves of the samples (split-half reproducibility)."
+    strict = _stricter(split_null)
+    per_split = _replicates(halves, "reproducibility").groupby("split")["value"].mean().to_numpy()
+    effect = float(strict.observed - strict.null_mean)
+    if np.isfinite(per_split).sum() >= 2:
+        from scipy import stats
+
+        finite = per_split[np.isfinite(per_split)]
+        spread = float(stats.sem(finite))
+        low, high = stats.t.interval(s.level, len(finite) - 1, loc=effect, scale=spread) if spread > 0 else (effect, effect)
+    else:
+        low = high = float("nan")
+    estimate = Estimate(effect, (float(low), float(high)), float(strict.p_value),
+                        f"Monte Carlo test of the mean best-match IoU between the templates of the two halves of "
+                        f"{int(strict.splits)} random splits of each of {int(strict.corpora)} corpora against "
+                        f"{int(strict.draws)} draws of each null (uniform; frequency-preserving), the stricter p "
+                        f"({strict.null}); t interval over the splits", n_draws=int(strict.draws),
+                        needed=draws_needed(s.alpha))
+    details = [{"null": r.null, "observed": float(r.observed), "null_mean": float(r.null_mean), "p_value": float(r.p_value)}
+               for r in split_null.itertuples()]
+    details += [{"corpus": c, "reproducibility": float(v)} for c, v in
+                _replicates(halves, "reproducibility").groupby("corpus")["value"].mean().items()]
+    return Finding.of("reproducibility", claim, estimate, "mean best-match IoU between halves beyond the stricter null",
+                      tables=[str(_RUN.match.split_halves), str(_RUN.match.split_null)],
+                      anchors=["finding-reproducibility"], details=details)
+
+
+@dataclass(frozen=True)
+class NullRun:
+    """A null variant's match files beside the trained run's: ``name`` (``nulls.<name>`` of the config) and what
+    the variant keeps and destroys (``what``, words for the claim)."""
+
+    name: str
+    match: MatchFiles
+    what: str
+
+
+def _samples_share(samples: pd.DataFrame, corpora) -> np.ndarray:
+    """Per usable sample of ``corpora``: the share of its corpus's templates with a counterpart in it."""
+    rows = samples[samples["corpus"].isin(list(corpora))]
+    return rows.assign(has=rows["counterparts"] > 0).groupby(["corpus", "sample"])["has"].mean().to_numpy(dtype=float)
+
+
+def against_null_model(trained: MatchFiles, null: NullRun, s: FindingSettings) -> list[Finding]:
+    """The structure findings of the trained model against those of a null-model run (its untrained twin, shuffled
+    text …): is the structure a property of the trained computation, beyond what ICA finds in any activations of
+    this architecture? Units: samples (counterparts), split halves (recurrence), corpus splits (reproducibility)."""
+    what = f"its null model {null.name!r}" + (f" ({null.what})" if null.what else "")
+    found = []
+    mine, theirs = read_table(trained.counterpart_samples), read_table(null.match.counterpart_samples)
+    common = dict(tables=[str(_RUN.match.counterpart_samples)], anchors=[f"finding-counterparts-vs-{null.name}"])
+    claim = f"The trained model's templates have counterparts in more samples than those of {what}."
+    if mine is None or theirs is None or mine.empty or theirs.empty:
+        found.append(Finding.of(f"counterparts-vs-{null.name}", claim, None, "",
+                                reason="the null-model run has no counterpart table (run its match stage)", **common))
+    else:
+        corpora = sorted(set(mine["corpus"]) & set(theirs["corpus"]))
+        estimate = two_sample_effect(_samples_share(mine, corpora), _samples_share(theirs, corpora), level=s.level,
+                                     n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha, unit="samples")
+        found.append(Finding.of(f"counterparts-vs-{null.name}", claim, replace(
+            estimate, test=f"{estimate.test}; per sample the share of its corpus's templates with a counterpart, "
+                           f"corpora {', '.join(corpora)}"), "share of templates with a counterpart per sample, "
+                           "trained minus null model", **common))
+    for kind, statistic, unit in (("recurrence", "mean best-match IoU across corpora of a half's templates", "split halves"),
+                                  ("reproducibility", "mean best-match IoU between the halves of a corpus", "corpus splits")):
+        a, b = _replicates(read_table(trained.split_halves), kind), _replicates(read_table(null.match.split_halves), kind)
+        if kind == "reproducibility":
+            corpora = set(a["corpus"]) & set(b["corpus"])
+            a, b = a[a["corpus"].isin(corpora)], b[b["corpus"].isin(corpora)]
+        claim = {"recurrence": f"Templates recur across corpora more in the trained model than in {what}.",
+                 "reproducibility": f"Templates reproduce across halves of the samples more in the trained model "
+                                    f"than in {what}."}[kind]
+        common = dict(tables=[str(_RUN.match.split_halves)], anchors=[f"finding-{kind}-vs-{null.name}"])
+        if a.empty or b.empty:
+            found.append(Finding.of(f"{kind}-vs-{null.name}", claim, None, "", reason=(
+                "no split halves in one of the runs (decompose.splits 0" + (", or fewer than two corpora)"
+                                                                           if kind == "recurrence" else ")")), **common))
+            continue
+        estimate = two_sample_effect(a["value"].to_numpy(), b["value"].to_numpy(), level=s.level, n_resamples=s.bootstrap,
+                                     seed=s.seed, alpha=s.alpha, unit=unit)
+        found.append(Finding.of(f"{kind}-vs-{null.name}", claim, replace(estimate, test=f"{estimate.test}; {statistic}"),
+                                f"{statistic}, trained minus null model", **common))
+    return found
 
 
 def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float,
@@ -305,14 +429,26 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
     return found
 
 
+def read_table(path: Path) -> pd.DataFrame | None:
+    """A table of the run, or None when the run has none (an empty file is an empty table)."""
+    if not path.exists():
+        return None
+    return pd.read_csv(path) if path.stat().st_size > 1 else pd.DataFrame()
+
+
 def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: EvaluationFiles, settings: FindingSettings, *,
-                     total_neurons: int | None) -> list[Finding]:
-    """Every check whose inputs the run produced, corrected as ``settings.correction`` says, with verdicts."""
+                     total_neurons: int | None, null_runs: list[NullRun]) -> list[Finding]:
+    """Every check whose inputs the run produced, corrected as ``settings.correction`` says, with verdicts;
+    ``null_runs``: the run's null-model variants, each compared with the trained model's structure."""
     found: list[Finding | None] = []
     if match.counterparts_null.exists():
-        found.append(counterparts(pd.read_csv(match.counterparts_null), settings))
+        found.append(counterparts(pd.read_csv(match.counterparts_null), read_table(match.counterpart_samples), settings))
+    halves = read_table(match.split_halves)
     if match.recurrence.exists() and match.recurrence.stat().st_size > 1:
-        found.append(recurrence(pd.read_csv(match.recurrence), settings))
+        found.append(recurrence(pd.read_csv(match.recurrence), read_table(match.recurrence_null), halves, settings))
+    found.append(reproducibility(read_table(match.split_null), halves, settings))
+    for null in null_runs:
+        found += against_null_model(match, null, settings)
     ev = Evidence(evaluation, controls)
     if not ev.rows.empty:
         massive = np.load(match.massive_mask, allow_pickle=False) if match.massive_mask.exists() else None

@@ -189,7 +189,7 @@ def table_html(frame, caption: str | None, anchor: str, key: Sequence[str] = (),
     head = ([f'<th class="t">{html.escape(_header(frame.index.name or ""))}</th>'] if show_index else [])
     head += [f'<th{"" if numeric[c] else " class=t"}>{html.escape(_header(c))}</th>' for c in shown]
     if folded:
-        head.append(f'<th class="t">other columns</th>')
+        head.append('<th class="t">other columns</th>')
     rows = []
     for i in range(len(frame)):
         cells = [f'<th class="t" scope="row">{html.escape(index_text[i])}</th>'] if show_index else []

@@ -12,7 +12,8 @@ disagree with them.
   chunks costs 10^5 directory entries (or ~100 object-storage list requests), never 10^5 reads.
 - ``check_store(url, schema, variables=None)``: raise ``StoreError`` (one line: the store, the variable, the
   chunk, what is wrong and how to repair it) when ``find_damage`` finds anything.
-- ``damaged_samples(damages) -> set[int]``: the sample positions to redo (the writers' repair).
+- ``damaged_samples(damages, dim="sample") -> set[int]``: the positions along ``dim`` (samples, splits) to redo
+  (the writers' repair).
 - ``store_problems(url, schema) -> list[str]``: why the store at ``url`` is not a finished, sound store (none
   there, samples or levels not complete, a damaged chunk); empty when it is. What ``fnet run`` verifies before
   it records a stage as done, and before it trusts a stage recorded as done.
@@ -54,19 +55,20 @@ _OPENED: dict[str, StoreSchema] = {}  # stores this process opened: where a deco
 
 @dataclass(frozen=True)
 class Damage:
-    """One damaged chunk: its variable, key (relative to the store), grid index, what is wrong, the sample
-    positions it holds data of (empty for a chunk of a whole-store variable)."""
+    """One damaged chunk: its variable, key (relative to the store), grid index, what is wrong, and the positions
+    along the variable's first dim ``dim`` (samples, splits) it holds data of (none for a whole-store variable)."""
 
     variable: str
     key: str
     index: tuple[int, ...]
     problem: str
-    samples: tuple[int, ...] = ()
+    dim: str = ""
+    positions: tuple[int, ...] = ()
 
     def describe(self, dims: tuple[str, ...], chunks: tuple[int, ...]) -> str:
         """``chunk 'activation/c/3/1/0/0' of activation (sample 3, token 32-63) is missing``."""
         where = [f"{d} {i * c}" + (f"-{i * c + c - 1}" if c > 1 else "")
-                 for d, i, c in zip(dims, self.index, chunks) if d in ("sample", "token", "component")]
+                 for d, i, c in zip(dims, self.index, chunks) if d in ("sample", "split", "token", "component")]
         return f"chunk {self.key!r} of {self.variable}" + (f" ({', '.join(where)})" if where else "") + f" is {self.problem}"
 
 
@@ -174,32 +176,36 @@ def find_damage(url: str, schema: StoreSchema, variables: Iterable[str] | None =
             elif size is not None and stored[key] != size:
                 problem = f"truncated or overwritten ({stored[key]:,} bytes, a chunk holds {size:,})"
             if problem:
-                damages.append(Damage(name, f"{name}/{key}", index, problem, tuple(samples)))
+                damages.append(Damage(name, f"{name}/{key}", index, problem, spec.dims[0], tuple(samples)))
         if decode and size is None:
-            per_chunk = array.chunks[0] if spec.dims[:1] == ("sample",) else 0
+            per_chunk = array.chunks[0] if spec.dims[:1] in (("sample",), ("split",)) else 0
             for key in sorted(stored):
                 index = _chunk_index(key, encoding.separator)
                 problem = _decodes(array, index) if index is not None else None
                 if problem:
                     first = index[0] * per_chunk
                     samples = tuple(range(first, min(first + per_chunk, array.shape[0]))) if per_chunk else ()
-                    damages.append(Damage(name, f"{name}/{key}", index, problem, samples))
+                    damages.append(Damage(name, f"{name}/{key}", index, problem, spec.dims[0] if samples else "",
+                                          samples))
     return damages
 
 
-def damaged_samples(damages: Iterable[Damage]) -> set[int]:
-    """Sample positions of ``damages`` (a chunk of a whole-store variable holds none)."""
-    return {sample for d in damages for sample in d.samples}
+def damaged_samples(damages: Iterable[Damage], dim: str = "sample") -> set[int]:
+    """Positions along ``dim`` of ``damages`` (a chunk of a whole-store variable holds none)."""
+    return {position for d in damages if d.dim == dim for position in d.positions}
 
 
 def _error(url: str, schema: StoreSchema, damages: list[Damage]) -> StoreError:
     first = damages[0]
     array = _group(url)[first.variable]
-    samples = sorted(damaged_samples(damages))
     more = f"; {len(damages) - 1} more damaged chunk{'s' if len(damages) > 2 else ''}" if len(damages) > 1 else ""
-    which = f" (samples {', '.join(map(str, samples[:8]))}{' …' if len(samples) > 8 else ''})" if samples else ""
+    which = []
+    for dim in dict.fromkeys(d.dim for d in damages if d.dim):
+        positions = sorted(damaged_samples(damages, dim))
+        which.append(f"{dim}s {', '.join(map(str, positions[:8]))}{' …' if len(positions) > 8 else ''}")
+    held = f" ({'; '.join(which)})" if which else ""
     return StoreError(f"the {schema.name.removeprefix('fnet-')} store {url!r} is damaged: "
-                      f"{first.describe(schema.variables[first.variable].dims, tuple(array.chunks))}{more}{which}; "
+                      f"{first.describe(schema.variables[first.variable].dims, tuple(array.chunks))}{more}{held}; "
                       f"it is not read as zeros: {REPAIR.get(schema.name, 'write the store again')}")
 
 
