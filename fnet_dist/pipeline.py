@@ -26,7 +26,6 @@ import os
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import yaml

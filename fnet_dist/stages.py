@@ -21,14 +21,14 @@ import hashlib
 import json
 import logging
 from contextlib import ExitStack
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
+
+from storage_schemas import ACTIVATIONS, NETWORKS
 
 from .core.cluster import dask_client
 from .core.config import PipelineConfig
-from storage_schemas import ACTIVATIONS, NETWORKS
-
 from .core.errors import InputError
 from .core.layout import EvaluationFiles, RunLayout
 from .decompose import decompose

@@ -260,10 +260,11 @@ def match_networks(networks: Sequence[str], out: str, section: MatchSection | No
         computed = _compute_ious(corpora, scheduler)
         summaries = [_corpus_summary(n, c, sizes) for n, c, (_, sizes) in zip(names, corpora, computed)]
         _report_empty(summaries, section)
-        consistency = pd.concat([consistency_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
-                                ignore_index=True)
+        consistency = pd.concat([consistency_rows(n, c, i, section.iou)
+                                 for n, c, (i, _) in zip(names, corpora, computed)], ignore_index=True)
         cross = cross_corpus_rows(names, corpora, section.similar_iou)
-        sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)], ignore_index=True)
+        sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)],
+                          ignore_index=True)
         samples = pd.concat([sample_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
                             ignore_index=True)
         results = MatchResults(section, consistency, cross, sizes, samples, summaries,
