@@ -109,7 +109,7 @@ def test_files(matched):
     sizes = pd.read_csv(out / "network_sizes.csv")
     assert sizes.filter(like="layer_").sum(axis=1).tolist() == sizes["size"].tolist()
     index = json.loads((out / "results.json").read_text())
-    assert index["parameters"] == MatchSection().model_dump() and index["parameters"]["threshold"] == 3.6
+    assert index["parameters"] == MatchSection().model_dump(mode="json") and index["parameters"]["threshold"] == 3.6
     assert index["similar_pairs"] == 3 and set(index["files"]) == expected - {"results.json", "fnet-output.json"}
     markdown = (out / "consistency.md").read_text()
     assert "| TEMPLATES | NEWS | CODE |" in markdown and "| 3 | 5 (3) | 0 (0) |" in markdown

@@ -28,7 +28,7 @@ import pandas as pd
 from storage_schemas import NETWORKS
 
 from ..core.config import MatchSection
-from ..core.networks import binarize
+from ..core.networks import binarize, flatten_networks
 from ..core.stats import monte_carlo_p
 from ..store.storage import open_store
 from .anatomy import source_concentration
@@ -93,7 +93,7 @@ def reproducibility(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _flat(networks: np.ndarray) -> np.ndarray:
-    return networks.reshape(len(networks), -1)
+    return flatten_networks(networks)
 
 
 def _pooled(halves: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> float:

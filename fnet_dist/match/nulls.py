@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..core.config import MatchSection
 from ..core.errors import InputError
+from ..core.networks import flatten_networks
 from ..core.stats import monte_carlo_p
 from ..store.storage import filesystem
 from .io import FILES, load_networks, write_file
@@ -147,7 +148,7 @@ def _permuted_networks(templates: np.ndarray, permutations: np.ndarray):
 def moved_networks(templates: np.ndarray, permutations: np.ndarray) -> np.ndarray:
     """Dense bool (n_templates, n_draws, n_layers * d_model): each template moved by each permutation."""
     n_draws = len(permutations)
-    return _permuted_networks(templates, permutations).toarray().reshape(len(templates), n_draws, -1)
+    return _permuted_networks(templates, permutations).toarray().reshape(len(templates), n_draws, permutations[0].size)
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def counterpart_null(templates: np.ndarray, maps, cuts, n_draws: int, seed: int,
         raise InputError(f"{n_maps} individual maps are not whole samples of {n_components} components")
     shape = (len(cuts), len(templates), n_draws)
     counterparts, samples = np.empty(shape, dtype=np.int64), np.empty(shape, dtype=np.int64)
-    sizes = templates.reshape(len(templates), -1).sum(axis=1)
+    sizes = flatten_networks(templates).sum(axis=1)
     done = 0
     for permutations in layer_permutations(templates.shape[1:], n_draws, seed, strata):
         count = len(permutations)
@@ -347,13 +348,13 @@ def recurrence_summary(templates: dict[str, np.ndarray], massive: np.ndarray, fi
     keep = ~np.asarray(massive, dtype=bool)
     names = list(templates)
     kept = {n: templates[n] & keep for n in names}
-    use = {n: ~np.asarray(first_token[n], dtype=bool) & kept[n].reshape(len(kept[n]), -1).any(axis=1) for n in names}
+    use = {n: ~np.asarray(first_token[n], dtype=bool) & flatten_networks(kept[n]).any(axis=1) for n in names}
     counted = {n: kept[n][use[n]] for n in names if use[n].any()}
     if len(counted) < 2:
         return pd.DataFrame(), pd.DataFrame()
     order = list(counted)
     corpus_of = np.concatenate([np.full(len(counted[n]), i) for i, n in enumerate(order)])
-    flat = np.concatenate([counted[n].reshape(len(counted[n]), -1) for n in order])
+    flat = np.concatenate([flatten_networks(counted[n]) for n in order])
     best = best_matches(flat, corpus_of)
     iou = iou_matrix(flat)
     numbers = np.concatenate([np.flatnonzero(use[n]) + 1 for n in order])

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import MatchSection
+from ..core.networks import flatten_networks
 from .halves import halves_tables, split_maps, split_templates
 from .io import FILES, load_networks, write_file
 from .iou import pairwise_iou
@@ -66,7 +67,7 @@ def sensitivity_tables(urls: list[str], section: MatchSection, massive: np.ndarr
             for name, corpus in corpora.items():
                 maps = corpus_maps(corpus)
                 frequency[name] = neuron_frequency(maps, corpus.shape)
-                flat = corpus.templates.reshape(len(corpus.templates), -1)
+                flat = flatten_networks(corpus.templates)
                 iou = pairwise_iou(flat, maps) if maps.shape[0] else np.zeros((len(flat), 0))
                 strata = {"uniform": None, "frequency": frequency_strata(frequency[name])}
                 nulls = {kind: counterpart_null(corpus.templates, maps, section.sensitivity_ious, draws, seed,
