@@ -59,20 +59,18 @@ def _copy(url: str, folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("corpus") / "news.txt"
-    path.write_text("\n".join(TEXTS) + "\n")
-    return str(path)
+def recording(tiny_llama, tmp_path_factory) -> tuple:
+    """(the tiny model loaded, its corpus file, the store recorded from them)."""
+    folder = tmp_path_factory.mktemp("recording")
+    corpus = folder / "news.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n")
+    llama = load_model(tiny_llama)
+    return llama, str(corpus), record_activations(llama, str(corpus), str(folder / "news.zarr"), **RECORD)
 
 
 @pytest.fixture(scope="module")
-def llama(tiny_llama):
-    return load_model(tiny_llama)
-
-
-@pytest.fixture(scope="module")
-def recorded(llama, corpus, tmp_path_factory) -> str:
-    return record_activations(llama, corpus, str(tmp_path_factory.mktemp("acts") / "news.zarr"), **RECORD)
+def recorded(recording) -> str:
+    return recording[2]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +91,8 @@ def test_a_sound_store_has_no_damage_though_chunks_past_each_sample_are_never_wr
 @pytest.mark.parametrize("how", ["deleted", "truncated"])
 @pytest.mark.parametrize("variable", ["activation", "peak"])
 def test_a_damaged_activations_chunk_is_one_line_and_record_records_the_sample_again(
-        how, variable, recorded, llama, corpus, tmp_path, capsys):
+        how, variable, recording, tmp_path, capsys):
+    llama, corpus, recorded = recording
     url = _copy(recorded, tmp_path)
     before = xr.open_zarr(recorded, consolidated=False).load()
     key = "activation/c/2/0/0/0" if variable == "activation" else "peak/c/2/0"
