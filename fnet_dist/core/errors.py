@@ -95,6 +95,7 @@ def environment_failure(exc: BaseException) -> EnvironmentFailure | None:
             full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             fix = ("free some space (or choose another --out / stores location) and rerun the same command: it resumes"
                    if full else "choose a folder this user may write (--out, stores), or fix its permissions")
-            return EnvironmentFailure(f"cannot write {shorten(str(where))}: {_ENVIRONMENT[error.errno]} "
+            verb = "write" if full or error.errno == errno.EROFS else "access"
+            return EnvironmentFailure(f"cannot {verb} {shorten(str(where))}: {_ENVIRONMENT[error.errno]} "
                                       f"({error.strerror or errno.errorcode.get(error.errno, error.errno)}); {fix}")
     return None
