@@ -73,6 +73,7 @@ _ENVIRONMENT = {
     errno.EROFS: "the folder is on a read-only file system",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
+    errno.ENOLCK: "its file system offers no file locks (an NFS mount without a lock service?)",
 }
 
 
@@ -95,7 +96,7 @@ def environment_failure(exc: BaseException) -> EnvironmentFailure | None:
             full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             fix = ("free some space (or choose another --out / stores location) and rerun the same command: it resumes"
                    if full else "choose a folder this user may write (--out, stores), or fix its permissions")
-            verb = "write" if full or error.errno == errno.EROFS else "access"
+            verb = "write" if full or error.errno == errno.EROFS else "lock" if error.errno == errno.ENOLCK else "access"
             return EnvironmentFailure(f"cannot {verb} {shorten(str(where))}: {_ENVIRONMENT[error.errno]} "
                                       f"({error.strerror or errno.errorcode.get(error.errno, error.errno)}); {fix}")
     return None
