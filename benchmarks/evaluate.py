@@ -22,6 +22,14 @@ CPU seconds (with ``--threads 1`` these hold on a busy machine), seconds per con
 one mask per row, would pay only if these grew).
 
     python benchmarks/evaluate.py [--quick] [--conditions 4] [--batch-size 8] [--threads 2]
+
+``--backend vllm`` measures the vllm backend beside the hf backend on the same conditions and documents (the
+packaged SmolLM2; ``--quick``: 16 + 1 documents), interleaved condition by condition: (h) the ``hf`` engine
+(hooks), (v) the ``vllm`` engine, one engine for all conditions edited in place, (vb) the ``vllm`` engine with
+``in_place: false``, each masked condition baked and served by a fresh engine (seconds include the bake and
+the start). Prints each engine start, seconds per condition (start apart), tokens/s and the ratios against (h).
+
+    python benchmarks/evaluate.py --backend vllm [--quick] [--conditions 3]
 """
 from __future__ import annotations
 
@@ -49,6 +57,8 @@ from fnet_dist.evaluate.runner import _limit_groups, _simple_evaluate, evaluate_
 from fnet_dist.evaluate.scoring import Scorer, _environment  # noqa: E402
 from fnet_dist.evaluate.tasks import prepare_tasks  # noqa: E402
 from fnet_dist.model.loading import load_model  # noqa: E402
+from fnet_dist.evaluate.backends import get_backend  # noqa: E402
+from fnet_dist.core.config import VLLMSection  # noqa: E402
 
 
 def forward_rows(scorer: Scorer) -> list[list[list[int]]]:
@@ -91,8 +101,11 @@ def main() -> None:
     parser.add_argument("--conditions", type=int, default=4, help="normal + (N - 1) random masks")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="vllm: the vllm backend beside hf")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.backend == "vllm":
+        return vllm_main(args)
     work = Path(tempfile.mkdtemp(prefix="fnet-bench-eval-"))
     settings = load_config(ROOT / "pipeline" / "default.yaml").evaluate
     tasks, limit = list(settings.tasks), dict(settings.limit)
@@ -196,6 +209,62 @@ def main() -> None:
         bare_pass(size)
         cpu = time.process_time() - c0
         print(f"bare forward, batch {size:3d}: {tokens / cpu:8.0f} tokens per CPU-second")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def vllm_main(args) -> None:
+    """(h) hf hooks, (v) vllm in place, (vb) vllm baked: the same conditions and documents, interleaved."""
+    from fnet_dist.evaluate.vllm_backend import VLLMSettings
+
+    work = Path(tempfile.mkdtemp(prefix="fnet-bench-vllm-"))
+    settings = load_config(ROOT / "pipeline" / "default.yaml").evaluate
+    tasks, limit = list(settings.tasks), dict(settings.limit)
+    if args.quick:
+        limit = {task: (16 if "ppl" not in task else 1) for task in tasks}
+    loaded = load_model("smollm2-135m-instruct")
+    shape = model_shape(loaded.model, resolve_architecture(loaded.model))
+    conditions = [NORMAL] + [random_condition(shape, percent=15, seed=s) for s in range(args.conditions - 1)]
+    manager = prepare_tasks(tasks, work / "tasks")
+    groups = _limit_groups(tasks, limit)
+    options = {"batch_size": args.batch_size, "hook_module": None, "keep_checkpoints": False}
+    engines = {"h": get_backend("hf").open(loaded, work / "h", **options),
+               "v": get_backend("vllm").open(loaded, work / "v", **options, vllm=VLLMSettings(scratch=str(work / "v"))),
+               "vb": get_backend("vllm").open(loaded, work / "vb", **options, vllm=VLLMSettings(
+                   VLLMSection(in_place=False), scratch=str(work / "vb")))}
+    seconds, results = {name: [] for name in engines}, {name: [] for name in engines}
+    for condition in conditions:  # interleaved, so that a change of load touches all alike
+        for name, engine in engines.items():
+            starts = len(getattr(engine, "starts", []))
+            t0 = time.perf_counter()
+            results[name].append([engine.run(condition, group, manager, group_limit, 0, 1000)["results"]
+                                  for group_limit, group in groups])
+            spent = time.perf_counter() - t0
+            seconds[name].append(spent - sum(getattr(engine, "starts", [])[starts:]) if name == "v" else spent)
+    tokens = sum(stat["tokens"] for stat in engines["v"].stats[:len(groups)])  # one condition's (same tokenizer)
+    n, masked = len(conditions), len(conditions) - 1
+    print(f"model smollm2-135m-instruct (float32, CPU), tasks {limit}; {n} conditions (normal + {masked} random 15 % "
+          f"inhibited); {tokens} tokens per condition")
+    print(f"(v) vllm engine start: {engines['v'].starts[0]:.1f} s (once per run); (vb) engine starts: "
+          f"{', '.join(f'{s:.1f}' for s in engines['vb'].starts)} s")
+    base = sum(seconds["h"]) / n
+    for name, label in (("h", "(h) hf, hooks"), ("v", "(v) vllm, one engine, in place"),
+                        ("vb", "(vb) vllm, baked + fresh engine")):
+        per = sum(seconds[name]) / n
+        edited = sum(seconds[name][1:]) / max(masked, 1)
+        print(f"{label:34s} {per:7.2f} s/condition ({edited:7.2f} per edited one)  {tokens / per:8.0f} tokens/s  "
+              f"time vs (h): {per / base:5.2f} x")
+    def largest(a: str, b: str) -> float:
+        """Largest relative difference between the metrics of two engines' results, all conditions."""
+        pairs = [(x[task][key], y[task][key]) for xs, ys in zip(results[a], results[b]) for x, y in zip(xs, ys)
+                 for task in y for key in y[task] if isinstance(y[task][key], float)]
+        return max(abs(x - y) / max(abs(y), 1e-12) for x, y in pairs)
+
+    print(f"results equal within (largest relative difference): (v) vs (vb) {largest('v', 'vb'):.1e}, "
+          f"(v) vs (h) {largest('v', 'h'):.1e}")
+    whole = {name: sum(seconds[name]) + (engines[name].starts[0] if name == "v" else 0) for name in engines}
+    print(f"whole run with engine starts: (h) {whole['h']:.1f} s, (v) {whole['v']:.1f} s, (vb) {whole['vb']:.1f} s")
+    for engine in engines.values():
+        engine.close()
     shutil.rmtree(work, ignore_errors=True)
 
 

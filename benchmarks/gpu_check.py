@@ -6,7 +6,8 @@
 2. recording throughput (tokens/s) against bare forward passes of the same batches on the GPU;
 3. a baked checkpoint (streamed bake of a bf16 safetensors copy) against the hooked edit on CUDA, logits;
 4. lm-eval through HF on the baked checkpoint against the hooked HF model (same task, same documents);
-5. the same through vLLM (lm-eval's ``vllm`` model, a fresh process) when vLLM is installed;
+5. the same through the vllm backend (lm-eval's ``vllm`` model, one engine, the edit written into its weights in
+   place) when vLLM is installed;
 6. peak GPU memory of each step.
 The model (default: the packaged SmolLM2-135M) is saved as a bf16 safetensors folder first, so the bake
 streams. Without CUDA the script says so in one line and exits with status 1.
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
               "abs diff ≤ 0.05", abs(h - k) <= 0.05)
     table.add("lm-eval HF: peak GPU memory", peak_gib(torch))
 
-    # 5. lm-eval, vLLM (fresh process) on the baked checkpoint
+    # 5. lm-eval, vLLM: one engine, the edit written into its weights in place
     if importlib.util.find_spec("vllm") is None:
         table.add("lm-eval vLLM", "vLLM not installed: not run")
     else:

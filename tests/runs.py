@@ -21,7 +21,8 @@ SKIPPED_FOLDERS = {"conditions", "tasks"}
 
 def run_results(out: Path) -> dict[str, object]:
     """``{relative path: DataFrame}`` for every table of the run, and ``findings`` (findings.json's content)."""
-    tables = {str(p.relative_to(out)): pd.read_csv(p) for folder in ("match", "evaluate")
+    tables = {str(p.relative_to(out)): pd.read_csv(p) if p.stat().st_size > 1 else pd.DataFrame()  # an empty table
+              for folder in ("match", "evaluate", "nulls")
               for p in sorted((Path(out) / folder).rglob("*.csv")) if not SKIPPED_FOLDERS & set(p.parts)}
     return {**tables, "findings": json.loads((Path(out) / "report" / "findings.json").read_text())}
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from fnet_dist.core.config import MatchSection
 from fnet_dist.core.errors import InputError
-from fnet_dist.match.anatomy import MassiveRule, massive_channels, massive_mask
+from fnet_dist.match.anatomy import MassiveRule, massive_channels, massive_mask, scan_channels
 from fnet_dist.model.testing import activation_dataset
 
 
@@ -40,6 +40,19 @@ def test_planted_massive_channels_are_found_with_where_they_peak():
     assert table.iloc[1].carrier_tokens == "5:1"  # only position 5 of sample 2 carries channel 30
     mask = massive_mask(table, shape)
     assert mask.sum() == 2 and mask[1, 7] and mask[2, 30]
+
+
+def test_channel_statistics_equal_scipy_over_the_real_tokens():
+    """The activation-matched draws' statistics: mean |activation| and kurtosis over every real token (padding never)."""
+    from scipy import stats
+
+    ds, shape = _planted()
+    scan = scan_channels(ds, RULE)
+    values = np.concatenate([ds["activation"][s, :n].values.astype(np.float64)
+                             for s, n in enumerate(ds["n_tokens"].values)])          # (real tokens, layers, channels)
+    assert scan.mean_abs.shape == shape and np.allclose(scan.mean_abs, np.abs(values).mean(axis=0))
+    assert np.allclose(scan.kurtosis, stats.kurtosis(values, axis=0, fisher=False), rtol=1e-6)
+    assert scan.kurtosis[1, 7] > 10 > scan.kurtosis[0, 3]          # the first-token channel is heavy-tailed; a wide one not
 
 
 def test_the_rule_is_configurable():

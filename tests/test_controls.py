@@ -1,6 +1,8 @@
 """Random controls as distributions, empirical p-values and effects separated from massive channels."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from fnet_dist.core.errors import InputError
 from fnet_dist.core.stats import interval
 from fnet_dist.evaluate.control_tables import control_tables, metric_direction
 from fnet_dist.evaluate.controls import choose_networks
-from fnet_dist.evaluate.draws import control_conditions, random_controls, separated_masks
+from fnet_dist.evaluate.draws import activation_strata, control_conditions, random_controls, separated_masks
 from fnet_dist.model.masks import NeuronMask
 
 SHAPE = (4, 50)
@@ -154,6 +156,37 @@ def test_networks_for_controls_are_chosen_without_evaluation_examples():
     assert choose_networks(consistency, ["news", "wiki"], 1, first_token_share=FIRST_TOKEN) == [("news", 2), ("wiki", 1)]
 
 
+def test_all_networks_are_every_non_empty_template_in_order():
+    import pandas as pd
+
+    consistency = pd.DataFrame({"corpus": ["news"] * 4 + ["wiki"], "template": [3, 1, 2, 4, 1],
+                                "counterparts": [4, 9, 9, 0, 50], "size": [5, 5, 5, 0, 5]})
+    assert choose_networks(consistency, ["news"], "all", first_token_share=FIRST_TOKEN) == [("news", k) for k in (1, 2, 3)]
+    assert EvaluateSection().controls.networks == "all"    # the default declares every network
+
+
+def test_activation_matched_draws_keep_the_count_in_every_layer_and_stratum():
+    rng = np.random.default_rng(0)
+    mean_abs, kurtosis = rng.lognormal(size=SHAPE), rng.lognormal(size=SHAPE)
+    strata = activation_strata(mean_abs, kurtosis, 3)
+    assert strata.min() == 0 and strata.max() == 8
+    assert all((np.bincount(strata[layer] // 3, minlength=3) >= 16).all() for layer in range(SHAPE[0]))  # |a| tertiles
+    network = _network()
+    draws = random_controls("matched_activation", SHAPE, n_draws=20, seed=0, reference=network, strata=strata)
+    def cells(values):  # neurons per (layer, stratum)
+        return Counter(zip(np.nonzero(values)[0].tolist(), strata[values].tolist()))
+
+    for mask in draws:
+        assert cells(mask.values) == cells(network.values)
+    assert len({m.values.tobytes() for m in draws}) > 1
+    with pytest.raises(InputError, match="needs the channels' activation strata"):
+        random_controls("matched_activation", SHAPE, n_draws=1, seed=0, reference=network)
+    names = [c.name for c in control_conditions([_news3()], np.zeros(SHAPE, bool), _settings(("matched_activation",), 2))]
+    assert names == []                                    # no strata (an older match stage): none drawn, none invented
+    names = [c.name for c in control_conditions([_news3()], np.zeros(SHAPE, bool), _settings(("matched_activation",), 2), strata)]
+    assert names == ["ctl-matched_activation:news/3/0", "ctl-matched_activation:news/3/1"]
+
+
 def test_controls_go_first_to_the_small_networks_the_claims_are_about():
     """The first-token template has counterparts in every sample: by counterparts alone it is chosen, and the claim
     about networks of < 2 % of neurons is then never tested (the default run said "not applicable")."""
@@ -168,8 +201,14 @@ def test_controls_go_first_to_the_small_networks_the_claims_are_about():
     assert choose_networks(consistency, ["news"], 1, anatomy, first_token_share=0.95) == [("news", 4)]
 
 
-def _settings(kinds, draws) -> EvaluateSection:
-    return EvaluateSection(controls={"kinds": kinds, "draws": draws})
+def _settings(kinds, draws, top_draws=0) -> EvaluateSection:
+    return EvaluateSection(controls={"kinds": kinds, "draws": draws, "matched_draws": draws, "top_draws": top_draws})
+
+
+def test_random_draws_of_the_top_percent_are_the_null_of_the_top_neurons():
+    conditions = control_conditions([], np.zeros(SHAPE, bool), _settings(("fraction",), 2, top_draws=3))
+    assert [c.name for c in conditions] == [*(f"ctl-fraction15/{i}" for i in range(2)), *(f"ctl-fraction5/{i}" for i in range(3))]
+    assert [c.mask.count for c in conditions] == [30] * 2 + [10] * 3     # 15 % and 5 % of 200 neurons
 
 
 def test_draws_avoiding_massive_channels_only_for_networks_that_have_some():

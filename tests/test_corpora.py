@@ -54,6 +54,25 @@ def test_offline_news_is_real_text():
     assert len(texts) == 300 and all(len(t) > 100 for t in texts)
 
 
+def test_offline_sentiment_is_review_text_the_sentiment_task_never_scores(tmp_path, monkeypatch):
+    """Sentiment networks are found on sentiment texts (as the paper's on SST-2) that the evaluation never scores."""
+    from fnet_dist.core.offline import SNIPPETS_PER_DOCUMENT, rotten_tomatoes
+    from fnet_dist.evaluate.tasks import prepare_tasks
+
+    documents = load_corpus("offline:sentiment", text_field=TEXT)
+    recorded = {text for text, _ in rotten_tomatoes("recorded")}
+    assert len(documents) >= 500 and documents[0].startswith(next(iter(t for t, _ in rotten_tomatoes("recorded"))))
+    assert len(rotten_tomatoes("recorded")) + len(rotten_tomatoes("evaluated")) == len(rotten_tomatoes("all"))
+    monkeypatch.setenv("FNET_CACHE", str(tmp_path / "cache"))
+    prepare_tasks(["sentiment_rt"], tmp_path / "tasks", cache=tmp_path / "cache")
+    rows = [json.loads(line) for path in (tmp_path / "cache").glob("*sentiment*") for line in path.open()]
+    scored = {row["text"] for row in rows}
+    assert len(scored) > 9000 and not scored & recorded         # disjoint: no recorded snippet is ever scored
+    assert SNIPPETS_PER_DOCUMENT > 1
+    with pytest.raises(InputError, match="Rotten Tomatoes part 'train'"):
+        rotten_tomatoes("train")
+
+
 def test_parse_hf_spec():
     assert parse_hf_spec("hf:wikitext:wikitext-2-raw-v1@test") == ("wikitext", "wikitext-2-raw-v1", "test")
     assert parse_hf_spec("hf:fancyzhx/ag_news") == ("fancyzhx/ag_news", None, "train")

@@ -292,7 +292,7 @@ def _config(out: Path):
     from fnet_dist.core.config import load_config
 
     return load_config(Path(__file__).parents[1] / "pipeline" / "default.yaml",
-                       [f"out={out}", "corpora={news: offline:news, code: offline:code}", "report.explain_texts=0"])
+                       [f"out={out}", "corpora={news: offline:news, code: offline:code}", "report.explain_texts=0", "nulls={}"])
 
 
 @settings(FEW, max_examples=4)  # the costliest: every stage's figures, then the page
@@ -389,7 +389,7 @@ def _fnet_run(out: Path) -> int:
     from fnet_dist.cli import main
 
     return main(["run", str(Path(__file__).parents[1] / "pipeline" / "default.yaml"), "--out", str(out),
-                 "--set", "report.explain_texts=0", "--set", "corpora={news: offline:news, code: offline:code}"])
+                 "--set", "report.explain_texts=0", "--set", "corpora={news: offline:news, code: offline:code}", "--set", "nulls={}"])
 
 
 def test_a_run_with_identical_draws_and_infinite_perplexities_ends_with_a_report(tmp_path, monkeypatch, capsys):

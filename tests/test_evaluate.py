@@ -213,9 +213,10 @@ def test_unknown_task_suggests_close_matches():
         resolve_tasks([])
 
 
-def test_vllm_backend_without_vllm_says_how_to_install(loaded, tmp_path):
+def test_vllm_backend_without_vllm_says_how_to_install(loaded, tmp_path, monkeypatch):
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here")
+    monkeypatch.setenv("FNET_VLLM_PYTHON", sys.executable)  # the engine's interpreter: this one, without vLLM
     with pytest.raises(InputError, match=r"vLLM, which is not installed.*pip install 'fnet-dist\[vllm\]'"):
         evaluate_conditions(loaded, [NORMAL], ["polarity_pl"], tmp_path, backend="vllm")
 

@@ -83,26 +83,37 @@ def _network_mask(on_massive=0, off_massive=10):
     return mask
 
 
-def _run(tmp_path, *, draws=19, network_accuracy=0.2, mask=None, minus_massive=None, avoid=False):
+def _run(tmp_path, *, draws=19, network_accuracy=0.2, mask=None, minus_massive=None, avoid=False, networks=1,
+         matched=None, flip=0.03):
+    """``networks`` networks (news/1 …) at ``network_accuracy``, each with ``matched`` (default ``draws``) count-matched
+    draws that flip ``flip`` of the examples, and ``draws`` shared 15 % draws."""
     rng = np.random.default_rng(0)
     run = FakeRun(tmp_path / "evaluate")
     normal = _docs(rng, 0.8)
     run.condition("normal", normal, fields=NORMAL)
     mask = _network_mask() if mask is None else mask
-    run.condition("inhibit:news/1", _docs(rng, network_accuracy), neurons=int(mask.sum()), mask=mask,
-                  fields={"kind": "network", **NEWS1})
     for i in range(draws):
         run.condition(f"ctl-fraction15/{i}", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal), where="controls",
                       fields=_control("fraction", i, percent=15.0))
-        run.condition(f"ctl-matched_count:news/1/{i}", np.where(rng.uniform(size=N_DOCS) < 0.03, 1 - normal, normal), where="controls",
-                      fields=_control("matched_count", i, **NEWS1))
-        if avoid:
-            run.condition(f"ctl-matched_avoid_massive:news/1/{i}", np.where(rng.uniform(size=N_DOCS) < 0.03, 1 - normal, normal),
-                          where="controls", fields=_control("matched_avoid_massive", i, **NEWS1))
-    if minus_massive is not None:
-        run.condition("minus-massive:news/1", _docs(rng, minus_massive), where="controls",
-                      fields={**NEWS1, "kind": "minus_massive"})
+    for k in range(1, networks + 1):
+        where = {**NEWS1, "template": k}
+        run.condition(f"inhibit:news/{k}", normal if network_accuracy is None else _docs(rng, network_accuracy),
+                      neurons=int(mask.sum()), mask=mask,
+                      fields={"kind": "network", **where})
+        for i in range(draws if matched is None else matched):
+            run.condition(f"ctl-matched_count:news/{k}/{i}", np.where(rng.uniform(size=N_DOCS) < flip, 1 - normal, normal),
+                          where="controls", fields=_control("matched_count", i, **where))
+            if avoid:
+                run.condition(f"ctl-matched_avoid_massive:news/{k}/{i}", np.where(rng.uniform(size=N_DOCS) < flip, 1 - normal, normal),
+                              where="controls", fields=_control("matched_avoid_massive", i, **where))
+        if minus_massive is not None:
+            run.condition(f"minus-massive:news/{k}", _docs(rng, minus_massive), where="controls",
+                          fields={**where, "kind": "minus_massive"})
     return run
+
+
+def _all(networks):
+    return [f"inhibit:news/{k}" for k in range(1, networks + 1)]
 
 
 def _findings(match, evaluate):
@@ -115,17 +126,29 @@ def _by_id(findings):
     return {f.id: f for f in findings}
 
 
-def test_a_network_far_beyond_19_draws_holds_and_4_draws_cannot_decide(tmp_path):
-    root = _run(tmp_path / "a").write(selection=["inhibit:news/1"])
+def test_networks_far_beyond_their_own_few_draws_hold_and_one_network_with_4_draws_cannot_decide(tmp_path):
+    """Networks are the unit: three networks with 4 matched draws each give 5^3 relabellings, p = 1/125 exactly;
+    each network's own result, against its matched draws and against the shared 15 % draws, is in the details."""
+    root = _run(tmp_path / "a", networks=3, matched=4).write(selection=_all(3))
     small = _by_id(_findings(tmp_path / "a" / "match", root))["small-networks/sentiment_rt"]
-    assert small.verdict == "holds" and small.p_value <= 0.05 and small.n_draws == 19
-    assert small.interval[0] > 0 and "networks chosen by: test rule" in small.test
-    # the effect is the excess over the *mean* draw (the first version compared with a 2.5th percentile and
-    # called it "the largest damage of random draws")
-    assert small.effect == pytest.approx(small.details[0]["effect"]) and small.units.endswith("beyond the mean random draw")
-    root = _run(tmp_path / "b", draws=4).write(selection=["inhibit:news/1"])
+    assert small.verdict == "holds" and small.p_value == pytest.approx(1 / 125) and small.interval[0] > 0
+    assert "stratified permutation test over 3 networks, each against its own 4 matched_count draws" in small.test
+    assert "networks chosen by: test rule" in small.test and small.minimum == SETTINGS.report.min_accuracy
+    mine = [d for d in small.details if d["draws"] == "matched_count"]
+    assert [d["network"] for d in mine] == ["news/1", "news/2", "news/3"] and all(d["n_draws"] == 4 for d in mine)
+    assert small.effect == pytest.approx(np.mean([d["effect"] for d in mine]))       # the mean over networks
+    assert {d["n_draws"] for d in small.details if d["draws"] == "fraction"} == {19}
+    assert small.units.endswith("mean over networks beyond their own matched draws")
+    root = _run(tmp_path / "b", matched=4).write(selection=_all(1))
     few = _by_id(_findings(tmp_path / "b" / "match", root))["small-networks/sentiment_rt"]
-    assert few.verdict == "unclear" and few.reason == "4 draws cannot reach p ≤ 0.05: needs ≥ 19"
+    assert few.verdict == "unclear" and few.reason == "1 network cannot reach p ≤ 0.05: needs ≥ 2"
+
+
+def test_networks_no_worse_than_their_draws_fail_by_the_equivalence_test(tmp_path):
+    """Networks that flip as few examples as their draws: the effect is shown below the declared minimum (0.02)."""
+    root = _run(tmp_path, networks=6, matched=4, network_accuracy=None, flip=0.0).write(selection=_all(6))
+    small = _by_id(_findings(tmp_path / "match", root))["small-networks/sentiment_rt"]
+    assert small.verdict == "fails" and small.p_fail <= 0.05 and "below the minimum the claim needs (0.02)" in small.reason
 
 
 def test_a_network_like_its_draws_never_holds(tmp_path):
@@ -297,3 +320,18 @@ def test_findings_json_is_what_the_page_shows(tmp_path):
     page = findings_html(read_findings(path), lambda f: [])
     assert 'id="finding-counterparts"' in page and f"{record['p_value']:.3g}" in page and "NOT APPLICABLE" not in page
     assert record["reason"] in page and recorded["findings"][1]["verdict"].upper() in page
+
+
+def test_the_top_neurons_are_tested_against_random_draws_of_as_many_neurons(tmp_path):
+    rng = np.random.default_rng(4)
+    run = FakeRun(tmp_path / "evaluate")
+    normal = _docs(rng, 0.8)
+    run.condition("normal", normal, fields=NORMAL)
+    run.condition("top5:inhibit@news", _docs(rng, 0.3), fields=_top("news", "inhibit"))
+    for i in range(19):
+        run.condition(f"ctl-fraction5/{i}", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal), where="controls",
+                      fields=_control("fraction", i, percent=5.0))
+        run.condition(f"ctl-fraction15/{i}", 1 - normal, where="controls", fields=_control("fraction", i, percent=15.0))
+    found = _by_id(_findings(tmp_path / "match", run.write()))["top-vs-random@news/sentiment_rt"]
+    assert found.verdict == "holds" and found.n_draws == 19 and "against 19 random 5 % draws" in found.test
+    assert found.conditions[1]["percent"] == 5.0                       # the 5 % draws, never the 15 % ones

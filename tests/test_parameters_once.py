@@ -50,6 +50,8 @@ NOT_CONFIG = {
                                          "(random networks of the counterparts null)",
     ("two_sample_effect", "n_permutations"): "the relabellings of the two-sample test (trained vs null model), not "
                                              "match.permutations (random networks of the counterparts null)",
+    ("networks_against_draws", "n_permutations"): "the relabellings of the stratified test over networks (exact while "
+                                                  "they are fewer), not match.permutations (random networks)",
 }
 
 OPEN: set[tuple[str, str]] = set()  # copies of config defaults left for their owners; issue 25 fixed every one found

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,7 +71,12 @@ def test_every_stage_runs_and_the_report_renders(run_folder):
     assert "HOLDS" in page.text or "FAILS" in page.text or "UNCLEAR" in page.text
     assert "report:" in done.stdout
     assert (out / "match" / "counterparts_null.csv").is_file() and (out / "match" / "recurrence.csv").is_file()
-    assert json.loads((out / "evaluate" / "controls" / "selection.json").read_text())["networks"]
+    selection = json.loads((out / "evaluate" / "controls" / "selection.json").read_text())
+    assert selection["networks"] and selection["declared"]["networks"] == 1   # declared before any evaluation
+    assert set(np.load(out / "match" / "channel_stats.npz")) == {f"{s}/{c}" for s in ("mean_abs", "kurtosis") for c in ("news", "code")}
+    drawn = pd.read_csv(out / "evaluate" / "controls" / "results.csv")
+    assert set(drawn["control"].dropna()) == {"fraction", "matched_activation", "matched_avoid_massive"} or \
+        set(drawn["control"].dropna()) == {"fraction", "matched_activation"}     # avoid-massive: only with massive neurons
     recorded = json.loads((out / "report" / "findings.json").read_text())
     html = (out / "report" / "index.html").read_text()
     assert {"counterparts", "recurrence", "reproducibility", "amplification@news", "counterparts-vs-random-init",

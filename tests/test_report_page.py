@@ -249,7 +249,8 @@ def test_report_fits_1280_px_and_links_its_findings(tmp_path):
         row = html.split(f'<tr id="{anchor_id("finding-" + f["id"])}">', 1)[1].split("</tr>", 1)[0]
         low, high = ("–" if v is None else f"{v:.3g}" for v in f["interval"])   # no interval: a dash
         assert f"{f['effect']:.3g} [95 %: {low}, {high}]" in row
-        assert f"<td>{f['p_value']:.3g} (uncorrected {f['p_raw']:.3g}; α 0.05)</td>" in row
+        fail = f"; equivalence p {f['p_fail']:.3g}" if f.get("p_fail") is not None else ""
+        assert f"<td>{f['p_value']:.3g} (uncorrected {f['p_raw']:.3g}; α 0.05{fail})</td>" in row
         assert f"{f['n_draws'] or f['n_examples']} {'draws' if f['n_draws'] else 'examples'}" in row
     wide_check = inspect_layout(tmp_path / "wide.html", ["wide"], shots / "wide")
     assert wide_check.overflows == [] and wide_check.expanders == [(MAX_ROWS, 45, 45)]

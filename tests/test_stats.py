@@ -19,8 +19,10 @@ from fnet_dist.core.stats import (
     judge,
     monte_carlo_p,
     most,
+    networks_against_draws,
     overlap_test,
     paired_effect,
+    strictest,
 )
 
 SEEDS = 200
@@ -175,3 +177,82 @@ def test_conclude_corrects_across_findings_and_keeps_the_family_wise_rate():
     assert Finding.from_dict(a.to_dict()).to_dict() == a.to_dict()
     with pytest.raises(InputError, match="alpha 2 must lie in"):
         conclude([strong], 2, REPORT.correction)
+
+
+MINIMUM = 0.05  # a claim's declared minimum effect in the simulated worlds below
+
+
+def _networks_world(rng, effect=0.0, networks=10, draws=4, examples=60, shift=0.0):
+    """``networks`` networks, each with its own ``draws`` matched draws, on the same examples: every mask shifts all
+    examples by its own random amount (masks differ, as draws on a real model do), examples add noise. The networks'
+    shifts are drawn like their draws' plus ``effect``; ``shift``: what every network and its draws share beyond a
+    coarser null's (the layers they sit in, say): added to both."""
+    masks = rng.normal(0.0, 0.05, size=(networks, draws + 1, 1)) + shift
+    masks[:, 0] += effect
+    values = masks + rng.normal(0.0, 0.2, size=(networks, draws + 1, examples))
+    return values[:, 0], list(values[:, 1:])
+
+
+def _network_verdicts(worlds, **kwargs):
+    verdicts = []
+    for i, (subjects, draws) in enumerate(worlds):
+        e = networks_against_draws(subjects, draws, **dict(RUN, n_resamples=500, seed=i, minimum=MINIMUM),
+                                   n_permutations=999, **kwargs)
+        verdicts.append(judge(e, e.p, ALPHA, MINIMUM, p_fail_corrected=e.p_fail)[0])
+    return np.array(verdicts)
+
+
+def test_networks_against_their_draws_control_false_holds_and_false_fails():
+    """Networks as the unit, few draws each: no effect gives 'holds' at most alpha of the time; an effect exactly at
+    the declared minimum gives 'fails' at most alpha of the time (the equivalence side is controlled too); an
+    effect far beyond it holds, and no effect at all is shown below the minimum in most worlds."""
+    rng = np.random.default_rng(5)
+    null = _network_verdicts(_networks_world(rng) for _ in range(SEEDS))
+    assert np.mean(null == "holds") <= SLACK and np.mean(null == "fails") >= 0.5
+    boundary = _network_verdicts(_networks_world(rng, effect=MINIMUM) for _ in range(SEEDS))
+    assert np.mean(boundary == "fails") <= SLACK
+    planted = _network_verdicts(_networks_world(rng, effect=0.2) for _ in range(SEEDS // 4))
+    assert np.mean(planted == "holds") >= 0.9
+
+
+def test_networks_against_draws_equal_the_exact_permutation_p_on_a_small_case():
+    subjects = np.array([[3.0, 3.0], [1.0, 1.0]])
+    draws = [np.array([[1.0, 1.0], [2.0, 2.0]]), np.array([[0.0, 0.0], [2.0, 2.0]])]
+    # mask means 3 | 1, 2 and 1 | 0, 2: calling mask j the network gives its mean - the others' mean, so network 1's
+    # statistic takes 1.5, -1.5, 0 (the network first, then each draw) and network 2's 0, -1.5, 1.5
+    values = np.add.outer([1.5, -1.5, 0.0], [0.0, -1.5, 1.5]).ravel() / 2
+    exact = np.mean(values >= 0.75 - 1e-12)
+    e = networks_against_draws(subjects, draws, **dict(RUN, n_resamples=200))
+    assert e.effect == pytest.approx(0.75) and e.p == pytest.approx(exact)   # 9 relabellings: enumerated
+    assert (e.n_units, e.n_draws, e.n_examples, e.unit, e.needed) == (2, 2, 2, "networks", 3)
+    verdict, reason = judge(e, e.p, ALPHA)
+    assert verdict == "unclear" and reason == "2 networks cannot reach p ≤ 0.05: needs ≥ 3"
+
+
+def test_the_strictest_null_keeps_false_holds_within_alpha_where_a_coarser_null_does_not():
+    """Networks and count-matched draws differ systematically (the networks sit in the layers that do damage; the
+    layer-matched draws share those layers): against count-matched draws alone the claim would hold most of the
+    time; the intersection-union over the kinds of draw keeps false 'holds' within alpha."""
+    rng = np.random.default_rng(9)
+    coarse, strict = [], []
+    for i in range(SEEDS):
+        subjects, layer_matched = _networks_world(rng, shift=0.3)
+        count_matched = list(rng.normal(0.0, 0.05, size=(10, 4, 1)) + rng.normal(0.0, 0.2, size=(10, 4, 60)))
+        options = dict(RUN, n_resamples=300, seed=i, minimum=MINIMUM)
+        kinds = [networks_against_draws(subjects, d, n_permutations=999, **options) for d in (count_matched, layer_matched)]
+        coarse.append(judge(kinds[0], kinds[0].p, ALPHA)[0] == "holds")
+        both = strictest(kinds)
+        strict.append(judge(both, both.p, ALPHA, MINIMUM, p_fail_corrected=both.p_fail)[0] == "holds")
+    assert np.mean(coarse) >= 0.9 and np.mean(strict) <= SLACK
+
+
+def test_a_claim_with_a_minimum_effect_fails_only_by_its_equivalence_test():
+    small = Estimate(0.01, (-0.005, 0.03), 0.2, "test", n_examples=60, needed=5, unit="examples", p_fail=0.01, minimum=0.02)
+    assert judge(small, small.p, ALPHA, 0.02, p_fail_corrected=0.01)[0] == "fails"
+    assert judge(small, small.p, ALPHA, 0.02, p_fail_corrected=0.2) == (
+        "unclear", "corrected p 0.2 > 0.05; nor is it shown below the minimum effect 0.02")
+    any_effect = Estimate(0.01, (-0.005, 0.03), 0.2, "test", n_examples=60, needed=5, unit="examples")
+    assert judge(any_effect, 0.2, ALPHA)[0] == "unclear"          # minimum 0: fails needs the interval below 0
+    found = conclude([Finding.of("a", "claim", small, "units"), Finding.of("b", "claim", small, "units")], ALPHA, "run")
+    assert [f.p_fail for f in found] == [pytest.approx(0.02)] * 2 and found[0].minimum == 0.02
+    assert found[0].verdict == "fails" and Finding.from_dict(found[0].to_dict()).to_dict() == found[0].to_dict()

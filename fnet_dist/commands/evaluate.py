@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)
     if not args.networks and not args.mask:
         raise InputError("nothing to evaluate: pass --networks (stores of fnet decompose) or --mask FILE")
-    get_backend(settings.backend).require()
+    get_backend(settings.backend).require(settings.vllm.python)
     options = TaskOptions.of(settings)
     tasks = resolve_tasks(list(settings.tasks), options.include_path)  # an unknown task fails before the model loads
     masks = _mask_conditions(args.mask)  # a bad mask file fails before the model loads

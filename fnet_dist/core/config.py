@@ -210,33 +210,55 @@ class MatchSection(_Section):
         "(flagged; never a recurrence on its own)", gt=0, le=1))
 
 
-ControlKind = Literal["fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"]
+ControlKind = Literal["fraction", "matched_count", "matched_per_layer", "matched_activation", "matched_avoid_massive"]
 
 
 class ControlsSection(_Section):
     """Random controls as distributions and network effects split at massive channels (fnet_dist/evaluate/controls.py)."""
 
     draws: int = Field(19, **_help(
-        "random masks per kind (0 turns the controls off); 19 is the fewest whose Monte Carlo p can reach 0.05", ge=0))
+        "random masks of the global fraction (evaluate.random_fraction), shared by every network (0 turns the controls "
+        "off); 19 is the fewest whose Monte Carlo p can reach 0.05", ge=0))
+    top_draws: int = Field(19, **_help(
+        "random draws of as many neurons as the top percent (evaluate.top_percent), the null of the top neurons' "
+        "damage (0: none); 19 is the fewest whose Monte Carlo p can reach 0.05", ge=0))
+    matched_draws: int = Field(4, **_help(
+        "draws of each matched kind per network: the claims pool over networks (a stratified permutation test), so a "
+        "few per network suffice: with 4, two networks can reach p 0.04", ge=1))
     kinds: tuple[ControlKind, ...] = Field(
-        ("fraction", "matched_count", "matched_per_layer", "matched_avoid_massive"), description="kinds of random control")
-    networks: int = Field(3, **_help(
-        "matched controls for this many networks per evaluated corpus: the templates with the most counterparts in "
-        "the match stage, small ones that are not first-token artefacts first (chosen without looking at any "
-        "evaluation example)", ge=1))
+        ("fraction", "matched_count", "matched_per_layer", "matched_activation", "matched_avoid_massive"),
+        description="kinds of random control: the global fraction, and draws matched to each network by count, by count "
+                    "per layer, by activation statistics (layer, mean |activation| and kurtosis strata of the "
+                    "recording) and by count avoiding massive channels")
+    networks: int | Literal["all"] = Field(
+        "all", description="networks tested against controls, declared before any evaluation: all (every non-empty "
+                           "template of each evaluated corpus) or N (the N templates with the most counterparts in the "
+                           "match stage, small ones that are not first-token artefacts first)")
+    activation_strata: int = Field(4, **_help(
+        "quantile bins per statistic (mean |activation|, kurtosis) within a layer for the activation-matched draws", ge=1))
     tasks: tuple[str, ...] = Field(
         (), description="evaluate tasks the draws are scored on (default: every one); the draws are most of a run's "
                         "evaluation, so a run sized for time scores them on the tasks its claims are about")
 
 
 class VLLMSection(_Section):
-    """lm-eval's ``vllm`` model arguments (fnet_dist/evaluate/vllm_backend.py); batch size is vLLM's own (auto)."""
+    """The vllm backend's engine (fnet_dist/evaluate/vllm_backend.py): lm-eval's ``vllm`` model arguments and where
+    it runs; batch size is vLLM's own (auto)."""
 
+    python: str | None = Field(
+        None, description="Python interpreter with vLLM that runs the engine, e.g. .venv-vllm/bin/python (make vllm-env); "
+                          "default: $FNET_VLLM_PYTHON, else this one if it has vLLM, else the checkout's .venv-vllm")
+    in_place: bool = Field(
+        True, description="one engine per run, each condition's edit written into its weights and undone after; "
+                          "false: each condition baked into a checkpoint served by a fresh engine")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spreads the model over (70B: 4-8)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of each GPU vLLM may take")
+    cpu_kv_cache_gib: float = Field(
+        1.0, gt=0, description="vLLM's CPU build: GiB of host memory for the KV cache (there gpu_memory_utilization "
+                               "would be a share of host memory)")
     max_model_len: int | None = Field(None, ge=16, description="longest prompt + continuation in tokens (default: the model's)")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
-        "auto", description="auto: the checkpoint's dtype (baked checkpoints keep the source's, so all conditions agree)")
+        "auto", description="auto: the dtype the HF model was loaded in (float32 on the CPU), else the checkpoint's")
     enforce_eager: bool = Field(False, description="no CUDA graphs (slower; less memory)")
 
 
@@ -249,7 +271,7 @@ class EvaluateSection(_Section):
     limit: int | dict[str, int] | None = Field(
         None, description="documents per task: one number for every task, or {task: number} (tasks left out: all)")
     backend: Literal["hf", "vllm"] = Field(
-        "hf", description="hf: hooks on the loaded model; vllm: baked checkpoints (needs vLLM on a CUDA machine)")
+        "hf", description="hf: hooks on the loaded model; vllm: one vLLM engine, edits written into its weights (evaluate.vllm)")
     networks_of: tuple[str, ...] = Field((), description="corpora whose templates are each inhibited (default: the first)")
     conditions: tuple[str, ...] = Field(
         (), description="keep only conditions whose names match these shell patterns, e.g. normal 'inhibit:*' (default all)")
@@ -320,6 +342,15 @@ class ReportSection(_Section):
                                "controls then need about F times the draws for F findings)")
     level: float = Field(0.95, **_help("confidence level of the findings' intervals", gt=0, lt=1))
     bootstrap: int = Field(2000, **_help("bootstrap resamples behind each interval over examples", ge=100))
+    min_accuracy: float = Field(0.02, **_help(
+        "minimum effect of an editing claim on an accuracy task (share of examples): 'fails' needs the effect shown "
+        "below it (equivalence test)", ge=0))
+    min_perplexity: float = Field(0.05, **_help(
+        "minimum effect of an editing claim on a perplexity task, relative (0.05: 5 % more perplexity, log(1.05) nats "
+        "per word)", ge=0))
+    min_structure: float = Field(0.0, **_help(
+        "minimum effect of the structure claims in their own units (0: any effect; 'fails' then needs the interval "
+        "wholly on the wrong side)", ge=0))
 
 
 class CorpusEntry(_Section):

@@ -3,7 +3,7 @@
 - ``load_corpus(spec, text_field=) -> list[str]``: the texts of ``hf:NAME[:CONFIG][@SPLIT]``
   (``datasets.load_dataset``; NAME may be a hub id or a local dataset folder), a local or fsspec
   ``.txt`` (one text per line), ``.jsonl``, ``.csv`` or ``.parquet`` file (``text_field`` names the
-  column), or ``offline:news|wiki|math|code`` (``fnet_dist.core.offline``). Index i is the corpus row i.
+  column), or ``offline:news|wiki|math|code|sentiment`` (``fnet_dist.core.offline``). Index i is the corpus row i.
   Through ``datasets`` as well: files matched by a glob (``data/*.jsonl``, ``data/**/*.txt``, in sorted order) and
   compressed files (``.jsonl.gz``, ``.txt.zst``, ``.csv.bz2``, ``.xz``), read by its ``text`` / ``json`` / ``csv`` /
   ``parquet`` builders. Options after ``#``, comma-separated: ``revision=REV`` (a hub dataset's branch, tag or
@@ -40,7 +40,7 @@ FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")  # what ``datasets`` decompresses on its own
 _BUILDERS = {".txt": "text", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 _OPTIONS = ("revision", "streaming", "take")
-_HELP = (f"expected hf:NAME[:CONFIG][@SPLIT], offline:news|wiki|math|code, or a {'/'.join(FILE_SUFFIXES)} file "
+_HELP = (f"expected hf:NAME[:CONFIG][@SPLIT], offline:news|wiki|math|code|sentiment, or a {'/'.join(FILE_SUFFIXES)} file "
          f"(a glob, compressed {'/'.join(COMPRESSIONS)}), with #revision=REV,streaming,take=N options")
 
 

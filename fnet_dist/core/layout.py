@@ -127,6 +127,12 @@ class MatchFiles:
         """bool array of shape (n_layers, d_model): the massive-activation channels (``.npy``)."""
         return self.folder / "massive_mask.npy"
 
+    @property
+    def channel_stats(self) -> Path:
+        """Per channel over every real token of the evaluated corpus's recording: ``mean_abs`` and ``kurtosis``,
+        float arrays of shape (n_layers, d_model) (``.npz``; the activation-matched draws' strata)."""
+        return self.folder / "channel_stats.npz"
+
     def figure(self, name: str) -> Path:
         """A match figure (``MATCH_FIGURES``), ``networks`` -> ``networks.png``."""
         if name not in MATCH_FIGURES:
@@ -195,6 +201,11 @@ class EvaluationFiles:
     def mask(self, slug: str) -> Path:
         """A condition's neuron mask (``NeuronMask.save``)."""
         return self.masks / f"{slug}.npz"
+
+    @property
+    def engine_log(self) -> Path:
+        """The vllm backend's engine output (vLLM's own log, appended per engine; where a failure's cause is)."""
+        return self.folder / "vllm-engine.log"
 
     @property
     def task_definitions(self) -> Path:

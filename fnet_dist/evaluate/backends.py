@@ -3,24 +3,25 @@
 - ``Engine``: what ``runner.evaluate_conditions`` asks of an engine: the model it evaluates (``loaded``, ``spec``),
   ``check(condition)`` before any work, ``run(condition, tasks, manager, limit, seed, bootstrap_iters) -> dict``
   (lm-eval's result of one condition) and ``close()`` after the last condition.
-- ``Backend(require, engine)``: ``require()`` raises a clear error when the engine cannot run here; ``engine``
+- ``Backend(require, engine)``: ``require(python=None)`` raises a clear error when the engine cannot run here
+  (``python``: ``evaluate.vllm.python``, the vllm engine's interpreter); ``engine``
   names the engine class (``module:Class``), imported by ``open(model, out, *, batch_size, hook_module,
   keep_checkpoints, vllm) -> Engine`` (the class's ``open``) only when a run opens it.
-- ``ENGINES``: ``hf`` (hooks on the loaded model, ``fnet_dist.evaluate.hf_backend.HFEngine``) and ``vllm`` (baked
-  checkpoints in fresh processes, ``fnet_dist.evaluate.vllm_backend.VLLMRunner``); each entry imports its
-  engine (lm-eval, vLLM, torch) only when opened. ``BACKENDS``: their names.
-- ``get_backend(name) -> Backend``: the entry, or an ``InputError`` naming the choices; ``require_vllm()``.
+- ``ENGINES``: ``hf`` (hooks on the loaded model, ``fnet_dist.evaluate.hf_backend.HFEngine``) and ``vllm`` (one
+  vLLM engine in its own process, edits written into its weights, ``fnet_dist.evaluate.vllm_backend.VLLMRunner``);
+  each entry imports its engine (lm-eval, vLLM, torch) only when opened. ``BACKENDS``: their names.
+- ``get_backend(name) -> Backend``: the entry, or an ``InputError`` naming the choices.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ..core.errors import InputError
+from .vllm_backend import require_vllm
 
-__all__ = ["BACKENDS", "ENGINES", "Backend", "Engine", "get_backend", "require_vllm"]
+__all__ = ["BACKENDS", "ENGINES", "Backend", "Engine", "get_backend"]
 
 
 class Engine(Protocol):
@@ -40,7 +41,7 @@ class Engine(Protocol):
 class Backend:
     """An entry of ``ENGINES``: the check that the engine can run here, and where its class lives."""
 
-    require: Callable[[], None]
+    require: Callable[..., None]  # require(python=None)
     engine: str  # "package.module:Class"; the module imports lm-eval / vLLM / torch, so it is loaded when opened
 
     def open(self, model, out, **options: Any) -> Engine:
@@ -49,19 +50,9 @@ class Backend:
         return getattr(importlib.import_module(module), name).open(model, out, **options)
 
 
-def require_vllm() -> None:
-    """Raise a clear error unless vLLM can be imported here."""
-    if importlib.util.find_spec("vllm") is None:
-        raise InputError(
-            "--backend vllm needs vLLM, which is not installed here; on a CUDA machine run "
-            "pip install 'fnet-dist[vllm]', or use --backend hf"
-        )
-
-
 ENGINES: dict[str, Backend] = {
-    "hf": Backend(require=lambda: None, engine="fnet_dist.evaluate.hf_backend:HFEngine"),
-    # require_vllm looked up when called (tests replace it)
-    "vllm": Backend(require=lambda: require_vllm(), engine="fnet_dist.evaluate.vllm_backend:VLLMRunner"),
+    "hf": Backend(require=lambda python=None: None, engine="fnet_dist.evaluate.hf_backend:HFEngine"),
+    "vllm": Backend(require=require_vllm, engine="fnet_dist.evaluate.vllm_backend:VLLMRunner"),
 }
 BACKENDS = tuple(ENGINES)
 

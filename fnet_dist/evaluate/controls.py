@@ -2,10 +2,12 @@
 
 The draws themselves are ``fnet_dist.evaluate.draws``; the tables and figure ``fnet_dist.evaluate.control_tables``.
 
-- ``SELECTION_RULE``; ``choose_networks(consistency, corpora, count, anatomy, first_token_share=)``: the networks
-  tested against controls, chosen by a rule that uses no evaluation example (the templates with the most
-  counterparts in the match stage, small ones (``fnet_dist.core.networks.SMALL_SHARE``) that are not first-token
-  artefacts first).
+- ``selection_rule(count)``; ``choose_networks(consistency, corpora, count, anatomy, first_token_share=)``: the
+  networks tested against controls, declared in the config (``evaluate.controls.networks``: ``all``, every non-empty
+  template of each evaluated corpus, or N, the templates with the most counterparts in the match stage, small
+  ones (``fnet_dist.core.networks.SMALL_SHARE``) that are not first-token artefacts first) and fixed before any
+  evaluation in ``selection.json``.
+- ``channel_strata(match_files, corpus, bins)``: the activation strata of the evaluated corpus's channels.
 - ``controls_stage(loaded, config, layout, index, count)``: the ``controls`` stage of ``fnet run`` (or one shard),
   per-condition results only; ``merge_controls(config, layout)``: the report stage's tables from them.
 - ``evaluate_controls(model, networks, out, section, *, tasks, massive, level, ...)``: evaluate the controls of
@@ -26,17 +28,19 @@ from ..core.networks import SMALL_SHARE
 from ..store.outputs import open_output
 from .conditions import network_conditions
 from .control_tables import on_massive, write_control_reports
-from .draws import control_conditions
+from .draws import activation_strata, control_conditions
 from .runner import condition_rows, evaluate_conditions, write_rows
 from .tasks import TaskOptions, resolve_tasks
+from .vllm_backend import vllm_options
 
 __all__ = [
     "NetworkRef",
-    "SELECTION_RULE",
+    "channel_strata",
     "choose_networks",
     "controls_stage",
     "evaluate_controls",
     "merge_controls",
+    "selection_rule",
 ]
 
 
@@ -61,14 +65,20 @@ def evaluate_controls(model, networks, out, section: EvaluateSection, *, tasks, 
     return write_control_reports(rows, networks, out, massive=massive, fraction=section.random_fraction, level=level)
 
 
-SELECTION_RULE = (f"per evaluated corpus, the templates with the most counterparts among the individual maps (match "
-                  f"stage), first those of < {SMALL_SHARE:.0%} of neurons that are not first-token artefacts (the "
-                  "networks the claims are about): a rule that uses no evaluation example")
+def selection_rule(count: int | str) -> str:
+    """The rule ``evaluate.controls.networks`` declares, in words (``selection.json`` and the findings quote it)."""
+    if count == "all":
+        return ("every non-empty template of each evaluated corpus (evaluate.controls.networks: all), declared in the "
+                "config and fixed before any evaluation")
+    return (f"per evaluated corpus, the {count} templates with the most counterparts among the individual maps (match "
+            f"stage), first those of < {SMALL_SHARE:.0%} of neurons that are not first-token artefacts "
+            f"(evaluate.controls.networks: {count}): a rule that uses no evaluation example")
 
 
-def choose_networks(consistency, corpora, count: int, anatomy=None, *, first_token_share: float) -> list[tuple[str, int]]:
-    """``(corpus, template)`` (1-based, as in ``consistency``) of the ``count`` non-empty templates of each of
-    ``corpora`` with the most counterparts (ties: the lower number), those the claims are about first: under
+def choose_networks(consistency, corpora, count: int | str, anatomy=None, *, first_token_share: float) -> list[tuple[str, int]]:
+    """``(corpus, template)`` (1-based, as in ``consistency``) of every non-empty template of each of ``corpora``
+    (``count`` ``all``, in template order), or of the ``count`` with the most counterparts (ties: the lower number),
+    those the claims are about first: under
     ``SMALL_SHARE`` of all neurons (``share``) and not first-token dominated (``anatomy``'s
     ``first_token_peak_share`` below ``first_token_share``; the first-token template has counterparts in every
     sample, so by counterparts alone it is always chosen, and it is neither small nor a network).
@@ -77,6 +87,9 @@ def choose_networks(consistency, corpora, count: int, anatomy=None, *, first_tok
     chosen = []
     for corpus in corpora:
         rows = consistency[(consistency["corpus"] == corpus) & (consistency["size"] > 0)]  # an empty template edits nothing
+        if count == "all":
+            chosen += [(corpus, int(t)) for t in sorted(rows["template"])]
+            continue
         eligible = rows["share"] < SMALL_SHARE if "share" in rows else np.ones(len(rows), dtype=bool)
         if anatomy is not None and "first_token_peak_share" in anatomy:
             mine = anatomy[anatomy["corpus"] == corpus].set_index("template")["first_token_peak_share"]
@@ -117,22 +130,43 @@ def controls_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
                                          two_sided=config.match.two_sided, union=False)}
     networks = [found[key] for key in chosen if key in found]
     massive = np.load(layout.match.massive_mask, allow_pickle=False)
-    conditions = control_conditions(networks, massive, e)
+    strata = {corpus: channel_strata(layout.match, corpus, c.activation_strata) for corpus in dict.fromkeys(n.corpus for n in networks)}
+    conditions = [x for corpus, found_strata in strata.items()
+                  for x in control_conditions([n for n in networks if n.corpus == corpus], massive, e, found_strata)]
+    conditions = _shared_fraction_once(conditions)
     out = Path(open_output(str(layout.controls.folder), "evaluation"))  # marked as evaluation results
     mine = conditions[index::count]
     if mine:
         options = TaskOptions.of(e)
         evaluate_conditions(loaded, mine, resolve_tasks(list(e.control_tasks()), options.include_path), out,
                             limit=e.limit, batch_size=e.batch_size, seed=e.seed, hook_module=config.model.hook_module,
-                            table=False, task_options=options)
+                            table=False, task_options=options, backend=e.backend, **vllm_options(e, config.model))
     if index == 0:
         refs = [NetworkRef(n.name, n.neurons, n.corpus, n.template, on_massive(n, massive)) for n in networks]
         layout.controls.plan.write_text(json.dumps({
             "networks": [r._asdict() for r in refs],
             "conditions": [{"name": x.name, "slug": x.slug, **x.fields()} for x in conditions]}, indent=2, default=str))
-        layout.controls.selection.write_text(json.dumps({"rule": SELECTION_RULE, "networks": [n.name for n in networks]},
-                                                indent=2) + "\n")
+        layout.controls.selection.write_text(json.dumps({
+            "rule": selection_rule(c.networks), "declared": {"networks": c.networks, "kinds": list(c.kinds),
+                                                             "draws": c.draws, "matched_draws": c.matched_draws},
+            "networks": [n.name for n in networks]}, indent=2) + "\n")
     return [x.name for x in mine]
+
+
+def channel_strata(match_files, corpus: str, bins: int) -> np.ndarray | None:
+    """``activation_strata`` of ``corpus``'s channels from the match stage's ``channel_stats.npz`` (``match_files``:
+    ``MatchFiles``), or None when the run's match stage predates it (then no activation-matched draws)."""
+    if not match_files.channel_stats.is_file():
+        return None
+    with np.load(match_files.channel_stats, allow_pickle=False) as stats:
+        if f"mean_abs/{corpus}" not in stats:
+            return None
+        return activation_strata(stats[f"mean_abs/{corpus}"], stats[f"kurtosis/{corpus}"], bins)
+
+
+def _shared_fraction_once(conditions: list) -> list:
+    """The fraction draws are shared by every network: one copy of each when several corpora were drawn for."""
+    return list({x.name: x for x in conditions}.values())
 
 
 def merge_controls(config, layout):

@@ -223,7 +223,7 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
 
     options = {"limit": evaluate.limit, "backend": evaluate.backend, "batch_size": evaluate.batch_size,
                "task_options": TaskOptions.of(evaluate), **options}
-    get_backend(evaluate.backend).require()
+    get_backend(evaluate.backend).require(evaluate.vllm.python)
     tasks = resolve_tasks(list(evaluate.tasks), options["task_options"].include_path)
     with output_lock(str(out)):  # one writer: a second is refused before the model loads
         prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work

@@ -31,7 +31,7 @@ LABELLED_TASKS = ("sentiment_rt", "polarity_pl")
 def labelled_texts(task: str, n: int, *, seed: int) -> tuple[list[str], np.ndarray]:
     """``n`` texts (half of each label, drawn with ``seed``) and their 0/1 labels (the run's: ``evaluate.probe_texts``,
     ``evaluate.seed``)."""
-    sources = {"sentiment_rt": offline.rotten_tomatoes, "polarity_pl": offline.pang_lee_polarity}
+    sources = {"sentiment_rt": lambda: offline.rotten_tomatoes("evaluated"), "polarity_pl": offline.pang_lee_polarity}
     if task not in sources:
         raise InputError(f"no labelled offline text {task!r} for probing; expected one of {', '.join(LABELLED_TASKS)}")
     pairs = list(sources[task]())

@@ -6,8 +6,8 @@
 - ``BACKENDS`` (``backends.ENGINES``, one engine per ``evaluate.backend``): ``hf`` (``hf_backend.HFEngine``: one
   loaded model, one ``hflm.LeanHFLM``: lm-eval's ``HFLM`` with the LM head only at scored positions; requests
   built once by ``scoring.Scorer``, scored for each condition inside ``fnet_dist.model.edit.edited``) and
-  ``vllm`` (``vllm_backend.VLLMRunner``: each condition baked, run by lm-eval's ``vllm`` model in a fresh
-  process; needs vLLM on a CUDA machine, which the project's CPU machines are not).
+  ``vllm`` (``vllm_backend.VLLMRunner``: lm-eval's ``vllm`` model on one engine in its own process, in the
+  interpreter of ``evaluate.vllm.python``; each condition's edit written into the engine's weights and undone after).
 - ``read_rows(out)``, ``read_samples(out, condition, task)``: what a finished run left on disk;
   ``condition_rows(out, slugs)``: the rows of some finished conditions (to merge shards); ``write_rows``.
 
@@ -87,11 +87,11 @@ def _merge_results(parts: list[dict]) -> dict:
     return merged
 
 
-def _check_options(backend: str, batch_size: int | str) -> None:
+def _check_options(backend: str, batch_size: int | str, vllm: Any) -> None:
     entry = get_backend(backend)
     if batch_size != "auto" and int(batch_size) < 1:
         raise InputError(f"--batch-size {batch_size!r} must be at least 1 (or auto)")
-    entry.require()
+    entry.require(vllm.engine.python if vllm is not None else None)
 
 
 def tidy_rows(result: dict, condition: Condition) -> pd.DataFrame:
@@ -181,6 +181,27 @@ def _say(progress: bool, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
+def _condition_rows(engine, condition: Condition, position: str, files: EvaluationFiles, config: dict, tasks: list[str],
+                    manager, limit, seed: int, bootstrap_iters: int, progress: bool) -> pd.DataFrame:
+    """``condition``'s rows: read back when finished earlier with the same config, else evaluated and written."""
+    folder, key = files.condition(condition.slug).folder, _key(config, condition)
+    head = f"{position} {condition.name} ({condition.neurons} neurons)"
+    rows = _finished(folder, key)
+    if rows is not None:
+        _say(progress, f"{head}: finished earlier, kept")
+        return rows
+    _say(progress, f"{head}: running {', '.join(tasks)}")
+    start = time.perf_counter()
+    result = _merge_results([engine.run(condition, group, manager, group_limit, seed, bootstrap_iters)
+                             for group_limit, group in _limit_groups(list(tasks), limit)])
+    rows = tidy_rows(result, condition)
+    record = {"key": key, "condition": condition.fingerprint(), "config": config,
+              "seconds": round(time.perf_counter() - start, 3)}
+    _write_condition(folder, result, rows, record)
+    _say(progress, f"{head}: done in {record['seconds']:.1f} s")
+    return rows
+
+
 def evaluate_conditions(
     model,
     conditions: Sequence[Condition],
@@ -208,7 +229,7 @@ def evaluate_conditions(
     Finished conditions with the same config are read back, not rerun. ``table=False``: write only each
     condition's own folder, not ``results.csv`` (a shard of a stage; the report stage merges).
     """
-    _check_options(backend, batch_size)
+    _check_options(backend, batch_size, vllm)
     limit = _check_limit(limit)
     conditions = check_conditions(conditions)
     task_options = task_options or TaskOptions.of(_EVALUATE)
@@ -219,29 +240,16 @@ def evaluate_conditions(
     manager = prepare_tasks(tasks, files.task_definitions, include_path=task_options.include_path)
     engine = get_backend(backend).open(model, out, batch_size=batch_size, hook_module=hook_module,
                                          keep_checkpoints=keep_checkpoints, vllm=vllm, task_options=task_options)
-    for condition in conditions:
-        engine.check(condition)
-    config = _run_config(engine.loaded, engine.spec, tasks, limit, backend, batch_size, seed, bootstrap_iters,
-                         task_options)
-    frames = []
-    for index, condition in enumerate(conditions, 1):
-        folder, key = files.condition(condition.slug).folder, _key(config, condition)
-        head = f"[{index}/{len(conditions)}] {condition.name} ({condition.neurons} neurons)"
-        rows = _finished(folder, key)
-        if rows is not None:
-            _say(progress, f"{head}: finished earlier, kept")
-        else:
-            _say(progress, f"{head}: running {', '.join(tasks)}")
-            start = time.perf_counter()
-            result = _merge_results([engine.run(condition, group, manager, group_limit, seed, bootstrap_iters)
-                                     for group_limit, group in _limit_groups(list(tasks), limit)])
-            rows = tidy_rows(result, condition)
-            record = {"key": key, "condition": condition.fingerprint(), "config": config,
-                      "seconds": round(time.perf_counter() - start, 3)}
-            _write_condition(folder, result, rows, record)
-            _say(progress, f"{head}: done in {record['seconds']:.1f} s")
-        frames.append(rows)
-    engine.close()
+    try:  # the engine is closed (a vLLM engine process ended) also when a condition fails
+        for condition in conditions:
+            engine.check(condition)
+        config = _run_config(engine.loaded, engine.spec, tasks, limit, backend, batch_size, seed, bootstrap_iters,
+                             task_options)
+        frames = [_condition_rows(engine, condition, f"[{index}/{len(conditions)}]", files, config, tasks, manager,
+                                  limit, seed, bootstrap_iters, progress)
+                  for index, condition in enumerate(conditions, 1)]
+    finally:
+        engine.close()
     rows = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
     if not table:
         return rows

@@ -127,7 +127,7 @@ def _passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
 
 
 def _rows_sentiment_rt() -> list[dict]:
-    return _shuffled([{"text": text, "label": label} for text, label in rotten_tomatoes()])
+    return _shuffled([{"text": text, "label": label} for text, label in rotten_tomatoes("evaluated")])
 
 
 def _rows_polarity_pl() -> list[dict]:

@@ -11,7 +11,8 @@ median |activation| of its layer (median over real tokens and channels of a toke
 - ``MassiveRule(ratio, min_value, seed, median_tokens)``: the rule's parameters; ``MassiveRule.of(match, seed)``:
   the ``match`` section's rule for an activations store recorded with ``seed``.
 - ``scan_channels(ds, rule) -> ChannelScan``: one read of each sample's real tokens gives every channel's peak
-  |activation|, the layer medians, where the channels peak and the tokens that carry them.
+  |activation|, the layer medians, where the channels peak and the tokens that carry them, and every channel's
+  mean |activation| and kurtosis (the activation-matched draws' statistics, ``fnet_dist.evaluate.draws``).
 - ``massive_channels(activations, rule) -> DataFrame``: one row per massive channel, with where it peaks
   (share of samples peaking at token 0, the token ids that carry it).
 - ``massive_mask(table, shape) -> ndarray bool (n_layers, d_model)``.
@@ -20,7 +21,7 @@ median |activation| of its layer (median over real tokens and channels of a toke
   (``fnet_dist.core.signals``: ``token_sources``, ``peak_token_share``).
 - ``source_concentration(maps, activations, samples)``: that concentration for any group z-maps (the split halves').
 - ``write_anatomy(networks, out, params)``: the match stage's anatomy files (massive channels of every corpus,
-  their union as one mask, each template against it).
+  their union as one mask, each template against it, each corpus's channel statistics).
 """
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ class ChannelScan(NamedTuple):
     layer_median: np.ndarray       # (n_layers,) float32: median |activation| of a token subsample
     first_token_share: np.ndarray  # (n_layers, d_model): share of samples whose peak |activation| is at token 0
     hits: tuple[np.ndarray, np.ndarray, np.ndarray]  # layer, neuron, token id of every |activation| ≥ min_value
+    mean_abs: np.ndarray           # (n_layers, d_model) float64: mean |activation| over every real token
+    kurtosis: np.ndarray           # (n_layers, d_model) float64: kurtosis (not excess) over every real token
 
 
 def _median_tokens(n_tokens: np.ndarray, n_tokens_wanted: int, seed: int) -> dict[int, np.ndarray]:
@@ -106,11 +109,16 @@ def scan_channels(ds, rule: MassiveRule) -> ChannelScan:
     wanted = _median_tokens(n_tokens, rule.median_tokens, rule.seed)
     shape = (ds.sizes["layer"], ds.sizes["neuron"])
     peak, first = np.zeros(shape, np.float32), np.zeros(shape, np.int64)
+    moments = np.zeros((5, *shape))  # sums of |a|, a, a², a³, a⁴
     subsample, layers, neurons, tokens = [], [], [], []
     for sample, n in enumerate(n_tokens.tolist()):
         if n == 0:
             continue
-        block = np.abs(ds["activation"][sample, :n].values.astype(np.float32))  # (n, n_layers, d_model)
+        signed = ds["activation"][sample, :n].values.astype(np.float64)  # (n, n_layers, d_model)
+        moments[0] += np.abs(signed).sum(axis=0)
+        for power in range(1, 5):
+            moments[power] += (signed ** power).sum(axis=0)
+        block = np.abs(signed).astype(np.float32)
         top = block.max(axis=0)
         np.maximum(peak, top, out=peak)
         first += block.argmax(axis=0) == 0
@@ -121,18 +129,31 @@ def scan_channels(ds, rule: MassiveRule) -> ChannelScan:
         layers.append(layer[channel]), neurons.append(neuron[channel]), tokens.append(token_ids[sample, row])
     median = np.median(np.concatenate(subsample, axis=0), axis=(0, 2)).astype(np.float32)
     hits = tuple(np.concatenate(part).astype(np.int64) for part in (layers, neurons, tokens))
-    return ChannelScan(peak, median, first / max(len(n_tokens), 1), hits)
+    mean_abs, kurtosis = _moment_statistics(moments, int(n_tokens.sum()))
+    return ChannelScan(peak, median, first / max(len(n_tokens), 1), hits, mean_abs, kurtosis)
 
 
-def massive_channels(activations, rule: MassiveRule, top_tokens: int = 5) -> pd.DataFrame:
+def _moment_statistics(moments: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean |a| and kurtosis E[(a - μ)⁴] / σ⁴ from the sums of |a|, a, a², a³, a⁴ (shape (5, ...)) of ``count``
+    values; a constant channel has kurtosis NaN."""
+    m_abs, m1, m2, m3, m4 = moments / max(count, 1)
+    variance = m2 - m1 ** 2
+    central4 = m4 - 4 * m1 * m3 + 6 * m1 ** 2 * m2 - 3 * m1 ** 4
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kurtosis = np.where(variance > 0, central4 / variance ** 2, np.nan)
+    return m_abs, kurtosis
+
+
+def massive_channels(activations, rule: MassiveRule, top_tokens: int = 5, scan: ChannelScan | None = None) -> pd.DataFrame:
     """Massive channels of an activations store (URL or opened Dataset), strongest first.
 
     Columns: layer, neuron, peak, layer_median, ratio, first_token_share (share of samples whose peak |a|
     in this channel is at token 0), carrier_tokens (the most frequent token ids where |a| ≥ min_value, as
-    "id:count" text), plus the rule's parameters in ``DataFrame.attrs``.
+    "id:count" text), plus the rule's parameters in ``DataFrame.attrs``. ``scan``: the store's ``scan_channels``
+    when already made.
     """
     rule.check()
-    scan = scan_channels(_open(activations), rule)
+    scan = scan if scan is not None else scan_channels(_open(activations), rule)
     peak, median = scan.peak, scan.layer_median
     ratio = peak / np.maximum(median[:, None], np.finfo(np.float32).tiny)
     layers, neurons = np.nonzero((peak >= rule.min_value) & (ratio >= rule.ratio))
@@ -226,7 +247,8 @@ def source_concentration(maps: np.ndarray, activations, samples: int = 20) -> tu
 def write_anatomy(networks: list[str], out: str, params) -> np.ndarray:
     """Massive channels over the activations stores behind ``networks`` (their union, one mask for all corpora)
     and each corpus's templates against them; writes ``massive_channels.csv``, ``network_anatomy.csv`` and
-    ``massive_mask.npy`` under ``out`` (the match results folder). ``params``: the ``match`` config section.
+    ``massive_mask.npy`` under ``out`` (the match results folder), and ``channel_stats.npz`` (each corpus's
+    ``mean_abs/<corpus>`` and ``kurtosis/<corpus>``). ``params``: the ``match`` config section.
     Returns the mask, bool of shape (n_layers, d_model)."""
     import io
 
@@ -234,11 +256,13 @@ def write_anatomy(networks: list[str], out: str, params) -> np.ndarray:
 
     stores = [open_store(url, NETWORKS) for url in networks]
     sources = [str(ds.attrs["activations"]) for ds in stores]
-    channels = []
+    channels, statistics = [], {}
     for ds, activations in zip(stores, sources):
         seed = int(_open(activations).attrs.get("seed", 0))
         rule = MassiveRule.of(params, seed)
-        table = massive_channels(activations, rule)
+        scan = scan_channels(_open(activations), rule.check())
+        table = massive_channels(activations, rule, scan=scan)
+        statistics |= {f"mean_abs/{ds.attrs['corpus']}": scan.mean_abs, f"kurtosis/{ds.attrs['corpus']}": scan.kurtosis}
         channels.append(table.assign(corpus=str(ds.attrs["corpus"])))
         shape = (table.attrs["n_layers"], table.attrs["d_model"])
     merged = pd.concat(channels, ignore_index=True)
@@ -251,4 +275,7 @@ def write_anatomy(networks: list[str], out: str, params) -> np.ndarray:
     buffer = io.BytesIO()
     np.save(buffer, union, allow_pickle=False)
     write_file(out, FILES.massive_mask.name, buffer.getvalue())
+    buffer = io.BytesIO()
+    np.savez(buffer, **statistics)
+    write_file(out, FILES.channel_stats.name, buffer.getvalue())
     return union

@@ -3,6 +3,8 @@
 - ``bake(model, arch, mask, edit)``: the edit of ``fnet_dist.model.edit.edited`` written into the weights of a
   loaded model, in place, on ``arch.bake_module`` of each layer by ``arch.bake_kind`` (``fnet_dist.model.weights``);
   ``add`` needs a bias and is refused where there is none.
+- ``bake_undoable(model, arch, mask, edit) -> saved`` / ``unbake(saved)``: the same in place, undone exactly
+  (the vllm backend edits its engine's weights between conditions this way).
 - ``bake_checkpoint(spec, mask, edit, out)``: a standard HF checkpoint (safetensors + tokenizer) with the
   edit baked in, ``fnet_edit.json`` (provenance) and ``fnet_mask.npz`` (``fnet_dist.model.checkpoint``):
   streamed shard by shard from a safetensors checkpoint (``fnet_dist.model.bake_stream``), else loaded, baked
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -31,9 +33,18 @@ from .weights import CHANNEL_DIM, edit_bias, edit_weight
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["bake", "bake_checkpoint"]
+__all__ = ["Overwritten", "bake", "bake_checkpoint", "bake_undoable", "unbake"]
 
 log = logging.getLogger(__name__)
+
+
+class Overwritten(NamedTuple):
+    """Slices ``index`` along ``dim`` of ``tensor`` as they were before a bake (``values``)."""
+
+    tensor: Any
+    dim: int
+    index: Any
+    values: Any
 
 
 def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: NeuronMask, d_model: int) -> list:
@@ -79,6 +90,16 @@ def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edi
 
     Everything is checked before any weight changes, so a refused bake leaves the model untouched.
     """
+    bake_undoable(model, arch, mask, edit, keep=False)
+
+
+def bake_undoable(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edit, *,
+                  keep: bool = True) -> list[Overwritten]:
+    """``bake``, returning what it overwrote (``keep``) so that ``unbake`` puts the weights back bit for bit.
+
+    Used on a serving engine's own model (vLLM's, whose layers keep the HF module paths) to edit it between
+    conditions: ``saved = bake_undoable(...)``, serve, ``unbake(saved)``.
+    """
     import torch
 
     if not isinstance(edit, Edit):
@@ -86,12 +107,27 @@ def bake(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edi
     n_layers, d_model = model_shape(model, arch)
     mask.check_shape(n_layers, d_model)
     modules = _bake_modules(model, arch, edit, mask, d_model)
+    dim, saved = CHANNEL_DIM[arch.bake_kind], []
     with torch.no_grad():
         for layer, module in enumerate(modules):
             channels = np.flatnonzero(mask.values[layer])
             if channels.size:
                 index = torch.as_tensor(channels, device=module.weight.device)
+                if keep:
+                    saved.append(Overwritten(module.weight.data, dim, index, module.weight.data.index_select(dim, index)))
+                    if getattr(module, "bias", None) is not None:
+                        saved.append(Overwritten(module.bias.data, 0, index, module.bias.data.index_select(0, index)))
                 _bake_module(module, arch.bake_kind, index, edit)
+    return saved
+
+
+def unbake(saved: list[Overwritten]) -> None:
+    """Put back what ``bake_undoable`` overwrote (exact copies of the slices it saved)."""
+    import torch
+
+    with torch.no_grad():
+        for item in reversed(saved):
+            item.tensor.index_copy_(item.dim, item.index, item.values)
 
 
 def _drop_dequantized_gguf(model: torch.nn.Module) -> None:

@@ -3,6 +3,7 @@
 - ``bake_streamed(spec, mask, edit, out, *, overwrite, revision, dtype) -> str``: copy the checkpoint
   (a local folder, or a hub id resolved in the local Hugging Face cache) to ``out`` and rewrite, in the
   copies, only the bytes of the tensors the edit touches (each bake module's weight and bias).
+- ``read_bake_weights(folder, arch, layers)``: each layer's bake-module weight as the checkpoint stores it.
 - ``StreamedBakeUnsupported``: the source cannot be streamed (no safetensors weights, quantized, a family
   without a bake place, another dtype asked for); ``fnet_dist.model.bake.bake_checkpoint`` then loads the model.
 
@@ -36,7 +37,7 @@ from .weights import CHANNEL_DIM, edit_bias, edit_weight
 if TYPE_CHECKING:
     pass
 
-__all__ = ["StreamedBakeUnsupported", "bake_streamed", "checkpoint_folder"]
+__all__ = ["StreamedBakeUnsupported", "bake_streamed", "checkpoint_folder", "read_bake_weights"]
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt")
 _FLOAT_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
@@ -94,6 +95,21 @@ def _locate(headers: dict[Path, dict], arch: Architecture) -> dict[int, dict[str
                 raise StreamedBakeUnsupported(f"the checkpoint's {arch.bake_module} tensors are not one weight per layer 0..N-1")
             return found
     raise StreamedBakeUnsupported(f"no {arch.layers}.N.{arch.bake_module}.weight tensors in the checkpoint")
+
+
+def read_bake_weights(folder: str | os.PathLike, arch: Architecture, layers) -> dict[int, Any]:
+    """The bake module's weight of each of ``layers`` (layer index → tensor, as stored) from the safetensors
+    checkpoint in ``folder``; a serving engine that packed its own copy away (vLLM on the CPU) reads them here."""
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    located = _locate({path: _header(path)[0] for path in files}, arch)
+    weights = {}
+    for layer in layers:
+        path, name = located[layer]["weight"]
+        with safe_open(str(path), framework="pt") as handle:
+            weights[layer] = handle.get_tensor(name)
+    return weights
 
 
 def _plan(folder: Path, mask: NeuronMask, edit: Edit, dtype: str) -> tuple[Architecture, dict, dict, dict[str, Any]]:

@@ -14,11 +14,18 @@ Claims (ids are stable; ``<task>`` as in the run, ``<suffix>`` = ``@<corpus>`` o
 - ``counterparts-vs-<null>``, ``recurrence-vs-<null>``, ``reproducibility-vs-<null>``: the trained model against each
   null-model run of the config (``nulls``: its random-initialised twin, shuffled text …), two-sample tests over
   samples, split halves and corpus splits.
-- ``small-networks/<task>``: each network (< 2 % of neurons) evaluated against controls beats the random 15 %
-  draws and the count-matched draws; holds when most networks do.
+- ``small-networks/<task>``: the networks (< 2 % of neurons) declared for the controls (``selection.json``) hurt more
+  than their own matched draws (same count; same count per layer; same layer and activation strata): networks as
+  the unit, a stratified permutation test over them for each matched kind and the strictest kind deciding
+  (intersection-union), a hierarchical bootstrap interval; each network's own result against each kind and against
+  the shared random 15 % draws in ``details``.
 - ``survives-without-massive/<task>``: networks with massive-channel neurons, without them, against draws
-  avoiding massive channels; not applicable when no evaluated network has such neurons.
+  avoiding massive channels (networks as the unit as above); not applicable when no evaluated network has such neurons.
 - ``amplification<suffix>``: the amplified top neurons improve some task (paired over examples).
+Every claim declares its minimum effect (``report.min_accuracy``, ``report.min_perplexity`` for the editing claims,
+``report.min_structure`` for the structure claims); ``fails`` needs the effect shown below it.
+- ``top-vs-random<suffix>/<task>``: inhibiting the top neurons hurts more than random draws of as many neurons
+  (``evaluate.controls.top_draws``, Monte Carlo over the draws, bootstrap interval over examples).
 - ``ica-vs-localization<suffix>``: inhibiting the ICA top neurons hurts more than as many LLM-Localization
   neurons on most tasks (paired over examples; Table 9); ``ica-localization-overlap<suffix>``: the two sets
   overlap less than chance (Table 5).
@@ -49,9 +56,12 @@ from ..core.stats import (
     draws_needed,
     examples_needed,
     most,
+    networks_against_draws,
     overlap_test,
     paired_effect,
+    partial_conjunction,
     replicate_interval,
+    strictest,
     two_sample_effect,
 )
 from .evidence import Evidence
@@ -59,9 +69,11 @@ from .evidence import Evidence
 _RUN = RunLayout(Path())  # paths relative to a run folder, as findings.json links its tables
 
 __all__ = ["FindingSettings", "NullRun", "against_null_model", "read_table", "reproducibility", "compute_findings", "counterparts", "recurrence", "small_networks", "survives",
-           "amplification", "localization", "write_findings"]
+           "amplification", "localization", "top_vs_random", "write_findings"]
 
-DRAW_KINDS = ("fraction", "matched_count", "matched_per_layer")  # nulls of "hurts more than random"
+MATCHED_KINDS = ("matched_count", "matched_per_layer", "matched_activation")  # nulls of "hurts more than random"
+DRAW_KINDS = ("fraction", *MATCHED_KINDS)
+PERPLEXITY_SCORES = ("word_perplexity", "byte_perplexity")  # damage in nats per unit (``Evidence.units``)
 
 
 @dataclass(frozen=True)
@@ -77,9 +89,15 @@ class FindingSettings:
     bootstrap = property(lambda self: self.report.bootstrap)
     correction = property(lambda self: self.report.correction)
     seed = property(lambda self: self.evaluate.seed)
+    min_structure = property(lambda self: self.report.min_structure)
     random_fraction = property(lambda self: self.evaluate.random_fraction)
     top_percent = property(lambda self: self.evaluate.top_percent)
     amplify_factor = property(lambda self: self.evaluate.amplify_factor)
+
+    def minimum(self, metric: str) -> float:
+        """An editing claim's declared minimum effect on a task scored by ``metric``, in the damage's units: the
+        accuracy share ``report.min_accuracy``, or ``report.min_perplexity`` as nats per word, log(1 + share)."""
+        return math.log1p(self.report.min_perplexity) if metric in PERPLEXITY_SCORES else self.report.min_accuracy
 
 
 def counterparts(table: pd.DataFrame, samples: pd.DataFrame | None, s: FindingSettings) -> Finding:
@@ -271,24 +289,10 @@ def _decide(units: list[tuple[str, Estimate]], share: float, alpha: float,
     details = [{"unit": n, "effect": e.effect, "low": e.interval[0], "high": e.interval[1], "p": e.p,
                 "n_draws": e.n_draws, "n_examples": e.n_examples} for n, e in units]
     test = f"{deciding.test}; {'most' if share else 'any'} of {m} by partial conjunction (Bonferroni over {factor}); deciding: {label(name)}"
-    return replace(deciding, p=most(p, share), needed=needed, test=test), details, name
-
-
-def _worst_kind(network: str, task: str, ev: Evidence, s: FindingSettings, kinds) -> tuple[Estimate | None, list[str]]:
-    """The network against each kind of draw; the intersection-union p is the largest (all kinds must be beaten)."""
-    subject = ev.damage(network, task)
-    found, names = [], []
-    for kind in kinds:
-        draw_names, frame = ev.draws(kind, network, task, s.random_fraction)
-        if frame.empty or subject.empty:
-            continue
-        common = subject.index.intersection(frame.columns)
-        found.append(against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
-                                   n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha, what=f"{kind} draws"))
-        names += draw_names
-    if not found:
-        return None, names
-    return max(found, key=lambda e: np.nan_to_num(e.p, nan=2.0)), names
+    # fails: fewer than u units reach their minimum, i.e. at least m - u + 1 are shown below it
+    p_fail = [e.p_fail for _, e in units]
+    combined = None if any(x is None for x in p_fail) else partial_conjunction(p_fail, m - u + 1)
+    return replace(deciding, p=most(p, share), needed=needed, test=test, p_fail=combined), details, name
 
 
 def _controlled(ev: Evidence) -> list[str]:
@@ -306,42 +310,78 @@ def _unscored_reason(task: str) -> str:
     return f"the random draws were not scored on {task} (evaluate.controls.tasks): no null to test against"
 
 
+def _over_networks(ev: Evidence, subjects: dict[str, pd.Series], kind: str, task: str, s: FindingSettings,
+                   what: str) -> tuple[Estimate | None, list[dict], list[str]]:
+    """The networks ``subjects`` ({network: per-example damage}) each against its own draws of ``kind``, on the
+    examples all of them share: the estimate over networks, each network's own result, the draws' names."""
+    frames = {n: ev.draws(kind, n, task, s.random_fraction) for n in subjects}
+    frames = {n: f for n, f in frames.items() if not f[1].empty and not subjects[n].empty}
+    if not frames:
+        return None, [], []
+    common = None
+    for n, (_, frame) in frames.items():
+        index = subjects[n].index.intersection(frame.columns)
+        common = index if common is None else common.intersection(index)
+    minimum = s.minimum(ev.metric(task))
+    options = {"level": s.level, "n_resamples": s.bootstrap, "seed": s.seed, "alpha": s.alpha, "minimum": minimum}
+    estimate = networks_against_draws([subjects[n][common].to_numpy() for n in frames],
+                                      [f[common].to_numpy() for _, f in frames.values()], what=what, **options)
+    details, names = [], []
+    for n, (draw_names, frame) in frames.items():
+        own = against_draws(subjects[n][common].to_numpy(), frame[common].to_numpy(), what=what, **options)
+        details.append({"network": ev.label(n), "draws": kind, "effect": own.effect, "low": own.interval[0],
+                        "high": own.interval[1], "p": own.p, "n_draws": own.n_draws, "n_examples": own.n_examples})
+        names += draw_names
+    return estimate, details, names
+
+
 def small_networks(ev: Evidence, total_neurons: int, s: FindingSettings) -> list[Finding]:
-    """Per task: inhibiting a network of < 2 % of neurons hurts more than random 15 % and count-matched draws."""
+    """Per task: inhibiting a network of < 2 % of neurons hurts more than its matched random draws (see the module)."""
     found = []
     rule = ev.selection.get("rule", "all evaluated networks")
     for task in ev.tasks:
-        claim = (f"Inhibiting a network of < {SMALL_SHARE:.0%} of neurons hurts {task} more than random draws "
-                 f"({100 * s.random_fraction:g} % of neurons, and as many neurons).")
-        units, conditions = [], []
-        for network in _controlled(ev):
-            if ev.neurons(network) >= SMALL_SHARE * total_neurons:
-                continue
-            estimate, names = _worst_kind(network, task, ev, s, DRAW_KINDS)
+        claim = (f"Inhibiting a network of < {SMALL_SHARE:.0%} of neurons hurts {task} more than random draws matched to "
+                 f"it (as many neurons; as many per layer; per layer and activation stratum), by at least the declared "
+                 f"minimum effect.")
+        small = [n for n in _controlled(ev) if ev.neurons(n) < SMALL_SHARE * total_neurons]
+        subjects = {n: ev.damage(n, task) for n in small}
+        kinds, details, conditions = [], [], list(small)
+        for kind in MATCHED_KINDS:
+            estimate, rows, names = _over_networks(ev, subjects, kind, task, s, f"{kind} draws")
             if estimate is not None:
-                units.append((network, estimate))
-                conditions += [network, *names]
+                kinds.append((kind, estimate))
+                details += rows
+                conditions += names
+        if kinds:  # context: each network against the shared random 15 % draws
+            details += _over_networks(ev, subjects, "fraction", task, s,
+                                      f"random {100 * s.random_fraction:g} % draws")[1]
         common = dict(tables=[str(_RUN.controls.table("controls"))], anchors=[f"finding-small-networks-{task}", "table-controls"])
-        if not units:
+        if not kinds:
             if _unscored(ev, task, s):
                 found.append(Finding.of(f"small-networks/{task}", claim, None, "", reason=_unscored_reason(task), **common))
             elif any(ev.draws(k, n, task, s.random_fraction)[0] for n in _controlled(ev) for k in DRAW_KINDS):
                 found.append(Finding.of(f"small-networks/{task}", claim, None, "", applicable=False,
-                                        reason="no network evaluated against controls is that small", **common))
+                                        reason="no network evaluated against controls is that small, or none has "
+                                               "matched draws", **common))
             continue
-        estimate, details, _ = _decide(units, 0.5, s.alpha, ev.label)
-        found.append(Finding.of(f"small-networks/{task}", claim, replace(estimate, test=f"{estimate.test}; networks chosen by: {rule}"),
-                                ev.units(task) + ", beyond the mean random draw", conditions=conditions, details=details, **common))
+        estimate = strictest([e for _, e in kinds])
+        deciding = next(k for k, e in kinds if e.p == estimate.p and e.effect == estimate.effect)
+        test = (f"{estimate.test}; the strictest of {', '.join(k for k, _ in kinds)} decides (intersection-union: the "
+                f"largest p; fails: the smallest equivalence p × {len(kinds)}): {deciding}; networks chosen by: {rule}")
+        found.append(Finding.of(f"small-networks/{task}", claim, replace(estimate, test=test),
+                                ev.units(task) + ", mean over networks beyond their own matched draws",
+                                conditions=conditions, details=details, **common))
     return found
 
 
 def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> list[Finding]:
-    """Per task: a network's effect survives without its massive-channel neurons (asked only of networks that have some)."""
+    """Per task: a network's effect survives without its massive-channel neurons (asked only of networks that have
+    some): the parts without them against draws avoiding massive channels, networks as the unit."""
     found = []
     for task in ev.tasks:
         claim = f"Networks' effects on {task} survive without their massive-channel neurons."
         common = dict(tables=[str(_RUN.controls.table("separated"))], anchors=[f"finding-survives-{task}", "table-separated"])
-        units, conditions, having = [], [], []
+        subjects, conditions, having = {}, [], []
         for network in _controlled(ev):
             mask = ev.mask(network)
             if massive is None or mask is None or not (mask.values & massive).any():
@@ -349,27 +389,21 @@ def survives(ev: Evidence, massive: np.ndarray | None, s: FindingSettings) -> li
             having.append(network)
             part = ev.part("minus_massive", network)
             rest = int((mask.values & ~massive).sum())  # an empty part is the normal model, a whole one the network
-            subject = (ev.damage(network, task) if rest == mask.count else ev.damage(part, task) if part
-                       else pd.Series(dtype=float)) if rest else ev.damage("normal", task)
-            names, frame = ev.draws("matched_avoid_massive", network, task, s.random_fraction)
-            if frame.empty or subject.empty:
-                continue
-            common_ids = subject.index.intersection(frame.columns)
-            units.append((network, against_draws(subject[common_ids].to_numpy(), frame[common_ids].to_numpy(), level=s.level,
-                                                 n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha,
-                                                 what="count-matched draws avoiding massive channels")))
-            conditions += [*([part] if part else []), *names]
+            subjects[network] = (ev.damage(network, task) if rest == mask.count else ev.damage(part, task) if part
+                                 else pd.Series(dtype=float)) if rest else ev.damage("normal", task)
+            conditions += [part] if part else []
+        estimate, details, names = _over_networks(ev, subjects, "matched_avoid_massive", task, s,
+                                                  "count-matched draws avoiding massive channels")
         if not having:
             found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", applicable=False,
                                     reason="no network evaluated against controls has a neuron on a massive channel", **common))
-        elif not units:
+        elif estimate is None:
             found.append(Finding.of(f"survives-without-massive/{task}", claim, None, "", reason=_unscored_reason(task) if _unscored(ev, task, s) else (
                 "no draws avoiding massive channels were evaluated (add matched_avoid_massive to evaluate.controls.kinds)"), **common))
         else:
-            estimate, details, _ = _decide(units, 0.5, s.alpha, ev.label)
             found.append(Finding.of(f"survives-without-massive/{task}", claim, estimate,
-                                    ev.units(task) + " without massive channels, beyond the mean draw",
-                                    conditions=conditions, details=details, **common))
+                                    ev.units(task) + " without massive channels, mean over networks beyond their own draws",
+                                    conditions=conditions + names, details=details, **common))
     return found
 
 
@@ -384,7 +418,8 @@ def _corpus(suffix: str) -> str | None:
 
 
 def _paired(ev: Evidence, task: str, s: FindingSettings, diff: pd.Series) -> Estimate:
-    return paired_effect(diff.to_numpy(), level=s.level, n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha)
+    return paired_effect(diff.to_numpy(), level=s.level, n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha,
+                         minimum=s.minimum(ev.metric(task)))
 
 
 def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
@@ -399,6 +434,28 @@ def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
                                 conditions=["normal", condition], details=details,
                                 tables=[str(_RUN.evaluate.table("top_amplify", _corpus(suffix)))],
                                 anchors=[f"finding-amplification{suffix}", f"table-{_RUN.evaluate.table_name('top_amplify', _corpus(suffix))}"]))
+    return found
+
+
+def top_vs_random(ev: Evidence, s: FindingSettings) -> list[Finding]:
+    """Inhibiting the top percent ICA neurons hurts more than random draws of as many neurons (the null the top
+    neurons' damage needs: a random 5 % of a model is not harmless), per corpus and task the draws were scored on."""
+    found = []
+    for suffix, top in ev.top(s.top_percent, "inhibit").items():
+        for task in ev.tasks:
+            names, frame = ev.draws("fraction", top, task, s.top_percent / 100)
+            subject = ev.damage(top, task)
+            if frame.empty or subject.empty:
+                continue
+            common = subject.index.intersection(frame.columns)
+            estimate = against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
+                                     n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha, minimum=s.minimum(ev.metric(task)),
+                                     what=f"random {s.top_percent:g} % draws")
+            found.append(Finding.of(f"top-vs-random{suffix}/{task}", f"Inhibiting the top {s.top_percent:g} % ICA neurons"
+                                    f"{_of(suffix)} hurts {task} more than inhibiting random {s.top_percent:g} % of neurons.",
+                                    estimate, ev.units(task) + ", beyond the mean random draw", conditions=[top, *names],
+                                    tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
+                                    anchors=[f"finding-top-vs-random{suffix}-{task}"]))
     return found
 
 
@@ -423,7 +480,7 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
             found.append(Finding.of(f"ica-localization-overlap{suffix}", f"The top {s.top_percent:g} % ICA neurons{_of(suffix)} and "
                                     "LLM Localization's pick different neurons: their overlap is below chance (Table 5).",
                                     overlap_test(overlap, a.count, b.count, a.values.size, level=s.level),
-                                    "neurons fewer in common than chance", conditions=[ica, loc],
+                                    "neurons fewer in common than chance", conditions=[ica, loc], minimum=s.min_structure,
                                     tables=[str(_RUN.evaluate.table("iou"))],
                                     anchors=[f"finding-ica-localization-overlap{suffix}", f"table-{_RUN.evaluate.table_name('iou')}"]))
     return found
@@ -449,6 +506,7 @@ def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: E
     found.append(reproducibility(read_table(match.split_null), halves, settings))
     for null in null_runs:
         found += against_null_model(match, null, settings)
+    found = [f if f is None else replace(f, minimum=settings.min_structure) for f in found]  # the structure claims' minimum
     ev = Evidence(evaluation, controls)
     if not ev.rows.empty:
         massive = np.load(match.massive_mask, allow_pickle=False) if match.massive_mask.exists() else None
@@ -456,6 +514,7 @@ def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: E
             found += small_networks(ev, total_neurons, settings)
         found += survives(ev, massive, settings) if ev.selection or not matching(ev.conditions, kind="control").empty else []
         found += amplification(ev, settings)
+        found += top_vs_random(ev, settings)
         found += localization(ev, settings)
     found = [replace(f, conditions=ev.records(f.conditions), level=settings.level)  # names to records
              for f in found if f is not None]
@@ -465,6 +524,8 @@ def compute_findings(match: MatchFiles, evaluation: EvaluationFiles, controls: E
 def write_findings(findings: list[Finding], path: Path, settings: FindingSettings, selection: dict | None = None) -> Path:
     """``findings.json``: the rule, alpha, correction, how networks were chosen, and every finding."""
     data = {"alpha": settings.alpha, "level": settings.level, "correction": CORRECTIONS[settings.correction], "verdict_rule": VERDICT_RULE,
+            "minimum_effects": {"accuracy": settings.report.min_accuracy, "perplexity": settings.report.min_perplexity,
+                                "structure": settings.report.min_structure},
             "selection_rule": (selection or {}).get("rule", "all evaluated networks"),
             "findings": [f.to_dict() for f in findings]}
     Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

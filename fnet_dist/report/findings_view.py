@@ -68,6 +68,8 @@ def _effect(finding: dict) -> str:
         level = finding.get("level")
         at = f"{100 * level:g} %: " if isinstance(level, (int, float)) else ""
         text += f" [{at}{_number(interval[0])}, {_number(interval[1])}]"
+    minimum = finding.get("minimum")
+    units = f"{units}; minimum effect {_number(minimum)}" if isinstance(minimum, (int, float)) and minimum > 0 else units
     return f"{text} {units}".strip() if text != "–" else "–"
 
 
@@ -80,8 +82,10 @@ def _draws(finding: dict) -> str:
 def _p_value(finding: dict) -> str:
     p, raw, alpha = finding.get("p_value"), finding.get("p_raw"), finding.get("alpha")
     text = _number(p)
+    p_fail = finding.get("p_fail")
     notes = [f"uncorrected {_number(raw)}" if raw is not None and text != "–" else "",
-             f"α {_number(alpha, 2)}" if alpha is not None and text != "–" else ""]
+             f"α {_number(alpha, 2)}" if alpha is not None and text != "–" else "",
+             f"equivalence p {_number(p_fail)}" if p_fail is not None else ""]
     notes = [n for n in notes if n]
     return f"{text} ({'; '.join(notes)})" if notes else text
 
