@@ -52,7 +52,7 @@ class WrittenRule:
     upto: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, where: str, data: Mapping[str, Any]) -> "WrittenRule":
+    def from_dict(cls, where: str, data: Mapping[str, Any]) -> WrittenRule:
         unknown = set(data) - {"when", "when_attr", "upto"}
         if unknown:
             raise TypeError(f"{where}: unknown keys {sorted(unknown)} in 'written' (expected when, when_attr, upto)")

@@ -151,7 +151,8 @@ def test_the_alias_bomb_is_refused_within_a_small_memory_limit(tmp_path):
         resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
 
     code = f"from fnet_dist.core.config import load_config; load_config({str(path)!r})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, preexec_fn=limit,
+                          check=False)
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
         "fnet_dist.core.errors.InputError: " + str(path) + ": its aliases"), done.stderr[-2000:]
 
@@ -173,8 +174,8 @@ def test_shared_anchors_within_the_limit_and_safe_yaml_only(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("evaluate.tasks=[sentiment_rt, wiki_ppl", r"--set evaluate.tasks: not valid YAML: expected ',' or ']', but got "
-                                               r"'<stream end>' \(line 1, column 24\)"),
+    ("evaluate.tasks=[sentiment_rt, wiki_ppl", (r"--set evaluate.tasks: not valid YAML: expected ',' or ']', but got "
+                                                r"'<stream end>' \(line 1, column 24\)")),
     ("evaluate.tasks=!!python/name:os.system", r"--set evaluate.tasks: not valid YAML: could not determine a constructor"),
     ("record.group_samples={a: 1", r"--set record.group_samples: not valid YAML"),
     ("evaluate.tasks=" + "x" * 5000 + ": [", r"--set evaluate.tasks: not valid YAML"),

@@ -419,7 +419,7 @@ class PipelineConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _known_networks_of(self) -> "PipelineConfig":
+    def _known_networks_of(self) -> PipelineConfig:
         unknown = [c for c in self.evaluate.networks_of if c not in self.corpora] if self.evaluate.enabled else []
         if unknown:
             raise ValueError(f"evaluate.networks_of names corpora {unknown} that are not in corpora "
