@@ -4,6 +4,10 @@ Each subcommand lives in ``fnet_dist/commands/<name>.py`` (loaded by name from `
 (one line), ``add_arguments(parser)`` and ``run(args) -> int``. The package imports its own modules at the top;
 heavy third-party packages (torch, transformers, Dask, lm-eval, zarr, xarray, matplotlib) are imported where they
 are used, so that ``fnet --help`` stays fast.
+
+Errors: an ``FnetError`` (bad input: exit 2; a failure of the environment or a stage: exit 1), and the failures
+that are not bugs — object storage refusing credentials, a damaged store chunk, a full disk or a read-only folder —
+are printed as ``error: …`` lines (one per problem, bounded), without a traceback.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .core.errors import FnetError
+from .core.errors import MESSAGE_CHARS, FnetError, environment_failure
+from .store.integrity import damage_error
 from .store.storage import access_error
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -53,17 +58,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except FnetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(exc)
     except Exception as exc:
-        error = access_error(exc)
+        error = access_error(exc) or damage_error(exc) or environment_failure(exc)
         if error is None:
             raise
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+        return _fail(error)
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _fail(error: FnetError) -> int:
+    """Print ``error`` as ``error: …`` lines (one per problem, each at most ``MESSAGE_CHARS``); its exit status."""
+    for line in str(error).strip().splitlines() or [type(error).__name__]:
+        print(f"error: {line[:MESSAGE_CHARS]}", file=sys.stderr)
+    return error.exit_code
 
 
 if __name__ == "__main__":

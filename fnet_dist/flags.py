@@ -19,11 +19,11 @@ import types
 import typing
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from .core.config import describe_error
 from .core.errors import InputError
+from .core.safe_yaml import load_yaml
 
 __all__ = ["MODEL_FLAGS", "OVERWRITE_HELP", "TEMPLATES_HELP", "add_section", "renamed", "section_from"]
 
@@ -48,10 +48,11 @@ def renamed(action: str, new: str) -> type[argparse.Action]:
 
 
 def _value(text: str) -> Any:
-    """A flag's text as YAML (``3`` → 3, ``0.2`` → 0.2, ``{a: 1}`` → a mapping); left as text if it is not YAML."""
+    """A flag's text as YAML (``3`` → 3, ``0.2`` → 0.2, ``{a: 1}`` → a mapping); left as text if it is not YAML
+    (or not YAML fnet reads: a Python tag, aliases that expand beyond ``fnet_dist.core.safe_yaml.MAX_NODES``)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text, "a flag value")
+    except InputError:
         return text
 
 

@@ -1,15 +1,21 @@
 """``fnet run CONFIG``: the stages of the registry (``fnet_dist.stages``) in order, resumable and cached.
 
 - ``run_pipeline(config, stages=None, overwrite=False, shard=None, scheduler=None) -> dict``: run the stages in
-  order. A stage whose outputs exist for the same config hash (``run.json``) is skipped; a crashed stage is
-  rerun and, since every stage resumes its own partial work, finishes what is missing. Returns the run record.
+  order. First ``fnet_dist.preflight`` checks everything the stages to run need (tasks, corpora, the model spec,
+  writable folders, object storage, free disk) and reports every problem at once, before any model loads; then the
+  run folder is locked (``fnet_dist.store.locks``: a second ``fnet run`` on it is refused in one line, exit 1;
+  a shard takes its shard's lock, so shards of one stage run together). A stage recorded as done for the same
+  config hash (``run.json``) is skipped when its outputs are whole (``Stage.unfinished``), and rerun when they
+  are not; a stage is recorded as done only once its outputs are verified whole. A crashed stage is rerun and,
+  since every stage resumes its own partial work, finishes what is missing. Returns the run record.
   With ``shard=(index, count)`` one sharded stage runs its part only and ``run.json`` is left alone (shards run
   concurrently; the report stage, run once afterwards, records the run).
   A stage that raises is recorded as ``failed`` with its error; the stages after it do not run, except the
   report, which shows what exists marked incomplete (status ``incomplete``); then ``StageError`` (exit 1).
 - ``plan_pipeline(config, stages=None, overwrite=False) -> list[dict]``: what ``run_pipeline`` would do, without
   doing it: each stage run or reused (cached), what it shards by and into how many units, the size of the stores
-  it writes (an upper bound from the record section and the model's shape), and the seconds it took last time
+  it writes (an upper bound from the record section and the model's shape: ``fnet_dist.preflight.planned_bytes``),
+  and the seconds it took last time
   (``run.json``); ``describe_plan(plan)`` prints it (``fnet run --dry-run``).
 """
 from __future__ import annotations
@@ -20,17 +26,19 @@ import os
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from . import __version__
 from .core.config import PipelineConfig
-from .core.errors import FnetError, InputError, StageError, one_line
+from .core.errors import FnetError, InputError, StageError, environment_failure, one_line
 from .core.layout import RunLayout
-from .model.loading import resolve_source
+from .model.dimensions import model_dimensions
+from .preflight import planned_bytes, preflight
 from .stages import STAGES, STRUCTURE_STAGES, Run, stage_hash
+from .store.integrity import damage_error
+from .store.locks import output_lock
 from .store.outputs import open_output
 
 __all__ = ["describe_plan", "plan_pipeline", "run_pipeline"]
@@ -77,20 +85,12 @@ def _run_shard(run: Run, stage: str, shard: tuple[int, int]) -> dict[str, Any]:
 
 
 def _model_shape(config: PipelineConfig) -> tuple[int, int] | None:
-    """``(n_layers, hidden_size)`` from a local model's ``config.json`` (the packaged model's cached folder
-    included), without loading weights; None where only loading would tell (a hub id, a GGUF file)."""
+    """``(n_layers, hidden_size)`` of the config's model, read without loading it; None where only loading would
+    tell (a hub model not in the cache) or the model spec is bad (the run itself says so)."""
     try:
-        source = resolve_source(config.model.id)
+        return model_dimensions(config.model)
     except FnetError:
         return None
-    path = Path(source.path) / "config.json"
-    if source.gguf_file or not path.is_file():
-        return None
-    model = json.loads(path.read_text())
-    model = model.get("text_config", model)
-    layers = model.get("num_hidden_layers") or model.get("n_layer") or model.get("num_layers")
-    hidden = model.get("hidden_size") or model.get("n_embd")
-    return (int(layers), int(hidden)) if layers and hidden else None
 
 
 def _size(n_bytes: float) -> str:
@@ -113,11 +113,11 @@ def plan_pipeline(config: PipelineConfig, *, stages: list[str] | None = None,
     record_section, corpora = config.record, list(config.corpora)
     samples = record_section.group_samples + record_section.individual_samples
     shape = _model_shape(config)
-    itemsize = 2 if record_section.store_dtype == "float16" else 4
+    sizes = planned_bytes(config, shape) if shape else {}
     plan = []
     for stage in chosen:
         done = record["stages"].get(stage, {})
-        cached = done.get("hash") == stage_hash(config, stage) and done.get("status") == "done"
+        cached = _cached(config, record, stage)
         action = "reuse" if cached and not overwrite else "run"
         why = ("cached for this config" if action == "reuse" else "asked to rerun (--overwrite)" if cached else
                "never run" if not done else f"last {done.get('status')} for another config" if done.get("hash") !=
@@ -126,11 +126,10 @@ def plan_pipeline(config: PipelineConfig, *, stages: list[str] | None = None,
                   None: "—"}[STAGES[stage].shards]
         writes = ""
         if stage == "record":
-            writes = (f"≤ {_size(samples * len(corpora) * record_section.max_tokens * shape[0] * shape[1] * itemsize)} "
-                      f"of activations ({shape[0]} layers × {shape[1]} neurons)" if shape else "size unknown until the model is read")
+            writes = (f"≤ {_size(len(corpora) * sizes['activations'])} of activations ({shape[0]} layers × "
+                      f"{shape[1]} neurons)" if shape else "size unknown until the model is read")
         elif stage == "decompose" and shape:
-            maps = record_section.individual_samples * config.decompose.components + config.decompose.group_components
-            writes = f"≤ {_size(len(corpora) * maps * shape[0] * shape[1] * 4)} of z-maps"
+            writes = f"≤ {_size(len(corpora) * sizes['networks'])} of z-maps and sources"
         plan.append({"stage": stage, "action": action, "why": why, "shards": shards, "writes": writes,
                      "last_seconds": done.get("seconds") if done.get("status") in ("done", "incomplete") else None})
     return plan
@@ -160,8 +159,10 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, ove
     chosen = list(stages or STAGES)
     _check(chosen, shard)
     layout = RunLayout.of(config)
-    open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
-    with ExitStack() as stack:
+    preflight(config, layout, chosen if overwrite or shard else _to_run(config, layout, chosen))
+    part = None if shard is None else f"{chosen[0]}-{shard[0]}-of-{shard[1]}"
+    with output_lock(str(layout.root), part=part), ExitStack() as stack:
+        open_output(str(layout.root), "run")  # a folder of other files is refused before any work; a run resumes
         run = Run(config, layout, stack, scheduler)
         run.run_variant = lambda variant: run_pipeline(variant, stages=list(STRUCTURE_STAGES), overwrite=overwrite,
                                                        scheduler=run.scheduler)
@@ -172,38 +173,10 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, ove
         record.update(name=config.name, package_version=__version__, config=config.model_dump(mode="json"))
         started = time.perf_counter()
         for number, stage in enumerate(chosen, start=1):
-            step = f"[{number}/{len(chosen)}] {stage}"
-            if run.failed and stage != "report":
-                _say(f"{step}: not run ({', '.join(run.failed)} failed)")
-                continue
-            digest = stage_hash(config, stage)
-            done = record["stages"].get(stage, {})
-            if not overwrite and not run.failed and done.get("hash") == digest and done.get("status") == "done":
-                _say(f"{step}: cached (config hash {digest})")
-                continue
-            _say(f"{step} …" if not run.failed else f"{step} of what exists (incomplete) …")
-            record["stages"][stage] = {"hash": digest, "status": "running", "started": _now()}
-            _save_record(layout, record)
-            t0 = time.perf_counter()
-            try:
-                outputs = STAGES[stage].run(run, (0, 1))
-            except Exception as exc:  # the report of what exists still gets written; the run ends non-zero
-                error = one_line(exc)
-                log.error("stage %s failed: %s", stage, error, exc_info=not isinstance(exc, FnetError))
-                run.failed[stage] = error
-                record["stages"][stage].update(status="failed", finished=_now(), error=error)
-                _save_record(layout, record)
-                _say(f"{step}: failed ({error})")
-                continue
-            seconds = time.perf_counter() - t0
-            record["stages"][stage] = {"hash": digest, "status": "incomplete" if run.failed else "done",
-                                       "started": record["stages"][stage]["started"], "finished": _now(),
-                                       "seconds": round(seconds, 2), "outputs": outputs}
-            _save_record(layout, record)
-            _say(f"{step}: {record['stages'][stage]['status']} in {seconds:.1f} s")
-    total = time.perf_counter() - started
-    record["last_run_seconds"] = round(total, 2)
-    _save_record(layout, record)
+            _run_stage(run, record, stage, f"[{number}/{len(chosen)}] {stage}", overwrite)
+        total = time.perf_counter() - started
+        record["last_run_seconds"] = round(total, 2)
+        _save_record(layout, record)
     report = record["stages"].get("report", {}).get("outputs", {}).get("page")
     if run.failed:
         where = f"; the report of what exists (marked incomplete): {report}" if report else ""
@@ -213,6 +186,64 @@ def run_pipeline(config: PipelineConfig, *, stages: list[str] | None = None, ove
     if report:
         _say(f"report: {report}")
     return record
+
+
+def _cached(config: PipelineConfig, record: dict[str, Any], stage: str) -> bool:
+    done = record["stages"].get(stage, {})
+    return done.get("hash") == stage_hash(config, stage) and done.get("status") == "done"
+
+
+def _to_run(config: PipelineConfig, layout: RunLayout, chosen: list[str]) -> list[str]:
+    """The stages of ``chosen`` that ``run.json`` does not record as done for this config (what preflight checks)."""
+    record = _load_record(layout)
+    return [stage for stage in chosen if not _cached(config, record, stage)]
+
+
+def _failure(exc: Exception) -> str:
+    """A stage's error as the run records it: a damaged chunk, a full disk … named as the command line names them."""
+    return one_line(damage_error(exc) or environment_failure(exc) or exc)
+
+
+def _more(problems: list[str]) -> str:
+    return f"{problems[0]}{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}"
+
+
+def _run_stage(run: Run, record: dict[str, Any], stage: str, step: str, overwrite: bool) -> None:
+    """Run one stage of ``run`` (or reuse it when cached and whole), recording it in ``record`` (``run.json``)."""
+    config, layout = run.config, run.layout
+    if run.failed and stage != "report":
+        _say(f"{step}: not run ({', '.join(run.failed)} failed)")
+        return
+    digest = stage_hash(config, stage)
+    if not overwrite and not run.failed and _cached(config, record, stage):
+        unfinished = STAGES[stage].unfinished(config, layout)
+        if not unfinished:
+            _say(f"{step}: cached (config hash {digest})")
+            return
+        _say(f"{step}: recorded as done for this config, but {_more(unfinished)}: running it again")
+    _say(f"{step} …" if not run.failed else f"{step} of what exists (incomplete) …")
+    record["stages"][stage] = {"hash": digest, "status": "running", "started": _now()}
+    _save_record(layout, record)
+    t0 = time.perf_counter()
+    try:
+        outputs = STAGES[stage].run(run, (0, 1))
+        unfinished = [] if run.failed else STAGES[stage].unfinished(config, layout)
+        if unfinished:
+            raise StageError(f"the stage ended but its outputs are not whole: {_more(unfinished)}")
+    except Exception as exc:  # the report of what exists still gets written; the run ends non-zero
+        error = _failure(exc)
+        log.error("stage %s failed: %s", stage, error, exc_info=not isinstance(exc, FnetError) and error == one_line(exc))
+        run.failed[stage] = error
+        record["stages"][stage].update(status="failed", finished=_now(), error=error)
+        _save_record(layout, record)
+        _say(f"{step}: failed ({error})")
+        return
+    seconds = time.perf_counter() - t0
+    record["stages"][stage] = {"hash": digest, "status": "incomplete" if run.failed else "done",
+                               "started": record["stages"][stage]["started"], "finished": _now(),
+                               "seconds": round(seconds, 2), "outputs": outputs}
+    _save_record(layout, record)
+    _say(f"{step}: {record['stages'][stage]['status']} in {seconds:.1f} s")
 
 
 def _now() -> str:

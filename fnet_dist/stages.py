@@ -7,6 +7,9 @@
   runs each null variant of the config (``PipelineConfig.null_variant``) through record, decompose and match.
 - ``Run``: what the stages of one process share (config, layout, the model and Dask client, loaded once).
 - ``stage_hash(config, stage)``: a stable hash of everything that determines a stage's output.
+- ``Stage.unfinished(config, layout) -> list[str]``: what of the stage's outputs is missing, unfinished or
+  damaged (empty when they are whole): ``fnet run`` records a stage as done only when this is empty, and reruns a
+  stage recorded as done for this config when it is not.
 
 A shard ``(index, count)`` of a sharded stage does the ``index``-th of every ``count`` units (record: the
 samples of every corpus, position % count == index; evaluate and controls: the conditions) and writes only
@@ -19,12 +22,15 @@ import json
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
+
+from storage_schemas import ACTIVATIONS, NETWORKS
 
 from .core.cluster import dask_client
 from .core.config import PipelineConfig
 from .core.errors import InputError
-from .core.layout import RunLayout
+from .core.layout import EvaluationFiles, RunLayout
 from .decompose import decompose
 from .evaluate.controls import controls_stage, merge_controls
 from .evaluate.experiment import evaluate_stage, merge_evaluation
@@ -32,6 +38,7 @@ from .match.matching import match_networks
 from .model.loading import load_model
 from .record.recording import record_activations
 from .report import build_report
+from .store.integrity import store_problems
 
 __all__ = ["STAGES", "STRUCTURE_STAGES", "Run", "RunLayout", "Stage", "stage_hash"]
 
@@ -62,7 +69,8 @@ class Run:
     def scheduler(self) -> str:
         """The address of the Dask scheduler (given, ``$DASK_SCHEDULER_ADDRESS``, or a local cluster started once)."""
         if self._scheduler is None:
-            client = self._stack.enter_context(dask_client(self._wanted_scheduler, n_workers=self.config.dask.n_workers))
+            client = self._stack.enter_context(dask_client(self._wanted_scheduler, n_workers=self.config.dask.n_workers,
+                                                           dashboard_address=self.config.dask.dashboard_address))
             self._scheduler = client.scheduler.address
         return self._scheduler
 
@@ -147,15 +155,53 @@ def _evaluated(config: PipelineConfig, layout: RunLayout) -> list[str]:
     return [layout.networks(c) for c in config.evaluation_corpora()]
 
 
+def _whole_stores(kind: str) -> Callable[[PipelineConfig, RunLayout], list[str]]:
+    schema = {"activations": ACTIVATIONS, "networks": NETWORKS}[kind]
+    return lambda config, layout: [p for c in config.corpora for p in store_problems(getattr(layout, kind)(c), schema)]
+
+
+def _missing(paths) -> list[str]:
+    return [f"{path} is missing" for path in paths if not Path(path).is_file()]
+
+
+def _conditions_done(files: EvaluationFiles) -> list[str]:
+    """The plan of an evaluation folder and each planned condition's record (written last, when it is done)."""
+    if not files.plan.is_file():
+        return [f"{files.plan} is missing"]
+    slugs = [c["slug"] for c in json.loads(files.plan.read_text())["conditions"]]
+    return _missing(files.condition(slug).record for slug in slugs)
+
+
+def _evaluation_done(config: PipelineConfig, layout: RunLayout) -> list[str]:
+    return _conditions_done(layout.evaluate) if config.evaluate.enabled else []
+
+
+def _controls_done(config: PipelineConfig, layout: RunLayout) -> list[str]:
+    e = config.evaluate
+    return _conditions_done(layout.controls) if e.enabled and e.controls.draws else []
+
+
+def _nulls_done(config: PipelineConfig, layout: RunLayout) -> list[str]:
+    """What each null variant's record, decompose and match left unfinished, in the variant's own run folder."""
+    return [problem for name in config.nulls for stage in STRUCTURE_STAGES
+            for problem in STAGES[stage].unfinished(config.null_variant(name), layout.null_run(name))]
+
+
+def _report_done(config: PipelineConfig, layout: RunLayout) -> list[str]:
+    return _missing([layout.report.page, layout.report.findings])
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One stage: its config section, inputs and outputs (from a ``RunLayout``), sharding and function."""
+    """One stage: its config section, inputs and outputs (from a ``RunLayout``), its function, what of its outputs
+    is not finished (``unfinished``), and its sharding."""
 
     name: str
     section: str
     reads: Callable[[PipelineConfig, RunLayout], list[str]]
     writes: Callable[[PipelineConfig, RunLayout], list[str]]
     run: Callable[[Run, Shard], dict[str, Any]] = field(repr=False)
+    unfinished: Callable[[PipelineConfig, RunLayout], list[str]] = field(repr=False)
     shards: str | None = None
     uses_dask: bool = False
     uses_model: bool = False
@@ -163,17 +209,22 @@ class Stage:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("record", "record", lambda c, layout: [e.spec for e in c.corpora.values()], _stores("activations"), _record,
-          shards="samples", uses_model=True),
-    Stage("decompose", "decompose", _stores("activations"), _stores("networks"), _decompose, uses_dask=True),
-    Stage("match", "match", _stores("networks"), lambda c, layout: [str(layout.match.folder)], _match, uses_dask=True),
+          _whole_stores("activations"), shards="samples", uses_model=True),
+    Stage("decompose", "decompose", _stores("activations"), _stores("networks"), _decompose,
+          _whole_stores("networks"), uses_dask=True),
+    Stage("match", "match", _stores("networks"), lambda c, layout: [str(layout.match.folder)], _match,
+          lambda c, layout: _missing(layout.match.written(anatomy=True)), uses_dask=True),
     Stage("evaluate", "evaluate", _evaluated, lambda c, layout: [str(layout.evaluate.conditions)], _evaluate,
-          shards="conditions", uses_model=True),
+          _evaluation_done, shards="conditions", uses_model=True),
     Stage("controls", "evaluate", lambda c, layout: [str(layout.match.consistency), str(layout.match.massive_mask),
                                                      *_evaluated(c, layout)],
-          lambda c, layout: [str(layout.controls.conditions)], _controls, shards="conditions", uses_model=True),
+          lambda c, layout: [str(layout.controls.conditions)], _controls, _controls_done, shards="conditions",
+          uses_model=True),
     Stage("nulls", "nulls", lambda c, layout: [e.spec for e in c.corpora.values()],
-          lambda c, layout: [str(layout.null_run(n).root) for n in c.nulls], _nulls, uses_dask=True, uses_model=True),
-    Stage("report", "report", lambda c, layout: [str(layout.root)], lambda c, layout: [str(layout.report.folder)], _report),
+          lambda c, layout: [str(layout.null_run(n).root) for n in c.nulls], _nulls, _nulls_done, uses_dask=True,
+          uses_model=True),
+    Stage("report", "report", lambda c, layout: [str(layout.root)], lambda c, layout: [str(layout.report.folder)], _report,
+          _report_done),
 )}
 
 

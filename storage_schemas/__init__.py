@@ -3,6 +3,11 @@
 - ``ACTIVATIONS``: the recording stage's store (``activations.json``).
 - ``NETWORKS``: the decomposition stage's store (``networks.json``).
 - ``StoreSchema.validate(ds, where)``: raise ``SchemaError`` naming the first mismatch.
+- ``WrittenRule`` (a variable's ``written``): which chunks of the variable a sound store holds, so that a missing
+  chunk (which Zarr would read as its fill value) is found: every chunk once an attr is true (``when_attr``), or
+  the chunks of the positions along the variable's first dim (samples, splits) whose variables in ``when`` (along
+  that dim alone) are all true (non-zero); along a dim listed in ``upto`` only those chunks that start below the
+  position's value of the named variable (``{"token": "n_tokens"}``).
 - ``load_schema(name)``: read a schema file of this folder.
 """
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "NETWORKS", "SchemaError", "StoreSchema", "VariableSpec", "load_schema"]
+__all__ = ["ACTIVATIONS", "NETWORKS", "SchemaError", "StoreSchema", "VariableSpec", "WrittenRule", "load_schema"]
 
 _HERE = Path(__file__).parent
 _ATTR_TYPES: dict[str, tuple[type, ...]] = {
@@ -39,23 +44,55 @@ def _parse_dims(value: Any, where: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class WrittenRule:
+    """Which chunks of a variable a sound store holds (see the module docstring)."""
+
+    when: tuple[str, ...] = ()
+    when_attr: str | None = None
+    upto: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, where: str, data: Mapping[str, Any]) -> WrittenRule:
+        unknown = set(data) - {"when", "when_attr", "upto"}
+        if unknown:
+            raise TypeError(f"{where}: unknown keys {sorted(unknown)} in 'written' (expected when, when_attr, upto)")
+        upto = data.get("upto", {})
+        if not isinstance(upto, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in upto.items()):
+            raise TypeError(f"{where}: 'upto' must map a dim to a per-sample variable, got {upto!r}")
+        rule = cls(_parse_dims(data.get("when", []), where), data.get("when_attr"), dict(upto))
+        if bool(rule.when) == bool(rule.when_attr):
+            raise TypeError(f"{where}: 'written' needs exactly one of when (per-sample variables) or when_attr")
+        return rule
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**({"when": list(self.when)} if self.when else {}),
+                **({"when_attr": self.when_attr} if self.when_attr else {}),
+                **({"upto": dict(self.upto)} if self.upto else {})}
+
+
+@dataclass(frozen=True)
 class VariableSpec:
-    """One variable: its dims in order and the dtypes it may be stored in ("str" = any string dtype)."""
+    """One variable: its dims in order, the dtypes it may be stored in ("str" = any string dtype), and which of
+    its chunks a sound store holds (``written``; None: not checked, e.g. a chunk equal to the fill value is
+    legitimately absent)."""
 
     name: str
     dims: tuple[str, ...]
     dtypes: tuple[str, ...]
     doc: str = ""
+    written: WrittenRule | None = None
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> "VariableSpec":
         dtypes = data["dtype"]
         if isinstance(dtypes, str):
             dtypes = [dtypes]
-        return cls(name, _parse_dims(data["dims"], name), tuple(dtypes), data.get("doc", ""))
+        written = WrittenRule.from_dict(name, data["written"]) if "written" in data else None
+        return cls(name, _parse_dims(data["dims"], name), tuple(dtypes), data.get("doc", ""), written)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dims": list(self.dims), "dtype": list(self.dtypes), "doc": self.doc}
+        return {"dims": list(self.dims), "dtype": list(self.dtypes), "doc": self.doc,
+                **({"written": self.written.to_dict()} if self.written else {})}
 
     def accepts(self, dtype: np.dtype) -> bool:
         if "str" in self.dtypes and dtype.kind in _STRING_KINDS:
@@ -78,6 +115,13 @@ class StoreSchema:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StoreSchema":
         variables = {k: VariableSpec.from_dict(k, v) for k, v in data["variables"].items()}
+        for name, spec in variables.items():
+            rule = spec.written
+            markers = [*(rule.when if rule else ()), *(rule.upto.values() if rule else ())]
+            wrong = [m for m in markers if m not in variables or variables[m].dims != spec.dims[:1]]
+            if wrong:
+                raise TypeError(f"{name}: its 'written' rule names {wrong}, which are not variables along its first dim "
+                                f"{spec.dims[:1]}")
         for key, kind in data.get("attrs", {}).items():
             if kind not in _ATTR_TYPES:
                 raise TypeError(f"attr {key!r}: unknown type {kind!r}, expected one of {sorted(_ATTR_TYPES)}")

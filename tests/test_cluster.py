@@ -56,3 +56,21 @@ def test_unreachable_scheduler_is_a_clear_error():
                                              r"check --scheduler, the config's dask.scheduler or \$DASK_SCHEDULER_ADDRESS"):
             with dask_client("tcp://127.0.0.1:1"):
                 pass
+
+
+def test_the_local_dashboard_listens_on_loopback_unless_configured(monkeypatch):
+    import psutil
+
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+
+    def listening() -> set[str]:
+        """Addresses this process listens on (the scheduler and its dashboard run in it)."""
+        return {c.laddr.ip for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+
+    with dask_client(n_workers=1) as client:
+        port = int(client.dashboard_link.split(":")[2].split("/")[0])
+        bound = {c.laddr.ip for c in psutil.Process().net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        assert bound == {"127.0.0.1"} and listening() == {"127.0.0.1"}
+    with dask_client(n_workers=1, dashboard_address=":0") as client:  # configured wider, on purpose
+        assert "0.0.0.0" in listening() or "::" in listening()

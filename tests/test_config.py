@@ -79,10 +79,13 @@ def test_stage_hash_changes_only_downstream_of_a_change():
     assert all(stage_hash(base, s) == stage_hash(scheduler, s) for s in STAGES)
 
 
-def test_evaluation_corpora_must_exist():
-    config = PipelineConfig.model_validate({"evaluate": {"networks_of": ["nope"]}})
-    with pytest.raises(InputError, match=r"networks_of names corpora \['nope'\]"):
-        config.evaluation_corpora()
+def test_evaluation_corpora_must_exist_when_the_config_loads(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("evaluate: {networks_of: [nope]}\n")
+    with pytest.raises(InputError, match=r"networks_of names corpora \['nope'\] that are not in corpora"):
+        load_config(path)
+    with pytest.raises(InputError, match=r"networks_of names corpora \['wiki'\]"):
+        load_config(path, ["corpora={news: offline:news}", "evaluate.networks_of=[wiki]"])
 
 
 def test_pack_to_tokens_auto_is_what_an_individual_ica_needs(tmp_path):
@@ -114,3 +117,75 @@ def test_an_unknown_decompose_level_is_one_clear_line(tmp_path):
     with pytest.raises(InputError, match=r"levels 'group,subject' names an unknown level \['subject'\]: expected a "
                                          "comma-separated subset of group,individual"):
         load_config(path)
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A few hundred bytes of nested YAML aliases that expand to width ** levels values, on a known key."""
+    lines = ["a0: &a0 [" + ",".join(['"lol"'] * width) + "]"]
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "\n".join(lines + [f"evaluate: {{tasks: *a{levels - 1}}}"]) + "\n"
+
+
+def test_a_nested_alias_bomb_is_refused_without_expanding_it(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    assert len(path.read_bytes()) < 500  # 9 ** 9 = 387 million values
+    with pytest.raises(InputError, match=r"bomb.yaml: its aliases \(\*name\) expand to more than 100,000 values"):
+        load_config(path)
+    inline = ("[&a [x,x,x,x,x,x,x,x,x,x], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], "
+              "&d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], [*e,*e]]")  # 200,000 values
+    with pytest.raises(InputError, match=r"--set evaluate.tasks: its aliases"):
+        load_config(Path(__file__).parents[1] / "pipeline" / "smoke.yaml", [f"evaluate.tasks={inline}"])
+
+
+def test_the_alias_bomb_is_refused_within_a_small_memory_limit(tmp_path):
+    """Bounded, not just caught: under a 1 GiB address-space limit (the unbounded load took 2.2 GB)."""
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    code = f"from fnet_dist.core.config import load_config; load_config({str(path)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, preexec_fn=limit,
+                          check=False)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        "fnet_dist.core.errors.InputError: " + str(path) + ": its aliases"), done.stderr[-2000:]
+
+
+def test_shared_anchors_within_the_limit_and_safe_yaml_only(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("common: &tasks [sentiment_rt, wiki_ppl]\nevaluate: {tasks: *tasks}\n")
+    with pytest.raises(InputError, match="unknown key 'common'"):  # the anchors load; the key is not the config's
+        load_config(path)
+    path.write_text("evaluate: {tasks: &t [sentiment_rt]}\nreport: {title: x}\n")
+    assert load_config(path).evaluate.tasks == ("sentiment_rt",)
+    path.write_text("evaluate: !!python/object/apply:os.system [echo hacked]\n")
+    with pytest.raises(InputError, match=r"c.yaml: not valid YAML: could not determine a constructor for the tag "
+                                         r"'tag:yaml.org,2002:python/object/apply:os.system' \(line 1, column 11\)"):
+        load_config(path)
+    path.write_text("a: &a [*a]\n")
+    with pytest.raises(InputError, match="not valid YAML: found undefined alias|recursive alias"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("evaluate.tasks=[sentiment_rt, wiki_ppl", (r"--set evaluate.tasks: not valid YAML: expected ',' or ']', but got "
+                                                r"'<stream end>' \(line 1, column 24\)")),
+    ("evaluate.tasks=!!python/name:os.system", r"--set evaluate.tasks: not valid YAML: could not determine a constructor"),
+    ("record.group_samples={a: 1", r"--set record.group_samples: not valid YAML"),
+    ("evaluate.tasks=" + "x" * 5000 + ": [", r"--set evaluate.tasks: not valid YAML"),
+])
+def test_a_bad_set_value_is_one_line(override, message, tmp_path, capsys):
+    from fnet_dist import cli
+
+    with pytest.raises(InputError, match=message):
+        load_config(Path(__file__).parents[1] / "pipeline" / "smoke.yaml", [override])
+    assert cli.main(["run", str(Path(__file__).parents[1] / "pipeline" / "smoke.yaml"), "--out", str(tmp_path / "r"),
+                     "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --set ") and len(err) < 1100

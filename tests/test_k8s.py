@@ -344,19 +344,123 @@ def test_every_stage_runs_fnet_run_and_nothing_else(rendered, name):
     assert not (K8S / "stage.py").exists()  # no second description of the stages
 
 
-@pytest.mark.parametrize("name", list(OVERLAYS))
-def test_only_the_runs_pods_reach_the_dask_scheduler(rendered, name):
+# --- network policies ------------------------------------------------------------------------------
+
+RUN_LABEL = {"app.kubernetes.io/part-of": "fnet-dist"}
+STORAGE_SECRET = "fnet-object-storage"
+DASK_ROLES = {"job": "job-runner", "scheduler": "scheduler", "worker": "worker"}  # the operator's dask.org/component
+
+
+def placed_pods(doc: dict) -> list[tuple[str, dict, dict]]:
+    """``(where, labels, pod spec)`` of every pod a resource makes, with the labels the pod carries in the
+    cluster: a Job's template labels; for the Dask operator's resources the template's labels plus the ones the
+    operator adds (``dask.org/cluster-name``, ``dask.org/component``: scheduler, worker, job-runner)."""
+    name, spec = doc["metadata"]["name"], doc.get("spec", {})
+    if doc["kind"] == "Job":
+        template = spec["template"]
+        return [(f"Job/{name}", template["metadata"].get("labels", {}), template["spec"])]
+    if doc["kind"] == "DaskJob":
+        parts = {"job": spec["job"], **{k: spec["cluster"]["spec"][k] for k in ("scheduler", "worker")}}
+    elif doc["kind"] == "DaskCluster":
+        parts = {k: spec[k] for k in ("scheduler", "worker")}
+    else:
+        parts = {}
+    return [(f"{doc['kind']}/{name}/{role}",
+             {**part.get("metadata", {}).get("labels", {}), "dask.org/cluster-name": name,
+              "dask.org/component": DASK_ROLES[role]}, part["spec"])
+            for role, part in parts.items() if part]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects ``labels``."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for rule in selector.get("matchExpressions", []):
+        key, op, values = rule["key"], rule["operator"], rule.get("values", [])
+        if not {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[op]:
+            return False
+    return True
+
+
+def carries_storage_secret(pod: dict) -> bool:
+    containers = pod["containers"] + pod.get("initContainers", [])
+    return (any(ref.get("secretRef", {}).get("name") == STORAGE_SECRET for c in containers for ref in c.get("envFrom", []))
+            or any(var.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == STORAGE_SECRET
+                   for c in containers for var in c.get("env", []))
+            or any(v.get("secret", {}).get("secretName") == STORAGE_SECRET for v in pod.get("volumes", [])))
+
+
+def _peer_is_a_run_pod(peer: dict) -> bool:
+    """A ``from`` peer that admits this namespace's pods labelled as the run's, and nothing else."""
+    return set(peer) == {"podSelector"} and peer["podSelector"] == {"matchLabels": RUN_LABEL}
+
+
+def network_problems(docs: list[dict]) -> list[str]:
+    """What the rendered ``docs`` leave open: no default deny; a pod holding the storage Secret that a policy
+    opens to pods other than the run's; a Dask scheduler or worker no policy admits the run's pods to, or whose
+    policy opens ports its containers do not listen on (or misses one they do); a pod talking to Dask without the
+    run's label."""
+    policies = [d["spec"] for d in docs if d["kind"] == "NetworkPolicy"]
+    ingress = [p for p in policies if "Ingress" in p.get("policyTypes", ["Ingress"])]
+    problems = []
+    if not any(p["podSelector"] == {} and not p.get("ingress") for p in ingress):
+        problems.append("no default deny of ingress for the namespace")
+    for doc in docs:
+        for where, labels, pod in placed_pods(doc):
+            mine = [p for p in ingress if selects(p["podSelector"], labels)]
+            if carries_storage_secret(pod):
+                if not mine:
+                    problems.append(f"{where} holds the storage Secret and no policy covers it")
+                for policy in mine:
+                    for rule in policy.get("ingress", []):
+                        if not rule.get("from") or not all(_peer_is_a_run_pod(peer) for peer in rule["from"]):
+                            problems.append(f"{where}: a policy admits pods other than the run's: {rule}")
+            role = labels.get("dask.org/component")
+            if role in ("scheduler", "worker"):
+                opened = {port["port"] for p in mine for rule in p.get("ingress", []) for port in rule.get("ports", [])}
+                listening = {port["containerPort"] for c in pod["containers"] for port in c.get("ports", [])}
+                if not opened:
+                    problems.append(f"{where}: no policy admits the run's pods to this Dask {role}")
+                elif opened != listening:
+                    problems.append(f"{where}: policy ports {sorted(opened)} are not its container ports {sorted(listening)}")
+            if role and labels.get("app.kubernetes.io/part-of") != RUN_LABEL["app.kubernetes.io/part-of"]:
+                problems.append(f"{where}: talks to Dask without the run's label")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["base", *OVERLAYS])
+def test_only_the_runs_pods_reach_any_dask_pod_and_the_namespace_denies_the_rest(rendered, name):
     docs = rendered[name]
-    (policy,) = by_kind(docs, "NetworkPolicy").values()
-    assert policy["spec"]["podSelector"] == {"matchLabels": {"dask.org/component": "scheduler"}}
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "fnet-dist"}}}]
-    assert {p["port"] for p in rule["ports"]} == {8786, 8787}
-    for doc in docs:  # every pod that talks to a scheduler carries the label the policy admits
-        if doc["kind"] in ("Job", "DaskJob"):
-            template = doc["spec"]["template"] if doc["kind"] == "Job" else doc["spec"]["job"]
-            assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "fnet-dist", doc["metadata"]["name"]
+    assert network_problems(docs) == []
+    pods = [(where, labels, pod) for doc in docs for where, labels, pod in placed_pods(doc)]
+    roles = {labels.get("dask.org/component") for _, labels, _ in pods}
+    assert {"scheduler", "worker", "job-runner"} <= roles
+    assert sum(carries_storage_secret(pod) for _, _, pod in pods) >= 6  # the stages' pods and every Dask pod
+    for where, labels, pod in pods:  # each worker listens on exactly the ports its policy opens
+        if labels.get("dask.org/component") == "worker":
+            args = pod["containers"][0]["args"]
+            assert args[args.index("--worker-port") + 1] == "8789" and args[args.index("--nanny-port") + 1] == "8790"
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda docs: [d for d in docs if d["metadata"]["name"] != "fnet-dask-worker"],
+     "no policy admits the run's pods to this Dask worker"),
+    (lambda docs: [d for d in docs if d["metadata"]["name"] != "fnet-default-deny"], "no default deny"),
+    (lambda docs: [_edited(d, "fnet-dask-scheduler", lambda spec: spec["ingress"][0]["from"].append(
+        {"namespaceSelector": {}})) for d in docs], "admits pods other than the run's"),
+    (lambda docs: [_edited(d, "fnet-dask-worker", lambda spec: spec["ingress"][0]["ports"].pop()) for d in docs],
+     "are not its container ports"),
+])
+def test_the_network_check_finds_an_open_dask_pod(rendered, change, problem):
+    found = network_problems(change(copy.deepcopy(rendered["cpu"])))
+    assert any(problem in line for line in found), found
+
+
+def _edited(doc: dict, name: str, edit) -> dict:
+    if doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == name:
+        edit(doc["spec"])
+    return doc
 
 
 def test_gpu_overlay_places_the_model_stages_on_gpus_and_dask_on_the_cpu_image(rendered):

@@ -133,14 +133,31 @@ def test_one_sided_drops_negative_counterparts(stores, tmp_path, dask_cluster_ad
 
 def test_stricter_iou_and_duplicate_dataset_names(stores, tmp_path, dask_cluster_address):
     urls, planted = stores
+    import shutil
+
     import fsspec
 
-    results = match_networks([urls["code"], urls["code"]], "memory://fnet-tests/dup", iou=0.6,
+    twin = shutil.copytree(urls["code"], tmp_path / "code-twin.zarr")  # another store of the same corpus name
+    results = match_networks([urls["code"], str(twin)], "memory://fnet-tests/dup", iou=0.6,
                              scheduler=dask_cluster_address)
     assert fsspec.filesystem("memory").exists("/fnet-tests/dup/consistency.md")  # results go to any fsspec URL
     assert results.consistency["corpus"].unique().tolist() == ["code", "code-2"]
     assert results.consistency["counterparts"].sum() == 0  # copies have IoU exactly 0.6, not above
     assert len(results.similar_pairs) == 4
+
+
+def test_a_store_given_twice_is_refused_before_any_work(stores, tmp_path, monkeypatch, capsys):
+    urls, _ = stores
+    link = tmp_path / "same.zarr"
+    link.symlink_to(urls["code"])
+    with pytest.raises(InputError, match="is given twice; give each corpus's store once"):
+        match_networks([urls["code"], urls["news"], urls["code"]], str(tmp_path / "m"))
+    with pytest.raises(InputError, match=r"given twice \(.* are one store\)"):
+        match_networks([urls["code"], str(link)], str(tmp_path / "m"))
+    monkeypatch.setattr(cli, "COMMANDS", ("match",))
+    assert cli.main(["match", urls["news"], urls["news"], "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is given twice" in err and not (tmp_path / "m").exists()
 
 
 def test_cli(stores, tmp_path, dask_cluster_address, monkeypatch, capsys, caplog):

@@ -18,7 +18,8 @@ import pytest
 from fnet_dist import cli
 from fnet_dist.model import testing
 from fnet_dist.core.errors import InputError, StoreError
-from fnet_dist.store.outputs import MARKER_FILE, html_marker, output_kind, prepare_output, replacing, staging_url
+from fnet_dist.store.locks import output_lock
+from fnet_dist.store.outputs import MARKER_FILE, html_marker, output_kind, prepare_output, replacing
 from fnet_dist.store.storage import open_store, write_store
 from s3_server import s3_endpoint  # noqa: F401  (the fixture)
 from storage_schemas import ACTIVATIONS, NETWORKS
@@ -153,18 +154,24 @@ def test_a_replace_killed_midway_leaves_the_old_output_whole_and_a_rerun_finishe
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", _KILLED, out], env=env, capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL
-    assert _snapshot(Path(out)) == before and Path(staging_url(out)).exists()  # the half-written copy lies beside
+    left = sorted(p.name for p in tmp_path.iterdir())  # the half-written copy (named for its process) and the lock
+    assert _snapshot(Path(out)) == before and len(left) == 3 and left[0] == ".match.fnet-lock"
+    assert left[1].startswith(".match.fnet-new-") and left[2] == "match"
     with replacing(out, "match", overwrite=True) as staged:
         Path(staged, "consistency.csv").write_text("new")
-    assert Path(out, "consistency.csv").read_text() == "new" and not Path(staging_url(out)).exists()
+    assert Path(out, "consistency.csv").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["match"]  # the killed writer's staging and lock: gone
 
 
-def test_a_swap_interrupted_between_its_renames_is_repaired(tmp_path):
+def test_a_swap_interrupted_between_its_renames_is_repaired_by_the_next_writer_only(tmp_path):
     out = tmp_path / "match"
     with replacing(str(out), "match") as staged:
         Path(staged, "consistency.csv").write_text("old")
     os.rename(out, tmp_path / ".match.fnet-old")  # killed after moving the old output aside
-    assert output_kind(str(out)) == "match" and (out / "consistency.csv").read_text() == "old"
+    assert output_kind(str(out)) is None and (tmp_path / ".match.fnet-old").is_dir()  # a reader moves nothing: the
+    with output_lock(str(out)):  # swap may be a live writer's; the writer holding the lock finishes it
+        assert output_kind(str(out)) == "match" and (out / "consistency.csv").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["match"]
 
 
 def test_decompose_never_replaces_another_kind_of_store(tmp_path):

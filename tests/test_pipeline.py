@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -106,6 +107,42 @@ def test_a_rerun_is_cached_and_a_change_reruns_only_downstream(run_folder, tmp_p
     assert changed.returncode == 0, changed.stderr[-2000:]
     assert "record: cached" in changed.stdout and "decompose: cached" in changed.stdout
     assert "match: done" in changed.stdout and "report: done" in changed.stdout
+
+
+@pytest.mark.slow
+def test_a_stage_recorded_as_done_whose_outputs_are_gone_runs_again(run_folder, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(run_folder[0], out)
+    (out / "match" / "consistency.csv").unlink()  # what a second writer's cleanup left (issue 31)
+    again = _run(out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"match: recorded as done for this config, but {out / 'match' / 'consistency.csv'} is missing: running it " \
+           f"again" in again.stdout
+    assert again.stdout.count(": cached") == len(STAGES) - 1 and (out / "match" / "consistency.csv").is_file()
+    assert differences(run_results(run_folder[0]), run_results(out)) == []
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_on_one_folder_one_runs_the_other_is_refused(run_folder, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen(_fnet("run", str(SMOKE), "--out", str(out)), cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".run.fnet-lock"
+    while not (lock.exists() and f'"pid": {first.pid}' in lock.read_text()):  # until the first holds the folder
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)  # frozen while holding it: the second surely starts while the first runs
+    try:
+        second = _run(out)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert second.returncode == 1 and len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
+    assert f"is being written by another fnet process (pid {first.pid} on host" in errors[0]
+    assert "[1/" not in second.stdout
+    stdout, stderr = first.communicate(timeout=900)
+    assert first.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    assert differences(run_results(run_folder[0]), run_results(out)) == []  # the finished run equals a solo run
 
 
 def _shards(stage: str, out: Path, stores: str, count: int = 2) -> None:

@@ -18,6 +18,7 @@ from ..core.conditions import NORMAL, custom
 from ..evaluate.runner import evaluate_conditions
 from ..model.edit import Edit
 from ..model.masks import NeuronMask
+from ..store.locks import output_lock
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,5 +48,6 @@ def score(model: Any, tasks: Sequence[str], masks: Any = None, *, edit: Edit | N
     edit = edit or Edit("inhibit")
     conditions = [NORMAL, *(custom(label, mask, edit) for label, mask in _labelled(masks).items())]
     out = out or tempfile.mkdtemp(prefix="fnet-score-")
-    rows = evaluate_conditions(model, conditions, list(tasks), out, limit=limit, progress=progress)
+    with output_lock(out):  # one writer of an evaluation folder (fnet_dist.store.locks)
+        rows = evaluate_conditions(model, conditions, list(tasks), out, limit=limit, progress=progress)
     return rows[_COLUMNS]

@@ -11,6 +11,7 @@ from ..flags import MODEL_FLAGS, OVERWRITE_HELP, TEMPLATES_HELP, add_section, re
 from ..model.bake import bake_checkpoint
 from ..model.edit import Edit
 from ..model.masks import NeuronMask
+from ..store.locks import output_lock
 from ..store.outputs import prepare_output
 from ..store.storage import open_store
 
@@ -64,9 +65,10 @@ def mask_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     model = section_from(args, ModelSection, rename=MODEL_FLAGS)  # a bad placement flag fails before any work
-    prepare_output(args.out, "checkpoint", overwrite=args.overwrite)  # a user's folder: refused before any work
-    edit = edit_from_args(args.edit, args.factor)
-    mask = mask_from_args(args)
-    out = bake_checkpoint(model.id, mask, edit, args.out, overwrite=args.overwrite, **model.placement())
+    with output_lock(args.out):  # a second writer of this checkpoint is refused before any work
+        prepare_output(args.out, "checkpoint", overwrite=args.overwrite)  # a user's folder: refused before any work
+        edit = edit_from_args(args.edit, args.factor)
+        mask = mask_from_args(args)
+        out = bake_checkpoint(model.id, mask, edit, args.out, overwrite=args.overwrite, **model.placement())
     print(f"baked {edit.describe()} of {mask.name} ({mask.count} neurons, {100 * mask.fraction:.2f} %) into {out}")
     return 0

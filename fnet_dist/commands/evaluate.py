@@ -18,6 +18,7 @@ from ..flags import MODEL_FLAGS, add_section, section_from
 from ..model.edit import Edit
 from ..model.loading import load_model
 from ..model.masks import NeuronMask
+from ..store.locks import output_lock
 from ..store.outputs import prepare_output
 
 HELP = ("evaluate the model with each network inhibited, and the random, top-percent and LLM-Localization baselines "
@@ -54,19 +55,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.networks and not args.mask:
         raise InputError("nothing to evaluate: pass --networks (stores of fnet decompose) or --mask FILE")
     get_backend(settings.backend).require(settings.vllm.python)
-    prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
     options = TaskOptions.of(settings)
     tasks = resolve_tasks(list(settings.tasks), options.include_path)  # an unknown task fails before the model loads
     masks = _mask_conditions(args.mask)  # a bad mask file fails before the model loads
-    loaded = load_model(model.id, **model.placement())
-    engine = {"progress": not args.quiet, **vllm_options(settings, model)}
-    if args.networks:
-        rows = evaluate_networks(loaded, args.networks, args.out, settings, match, hook_module=model.hook_module,
-                                 extra=masks, **engine)
-    else:  # the same options evaluate_networks takes from the section
-        rows = evaluate_conditions(loaded, [NORMAL, *masks], tasks, args.out, limit=settings.limit,
-                                   backend=settings.backend, batch_size=settings.batch_size, seed=settings.seed,
-                                   hook_module=model.hook_module, task_options=options, **engine)
+    with output_lock(args.out):  # a second writer of these results is refused before the model loads
+        prepare_output(args.out, "evaluation", resume=True)  # a folder of other files: refused before any work
+        loaded = load_model(model.id, **model.placement())
+        engine = {"progress": not args.quiet, **vllm_options(settings, model)}
+        if args.networks:
+            rows = evaluate_networks(loaded, args.networks, args.out, settings, match, hook_module=model.hook_module,
+                                     extra=masks, **engine)
+        else:  # the same options evaluate_networks takes from the section
+            rows = evaluate_conditions(loaded, [NORMAL, *masks], tasks, args.out, limit=settings.limit,
+                                       backend=settings.backend, batch_size=settings.batch_size, seed=settings.seed,
+                                       hook_module=model.hook_module, task_options=options, **engine)
     print(to_markdown(condition_table(rows, list(dict.fromkeys(rows["condition"])))), end="")
     print(f"results: {args.out}/results.csv, tables in {args.out}/tables, figures in {args.out}/figures")
     return 0

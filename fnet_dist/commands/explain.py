@@ -9,6 +9,7 @@ from ..flags import MODEL_FLAGS, OVERWRITE_HELP, TEMPLATES_HELP, add_section, re
 from ..model.loading import load_model
 from ..report.explain import explain_text
 from ..report.explain_page import render_attribution_html
+from ..store.locks import output_lock
 from ..store.outputs import prepare_output, replacing
 from ..store.storage import normalize_url
 
@@ -37,18 +38,19 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens < 2:
         raise InputError(f"--max-tokens {args.max_tokens}: expected a whole number of tokens of at least 2 (default 1024)")
     out = normalize_url(args.out)
-    prepare_output(out, "explain", overwrite=args.overwrite)  # refused before the model is loaded
-    text = args.text
-    if args.text_file is not None:
-        try:
-            with open(args.text_file, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise InputError(f"cannot read --text-file {args.text_file!r}: {exc.strerror}; check the path") from None
-    loaded = load_model(model.id, **model.placement())
-    attribution = explain_text(loaded, args.networks, text, args.templates, match=match, max_tokens=args.max_tokens,
-                               hook_module=model.hook_module)
-    with replacing(out, "explain", overwrite=args.overwrite) as staged, fsspec.open(staged, "w", encoding="utf-8") as handle:
-        handle.write(render_attribution_html(attribution))
-    print(f"wrote {out}: {len(attribution.token_ids)} tokens, templates {attribution.components}")
+    with output_lock(out):  # a second writer of this page is refused before the model loads
+        prepare_output(out, "explain", overwrite=args.overwrite)  # refused before the model is loaded
+        text = args.text
+        if args.text_file is not None:
+            try:
+                with open(args.text_file, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                raise InputError(f"cannot read --text-file {args.text_file!r}: {exc.strerror}; check the path") from None
+        loaded = load_model(model.id, **model.placement())
+        attribution = explain_text(loaded, args.networks, text, args.templates, match=match, max_tokens=args.max_tokens,
+                                   hook_module=model.hook_module)
+        with replacing(out, "explain", overwrite=args.overwrite) as staged, fsspec.open(staged, "w", encoding="utf-8") as handle:
+            handle.write(render_attribution_html(attribution))
+        print(f"wrote {out}: {len(attribution.token_ids)} tokens, templates {attribution.components}")
     return 0

@@ -2,6 +2,8 @@
 
 ``dask_client(scheduler)`` is a context manager yielding a ``distributed.Client``; a LocalCluster it
 started is closed on exit, a remote scheduler is only disconnected; an unreachable one is an ``InputError``.
+A LocalCluster's scheduler, workers and dashboard listen on the loopback interface only (``dask.dashboard_address``
+opens the dashboard wider, on purpose): a Dask scheduler runs whatever code a client sends it.
 ``gather(client, collections, desc)``: compute them on the cluster with a progress bar over completed futures.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
+from .config import LOOPBACK_DASHBOARD
 from .errors import InputError
 
 __all__ = ["SCHEDULER_ENV", "dask_client", "gather", "scheduler_address"]
@@ -31,12 +34,14 @@ def dask_client(
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     memory_limit: str | int | None = "auto",
+    dashboard_address: str | None = LOOPBACK_DASHBOARD,
 ) -> Iterator["distributed.Client"]:  # noqa: F821
     """Connect to ``scheduler`` (or the env var), else start a LocalCluster of worker processes.
 
     The local cluster has ``n_workers`` processes (default: Dask's CPU count, which honours the cgroup CPU
     limit of a container and the affinity mask, unlike ``os.cpu_count()``) of
-    ``threads_per_worker`` threads each, so BLAS inside each task runs on one thread.
+    ``threads_per_worker`` threads each, so BLAS inside each task runs on one thread; its dashboard listens at
+    ``dashboard_address`` (default: loopback, any free port; None: no dashboard).
     """
     from distributed import Client, LocalCluster
 
@@ -63,7 +68,8 @@ def dask_client(
         threads_per_worker=threads_per_worker,
         processes=True,
         memory_limit=memory_limit,
-        dashboard_address=":0",
+        host="127.0.0.1",
+        dashboard_address=dashboard_address,
     )
     client = Client(cluster)
     log.info("started LocalCluster of %d worker processes (dashboard %s)", workers, client.dashboard_link)

@@ -1,8 +1,9 @@
 """Pipeline configs: typed, versioned YAML validated on load; defaults live here and only here.
 
 - ``PipelineConfig``: the whole run (model, corpora, one section per stage, dask, report).
-- ``load_config(path, overrides=None) -> PipelineConfig``: read YAML, apply ``key.sub=value`` overrides,
-  validate (an unknown key or a wrong type is an ``InputError`` naming it).
+- ``load_config(path, overrides=None) -> PipelineConfig``: read YAML (``fnet_dist.core.safe_yaml``: bounded, no
+  Python tags), apply ``key.sub=value`` overrides, validate (an unknown key or a wrong type is an ``InputError``
+  naming it, the bad value shortened).
 - One section per stage (``RecordSection`` …): the only place a parameter, its default, bounds and help
   text live; stage functions take their section, and the command-line flags are generated from it
   (``fnet_dist.flags``).
@@ -12,14 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import InputError
+from .errors import InputError, shorten
 from .networks import DEFAULT_THRESHOLD, DEFAULT_TWO_SIDED
+from .safe_yaml import load_yaml
 
 __all__ = [
     "CONFIG_VERSION",
+    "LOOPBACK_DASHBOARD",
     "ControlsSection",
     "CorpusEntry",
     "DaskSection",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 CONFIG_VERSION = 1
+LOOPBACK_DASHBOARD = "127.0.0.1:0"  # a local cluster's dashboard: this machine only, any free port
 
 
 class _Section(BaseModel):
@@ -326,6 +329,10 @@ class DaskSection(_Section):
     scheduler: str | None = Field(
         None, description="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a local cluster)")
     n_workers: int | None = Field(None, **_help("workers of the local cluster (default: Dask's CPU count)", ge=1))
+    dashboard_address: str | None = Field(
+        LOOPBACK_DASHBOARD, description="where the local cluster's dashboard listens: 127.0.0.1:0 (this machine only, "
+                                        "any free port); ':8787' opens it to every interface (anyone who reaches the "
+                                        "port sees the tasks and data); null: no dashboard")
 
 
 class ReportSection(_Section):
@@ -415,6 +422,14 @@ class PipelineConfig(_Section):
         return value
 
     @model_validator(mode="after")
+    def _known_networks_of(self) -> PipelineConfig:
+        unknown = [c for c in self.evaluate.networks_of if c not in self.corpora] if self.evaluate.enabled else []
+        if unknown:
+            raise ValueError(f"evaluate.networks_of names corpora {unknown} that are not in corpora "
+                             f"{list(self.corpora)}; name some of those (or none: the first)")
+        return self
+
+    @model_validator(mode="after")
     def _null_variants(self) -> "PipelineConfig":
         for name in self.nulls:
             self.null_variant(name)  # every variant is a valid config of its own
@@ -466,29 +481,29 @@ class PipelineConfig(_Section):
 def _apply_override(data: dict[str, Any], override: str) -> None:
     key, sep, raw = override.partition("=")
     if not sep or not key:
-        raise InputError(f"override {override!r} must look like section.key=value, e.g. record.group_samples=20")
+        raise InputError(f"override {shorten(override)} must look like section.key=value, e.g. record.group_samples=20")
     target = data
     parts = key.split(".")
     for part in parts[:-1]:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise InputError(f"override {override!r}: {part!r} is not a section")
-    target[parts[-1]] = yaml.safe_load(raw)
+            raise InputError(f"override {shorten(override)}: {part!r} is not a section")
+    target[parts[-1]] = load_yaml(raw, f"--set {key}")
 
 
 def describe_error(error: ValidationError, source: str, flags: bool = False) -> str:
     """The first validation error in one line; ``flags``: name the field as a command-line flag."""
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    where = (".".join(str(p) for p in first["loc"]) or "(top level)")[:200]
     if flags and first["loc"]:
         where = "--" + str(first["loc"][0]).replace("_", "-")
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key {where!r}; check its spelling against pipeline/default.yaml"
     head = f"{source}: " if source else ""
     if first["type"] == "value_error":  # a check of the section's own (it names the fields itself)
-        return head + first["msg"].removeprefix("Value error, ")
+        return head + first["msg"].removeprefix("Value error, ")[:500]
     hint = "its help: fnet COMMAND --help" if flags else "its bounds and help text: fnet_dist/core/config.py"
-    return f"{head}{where} {first.get('input')!r}: {first['msg'].lower()}; see {hint}"
+    return f"{head}{where} {shorten(first.get('input'))}: {first['msg'].lower()}; see {hint}"
 
 
 def with_overrides(section: _Section, overrides: dict[str, Any]) -> Any:
@@ -509,9 +524,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
     if not path.is_file():
         raise InputError(f"no pipeline config at {str(path)!r}; see pipeline/default.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the pipeline config {str(path)!r} ({exc.strerror if isinstance(exc, OSError) else exc.reason})") from None
+    data = load_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise InputError(f"{path}: a pipeline config is a mapping of sections, got {type(data).__name__}")
     for override in overrides or []:

@@ -11,12 +11,17 @@
   the whole dataset first) and ``take=N`` (only the first N rows; with ``streaming`` nothing past them is read),
   e.g. ``hf:allenai/c4:en@train#revision=1588ec4,streaming,take=20000`` or ``data/*.jsonl.gz#take=5000``.
 - ``parse_options(spec) -> (spec, options)``: a spec without its ``#`` options, and the options.
+- ``check_corpus(spec, text_field=)``: what can be checked in a moment before a run (``fnet run``'s preflight):
+  the spec's form and options, an offline name, a glob that matches files, and a plain file that is readable, not
+  empty, and whose head holds the field (a Parquet file's schema, a CSV header, the first JSON line); the same
+  one-line ``InputError`` as ``load_corpus``.
 - ``Sample`` / ``Selection``: one recorded text and the chosen samples with their counts (the activations store
   writes them; ``fnet_dist.record.sampling.select_samples`` makes them).
 """
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
@@ -28,7 +33,8 @@ import numpy as np
 from .errors import InputError
 from .offline import domain_texts
 
-__all__ = ["COMPRESSIONS", "FILE_SUFFIXES", "Sample", "Selection", "load_corpus", "parse_hf_spec", "parse_options"]
+__all__ = ["COMPRESSIONS", "FILE_SUFFIXES", "Sample", "Selection", "check_corpus", "load_corpus", "parse_hf_spec",
+           "parse_options"]
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")  # what ``datasets`` decompresses on its own
@@ -114,8 +120,6 @@ def _file_kind(spec: str) -> str | None:
 
 def _load_files(spec: str, field: str, options: dict[str, Any]) -> list[str]:
     """Files matched by a glob, or a compressed file, or any file with options: through ``datasets``' builders."""
-    import glob
-
     files = sorted(glob.glob(spec, recursive=True)) if glob.has_magic(spec) else [spec]
     if not files or not all(os.path.isfile(f) for f in files):
         raise InputError(f"corpus {spec!r} matches no file; check the path or the glob")
@@ -131,28 +135,68 @@ def _load_files(spec: str, field: str, options: dict[str, Any]) -> list[str]:
     return texts
 
 
-def _load_file(spec: str, field: str) -> list[str]:
+def _read_bytes(spec: str, size: int = -1) -> bytes:
+    """The first ``size`` bytes (all with -1) of a corpus file; a missing or unreadable file is one line."""
     import fsspec
 
-    suffix = next(s for s in FILE_SUFFIXES if spec.lower().endswith(s))
     try:
         with fsspec.open(spec, "rb") as handle:
-            raw = handle.read()
-    except (FileNotFoundError, IsADirectoryError):
+            return handle.read(size)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise InputError(f"corpus file {spec!r} not found; check the path") from None
+    except PermissionError as exc:
+        raise InputError(f"corpus file {spec!r} cannot be read ({exc.strerror}); check its permissions") from None
+
+
+def _parquet_table(raw: bytes, spec: str, *, schema_only: bool = False):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(io.BytesIO(raw)) if schema_only else pq.read_table(io.BytesIO(raw))
+    except (pa.ArrowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"corpus {spec!r} is not a readable Parquet file ({first}); check the file, or give the "
+                         f"texts as .jsonl, .csv or .txt") from None
+
+
+def _csv_rows(text: str, spec: str, field: str) -> list[str]:
+    csv.field_size_limit(max(len(text), csv.field_size_limit()))  # a long document is one long field, not an error
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        _require_field(field, reader.fieldnames or [], spec)
+        return _as_texts([row[field] for row in reader])
+    except csv.Error as exc:
+        raise InputError(f"corpus {spec!r} line {reader.line_num} is not valid CSV ({exc}); check the file") from None
+
+
+def _load_file(spec: str, field: str) -> list[str]:
+    suffix = next(s for s in FILE_SUFFIXES if spec.lower().endswith(s))
+    raw = _read_bytes(spec)
     if suffix == ".txt":
         return raw.decode("utf-8", errors="replace").splitlines()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(raw))
+        table = _parquet_table(raw, spec)
         _require_field(field, table.column_names, spec)
         return _as_texts(table.column(field).to_pylist())
     if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace")))
-        _require_field(field, reader.fieldnames or [], spec)
-        return _as_texts([row[field] for row in reader])
+        return _csv_rows(raw.decode("utf-8", errors="replace"), spec, field)
     return _jsonl(raw, spec, field)
+
+
+def _check_file(spec: str, field: str, head_bytes: int = 1 << 20) -> None:
+    suffix = next(s for s in FILE_SUFFIXES if spec.lower().endswith(s))
+    head = _read_bytes(spec, -1 if suffix == ".parquet" else head_bytes)
+    if not head.strip():
+        raise InputError(f"corpus file {spec!r} is empty; check the path")
+    if suffix == ".parquet":
+        _require_field(field, _parquet_table(head, spec, schema_only=True).names, spec)
+        return
+    text = head.decode("utf-8", errors="replace")
+    if suffix == ".csv":
+        _require_field(field, next(csv.reader(io.StringIO(text.split("\n", 1)[0])), []), spec)
+    elif suffix == ".jsonl":
+        _jsonl(next(line for line in text.splitlines() if line.strip()).encode(), spec, field)
 
 
 def _jsonl(raw: bytes, spec: str, field: str) -> list[str]:
@@ -191,6 +235,26 @@ def load_corpus(spec: str, *, text_field: str) -> list[str]:
     if not any(t.strip() for t in texts):
         raise InputError(f"corpus {spec!r} holds no text ({len(texts)} empty rows); check the file or --text-field")
     return texts
+
+
+def check_corpus(spec: str, *, text_field: str) -> None:
+    """Raise ``InputError`` for what a moment's look shows is wrong with corpus ``spec`` (the module docstring);
+    a hub dataset is only parsed (reaching the hub is the record stage's)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"empty corpus spec {spec!r}; {_HELP}")
+    body, options = parse_options(spec)
+    if body.startswith("offline:"):
+        domain_texts(body[len("offline:"):])
+    elif body.startswith("hf:"):
+        parse_hf_spec(body)
+    elif body.lower().endswith(FILE_SUFFIXES) and not options and not any(c in body for c in "*?["):
+        _check_file(body, text_field)
+    elif _file_kind(body) or any(c in body for c in "*?["):
+        files = sorted(glob.glob(body, recursive=True)) if glob.has_magic(body) else [body]
+        if not files or not all(os.path.isfile(f) for f in files):
+            raise InputError(f"corpus {spec!r} matches no file; check the path or the glob")
+    else:
+        raise InputError(f"unknown corpus {spec!r}; {_HELP}")
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,14 @@ class MatchFiles:
         """``results.json``: the match's parameters, corpora and files."""
         return self.folder / "results.json"
 
+    def written(self, anatomy: bool = True) -> tuple[Path, ...]:
+        """The files every finished match folder holds (``anatomy``: with the anatomy and the nulls)."""
+        tables = (self.consistency, self.consistency_markdown, self.cross_corpus, self.cross_corpus_markdown,
+                  self.network_sizes, self.results)
+        extra = (self.network_anatomy, self.massive_channels, self.massive_mask, self.counterparts_null,
+                 self.recurrence)
+        return tables + (extra if anatomy else ())
+
 
 @dataclass(frozen=True)
 class ConditionFiles:

@@ -29,6 +29,8 @@ from .. import __version__
 from ..core.cluster import dask_client, gather
 from ..core.config import DecomposeSection, with_overrides
 from ..core.errors import InputError, StoreError
+from ..store.integrity import damaged_samples, find_damage
+from ..store.locks import output_lock
 from ..store.outputs import prepare_output, staging_url, swap_in
 from ..store.storage import normalize_url, open_store, remove_store, store_exists
 from .canica import GroupCanICA
@@ -141,7 +143,7 @@ def _networks_attrs(url: str, overwrite: bool) -> dict | None:
     if not store_exists(url):
         return None
     try:
-        return dict(open_store(url, storage_schemas.NETWORKS).attrs)
+        return dict(open_store(url, storage_schemas.NETWORKS, verify=False).attrs)  # damage: repaired on resume
     except StoreError:
         if not overwrite:
             raise
@@ -163,12 +165,36 @@ def _target(url: str, attrs: dict, overwrite: bool) -> str:
     return staged
 
 
+def _repair(url: str, found: dict) -> dict:
+    """Attrs of the resumed store at ``url`` after marking what has damaged chunks (missing or truncated) as not
+    done, so that this run redoes it: samples (``individual_done``), splits (``split_done``) and the group level
+    (``group_complete``)."""
+    import xarray as xr
+
+    damages = find_damage(url, storage_schemas.NETWORKS)
+    if not damages:
+        return found
+    group = any(d.variable == "group_map" for d in damages)
+    for dim, marker in (("sample", "individual_done"), ("split", "split_done")):
+        positions = sorted(damaged_samples(damages, dim))
+        if positions:
+            log.warning("%s: damaged chunks of %ss %s: redoing them", url, dim, positions)
+        for position in positions:
+            xr.Dataset({marker: ((dim,), np.array([False]))}).to_zarr(
+                url, region={dim: slice(position, position + 1)}, mode="r+", consolidated=False)
+    if group:
+        log.warning("%s: damaged group templates: redoing the group level", url)
+    _update_attrs(url, complete=False, **({"group_complete": False} if group else {}))
+    return {**found, "complete": False, **({"group_complete": False} if group else {})}
+
+
 def _open_or_create(url: str, acts, chosen, parameters: dict, attrs: dict) -> dict:
-    """Attrs of the store at ``url``: the existing one of the same config, or a freshly created one."""
+    """Attrs of the store at ``url``: the existing one of the same config (what is damaged in it marked to be
+    redone), or a freshly created one."""
     found = _networks_attrs(url, True)
     if found and found.get("config_hash") == attrs["config_hash"]:
         log.info("resuming %s (same config %s)", url, attrs["config_hash"])
-        return found
+        return _repair(url, found)
     ds = _template(acts, chosen, parameters, attrs)
     storage_schemas.NETWORKS.validate(ds.assign_attrs(storage_schemas.NETWORKS.stamp() | ds.attrs), url)
     ds.assign_attrs(storage_schemas.NETWORKS.stamp() | ds.attrs).to_zarr(
@@ -201,7 +227,7 @@ def _run_group(url: str, acts, chosen, section: DecomposeSection) -> None:
         "group_sample_status": (("group_sample",), np.array(est.sample_status_, dtype=object)),
         "group_blas_threads": ((), np.int64(est.blas_threads_)),
     })
-    out.to_zarr(url, mode="r+", consolidated=False)
+    out.to_zarr(url, mode="r+", consolidated=False, write_empty_chunks=True)  # every chunk: see store.integrity
     _update_attrs(url, group_complete=True)
     log.info("group level: %d templates from %d samples, kept restart %d", got, est.n_samples_used_, est.best_restart_)
 
@@ -239,7 +265,7 @@ def _run_splits(url: str, acts, chosen, section: DecomposeSection) -> None:
         region = {"split": slice(split, split + 1)}
         xr.Dataset({"split_map": (("split", "half", "component", "layer", "neuron"), maps[None]),
                     "split_half": (("split", "group_sample"), half[None])}).to_zarr(
-            url, region=region, mode="r+", consolidated=False)
+            url, region=region, mode="r+", consolidated=False, write_empty_chunks=True)  # every chunk: store.integrity
         xr.Dataset({"split_done": (("split",), np.array([True]))}).to_zarr(url, region=region, mode="r+", consolidated=False)
         log.info("split %d: group level on halves of %d and %d samples", split, int((half == 0).sum()), int((half == 1).sum()))
 
@@ -274,7 +300,7 @@ def _individual_task(block, n_tokens: int, position: int, sample_id: int, url: s
         "individual_blas_threads": (S, one(est.blas_threads_).astype(np.int64)),
     })
     region = {"sample": slice(position, position + 1)}
-    out.to_zarr(url, region=region, mode="r+", consolidated=False)
+    out.to_zarr(url, region=region, mode="r+", consolidated=False, write_empty_chunks=True)
     xr.Dataset({"individual_done": (S, np.array([True]))}).to_zarr(url, region=region, mode="r+", consolidated=False)
     return est.status_
 
@@ -328,39 +354,40 @@ def decompose(activations: str, out: str, section: DecomposeSection | None = Non
     src, url = normalize_url(activations), normalize_url(out)
     if src == url:
         raise InputError(f"--out {out!r} is the activations store itself: choose another path for the networks")
-    prepare_output(url, "networks", resume=True)  # a user's files or another kind of store: refused, untouched
-    acts = open_store(src, storage_schemas.ACTIVATIONS)
-    chosen = _select(acts, section)
-    attrs = {"corpus": corpus or str(acts.attrs.get("corpus", "unknown")), "activations": src,
-             "model_id": str(acts.attrs["model_id"]), "model_revision": str(acts.attrs.get("model_revision", "")),
-             **({"model_init": str(acts.attrs["model_init"])} if "model_init" in acts.attrs else {}),
-             "n_layers": int(acts.sizes["layer"]),
-             "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
-             "levels": list(levels), "group_complete": False, "complete": False,
-             "ica": {"individual": {"method": section.individual_method, "algorithm": section.algorithm,
-                                    "fun": section.fun},
-                     "group": {"method": "canica", "algorithm": "fastica", "fun": section.group_fun}},
-             "config_hash": _config_hash(p, str(acts.attrs.get("config_hash", "")), src)}
-    target = _target(url, attrs, overwrite)
-    state = _open_or_create(target, acts, chosen, p, attrs)
-    if state.get("complete"):
-        log.info("%s is complete for this config: nothing to do", url)
-        return url
-    seconds: dict[str, float] = {}
-    with dask_client(scheduler) as client:
-        if "group" in levels and not state.get("group_complete"):
-            start = time.perf_counter()
-            _run_group(target, acts, chosen, section)
-            seconds["group"] = round(time.perf_counter() - start, 2)
-        if "group" in levels and section.splits:
-            start = time.perf_counter()
-            _run_splits(target, acts, chosen, section)
-            seconds["splits"] = round(time.perf_counter() - start, 2)
-        if "individual" in levels:
-            start = time.perf_counter()
-            _run_individual(target, acts, chosen, section, client)
-            seconds["individual"] = round(time.perf_counter() - start, 2)
-    _update_attrs(target, complete=True, seconds=seconds, **_convergence(target))
-    if target != url:
-        swap_in(target, url)
+    with output_lock(url):
+        prepare_output(url, "networks", resume=True)  # a user's files or another kind of store: refused, untouched
+        acts = open_store(src, storage_schemas.ACTIVATIONS)
+        chosen = _select(acts, section)
+        attrs = {"corpus": corpus or str(acts.attrs.get("corpus", "unknown")), "activations": src,
+                 "model_id": str(acts.attrs["model_id"]), "model_revision": str(acts.attrs.get("model_revision", "")),
+                 **({"model_init": str(acts.attrs["model_init"])} if "model_init" in acts.attrs else {}),
+                 "n_layers": int(acts.sizes["layer"]),
+                 "d_model": int(acts.sizes["neuron"]), "package_version": __version__, "parameters": p,
+                 "levels": list(levels), "group_complete": False, "complete": False,
+                 "ica": {"individual": {"method": section.individual_method, "algorithm": section.algorithm,
+                                        "fun": section.fun},
+                         "group": {"method": "canica", "algorithm": "fastica", "fun": section.group_fun}},
+                 "config_hash": _config_hash(p, str(acts.attrs.get("config_hash", "")), src)}
+        target = _target(url, attrs, overwrite)
+        state = _open_or_create(target, acts, chosen, p, attrs)
+        if state.get("complete"):
+            log.info("%s is complete for this config: nothing to do", url)
+            return url
+        seconds: dict[str, float] = {}
+        with dask_client(scheduler) as client:
+            if "group" in levels and not state.get("group_complete"):
+                start = time.perf_counter()
+                _run_group(target, acts, chosen, section)
+                seconds["group"] = round(time.perf_counter() - start, 2)
+            if "group" in levels and section.splits:
+                start = time.perf_counter()
+                _run_splits(target, acts, chosen, section)
+                seconds["splits"] = round(time.perf_counter() - start, 2)
+            if "individual" in levels:
+                start = time.perf_counter()
+                _run_individual(target, acts, chosen, section, client)
+                seconds["individual"] = round(time.perf_counter() - start, 2)
+        _update_attrs(target, complete=True, seconds=seconds, **_convergence(target))
+        if target != url:
+            swap_in(target, url)
     return url

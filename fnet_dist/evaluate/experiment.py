@@ -39,6 +39,7 @@ from ..core.metrics import PERPLEXITY_METRICS, primary_metric, primary_rows
 from ..model.architectures import resolve_architecture
 from ..model.edit import Edit, model_shape
 from ..model.loading import LoadedModel, check_same_model, load_model
+from ..store.locks import output_lock
 from ..store.outputs import open_output, prepare_output
 from ..store.storage import open_store
 from .backends import get_backend
@@ -224,24 +225,25 @@ def evaluate_networks(model, networks_urls: Sequence[str], out: str | os.PathLik
                "task_options": TaskOptions.of(evaluate), **options}
     get_backend(evaluate.backend).require(evaluate.vllm.python)
     tasks = resolve_tasks(list(evaluate.tasks), options["task_options"].include_path)
-    prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    chosen, extras = paper_conditions(loaded, networks_urls, evaluate, match, hook_module)
-    chosen = check_conditions([*chosen, *extra])
-    out = Path(open_output(out, "evaluation"))
-    files = EvaluationFiles(out)
-    _save_masks(chosen, out)
-    files.experiment.write_text(json.dumps(
-        {"settings": evaluate.model_dump(mode="json"), "match": match.model_dump(mode="json"),
-         "networks": list(networks_urls), "conditions": [c.fields() for c in chosen],
-         "iou": extras["iou"], "localization": extras.get("localization")}, indent=2, default=str))
-    rows = evaluate_conditions(loaded, chosen, tasks, out, seed=evaluate.seed, hook_module=hook_module, **options)
-    write_reports(rows, out, iou=extras["iou"])
-    write_flips(rows, out)
-    if evaluate.probing:
-        _probing(loaded, chosen, out, evaluate, hook_module)
-    if evaluate.sweeps:
-        _sweeps(loaded, chosen, out, tasks, evaluate, hook_module, {**options, "backend": "hf"})
+    with output_lock(str(out)):  # one writer: a second is refused before the model loads
+        prepare_output(out, "evaluation", resume=True)  # a folder of other files: refused before any work
+        loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        chosen, extras = paper_conditions(loaded, networks_urls, evaluate, match, hook_module)
+        chosen = check_conditions([*chosen, *extra])
+        out = Path(open_output(out, "evaluation"))
+        files = EvaluationFiles(out)
+        _save_masks(chosen, out)
+        files.experiment.write_text(json.dumps(
+            {"settings": evaluate.model_dump(mode="json"), "match": match.model_dump(mode="json"),
+             "networks": list(networks_urls), "conditions": [c.fields() for c in chosen],
+             "iou": extras["iou"], "localization": extras.get("localization")}, indent=2, default=str))
+        rows = evaluate_conditions(loaded, chosen, tasks, out, seed=evaluate.seed, hook_module=hook_module, **options)
+        write_reports(rows, out, iou=extras["iou"])
+        write_flips(rows, out)
+        if evaluate.probing:
+            _probing(loaded, chosen, out, evaluate, hook_module)
+        if evaluate.sweeps:
+            _sweeps(loaded, chosen, out, tasks, evaluate, hook_module, {**options, "backend": "hf"})
     return rows
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from ..core.config import MatchSection, with_overrides
 from ..core.display import nonfinite_note
 from ..core.errors import InputError
 from ..core.networks import describe_networks, flatten_networks
+from ..store.locks import output_lock
 from ..store.outputs import prepare_output, replacing
 from ..store.storage import filesystem, normalize_url
 from . import figures
@@ -239,36 +241,54 @@ def match_networks(networks: Sequence[str], out: str, section: MatchSection | No
     anatomy : also find the massive channels in the activations stores behind the networks and write the
         anatomy files the controls read (``fnet_dist.match.anatomy.write_anatomy``) and the layer-matched nulls of
         the counterparts and of cross-corpus recurrence (``fnet_dist.match.nulls.match_nulls``).
-    ``out`` is written whole beside and swapped in (``fnet_dist.store.outputs.replacing``): earlier match results
-    there are replaced only with ``overwrite``, anything else never.
+    ``out`` is locked from the start (``fnet_dist.store.locks``: a second writer is refused before any work),
+    written whole beside and swapped in (``fnet_dist.store.outputs.replacing``): earlier match results there are
+    replaced only with ``overwrite``, anything else never. A store given twice is refused.
     """
 
     section = with_overrides(section or MatchSection(), overrides)
     if not networks:
         raise InputError("no networks store given: pass one or more stores written by fnet decompose")
+    urls = [normalize_url(url) for url in networks]
+    _check_distinct(urls)
     out = normalize_url(out)
-    prepare_output(out, "match", overwrite=overwrite)  # refused before any work
-    corpora = [load_networks(normalize_url(url), section) for url in networks]
-    _check_layouts(corpora)
-    names = _unique_names(corpora)
-    computed = _compute_ious(corpora, scheduler)
-    summaries = [_corpus_summary(n, c, sizes) for n, c, (_, sizes) in zip(names, corpora, computed)]
-    _report_empty(summaries, section)
-    consistency = pd.concat([consistency_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
+    with output_lock(out):
+        prepare_output(out, "match", overwrite=overwrite)  # refused before any work
+        corpora = [load_networks(url, section) for url in urls]
+        _check_layouts(corpora)
+        names = _unique_names(corpora)
+        computed = _compute_ious(corpora, scheduler)
+        summaries = [_corpus_summary(n, c, sizes) for n, c, (_, sizes) in zip(names, corpora, computed)]
+        _report_empty(summaries, section)
+        consistency = pd.concat([consistency_rows(n, c, i, section.iou)
+                                 for n, c, (i, _) in zip(names, corpora, computed)], ignore_index=True)
+        cross = cross_corpus_rows(names, corpora, section.similar_iou)
+        sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)],
+                          ignore_index=True)
+        samples = pd.concat([sample_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
                             ignore_index=True)
-    cross = cross_corpus_rows(names, corpora, section.similar_iou)
-    sizes = pd.concat([describe_networks(c.templates, {"corpus": n}) for n, c in zip(names, corpora)], ignore_index=True)
-    samples = pd.concat([sample_rows(n, c, i, section.iou) for n, c, (i, _) in zip(names, corpora, computed)],
-                        ignore_index=True)
-    results = MatchResults(section, consistency, cross, sizes, samples, summaries,
-                           {n: i for n, (i, _) in zip(names, computed)}, {})
-    results.markdown = consistency_markdown(consistency, section.iou)
-    with replacing(out, "match", overwrite=overwrite) as staged:
-        write_results(results, staged, {n: c.templates for n, c in zip(names, corpora)})
-        if anatomy:
-            _anatomy_and_nulls([c.url for c in corpora], staged, section)
+        results = MatchResults(section, consistency, cross, sizes, samples, summaries,
+                               {n: i for n, (i, _) in zip(names, computed)}, {})
+        results.markdown = consistency_markdown(consistency, section.iou)
+        with replacing(out, "match", overwrite=overwrite) as staged:
+            write_results(results, staged, {n: c.templates for n, c in zip(names, corpora)})
+            if anatomy:
+                _anatomy_and_nulls([c.url for c in corpora], staged, section)
     results.files = {name: f"{out}/{name}" for name in results.files}
     return results
+
+
+def _check_distinct(urls: Sequence[str]) -> None:
+    """Refuse a networks store given twice (by the same path, or by two paths to one local folder): matched with
+    itself it would report every template as a perfect cross-corpus pair."""
+    seen: dict[str, str] = {}
+    for url in urls:
+        key = os.path.realpath(url) if "://" not in url else url
+        if key in seen:
+            same = "twice" if seen[key] == url else f"twice ({seen[key]!r} and {url!r} are one store)"
+            raise InputError(f"networks store {url!r} is given {same}; give each corpus's store once "
+                             f"(matched with itself every template would be an IoU-1 'cross-corpus' pair)")
+        seen[key] = url
 
 
 def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection) -> None:

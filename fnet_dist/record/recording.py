@@ -24,6 +24,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from storage_schemas import ACTIVATIONS
+
 from .. import __version__
 from ..core.config import ModelSection, RecordSection, with_overrides
 from ..core.corpora import Sample, load_corpus
@@ -42,6 +44,8 @@ from ..store.activations import (
     refuse_foreign,
     summarize_store,
 )
+from ..store.integrity import damaged_samples, find_damage
+from ..store.locks import output_lock
 from ..store.outputs import swap_in
 from ..store.storage import normalize_url
 from .sampling import select_samples, shuffle_tokens
@@ -293,8 +297,10 @@ def record_activations(
     section : the ``record`` config section (default: its defaults); ``overrides`` replace some of its fields
         (``group_samples=20``) and the result is validated by the section.
     loaded : ``model`` already loaded (the pipeline loads it once for every stage); not loaded again.
-    Resumes a store of the same config (complete samples are skipped); a store of another config is
-    an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
+    The corpus is read before the model is loaded (a bad corpus fails in seconds); ``out`` is locked while it is
+    written (``fnet_dist.store.locks``; a shard takes its shard's lock, so shards write together). Resumes a store
+    of the same config (complete samples are skipped; complete samples with a missing or truncated chunk are
+    recorded again); a store of another config is an error unless ``overwrite``, which records the new store beside it and swaps it in when complete
     (``fnet_dist.store.outputs``); anything else at ``out`` is refused. With ``shard=(I, N)`` this process writes
     the samples whose store position p has ``p % N == I``; whichever shard comes first creates the store
     (shards do not wait for each other). ``pack_to_tokens`` > 0 packs short texts with the ones after them
@@ -310,12 +316,21 @@ def record_activations(
     if section.pack_to_tokens == "auto":  # resolved by the pipeline (PipelineConfig.pack_to_tokens); alone: no packing
         section = section.model_copy(update={"pack_to_tokens": 0})
     url = normalize_url(out)
-    refuse_foreign(url)  # a user's files or another store: refused before any work
-    if loaded is None:
-        loaded = load_model(model_section.id, **model_section.placement())
+    with output_lock(url, part=None if shard[1] == 1 else f"record-{shard[0]}-of-{shard[1]}"):
+        refuse_foreign(url)  # a user's files or another store: refused before any work
+        texts = load_corpus(corpus, text_field=section.text_field)  # a bad corpus is refused before the model loads
+        if loaded is None:
+            loaded = load_model(model_section.id, **model_section.placement())
+        _record_store(loaded, model_section, corpus, texts, url, section, shard, overwrite, progress, wait_timeout)
+    return url
+
+
+def _record_store(loaded: LoadedModel, model_section: ModelSection | None, corpus: str, texts: list[str], url: str,
+                  section: RecordSection, shard: tuple[int, int], overwrite: bool, progress: bool,
+                  wait_timeout: float) -> None:
+    """``record_activations`` once its output is locked, its corpus read and its model loaded."""
     arch = resolve_architecture(loaded.model, model_section.hook_module if model_section is not None else None)
     n_layers, d_model = _d_model(loaded, arch)
-    texts = load_corpus(corpus, text_field=section.text_field)
     selection = select_samples(texts, loaded.tokenizer, group=section.group_samples, individual=section.individual_samples,
                                max_tokens=section.max_tokens, min_tokens=section.min_tokens, seed=section.seed, corpus=corpus,
                                pack_to_tokens=section.pack_to_tokens)
@@ -326,6 +341,11 @@ def record_activations(
     target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=shard)
     prepare_store(target, selection, array, attrs, shard=shard, overwrite=overwrite, wait_timeout=wait_timeout)
     done = complete_mask(target)
+    damaged = sorted(damaged_samples(find_damage(target, ACTIVATIONS)))
+    if damaged:  # complete samples whose chunks are missing or truncated: recorded again, never read as zeros
+        log.warning("%s: %d complete samples have damaged chunks (%s): recording them again", url, len(damaged),
+                    ", ".join(map(str, damaged[:10])))
+        done[damaged] = False
     index, count = shard
     mine = [s for s in selection.samples if s.position % count == index]
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the
@@ -347,4 +367,3 @@ def record_activations(
         writer.close()
     if target != url:  # a replacement (one shard) is complete: swap it in for the store of another config
         swap_in(target, url)
-    return url

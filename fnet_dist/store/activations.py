@@ -36,7 +36,7 @@ from storage_schemas import ACTIVATIONS
 from ..core.corpora import Selection
 from ..core.errors import StoreError
 from .outputs import prepare_output, staging_url
-from .storage import filesystem, normalize_url, open_store, remove_store, store_exists
+from .storage import filesystem, normalize_url, open_store, remove_store, store_bytes, store_exists
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -134,7 +134,8 @@ def _encoding(array: ActivationArray) -> dict[str, dict[str, Any]]:
     return {
         "activation": {"chunks": array.chunks, "fill_value": 0.0, "compressors": None},
         "token_id": {"chunks": (1, array.n_tokens)},
-        "peak": {"chunks": (1, array.n_layers), "fill_value": 0.0},
+        # uncompressed (n_layers floats a chunk): a chunk of known size is checked without reading it (store.integrity)
+        "peak": {"chunks": (1, array.n_layers), "fill_value": 0.0, "compressors": None},
         "complete": {"chunks": (1,), "fill_value": False},
         **{name: per_sample for name in ("n_tokens", "text", "split", "source_index")},
     }
@@ -202,7 +203,7 @@ def _mismatch(url: str, found: Mapping[str, Any], config: Mapping[str, Any]) -> 
 def _check_existing(url: str, found: Mapping[str, Any], config: Mapping[str, Any], digest: str) -> None:
     """Raise unless ``found`` (a store's attrs) is a ready activations store of this config."""
     if found.get("schema") != ACTIVATIONS.name or found.get("schema_version") != ACTIVATIONS.version:
-        open_store(url, ACTIVATIONS)  # raises the schema's own message (foreign store / other version)
+        open_store(url, ACTIVATIONS, verify=False)  # raises the schema's own message (foreign store / other version)
     if found.get("config_hash") not in (digest, PENDING + digest):
         raise _mismatch(url, found, config)
 
@@ -256,7 +257,7 @@ def prepare_store(
     while True:
         found = _group_attrs(url)
         if found is not None and found.get("config_hash") == digest:
-            ds = open_store(url, ACTIVATIONS)
+            ds = open_store(url, ACTIVATIONS, verify=False)  # damaged samples are recorded again (record_activations)
             _verify_array(ds, url, selection, array)
             return ds
         if found is not None and not overwrite:
@@ -319,8 +320,11 @@ class SampleWriter:
         self.url, self.array = normalize_url(url), array
         group = zarr.open_group(self.url, mode="r+")  # opened once: a region write per sample, no metadata reads
         self._arrays = {name: group[name] for name in ("activation", "peak", "complete")}
-        # every activation chunk written holds real tokens: skip zarr's all-fill check (half the cost of a write)
-        self._arrays["activation"] = self._arrays["activation"].with_config({"write_empty_chunks": True})
+        # every activation chunk written holds real tokens: skip zarr's all-fill check (half the cost of a write);
+        # and a peak chunk is written even when all zero, so that the integrity check finds every chunk of a
+        # complete sample (fnet_dist.store.integrity)
+        for name in ("activation", "peak"):
+            self._arrays[name] = self._arrays[name].with_config({"write_empty_chunks": True})
         self._tail = np.zeros((array.token_chunk, array.n_layers, array.d_model), dtype=array.dtype)
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
@@ -368,25 +372,17 @@ class SampleWriter:
         self._arrays["complete"][position] = True  # last: the sample is whole on disk
 
 
-def _bytes_on_disk(url: str) -> int:
-    fs, path = filesystem(url)
-    try:
-        return int(fs.du(path, total=True))
-    except (NotImplementedError, FileNotFoundError):
-        return 0
-
-
 def summarize_store(url: str) -> str:
     """A short human summary: model, corpus, samples per split, tokens, layers × neurons, bytes, peak."""
     url = normalize_url(url)
-    ds = open_store(url, ACTIVATIONS)
+    ds = open_store(url, ACTIVATIONS, verify=False)
     a = ds.attrs
     n_tokens = ds["n_tokens"].values
     split = np.array([str(v) for v in ds["split"].values], dtype=object)
     complete = ds["complete"].values.astype(bool)
     peak = ds["peak"].values
     _, t, layers, neurons = ds["activation"].shape
-    size = _bytes_on_disk(url)
+    size = store_bytes(url)
     total = int(n_tokens[complete].sum())
     where = np.unravel_index(int(np.argmax(peak)), peak.shape) if peak.size else (0, 0)
     return "\n".join([

@@ -11,25 +11,30 @@ Every output carries a marker of its kind (``KINDS``): a Zarr store its ``schema
   output of ``kind`` unless ``overwrite`` or ``resume``. True when an output of ``kind`` is there.
 - ``open_output(url, kind) -> str``: a resumable output folder (evaluation results, a run folder): checked,
   created and marked when new.
-- ``replacing(url, kind, *, overwrite=False)``: a context manager yielding a staging URL beside ``url`` (an
-  empty folder for folder kinds);
-  when the block ends without error the output is marked and swapped in, so a crash leaves the old output whole.
+- ``replacing(url, kind, *, overwrite=False)``: a context manager holding the output's lock
+  (``fnet_dist.store.locks``) and yielding a staging URL beside ``url`` unique to this process (an empty folder for
+  folder kinds; stagings that killed writers left behind are removed first); when the block ends without error
+  the output is marked and swapped in, so a crash leaves the old output whole.
 - ``staging_url(url)``, ``swap_in(staged, url)``, ``mark(url, kind)``: the parts, for stages
-  that fill a store incrementally (record, decompose) and swap it in when complete.
+  that fill a store incrementally (record, decompose) and swap it in when complete. Their staging name is fixed
+  (``.NAME.fnet-new``), so that a rerun resumes it; the output's lock keeps it to one writer.
 
 Local paths and object-storage URLs alike (fsspec). On a local disk the swap is two renames (an interrupted
-swap is repaired by the next ``prepare_output``); object storage has no rename, so there the finished staging
+swap is repaired by the next ``prepare_output`` of a process holding the output's lock); object storage has no rename, so there the finished staging
 copy is moved in object by object after the old output is removed.
 """
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
 from .. import __version__
 from ..core.errors import StoreError
 from .locations import filesystem, normalize_url, remove_store
+from .locks import holds_lock, output_lock
 
 __all__ = ["FOREIGN", "KINDS", "MARKER_FILE", "html_marker", "mark", "open_output", "output_kind", "prepare_output",
            "replacing", "staging_url", "swap_in"]
@@ -115,9 +120,10 @@ def _exists(fs, path: str) -> bool:
 
 
 def _repair(fs, path: str) -> None:
-    """Finish a local swap that was interrupted between its two renames."""
+    """Finish a local swap that was interrupted between its two renames (only under the output's lock: without
+    it the swap may be another process's, under way)."""
     old = _sibling(path, _OLD)
-    if not _exists(fs, old):
+    if not holds_lock(path) or not _exists(fs, old):
         return
     if _exists(fs, path):
         fs.rm(old, recursive=True)
@@ -209,21 +215,39 @@ def swap_in(staged: str, url: str) -> None:
     fs.rm(source, recursive=True)
 
 
+def _drop_stale_stagings(url: str) -> None:
+    """Remove the per-process stagings of ``url`` that writers killed before their swap left (the caller holds
+    the output's lock, so no live writer has one)."""
+    fs, path = filesystem(url)
+    folder, _, name = path.rpartition("/")
+    prefix = f".{name}{_STAGED}-"
+    fs.invalidate_cache(folder)
+    try:
+        entries = fs.ls(folder, detail=False)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.rstrip("/").rsplit("/", 1)[-1].startswith(prefix):
+            fs.rm(entry, recursive=True)
+
+
 @contextmanager
 def replacing(url: str, kind: str, *, overwrite: bool = False) -> Iterator[str]:
-    """Write a whole output of ``kind`` for ``url``: yields a staging URL to write to; when the block ends
-    without error the output is marked and swapped in. An error (or a kill) leaves ``url`` as it was."""
+    """Write a whole output of ``kind`` for ``url`` under its lock: yields a staging URL (unique to this process)
+    to write to; when the block ends without error the output is marked and swapped in. An error (or a kill)
+    leaves ``url`` as it was."""
     url = normalize_url(url)
-    prepare_output(url, kind, overwrite=overwrite)
-    staged = staging_url(url)
-    remove_store(staged)
-    if _is_folder(kind):
-        fs, path = filesystem(staged)
-        fs.makedirs(path, exist_ok=True)
-    try:
-        yield staged
-    except BaseException:
-        remove_store(staged)
-        raise
-    mark(staged, kind)
-    swap_in(staged, url)
+    with output_lock(url):
+        prepare_output(url, kind, overwrite=overwrite)
+        _drop_stale_stagings(url)
+        staged = _sibling(url, f"{_STAGED}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        if _is_folder(kind):
+            fs, path = filesystem(staged)
+            fs.makedirs(path, exist_ok=True)
+        try:
+            yield staged
+        except BaseException:
+            remove_store(staged)
+            raise
+        mark(staged, kind)
+        swap_in(staged, url)

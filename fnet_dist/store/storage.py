@@ -2,8 +2,10 @@
 
 - ``normalize_url(url)``, ``filesystem(url)``, ``remove_store(url)``: from ``fnet_dist.store.locations`` (below
   ``fnet_dist.store.outputs``, which this module writes through).
-- ``store_exists(url)``: is there a Zarr group at ``url``.
-- ``open_store(url, schema)``: open with xarray and validate against a ``storage_schemas`` schema.
+- ``store_exists(url)``: is there a Zarr group at ``url``; ``store_bytes(url)``: what it holds on disk (0: none).
+- ``open_store(url, schema, verify=True)``: open with xarray, validate against a ``storage_schemas`` schema and
+  (``verify``) refuse a damaged store (``fnet_dist.store.integrity``: a missing or truncated chunk is one line
+  naming it, never read as zeros).
 - ``write_store(ds, url, schema)``: validate, then write a whole Dataset (through ``fnet_dist.store.outputs``: an
   existing store is refused unless ``overwrite``, anything else always; the old store is only replaced once
   the new one is complete).
@@ -20,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 from storage_schemas import SchemaError, StoreSchema
 
 from ..core.errors import StoreError
+from .integrity import check_store, remember
 from .locations import filesystem, normalize_url, remove_store
 from .outputs import STORE_KINDS, replacing
 
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["access_error", "filesystem", "normalize_url", "open_store", "remove_store", "store_exists", "write_store"]
+__all__ = ["access_error", "filesystem", "normalize_url", "open_store", "remove_store", "store_bytes", "store_exists",
+           "write_store"]
 
 
 def store_exists(url: str) -> bool:
@@ -36,8 +40,20 @@ def store_exists(url: str) -> bool:
     return fs.exists(f"{path}/zarr.json") or fs.exists(f"{path}/.zgroup")
 
 
-def open_store(url: str, schema: StoreSchema, *, chunks: Any = None) -> xr.Dataset:
-    """Open the store at ``url`` lazily (dask-backed) and check it against ``schema``."""
+def store_bytes(url: str) -> int:
+    """Bytes of everything under ``url`` (0 when nothing is there, or the file system cannot tell)."""
+    fs, path = filesystem(url)
+    fs.invalidate_cache(path)
+    try:
+        return int(fs.du(path, total=True)) if fs.exists(path) else 0
+    except (NotImplementedError, FileNotFoundError):
+        return 0
+
+
+def open_store(url: str, schema: StoreSchema, *, chunks: Any = None, verify: bool = True) -> xr.Dataset:
+    """Open the store at ``url`` lazily (dask-backed) and check it against ``schema``; ``verify``: and refuse it
+    when a chunk its complete samples (or levels) must hold is missing or truncated. A writer that repairs its
+    own store (record, decompose resuming) opens it with ``verify=False``."""
     import xarray as xr
 
     url = normalize_url(url)
@@ -48,6 +64,9 @@ def open_store(url: str, schema: StoreSchema, *, chunks: Any = None) -> xr.Datas
         schema.validate(ds, url)
     except SchemaError as exc:
         raise StoreError(str(exc)) from None
+    remember(url, schema)
+    if verify:
+        check_store(url, schema)
     return ds
 
 
@@ -65,7 +84,9 @@ def write_store(ds: xr.Dataset, url: str, schema: StoreSchema, *, overwrite: boo
     except SchemaError as exc:
         raise StoreError(f"refusing to write an invalid store: {exc}") from None
     with replacing(url, STORE_KINDS[schema.name], overwrite=overwrite) as staged:
-        ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3, encoding=encoding or {})
+        # every chunk written, also one equal to the fill value: the integrity check requires the chunks of
+        # complete samples, and cannot tell an unwritten chunk from one that was lost
+        ds.to_zarr(staged, mode="w", consolidated=False, zarr_format=3, encoding=encoding or {}, write_empty_chunks=True)
     return url
 
 
