@@ -120,7 +120,7 @@ def run(smoke_run):
 @pytest.mark.slow
 def test_a_run_opens_with_its_config_status_and_findings(run, smoke_run):
     assert run.corpora == ["news", "code"] and run.config.match.threshold == 2.5
-    assert list(run.status["stage"]) == ["record", "decompose", "match", "evaluate", "controls", "report"]
+    assert list(run.status["stage"]) == ["record", "decompose", "match", "evaluate", "controls", "nulls", "report"]
     assert set(run.status["status"]) == {"done"}
     recorded = json.loads((smoke_run[0] / "report" / "findings.json").read_text())["findings"]
     assert list(run.findings["id"]) == [f["id"] for f in recorded]

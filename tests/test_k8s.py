@@ -179,7 +179,7 @@ def test_validation_catches_mistakes(rendered):
 @pytest.mark.parametrize("name", ["base", *OVERLAYS])
 def test_pods_are_locked_down(rendered, name):
     pods = all_pods(rendered[name])
-    assert len(pods) == 12  # record, evaluate, controls, report; 2 DaskJobs x (job, scheduler, worker); DaskCluster x 2
+    assert len(pods) == 15  # record, evaluate, controls, report; 3 DaskJobs x (job, scheduler, worker); DaskCluster x 2
     for where, pod in pods:
         ctx = pod["securityContext"]
         assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] >= 1000 and ctx["runAsGroup"] >= 1000, where
@@ -254,7 +254,7 @@ def test_references_resolve(rendered, name):
 
 @pytest.mark.parametrize("name", ["base", *OVERLAYS])
 def test_every_resource_belongs_to_a_stage(rendered, name):
-    stages = {"setup", "record", "decompose", "match", "evaluate", "controls", "report", "interactive"}
+    stages = {"setup", "record", "decompose", "match", "evaluate", "controls", "nulls", "report", "interactive"}
     for doc in rendered[name]:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "fnet-dist"
