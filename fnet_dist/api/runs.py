@@ -28,6 +28,7 @@ from ..core.layout import RunLayout
 from ..core.names import condition_names, network_name, parse_network_name
 from ..core.networks import binarize
 from ..model.masks import NeuronMask
+from ..report.findings import read_table
 from ..store.storage import open_store
 
 if TYPE_CHECKING:
@@ -185,11 +186,9 @@ class Run:
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table of the run by name: the match tables (``consistency``, ``cross_corpus``, …) and the
         evaluation's paper-shaped tables (``table3_networks_news``, …; controls' as ``controls/…``)."""
-        import pandas as pd
-
         folders = [("", self.layout.match.folder), ("", self.layout.evaluate.tables),
                    ("controls/", self.layout.controls.tables)]
-        return {f"{prefix}{path.stem}": pd.read_csv(path)
+        return {f"{prefix}{path.stem}": read_table(path)   # an empty table (no template that may count) is empty
                 for prefix, folder in folders if folder.is_dir() for path in sorted(folder.glob("*.csv"))}
 
     # --- display ----------------------------------------------------------------------------------
