@@ -178,7 +178,7 @@ def test_few_shot_and_chat_template_equal_simple_evaluate_with_the_same_options(
     lean = LeanHFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=3)
     reference = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=3)
     manager = prepare_tasks(["sentiment_rt"], tmp_path / "tasks")
-    options = TaskOptions(num_fewshot=2, apply_chat_template=True)
+    options = TaskOptions(include_path=(), num_fewshot=2, apply_chat_template=True)
     ours = Scorer(lean, manager, ["sentiment_rt"], limit=LIMIT, seed=3, bootstrap_iters=50, options=options).score(nullcontext())
     plain = Scorer(lean, manager, ["sentiment_rt"], limit=LIMIT, seed=3, bootstrap_iters=50).score(nullcontext())
     theirs = simple_evaluate(model=reference, tasks=["sentiment_rt"], task_manager=manager, limit=LIMIT, bootstrap_iters=50,
