@@ -118,3 +118,8 @@ def test_calibration_of_the_two_sample_comparison_on_simulated_nulls():
                                      unit="samples", n_permutations=499)
         holds += estimate.p <= 0.05 and estimate.interval[0] > 0
     assert holds <= 20                                   # alpha 0.05 of 200 is 10; binomial room to 20
+
+
+def test_a_random_twin_with_a_device_map_is_refused_in_one_line(tiny_llama):
+    with pytest.raises(InputError, match="model.init random with a device_map is not supported"):
+        load_model(tiny_llama, init="random", device_map={"": "cpu"})

@@ -41,7 +41,8 @@ def store_exists(url: str) -> bool:
 
 
 def store_bytes(url: str) -> int:
-    """Bytes of everything under ``url`` (0 when nothing is there, or the file system cannot tell)."""
+    """Bytes of everything under ``url``: 0 when nothing is there, or when the file system cannot tell (no ``du``);
+    the disk check before a run then asks for the whole planned size, the safe side."""
     fs, path = filesystem(url)
     fs.invalidate_cache(path)
     try:
