@@ -193,6 +193,9 @@ def load_model(
 
     if dtype not in DTYPE_CHOICES:
         raise InputError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_CHOICES)}")
+    if init == "random" and device_map is not None:
+        raise InputError("model.init random with a device_map is not supported: the twin is built whole in memory; "
+                         "leave device_map unset for a null-model run")
     target = resolve_device(device)
     cuda = torch.cuda.is_available() if device_map is not None else target.type == "cuda"
     torch_dtype = _torch_dtype(dtype, cuda)
@@ -247,9 +250,6 @@ def _random_twin(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     import torch
     from transformers import AutoModelForCausalLM
 
-    if getattr(model, "hf_device_map", None):
-        raise InputError("model.init random with a device_map is not supported: the twin is built whole in memory; "
-                         "leave device_map unset for a null-model run")
     dtype = next(model.parameters()).dtype
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(model.config, dtype=dtype).eval()
