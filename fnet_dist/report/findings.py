@@ -25,7 +25,9 @@ Claims (ids are stable; ``<task>`` as in the run, ``<suffix>`` = ``@<corpus>`` o
 Every claim declares its minimum effect (``report.min_accuracy``, ``report.min_perplexity`` for the editing claims,
 ``report.min_structure`` for the structure claims); ``fails`` needs the effect shown below it.
 - ``top-vs-random<suffix>/<task>``: inhibiting the top neurons hurts more than random draws of as many neurons
-  (``evaluate.controls.top_draws``, Monte Carlo over the draws, bootstrap interval over examples).
+  (``evaluate.controls.top_draws``, Monte Carlo over the draws, bootstrap interval over examples);
+  ``top-without-first-token-vs-random<suffix>/<task>``: the same for the top neurons of the templates that are not
+  first-token artefacts.
 - ``ica-vs-localization<suffix>``: inhibiting the ICA top neurons hurts more than as many LLM-Localization
   neurons on most tasks (paired over examples; Table 9); ``ica-localization-overlap<suffix>``: the two sets
   overlap less than chance (Table 5).
@@ -439,23 +441,27 @@ def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
 
 def top_vs_random(ev: Evidence, s: FindingSettings) -> list[Finding]:
     """Inhibiting the top percent ICA neurons hurts more than random draws of as many neurons (the null the top
-    neurons' damage needs: a random 5 % of a model is not harmless), per corpus and task the draws were scored on."""
+    neurons' damage needs: a random 5 % of a model is not harmless), per corpus and task the draws were scored on;
+    the same for the top percent without the first-token templates (whose damage is the first token's)."""
     found = []
-    for suffix, top in ev.top(s.top_percent, "inhibit").items():
-        for task in ev.tasks:
-            names, frame = ev.draws("fraction", top, task, s.top_percent / 100)
-            subject = ev.damage(top, task)
-            if frame.empty or subject.empty:
-                continue
-            common = subject.index.intersection(frame.columns)
-            estimate = against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
-                                     n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha, minimum=s.minimum(ev.metric(task)),
-                                     what=f"random {s.top_percent:g} % draws")
-            found.append(Finding.of(f"top-vs-random{suffix}/{task}", f"Inhibiting the top {s.top_percent:g} % ICA neurons"
-                                    f"{_of(suffix)} hurts {task} more than inhibiting random {s.top_percent:g} % of neurons.",
-                                    estimate, ev.units(task) + ", beyond the mean random draw", conditions=[top, *names],
-                                    tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
-                                    anchors=[f"finding-top-vs-random{suffix}-{task}"]))
+    for kind, key, which in (("top", "top-vs-random", ""),
+                             ("top_no_first_token", "top-without-first-token-vs-random", " without the first-token templates")):
+        for suffix, top in ev.top(s.top_percent, "inhibit", kind=kind).items():
+            for task in ev.tasks:
+                names, frame = ev.draws("fraction", top, task, s.top_percent / 100)
+                subject = ev.damage(top, task)
+                if frame.empty or subject.empty:
+                    continue
+                common = subject.index.intersection(frame.columns)
+                estimate = against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
+                                         n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha,
+                                         minimum=s.minimum(ev.metric(task)), what=f"random {s.top_percent:g} % draws")
+                found.append(Finding.of(f"{key}{suffix}/{task}", f"Inhibiting the top {s.top_percent:g} % ICA neurons"
+                                        f"{_of(suffix)}{which} hurts {task} more than inhibiting random {s.top_percent:g} % "
+                                        "of neurons.", estimate, ev.units(task) + ", beyond the mean random draw",
+                                        conditions=[top, *names],
+                                        tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
+                                        anchors=[f"finding-{key}{suffix}-{task}"]))
     return found
 
 
