@@ -28,7 +28,8 @@ def test_a_null_variant_is_the_config_with_its_overrides_writing_under_the_run()
     config = PipelineConfig.model_validate({**CONFIG, "stores": "s3://bucket/stores"})
     twin = config.null_variant("random-init")
     assert twin.model.init == "random" and list(twin.corpora) == ["news"] and not twin.evaluate.enabled
-    assert twin.nulls == {} and twin.decompose == config.decompose and twin.match == config.match
+    assert twin.nulls == {} and twin.decompose == config.decompose and config.match.sensitivity_thresholds
+    assert twin.match == config.match.model_copy(update={"sensitivity_thresholds": ()})  # the grid is the trained run's
     assert RunLayout.of(twin) == RunLayout.of(config).null_run("random-init")     # one rule for where it lives
     assert twin.stores == "s3://bucket/stores/nulls/random-init"
     shuffled = config.null_variant("shuffled")

@@ -115,10 +115,13 @@ def scan_channels(ds, rule: MassiveRule) -> ChannelScan:
         if n == 0:
             continue
         signed = ds["activation"][sample, :n].values.astype(np.float64)  # (n, n_layers, d_model)
-        moments[0] += np.abs(signed).sum(axis=0)
-        for power in range(1, 5):
-            moments[power] += (signed ** power).sum(axis=0)
-        block = np.abs(signed).astype(np.float32)
+        absolute, squared = np.abs(signed), signed * signed  # products, not ** (10x slower for powers 3 and 4)
+        moments[0] += absolute.sum(axis=0)
+        moments[1] += signed.sum(axis=0)
+        moments[2] += squared.sum(axis=0)
+        moments[3] += (squared * signed).sum(axis=0)
+        moments[4] += (squared * squared).sum(axis=0)
+        block = absolute.astype(np.float32)
         top = block.max(axis=0)
         np.maximum(peak, top, out=peak)
         first += block.argmax(axis=0) == 0
