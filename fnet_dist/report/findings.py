@@ -475,7 +475,8 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
         units = [(task, _paired(ev, task, s, (ev.damage(ica, task) - ev.damage(loc, task)).dropna())) for task in ev.tasks]
         estimate, details, task = _decide(units, 0.5, s.alpha)
         found.append(Finding.of(f"ica-vs-localization{suffix}", f"Inhibiting the top {s.top_percent:g} % ICA neurons{_of(suffix)} "
-                                "hurts more than inhibiting as many LLM-Localization neurons, on most tasks (Table 9).",
+                                "hurts more than ablating as many LLM-Localization units where that method selects them "
+                                "(evaluate.localization_site), on most tasks (Table 9).",
                                 estimate, "extra damage of ICA over Localization: " + ev.units(task),
                                 conditions=["normal", ica, loc], details=details,
                                 tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
