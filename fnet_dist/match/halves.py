@@ -15,7 +15,9 @@ rule, massive-channel neurons left out and first-token-dominated templates set a
 - ``split_maps(url)``: a networks store's half z-maps and their first-token peak shares (read once);
   ``split_templates(url, section, massive, maps=None) -> SplitTemplates``: thresholded by the section's rule.
 - ``halves_tables(splits, frequency, section, n_draws, seed, level) -> (rows, null_rows)``: ``split_halves.csv``
-  (kind ``reproducibility`` per corpus and split; kind ``recurrence`` per split and half) and ``split_null.csv``
+  (kind ``reproducibility`` per corpus and split; kind ``recurrence`` per split and half, and ``recurrence_pair`` per
+  split, half and ordered corpus pair: the mean best IoU of ``corpus``'s templates with ``other``'s and their count
+  ``templates``, so that a run can be compared with one of fewer corpora on the corpora they share) and ``split_null.csv``
   (the pooled reproducibility against each null kind of ``fnet_dist.match.nulls.NULL_KINDS``).
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..store.storage import open_store
 from .anatomy import source_concentration
 from .nulls import (
     NULL_KINDS,
+    best_matches,
     frequency_strata,
     iou_matrix,
     layer_permutations,
@@ -158,8 +161,14 @@ def halves_tables(splits: list[SplitTemplates], frequency: dict[str, np.ndarray]
                 nets = [s.networks[i, h][s.usable[i, h]] for s in splits]
                 corpus_of = np.concatenate([np.full(len(n), c) for c, n in enumerate(nets)])
                 present = len({int(c) for c in corpus_of}) > 1
-                value = recurrence_statistic(_flat(np.concatenate(nets)), corpus_of) if present else float("nan")
+                flat = _flat(np.concatenate(nets))
+                value = recurrence_statistic(flat, corpus_of) if present else float("nan")
                 rows.append({"kind": "recurrence", "corpus": "all", "split": i, "half": "AB"[h], "value": value})
+                best = best_matches(flat, corpus_of) if present else np.empty((0, 0))
+                rows += [{"kind": "recurrence_pair", "corpus": s.corpus, "other": o.corpus, "split": i, "half": "AB"[h],
+                          "value": float(best[corpus_of == x, y].mean()), "templates": int((corpus_of == x).sum())}
+                         for x, s in enumerate(splits) for y, o in enumerate(splits)
+                         if x != y and (corpus_of == x).any() and (corpus_of == y).any()]
     observed = _pooled(halves)
     massive = np.asarray(massive, dtype=bool)  # a stratum of its own: never drawn
     tail = (1 - level) / 2 * 100

@@ -148,6 +148,18 @@ def _replicates(halves: pd.DataFrame | None, kind: str) -> pd.DataFrame:
     return halves[halves["kind"] == kind]
 
 
+def _half_recurrence(halves: pd.DataFrame | None, corpora: set[str]) -> pd.DataFrame:
+    """Each split half's recurrence (``recurrence_statistic``: the mean best IoU over every template and every other
+    corpus) over ``corpora`` only, from the ``recurrence_pair`` rows: (split, half, value) rows; none for fewer than
+    two corpora."""
+    pairs = _replicates(halves, "recurrence_pair")
+    if len(corpora) < 2 or pairs.empty:
+        return pd.DataFrame(columns=["split", "half", "value"])
+    pairs = pairs[pairs["corpus"].isin(corpora) & pairs["other"].isin(corpora)]
+    weighted = pairs.assign(total=pairs["value"] * pairs["templates"]).groupby(["split", "half"])[["total", "templates"]].sum()
+    return (weighted["total"] / weighted["templates"]).rename("value").reset_index()
+
+
 def recurrence(table: pd.DataFrame, summary_null: pd.DataFrame | None, halves: pd.DataFrame | None,
                s: FindingSettings) -> Finding | None:
     """Templates recur across corpora (Table 2): the mean best-match IoU over every template that may count (first-token
@@ -256,22 +268,27 @@ def against_null_model(trained: MatchFiles, null: NullRun, s: FindingSettings) -
                            "trained minus null model", **common))
     for kind, statistic, unit in (("recurrence", "mean best-match IoU across corpora of a half's templates", "split halves"),
                                   ("reproducibility", "mean best-match IoU between the halves of a corpus", "corpus splits")):
-        a, b = _replicates(read_table(trained.split_halves), kind), _replicates(read_table(null.match.split_halves), kind)
+        mine, theirs = read_table(trained.split_halves), read_table(null.match.split_halves)
         if kind == "reproducibility":
+            a, b = _replicates(mine, kind), _replicates(theirs, kind)
             corpora = set(a["corpus"]) & set(b["corpus"])
             a, b = a[a["corpus"].isin(corpora)], b[b["corpus"].isin(corpora)]
+        else:  # like for like: each half's recurrence over the corpora both runs have
+            corpora = set(_replicates(mine, "recurrence_pair")["corpus"]) & set(_replicates(theirs, "recurrence_pair")["corpus"])
+            a, b = _half_recurrence(mine, corpora), _half_recurrence(theirs, corpora)
         claim = {"recurrence": f"Templates recur across corpora more in the trained model than in {what}.",
                  "reproducibility": f"Templates reproduce across halves of the samples more in the trained model "
                                     f"than in {what}."}[kind]
         common = dict(tables=[str(_RUN.match.split_halves)], anchors=[f"finding-{kind}-vs-{null.name}"])
         if a.empty or b.empty:
             found.append(Finding.of(f"{kind}-vs-{null.name}", claim, None, "", reason=(
-                "no split halves in one of the runs (decompose.splits 0" + (", or fewer than two corpora)"
+                "no split halves in one of the runs (decompose.splits 0" + (", or fewer than two corpora in common)"
                                                                            if kind == "recurrence" else ")")), **common))
             continue
         estimate = two_sample_effect(a["value"].to_numpy(), b["value"].to_numpy(), level=s.level, n_resamples=s.bootstrap,
                                      seed=s.seed, alpha=s.alpha, unit=unit)
-        found.append(Finding.of(f"{kind}-vs-{null.name}", claim, replace(estimate, test=f"{estimate.test}; {statistic}"),
+        test = f"{estimate.test}; {statistic}, corpora {', '.join(sorted(corpora))}"
+        found.append(Finding.of(f"{kind}-vs-{null.name}", claim, replace(estimate, test=test),
                                 f"{statistic}, trained minus null model", **common))
     return found
 
