@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from storage_schemas import ACTIVATIONS
-
 from fnet_dist.cli import main
 from fnet_dist.core.config import DecomposeSection, MatchSection, PlantSection, RecordSection
 from fnet_dist.core.errors import InputError
@@ -20,6 +18,7 @@ from fnet_dist.match.planted import planted_recovery, planted_truth
 from fnet_dist.record.planted import plant_store, truth_url
 from fnet_dist.store.activations import ActivationArray
 from fnet_dist.store.integrity import store_problems
+from storage_schemas import ACTIVATIONS
 
 SECTION = PlantSection(shape="2x256", networks=3, network_share=0.05)
 RECORD = RecordSection(group_samples=6, individual_samples=4, max_tokens=160, min_tokens=120)
