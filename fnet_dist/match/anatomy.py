@@ -114,11 +114,9 @@ def scan_channels(ds, rule: MassiveRule) -> ChannelScan:
     for sample, n in enumerate(n_tokens.tolist()):
         if n == 0:
             continue
-        signed = ds["activation"][sample, :n].values.astype(np.float64)  # (n, n_layers, d_model)
-        moments[0] += np.abs(signed).sum(axis=0)
-        for power in range(1, 5):
-            moments[power] += (signed ** power).sum(axis=0)
-        block = np.abs(signed).astype(np.float32)
+        values = ds["activation"][sample, :n].values  # (n, n_layers, d_model) in the store's dtype
+        _add_moments(moments, values)
+        block = np.abs(values.astype(np.float32))
         top = block.max(axis=0)
         np.maximum(peak, top, out=peak)
         first += block.argmax(axis=0) == 0
@@ -131,6 +129,20 @@ def scan_channels(ds, rule: MassiveRule) -> ChannelScan:
     hits = tuple(np.concatenate(part).astype(np.int64) for part in (layers, neurons, tokens))
     mean_abs, kurtosis = _moment_statistics(moments, int(n_tokens.sum()))
     return ChannelScan(peak, median, first / max(len(n_tokens), 1), hits, mean_abs, kurtosis)
+
+
+def _add_moments(moments: np.ndarray, values: np.ndarray, rows: int = 64) -> None:
+    """Add the sums over tokens of |a|, a, a², a³, a⁴ of ``values`` (n_tokens, ...) to ``moments`` (5, ...), in float64,
+    ``rows`` tokens at a time (memory: a block, not the sample, in float64) and by products (``x ** 4`` on float64 is
+    ~30 times slower: at a 7B model's 100,352 neurons it made the scan 11 s per sample of 768 tokens)."""
+    for first in range(0, len(values), rows):
+        x = values[first:first + rows].astype(np.float64)
+        square = x * x
+        moments[0] += np.abs(x).sum(axis=0)
+        moments[1] += x.sum(axis=0)
+        moments[2] += square.sum(axis=0)
+        moments[3] += (square * x).sum(axis=0)
+        moments[4] += (square * square).sum(axis=0)
 
 
 def _moment_statistics(moments: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
