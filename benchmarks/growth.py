@@ -4,7 +4,7 @@ Each axis doubles from the base size (``--sizes`` sizes, default 4) while the ot
 every size a planted store (``fnet plant``'s ``plant_store``: known networks in a heavy-tailed background, massive
 channels, first-token spikes) is decomposed (``fnet_dist.decompose.decompose``) and matched
 (``match_networks(..., anatomy=True)``, as ``fnet run`` does) on one Dask LocalCluster of ``--workers`` worker
-processes of one thread each, started once (its start-up is not timed). Measured per stage: wall seconds; peak
+processes of one thread each, started once and warmed up on the base size (neither is timed). Measured per stage: wall seconds; peak
 RSS of the largest process and of the whole process tree (this process + the workers: ``process_memory.TreeMemory``),
 each also above the tree's idle RSS just before the stage; planted recovery (``fnet_dist.match.planted``: each
 planted network's best IoU with a group template, and the mean over samples of its best IoU with a sample's maps).
@@ -167,6 +167,11 @@ def main() -> int:
     rows = []
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        warm = Path(tempfile.mkdtemp(prefix="fnet-growth-"))
+        try:  # imports, numba's compilation and the first-task costs of the workers: not part of any size's figures
+            run_one(args, client, _size(args, "samples", 1), warm)
+        finally:
+            shutil.rmtree(warm, ignore_errors=True)
         for axis in args.axes.split(","):
             for step in range(args.sizes):
                 size = _size(args, axis, 2**step)

@@ -127,3 +127,43 @@ def test_fnet_plant_writes_and_summarises(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "planted-2x64" in out and "3 of 3 samples" in out and "truth.npz" in out
     assert store_problems(str(tmp_path / "acts"), ACTIVATIONS) == []
+
+
+def test_decompose_and_match_hold_a_sample_at_a_time_not_the_store(tmp_path):
+    """A store larger than each Dask worker's memory limit (a worker past it is killed, failing the stage) and than
+    what this process may add while the stages run: decompose and match go through it sample by sample (a full-array
+    compute, a rechunk that materialises, a concatenation of all samples would not fit)."""
+    import threading
+
+    import psutil
+    from distributed import LocalCluster
+
+    from fnet_dist.match.matching import match_networks
+    from fnet_dist.store.storage import store_bytes
+
+    section = PlantSection(shape="8x4096", networks=4, network_share=0.004)
+    record = RecordSection(group_samples=12, individual_samples=12, max_tokens=160, min_tokens=128)
+    store = plant_store(str(tmp_path / "acts"), section, record, n_workers=1, progress=False)
+    as_float32 = 2 * store_bytes(store)  # what the stages compute in: ~0.5 GB
+    this, peak, stop = psutil.Process(), [0], threading.Event()
+    start = this.memory_info().rss
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], this.memory_info().rss - start)
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=f"{as_float32 // 2**20 // 2 + 400}MiB") as cluster:
+        sampler.start()
+        try:
+            nets = decompose(store, str(tmp_path / "nets"), DecomposeSection(
+                components=8, group_components=4, n_init=1, stability_runs=1, splits=0), scheduler=cluster.scheduler_address)
+            match = MatchSection(permutations=99, summary_permutations=19, sensitivity_thresholds=())
+            match_networks([nets], str(tmp_path / "match"), match, scheduler=cluster.scheduler_address, anatomy=True)
+        finally:
+            stop.set()
+            sampler.join()
+    assert peak[0] < as_float32 / 3, f"this process grew by {peak[0] / 2**20:.0f} MiB for a {as_float32 / 2**20:.0f} MiB store"
+    assert (planted_recovery(nets, match)["group_iou"] > 0.5).all()
