@@ -50,11 +50,13 @@ def _trim() -> None:
         pass
 
 
-def _measure(client, work):
+def _measure(address: str, work):
     """(result, seconds, peak largest RSS, peak tree RSS, idle tree RSS, idle largest RSS) of ``work()``."""
+    from distributed import Client
     from process_memory import TreeMemory
 
-    client.run(_trim)
+    with Client(address, set_as_default=False) as client:  # short-lived: a client left open beside the stages'
+        client.run(_trim)                                   # own ones hung once in tornado's write buffer
     _trim()
     idle_largest, idle_total = TreeMemory().sample()
     with TreeMemory() as memory:
@@ -71,22 +73,21 @@ def _size(args, axis: str, factor: int) -> dict:
             "layers": args.layers, "width": args.width * (factor if axis == "neurons" else 1)}
 
 
-def run_one(args, client, size: dict, folder: Path) -> list[dict]:
+def run_one(args, address: str, size: dict, folder: Path) -> list[dict]:
     from fnet_dist.core.config import DecomposeSection, MatchSection, PlantSection, RecordSection
     from fnet_dist.decompose import decompose
     from fnet_dist.match.matching import match_networks
     from fnet_dist.match.planted import planted_recovery
     from fnet_dist.record.planted import plant_store
 
-    address = client.scheduler.address
     plant = PlantSection(shape=f"{size['layers']}x{size['width']}", networks=args.networks)
     record = RecordSection(group_samples=size["samples"] // 2, individual_samples=size["samples"] // 2,
                            max_tokens=size["tokens"], min_tokens=size["tokens"])
     store = plant_store(str(folder / "acts"), plant, record, scheduler=address, progress=False)
     section = DecomposeSection(components=args.components, group_components=10, n_init=2, stability_runs=1, splits=0)
     match = MatchSection(permutations=99, summary_permutations=19, sensitivity_thresholds=())
-    nets, *decomposed = _measure(client, lambda: decompose(store, str(folder / "nets"), section, scheduler=address))
-    _, *matched = _measure(client, lambda: match_networks([nets], str(folder / "match"), match, scheduler=address,
+    nets, *decomposed = _measure(address, lambda: decompose(store, str(folder / "nets"), section, scheduler=address))
+    _, *matched = _measure(address, lambda: match_networks([nets], str(folder / "match"), match, scheduler=address,
                                                           anatomy=True))
     recovery = planted_recovery(nets, match)
     neurons = size["layers"] * size["width"]
@@ -162,14 +163,15 @@ def main() -> int:
     if args.quick:
         args.samples, args.tokens, args.layers, args.width, args.components, args.sizes = 4, 48, 2, 64, 8, 3
     import pandas as pd
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     rows = []
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
         warm = Path(tempfile.mkdtemp(prefix="fnet-growth-"))
         try:  # imports, numba's compilation and the first-task costs of the workers: not part of any size's figures
-            run_one(args, client, _size(args, "samples", 1), warm)
+            run_one(args, address, _size(args, "samples", 1), warm)
         finally:
             shutil.rmtree(warm, ignore_errors=True)
         for axis in args.axes.split(","):
@@ -177,7 +179,7 @@ def main() -> int:
                 size = _size(args, axis, 2**step)
                 folder = Path(tempfile.mkdtemp(prefix="fnet-growth-"))
                 try:
-                    for row in run_one(args, client, size, folder):
+                    for row in run_one(args, address, size, folder):
                         rows.append({"axis": axis, **row})
                         print(f"{axis:8s} {row['stage']:9s} S={row['samples']:4d} T={row['tokens']:5d} "
                               f"N={row['neurons']:7d}  {row['seconds']:8.2f} s  largest {row['largest_mb']:7.0f} MiB  "

@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the stores (tens of GB at the full size)")
     parser.add_argument("--reuse-store", action="store_true", help="do not plant: the store is already there")
+    parser.add_argument("--plant-only", action="store_true", help="plant the store (--json: its figures), then stop")
     args = parser.parse_args()
     import psutil
 
@@ -74,6 +75,8 @@ def main() -> int:
 
     stores = Path(f"{args.out}-stores")
     store, networks = stores / "activations" / "planted.zarr", stores / "networks" / "planted.zarr"
+    args.out = args.out.resolve()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     log = Path(f"{args.out}.log")
     fnet = [sys.executable, "-m", "fnet_dist"]
     figures: dict = {"shape": args.shape, "group_samples": args.group_samples,
@@ -87,6 +90,11 @@ def main() -> int:
                                  "--n-workers", str(args.workers), "--no-progress"], log)
         print(f"plant: {figures['plant']}", flush=True)
     figures["store_gb"] = round(store_bytes(str(store)) / GB, 2)
+    if args.plant_only:
+        print(json.dumps(figures, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        return 0
     overrides = [f"stores={stores}", f"record.group_samples={args.group_samples}",
                  f"record.individual_samples={args.individual_samples}", f"record.max_tokens={args.max_tokens}",
                  f"record.min_tokens={args.min_tokens}", f"dask.n_workers={args.workers}"]
