@@ -41,7 +41,7 @@ class TreeMemory:
             self.largest, self.total = max(self.largest, largest), max(self.total, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> TreeMemory:
+    def __enter__(self):  # -> the sampler itself
         self._thread.start()
         return self
 
