@@ -63,6 +63,41 @@ def test_localize_recovers_planted_units(planted_model, pooling):
     assert (found.p_values[:, list(PLANTED_DIMS)] < 1e-6).all()
 
 
+def test_localize_selects_and_ablates_at_one_site(planted_model):
+    """The method's units are decoder-layer outputs, ablated there (``hidden *= 1 - mask`` after each layer);
+    ``site="mlp"`` selects on |MLP-block output| instead (Welch t-test computed here by hand) and edits there."""
+    from scipy.stats import ttest_ind
+
+    from fnet_dist.model.edit import Edit
+
+    sentences, nonwords = _stimuli(16, seed=2)
+    model, tokenizer = planted_model.model, planted_model.tokenizer
+    arch = resolve_architecture(model)
+    residual = localize(model, tokenizer, arch, sentences, nonwords, count=4)
+    assert residual.settings["site"] == "residual" and residual.edit(Edit("inhibit")).site == "residual"
+    mlp = localize(model, tokenizer, arch, sentences, nonwords, count=4, site="mlp")
+    assert mlp.settings["site"] == "mlp" and mlp.edit(Edit("multiply", 1.02)) == Edit("multiply", 1.02, "mlp")
+
+    def last_mlp_output(texts):
+        rows = []
+        for text in texts:
+            outputs = []
+            handles = [layer.mlp.register_forward_hook(lambda _m, _i, out: outputs.append(out[0, -1]))
+                       for layer in model.model.layers]
+            with torch.no_grad():
+                model(**tokenizer([text], return_tensors="pt", truncation=True, max_length=12))
+            for handle in handles:
+                handle.remove()
+            rows.append(torch.stack(outputs).abs().numpy())
+        return np.stack(rows)
+
+    t_values, _ = ttest_ind(last_mlp_output(sentences), last_mlp_output(nonwords), axis=0, equal_var=False)
+    np.testing.assert_allclose(mlp.t_values, t_values, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(mlp.t_values, residual.t_values)
+    with pytest.raises(InputError, match="localizer site 'attention' is unknown"):
+        localize(model, tokenizer, arch, sentences, nonwords, count=4, site="attention")
+
+
 def test_localize_by_percent_counts_over_all_layers(planted_model):
     sentences, nonwords = _stimuli(8, seed=1)
     arch = resolve_architecture(planted_model.model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fnet_dist.core.config import EvaluateSection, MatchSection, ReportSection
@@ -242,7 +243,8 @@ def test_controls_evaluated_on_one_loaded_tiny_model(tiny_llama, tmp_path):
                                             massive=massive, level=TABLES["level"], limit=1, progress=False)
     assert sorted(controls["control"]) == ["fraction", "matched_avoid_massive"]
     assert (controls["draws"] == 2).all() and controls["p_value"].between(1 / 3, 1).all()
-    assert (tmp_path / "ctl" / "tables" / "controls.csv").is_file()
+    written = pd.read_csv(tmp_path / "ctl" / "tables" / "controls.csv")
+    assert list(written.columns) == list(controls.columns)  # no row-number column ("Unnamed: 0")
     assert (tmp_path / "ctl" / "figures" / "controls_wiki_ppl.png").is_file()
     folders = {p.name for p in (tmp_path / "ctl" / "conditions").iterdir()}
     assert {"minus-massive-toy_1", "massive-only-toy_1", "ctl-matched_avoid_massive-toy_1_1"} <= folders

@@ -51,7 +51,7 @@ def test_hf_spec_loads_a_local_dataset_folder_through_load_dataset(files):
 
 def test_offline_news_is_real_text():
     texts = load_corpus("offline:news", text_field=TEXT)
-    assert len(texts) == 300 and all(len(t) > 100 for t in texts)
+    assert len(texts) == 240 and all(len(t) > 100 for t in texts)  # 300 articles, 60 held out (by text) for news_ppl
 
 
 def test_offline_sentiment_is_review_text_the_sentiment_task_never_scores(tmp_path, monkeypatch):
@@ -71,6 +71,20 @@ def test_offline_sentiment_is_review_text_the_sentiment_task_never_scores(tmp_pa
     assert SNIPPETS_PER_DOCUMENT > 1
     with pytest.raises(InputError, match="Rotten Tomatoes part 'train'"):
         rotten_tomatoes("train")
+
+
+@pytest.mark.parametrize("domain, task", [("news", "news_ppl"), ("wiki", "wiki_ppl")])
+def test_perplexity_passages_are_articles_the_corpus_never_records(domain, task, tmp_path):
+    """The perplexity tasks score held-out articles only: a network is never scored on the text it was found on."""
+    from fnet_dist.core.offline import HELDOUT_EVERY
+    from fnet_dist.evaluate.tasks import prepare_tasks
+
+    recorded = load_corpus(f"offline:{domain}", text_field=TEXT)
+    prepare_tasks([task], tmp_path / "tasks", cache=tmp_path / "cache")
+    pages = [json.loads(line)["page"] for path in (tmp_path / "cache").glob(f"*{task}*") for line in path.open()]
+    assert len(pages) >= 8
+    assert not any(page in article or article in page for page in pages for article in recorded)
+    assert HELDOUT_EVERY > 1 and len(recorded) > len(pages) / 10
 
 
 def test_parse_hf_spec():

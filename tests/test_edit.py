@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 
@@ -85,6 +86,48 @@ def test_hook_edits_exactly_the_masked_channels(family, tiny_model_factory):
         want = normal.outputs[0].clone()  # layer 0's input is unedited, so its output is the edit of the normal one
         want[..., [3, 17]] = expected[edit.kind](want[..., [3, 17]])
         torch.testing.assert_close(got.outputs[0], want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_residual_site_ablates_the_decoder_layer_outputs(family, tiny_model_factory):
+    """LLM Localization's ablation: ``hidden *= 1 - mask[layer]`` after each layer. A residual channel inhibited
+    after layer 0 only is 0 in that layer's output, every other channel as it was, and non-zero again after layer 1
+    (which writes into it); the same mask at the MLP site leaves layer 0's output channel non-zero (attention wrote
+    into it too). Layer outputs are read by hooks registered after the edit's, so they see the edited output."""
+    model = load_model(tiny_model_factory(family)).model
+    arch = resolve_architecture(model)
+    layers = dataclasses.replace(arch, block_output="")  # each decoder layer's own output: the residual stream
+    mask = NeuronMask.from_indices(model_shape(model, arch), [(0, 3), (0, 17)])
+
+    def outputs(edit):
+        with torch.no_grad(), edited(model, arch, mask, edit), capture_block_outputs(model, layers) as got:
+            model(_ids())
+        return got.outputs
+
+    normal, residual, mlp = outputs(Edit("multiply", 1.0)), outputs(Edit("inhibit", site="residual")), outputs(Edit())
+    assert residual[0][..., [3, 17]].abs().max() == 0
+    others = [c for c in range(residual[0].shape[-1]) if c not in (3, 17)]
+    torch.testing.assert_close(residual[0][..., others], normal[0][..., others], rtol=0, atol=0)
+    assert residual[1][..., [3, 17]].abs().min() > 0 and mlp[0][..., [3, 17]].abs().min() > 0
+    doubled = outputs(Edit("multiply", 2.0, site="residual"))
+    torch.testing.assert_close(doubled[0][..., [3, 17]], 2 * normal[0][..., [3, 17]], rtol=1e-6, atol=1e-6)
+
+
+def test_a_residual_edit_is_never_written_into_weights(tiny_llama, tmp_path):
+    model = load_model(tiny_llama).model
+    arch = resolve_architecture(model)
+    mask = NeuronMask.random(model_shape(model, arch), count=4, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(InputError, match="residual-stream edit cannot be written into the weights.*--backend hf"):
+        bake(model, arch, mask, Edit("inhibit", site="residual"))
+    with pytest.raises(InputError, match="residual-stream edit cannot be written into the weights"):
+        bake_checkpoint(tiny_llama, mask, Edit("inhibit", site="residual"), tmp_path / "baked")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not (tmp_path / "baked").exists()
+    with pytest.raises(InputError, match="edit site 'attention' is unknown; expected one of mlp, residual"):
+        Edit("inhibit", site="attention")
+    assert Edit("inhibit").to_dict() == {"kind": "inhibit", "value": None}
+    assert Edit("inhibit", site="residual").to_dict() == {"kind": "inhibit", "value": None, "site": "residual"}
 
 
 def test_hooks_removed_after_an_exception(tiny_llama):

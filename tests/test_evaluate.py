@@ -26,7 +26,7 @@ from fnet_dist.evaluate.figures import prediction_flips
 from fnet_dist.evaluate.tasks import prepare_tasks
 from fnet_dist.model.masks import NeuronMask
 from fnet_dist.model.loading import load_model
-from fnet_dist.store.storage import write_store
+from fnet_dist.store.storage import open_store, write_store
 from storage_schemas import NETWORKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,8 +179,29 @@ def test_paper_conditions_from_a_networks_store(loaded, networks_url):
     assert top.count == round(0.05 * 64) == by_name["localization:inhibit@toy"].neurons
     assert by_name["top5:multiply1.02@toy"].edit == Edit("multiply", 1.02)
     assert 0 <= extras["iou"]["ICA vs LLM Localization@toy"] <= 1
+    assert by_name["localization:inhibit@toy"].edit == Edit("inhibit", site="residual")  # the method's own ablation
     kept, _ = paper_conditions(loaded, [networks_url], EvaluateSection(conditions=("normal", "inhibit:*/1")))
     assert [c.name for c in kept] == ["normal", "inhibit:toy/1"]
+
+
+def test_the_top_percent_without_the_first_token_templates(loaded, networks_url):
+    """With the match stage's anatomy, the top 5 % is also taken over the templates that are not first-token
+    artefacts: exactly ``NeuronMask.top_percent`` of the others; none when no template is flagged."""
+    ds = open_store(networks_url, NETWORKS)
+    peaks = np.nan_to_num(np.abs(ds["group_map"].values)).reshape(ds.sizes["component"], -1).max(axis=1)
+    first = int(np.argmax(peaks))                       # the template holding the largest |z|: flagged, it changes the top
+    shares = np.where(np.arange(len(peaks)) == first, 0.9, 0.1)
+    anatomy = pd.DataFrame({"corpus": "toy", "template": np.arange(1, len(peaks) + 1), "first_token_peak_share": shares})
+    chosen, _ = paper_conditions(loaded, [networks_url], EvaluateSection(localization=False), anatomy=anatomy)
+    by_name = {c.name: c for c in chosen}
+    without = by_name["top5-nofirst:inhibit@toy"]
+    assert (without.kind, without.corpus, without.percent, without.edit) == ("top_no_first_token", "toy", 5.0, Edit())
+    expected = NeuronMask.top_percent(ds, 5, components=[k for k in range(len(peaks)) if k != first])
+    assert np.array_equal(without.mask.values, expected.values) and without.neurons == by_name["top5:inhibit@toy"].neurons
+    assert not np.array_equal(without.mask.values, by_name["top5:inhibit@toy"].mask.values)
+    unflagged = anatomy.assign(first_token_peak_share=0.0)
+    chosen, _ = paper_conditions(loaded, [networks_url], EvaluateSection(localization=False), anatomy=unflagged)
+    assert not [c for c in chosen if c.kind == "top_no_first_token"]
 
 
 def test_cli_evaluate_writes_tables_and_figures(tiny_llama, networks_url, tmp_path):

@@ -328,6 +328,8 @@ def test_the_top_neurons_are_tested_against_random_draws_of_as_many_neurons(tmp_
     normal = _docs(rng, 0.8)
     run.condition("normal", normal, fields=NORMAL)
     run.condition("top5:inhibit@news", _docs(rng, 0.3), fields=_top("news", "inhibit"))
+    run.condition("top5-nofirst:inhibit@news", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal),
+                  fields=_top("news", "inhibit") | {"kind": "top_no_first_token"})
     for i in range(19):
         run.condition(f"ctl-fraction5/{i}", np.where(rng.uniform(size=N_DOCS) < 0.05, 1 - normal, normal), where="controls",
                       fields=_control("fraction", i, percent=5.0))
@@ -335,3 +337,6 @@ def test_the_top_neurons_are_tested_against_random_draws_of_as_many_neurons(tmp_
     found = _by_id(_findings(tmp_path / "match", run.write()))["top-vs-random@news/sentiment_rt"]
     assert found.verdict == "holds" and found.n_draws == 19 and "against 19 random 5 % draws" in found.test
     assert found.conditions[1]["percent"] == 5.0                       # the 5 % draws, never the 15 % ones
+    without = _by_id(_findings(tmp_path / "match", run.write()))["top-without-first-token-vs-random@news/sentiment_rt"]
+    assert without.verdict != "holds" and "without the first-token templates" in without.claim  # damage like a draw's
+    assert without.conditions[0]["kind"] == "top_no_first_token" and without.n_draws == 19

@@ -28,7 +28,8 @@ def test_a_null_variant_is_the_config_with_its_overrides_writing_under_the_run()
     config = PipelineConfig.model_validate({**CONFIG, "stores": "s3://bucket/stores"})
     twin = config.null_variant("random-init")
     assert twin.model.init == "random" and list(twin.corpora) == ["news"] and not twin.evaluate.enabled
-    assert twin.nulls == {} and twin.decompose == config.decompose and twin.match == config.match
+    assert twin.nulls == {} and twin.decompose == config.decompose and config.match.sensitivity_thresholds
+    assert twin.match == config.match.model_copy(update={"sensitivity_thresholds": ()})  # the grid is the trained run's
     assert RunLayout.of(twin) == RunLayout.of(config).null_run("random-init")     # one rule for where it lives
     assert twin.stores == "s3://bucket/stores/nulls/random-init"
     shuffled = config.null_variant("shuffled")
@@ -75,18 +76,24 @@ def test_shuffled_tokens_keep_each_samples_tokens_and_first_token():
     assert not np.array_equal(shuffle_tokens(selection, seed=2).samples[0].token_ids, shuffled.samples[0].token_ids)
 
 
-def _match_folder(folder: Path, has_counterpart: float, recurrence: float, reproduced: float, seed: int) -> MatchFiles:
+def _match_folder(folder: Path, has_counterpart: float, recurrence: float, reproduced: float, seed: int,
+                  corpora=("news", "code"), pair_recurrence: dict | None = None) -> MatchFiles:
     """Match tables of a run whose samples find counterparts with probability ``has_counterpart``, and whose
-    split halves recur and reproduce around the given IoU."""
+    split halves recur and reproduce around the given IoU (``pair_recurrence``: {(corpus, other): IoU} instead,
+    for some ordered corpus pairs)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     pd.DataFrame([{"corpus": c, "template": t, "sample": i, "counterparts": int(rng.random() < has_counterpart)}
-                  for c in ("news", "code") for t in range(1, 6) for i in range(20)]).to_csv(
+                  for c in corpora for t in range(1, 6) for i in range(20)]).to_csv(
         folder / "counterpart_samples.csv", index=False)
-    rows = [{"kind": "recurrence", "corpus": "all", "split": s, "half": h, "value": recurrence + rng.normal(0, 0.02)}
-            for s in range(3) for h in "AB"]
+    rows = [{"kind": "recurrence_pair", "corpus": x, "other": y, "split": s, "half": h, "templates": 5,
+             "value": (pair_recurrence or {}).get((x, y), recurrence) + rng.normal(0, 0.02)}
+            for s in range(3) for h in "AB" for x in corpora for y in corpora if x != y]
+    rows += [{"kind": "recurrence", "corpus": "all", "split": s, "half": h,
+              "value": np.mean([r["value"] for r in rows if (r["split"], r["half"]) == (s, h)])}
+             for s in range(3) for h in "AB" if len(corpora) > 1]
     rows += [{"kind": "reproducibility", "corpus": c, "split": s, "half": "", "value": reproduced + rng.normal(0, 0.02)}
-             for c in ("news", "code") for s in range(3)]
+             for c in corpora for s in range(3)]
     pd.DataFrame(rows).to_csv(folder / "split_halves.csv", index=False)
     return MatchFiles(folder)
 
@@ -105,6 +112,21 @@ def test_the_trained_model_against_its_null_model(tmp_path):
     assert all(f.verdict != "holds" for f in alike.values())               # a twin like the trained model: no claim
     missing = against_null_model(trained, NullRun("gone", MatchFiles(tmp_path / "gone"), ""), SETTINGS)
     assert all(f.estimate is None and f.reason for f in missing)
+
+
+def test_recurrence_is_compared_on_the_corpora_both_runs_have(tmp_path):
+    """A trained run of three corpora against a twin of two: only the shared pair counts. The trained model's
+    news-code recurrence equals the twin's; its pairs with wiki recur far more and must not make a difference."""
+    high = {pair: 0.6 for pair in [("news", "wiki"), ("wiki", "news"), ("code", "wiki"), ("wiki", "code")]}
+    trained = _match_folder(tmp_path / "trained", 0.5, 0.2, 0.5, seed=0, corpora=("news", "code", "wiki"),
+                            pair_recurrence=high)
+    twin = NullRun("random-init", _match_folder(tmp_path / "twin", 0.5, 0.2, 0.5, seed=1), "")
+    found = {f.id: f for f in conclude(against_null_model(trained, twin, SETTINGS), SETTINGS.alpha, SETTINGS.correction)}
+    recurrence = found["recurrence-vs-random-init"]
+    assert recurrence.verdict != "holds" and abs(recurrence.effect) < 0.05 and "corpora code, news" in recurrence.test
+    alone = NullRun("one", _match_folder(tmp_path / "one", 0.5, 0.2, 0.5, seed=2, corpora=("news",)), "")
+    lonely = {f.id: f for f in against_null_model(trained, alone, SETTINGS)}["recurrence-vs-one"]
+    assert lonely.estimate is None and "fewer than two corpora in common" in lonely.reason
 
 
 def test_calibration_of_the_two_sample_comparison_on_simulated_nulls():

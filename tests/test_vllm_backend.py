@@ -15,7 +15,7 @@ from fnet_dist.core.config import EvaluateSection, ModelSection, VLLMSection, lo
 from fnet_dist.core.errors import InputError
 from fnet_dist.evaluate import backends, read_samples, runner, vllm_backend
 from fnet_dist.evaluate.conditions import top_conditions
-from fnet_dist.evaluate.tasks import prepare_tasks
+from fnet_dist.evaluate.tasks import TaskOptions, prepare_tasks
 from fnet_dist.evaluate.vllm_backend import VLLMSettings, model_args, vllm_python
 from fnet_dist.model import testing
 from fnet_dist.model.architectures import REGISTRY
@@ -74,7 +74,7 @@ def test_model_args_carry_the_engine_settings():
 
 def test_settings_from_the_pipeline_config(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("model: {id: x/y, revision: r1}\nevaluate: {backend: vllm, scratch: /scratch, "
+    path.write_text("model: {id: x/y, revision: r1}\nevaluate: {backend: vllm, localization_site: mlp, scratch: /scratch, "
                     "vllm: {tensor_parallel_size: 8, python: /venv/bin/python, in_place: false}}\n")
     config = load_config(path)
     settings = VLLMSettings.from_sections(config.evaluate, config.model)
@@ -232,3 +232,28 @@ def test_an_engine_that_fails_or_dies_is_one_line_naming_its_log(tmp_path):
         vllm_backend.EngineProcess(sys.executable, start.pop("model_args"), **start)  # this interpreter: no vLLM
     with pytest.raises(vllm_backend.EngineError, match=r"process ended \(exit status 1\) while starting"):
         vllm_backend.EngineProcess("/bin/false", {}, **start)
+
+
+@needs_vllm
+def test_few_shot_examples_and_the_chat_template_reach_the_engine(both_runs, packaged, tmp_path, monkeypatch):
+    """``evaluate.num_fewshot`` and ``apply_chat_template`` build the engine's requests as they build hf's: the same
+    log-likelihoods per document, and not the zero-shot ones (the module's engine, reopened with the options)."""
+    options, limit = TaskOptions((), 2, True), {"sentiment_rt": 4}
+    runner.evaluate_conditions(packaged, [NORMAL], ["sentiment_rt"], tmp_path / "hf", limit=limit, backend="hf",
+                               batch_size=8, progress=False, task_options=options)
+    engine = both_runs["runner"]
+
+    def reopen(cls, *_, task_options=None, **__):
+        engine.task_options = task_options
+        return engine
+
+    monkeypatch.setattr(vllm_backend.VLLMRunner, "open", classmethod(reopen))
+    monkeypatch.setattr(vllm_backend.VLLMRunner, "close", lambda self: None)
+    runner.evaluate_conditions(packaged, [NORMAL], ["sentiment_rt"], tmp_path / "vllm", limit=limit, backend="vllm",
+                               progress=False, task_options=options)
+    expected, _ = _loglikelihoods(tmp_path / "hf", NORMAL, "sentiment_rt")
+    found, _ = _loglikelihoods(tmp_path / "vllm", NORMAL, "sentiment_rt")
+    np.testing.assert_allclose(found, expected, atol=ATOL, rtol=RTOL)
+    zero_shot, _ = _loglikelihoods(both_runs["hf"][1], NORMAL, "sentiment_rt")
+    assert len(found) == 4 and np.abs(found - zero_shot[:4]).max() > 100 * ATOL, "the options changed the prompts"
+    engine.task_options = None

@@ -46,10 +46,11 @@ __all__ = [
     "slug_of",
 ]
 
-CONDITION_KINDS = ("normal", "network", "random", "top", "localization", "control", "minus_massive", "massive_only",
-                   "custom")
+CONDITION_KINDS = ("normal", "network", "random", "top", "top_no_first_token", "localization", "control", "minus_massive",
+                   "massive_only", "custom")
 FIELD_COLUMNS = ["kind", "edit", "factor", "corpus", "template", "percent", "seed", "control", "draw"]
 _NEEDS = {"network": ("corpus",), "random": ("percent", "seed"), "top": ("percent", "corpus"),
+          "top_no_first_token": ("percent", "corpus"),
           "localization": ("corpus",), "control": ("control", "draw"), "minus_massive": ("corpus", "template"),
           "massive_only": ("corpus", "template"), "custom": ("label",)}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@=+-]*$")
@@ -99,6 +100,8 @@ class Condition:
             return f"random{self.percent:g}:seed{self.seed}"
         if k == "top":
             return f"top{self.percent:g}@{self.corpus}"
+        if k == "top_no_first_token":
+            return f"top{self.percent:g}-nofirst@{self.corpus}"
         if k == "localization":
             return f"localization@{self.corpus}"
         if k == "control":
@@ -114,7 +117,7 @@ class Condition:
         if self.kind == "normal":
             return "normal"
         verb = edit_label(self.edit)
-        if self.kind in ("top", "localization"):
+        if self.kind in ("top", "top_no_first_token", "localization"):
             head, _, corpus = self.target.partition("@")
             return f"{head}:{verb}@{corpus}"
         if self.kind in ("network", "custom"):

@@ -307,6 +307,10 @@ class EvaluateSection(_Section):
     amplify_factor: float = Field(1.02, description="multiplication factor of the amplified conditions")
     amplify_networks: bool = Field(False, description="also amplify each network by amplify_factor (the paper's Figure 3)")
     localization: bool = Field(True, description="the LLM Localization baseline")
+    localization_site: Literal["residual", "mlp"] = Field(
+        "residual", description="where LLM Localization selects and ablates its units: each decoder layer's output "
+        "(residual: the method's own, AlKhamissi et al. 2024; hf backend) or each MLP-block output (mlp: the "
+        "neurons ICA finds; what the vllm backend can edit)")
     localizer_stimuli: int = Field(240, **_help("sentences (and as many non-word strings) of the localizer", ge=2))
     probing: bool = Field(True, description="linear probes under the masks (Tables 12-13)")
     probe_texts: int = Field(400, **_help("labelled texts of the probes", ge=10))
@@ -316,11 +320,11 @@ class EvaluateSection(_Section):
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         8, description="documents per forward pass; auto: the largest that fits (lm-eval's own search, hf backend)")
     include_path: tuple[str, ...] = Field(
-        (), description="folders of your own lm-eval task YAMLs; name their tasks in tasks (hf backend)")
+        (), description="folders of your own lm-eval task YAMLs; name their tasks in tasks")
     num_fewshot: int | None = Field(
-        None, **_help("examples shown before each question (default: each task's own, else 0; hf backend)", ge=0))
+        None, **_help("examples shown before each question (default: each task's own, else 0)", ge=0))
     apply_chat_template: bool = Field(
-        False, description="format each prompt with the tokenizer's chat template (instruct models; hf backend)")
+        False, description="format each prompt with the tokenizer's chat template (instruct models)")
     seed: int = Field(0, **_help("seed of the random masks, localizer stimuli, probes and lm-eval", ge=0))
     controls: ControlsSection = ControlsSection()
     scratch: str | None = Field(
@@ -334,6 +338,10 @@ class EvaluateSection(_Section):
         if unknown:
             raise ValueError(f"evaluate.controls.tasks {list(unknown)} are not among evaluate.tasks {list(self.tasks)}; "
                              "name some of those (or none: every task)")
+        if self.backend == "vllm" and self.localization and self.localization_site == "residual":
+            raise ValueError("evaluate.localization_site=residual needs evaluate.backend=hf: vLLM's edits are written "
+                             "into weights, which cannot ablate the residual stream; set evaluate.localization_site=mlp "
+                             "(units selected and ablated on MLP outputs) or evaluate.localization=false")
         return self
 
     def control_tasks(self) -> tuple[str, ...]:
@@ -461,7 +469,8 @@ class PipelineConfig(_Section):
 
     def null_variant(self, name: str) -> "PipelineConfig":
         """The config of null variant ``name``: this one with its overrides, its corpora, no evaluation, no variants
-        of its own, writing into ``<out>/nulls/<name>`` (stores under ``<stores>/nulls/<name>`` when set)."""
+        and no sensitivity grid of its own (the comparisons with the trained model read the match stage's own
+        tables), writing into ``<out>/nulls/<name>`` (stores under ``<stores>/nulls/<name>`` when set)."""
         variant = self.nulls[name]
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"null variant name {name!r} must be letters, digits, '-' or '_' (it names a folder)")
@@ -476,6 +485,7 @@ class PipelineConfig(_Section):
         data.update(name=f"{self.name}-{name}", nulls={}, out=f"{str(self.out).rstrip('/')}/nulls/{name}",
                     stores=None if self.stores is None else f"{self.stores.rstrip('/')}/nulls/{name}")
         data["evaluate"]["enabled"] = False
+        data["match"]["sensitivity_thresholds"] = []
         if variant.corpora:
             data["corpora"] = {c: data["corpora"][c] for c in variant.corpora}
         for key, value in variant.set.items():

@@ -13,12 +13,19 @@
 - ``network_sizes``, ``network_shares``, ``layer_counts``, ``empty_networks``: per-network statistics
   (numpy or dask in, the same out).
 - ``describe_networks(networks, labels)``: one table row per network (size, share, empty, per-layer counts).
+- ``first_token_flags(anatomy, corpus, n_templates, share)``: which templates are first-token artefacts (the match
+  stage's ``network_anatomy`` table; ``match.first_token_share``).
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -29,6 +36,7 @@ __all__ = [
     "csr_networks",
     "describe_networks",
     "empty_networks",
+    "first_token_flags",
     "flatten_networks",
     "layer_counts",
     "network_shares",
@@ -191,3 +199,12 @@ def describe_networks(networks, labels: dict | None = None):
     for position, (key, value) in enumerate((labels or {}).items()):
         frame.insert(position, key, value)
     return frame
+
+
+def first_token_flags(anatomy: pd.DataFrame, corpus: str, n_templates: int, share: float) -> np.ndarray:
+    """bool (n_templates,): templates whose source peaks at the first token in ≥ ``share`` of tokens' weight
+    (``network_anatomy`` rows with ``first_token_peak_share``)."""
+    if "first_token_peak_share" not in anatomy:
+        return np.zeros(n_templates, dtype=bool)
+    rows = anatomy[anatomy["corpus"] == corpus].sort_values("template")
+    return rows["first_token_peak_share"].fillna(0).to_numpy() >= share

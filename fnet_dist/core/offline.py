@@ -2,9 +2,10 @@
 
 Stimulus domains (``offline:<name>`` corpora), each a list of documents in a fixed order:
 
-- ``news``: 300 ABC news articles (gensim's ``lee_background.cor``).
-- ``wiki``: prose of real Wikipedia articles (gensim's shortened enwiki dump), articles whose
-  index is not a multiple of ``WIKI_HELDOUT_EVERY``; the rest is ``wiki_heldout()`` for perplexity.
+- ``news``: ABC news articles (gensim's ``lee_background.cor``, 300), but about one in ``HELDOUT_EVERY`` (chosen
+  by its text), held out as ``heldout_texts("news")`` for perplexity (``news_ppl``), never recorded.
+- ``wiki``: prose of real Wikipedia articles (gensim's shortened enwiki dump), with the same rule: the held-out
+  ones are ``heldout_texts("wiki")``, for perplexity (``wiki_ppl``).
   ``wiki-paragraphs``: the same articles, one text per paragraph (as WikiText's rows; enough texts for
   the paper's 100 + 100 samples, packed to the tokens an individual ICA needs).
 - ``math``: GSM8K-style word problems with worked solutions (reasoning-gym ``gsm_symbolic``).
@@ -29,16 +30,16 @@ from .errors import InputError
 
 __all__ = [
     "DOMAINS",
-    "WIKI_HELDOUT_EVERY",
+    "HELDOUT_EVERY",
     "domain_texts",
+    "heldout_texts",
     "pang_lee_polarity",
     "rotten_tomatoes",
     "smollm2_gguf",
-    "wiki_heldout",
 ]
 
 DOMAINS = ("news", "wiki", "math", "code", "sentiment")
-WIKI_HELDOUT_EVERY = 5
+HELDOUT_EVERY = 5              # about one news and wiki article in 5 (by text) is held out of its corpus, for perplexity
 SENTIMENT_RECORDED_EVERY = 4   # a quarter of the Rotten Tomatoes snippets (by text) is recorded (offline:sentiment), never evaluated
 SNIPPETS_PER_DOCUMENT = 6      # snippets joined into one recorded document (a snippet is ~18 words)
 _MATH_PROBLEMS = 1000
@@ -89,9 +90,23 @@ def _wiki_articles() -> tuple[str, ...]:
     return tuple(articles)
 
 
-def wiki_heldout() -> list[str]:
-    """Wikipedia articles kept out of the ``wiki`` corpus (every ``WIKI_HELDOUT_EVERY``-th), for perplexity."""
-    return [a for i, a in enumerate(_wiki_articles()) if i % WIKI_HELDOUT_EVERY == 0]
+_HELD_OUT_OF = {"news": _news, "wiki": _wiki_articles}
+
+
+def _held_out(article: str) -> bool:
+    """Whether an article is held out for perplexity: by its text (CRC-32 a multiple of ``HELDOUT_EVERY``), so an
+    article the source repeats (the Lee corpus has 7 twice) is on one side only."""
+    return zlib.crc32(article.encode("utf-8")) % HELDOUT_EVERY == 0
+
+
+def heldout_texts(name: str) -> list[str]:
+    """Articles of ``news`` or ``wiki`` kept out of that corpus (about one in ``HELDOUT_EVERY``), for perplexity."""
+    return [a for a in _HELD_OUT_OF[name]() if _held_out(a)]
+
+
+def _recorded(articles: tuple[str, ...]) -> tuple[str, ...]:
+    """The articles a corpus records: all but the held-out ones (``heldout_texts``)."""
+    return tuple(a for a in articles if not _held_out(a))
 
 
 @lru_cache(maxsize=1)
@@ -125,10 +140,9 @@ def _code() -> tuple[str, ...]:
 def domain_texts(name: str) -> list[str]:
     """The documents of offline domain ``name`` (one of ``DOMAINS`` or ``wiki-paragraphs``), in a fixed order."""
     loaders = {
-        "news": _news,
-        "wiki": lambda: tuple(a for i, a in enumerate(_wiki_articles()) if i % WIKI_HELDOUT_EVERY),
-        "wiki-paragraphs": lambda: tuple(p for i, a in enumerate(_wiki_articles()) if i % WIKI_HELDOUT_EVERY
-                                         for p in a.split("\n") if p.strip()),
+        "news": lambda: _recorded(_news()),
+        "wiki": lambda: _recorded(_wiki_articles()),
+        "wiki-paragraphs": lambda: tuple(p for a in _recorded(_wiki_articles()) for p in a.split("\n") if p.strip()),
         "math": _math,
         "code": _code,
         "sentiment": _sentiment,

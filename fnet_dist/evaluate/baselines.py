@@ -5,15 +5,18 @@
   are real ones from the packaged news text (``offline:news``, ABC articles); each non-word list is the same
   sentence with the letters of every word shuffled (seeded), so length and letter statistics match
   while the words and the syntax are gone.
-- ``localize(model, tokenizer, arch, sentences, nonwords, *, percent=, count=, pooling=) -> Localization``:
-  units = each decoder layer's output (residual stream), Welch t-test per unit on |activation|
-  of sentences vs non-words, the top units over all layers at once.
+- ``localize(model, tokenizer, arch, sentences, nonwords, *, percent=, count=, pooling=, site=) -> Localization``:
+  units = each decoder layer's output (residual stream: the method's own; ``site="mlp"``: each MLP-block output),
+  Welch t-test per unit on |activation| of sentences vs non-words, the top units over all layers at once; the
+  units are ablated where they were selected (``Localization.edit``: ``hidden *= 1 - mask[layer]`` after each layer
+  for the residual stream, as the method's code does).
 - ``Localization``: ``t_values`` / ``p_values`` of shape (n_layers, d_model), the ``mask``
   (a ``NeuronMask`` of the same shape as the MLP-neuron masks), and the settings used.
 - ``mask_iou(a, b)``: IoU (Jaccard) of two masks or boolean arrays (the paper's Table 5).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -22,6 +25,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.offline import domain_texts
+from ..model.edit import EDIT_SITES, Edit
 from ..model.masks import NeuronMask
 from .features import residual_features
 
@@ -81,6 +85,10 @@ class Localization:
     mask: Any
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def edit(self, edit: Edit) -> Edit:
+        """``edit`` applied where the units were selected (``settings["site"]``)."""
+        return dataclasses.replace(edit, site=self.settings["site"])
+
 
 def _unit_count(shape: tuple[int, int], percent: float | None, count: int | None) -> int:
     if (percent is None) == (count is None):
@@ -94,8 +102,9 @@ def _unit_count(shape: tuple[int, int], percent: float | None, count: int | None
 
 def localize(model, tokenizer, arch, sentences: Sequence[str], nonwords: Sequence[str], *,
              percent: float | None = None, count: int | None = None, pooling: str = "last",
-             max_tokens: int = 12, batch_size: int = 16) -> Localization:
-    """The top units by Welch t-value of |decoder-layer output|, sentences > non-words.
+             max_tokens: int = 12, batch_size: int = 16, site: str = "residual") -> Localization:
+    """The top units by Welch t-value of |decoder-layer output| (``site="mlp"``: |MLP-block output|), sentences >
+    non-words.
 
     Returns a ``Localization`` whose ``mask`` is a ``NeuronMask`` of shape (n_layers, d_model).
     """
@@ -104,14 +113,16 @@ def localize(model, tokenizer, arch, sentences: Sequence[str], nonwords: Sequenc
 
     if len(sentences) < 2 or len(nonwords) < 2:
         raise InputError("the localizer needs at least 2 sentences and 2 non-word lists for a t-test")
-    kwargs = dict(pooling=pooling, max_tokens=max_tokens, batch_size=batch_size)
+    if site not in EDIT_SITES:
+        raise InputError(f"localizer site {site!r} is unknown; expected one of {', '.join(EDIT_SITES)}")
+    kwargs = dict(pooling=pooling, max_tokens=max_tokens, batch_size=batch_size, site=site)
     positive = np.abs(residual_features(model, tokenizer, arch, sentences, **kwargs))
     negative = np.abs(residual_features(model, tokenizer, arch, nonwords, **kwargs))
     t_values, p_values = ttest_ind(positive, negative, axis=0, equal_var=False)
     shape = t_values.shape
     n_units = _unit_count(shape, percent, count)
     settings = {"method": "llm-localization", "percent": percent, "count": n_units, "pooling": pooling,
-                "max_tokens": max_tokens, "n_sentences": len(sentences), "n_nonwords": len(nonwords)}
+                "max_tokens": max_tokens, "n_sentences": len(sentences), "n_nonwords": len(nonwords), "site": site}
     mask = NeuronMask(values=top_units(t_values, n_units), name="localization", meta=settings)
     return Localization(np.asarray(t_values), np.asarray(p_values), mask, settings)
 

@@ -4,10 +4,13 @@ neurons, the top percent by |z| (records: ``fnet_dist.core.conditions``).
 - ``network_conditions(networks, threshold=, two_sided=, edit=None, union=True)``: each template of a networks
   store (templates numbered from 1 as in the match tables) and all of them at once (``template=None``, the
   paper's "masked 10").
-- ``random_condition(shape, percent, seed)``; ``top_conditions(networks, percent, factor, corpus)``.
+- ``random_condition(shape, percent, seed)``; ``top_conditions(networks, percent, factor, corpus)``;
+  ``top_without_first_token(networks, first_token, percent, corpus)``: the top percent once the first-token
+  templates are left out (the paper's top 5 % includes them; their damage is the first token's).
 """
 from __future__ import annotations
 
+import numpy as np
 from storage_schemas import NETWORKS
 
 from ..core.conditions import Condition
@@ -16,7 +19,7 @@ from ..model.edit import Edit
 from ..model.masks import NeuronMask
 from ..store.storage import open_store
 
-__all__ = ["network_conditions", "random_condition", "top_conditions"]
+__all__ = ["network_conditions", "random_condition", "top_conditions", "top_without_first_token"]
 
 
 def network_conditions(networks, *, threshold: float, two_sided: bool, edit: "Edit | None" = None,
@@ -50,3 +53,16 @@ def top_conditions(networks, *, percent: float, factor: float, corpus: str | Non
     mask = NeuronMask.top_percent(networks, percent)
     return [Condition("top", mask, edit, corpus=corpus, percent=float(percent))
             for edit in (Edit("inhibit"), Edit("multiply", factor))]
+
+
+def top_without_first_token(networks, first_token: np.ndarray, *, percent: float,
+                            corpus: str | None = None) -> Condition | None:
+    """The top ``percent`` % of neurons by |z| over the templates that are not first-token artefacts
+    (``first_token``: bool (n_templates,), ``fnet_dist.core.networks.first_token_flags``), inhibited; None when
+    no template is one (the top condition is then the same mask)."""
+    first_token = np.asarray(first_token, dtype=bool)
+    if not first_token.any() or first_token.all():
+        return None
+    corpus = corpus or str(getattr(networks, "attrs", {}).get("corpus", "networks"))
+    mask = NeuronMask.top_percent(networks, percent, components=[int(k) for k in np.flatnonzero(~first_token)])
+    return Condition("top_no_first_token", mask, Edit("inhibit"), corpus=corpus, percent=float(percent))

@@ -5,9 +5,11 @@ Parameters: the ``evaluate`` and ``match`` config sections (``fnet_dist.core.con
 - ``paper_conditions(loaded, networks_urls, evaluate, match) -> (conditions, extras)``: ``normal``;
   each template inhibited and all of them (``inhibit:<corpus>/<k>``, ``inhibit:<corpus>/all``), with
   ``amplify_networks`` each template amplified too (``multiply1.02:<corpus>/<k>``, Figure 3);
-  ``random15:seed<S>``; ``top5:inhibit@<corpus>`` / ``top5:multiply1.02@<corpus>``;
+  ``random15:seed<S>``; ``top5:inhibit@<corpus>`` / ``top5:multiply1.02@<corpus>``; with the match stage's
+  anatomy, ``top5-nofirst:inhibit@<corpus>`` (the top 5 % over the templates that are not first-token artefacts);
   ``localization:inhibit@<corpus>`` / ``localization:multiply1.02@<corpus>`` with as many units as the top
-  5 %. ``extras``: the IoU of ICA top 5 % vs Localization (Table 5).
+  5 %, selected and edited at ``evaluate.localization_site`` (the residual stream by default, as the method
+  does). ``extras``: the IoU of ICA top 5 % vs Localization (Table 5; units indexed alike, (layer, channel)).
 - ``evaluate_networks(model, networks_urls, out, evaluate, match, ...) -> DataFrame``:
   runs them with ``evaluate_conditions`` and writes ``tables/`` (Tables 3, 4, 5, 9, 10/11, and 12 with
   ``probing``, as CSV + Markdown), ``figures/`` (Figures 2, 3, and 5-7 with ``sweeps``), ``flips.csv``
@@ -35,6 +37,7 @@ from ..core.conditions import NORMAL, Condition, check_conditions, edit_label, p
 from ..core.config import EvaluateSection, MatchSection
 from ..core.errors import InputError
 from ..core.layout import EvaluationFiles
+from ..core.networks import first_token_flags
 from ..core.metrics import PERPLEXITY_METRICS, primary_metric, primary_rows
 from ..model.architectures import resolve_architecture
 from ..model.edit import Edit, model_shape
@@ -44,7 +47,7 @@ from ..store.outputs import open_output, prepare_output
 from ..store.storage import open_store
 from .backends import get_backend
 from .baselines import localize, localizer_stimuli, mask_iou
-from .conditions import network_conditions, random_condition, top_conditions
+from .conditions import network_conditions, random_condition, top_conditions, top_without_first_token
 from .figures import perplexity_bars, prediction_flips, score_changes, sweep_plot
 from .probing import labelled_texts, probe_conditions
 from .runner import condition_rows, evaluate_conditions, write_rows
@@ -60,13 +63,15 @@ log = logging.getLogger(__name__)
 
 def _localization(loaded, arch, count: int, section: EvaluateSection):
     sentences, nonwords = localizer_stimuli(section.localizer_stimuli, seed=section.seed)
-    return localize(loaded.model, loaded.tokenizer, arch, sentences, nonwords, count=count)
+    return localize(loaded.model, loaded.tokenizer, arch, sentences, nonwords, count=count, site=section.localization_site)
 
 
 def paper_conditions(loaded, networks_urls: Sequence[str], evaluate: EvaluateSection = EvaluateSection(),
-                     match: MatchSection = MatchSection(), hook_module: str | None = None):
+                     match: MatchSection = MatchSection(), hook_module: str | None = None,
+                     anatomy: pd.DataFrame | None = None):
     """The paper's conditions for ``loaded`` from ``networks_urls`` (see the module docstring); networks are
-    thresholded as ``match`` says, and ``evaluate.conditions`` (shell patterns) keep some of them."""
+    thresholded as ``match`` says, and ``evaluate.conditions`` (shell patterns) keep some of them. With the match
+    stage's ``anatomy`` (``network_anatomy.csv``), also the top percent without the first-token templates."""
     patterns = list(evaluate.conditions) or None
     if not networks_urls:
         raise InputError("no networks store given; pass --networks with the output of fnet decompose")
@@ -86,10 +91,13 @@ def paper_conditions(loaded, networks_urls: Sequence[str], evaluate: EvaluateSec
         tops = top_conditions(ds, percent=evaluate.top_percent, factor=evaluate.amplify_factor)
         conditions += tops
         corpus = tops[0].corpus
+        if anatomy is not None:
+            first = first_token_flags(anatomy, corpus, ds.sizes["component"], match.first_token_share)
+            conditions += [c for c in [top_without_first_token(ds, first, percent=evaluate.top_percent, corpus=corpus)] if c]
         wanted = [replace(c, kind="localization", percent=None) for c in tops]
         if evaluate.localization and any(_matches(c, patterns) for c in wanted):
             found = _localization(loaded, arch, tops[0].neurons, evaluate)
-            conditions += [replace(c, mask=found.mask) for c in wanted]
+            conditions += [replace(c, mask=found.mask, edit=found.edit(c.edit)) for c in wanted]
             extras["iou"][f"ICA vs LLM Localization@{corpus}"] = mask_iou(tops[0].mask, found.mask)
             extras.setdefault("localization", {})[corpus] = found.settings
     return select_conditions(conditions, patterns), extras
@@ -269,7 +277,8 @@ def evaluate_stage(loaded, config, layout, index: int = 0, count: int = 1) -> li
     (the report stage) builds ``results.csv``, the tables and figures. Returns the names evaluated here."""
     e, out = config.evaluate, Path(open_output(str(layout.evaluate.folder), "evaluation"))  # refuses a folder of other files
     urls = [layout.networks(corpus) for corpus in config.evaluation_corpora()]
-    chosen, extras = paper_conditions(loaded, urls, e, config.match, config.model.hook_module)
+    anatomy = pd.read_csv(layout.match.network_anatomy) if layout.match.network_anatomy.exists() else None
+    chosen, extras = paper_conditions(loaded, urls, e, config.match, config.model.hook_module, anatomy)
     mine = list(chosen[index::count])
     _save_masks(mine, out)
     task_options = TaskOptions.of(e)

@@ -2,8 +2,8 @@
 
 - ``POOLINGS``: ``last`` (the last real token) and ``mean`` (mean over real tokens).
 - ``pool(states, attention_mask, pooling)``: ``(batch, tokens, ...)`` -> ``(batch, ...)``.
-- ``residual_features(model, tokenizer, arch, texts, ...)``: each decoder layer's output (the residual
-  stream), ``ndarray (n_texts, n_layers, d_model)``.
+- ``residual_features(model, tokenizer, arch, texts, ..., site="residual")``: each decoder layer's output (the
+  residual stream; ``site="mlp"``: each layer's MLP-block output), ``ndarray (n_texts, n_layers, d_model)``.
 - ``final_features(model, tokenizer, texts, ...)``: the last hidden state the LM head reads,
   ``ndarray (n_texts, d_model)``.
   Both take ``pooling="last"|"mean"``, or several poolings at once (one pass) -> ``{pooling: ndarray}``.
@@ -71,10 +71,11 @@ def _run(model, tokenizer, texts: Sequence[str], max_tokens: int, batch_size: in
 
 
 def residual_features(model, tokenizer, arch, texts: Sequence[str], *, max_tokens: int, batch_size: int,
-                      pooling: str | Sequence[str] = "last"):
-    """Decoder-layer outputs pooled per text: ``(n_texts, n_layers, d_model)`` (a dict of them for several poolings)."""
-
-    layers_arch = dataclasses.replace(arch, block_output="")  # the layer itself: its output is the residual stream
+                      pooling: str | Sequence[str] = "last", site: str = "residual"):
+    """Decoder-layer outputs (``site="mlp"``: MLP-block outputs) pooled per text: ``(n_texts, n_layers, d_model)``
+    (a dict of them for several poolings)."""
+    # residual: the layer itself, whose output is the residual stream
+    layers_arch = dataclasses.replace(arch, block_output="") if site == "residual" else arch
     with capture_block_outputs(model, layers_arch) as capture:
         def extract(_output):
             return capture.stacked()

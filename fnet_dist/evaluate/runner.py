@@ -225,7 +225,7 @@ def evaluate_conditions(
     model : a model spec (hub id, folder, ``.gguf``, ``smollm2-135m-instruct``) or a ``LoadedModel``.
     limit : documents per task (an int, or a fraction in (0, 1)), or a mapping task → limit; ``None`` for all.
     vllm : ``vllm_backend.VLLMSettings`` of the vllm backend (default: its defaults).
-    task_options : ``tasks.TaskOptions`` (your own task YAMLs, few-shot examples, the chat template; hf backend).
+    task_options : ``tasks.TaskOptions`` (your own task YAMLs, few-shot examples, the chat template; both backends).
     Finished conditions with the same config are read back, not rerun. ``table=False``: write only each
     condition's own folder, not ``results.csv`` (a shard of a stage; the report stage merges).
     """

@@ -97,10 +97,11 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def save_table(table: pd.DataFrame, folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """Write ``table`` as ``folder/name.csv`` and ``folder/name.md``."""
+    """Write ``table`` as ``folder/name.csv`` and ``folder/name.md``; its index is a column only when it names
+    something (a task, a condition), never a bare row number (read back as "Unnamed: 0")."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
-    table.to_csv(csv_path, na_rep="nan")
+    table.to_csv(csv_path, na_rep="nan", index=not isinstance(table.index, pd.RangeIndex))
     md_path.write_text(to_markdown(table), encoding="utf-8")
     return csv_path, md_path

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from ..core.errors import InputError
-from ..core.offline import domain_texts, pang_lee_polarity, rotten_tomatoes, wiki_heldout
+from ..core.offline import heldout_texts, pang_lee_polarity, rotten_tomatoes
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -135,11 +135,11 @@ def _rows_polarity_pl() -> list[dict]:
 
 
 def _rows_wiki_ppl() -> list[dict]:
-    return [{"page": passage} for article in wiki_heldout() for passage in _passages(article)]
+    return [{"page": passage} for article in heldout_texts("wiki") for passage in _passages(article)]
 
 
 def _rows_news_ppl() -> list[dict]:
-    return [{"page": article} for article in domain_texts("news")]
+    return [{"page": article} for article in heldout_texts("news")]  # never the recorded news articles
 
 
 _WRITERS: dict[str, Callable[[], list[dict]]] = {

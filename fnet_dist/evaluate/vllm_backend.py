@@ -22,6 +22,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -40,7 +41,7 @@ from ..core.errors import FnetError, InputError
 from ..core.layout import EvaluationFiles
 from ..model.architectures import resolve_architecture
 from ..model.bake import bake_checkpoint
-from ..model.edit import model_shape
+from ..model.edit import model_shape, require_weight_site
 from ..model.loading import LoadedModel, resolve_source
 from .tasks import needs_lm_eval_index
 
@@ -222,10 +223,14 @@ class VLLMRunner:
     condition and task group, its seconds, tokens and whether a baked checkpoint served it."""
 
     @classmethod
-    def open(cls, model, out, *, batch_size: int, keep_checkpoints: bool, vllm: Any = None, **_: Any) -> "VLLMRunner":
-        """The runner for ``model`` (a ``LoadedModel``, whose dtype the engine takes, or a model spec)."""
+    def open(cls, model, out, *, batch_size: int, keep_checkpoints: bool, vllm: Any = None, task_options: Any = None,
+             **_: Any) -> "VLLMRunner":
+        """The runner for ``model`` (a ``LoadedModel``, whose dtype the engine takes, or a model spec);
+        ``task_options``: a ``tasks.TaskOptions`` (few-shot examples, chat template), applied in the engine."""
         loaded, spec = (model, model.source.model_id) if isinstance(model, LoadedModel) else (None, str(model))
-        return cls(spec, out, batch_size, keep_checkpoints, vllm, loaded)
+        runner = cls(spec, out, batch_size, keep_checkpoints, vllm, loaded)
+        runner.task_options = task_options
+        return runner
 
     def __init__(self, spec: str, out: Path, batch_size: int, keep_checkpoints: bool,
                  settings: VLLMSettings | None = None, loaded: Any = None) -> None:
@@ -236,6 +241,7 @@ class VLLMRunner:
         self.settings = settings or VLLMSettings()
         self.python = vllm_python(self.settings.engine.python)
         self._own_scratch = not self.settings.scratch
+        self.task_options = None  # set by open(): few-shot examples and chat template for the engine's scorer
         self.scratch = Path(self.settings.scratch or tempfile.mkdtemp(prefix="fnet-vllm-"))
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.loaded, self._moved = loaded, None
@@ -247,7 +253,10 @@ class VLLMRunner:
         self.stats: list[dict[str, Any]] = []  # per condition: name, seconds, tokens, engine
 
     def check(self, condition) -> None:
-        """The mask's shape against the loaded model (the bake checks it where there is none)."""
+        """The edit's site (vLLM's edits are written into weights: MLP outputs only) and the mask's shape against
+        the loaded model (the bake checks it where there is none)."""
+        if condition.edit is not None:
+            require_weight_site(condition.edit)
         if condition.mask is not None and self.loaded is not None:
             condition.mask.check_shape(*model_shape(self.loaded.model, resolve_architecture(self.loaded.model)))
 
@@ -284,12 +293,13 @@ class VLLMRunner:
         request = {"op": "run", "tasks": list(tasks), "limit": limit, "seed": seed, "bootstrap_iters": bootstrap_iters,
                    "include_path": [str(p) for p in getattr(manager, "include_path", None) or []],
                    "include_defaults": needs_lm_eval_index(tasks), "result": str(self.scratch / f"{condition.slug}.json"),
-                   "mask": None, "edit": None}
+                   "mask": None, "edit": None, "num_fewshot": getattr(self.task_options, "num_fewshot", None),
+                   "apply_chat_template": bool(getattr(self.task_options, "apply_chat_template", False))}
         if condition.mask is None or self.in_place is not False:
             engine = self._engine(self.source.path, seed, source=True)
         if condition.mask is not None and self.in_place:
             request["mask"] = condition.mask.save(str(self.scratch / f"{condition.slug}.mask.npz"))
-            request["edit"] = {"kind": condition.edit.kind, "value": condition.edit.value}
+            request["edit"] = dataclasses.asdict(condition.edit)
         elif condition.mask is not None:
             engine = self._engine(self._bake(condition), seed, source=False)
         try:
@@ -329,7 +339,7 @@ class VLLMRunner:
         if not self.in_place:
             raise InputError(f"the engine cannot be edited in place here: {engine.reason}")
         mask = condition.mask.save(str(self.scratch / f"{condition.slug}.mask.npz"))
-        engine.ask({"op": "weights", "mask": mask, "edit": {"kind": condition.edit.kind, "value": condition.edit.value},
+        engine.ask({"op": "weights", "mask": mask, "edit": dataclasses.asdict(condition.edit),
                     "layers": list(layers), "out": str(out)}, f"reading the weights under {condition.name}")
         return str(out)
 

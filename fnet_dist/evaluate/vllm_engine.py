@@ -9,7 +9,7 @@ each on stdout (vLLM's own output goes to stderr):
   (``VLLM(**model_args)``: one ``vllm.LLM``; on vLLM's CPU build with ``kv_cache_memory_bytes`` and eager: its
   torch.compile'd forward keeps the packed weights ``editable`` replaces, and fails after). With
   ``in_place``, each worker checks that it can edit its model's weights (``editable``); answers ``{"in_place": bool, "reason": str | None, "seconds"}``.
-- ``{"op": "run", "mask", "edit", "tasks", …, "result"}``: the condition's edit written into the weights of every
+- ``{"op": "run", "mask", "edit", "tasks", …, "num_fewshot", "apply_chat_template", "result"}``: the condition's edit written into the weights of every
   worker's model (``LLM.apply_model``: ``fnet_dist.model.bake.bake_undoable`` on each layer's bake module, e.g.
   ``mlp.down_proj``), every request scored by ``scoring.Scorer`` (requests built once per task group, as the
   ``hf`` backend does), the weights put back exactly (``unbake``); the prefix cache emptied after each change of
@@ -36,6 +36,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,7 @@ def apply_edit(model, mask_path: str, edit: dict) -> str | None:
         raise RuntimeError("an edit is already applied; restore it first")
     try:
         saved = bake_undoable(model, resolve_architecture(model), NeuronMask.load(mask_path),
-                              Edit(edit["kind"], edit["value"]))
+                              Edit(**edit))
     except InputError as exc:
         return str(exc)
     setattr(model, _SAVED, saved)
@@ -170,11 +171,13 @@ class EngineSide:
         from lm_eval.tasks import TaskManager
         from lm_eval.utils import handle_non_serializable
 
-        key = json.dumps([request[k] for k in ("tasks", "limit", "seed", "bootstrap_iters", "include_path")])
+        options = ("num_fewshot", "apply_chat_template")
+        key = json.dumps([request.get(k) for k in ("tasks", "limit", "seed", "bootstrap_iters", "include_path", *options)])
         if key not in self.scorers:
             manager = TaskManager(include_path=request["include_path"], include_defaults=request["include_defaults"])
             self.scorers[key] = Scorer(self.lm, manager, request["tasks"], limit=request["limit"], seed=request["seed"],
-                                       bootstrap_iters=request["bootstrap_iters"])
+                                       bootstrap_iters=request["bootstrap_iters"],
+                                       options=SimpleNamespace(**{k: request.get(k) for k in options}))
         scorer = self.scorers[key]
         start = time.perf_counter()
         result = scorer.score(self._edited(request))

@@ -15,7 +15,9 @@ rule, massive-channel neurons left out and first-token-dominated templates set a
 - ``split_maps(url)``: a networks store's half z-maps and their first-token peak shares (read once);
   ``split_templates(url, section, massive, maps=None) -> SplitTemplates``: thresholded by the section's rule.
 - ``halves_tables(splits, frequency, section, n_draws, seed, level) -> (rows, null_rows)``: ``split_halves.csv``
-  (kind ``reproducibility`` per corpus and split; kind ``recurrence`` per split and half) and ``split_null.csv``
+  (kind ``reproducibility`` per corpus and split; kind ``recurrence`` per split and half, and ``recurrence_pair`` per
+  split, half and ordered corpus pair: the mean best IoU of ``corpus``'s templates with ``other``'s and their count
+  ``templates``, so that a run can be compared with one of fewer corpora on the corpora they share) and ``split_null.csv``
   (the pooled reproducibility against each null kind of ``fnet_dist.match.nulls.NULL_KINDS``).
 """
 from __future__ import annotations
@@ -34,11 +36,11 @@ from ..store.storage import open_store
 from .anatomy import source_concentration
 from .nulls import (
     NULL_KINDS,
+    best_matches,
     frequency_strata,
     iou_matrix,
     layer_permutations,
     moved_networks,
-    paired_intersections,
     recurrence_statistic,
     uniform_strata,
 )
@@ -113,27 +115,27 @@ def _usable_halves(split: SplitTemplates) -> list[tuple[np.ndarray, np.ndarray]]
 
 def _reproducibility_null(halves: dict[str, list[tuple[np.ndarray, np.ndarray]]], strata: dict[str, np.ndarray],
                           n_draws: int, seed: int) -> np.ndarray:
-    """The pooled reproducibility when every half template is moved within its corpus's ``strata``
-    (``layer_permutations``): (n_draws,)."""
-    sets = [(name, s, h, pair[h]) for name, pairs in halves.items() for s, pair in enumerate(pairs) for h in (0, 1)
+    """The pooled reproducibility when the half templates are moved within their corpus's ``strata``
+    (``layer_permutations``): (n_draws,). Only the second half of each split is moved: both halves of a corpus share
+    its strata, so for independent uniform stratified permutations σ, π the pair (σA, πB) has the IoUs of (A, σ⁻¹πB),
+    and σ⁻¹π is again uniform over the same permutations — the null is the same, at half the draws' cost."""
+    sets = [(name, s, pair) for name, pairs in halves.items() for s, pair in enumerate(pairs)
             if len(pair[0]) and len(pair[1])]
     if not sets:
         return np.full(n_draws, np.nan)
-    shape = sets[0][3].shape[1:]
+    shape = sets[0][2][1].shape[1:]
     streams = [layer_permutations(shape, n_draws, seed + i, strata[name]) for i, (name, *_rest) in enumerate(sets)]
     out = np.empty(n_draws)
     done = 0
-    sizes = {(name, s, h): flatten_networks(nets).sum(axis=1).astype(float) for name, s, h, nets in sets}
+    fixed = [_flat(a).astype(np.float32) for _, _, (a, _) in sets]
+    sizes = [(f.sum(axis=1), flatten_networks(b).sum(axis=1).astype(np.float32)) for f, (_, _, (_, b)) in zip(fixed, sets)]
     for chunks in zip(*streams):
         count = len(chunks[0])
-        moved = {(name, s, h): moved_networks(nets, permutations) for (name, s, h, nets), permutations in zip(sets, chunks)}
         values = []                                            # per corpus split: (count,) reproducibility
-        for name, s, h, nets in sets:
-            if h == 1:
-                continue
-            a, b = (name, s, 0), (name, s, 1)
-            inter = paired_intersections(moved[a], len(sizes[a]), moved[b], len(sizes[b]), count)
-            union = sizes[a][None, :, None] + sizes[b][None, None, :] - inter
+        for (_, _, (_, b)), a, (size_a, size_b), permutations in zip(sets, fixed, sizes, chunks):
+            moved = moved_networks(b, permutations)              # CSR (count * n_b, n_neurons), draw-major
+            inter = np.asarray(moved @ a.T).reshape(count, len(b), len(a)).transpose(0, 2, 1)  # (count, n_a, n_b)
+            union = size_a[None, :, None] + size_b[None, None, :] - inter
             iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
             values.append(np.concatenate([iou.max(axis=2), iou.max(axis=1)], axis=1).mean(axis=1))
         out[done:done + count] = np.mean(values, axis=0)
@@ -159,8 +161,14 @@ def halves_tables(splits: list[SplitTemplates], frequency: dict[str, np.ndarray]
                 nets = [s.networks[i, h][s.usable[i, h]] for s in splits]
                 corpus_of = np.concatenate([np.full(len(n), c) for c, n in enumerate(nets)])
                 present = len({int(c) for c in corpus_of}) > 1
-                value = recurrence_statistic(_flat(np.concatenate(nets)), corpus_of) if present else float("nan")
+                flat = _flat(np.concatenate(nets))
+                value = recurrence_statistic(flat, corpus_of) if present else float("nan")
                 rows.append({"kind": "recurrence", "corpus": "all", "split": i, "half": "AB"[h], "value": value})
+                best = best_matches(flat, corpus_of) if present else np.empty((0, 0))
+                rows += [{"kind": "recurrence_pair", "corpus": s.corpus, "other": o.corpus, "split": i, "half": "AB"[h],
+                          "value": float(best[corpus_of == x, y].mean()), "templates": int((corpus_of == x).sum())}
+                         for x, s in enumerate(splits) for y, o in enumerate(splits)
+                         if x != y and (corpus_of == x).any() and (corpus_of == y).any()]
     observed = _pooled(halves)
     massive = np.asarray(massive, dtype=bool)  # a stratum of its own: never drawn
     tail = (1 - level) / 2 * 100

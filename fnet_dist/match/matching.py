@@ -35,7 +35,7 @@ from ..store.outputs import prepare_output, replacing
 from ..store.storage import filesystem, normalize_url
 from . import figures
 from .anatomy import write_anatomy
-from .halves import halves_tables, split_templates
+from .halves import halves_tables, split_maps, split_templates
 from .io import FILES, CorpusNetworks, load_networks, write_file
 from .iou import lazy_iou, pairwise_iou
 from .nulls import CHANCE_LEVEL, match_nulls
@@ -299,12 +299,13 @@ def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection, client=
     log.info("anatomy: %d massive channels (peak ≥ %g × layer median and ≥ %g)", int(union.sum()),
              section.massive_ratio, section.massive_min_value)
     nulls = match_nulls(urls, out, section, massive=union, anatomy=network_anatomy_rows(out), seed=0)
-    halves, halves_null = halves_tables([split_templates(url, section, union) for url in urls], nulls["frequency"],
-                                        union, section.summary_permutations, 0, CHANCE_LEVEL)
+    halves_maps = [split_maps(url) for url in urls]  # read once: the grid below thresholds them again
+    halves, halves_null = halves_tables([split_templates(url, section, union, maps=m) for url, m in zip(urls, halves_maps)],
+                                        nulls["frequency"], union, section.summary_permutations, 0, CHANCE_LEVEL)
     write_file(out, FILES.split_halves.name, halves.to_csv(index=False))
     write_file(out, FILES.split_null.name, halves_null.to_csv(index=False))
     if section.sensitivity_thresholds:
-        write_sensitivity(sensitivity_tables(urls, section, union, nulls["first_token"], 0), out)
+        write_sensitivity(sensitivity_tables(urls, section, union, nulls["first_token"], 0, halves_maps), out)
         log.info("sensitivity: %d thresholds × one/two-sided × %d IoU cut-offs, %d random networks per cell and null",
                  len(section.sensitivity_thresholds), len(section.sensitivity_ious), section.sensitivity_permutations)
     log.info("nulls: %d random networks per template and null kind (uniform, frequency-preserving); exact nulls of "

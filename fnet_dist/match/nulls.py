@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..core.config import MatchSection
 from ..core.errors import InputError
-from ..core.networks import flatten_networks
+from ..core.networks import first_token_flags, flatten_networks
 from ..core.stats import monte_carlo_p
 from ..store.storage import filesystem
 from .io import FILES, load_networks, write_file
@@ -425,15 +425,6 @@ def corpus_maps(corpus):
     blocks = dask.compute(*corpus.individual.to_delayed().ravel())
     n_neurons = corpus.n_layers * corpus.d_model
     return sp.vstack([sp.csr_array(b) for b in blocks], format="csr") if blocks else sp.csr_array((0, n_neurons))
-
-
-def first_token_flags(anatomy: pd.DataFrame, corpus: str, n_templates: int, share: float) -> np.ndarray:
-    """bool (n_templates,): templates whose source peaks at the first token in ≥ ``share`` of tokens' weight
-    (``network_anatomy`` rows with ``first_token_peak_share``)."""
-    if "first_token_peak_share" not in anatomy:
-        return np.zeros(n_templates, dtype=bool)
-    rows = anatomy[anatomy["corpus"] == corpus].sort_values("template")
-    return rows["first_token_peak_share"].fillna(0).to_numpy() >= share
 
 
 def match_nulls(urls: list[str], out, section: MatchSection, *, massive: np.ndarray, anatomy: pd.DataFrame, seed: int,

@@ -52,11 +52,11 @@ def _counterpart_rows(name: str, corpus, iou: np.ndarray, cut: float) -> tuple[p
 
 
 def sensitivity_tables(urls: list[str], section: MatchSection, massive: np.ndarray, first_token: dict[str, np.ndarray],
-                       seed: int) -> dict[str, pd.DataFrame]:
+                       seed: int, halves_maps: list | None = None) -> dict[str, pd.DataFrame]:
     """The grid's tables (see the module). first_token: {corpus: bool (n_templates,)} (threshold-free: judged on the
-    templates' sources)."""
+    templates' sources); halves_maps: ``split_maps`` of each of ``urls`` when already read."""
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
-    halves_maps = [split_maps(url) for url in urls]
+    halves_maps = halves_maps if halves_maps is not None else [split_maps(url) for url in urls]
     draws = section.sensitivity_permutations
     for threshold in section.sensitivity_thresholds:
         for two_sided in (True, False):

@@ -25,7 +25,7 @@ from ..store.outputs import prepare_output
 from .architectures import Architecture, decoder_layers, get_module, resolve_architecture
 from .bake_stream import StreamedBakeUnsupported, bake_streamed
 from .checkpoint import edit_provenance, write_checkpoint_folder, write_provenance
-from .edit import Edit, model_shape
+from .edit import Edit, model_shape, require_weight_site
 from .loading import check_same_model, load_model
 from .masks import NeuronMask
 from .weights import CHANNEL_DIM, edit_bias, edit_weight
@@ -49,6 +49,7 @@ class Overwritten(NamedTuple):
 
 def _bake_modules(model: torch.nn.Module, arch: Architecture, edit: Edit, mask: NeuronMask, d_model: int) -> list:
     """The module to edit in each layer, all checked before any weight changes."""
+    require_weight_site(edit)
     if arch.bake_kind not in CHANNEL_DIM:
         raise InputError(
             f"architecture {arch.name!r} (a --hook-module pattern) has no known place to bake an edit; "

@@ -29,7 +29,7 @@ from ..core.config import ModelSection
 from ..core.errors import InputError
 from .architectures import Architecture, resolve_architecture
 from .checkpoint import edit_provenance, write_checkpoint_folder, write_provenance
-from .edit import Edit
+from .edit import Edit, require_weight_site
 from .loading import check_same_model, resolve_source
 from .masks import NeuronMask
 from .weights import CHANNEL_DIM, edit_bias, edit_weight
@@ -178,6 +178,7 @@ def bake_streamed(spec: str, mask: NeuronMask, edit: Edit, out: str | os.PathLik
 
     if not isinstance(edit, Edit):
         raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
+    require_weight_site(edit)
 
     source = resolve_source(spec)
     folder = checkpoint_folder(spec, revision)

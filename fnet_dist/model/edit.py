@@ -1,8 +1,10 @@
 """Edit the neurons of a mask while a model runs: inhibit (× 0), multiply by a factor, or add a value.
 
-- ``Edit(kind, value)``: what to do to each masked MLP-block output channel (validated on creation).
-- ``edited(model, arch, mask, edit)``: a context manager; forward hooks on each layer's block output
-  apply the edit on every forward pass inside it and are always removed on exit.
+- ``Edit(kind, value, site)``: what to do to each masked channel (validated on creation), and where: ``mlp`` (each
+  layer's MLP-block output, the neurons ICA finds) or ``residual`` (each decoder layer's output, the units LLM
+  Localization selects and ablates: ``hidden *= 1 - mask[layer]`` after every layer).
+- ``edited(model, arch, mask, edit)``: a context manager; forward hooks on each layer's block output (or the layer
+  itself for ``residual``) apply the edit on every forward pass inside it and are always removed on exit.
 - ``model_shape(model, arch)``: ``(n_layers, d_model)``, the shape a mask for ``model`` must have.
 
 The same edit written into the weights: ``fnet_dist.model.bake`` (in memory, and ``bake_checkpoint``, the entry
@@ -11,6 +13,7 @@ share), ``fnet_dist.model.checkpoint`` (a baked checkpoint's folder and provenan
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,17 +28,20 @@ from .masks import NeuronMask
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EDIT_KINDS", "Edit", "edited", "model_shape"]
+__all__ = ["EDIT_KINDS", "EDIT_SITES", "Edit", "edited", "model_shape", "require_weight_site"]
 
 EDIT_KINDS = ("inhibit", "multiply", "add")
+EDIT_SITES = ("mlp", "residual")
 
 
 @dataclass(frozen=True)
 class Edit:
-    """``inhibit`` sets a channel to 0; ``multiply`` scales it by ``value``; ``add`` adds ``value``."""
+    """``inhibit`` sets a channel to 0; ``multiply`` scales it by ``value``; ``add`` adds ``value``; ``site``: the
+    channels of each layer's MLP-block output (``mlp``) or of its residual-stream output (``residual``)."""
 
     kind: Literal["inhibit", "multiply", "add"] = "inhibit"
     value: float = 1.02
+    site: Literal["mlp", "residual"] = "mlp"
 
     def __post_init__(self) -> None:
         if self.kind not in EDIT_KINDS:
@@ -49,13 +55,24 @@ class Edit:
                 f"edit factor {self.value!r} is not finite; pass a finite --factor such as 1.02 (multiply) or 0.5 (add)"
             )
         object.__setattr__(self, "value", value)
+        if self.site not in EDIT_SITES:
+            raise InputError(f"edit site {self.site!r} is unknown; expected one of {', '.join(EDIT_SITES)}")
 
     def describe(self) -> str:
-        return {"inhibit": "inhibit", "multiply": f"multiply x{self.value:g}", "add": f"add {self.value:+g}"}[self.kind]
+        what = {"inhibit": "inhibit", "multiply": f"multiply x{self.value:g}", "add": f"add {self.value:+g}"}[self.kind]
+        return what if self.site == "mlp" else f"{what} (residual stream)"
 
     def to_dict(self) -> dict:
-        """``{"kind", "value"}`` (value ``None`` for inhibit, which ignores it)."""
-        return {"kind": self.kind, "value": None if self.kind == "inhibit" else self.value}
+        """``{"kind", "value"}`` (value ``None`` for inhibit, which ignores it), and ``"site"`` unless ``mlp``."""
+        found = {"kind": self.kind, "value": None if self.kind == "inhibit" else self.value}
+        return found if self.site == "mlp" else found | {"site": self.site}
+
+
+def require_weight_site(edit: Edit) -> None:
+    """Refuse an edit no weight can carry: a residual-stream channel is the sum of every earlier block's output."""
+    if edit.site != "mlp":
+        raise InputError(f"a {edit.site}-stream edit cannot be written into the weights (each residual channel sums "
+                         f"every earlier layer's output); apply it with hooks (fnet evaluate --backend hf)")
 
 
 def model_shape(model: torch.nn.Module, arch: Architecture) -> tuple[int, int]:
@@ -112,7 +129,8 @@ def _channel_hook(edit: Edit, row: np.ndarray, dtype: torch.dtype) -> Callable:
 
 @contextmanager
 def edited(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: Edit = Edit()) -> Iterator[None]:
-    """Apply ``edit`` to ``mask``'s channels of every layer's block output on each forward pass inside.
+    """Apply ``edit`` to ``mask``'s channels of every layer's block output (``edit.site`` ``residual``: of every
+    decoder layer's output) on each forward pass inside.
 
     mask : NeuronMask of shape (n_layers, d_model) (checked against the model). Layers without a masked
     neuron get no hook. The hooks are removed on exit, also when the body raises.
@@ -120,7 +138,7 @@ def edited(model: torch.nn.Module, arch: Architecture, mask: NeuronMask, edit: E
     if not isinstance(edit, Edit):
         raise InputError(f"edit must be an Edit, got {type(edit).__name__}")
     mask.check_shape(*model_shape(model, arch))
-    modules = block_output_modules(model, arch)
+    modules = block_output_modules(model, arch if edit.site == "mlp" else dataclasses.replace(arch, block_output=""))
     handles = []
     try:
         for layer, module in enumerate(modules):

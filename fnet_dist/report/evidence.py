@@ -127,9 +127,10 @@ class Evidence:
         names = self._names(matching(self.conditions, kind=kind, **self.where(network)))
         return names[0] if names else None
 
-    def top(self, percent: float, edit: str, factor: float | None = None) -> dict[str, str]:
-        """``{"@<corpus>": condition}`` of the top-``percent`` conditions edited by ``edit`` (× ``factor``)."""
-        fields = {"kind": "top", "percent": float(percent), "edit": edit, **({"factor": factor} if factor is not None else {})}
+    def top(self, percent: float, edit: str, factor: float | None = None, kind: str = "top") -> dict[str, str]:
+        """``{"@<corpus>": condition}`` of the top-``percent`` conditions edited by ``edit`` (× ``factor``);
+        ``kind`` ``top_no_first_token``: those without the first-token templates."""
+        fields = {"kind": kind, "percent": float(percent), "edit": edit, **({"factor": factor} if factor is not None else {})}
         chosen = matching(self.conditions, **fields)
         return {f"@{r.corpus}": r.condition for r in chosen.sort_values("corpus").itertuples()}
 

@@ -25,7 +25,9 @@ Claims (ids are stable; ``<task>`` as in the run, ``<suffix>`` = ``@<corpus>`` o
 Every claim declares its minimum effect (``report.min_accuracy``, ``report.min_perplexity`` for the editing claims,
 ``report.min_structure`` for the structure claims); ``fails`` needs the effect shown below it.
 - ``top-vs-random<suffix>/<task>``: inhibiting the top neurons hurts more than random draws of as many neurons
-  (``evaluate.controls.top_draws``, Monte Carlo over the draws, bootstrap interval over examples).
+  (``evaluate.controls.top_draws``, Monte Carlo over the draws, bootstrap interval over examples);
+  ``top-without-first-token-vs-random<suffix>/<task>``: the same for the top neurons of the templates that are not
+  first-token artefacts.
 - ``ica-vs-localization<suffix>``: inhibiting the ICA top neurons hurts more than as many LLM-Localization
   neurons on most tasks (paired over examples; Table 9); ``ica-localization-overlap<suffix>``: the two sets
   overlap less than chance (Table 5).
@@ -146,6 +148,18 @@ def _replicates(halves: pd.DataFrame | None, kind: str) -> pd.DataFrame:
     return halves[halves["kind"] == kind]
 
 
+def _half_recurrence(halves: pd.DataFrame | None, corpora: set[str]) -> pd.DataFrame:
+    """Each split half's recurrence (``recurrence_statistic``: the mean best IoU over every template and every other
+    corpus) over ``corpora`` only, from the ``recurrence_pair`` rows: (split, half, value) rows; none for fewer than
+    two corpora."""
+    pairs = _replicates(halves, "recurrence_pair")
+    if len(corpora) < 2 or pairs.empty:
+        return pd.DataFrame(columns=["split", "half", "value"])
+    pairs = pairs[pairs["corpus"].isin(corpora) & pairs["other"].isin(corpora)]
+    weighted = pairs.assign(total=pairs["value"] * pairs["templates"]).groupby(["split", "half"])[["total", "templates"]].sum()
+    return (weighted["total"] / weighted["templates"]).rename("value").reset_index()
+
+
 def recurrence(table: pd.DataFrame, summary_null: pd.DataFrame | None, halves: pd.DataFrame | None,
                s: FindingSettings) -> Finding | None:
     """Templates recur across corpora (Table 2): the mean best-match IoU over every template that may count (first-token
@@ -254,22 +268,27 @@ def against_null_model(trained: MatchFiles, null: NullRun, s: FindingSettings) -
                            "trained minus null model", **common))
     for kind, statistic, unit in (("recurrence", "mean best-match IoU across corpora of a half's templates", "split halves"),
                                   ("reproducibility", "mean best-match IoU between the halves of a corpus", "corpus splits")):
-        a, b = _replicates(read_table(trained.split_halves), kind), _replicates(read_table(null.match.split_halves), kind)
+        mine, theirs = read_table(trained.split_halves), read_table(null.match.split_halves)
         if kind == "reproducibility":
+            a, b = _replicates(mine, kind), _replicates(theirs, kind)
             corpora = set(a["corpus"]) & set(b["corpus"])
             a, b = a[a["corpus"].isin(corpora)], b[b["corpus"].isin(corpora)]
+        else:  # like for like: each half's recurrence over the corpora both runs have
+            corpora = set(_replicates(mine, "recurrence_pair")["corpus"]) & set(_replicates(theirs, "recurrence_pair")["corpus"])
+            a, b = _half_recurrence(mine, corpora), _half_recurrence(theirs, corpora)
         claim = {"recurrence": f"Templates recur across corpora more in the trained model than in {what}.",
                  "reproducibility": f"Templates reproduce across halves of the samples more in the trained model "
                                     f"than in {what}."}[kind]
         common = dict(tables=[str(_RUN.match.split_halves)], anchors=[f"finding-{kind}-vs-{null.name}"])
         if a.empty or b.empty:
             found.append(Finding.of(f"{kind}-vs-{null.name}", claim, None, "", reason=(
-                "no split halves in one of the runs (decompose.splits 0" + (", or fewer than two corpora)"
+                "no split halves in one of the runs (decompose.splits 0" + (", or fewer than two corpora in common)"
                                                                            if kind == "recurrence" else ")")), **common))
             continue
         estimate = two_sample_effect(a["value"].to_numpy(), b["value"].to_numpy(), level=s.level, n_resamples=s.bootstrap,
                                      seed=s.seed, alpha=s.alpha, unit=unit)
-        found.append(Finding.of(f"{kind}-vs-{null.name}", claim, replace(estimate, test=f"{estimate.test}; {statistic}"),
+        test = f"{estimate.test}; {statistic}, corpora {', '.join(sorted(corpora))}"
+        found.append(Finding.of(f"{kind}-vs-{null.name}", claim, replace(estimate, test=test),
                                 f"{statistic}, trained minus null model", **common))
     return found
 
@@ -439,23 +458,27 @@ def amplification(ev: Evidence, s: FindingSettings) -> list[Finding]:
 
 def top_vs_random(ev: Evidence, s: FindingSettings) -> list[Finding]:
     """Inhibiting the top percent ICA neurons hurts more than random draws of as many neurons (the null the top
-    neurons' damage needs: a random 5 % of a model is not harmless), per corpus and task the draws were scored on."""
+    neurons' damage needs: a random 5 % of a model is not harmless), per corpus and task the draws were scored on;
+    the same for the top percent without the first-token templates (whose damage is the first token's)."""
     found = []
-    for suffix, top in ev.top(s.top_percent, "inhibit").items():
-        for task in ev.tasks:
-            names, frame = ev.draws("fraction", top, task, s.top_percent / 100)
-            subject = ev.damage(top, task)
-            if frame.empty or subject.empty:
-                continue
-            common = subject.index.intersection(frame.columns)
-            estimate = against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
-                                     n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha, minimum=s.minimum(ev.metric(task)),
-                                     what=f"random {s.top_percent:g} % draws")
-            found.append(Finding.of(f"top-vs-random{suffix}/{task}", f"Inhibiting the top {s.top_percent:g} % ICA neurons"
-                                    f"{_of(suffix)} hurts {task} more than inhibiting random {s.top_percent:g} % of neurons.",
-                                    estimate, ev.units(task) + ", beyond the mean random draw", conditions=[top, *names],
-                                    tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
-                                    anchors=[f"finding-top-vs-random{suffix}-{task}"]))
+    for kind, key, which in (("top", "top-vs-random", ""),
+                             ("top_no_first_token", "top-without-first-token-vs-random", " without the first-token templates")):
+        for suffix, top in ev.top(s.top_percent, "inhibit", kind=kind).items():
+            for task in ev.tasks:
+                names, frame = ev.draws("fraction", top, task, s.top_percent / 100)
+                subject = ev.damage(top, task)
+                if frame.empty or subject.empty:
+                    continue
+                common = subject.index.intersection(frame.columns)
+                estimate = against_draws(subject[common].to_numpy(), frame[common].to_numpy(), level=s.level,
+                                         n_resamples=s.bootstrap, seed=s.seed, alpha=s.alpha,
+                                         minimum=s.minimum(ev.metric(task)), what=f"random {s.top_percent:g} % draws")
+                found.append(Finding.of(f"{key}{suffix}/{task}", f"Inhibiting the top {s.top_percent:g} % ICA neurons"
+                                        f"{_of(suffix)}{which} hurts {task} more than inhibiting random {s.top_percent:g} % "
+                                        "of neurons.", estimate, ev.units(task) + ", beyond the mean random draw",
+                                        conditions=[top, *names],
+                                        tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
+                                        anchors=[f"finding-{key}{suffix}-{task}"]))
     return found
 
 
@@ -469,7 +492,8 @@ def localization(ev: Evidence, s: FindingSettings) -> list[Finding]:
         units = [(task, _paired(ev, task, s, (ev.damage(ica, task) - ev.damage(loc, task)).dropna())) for task in ev.tasks]
         estimate, details, task = _decide(units, 0.5, s.alpha)
         found.append(Finding.of(f"ica-vs-localization{suffix}", f"Inhibiting the top {s.top_percent:g} % ICA neurons{_of(suffix)} "
-                                "hurts more than inhibiting as many LLM-Localization neurons, on most tasks (Table 9).",
+                                "hurts more than ablating as many LLM-Localization units where that method selects them "
+                                "(evaluate.localization_site), on most tasks (Table 9).",
                                 estimate, "extra damage of ICA over Localization: " + ev.units(task),
                                 conditions=["normal", ica, loc], details=details,
                                 tables=[str(_RUN.evaluate.table("top_inhibit", _corpus(suffix)))],
