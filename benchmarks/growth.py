@@ -148,9 +148,9 @@ def plot(frame, fits, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=16, help="base samples (half group, half individual)")
-    parser.add_argument("--tokens", type=int, default=128, help="base tokens per sample")
+    parser.add_argument("--tokens", type=int, default=256, help="base tokens per sample")
     parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--width", type=int, default=512, help="base neurons per layer (the neurons axis doubles it)")
+    parser.add_argument("--width", type=int, default=1024, help="base neurons per layer (the neurons axis doubles it)")
     parser.add_argument("--components", type=int, default=64)
     parser.add_argument("--networks", type=int, default=8)
     parser.add_argument("--sizes", type=int, default=4, help="sizes per axis (doubling)")
