@@ -6,7 +6,7 @@ same samples in the same run, every figure a ratio to today's.
     share of samples whose ICA converged (FastICA's criterion below tol for both seeds), median iterations, median
     map stability across the seeds (best-match |r|), and the share of the seed-0 networks (|z| > 3.6, non-empty)
     that the other seed reproduces (IoU > 0.2) ("nets rep."); medians over samples.
-(b) planted ground truth (``fnet_dist.decompose.synthetic``) at the real data's shape (30 x 576 neurons): the share
+(b) planted ground truth (``fnet_dist.core.planted``) at the real data's shape (30 x 576 neurons): the share
     of planted networks recovered (best-match IoU >= 0.5), their median IoU, convergence and seconds.
 (c) temporal_raw on the real samples: FastICA against Picard-O.
 Settings: today = FastICA, logcosh, 200 iterations (the defaults before issue 16); new = the config's defaults
@@ -79,7 +79,7 @@ def _agreement(maps: np.ndarray) -> tuple[float, float]:
     """Median best-match |r| of seed 0's maps with seed 1's, and the share of seed 0's non-empty |z| > 3.6
     networks with an IoU > 0.2 partner among seed 1's."""
     from fnet_dist.decompose.ica import best_match_correlation
-    from fnet_dist.decompose.synthetic import best_match_iou
+    from fnet_dist.core.planted import best_match_iou
     from fnet_dist.core.networks import binarize
 
     a, b = binarize(maps[0]), binarize(maps[1])
@@ -126,7 +126,7 @@ def part_real(store: str, n: int, sizes: list[tuple[int, int]], method: str = "s
 
 
 def part_planted(n: int, k: int) -> None:
-    from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
+    from fnet_dist.core.planted import best_match_iou, planted_networks
     from fnet_dist.core.networks import binarize
 
     configs = {"200 tokens, 16 networks, noise 1": dict(n_tokens=200, n_networks=16, noise=1.0),

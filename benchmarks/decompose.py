@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 def _planted_store(folder: Path, name: str, n_samples: int, n_tokens: int, n_layers: int, d_model: int) -> tuple[str, int]:
     """Write a planted float16 activations store (all samples in one split per half); returns (url, bytes)."""
     import storage_schemas
-    from fnet_dist.decompose.synthetic import planted_networks
+    from fnet_dist.core.planted import planted_networks
     from fnet_dist.store.storage import write_store
     from fnet_dist.model.testing import activation_dataset
 

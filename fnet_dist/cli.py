@@ -25,7 +25,7 @@ from .store.storage import access_error
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("record", "decompose", "match", "explain", "evaluate", "bake", "run", "config", "compare-paper")
+COMMANDS = ("record", "plant", "decompose", "match", "explain", "evaluate", "bake", "run", "config", "compare-paper")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from fnet_dist.decompose import GroupCanICA, IndividualICA
 from fnet_dist.core.signals import standardize
 from fnet_dist.decompose.ica import (best_match_correlation, fastica, flip_peak_positive, pca, picard_o, spatial_ica,
                                      temporal_ica, whiten, zscore_rows)
-from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
+from fnet_dist.core.planted import best_match_iou, planted_networks
 from fnet_dist.core.config import DecomposeSection
 from fnet_dist.core.errors import InputError
 from fnet_dist.core.networks import binarize

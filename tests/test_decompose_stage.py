@@ -17,7 +17,7 @@ import storage_schemas
 from fnet_dist.decompose import GroupCanICA, IndividualICA, decompose
 from fnet_dist.decompose.ica import best_match_correlation
 from fnet_dist.decompose.individual import derive_seeds
-from fnet_dist.decompose.synthetic import best_match_iou, planted_networks
+from fnet_dist.core.planted import best_match_iou, planted_networks
 from fnet_dist.core.errors import InputError, StoreError
 from fnet_dist.core.networks import binarize
 from fnet_dist.store.storage import write_store

@@ -136,7 +136,7 @@ def test_a_truncated_compressed_chunk_is_named_when_decoding_fails(planted, tmp_
 
 
 def test_decompose_redoes_the_damaged_samples_and_level_of_its_own_store(dask_cluster_address, tmp_path):
-    from fnet_dist.decompose.synthetic import planted_networks as planted_activations
+    from fnet_dist.core.planted import planted_networks as planted_activations
 
     data = planted_activations(n_samples=8, n_tokens=60, d_model=120, n_networks=3, seed=3)
     acts = write_store(activation_dataset(data.activations.astype(np.float16), np.full(8, 60)),

@@ -31,7 +31,7 @@ ALIASES = {
 }
 
 # modules whose parameters describe test data, not a run (planted networks, tiny models)
-FIXTURE_MODULES = {"decompose/synthetic.py", "model/testing.py"}
+FIXTURE_MODULES = {"core/planted.py", "record/planted.py", "model/testing.py"}
 
 NOT_CONFIG = {
     ("section", "level"): "a heading level of the report page, not report.level",

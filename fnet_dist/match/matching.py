@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,14 +183,13 @@ class MatchResults:
         return self.cross_corpus[self.cross_corpus["similar"]].reset_index(drop=True)
 
 
-def _compute_ious(corpora: Sequence[CorpusNetworks], scheduler: str | None):
+def _compute_ious(corpora: Sequence[CorpusNetworks], client):
     """All template × individual IoUs and individual sizes in one Dask computation."""
     lazy = []
     for corpus in corpora:
         iou, _, sizes = lazy_iou(flatten_networks(corpus.templates), corpus.individual)
         lazy += [iou, sizes]
-    with dask_client(scheduler) as client:
-        done = gather(client, lazy, "match: IoU per corpus")
+    done = gather(client, lazy, "match: IoU per corpus")
     return [(done[i], done[i + 1]) for i in range(0, len(done), 2)]
 
 
@@ -252,12 +252,13 @@ def match_networks(networks: Sequence[str], out: str, section: MatchSection | No
     urls = [normalize_url(url) for url in networks]
     _check_distinct(urls)
     out = normalize_url(out)
-    with output_lock(out):
+    with output_lock(out), ExitStack() as stack:
         prepare_output(out, "match", overwrite=overwrite)  # refused before any work
         corpora = [load_networks(url, section) for url in urls]
         _check_layouts(corpora)
         names = _unique_names(corpora)
-        computed = _compute_ious(corpora, scheduler)
+        client = stack.enter_context(dask_client(scheduler))  # the IoUs, then the anatomy's scans (a task per sample)
+        computed = _compute_ious(corpora, client)
         summaries = [_corpus_summary(n, c, sizes) for n, c, (_, sizes) in zip(names, corpora, computed)]
         _report_empty(summaries, section)
         consistency = pd.concat([consistency_rows(n, c, i, section.iou)
@@ -273,7 +274,7 @@ def match_networks(networks: Sequence[str], out: str, section: MatchSection | No
         with replacing(out, "match", overwrite=overwrite) as staged:
             write_results(results, staged, {n: c.templates for n, c in zip(names, corpora)})
             if anatomy:
-                _anatomy_and_nulls([c.url for c in corpora], staged, section)
+                _anatomy_and_nulls([c.url for c in corpora], staged, section, client)
     results.files = {name: f"{out}/{name}" for name in results.files}
     return results
 
@@ -291,9 +292,10 @@ def _check_distinct(urls: Sequence[str]) -> None:
         seen[key] = url
 
 
-def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection) -> None:
-    """Massive channels and network anatomy (``fnet_dist.match.anatomy``), then the nulls (``fnet_dist.match.nulls``), under ``out``."""
-    union = write_anatomy(urls, out, section)
+def _anatomy_and_nulls(urls: list[str], out: str, section: MatchSection, client=None) -> None:
+    """Massive channels and network anatomy (``fnet_dist.match.anatomy``; its scans on ``client``), then the nulls
+    (``fnet_dist.match.nulls``), under ``out``."""
+    union = write_anatomy(urls, out, section, client)
     log.info("anatomy: %d massive channels (peak ≥ %g × layer median and ≥ %g)", int(union.sum()),
              section.massive_ratio, section.massive_min_value)
     nulls = match_nulls(urls, out, section, massive=union, anatomy=network_anatomy_rows(out), seed=0)

@@ -3,6 +3,9 @@
 - ``model_dimensions(section) -> (n_layers, d_model) | None``: from a local folder's ``config.json``, a GGUF
   file's header (the packaged default's too), or a hub model's ``config.json`` already in the local cache;
   None when none of these is at hand (nothing is downloaded).
+- ``KNOWN_SHAPES``: (n_layers, d_model) of the architectures the paper and the docs name; ``parse_shape(text)``: a
+  known name, ``LAYERSxWIDTH``, a transformers ``config.json`` (file or folder) or any model spec above, as
+  (n_layers, d_model) — what ``fnet plant`` builds a store for.
 
 The GGUF header is read key by key up to the two it needs (``{arch}.block_count``, ``{arch}.embedding_length``),
 not through a reader that maps every tensor.
@@ -19,8 +22,19 @@ from ..core.errors import InputError
 from ..core.offline import smollm2_gguf
 from .loading import DEFAULT_MODEL, resolve_source
 
-__all__ = ["model_dimensions"]
+__all__ = ["KNOWN_SHAPES", "model_dimensions", "parse_shape"]
 
+KNOWN_SHAPES = {  # the hub configs' num_hidden_layers × hidden_size
+    "gpt2": (12, 768),
+    "smollm2-135m": (30, 576),
+    "smollm2-360m": (32, 960),
+    "smollm2-1.7b": (24, 2048),
+    "qwen2.5-3b": (36, 2048),
+    "qwen2.5-7b": (28, 3584),
+    "chatglm3-6b": (28, 4096),
+    "llama-3-8b": (32, 4096),
+    "llama-3-70b": (80, 8192),
+}
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 _WIDTH_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -106,3 +120,34 @@ def model_dimensions(section: ModelSection) -> tuple[int, int] | None:
         raise
     except (OSError, ValueError, EOFError, struct.error) as exc:
         raise InputError(f"model {section.id!r}: its configuration cannot be read ({exc}); check the model files") from None
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """(n_layers, d_model) of ``text``: a name of ``KNOWN_SHAPES``, ``LAYERSxWIDTH`` (``28x3584``), a transformers
+    ``config.json`` file or a folder holding one, or a model spec ``model_dimensions`` reads; an ``InputError``
+    naming the choices otherwise."""
+    name = str(text).strip()
+    if name.lower() in KNOWN_SHAPES:
+        return KNOWN_SHAPES[name.lower()]
+    layers, times, width = name.lower().partition("x")
+    if times and layers.isdigit() and width.isdigit():
+        if int(layers) < 1 or int(width) < 2:
+            raise InputError(f"shape {name!r}: expected at least 1 layer and 2 neurons per layer, e.g. 28x3584")
+        return int(layers), int(width)
+    path = Path(name).expanduser()
+    if path.is_file():
+        try:
+            found = _from_config(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"shape {name!r}: the config file cannot be read ({exc})") from None
+        if found is None:
+            raise InputError(f"shape {name!r}: the config has no layer count ({', '.join(_LAYER_KEYS)}) and width "
+                             f"({', '.join(_WIDTH_KEYS)}); give LAYERSxWIDTH instead")
+        return found
+    found = None
+    if path.is_dir():
+        found = model_dimensions(ModelSection(id=str(path)))
+    if found is None:
+        raise InputError(f"unknown model shape {name!r}: expected one of {', '.join(KNOWN_SHAPES)}, LAYERSxWIDTH "
+                         f"(e.g. 28x3584), or a transformers config.json (file or folder)")
+    return found

@@ -24,8 +24,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from storage_schemas import ACTIVATIONS
-
 from .. import __version__
 from ..core.config import ModelSection, RecordSection, with_overrides
 from ..core.corpora import Sample, load_corpus
@@ -37,14 +35,11 @@ from ..model.trace import layer_outputs
 from ..store.activations import (
     ActivationArray,
     SampleWriter,
-    complete_mask,
     config_hash,
-    prepare_store,
-    recording_target,
+    open_for_samples,
     refuse_foreign,
     summarize_store,
 )
-from ..store.integrity import damaged_samples, find_damage
 from ..store.locks import output_lock
 from ..store.outputs import swap_in
 from ..store.storage import normalize_url
@@ -338,14 +333,8 @@ def _record_store(loaded: LoadedModel, model_section: ModelSection | None, corpu
         selection = shuffle_tokens(selection, section.seed)
     array = ActivationArray(len(selection.samples), selection.max_tokens, n_layers, d_model, section.store_dtype)
     attrs = _attrs(loaded, arch, section, corpus, selection, n_layers)
-    target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=shard)
-    prepare_store(target, selection, array, attrs, shard=shard, overwrite=overwrite, wait_timeout=wait_timeout)
-    done = complete_mask(target)
-    damaged = sorted(damaged_samples(find_damage(target, ACTIVATIONS)))
-    if damaged:  # complete samples whose chunks are missing or truncated: recorded again, never read as zeros
-        log.warning("%s: %d complete samples have damaged chunks (%s): recording them again", url, len(damaged),
-                    ", ".join(map(str, damaged[:10])))
-        done[damaged] = False
+    target, done = open_for_samples(url, selection, array, attrs, shard=shard, overwrite=overwrite,
+                                    wait_timeout=wait_timeout)
     index, count = shard
     mine = [s for s in selection.samples if s.position % count == index]
     # the batch plan depends on the shard and batch size only, so a resumed run pads each sample as the

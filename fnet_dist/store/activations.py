@@ -10,6 +10,10 @@
   shards need not wait for each other (only replacing a store of another config is left to shard 0).
 - ``recording_target(url, digest, overwrite=, shard=) -> str``: ``url``, or (``overwrite`` of a store of another
   config) the staging URL beside it where the new store is recorded, to be swapped in when complete.
+- ``open_for_samples(url, selection, array, attrs, shard=, overwrite=) -> (target, done)``: the store to write
+  samples into (``recording_target``, prepared) and which samples need no writing (complete, and whole on disk:
+  a complete sample with a missing or truncated chunk is written again); what ``fnet record`` and ``fnet plant``
+  share.
 - ``refuse_foreign(url)``: refuse (``StoreError``) what is not an activations store nor one under creation.
 - ``SampleWriter``: writes finished samples (the sample's region of each array, from a background thread
   or in line), then their ``complete`` marker, so a killed run leaves no sample marked complete that is not written.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import tempfile
@@ -35,6 +40,7 @@ from storage_schemas import ACTIVATIONS
 
 from ..core.corpora import Selection
 from ..core.errors import StoreError
+from .integrity import damaged_samples, find_damage
 from .outputs import prepare_output, staging_url
 from .storage import filesystem, normalize_url, open_store, remove_store, store_bytes, store_exists
 
@@ -51,11 +57,14 @@ __all__ = [
     "choose_token_chunk",
     "complete_mask",
     "config_hash",
+    "open_for_samples",
     "prepare_store",
     "recording_target",
     "refuse_foreign",
     "summarize_store",
 ]
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 32 * 2**20
 MAX_TOKEN_CHUNK = 32  # a sample's padding costs at most one partly filled chunk (~5 % of the bytes at 200 tokens)
@@ -302,6 +311,24 @@ def complete_mask(url: str) -> np.ndarray:
     import xarray as xr
 
     return xr.open_zarr(normalize_url(url), consolidated=False)["complete"].values.astype(bool)
+
+
+def open_for_samples(url: str, selection: Selection, array: ActivationArray, attrs: Mapping[str, Any], *,
+                     shard: tuple[int, int] = (0, 1), overwrite: bool = False,
+                     wait_timeout: float = 600.0) -> tuple[str, np.ndarray]:
+    """``(target, done)``: the URL to write the samples of this config into (``url``, or with ``overwrite`` of a
+    store of another config the staging URL beside it, to be swapped in when complete), created or resumed
+    (``prepare_store``), and ``done`` (n_samples,) bool: the samples complete and whole on disk (a complete sample
+    with a missing or truncated chunk is written again, never read as zeros)."""
+    target = recording_target(url, attrs["config_hash"], overwrite=overwrite, shard=shard)
+    prepare_store(target, selection, array, attrs, shard=shard, overwrite=overwrite, wait_timeout=wait_timeout)
+    done = complete_mask(target)
+    damaged = sorted(damaged_samples(find_damage(target, ACTIVATIONS)))
+    if damaged:
+        log.warning("%s: %d complete samples have damaged chunks (%s): writing them again", url, len(damaged),
+                    ", ".join(map(str, damaged[:10])))
+        done[damaged] = False
+    return target, done
 
 
 class SampleWriter:
