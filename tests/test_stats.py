@@ -91,7 +91,12 @@ def test_overlap_test_against_the_hypergeometric_distribution():
     estimate = overlap_test(0, 50, 50, 1000, level=REPORT.level)
     assert estimate.effect == pytest.approx(2.5)
     assert estimate.p == pytest.approx(sps.hypergeom(1000, 50, 50).cdf(0))
-    assert overlap_test(25, 50, 50, 1000, level=REPORT.level).interval[1] < 0          # far above chance: the interval says so
+    above = overlap_test(25, 50, 50, 1000, level=REPORT.level)
+    assert above.interval[1] < 0                                                        # far above chance: the interval says so
+    assert above.n == 1000 and judge(above, above.p, REPORT.alpha)[0] == "fails"           # the neurons are its units
+    assert judge(estimate, estimate.p, REPORT.alpha)[0] == "unclear"                    # 0 vs 2.5 expected: p 0.07
+    below = overlap_test(0, 100, 100, 1000, level=REPORT.level)                         # 0 vs 10 expected
+    assert judge(below, below.p, REPORT.alpha)[0] == "holds"
 
 
 def _estimate(p=0.01, interval=(0.1, 0.3), n=19, needed=19):

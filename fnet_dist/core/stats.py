@@ -425,7 +425,7 @@ def overlap_test(overlap: int, size_a: int, size_b: int, total: int, *, level: f
     chance = float(null.mean())
     return Estimate(chance - overlap, (float(low) - overlap, float(high) - overlap), float(null.cdf(overlap)),
                     f"hypergeometric test of the overlap against random sets of the same sizes in {total} neurons",
-                    n_examples=int(total), needed=1, unit="neurons")
+                    n_examples=int(total), n_units=int(total), needed=1, unit="neurons")
 
 
 def judge(estimate: Estimate | None, p_corrected: float, alpha: float, minimum: float = 0.0,
