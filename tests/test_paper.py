@@ -179,6 +179,33 @@ def test_compare_paper_page_with_several_runs(tmp_path):
     assert main(["compare-paper", str(a), "--out", str(out)]) == 0  # its own output is replaced
 
 
+def test_compare_paper_puts_each_null_model_beside_its_run(tmp_path):
+    import json
+
+    from fnet_dist.paper.compare import compare_paper
+
+    run = _run_folder(tmp_path / "spatial")
+    twin = _run_folder(run / "nulls" / "random-init", name="twin", findings=False)
+    for folder in ("evaluate", "networks"):  # a null variant runs the structure stages only
+        __import__("shutil").rmtree(twin / folder)
+    consistency = twin / "match" / "consistency.csv"
+    consistency.write_text(consistency.read_text().replace(",3,4,", ",0,4,").replace(",8,4,", ",0,4,"))  # 1 of 8
+    findings = json.loads((run / "report" / "findings.json").read_text())
+    findings["findings"].append({"id": "counterparts-vs-random-init", "claim": "More than the twin.", "verdict": "holds",
+                                 "effect": 0.25, "interval": [0.125, 0.375], "p_value": 0.0001, "n_examples": 6,
+                                 "units": "share of templates with a counterpart per sample, trained minus null model"})
+    (run / "report" / "findings.json").write_text(json.dumps(findings))
+    page = compare_paper([run], tmp_path / "page.md").read_text()
+    assert "| share of templates with ≥ 1 counterpart | 1.000 | 0.800 | 0.925 | 0.700 | 0.375 | 0.125 |" in page
+    assert "| IoU of the ICA top 5 % and LLM Localization's neurons | 0.0220 | 0.1250 |" in page  # no null column
+    assert "spatial · random-init null model" in page and "Run spatial · random-init null model has no" not in page
+    assert ("| spatial | `counterparts-vs-random-init` | 0.250 | [0.125, 0.375] | 1.0e-04 | 6 | **holds** | "
+            "share of templates with a counterpart per sample, trained minus null model |") in page
+    assert "- spatial · random-init null model:" not in page.split("## Findings")[1]  # findings are the trained run's
+    numbers = (tmp_path / "page.csv").read_text()
+    assert "spatial · random-init null model" in numbers
+
+
 def test_compare_paper_refuses_what_it_did_not_write(tmp_path, capsys):
     from fnet_dist.cli import main
 

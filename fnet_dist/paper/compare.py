@@ -6,6 +6,8 @@
   usable samples, converged ICAs and single-token maps per corpus, the evaluation's examples and draws.
 - ``compare_paper(runs, out) -> Path``: write the page (and its numbers as ``<out stem>.csv`` beside it). The
   page is generated, never hand-written: its first line marks it, and an ``--out`` without that mark is refused.
+  A run's null-model variants (``<run>/nulls/<name>``, e.g. the random-initialised twin) stand beside it in the
+  structure tables, and the run's trained-vs-null findings in a section of their own.
 
 Every figure is a number computed the same way from the paper's table and from the run's; the page says
 whether each run's figure lies below, within or above the range of the paper's models.
@@ -78,6 +80,7 @@ FIGURES: dict[str, tuple[tuple[int, ...], tuple[tuple[str, str], ...]]] = {
         ("probe_networks", "mean probe accuracy, all networks inhibited"),
     )),
 }
+STRUCTURE_TABLES = (1, 2, 6, 7, 8)  # the tables a null-model variant (structure stages only) produces
 # finding id prefixes (report/findings.json) that check the claims of each section
 _FINDINGS = {"Tables 1, 6-8": ("counterparts",), "Table 2": ("recurrence", "cross-corpus"),
              "Table 3": ("small-networks", "network-controls", "survives-without-massive"),
@@ -156,6 +159,8 @@ class RunInfo:
     samples: pd.DataFrame = field(default_factory=pd.DataFrame)
     findings: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    null_of: str | None = None  # the trained run's label when this is one of its null-model variants
+    null_name: str | None = None
 
 
 def _run_info(root: Path, label: str) -> RunInfo:
@@ -262,12 +267,15 @@ def _evaluate_figures(files: EvaluationFiles) -> dict[str, float]:
     return out
 
 
-def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.DataFrame, RunInfo]:
-    """The figures of ``FIGURES`` computed from the run folder ``root`` (section, figure, source, value)."""
+def run_figures(root: str | os.PathLike, label: str | None = None, *, null_of: str | None = None
+                ) -> tuple[pd.DataFrame, RunInfo]:
+    """The figures of ``FIGURES`` computed from the run folder ``root`` (section, figure, source, value);
+    ``null_of``: the label of the trained run whose null-model variant ``root`` is."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"no run folder at {str(root)!r}; pass the out folder of fnet run (e.g. runs/paper-smollm2)")
     info = _run_info(root, label or root.name)
+    info.null_of, info.null_name = null_of, (root.name if null_of else None)
     layout = RunLayout(root, stores=info.stores)
     values: dict[str, float] = {}
     consistency = layout.match.consistency
@@ -293,11 +301,19 @@ def run_figures(root: str | os.PathLike, label: str | None = None) -> tuple[pd.D
             values["best_iou"] = float(table["iou"].max())
             values["pairs"] = float(table["similar"].sum()) if "similar" in table else float("nan")
     values.update(_evaluate_figures(layout.evaluate))
-    if not layout.evaluate.results.is_file():
+    if not layout.evaluate.results.is_file() and info.null_of is None:
         info.missing.append(f"{layout.evaluate.folder.name}/{layout.evaluate.results.name}")
     section_of = {k: s for s, (_, figures) in FIGURES.items() for k, _ in figures}
     rows = [{"section": section_of[k], "figure": k, "source": info.label, "value": v} for k, v in values.items()]
     return pd.DataFrame(rows, columns=CSV_COLUMNS), info
+
+
+def null_runs(root: Path, label: str) -> list[tuple[pd.DataFrame, RunInfo]]:
+    """The figures of each null-model variant of the run at ``root`` (``<root>/nulls/<name>`` holding a config),
+    labelled ``<label> · <name> null model``."""
+    folder = Path(root) / "nulls"
+    names = sorted(p.name for p in folder.iterdir() if (p / "config.yaml").is_file()) if folder.is_dir() else []
+    return [run_figures(folder / name, f"{label} · {name} null model", null_of=label) for name in names]
 
 
 def _individual_shares(layout, corpora) -> pd.DataFrame:
@@ -366,15 +382,17 @@ def render(paper: pd.DataFrame, runs: list[tuple[pd.DataFrame, RunInfo]], when: 
     for _, info in runs:
         if info.missing:
             lines += ["", f"Run {info.label} has no {', '.join(info.missing)}: its figures from there are left out."]
+    trained = [(f, i) for f, i in runs if i.null_of is None]
     for section, (tables, figures) in FIGURES.items():
         part = paper[paper["section"] == section]
         models = list(dict.fromkeys(part["source"]))
-        header = ["figure"] + models + [i.label for _, i in runs]
-        rows, says = [], {i.label: {} for _, i in runs}
+        shown = runs if set(tables) <= set(STRUCTURE_TABLES) else trained
+        header = ["figure"] + models + [i.label for _, i in shown]
+        rows, says = [], {i.label: {} for _, i in shown}
         for key, label in figures:
             theirs = part[part["figure"] == key].set_index("source")["value"]
             row = [label] + [_fmt(theirs.get(m, np.nan), key) for m in models]
-            for frame, info in runs:
+            for frame, info in shown:
                 mine = frame[frame["figure"] == key]["value"]
                 value = float(mine.iloc[0]) if len(mine) else float("nan")
                 row.append(_fmt(value, key))
@@ -388,20 +406,21 @@ def render(paper: pd.DataFrame, runs: list[tuple[pd.DataFrame, RunInfo]], when: 
             else:
                 lines.append(f"- {run}: produced none of the tables these figures come from.")
         if tables == (1, 6, 7, 8):
-            for _, info in runs:
+            for _, info in shown:
                 if len(info.samples):
                     lines += ["", f"Usable samples per corpus in {info.label} (a sample is usable when its individual "
                               "ICA finished with status ok; the others are counted, never dropped silently), and of "
                               "those the share whose ICA converged and of maps peaking on one token:", ""]
                     lines += _markdown_table(list(info.samples.columns), [[str(v) for v in r] for r in info.samples.itertuples(index=False)])
         prefixes = _FINDINGS.get(section.split(":")[0], ())
-        hits = [(info, f) for _, info in runs for f in info.findings if str(f.get("id", "")).startswith(prefixes)]
+        hits = [(info, f) for _, info in trained for f in info.findings if str(f.get("id", "")).startswith(prefixes)]
         if hits:
             lines += ["", "Verdicts of the run's findings (report/findings.json) on this table's claims:", ""]
             for info, f in hits:
                 lines.append(f"- {info.label}, finding `{f.get('id', '')}`: **{f.get('verdict', '?')}** — {f.get('claim', '')}")
+    lines += _null_section(runs)
     lines += ["", "## Findings", ""]
-    for _, info in runs:
+    for _, info in trained:
         if not info.findings:
             lines.append(f"- {info.label}: no report/findings.json (the run's report stage writes it).")
             continue
@@ -409,6 +428,35 @@ def render(paper: pd.DataFrame, runs: list[tuple[pd.DataFrame, RunInfo]], when: 
             lines.append(f"- {info.label}: **{f.get('verdict', '?')}** — {f.get('claim', '')}"
                          + (f" ({f['reason']})" if f.get("reason") else ""))
     return "\n".join(lines) + "\n"
+
+
+def _null_section(runs: list[tuple[pd.DataFrame, RunInfo]]) -> list[str]:
+    """Each run beside its null models: the run's ``<claim>-vs-<null>`` findings (effect, interval, p, units,
+    verdict), the question the paper's tables cannot answer (is the structure the trained model's?)."""
+    nulls = [i for _, i in runs if i.null_of is not None]
+    if not nulls:
+        return []
+    lines = ["", "## The trained model beside its null models", "",
+             "A null-model variant runs the structure stages (record, decompose, match) on the same corpora and "
+             "settings with one thing changed (its config's `nulls` section), e.g. `random-init`: the same "
+             "architecture and tokenizer with the model's own random initialisation. Its columns stand beside the "
+             "trained run's in Tables 1, 2 and 6-8 above; the run's findings compare the two, samples or split "
+             "halves as the unit (`docs/statistics.md`):", ""]
+    rows = []
+    for _, info in runs:
+        for name in [n.null_name for n in nulls if n.null_of == info.label]:
+            for f in info.findings:
+                if str(f.get("id", "")).endswith(f"-vs-{name}"):
+                    low, high = (f.get("interval") or [float("nan")] * 2)[:2]
+                    n = f.get("n_examples") or f.get("n_draws")
+                    rows.append([info.label, f"`{f['id']}`", _fmt(f.get("effect", float("nan")), ""),
+                                 f"[{_fmt(low, '')}, {_fmt(high, '')}]", _fmt(f.get("p_value", float("nan")), ""),
+                                 "—" if n is None else str(n), f"**{f.get('verdict', '?')}**", str(f.get("units", ""))])
+    if rows:
+        lines += _markdown_table(["run", "finding", "effect", "interval", "p", "n", "verdict", "effect is"], rows)
+    else:
+        lines.append("No run's report/findings.json compares it with its null models yet (its report stage writes them).")
+    return lines
 
 
 def _check_out(out: Path) -> None:
@@ -439,7 +487,10 @@ def compare_paper(runs: Sequence[str | os.PathLike], out: str | os.PathLike = "d
     if out.suffix != ".md":
         raise InputError(f"--out {str(out)!r} must be a Markdown file (.md), e.g. docs/replication.md")
     _check_out(out)
-    computed = [run_figures(r, labels[i] if labels else None) for i, r in enumerate(runs)]
+    computed = []
+    for i, r in enumerate(runs):
+        frame, info = run_figures(r, labels[i] if labels else None)
+        computed += [(frame, info), *null_runs(info.root, info.label)]
     names = [i.label for _, i in computed]
     if len(set(names)) != len(names):
         raise InputError(f"two runs share the label {sorted(n for n in names if names.count(n) > 1)[0]!r}; "
