@@ -140,6 +140,24 @@ def test_network_against_draws_is_calibrated_and_finds_a_planted_effect():
     assert np.mean(found) >= 0.9
 
 
+def test_against_draws_interval_carries_the_spread_between_draws_and_names_its_floor():
+    """Examples that agree exactly still leave the draws' own spread: an interval over examples alone would be a
+    point; the hierarchical one is about the t interval of the draws' mean. A subject beyond every draw gets the
+    rank test's smallest p, 1 / (k + 1), and the verdict says so."""
+    rng = np.random.default_rng(5)
+    levels = rng.normal(0.0, 0.1, size=19)
+    draws = np.repeat(levels[:, None], 40, axis=1)           # each draw shifts every example alike
+    estimate = against_draws(np.full(40, 1.0), draws, **RUN)
+    low, high = estimate.interval
+    t_half = sps.t.ppf(0.975, 18) * levels.std(ddof=1) / np.sqrt(19)
+    assert low < 1.0 - levels.mean() < high and 0.6 < (high - low) / (2 * t_half) < 1.4
+    assert estimate.p == pytest.approx(1 / 20) and estimate.floor == pytest.approx(1 / 20) and "1/20" in estimate.test
+    verdict, reason = judge(estimate, estimate.p, ALPHA)
+    assert verdict == "holds" and "floor: beyond every one of its 19 draws" in reason
+    inside = against_draws(np.full(40, levels.max() - 1e-3), draws, **RUN)  # below the largest draw
+    assert inside.p == pytest.approx(2 / 20) and "floor" not in judge(inside, inside.p, ALPHA)[1]
+
+
 def test_one_example_gives_the_exact_sign_flip_p_and_an_unclear_verdict():
     """A task limited to one document (the default run's wiki passage) once stopped the report: scipy's
     permutation test needs two observations."""

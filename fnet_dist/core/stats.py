@@ -174,7 +174,7 @@ class Estimate:
     """A test's result: ``effect`` (positive = the claim's direction) with its ``interval`` at ``level``, the
     uncorrected ``p``, the test's name, and the counts behind it (``n_draws`` / ``n_examples``) with the
     smallest count at which p can reach alpha (``needed``, of the unit ``unit``: draws, examples, networks …;
-    ``n_units`` counts units other than draws and examples). ``p_fail``: the equivalence side, p of "the effect
+    ``n_units`` counts units other than draws and examples), and ``floor``, the smallest p the test can give. ``p_fail``: the equivalence side, p of "the effect
     reaches ``minimum``" (None: the test has none; the verdict then reads the interval against the minimum)."""
 
     effect: float
@@ -188,6 +188,7 @@ class Estimate:
     n_units: int | None = None
     p_fail: float | None = None
     minimum: float = 0.0
+    floor: float | None = None  # the smallest p the test can give (a Monte Carlo test's 1 / (draws + 1)), if it has one
 
     @property
     def n(self) -> int:
@@ -296,8 +297,10 @@ def against_draws(subject, draws, *, level: float, n_resamples: int, seed: int, 
 
     subject : per-example effects, shape (n_examples,); draws : shape (n_draws, n_examples); positive = the
     claim's direction (more damage, say). Statistic: the mean over examples. p: Monte Carlo rank of the
-    subject's mean among the draws' means (the draws are the null). Effect: subject mean - mean of the draws'
-    means, with a bootstrap interval over the examples of (subject_i - mean over draws of draw_i).
+    subject's mean among the k + 1 masks (the draws are the null; exact under exchangeability, so never below
+    its floor 1 / (k + 1): no test that assumes only that can go lower). Effect: subject mean - mean of the
+    draws' means, with a hierarchical bootstrap interval (the draws, then the examples, paired): it carries the
+    spread between draws as well as between examples (``networks_against_draws`` with one subject).
     level, n_resamples, alpha: the ``report`` section's ``level``, ``bootstrap`` and ``alpha``; seed: of the bootstrap.
     """
     subject = np.asarray(subject, dtype=float)
@@ -308,15 +311,14 @@ def against_draws(subject, draws, *, level: float, n_resamples: int, seed: int, 
     keep = np.isfinite(subject) & np.isfinite(draws).all(axis=0)
     subject, draws = subject[keep], draws[:, keep]
     n_draws = int(draws.shape[0]) if subject.size else 0
-    test = f"Monte Carlo test against {n_draws} {what} (rank of the mean effect); bootstrap interval over examples"
+    test = (f"Monte Carlo test against {n_draws} {what} (rank of the mean effect among the {n_draws + 1} masks; "
+            f"its smallest p is 1/{n_draws + 1}); hierarchical bootstrap interval (draws, then {subject.size} examples)")
     if subject.size == 0 or n_draws == 0:
         return Estimate(float("nan"), (float("nan"), float("nan")), float("nan"), test, n_draws=n_draws,
                         n_examples=int(subject.size), needed=draws_needed(alpha))
-    p = monte_carlo_p(subject.mean(), draws.mean(axis=1))
-    excess = subject - draws.mean(axis=0)
-    low, high, replicates = _bootstrap_replicates(excess, level, n_resamples, seed)
-    return Estimate(float(excess.mean()), (low, high), float(p), test, n_draws=n_draws, n_examples=int(subject.size),
-                    needed=draws_needed(alpha), p_fail=bootstrap_p_fail(replicates, minimum), minimum=minimum)
+    one = networks_against_draws(subject[None], [draws], level=level, n_resamples=n_resamples, seed=seed,
+                                 alpha=alpha, minimum=minimum, what=what)
+    return replace(one, test=test, unit="draws", n_units=None, needed=draws_needed(alpha), floor=1 / (n_draws + 1))
 
 
 def bootstrap_p_fail(replicates, minimum: float) -> float | None:
@@ -441,7 +443,9 @@ def judge(estimate: Estimate | None, p_corrected: float, alpha: float, minimum: 
         return "unclear", (f"{estimate.n} {unit} cannot reach p ≤ {alpha:g}: needs ≥ {estimate.needed}")
     low, high = estimate.interval
     if p_corrected <= alpha and low > 0:
-        return "holds", f"corrected p {p_corrected:.3g} ≤ {alpha:g} and the interval lies above 0"
+        at_floor = (f"; p {estimate.p:.3g} is its test's floor: beyond every one of its {estimate.n_draws} draws "
+                    "(more draws lower the floor)") if estimate.floor and estimate.p <= estimate.floor * (1 + 1e-9) else ""
+        return "holds", f"corrected p {p_corrected:.3g} ≤ {alpha:g} and the interval lies above 0{at_floor}"
     if minimum > 0 and p_fail_corrected is not None and np.isfinite(p_fail_corrected):
         if p_fail_corrected <= alpha:
             return "fails", (f"the effect lies below the minimum the claim needs ({minimum:g}): equivalence p "
