@@ -111,11 +111,13 @@ def _run_folder(root, *, name="run", exclude_first=0, findings=True):
               "n_samples": 1, "neurons": 1, **empty, **fields[c]} for c in values]
     pd.DataFrame(rows).to_csv(root / "evaluate" / "results.csv", index=False)
     (root / "evaluate" / "controls").mkdir()
-    pd.DataFrame({"condition": ["ctl-fraction15/0", "ctl-fraction15/1", "ctl-matched_count:news/1/0", "massive-only:news/1"],
-                  "task": "sst2", "metric": "acc", "value": [0.7, 0.8, 0.7, 0.6],
-                  "kind": ["control", "control", "control", "massive_only"],
-                  "control": ["fraction", "fraction", "matched_count", None], "corpus": [None, None, "news", "news"],
-                  "template": [None, None, 1, 1], "draw": [0, 1, 0, None]}).to_csv(
+    pd.DataFrame({"condition": ["ctl-fraction15/0", "ctl-fraction15/1", "ctl-fraction5/0", "ctl-matched_count:news/1/0",
+                                "massive-only:news/1"],
+                  "task": "sst2", "metric": "acc", "value": [0.7, 0.8, 0.75, 0.7, 0.6],
+                  "kind": ["control", "control", "control", "control", "massive_only"],
+                  "control": ["fraction", "fraction", "fraction", "matched_count", None],
+                  "percent": [15.0, 15.0, 5.0, None, None], "corpus": [None, None, None, "news", "news"],
+                  "template": [None, None, None, 1, 1], "draw": [0, 1, 0, 0, None]}).to_csv(
         root / "evaluate" / "controls" / "results.csv", index=False)
     pd.DataFrame({"ICA vs LLM Localization": [0.125]}, index=["Spatial Similarity (IoU)"]).to_csv(
         root / "evaluate" / "tables" / "table5_iou.csv")
@@ -147,8 +149,8 @@ def test_compare_paper_figures_from_a_synthetic_run(tmp_path):
     assert (got["probe_normal"], got["probe_random"], got["probe_networks"]) == (0.9, 0.85, 0.6)
     assert info.samples.set_index("corpus").loc["news"].tolist() == [4, 5, 2.75, "75%", "25%"]
     assert info.samples.set_index("corpus").loc["wiki"].tolist()[3:] == ["—", "—"]  # its store is gone
-    assert info.evaluation == ("10 conditions on sst2 5, rte 4, wikitext 1 examples; 3 random control draws "
-                               "(fraction 2, matched_count 1) scored on sst2")
+    assert info.evaluation == ("10 conditions on sst2 5, rte 4, wikitext 1 examples; 4 random control draws "
+                               "(fraction 15 % 2, fraction 5 % 1, matched_count 1) scored on sst2")
     paper = paper_figures().set_index(["figure", "source"])["value"]
     assert paper[("largest", "GPT-2 (Table 1)")] == 1848 and paper[("best_iou", "Qwen2.5-7B-Instruct (Table 2)")] == 0.9302
     assert paper[("halving", "Qwen2.5-7B-Instruct (Table 3)")] == 0.4
@@ -239,7 +241,7 @@ def test_paper_smollm2_config_is_the_papers_sizes(overrides):
     assert (r.group_samples, r.individual_samples, r.max_tokens) == (100, 100, 1024)
     assert (d.components, d.group_components, d.n_init) == (64, 10, 10)
     assert (m.threshold, m.two_sided, m.iou) == (3.6, True, 0.2)
-    assert set(e.tasks) == set(OFFLINE_TASKS) and e.controls.draws >= 19
+    assert set(e.tasks) == set(OFFLINE_TASKS) and e.controls.top_draws >= 39 and e.controls.networks == "all"
     assert config.pack_to_tokens() >= d.components + 1 + d.exclude_first_tokens
     assert all(c.spec.startswith("offline:") for c in config.corpora.values())
     base = load_config(Path(__file__).parents[1] / "pipeline" / "paper-smollm2.yaml")

@@ -201,8 +201,12 @@ def _evaluation_info(layout: RunLayout) -> str:
     if controls.is_file():
         draws = pd.read_csv(controls)
         draws = draws[draws["kind"] == "control"]
-        masks = draws.drop_duplicates(["control", "corpus", "template", "draw"])
-        kinds = masks.groupby("control", sort=False).size()
+        masks = draws.drop_duplicates("condition")  # one mask per condition (draw numbers repeat across kinds)
+        kind = masks["control"].astype(str)
+        if "percent" in masks:  # fraction draws of several sizes (the 15 % context, the top 5 % null)
+            fraction = kind.eq("fraction") & masks["percent"].notna()
+            kind = kind.where(~fraction, "fraction " + masks["percent"].map(lambda v: f"{v:g}") + " %")
+        kinds = kind.groupby(kind, sort=False).size()
         text += (f"; {len(masks)} random control draws ({', '.join(f'{k} {n}' for k, n in kinds.items())}) "
                  f"scored on {', '.join(dict.fromkeys(draws['task']))}")
     return text
