@@ -174,8 +174,9 @@ class Estimate:
     """A test's result: ``effect`` (positive = the claim's direction) with its ``interval`` at ``level``, the
     uncorrected ``p``, the test's name, and the counts behind it (``n_draws`` / ``n_examples``) with the
     smallest count at which p can reach alpha (``needed``, of the unit ``unit``: draws, examples, networks …;
-    ``n_units`` counts units other than draws and examples), and ``floor``, the smallest p the test can give. ``p_fail``: the equivalence side, p of "the effect
-    reaches ``minimum``" (None: the test has none; the verdict then reads the interval against the minimum)."""
+    ``n_units`` counts units other than draws and examples), and ``floor``, the smallest p the test can give.
+    ``p_fail``: the equivalence side, p of "the effect reaches ``minimum``" (None: the test has none; the verdict
+    then reads the interval against the minimum)."""
 
     effect: float
     interval: tuple[float, float]
