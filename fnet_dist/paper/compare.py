@@ -312,7 +312,7 @@ def run_figures(root: str | os.PathLike, label: str | None = None, *, null_of: s
     return pd.DataFrame(rows, columns=CSV_COLUMNS), info
 
 
-def null_runs(root: Path, label: str) -> list[tuple[pd.DataFrame, RunInfo]]:
+def _null_runs(root: Path, label: str) -> list[tuple[pd.DataFrame, RunInfo]]:
     """The figures of each null-model variant of the run at ``root`` (``<root>/nulls/<name>`` holding a config),
     labelled ``<label> · <name> null model``."""
     folder = Path(root) / "nulls"
@@ -494,7 +494,7 @@ def compare_paper(runs: Sequence[str | os.PathLike], out: str | os.PathLike = "d
     computed = []
     for i, r in enumerate(runs):
         frame, info = run_figures(r, labels[i] if labels else None)
-        computed += [(frame, info), *null_runs(info.root, info.label)]
+        computed += [(frame, info), *_null_runs(info.root, info.label)]
     names = [i.label for _, i in computed]
     if len(set(names)) != len(names):
         raise InputError(f"two runs share the label {sorted(n for n in names if names.count(n) > 1)[0]!r}; "
